@@ -1,0 +1,115 @@
+"""soundforge: provider-neutral generative audio, every result with its licence and provenance.
+
+    from soundforge import generate
+    track = generate("lo-fi hip hop, 85 BPM, in A minor", duration=15, seed=1)
+    track.save("track.wav")          # WAV with licence + provenance tags and a JSON sidecar
+    print(track.license.summary())
+
+`import soundforge` stays light: engines (torch, transformers, …) load only when their provider runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    AllProvidersFailedError,
+    AuthenticationError,
+    ConfigurationError,
+    ContentRefusedError,
+    GenerationCancelledError,
+    GenerationTimeoutError,
+    InvalidRequestError,
+    LicensePolicyError,
+    ModelNotAvailableError,
+    ProviderError,
+    ProviderNotFoundError,
+    ProviderUnavailableError,
+    RateLimitError,
+    SoundforgeError,
+    UnsupportedFeatureError,
+)
+
+if TYPE_CHECKING:
+    from .backends.base import Backend, CancelToken, ProgressCallback, ProgressEvent
+    from .capabilities import Capabilities
+    from .client import Client, ProviderStatus
+    from .config import Config
+    from .licensing import CommercialUse, License
+    from .policy import LicensePolicy
+    from .provenance import Provenance
+    from .request import AudioInput, GenerationRequest
+    from .result import Generation, Track
+
+_LAZY = {
+    "Client": "client", "ProviderStatus": "client", "Config": "config", "GenerationRequest": "request",
+    "AudioInput": "request", "Generation": "result", "Track": "result", "License": "licensing",
+    "CommercialUse": "licensing", "LicensePolicy": "policy", "Provenance": "provenance",
+    "Capabilities": "capabilities", "Backend": "backends.base", "CancelToken": "backends.base",
+    "ProgressEvent": "backends.base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import public classes on first use, keeping `import soundforge` fast."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'soundforge' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"soundforge.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+_default_client: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The process-wide client used by `generate`/`agenerate` (config loaded from the usual sources)."""
+    global _default_client
+    with _default_lock:
+        if _default_client is None:
+            from .client import Client
+
+            _default_client = Client()
+        return _default_client
+
+
+def generate(prompt_or_request: str | GenerationRequest, *, provider: str | None = None,
+             on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+             **params: Any) -> Generation:
+    """Generate audio from a prompt (or a `GenerationRequest`) and return it with licence and provenance.
+
+    Args:
+        prompt_or_request: text prompt, or a complete request.
+        provider: `"synth"`, `"musicgen:facebook/musicgen-small"`, `"auto"`…; default from config.
+        on_progress: called with a `ProgressEvent` per step.
+        cancel: a `CancelToken` to stop the generation between steps.
+        **params: request fields (`duration=`, `seed=`, `num_outputs=`, …).
+    """
+    return default_client().generate(prompt_or_request, provider=provider, on_progress=on_progress,
+                                     cancel=cancel, **params)
+
+
+async def agenerate(prompt_or_request: str | GenerationRequest, *, provider: str | None = None,
+                    on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                    **params: Any) -> Generation:
+    """Async `generate`: runs local engines in a worker thread and never blocks the event loop."""
+    return await default_client().agenerate(prompt_or_request, provider=provider, on_progress=on_progress,
+                                            cancel=cancel, **params)
+
+
+__all__ = [
+    "AllProvidersFailedError", "AudioInput", "AuthenticationError", "Backend", "CancelToken", "Capabilities",
+    "Client", "CommercialUse", "Config", "ConfigurationError", "ContentRefusedError", "Generation",
+    "GenerationCancelledError", "GenerationRequest", "GenerationTimeoutError", "InvalidRequestError", "License",
+    "LicensePolicy", "LicensePolicyError", "ModelNotAvailableError", "ProgressEvent", "Provenance",
+    "ProviderError", "ProviderNotFoundError", "ProviderStatus", "ProviderUnavailableError", "RateLimitError",
+    "SoundforgeError", "Track", "UnsupportedFeatureError", "__version__", "agenerate", "default_client",
+    "generate",
+]

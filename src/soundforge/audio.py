@@ -1,0 +1,201 @@
+"""Audio arrays, formats, loudness and hashing shared by every backend and by file output.
+
+Audio inside soundforge is always a float32 numpy array shaped (channels, samples) with its sample rate
+kept beside it. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import InvalidRequestError
+
+AudioArray = npt.NDArray[np.float32]
+
+#: IPTC digital source type for media made by a model trained on sampled content.
+TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+#: IPTC digital source type for media made by an algorithm with no training data (the `synth` backend).
+ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicMedia"
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """One output container soundfile/libsndfile can write without ffmpeg."""
+
+    name: str
+    extension: str
+    sf_format: str
+    sf_subtype: str
+    lossless: bool
+    mime: str
+
+
+FORMATS: dict[str, AudioFormat] = {
+    "wav": AudioFormat("wav", ".wav", "WAV", "PCM_16", True, "audio/wav"),
+    "flac": AudioFormat("flac", ".flac", "FLAC", "PCM_16", True, "audio/flac"),
+    "ogg": AudioFormat("ogg", ".ogg", "OGG", "VORBIS", False, "audio/ogg"),
+    "mp3": AudioFormat("mp3", ".mp3", "MP3", "MPEG_LAYER_III", False, "audio/mpeg"),
+}
+
+
+def format_for(path: str | os.PathLike[str] | None, explicit: str | None = None) -> AudioFormat:
+    """Pick the output format from an explicit name or else from the file extension."""
+    if explicit:
+        key = explicit.lower().lstrip(".")
+        if key not in FORMATS:
+            raise InvalidRequestError(f"unknown audio format {explicit!r}", field="format",
+                                      hint=f"use one of: {', '.join(FORMATS)}")
+        return FORMATS[key]
+    if path is None:
+        return FORMATS["wav"]
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise InvalidRequestError(
+            f"cannot tell the audio format from {str(path)!r}", field="format",
+            hint=f"end the file name with one of {', '.join('.' + f for f in FORMATS)} or pass format=...")
+    return FORMATS[suffix]
+
+
+def as_audio(array: Any, *, name: str = "audio") -> AudioArray:
+    """Return `array` as contiguous float32 shaped (channels, samples); 1-D input becomes mono.
+
+    Raises InvalidRequestError for empty, non-finite or more-than-2-D input.
+    """
+    data = np.asarray(array, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[np.newaxis, :]
+    if data.ndim != 2:
+        raise InvalidRequestError(f"{name} must be 1-D or (channels, samples); got shape {data.shape}",
+                                  field=name)
+    if data.shape[0] > data.shape[1] and data.shape[1] <= 8:
+        # (samples, channels) as soundfile returns it: turn it round rather than make 40,000 channels.
+        data = data.T
+    if data.shape[1] == 0:
+        raise InvalidRequestError(f"{name} holds no samples", field=name)
+    if not np.all(np.isfinite(data)):
+        raise InvalidRequestError(f"{name} contains NaN or infinite samples", field=name)
+    return np.ascontiguousarray(data)
+
+
+def pcm_sha256(audio: AudioArray) -> str:
+    """sha256 of the audio as little-endian float32, channels-first: the fingerprint recorded in provenance."""
+    data = np.ascontiguousarray(audio, dtype="<f4")
+    return hashlib.sha256(data.tobytes()).hexdigest()
+
+
+def load_audio(source: str | os.PathLike[str] | bytes) -> tuple[AudioArray, int]:
+    """Read an audio file (path or encoded bytes) into (channels, samples) float32 and its sample rate."""
+    import soundfile as sf
+
+    try:
+        if isinstance(source, bytes):
+            data, rate = sf.read(io.BytesIO(source), dtype="float32", always_2d=True)
+        else:
+            data, rate = sf.read(os.fspath(source), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        where = "the given bytes" if isinstance(source, bytes) else repr(os.fspath(source))
+        raise InvalidRequestError(f"cannot read audio from {where}: {exc}", field="audio",
+                                  hint="use a WAV, FLAC, OGG or MP3 file") from exc
+    return np.ascontiguousarray(data.T, dtype=np.float32), int(rate)
+
+
+def true_peak(audio: AudioArray, oversample: int = 4) -> float:
+    """Estimate the true peak (linear) by band-limited oversampling, as BS.1770 asks."""
+    if audio.shape[1] < 2:
+        return float(np.max(np.abs(audio)))
+    n = audio.shape[1]
+    spectrum = np.fft.rfft(audio.astype(np.float64), axis=1)
+    upsampled = np.fft.irfft(spectrum, n=n * oversample, axis=1) * oversample
+    return float(max(np.max(np.abs(upsampled)), np.max(np.abs(audio))))
+
+
+def integrated_loudness(audio: AudioArray, sample_rate: int) -> float:
+    """Integrated loudness in LUFS (ITU-R BS.1770-4, measured with pyloudnorm)."""
+    import pyloudnorm
+
+    meter = pyloudnorm.Meter(sample_rate)
+    block = meter.block_size
+    if audio.shape[1] < int(block * sample_rate):
+        raise InvalidRequestError(f"audio shorter than {block:g} s cannot be loudness-measured",
+                                  field="loudness", hint="drop the loudness target for very short clips")
+    return float(meter.integrated_loudness(audio.T.astype(np.float64)))
+
+
+def normalize_loudness(audio: AudioArray, sample_rate: int, target_lufs: float,
+                       true_peak_dbtp: float = -1.0) -> AudioArray:
+    """Scale to `target_lufs` integrated loudness, then lower the gain if the true peak would pass the ceiling.
+
+    The ceiling wins over the target: a quiet target is always met, a loud one may end a little under.
+    """
+    current = integrated_loudness(audio, sample_rate)
+    if not np.isfinite(current):  # silence: nothing to scale
+        return audio
+    gain = 10.0 ** ((target_lufs - current) / 20.0)
+    scaled = audio * np.float32(gain)
+    ceiling = 10.0 ** (true_peak_dbtp / 20.0)
+    peak = true_peak(scaled)
+    if peak > ceiling:
+        scaled = scaled * np.float32(ceiling / peak)
+    return scaled.astype(np.float32)
+
+
+def encode(audio: AudioArray, sample_rate: int, fmt: AudioFormat, strings: dict[str, str] | None = None) -> bytes:
+    """Encode audio to `fmt` in memory, with libsndfile's string tags (RIFF INFO / Vorbis comments / ID3 basics)."""
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    clipped = np.clip(audio, -1.0, 1.0).T
+    extra: dict[str, Any] = {}
+    if fmt.name == "mp3":
+        extra = {"compression_level": 0.0, "bitrate_mode": "CONSTANT"}
+    with sf.SoundFile(buffer, mode="w", samplerate=sample_rate, channels=audio.shape[0],
+                      format=fmt.sf_format, subtype=fmt.sf_subtype, **extra) as handle:
+        for key, value in (strings or {}).items():
+            setattr(handle, key, value)
+        handle.write(clipped)
+    return buffer.getvalue()
+
+
+def decoded_sha256(data: bytes) -> str:
+    """sha256 of the PCM a file decodes to (float32, channels-first): what `soundforge verify` recomputes."""
+    audio, _ = load_audio(data)
+    return pcm_sha256(audio)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:
+    """Write bytes to `path` through a temp file in the same folder and a rename: never a partial file.
+
+    Raises FileExistsError when the file exists and `overwrite` is false.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            # link() fails if the target appeared meanwhile, so a concurrent writer is never clobbered.
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it") from None
+            except OSError:
+                os.replace(tmp, target)  # file systems without hard links
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target

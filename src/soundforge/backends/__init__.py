@@ -1,0 +1,113 @@
+"""The provider registry: built-in backends, planned ones, and third-party ones from entry points.
+
+Backends are imported only when used, so `import soundforge` stays light. A third-party package
+registers a `Backend` subclass under the entry-point group `soundforge.backends`:
+
+    [project.entry-points."soundforge.backends"]
+    myprovider = "my_package.backend:MyBackend"
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..errors import ProviderNotFoundError, ProviderUnavailableError
+from .base import Availability, Backend, CancelToken, ProgressEvent, RawGeneration, RawTrack, RunContext
+
+ENTRY_POINT_GROUP = "soundforge.backends"
+
+#: Built-in backends: provider name -> "module:Class", imported on first use.
+BUILTIN: dict[str, str] = {
+    "synth": "soundforge.backends.synth:SynthBackend",
+}
+
+
+@dataclass(frozen=True)
+class PlannedProvider:
+    """A provider soundforge names but does not implement in this version, with the honest reason."""
+
+    name: str
+    description: str
+    reason: str
+    license_key: str
+    default_model: str
+
+
+PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
+    PlannedProvider("musicgen", "Meta MusicGen through transformers (local)",
+                    "not implemented yet in this version (planned: soundforge[musicgen])",
+                    "musicgen", "facebook/musicgen-small"),
+    PlannedProvider("stable-audio", "Stable Audio Open through diffusers (local)",
+                    "not implemented yet in this version (planned: soundforge[stable-audio])",
+                    "stable-audio", "stabilityai/stable-audio-open-1.0"),
+    PlannedProvider("audiogen", "Meta AudioGen through audiocraft (local, sound effects)",
+                    "not implemented yet in this version (planned: soundforge[audiocraft])",
+                    "audiogen", "facebook/audiogen-medium"),
+    PlannedProvider("magnet", "Meta MAGNeT through audiocraft (local)",
+                    "not implemented yet in this version (planned: soundforge[audiocraft])",
+                    "magnet", "facebook/magnet-small-10secs"),
+    PlannedProvider("stability", "Stability AI Stable Audio API (cloud)",
+                    "not implemented yet in this version (planned; will need STABILITY_API_KEY)",
+                    "stability", "stable-audio-2.5"),
+    PlannedProvider("elevenlabs", "ElevenLabs Music API (cloud)",
+                    "not implemented yet in this version (planned; will need ELEVENLABS_API_KEY)",
+                    "elevenlabs", "music_v1"),
+    PlannedProvider("replicate", "Replicate predictions (cloud, e.g. meta/musicgen)",
+                    "not implemented yet in this version (planned; will need REPLICATE_API_TOKEN)",
+                    "replicate", "meta/musicgen"),
+    PlannedProvider("fal", "fal queue API (cloud, e.g. fal-ai/stable-audio)",
+                    "not implemented yet in this version (planned; will need FAL_KEY)",
+                    "fal", "fal-ai/stable-audio"),
+    PlannedProvider("lyria", "Google Lyria on Vertex AI (cloud)",
+                    "not implemented yet in this version (planned; will need a Google Cloud token)",
+                    "lyria", "lyria-002"),
+    PlannedProvider("suno", "Suno (hosted app)",
+                    "Suno publishes no official public API; only unofficial third-party wrappers exist",
+                    "suno", "suno"),
+    PlannedProvider("udio", "Udio (hosted app)",
+                    "Udio publishes no official public API and its current terms forbid downloading outputs",
+                    "udio", "udio"),
+]}
+
+
+@lru_cache(maxsize=1)
+def _entry_points() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_providers() -> list[str]:
+    """Every provider name: built in, planned and installed through entry points."""
+    return sorted({*BUILTIN, *PLANNED, *_entry_points()})
+
+
+def backend_class(name: str) -> type[Backend]:
+    """Import and return the backend class for a provider name.
+
+    Raises ProviderNotFoundError for an unknown name and ProviderUnavailableError for a planned or
+    broken one, with the reason and the fix.
+    """
+    target = BUILTIN.get(name) or _entry_points().get(name)
+    if target is None:
+        if name in PLANNED:
+            raise ProviderUnavailableError(name, PLANNED[name].reason)
+        raise ProviderNotFoundError(name, known_providers())
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ProviderUnavailableError(name, f"its module {module_name!r} cannot be imported ({exc})",
+                                       fix=f"reinstall the package that provides {name!r}") from exc
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise ProviderUnavailableError(name, f"{target} is not a soundforge Backend subclass")
+    return cls
+
+
+__all__ = [
+    "BUILTIN", "PLANNED", "Availability", "Backend", "CancelToken", "PlannedProvider", "ProgressEvent",
+    "RawGeneration", "RawTrack", "RunContext", "backend_class", "known_providers",
+]

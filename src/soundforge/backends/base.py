@@ -1,0 +1,183 @@
+"""The backend interface every provider implements, and the data it hands back.
+
+A backend declares its models and their capabilities, says whether it can run here (and if not, the
+exact fix), and turns a validated request into raw audio. Licence, provenance, policy, fallbacks and
+file output are the client's job, so a backend stays a short adapter around one engine or API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..audio import TRAINED_ALGORITHMIC_MEDIA, AudioArray
+from ..capabilities import Capabilities, ModelInfo
+from ..errors import (
+    GenerationCancelledError,
+    InvalidRequestError,
+    ModelNotAvailableError,
+    UnsupportedFeatureError,
+)
+from ..request import GenerationRequest
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here; when not, `reason` says why and `fix` what to do."""
+
+    available: bool
+    reason: str = ""
+    fix: str | None = None
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Progress of one generation: `done` of `total` steps in the current phase."""
+
+    phase: str
+    done: int
+    total: int
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class CancelToken:
+    """A flag a caller sets to stop a generation; backends check it between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the running generation to stop at its next step."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether cancel() was called."""
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise GenerationCancelledError when cancelled."""
+        if self._event.is_set():
+            raise GenerationCancelledError("generation cancelled by the caller")
+
+
+@dataclass
+class RunContext:
+    """What the client gives a backend for one call: progress reporting, cancellation, provider settings."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    on_progress: ProgressCallback | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+    def progress(self, phase: str, done: int, total: int) -> None:
+        """Report progress and stop if the caller cancelled."""
+        self.cancel.raise_if_cancelled()
+        if self.on_progress is not None:
+            self.on_progress(ProgressEvent(phase, done, total))
+
+
+@dataclass(frozen=True)
+class RawTrack:
+    """Audio as a backend made it, before licence and provenance are attached."""
+
+    audio: AudioArray
+    sample_rate: int
+    seed: int | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawGeneration:
+    """A backend's answer: tracks plus the facts the provenance needs."""
+
+    tracks: list[RawTrack]
+    model_revision: str | None = None
+    engine_versions: dict[str, str] = field(default_factory=dict)
+    device: str = "cpu"
+    load_seconds: float = 0.0
+    digital_source_type: str = TRAINED_ALGORITHMIC_MEDIA
+    unofficial: bool = False
+
+
+class Backend(ABC):
+    """Base class of all providers. Subclasses set `name`, `default_model` and implement the abstract methods."""
+
+    #: Provider name used in specs (`"synth"`, `"musicgen"`).
+    name: ClassVar[str]
+    #: One-line description for `soundforge providers`.
+    description: ClassVar[str] = ""
+    #: Model used when the spec names none.
+    default_model: ClassVar[str]
+    #: Whether the backend runs on this machine (True) or calls a remote API (False).
+    local: ClassVar[bool] = True
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        self.settings: dict[str, Any] = dict(settings or {})
+
+    # --- declared facts ---
+    @abstractmethod
+    def models(self) -> list[ModelInfo]:
+        """The models this backend offers (known ones; others may still load by id or path)."""
+
+    def availability(self) -> Availability:
+        """Whether this backend can run here. Cheap: never loads a model or calls the network."""
+        return Availability(True)
+
+    def model_info(self, model: str) -> ModelInfo:
+        """The declared model, or ModelNotAvailableError naming the known ones."""
+        for info in self.models():
+            if info.id == model:
+                return info
+        known = ", ".join(m.id for m in self.models())
+        raise ModelNotAvailableError(self.name, model, f"not one of this provider's models ({known})")
+
+    def capabilities(self, model: str) -> Capabilities:
+        """Capabilities of one model."""
+        return self.model_info(model).capabilities
+
+    def check(self, request: GenerationRequest, model: str, supported_by: Callable[[str], list[str]]) -> None:
+        """Refuse a request this model cannot honour, before any work. `supported_by(field)` names alternatives."""
+        caps = self.capabilities(model)
+        for name in sorted(request.set_fields()):
+            if not caps.supports(name):
+                raise UnsupportedFeatureError(name, f"{self.name}:{model}", supported_by(name))
+        if request.duration > caps.max_duration:
+            raise InvalidRequestError(
+                f"duration {request.duration:g} s is over the {caps.max_duration:g} s maximum of {self.name}:{model}",
+                field="duration", provider=self.name, hint="ask for a shorter duration or pick another model")
+        if request.duration < caps.min_duration:
+            raise InvalidRequestError(
+                f"duration {request.duration:g} s is under the {caps.min_duration:g} s minimum of {self.name}:{model}",
+                field="duration", provider=self.name)
+        if request.num_outputs > caps.max_outputs:
+            raise InvalidRequestError(
+                f"num_outputs {request.num_outputs} is over the {caps.max_outputs} maximum of {self.name}:{model}",
+                field="num_outputs", provider=self.name)
+        if request.sample_rate is not None and request.sample_rate not in caps.sample_rates:
+            raise UnsupportedFeatureError("sample_rate", f"{self.name}:{model}", supported_by("sample_rate"),
+                                          detail=f"it produces {', '.join(map(str, caps.sample_rates))} Hz")
+        if request.channels is not None and request.channels not in caps.channels:
+            raise UnsupportedFeatureError("channels", f"{self.name}:{model}", supported_by("channels"),
+                                          detail=f"it produces {', '.join(map(str, caps.channels))} channel(s)")
+
+    # --- work ---
+    @abstractmethod
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        """Make the audio for a checked request (blocking)."""
+
+    async def agenerate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        """Async generation; by default runs `generate` in a worker thread, cancelling it if the task is cancelled."""
+        try:
+            return await asyncio.to_thread(self.generate, request, model, context)
+        except asyncio.CancelledError:
+            context.cancel.cancel()
+            raise
+
+    def close(self) -> None:
+        """Release models, sessions and other resources."""

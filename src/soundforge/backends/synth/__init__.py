@@ -1,0 +1,72 @@
+"""`synth`: the built-in offline synthesizer. No weights, no network, no torch; CC0 output.
+
+It reads tempo ("128 BPM", "slow"), key and mode ("in A minor", "dark") and genre words from the
+prompt, then renders drums, bass, chords and a lead line. The same request and seed give
+bit-identical audio; a different seed gives a different piece. It is the default provider on a
+fresh machine and the workhorse of fast tests.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+
+from ...audio import ALGORITHMIC_MEDIA
+from ...capabilities import Capabilities, ModelInfo
+from ...request import GenerationRequest
+from ..base import Backend, RawGeneration, RawTrack, RunContext
+from .render import render
+from .theory import plan_from_prompt
+
+DEFAULT_SAMPLE_RATE = 44100
+_CAPABILITIES = Capabilities(
+    min_duration=1.0,
+    max_duration=600.0,
+    sample_rates=(22050, 24000, 32000, 44100, 48000),
+    channels=(1, 2),
+    fields=frozenset({"seed", "num_outputs", "sample_rate", "channels"}),
+    max_outputs=16,
+    seed_deterministic=True,
+    cost_hint="free, local, faster than real time",
+)
+
+
+class SynthBackend(Backend):
+    """The embedded procedural synthesizer."""
+
+    name = "synth"
+    description = "built-in offline synthesizer (drums, bass, chords, lead); CC0"
+    default_model = "default"
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id="default", description="procedural arrangement from prompt words",
+                          capabilities=_CAPABILITIES)]
+
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        sample_rate = request.sample_rate or DEFAULT_SAMPLE_RATE
+        channels = request.channels or 2
+        base_seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        tracks = []
+        for index in range(request.num_outputs):
+            context.progress("render", index, request.num_outputs)
+            seed = base_seed + index
+            rng = np.random.default_rng(seed)
+            plan = plan_from_prompt(request.prompt, int(rng.integers(1 << 30)))
+            stereo = render(plan, request.duration, sample_rate, rng)
+            audio = stereo.mean(axis=0, keepdims=True) if channels == 1 else stereo
+            tracks.append(RawTrack(
+                audio=audio.astype(np.float32), sample_rate=sample_rate, seed=seed,
+                parameters={"tempo_bpm": plan.tempo, "key": _key_name(plan.tonic, plan.minor),
+                            "style": plan.style.name, "sample_rate": sample_rate, "channels": channels,
+                            "duration": request.duration}))
+        context.progress("render", request.num_outputs, request.num_outputs)
+        return RawGeneration(tracks=tracks, engine_versions={"numpy": np.__version__},
+                             digital_source_type=ALGORITHMIC_MEDIA)
+
+
+_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def _key_name(tonic: int, minor: bool) -> str:
+    return f"{_NAMES[tonic]} {'minor' if minor else 'major'}"

@@ -1,0 +1,44 @@
+"""What a provider's model can do, declared by its backend and checked before any work starts."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Request fields a backend may support; `prompt` and `duration` are always supported.
+OPTIONAL_FIELDS = (
+    "negative_prompt", "seed", "num_outputs", "sample_rate", "channels", "temperature", "top_k", "top_p",
+    "guidance", "steps", "melody", "audio_prompt", "audio_prompt_mode", "strength", "lyrics", "instrumental",
+    "output_format", "loudness", "extra",
+)
+#: Fields handled by soundforge itself when saving, so every backend supports them.
+SDK_FIELDS = frozenset({"output_format", "loudness"})
+
+
+class Capabilities(BaseModel):
+    """The request features one model of one provider supports."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_duration: float = 0.0
+    max_duration: float
+    sample_rates: tuple[int, ...] = Field(description="output sample rates the model can produce")
+    channels: tuple[int, ...] = (1, 2)
+    fields: frozenset[str] = Field(frozenset(), description="optional request fields the model honours")
+    max_outputs: int = 1
+    seed_deterministic: bool = True
+    streaming: bool = False
+    cost_hint: str = "free, local"
+
+    def supports(self, field: str) -> bool:
+        """Whether the model honours an optional request field."""
+        return field in self.fields or field in SDK_FIELDS
+
+
+class ModelInfo(BaseModel):
+    """One model a backend offers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    description: str = ""
+    capabilities: Capabilities

@@ -1,0 +1,184 @@
+"""The `soundforge` command: a thin shell over the Python API.
+
+Exit codes: 0 success, 1 other failure, 2 bad usage or invalid request, 3 provider or configuration
+problem, 4 refused by the licence policy, 5 audio changed since generation (`verify`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    LicensePolicyError,
+    ModelNotAvailableError,
+    ProviderUnavailableError,
+    SoundforgeError,
+)
+
+EXIT_FAILURE, EXIT_USAGE, EXIT_PROVIDER, EXIT_POLICY, EXIT_MODIFIED = 1, 2, 3, 4, 5
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, LicensePolicyError):
+        return EXIT_POLICY
+    if isinstance(exc, (InvalidRequestError, FileExistsError)):
+        return EXIT_USAGE
+    if isinstance(exc, (ProviderUnavailableError, ModelNotAvailableError, ConfigurationError)):
+        return EXIT_PROVIDER
+    return EXIT_FAILURE
+
+
+def _fail(exc: BaseException, debug: bool) -> NoReturn:
+    if debug:
+        raise exc
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(_exit_code(exc))
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE", param_hint="--param")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="soundforge")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Extra TOML config file, read after the usual ones.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
+    """Provider-neutral generative audio with licence and provenance."""
+    ctx.obj = {"config": config_path, "debug": debug}
+
+
+def _client(ctx: click.Context, **policy: Any) -> Any:
+    from .client import Client
+    from .config import Config
+
+    config = Config.load(ctx.obj["config"])
+    if policy:
+        config = config.model_copy(update={"policy": config.policy.model_copy(update=policy)})
+    return Client(config)
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("-p", "--provider", default=None, help="Provider spec: synth, musicgen:MODEL, auto, …")
+@click.option("-d", "--duration", type=float, default=None, help="Seconds of audio.")
+@click.option("-n", "--num-outputs", type=int, default=None, help="How many variations.")
+@click.option("--seed", type=int, default=None, help="Random seed (same seed, same audio).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("track.wav"),
+              show_default=True, help="Output file; the extension picks the format.")
+@click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "mp3"]), default=None)
+@click.option("--loudness", type=float, default=None, help="Normalise to this LUFS target (e.g. -14).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Any request field (JSON values), e.g. --param temperature=0.9 --param extra='{\"x\":1}'.")
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
+@click.option("--no-sidecar", is_flag=True, help="Do not write the JSON sidecar.")
+@click.option("--commercial", is_flag=True, help="Refuse models whose outputs may not be used commercially.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def generate(ctx: click.Context, prompt: str, provider: str | None, duration: float | None,
+             num_outputs: int | None, seed: int | None, output: Path, fmt: str | None, loudness: float | None,
+             params: tuple[str, ...], overwrite: bool, no_sidecar: bool, commercial: bool, quiet: bool) -> None:
+    """Generate audio from PROMPT and save it with licence and provenance."""
+    debug = ctx.obj["debug"]
+    fields: dict[str, Any] = dict(_parse_param(p) for p in params)
+    for key, value in (("duration", duration), ("num_outputs", num_outputs), ("seed", seed)):
+        if value is not None:
+            fields[key] = value
+    try:
+        client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
+        with client:
+            generation = _run_with_progress(client, prompt, provider, fields, quiet)
+            paths = generation.save(output, format=fmt, loudness=loudness, overwrite=overwrite,
+                                    sidecar=not no_sidecar)
+    except (SoundforgeError, FileExistsError) as exc:
+        _fail(exc, debug)
+    for path, track in zip(paths, generation.tracks):
+        click.echo(f"{path}  {track.duration:.1f} s  {track.provenance.provider}:{track.provenance.model}  "
+                   f"seed {track.provenance.seed}")
+        click.echo(f"  licence: {track.license.summary()}")
+        if track.license.attribution_required:
+            click.echo(f"  attribution: {track.license.attribution}")
+        if track.license.plan_note:
+            click.echo(f"  note: {track.license.plan_note}")
+
+
+def _run_with_progress(client: Any, prompt: str, provider: str | None, fields: dict[str, Any], quiet: bool) -> Any:
+    if quiet or not sys.stderr.isatty():
+        return client.generate(prompt, provider=provider, **fields)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("generating", total=None)
+
+        def on_progress(event: Any) -> None:
+            bar.update(task, description=event.phase, completed=event.done, total=event.total)
+
+        return client.generate(prompt, provider=provider, on_progress=on_progress, **fields)
+
+
+@cli.command()
+@click.option("--commercial", is_flag=True, help="Judge with a policy that requires commercial use.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def providers(ctx: click.Context, commercial: bool, as_json: bool) -> None:
+    """List every provider: available or why not, models, licence, commercial use."""
+    try:
+        rows = _client(ctx, **({"require_commercial_use": True} if commercial else {})).providers()
+    except SoundforgeError as exc:
+        _fail(exc, ctx.obj["debug"])
+    if as_json:
+        click.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="soundforge providers" + (" (commercial policy)" if commercial else ""))
+    for column in ("provider", "status", "default model", "licence", "commercial use"):
+        table.add_column(column, overflow="fold")
+    if commercial:
+        table.add_column("policy", overflow="fold")
+    for r in rows:
+        status = "[green]available[/]" if r.available else f"[red]unavailable[/]: {escape(r.reason)}"
+        if r.fix and not r.available:
+            status += f" ({escape(r.fix)})"
+        lic = r.license
+        cells = [r.name, status, r.default_model, lic.id if lic else "?",
+                 lic.commercial_use.value.replace("_", " ") if lic else "?"]
+        if commercial:
+            cells.append("[green]allowed[/]" if r.policy_allows else f"[red]refused[/]: {escape(r.policy_clause)}")
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {"name": row.name, "available": row.available, "reason": row.reason, "fix": row.fix,
+            "default_model": row.default_model, "models": row.models, "local": row.local,
+            "license": row.license.model_dump(mode="json", exclude={"components"}) if row.license else None,
+            "policy_allows": row.policy_allows, "policy_clause": row.policy_clause}
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="soundforge")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

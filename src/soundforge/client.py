@@ -1,0 +1,255 @@
+"""`Client`: holds config, licence policy and loaded backends; runs requests with routing and fallbacks."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import __version__
+from .audio import as_audio, pcm_sha256
+from .backends import PLANNED, Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
+from .backends.base import ProgressCallback
+from .config import Config
+from .errors import (
+    AllProvidersFailedError,
+    InvalidRequestError,
+    ProviderUnavailableError,
+    SoundforgeError,
+)
+from .licensing import License, LicenseRegistry
+from .policy import LicensePolicy
+from .provenance import Attempt, Provenance, Timings
+from .request import GenerationRequest
+from .result import Generation, Track
+from .routing import Candidate, Router
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """One row of `Client.providers()`: can it run here, and under which licence."""
+
+    name: str
+    description: str
+    available: bool
+    reason: str
+    fix: str | None
+    default_model: str
+    models: list[str]
+    license: License | None
+    local: bool
+    policy_allows: bool
+    policy_clause: str = ""
+
+
+def build_request(prompt_or_request: str | GenerationRequest, params: Mapping[str, Any]) -> GenerationRequest:
+    """A validated request from a prompt plus keyword fields, or from a request updated with keyword fields.
+
+    Raises InvalidRequestError (a ValueError) naming each bad field.
+    """
+    try:
+        if isinstance(prompt_or_request, GenerationRequest):
+            if not params:
+                return prompt_or_request
+            data = {k: getattr(prompt_or_request, k) for k in prompt_or_request.model_fields_set}
+            return GenerationRequest(**{**data, **params})
+        if not isinstance(prompt_or_request, str):
+            raise InvalidRequestError("the first argument must be a prompt string or a GenerationRequest",
+                                      field="prompt")
+        return GenerationRequest(prompt=prompt_or_request, **params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        details = "; ".join(_explain(e) for e in exc.errors())
+        raise InvalidRequestError(f"invalid request: {details}", field=field) from None
+
+
+def _explain(error: Any) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown field {loc!r} (provider-specific parameters go in extra={{...}})"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+class Client:
+    """The entry point for applications: one client per configuration, reused across requests.
+
+    Args:
+        config: a `Config`, a path to a TOML file, or None to load the usual sources.
+        policy: a licence policy that replaces the configured one.
+    """
+
+    def __init__(self, config: Config | str | os.PathLike[str] | None = None, *,
+                 policy: LicensePolicy | None = None, registry: LicenseRegistry | None = None) -> None:
+        if config is None or isinstance(config, (str, os.PathLike)):
+            config = Config.load(config)
+        if policy is not None:
+            config = config.model_copy(update={"policy": policy})
+        self.config: Config = config
+        self.registry = registry or LicenseRegistry.default()
+        self._backends: dict[str, Backend] = {}
+        self._lock = threading.Lock()
+        self.router = Router(self.config, self.registry, self.backend)
+
+    # --- backends ---
+    def backend(self, name: str) -> Backend:
+        """The (cached) backend instance for a provider name."""
+        with self._lock:
+            if name not in self._backends:
+                cls = backend_class(name)
+                self._backends[name] = cls(self.config.provider_settings(name))
+            return self._backends[name]
+
+    def providers(self) -> list[ProviderStatus]:
+        """Every known provider with its availability, models, licence and the policy's verdict."""
+        rows = []
+        for name in known_providers():
+            try:
+                backend = self.backend(name)
+            except ProviderUnavailableError as exc:
+                planned = PLANNED.get(name)
+                model = planned.default_model if planned else ""
+                license = self._registry_license(planned.license_key if planned else name, model)
+                decision = self.config.policy.check(name, model, license) if license else None
+                rows.append(ProviderStatus(
+                    name=name, description=planned.description if planned else "", available=False,
+                    reason=exc.reason, fix=exc.fix, default_model=model, models=[model] if model else [],
+                    license=license, local=name in ("musicgen", "stable-audio", "audiogen", "magnet"),
+                    policy_allows=bool(decision and decision.allowed),
+                    policy_clause=decision.clause if decision else "no licence record"))
+                continue
+            status = backend.availability()
+            model = self.router._model(backend, None)
+            license = self.router.license_for(backend, model)
+            decision = self.config.policy.check(name, model, license)
+            rows.append(ProviderStatus(
+                name=name, description=backend.description, available=status.available, reason=status.reason,
+                fix=status.fix, default_model=model, models=[m.id for m in backend.models()], license=license,
+                local=backend.local, policy_allows=decision.allowed, policy_clause=decision.clause))
+        return rows
+
+    def _registry_license(self, provider: str, model: str) -> License | None:
+        try:
+            plan = self.config.provider_settings(provider).get("plan")
+            return self.registry.license_for(provider, model, plan=plan)
+        except SoundforgeError:
+            return None
+
+    # --- generation ---
+    def generate(self, prompt_or_request: str | GenerationRequest, *, provider: str | None = None,
+                 on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                 **params: Any) -> Generation:
+        """Generate audio (blocking). See `soundforge.generate` for the arguments."""
+        request = build_request(prompt_or_request, params)
+        candidates, attempts = self.router.plan(request, provider)
+        errors: list[tuple[str, SoundforgeError]] = []
+        for candidate in candidates:
+            context = self._context(candidate, on_progress, cancel)
+            started = time.perf_counter()
+            try:
+                raw = candidate.backend.generate(request, candidate.model, context)
+            except SoundforgeError as exc:
+                self._record_failure(candidate, exc, started, attempts, errors)
+                continue
+            return self._finish(request, candidate, raw, started, attempts)
+        raise _exhausted(errors)
+
+    async def agenerate(self, prompt_or_request: str | GenerationRequest, *, provider: str | None = None,
+                        on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                        **params: Any) -> Generation:
+        """Generate audio without blocking the event loop; cancelling the task cancels the generation."""
+        request = build_request(prompt_or_request, params)
+        candidates, attempts = self.router.plan(request, provider)
+        errors: list[tuple[str, SoundforgeError]] = []
+        for candidate in candidates:
+            context = self._context(candidate, on_progress, cancel)
+            started = time.perf_counter()
+            try:
+                raw = await candidate.backend.agenerate(request, candidate.model, context)
+            except SoundforgeError as exc:
+                self._record_failure(candidate, exc, started, attempts, errors)
+                continue
+            return self._finish(request, candidate, raw, started, attempts)
+        raise _exhausted(errors)
+
+    def _context(self, candidate: Candidate, on_progress: ProgressCallback | None,
+                 cancel: CancelToken | None) -> RunContext:
+        return RunContext(settings=self.config.provider_settings(candidate.backend.name),
+                          on_progress=on_progress, cancel=cancel or CancelToken())
+
+    @staticmethod
+    def _record_failure(candidate: Candidate, exc: SoundforgeError, started: float, attempts: list[Attempt],
+                        errors: list[tuple[str, SoundforgeError]]) -> None:
+        spec = f"{candidate.backend.name}:{candidate.model}"
+        attempts.append(Attempt(provider=candidate.backend.name, model=candidate.model, outcome="failed",
+                                error=str(exc), error_code=exc.code, seconds=time.perf_counter() - started))
+        errors.append((spec, exc))
+        if not exc.fallback_allowed:
+            raise exc
+
+    def _finish(self, request: GenerationRequest, candidate: Candidate, raw: RawGeneration, started: float,
+                attempts: list[Attempt]) -> Generation:
+        elapsed = time.perf_counter() - started
+        backend, model = candidate.backend, candidate.model
+        attempts = [*attempts, Attempt(provider=backend.name, model=model, outcome="ok", seconds=elapsed)]
+        request_record = _request_record(request)
+        tracks = []
+        for index, raw_track in enumerate(raw.tracks):
+            audio = as_audio(raw_track.audio, name=f"{backend.name} output")
+            provenance = Provenance(
+                digital_source_type=raw.digital_source_type, provider=backend.name, model=model,
+                model_revision=raw.model_revision, track_index=index, seed=raw_track.seed,
+                parameters=raw_track.parameters, request=request_record, soundforge_version=__version__,
+                engine=raw.engine_versions, device=raw.device,
+                timings=Timings(load=raw.load_seconds, generate=max(0.0, elapsed - raw.load_seconds), total=elapsed),
+                pcm_sha256=pcm_sha256(audio), sample_rate=raw_track.sample_rate, channels=audio.shape[0],
+                attempts=attempts, unofficial=raw.unofficial)
+            tracks.append(Track(audio=audio, sample_rate=raw_track.sample_rate, license=candidate.license,
+                                provenance=provenance))
+        return Generation(tracks)
+
+    # --- life cycle ---
+    def close(self) -> None:
+        """Release every loaded backend (models, HTTP sessions)."""
+        with self._lock:
+            for backend in self._backends.values():
+                backend.close()
+            self._backends.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _exhausted(errors: list[tuple[str, SoundforgeError]]) -> SoundforgeError:
+    if len(errors) == 1:
+        return errors[0][1]
+    return AllProvidersFailedError(errors)
+
+
+def _request_record(request: GenerationRequest) -> dict[str, Any]:
+    """The request as JSON for provenance, with embedded audio replaced by its hash."""
+    record = request.model_dump(mode="json", exclude={"melody", "audio_prompt"}, exclude_none=True)
+    for name in ("melody", "audio_prompt"):
+        value = getattr(request, name)
+        if value is not None:
+            blob = value.wav if value.wav is not None else Path(value.path).read_bytes()
+            record[name] = {"sha256": sha256(blob).hexdigest(),
+                            **({"path": str(value.path)} if value.path is not None else {})}
+    return record

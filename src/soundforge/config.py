@@ -1,0 +1,169 @@
+"""Configuration: where settings come from and how they merge.
+
+Sources, later wins: built-in defaults < the user config file (platformdirs config dir, `config.toml`)
+< `./soundforge.toml` < the file named by `SOUNDFORGE_CONFIG` < `SOUNDFORGE_*` environment variables
+< arguments given in code. Tables merge key by key, so a project file can change one provider setting
+without repeating the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigurationError
+from .policy import LicensePolicy
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_PREFIX = "SOUNDFORGE_"
+PROJECT_FILE = "soundforge.toml"
+
+#: Order in which `auto` considers providers: local and free first, then cloud.
+DEFAULT_AUTO_ORDER = ("musicgen", "stable-audio", "audiogen", "magnet", "stability", "elevenlabs", "lyria",
+                      "replicate", "fal", "synth")
+
+
+class Config(BaseModel):
+    """All settings of a `Client`.
+
+    Args:
+        default_provider: spec used when a call names none (`"auto"` picks the first that fits).
+        fallbacks: specs tried in order when the chosen provider fails (unavailable, timeout, 5xx, rate limit).
+        aliases: short names for specs, e.g. `{"fast": "synth", "hq": "musicgen:facebook/musicgen-large"}`.
+        auto_order: preference order for `auto`.
+        providers: per-provider settings (`model`, `device`, `api_key_env`, `base_url`, `timeout`, `plan`, …).
+        policy: the licence policy.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default_provider: str = "auto"
+    fallbacks: tuple[str, ...] = ()
+    aliases: dict[str, str] = Field(default_factory=dict)
+    auto_order: tuple[str, ...] = DEFAULT_AUTO_ORDER
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    policy: LicensePolicy = Field(default_factory=LicensePolicy)
+
+    def provider_settings(self, name: str) -> dict[str, Any]:
+        """Settings of one provider (empty when none are configured)."""
+        return dict(self.providers.get(name, {}))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None,
+             cwd: str | os.PathLike[str] | None = None, user_file: bool = True, **overrides: Any) -> Config:
+        """Merge every source in order; `path` is an extra file read after the others, `overrides` win last."""
+        environ = os.environ if env is None else env
+        layers: list[tuple[str, dict[str, Any]]] = []
+        if user_file:
+            layers.append(_read_optional(user_config_path()))
+        layers.append(_read_optional(Path(cwd or Path.cwd()) / PROJECT_FILE))
+        if environ.get(ENV_PREFIX + "CONFIG"):
+            layers.append(_read_required(Path(environ[ENV_PREFIX + "CONFIG"])))
+        if path is not None:
+            layers.append(_read_required(Path(path)))
+        layers.append(("environment", _from_env(environ)))
+        layers.append(("arguments", overrides))
+        merged: dict[str, Any] = {}
+        for _, layer in layers:
+            merged = _deep_merge(merged, layer)
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            sources = ", ".join(name for name, layer in layers if layer)
+            raise ConfigurationError(f"invalid configuration (from {sources or 'defaults'}): {_brief(exc)}",
+                                     hint="see docs/config.md") from None
+
+    def describe_sources(self) -> str:
+        """Where configuration is read from, for `soundforge config`."""
+        return f"user file: {user_config_path()}\nproject file: ./{PROJECT_FILE}\nenv: {ENV_PREFIX}*"
+
+
+def user_config_path() -> Path:
+    """The per-user config file (`~/.config/soundforge/config.toml` on Linux)."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("soundforge")) / "config.toml"
+
+
+def _read_optional(path: Path) -> tuple[str, dict[str, Any]]:
+    return (str(path), _parse(path)) if path.is_file() else (str(path), {})
+
+
+def _read_required(path: Path) -> tuple[str, dict[str, Any]]:
+    if not path.is_file():
+        raise ConfigurationError(f"config file {str(path)!r} does not exist")
+    return str(path), _parse(path)
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot parse {str(path)!r}: {exc}", hint="the file must be TOML") from None
+
+
+def _deep_merge(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_value(raw: str) -> Any:
+    low = raw.strip().lower()
+    if low in ("true", "yes", "on", "1"):
+        return True
+    if low in ("false", "no", "off", "0"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`SOUNDFORGE_PROVIDER`, `SOUNDFORGE_FALLBACKS` (comma list), `SOUNDFORGE_POLICY_<KEY>` and
+    `SOUNDFORGE_<PROVIDER>_<KEY>` (e.g. `SOUNDFORGE_STABLE_AUDIO_DEVICE=cuda`)."""
+    from .backends import known_providers
+
+    out: dict[str, Any] = {}
+    providers = sorted(known_providers(), key=len, reverse=True)
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        key = name[len(ENV_PREFIX):]
+        if key == "PROVIDER":
+            out["default_provider"] = raw
+        elif key == "FALLBACKS":
+            out["fallbacks"] = [s.strip() for s in raw.split(",") if s.strip()]
+        elif key.startswith("POLICY_"):
+            field = key[len("POLICY_"):].lower()
+            value: Any = [s.strip() for s in raw.split(",") if s.strip()] \
+                if field in ("allow", "deny", "attestations") else _env_value(raw)
+            out.setdefault("policy", {})[field] = value
+        else:
+            for provider in providers:
+                prefix = provider.upper().replace("-", "_") + "_"
+                if key.startswith(prefix):
+                    out.setdefault("providers", {}).setdefault(provider, {})[key[len(prefix):].lower()] = \
+                        _env_value(raw)
+                    break
+    return out
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())

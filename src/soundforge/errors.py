@@ -1,0 +1,200 @@
+"""One exception tree for every failure soundforge reports.
+
+The branch tells the caller what to do next: fix the request (`InvalidRequestError`), fix the set-up
+(`ConfigurationError`, `ProviderUnavailableError`, `AuthenticationError`), change the licence policy or
+the provider (`LicensePolicyError`), or wait and retry (`RateLimitError`, `ProviderError`, `GenerationTimeoutError`).
+`fallback_allowed` says whether routing may try the next provider after this error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class SoundforgeError(Exception):
+    """Base class of every error raised by soundforge."""
+
+    #: Whether routing may move on to a fallback provider after this error.
+    fallback_allowed: bool = False
+    #: Short machine-readable code, stable across versions (used by the CLI and the HTTP service).
+    code: str = "soundforge_error"
+
+    def __init__(self, message: str, *, provider: str | None = None, hint: str | None = None) -> None:
+        self.message = message
+        self.provider = provider
+        self.hint = hint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description of the error, free of secrets."""
+        return {"code": self.code, "type": type(self).__name__, "message": self.message,
+                "provider": self.provider, "hint": self.hint}
+
+
+# --- set-up ---------------------------------------------------------------------------------------
+class ConfigurationError(SoundforgeError):
+    """A config file, environment variable or argument is malformed."""
+
+    code = "configuration_error"
+
+
+class ProviderNotFoundError(ConfigurationError):
+    """The provider spec names no known backend."""
+
+    code = "provider_not_found"
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        super().__init__(f"unknown provider {name!r}; known providers: {', '.join(sorted(known))}",
+                         provider=name, hint="run `soundforge providers` to see them all")
+        self.known = list(known)
+
+
+class ProviderUnavailableError(SoundforgeError):
+    """The backend exists but cannot run here (missing extra, missing key, not implemented yet)."""
+
+    code = "provider_unavailable"
+    fallback_allowed = True
+
+    def __init__(self, provider: str, reason: str, *, fix: str | None = None) -> None:
+        super().__init__(f"provider {provider!r} is not available: {reason}", provider=provider, hint=fix)
+        self.reason = reason
+        self.fix = fix
+
+
+class ModelNotAvailableError(SoundforgeError):
+    """The provider exists but the requested model is unknown to it or its weights are missing."""
+
+    code = "model_not_available"
+    fallback_allowed = True
+
+    def __init__(self, provider: str, model: str, reason: str, *, fix: str | None = None) -> None:
+        super().__init__(f"model {model!r} of provider {provider!r} is not available: {reason}",
+                         provider=provider, hint=fix)
+        self.model = model
+
+
+class AuthenticationError(SoundforgeError):
+    """The provider rejected the credentials (or none were configured). The key itself is never included."""
+
+    code = "authentication_failed"
+    fallback_allowed = True
+
+
+# --- the request ----------------------------------------------------------------------------------
+class InvalidRequestError(SoundforgeError, ValueError):
+    """The request itself is wrong; retrying it anywhere gives the same answer."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, field: str | None = None, provider: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, provider=provider, hint=hint)
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "field": self.field}
+
+
+class UnsupportedFeatureError(InvalidRequestError):
+    """The chosen backend cannot honour a field of the request; `supported_by` lists backends that can."""
+
+    code = "unsupported_feature"
+
+    def __init__(self, field: str, provider: str, supported_by: Sequence[str] = (), *,
+                 detail: str | None = None) -> None:
+        others = ", ".join(supported_by) if supported_by else "no installed provider"
+        msg = f"provider {provider!r} does not support {field!r}"
+        if detail:
+            msg += f": {detail}"
+        super().__init__(msg, field=field, provider=provider,
+                         hint=f"providers that support it: {others}")
+        self.supported_by = list(supported_by)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "supported_by": self.supported_by}
+
+
+class LicensePolicyError(SoundforgeError):
+    """The licence policy forbids the model; raised before any model loads or any request leaves the machine."""
+
+    code = "license_policy"
+
+    def __init__(self, provider: str, model: str, license_id: str, clause: str,
+                 allowed_providers: Sequence[str] = ()) -> None:
+        passing = ", ".join(allowed_providers) if allowed_providers else "none of the known providers"
+        super().__init__(f"licence policy refuses {provider}:{model} ({license_id}): {clause}",
+                         provider=provider, hint=f"providers that pass the policy: {passing}")
+        self.model = model
+        self.license_id = license_id
+        self.clause = clause
+        self.allowed_providers = list(allowed_providers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "model": self.model, "license": self.license_id,
+                "clause": self.clause, "allowed_providers": self.allowed_providers}
+
+
+class ContentRefusedError(SoundforgeError):
+    """The provider's moderation refused the prompt or the input audio."""
+
+    code = "content_refused"
+
+
+# --- the provider at run time -----------------------------------------------------------------------
+class ProviderError(SoundforgeError):
+    """The provider failed while serving a valid request (5xx, malformed answer, failed job)."""
+
+    code = "provider_error"
+    fallback_allowed = True
+
+    def __init__(self, message: str, *, provider: str | None = None, status: int | None = None,
+                 request_id: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, provider=provider, hint=hint)
+        self.status = status
+        self.request_id = request_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "status": self.status, "request_id": self.request_id}
+
+
+class RateLimitError(ProviderError):
+    """The provider asked us to slow down; `retry_after` is its advice in seconds, when given."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, provider: str | None = None, retry_after: float | None = None,
+                 status: int | None = 429, request_id: str | None = None) -> None:
+        super().__init__(message, provider=provider, status=status, request_id=request_id,
+                         hint=f"retry after {retry_after:g} s" if retry_after is not None else None)
+        self.retry_after = retry_after
+
+
+class GenerationTimeoutError(SoundforgeError, TimeoutError):
+    """The generation did not finish within its time limit."""
+
+    code = "timeout"
+    fallback_allowed = True
+
+
+class GenerationCancelledError(SoundforgeError):
+    """The caller cancelled the generation."""
+
+    code = "cancelled"
+
+
+class AllProvidersFailedError(SoundforgeError):
+    """Every provider tried (the first choice and its fallbacks) failed; `errors` holds each attempt's error."""
+
+    code = "all_providers_failed"
+
+    def __init__(self, errors: Sequence[tuple[str, SoundforgeError]]) -> None:
+        lines = "; ".join(f"{spec}: {err}" for spec, err in errors)
+        super().__init__(f"all {len(errors)} provider attempts failed: {lines}")
+        self.errors = list(errors)

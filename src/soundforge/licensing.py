@@ -1,0 +1,230 @@
+"""Licences of models and providers, read from the sourced registry shipped in `data/licenses.json`.
+
+A generation is made of components (weights, codec, text encoder, hosted service), each under its own
+licence; the licence the user must honour is the most restrictive of them (`License.effective`).
+Terms that depend on the user's plan (Suno, ElevenLabs) are chosen from the plan set in config; with no
+plan, the strictest reading applies and the licence says so.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from enum import Enum
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import ConfigurationError
+
+
+class CommercialUse(str, Enum):
+    """Whether outputs may be used in a commercial product."""
+
+    ALLOWED = "allowed"
+    CONDITIONAL = "conditional"
+    NOT_ALLOWED = "not_allowed"
+    UNKNOWN = "unknown"
+
+
+#: Order used to pick the most restrictive component: later is stricter.
+_STRICTNESS = [CommercialUse.ALLOWED, CommercialUse.CONDITIONAL, CommercialUse.UNKNOWN, CommercialUse.NOT_ALLOWED]
+
+
+class Condition(BaseModel):
+    """A machine-checkable condition of conditional commercial use.
+
+    kind: `revenue_below` (fact `annual_revenue_usd` < `limit`), `attestation` (fact `fact` is true,
+    e.g. registered with the vendor), or `plan_in` (the configured plan is one of `plans`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    text: str
+    fact: str | None = None
+    limit: float | None = None
+    plans: list[str] = Field(default_factory=list)
+
+
+class LicenseTerms(BaseModel):
+    """One licence as the registry records it, with the source of every fact."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="SPDX identifier or a LicenseRef- name")
+    name: str
+    url: str
+    commercial_use: CommercialUse
+    condition: str | None = Field(None, description="the condition of commercial use, in words")
+    conditions: list[Condition] = Field(default_factory=list)
+    attribution_required: bool = False
+    attribution: str | None = None
+    output_ownership: str = "unspecified"
+    restrictions: list[str] = Field(default_factory=list)
+    source: str
+    checked_on: date
+    notes: str | None = None
+
+
+class LicenseComponent(BaseModel):
+    """A part of a generation pipeline (weights, codec, service...) and its licence."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: str
+    name: str
+    license: LicenseTerms
+
+
+class License(BaseModel):
+    """The licence of one result: the effective (most restrictive) terms plus each component's terms."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    name: str
+    url: str
+    commercial_use: CommercialUse
+    condition: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    attribution_required: bool
+    attribution: str | None = None
+    output_ownership: str
+    restrictions: list[str] = Field(default_factory=list)
+    source: str
+    checked_on: date
+    plan: str | None = None
+    plan_note: str | None = None
+    components: list[LicenseComponent] = Field(default_factory=list)
+
+    @property
+    def spdx(self) -> str:
+        """The SPDX identifier (or LicenseRef- name) of the effective licence."""
+        return self.id
+
+    @property
+    def commercial(self) -> bool:
+        """True only when commercial use is allowed without conditions."""
+        return self.commercial_use is CommercialUse.ALLOWED
+
+    def summary(self) -> str:
+        """One line for tables and tags: id and commercial status."""
+        text = f"{self.id} (commercial use: {self.commercial_use.value.replace('_', ' ')}"
+        if self.condition:
+            text += f": {self.condition}"
+        return text + ")"
+
+    @classmethod
+    def effective(cls, components: list[LicenseComponent], *, plan: str | None = None,
+                  plan_note: str | None = None) -> License:
+        """Combine component licences: the strictest commercial status wins, duties and restrictions add up."""
+        if not components:
+            raise ValueError("a licence needs at least one component")
+        strictest = max(components, key=lambda c: _STRICTNESS.index(c.license.commercial_use)).license
+        attributions = _unique(c.license.attribution for c in components if c.license.attribution_required)
+        restrictions = _unique(r for c in components for r in c.license.restrictions)
+        conditions = _unique_models(cond for c in components for cond in c.license.conditions)
+        condition_texts = _unique(c.license.condition for c in components if c.license.condition)
+        return cls(
+            id=strictest.id,
+            name=strictest.name,
+            url=strictest.url,
+            commercial_use=strictest.commercial_use,
+            condition=("; ".join(condition_texts) or None)
+            if strictest.commercial_use is not CommercialUse.ALLOWED else None,
+            conditions=conditions if strictest.commercial_use is not CommercialUse.ALLOWED else [],
+            attribution_required=bool(attributions),
+            attribution=" / ".join(attributions) or None,
+            output_ownership=strictest.output_ownership,
+            restrictions=restrictions,
+            source=strictest.source,
+            checked_on=min(c.license.checked_on for c in components),
+            plan=plan,
+            plan_note=plan_note,
+            components=list(components),
+        )
+
+
+def _unique(items: Any) -> list[str]:
+    seen: list[str] = []
+    for item in items:
+        if item and item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _unique_models(items: Any) -> list[Condition]:
+    seen: list[Condition] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+class ModelLicenseRecord(BaseModel):
+    """Registry entry for one provider/model: its components, or per-plan components."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    components: list[dict[str, str]] = Field(default_factory=list)
+    plans: dict[str, list[dict[str, str]]] = Field(default_factory=dict)
+    strictest_plan: str | None = None
+    inherits: bool = False
+    notes: str | None = None
+
+
+class LicenseRegistry:
+    """The licence facts shipped with soundforge: licences by id and model records by `provider:model` key."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.licenses = {key: LicenseTerms(id=key, **value) for key, value in data["licenses"].items()}
+        self.models = {key: ModelLicenseRecord(**value) for key, value in data["models"].items()}
+        for key, record in self.models.items():
+            for comp in [*record.components, *(c for cs in record.plans.values() for c in cs)]:
+                if comp["license"] not in self.licenses:
+                    raise ConfigurationError(f"licence registry: {key} names unknown licence {comp['license']!r}")
+
+    @classmethod
+    @lru_cache(maxsize=1)
+    def default(cls) -> LicenseRegistry:
+        """The registry shipped in the package (read once)."""
+        text = resources.files("soundforge").joinpath("data/licenses.json").read_text("utf-8")
+        return cls(json.loads(text))
+
+    def record_for(self, provider: str, model: str) -> ModelLicenseRecord | None:
+        """The most specific record: `provider:model`, then a `provider:prefix*` pattern, then `provider`."""
+        exact = self.models.get(f"{provider}:{model}")
+        if exact:
+            return exact
+        for key, record in self.models.items():
+            if key.endswith("*") and f"{provider}:{model}".startswith(key[:-1]):
+                return record
+        return self.models.get(provider)
+
+    def license_for(self, provider: str, model: str, *, plan: str | None = None) -> License:
+        """The licence of outputs of `model` run by `provider`, for the given plan (strictest when None).
+
+        Raises ConfigurationError when the registry has no record (a backend must ship one).
+        """
+        record = self.record_for(provider, model)
+        if record is None:
+            raise ConfigurationError(f"no licence record for {provider}:{model}",
+                                     hint="add one to soundforge/data/licenses.json with its source")
+        plan_note = None
+        comps = record.components
+        if record.plans:
+            if plan is None or plan not in record.plans:
+                chosen = record.strictest_plan or next(iter(record.plans))
+                plan_note = (f"no plan configured for {provider}; the strictest reading ({chosen!r} plan) applies"
+                             if plan is None else
+                             f"unknown plan {plan!r} for {provider}; the strictest reading ({chosen!r}) applies")
+                plan = None
+            else:
+                chosen = plan
+            comps = record.plans[chosen]
+        components = [LicenseComponent(role=c["role"], name=c["name"], license=self.licenses[c["license"]])
+                      for c in comps]
+        return License.effective(components, plan=plan, plan_note=plan_note)

@@ -1,0 +1,59 @@
+"""Provenance: how a result was made, recorded with every track and embedded in every saved file."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .audio import TRAINED_ALGORITHMIC_MEDIA
+
+
+class Attempt(BaseModel):
+    """One provider tried while routing a request, successful or not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    model: str | None = None
+    outcome: Literal["ok", "failed", "skipped"]
+    error: str | None = None
+    error_code: str | None = None
+    seconds: float = 0.0
+
+
+class Timings(BaseModel):
+    """Seconds spent in each phase."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    load: float = 0.0
+    generate: float = 0.0
+    total: float = 0.0
+
+
+class Provenance(BaseModel):
+    """Every fact needed to explain and reproduce a result; `ai_generated` is always true."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ai_generated: Literal[True] = True
+    digital_source_type: str = TRAINED_ALGORITHMIC_MEDIA
+    provider: str
+    model: str
+    model_revision: str | None = None
+    track_index: int = 0
+    seed: int | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict, description="effective engine parameters")
+    request: dict[str, Any] = Field(default_factory=dict, description="the request as given (audio inputs hashed)")
+    soundforge_version: str
+    engine: dict[str, str] = Field(default_factory=dict, description="engine package versions")
+    device: str = "cpu"
+    timings: Timings = Field(default_factory=Timings)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    pcm_sha256: str
+    sample_rate: int
+    channels: int
+    attempts: list[Attempt] = Field(default_factory=list)
+    unofficial: bool = False

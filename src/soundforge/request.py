@@ -1,0 +1,142 @@
+"""`GenerationRequest`: the one provider-neutral description of what to generate.
+
+It is frozen, validated on construction and round-trips through JSON, so the same request can be
+logged, queued, sent over HTTP or replayed. Backends map its fields to their engine, or refuse a
+field they cannot honour with `UnsupportedFeatureError`; nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .audio import AudioArray, as_audio, encode, format_for, load_audio
+
+MAX_PROMPT_CHARS = 4000
+MAX_DURATION_S = 3600.0
+MAX_OUTPUTS = 16
+
+
+class AudioInput(BaseModel):
+    """Audio given to a request (a melody, or a clip to continue or transform): a file path or embedded WAV.
+
+    Build one with `AudioInput.from_array(array, sample_rate)` or `AudioInput(path=...)`; a request also
+    accepts a path string or an `(array, sample_rate)` tuple directly. Embedded audio is stored as 16-bit WAV
+    bytes, so the request stays JSON-serialisable (base64).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    path: Path | None = None
+    wav: bytes | None = Field(None, repr=False)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AudioInput:
+        if (self.path is None) == (self.wav is None):
+            raise ValueError("give exactly one of path= or wav= (or use AudioInput.from_array)")
+        if self.path is not None and not self.path.is_file():
+            raise ValueError(f"audio file {str(self.path)!r} does not exist")
+        return self
+
+    @classmethod
+    def from_array(cls, audio: Any, sample_rate: int) -> AudioInput:
+        """Embed a numpy array (mono 1-D, or (channels, samples)) with its sample rate."""
+        if sample_rate <= 0:
+            raise ValueError("sample_rate must be positive")
+        data = as_audio(audio, name="audio input")
+        return cls(wav=encode(data, int(sample_rate), format_for(None, "wav")))
+
+    def load(self) -> tuple[AudioArray, int]:
+        """The audio as float32 (channels, samples) and its sample rate."""
+        return load_audio(self.wav if self.wav is not None else os.fspath(self.path))  # type: ignore[arg-type]
+
+
+def _coerce_audio(value: Any) -> Any:
+    if value is None or isinstance(value, (AudioInput, dict)):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return AudioInput(path=Path(value))
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], np.ndarray):
+        return AudioInput.from_array(value[0], int(value[1]))
+    if isinstance(value, np.ndarray):
+        raise ValueError("a bare array has no sample rate; pass (array, sample_rate)")
+    return value
+
+
+class GenerationRequest(BaseModel):
+    """What to generate. Only `prompt` is required; unset fields use the backend's defaults.
+
+    Args:
+        prompt: text description of the audio.
+        negative_prompt: what to steer away from (diffusion models).
+        duration: length in seconds.
+        seed: random seed; the same seed, request and engine give the same audio. None picks one and records it.
+        num_outputs: how many variations to return.
+        sample_rate / channels: wanted output format, when the backend can honour it.
+        temperature, top_k, top_p: sampling for token models (MusicGen, MAGNeT).
+        guidance: classifier-free guidance scale (MusicGen's cfg_coef, diffusion cfg).
+        steps: denoising steps (diffusion models).
+        melody: audio whose melody conditions the output (MusicGen-melody).
+        audio_prompt: audio to continue or transform; `audio_prompt_mode` says which, `strength` how much.
+        lyrics / instrumental: vocals control for providers that sing.
+        output_format / loudness: defaults for saving (format name, LUFS target).
+        extra: provider-specific parameters, validated by that backend.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    prompt: str = Field(..., description="text description of the audio to generate")
+    negative_prompt: str | None = None
+    duration: float = Field(10.0, gt=0, le=MAX_DURATION_S, description="seconds")
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    num_outputs: int = Field(1, ge=1, le=MAX_OUTPUTS)
+    sample_rate: int | None = Field(None, ge=8000, le=192000)
+    channels: Literal[1, 2] | None = None
+    temperature: float | None = Field(None, gt=0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    guidance: float | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1, le=1000)
+    melody: AudioInput | None = None
+    audio_prompt: AudioInput | None = None
+    audio_prompt_mode: Literal["continuation", "variation"] | None = None
+    strength: float | None = Field(None, gt=0, le=1)
+    lyrics: str | None = None
+    instrumental: bool | None = None
+    output_format: Literal["wav", "flac", "ogg", "mp3"] | None = None
+    loudness: float | None = Field(None, ge=-70, le=0, description="LUFS target when saving")
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_text(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            raise ValueError("prompt is empty; describe the audio you want, e.g. 'calm piano at 70 BPM'")
+        if len(text) > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
+        return text
+
+    @field_validator("melody", "audio_prompt", mode="before")
+    @classmethod
+    def _audio(cls, value: Any) -> Any:
+        return _coerce_audio(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerationRequest:
+        if self.strength is not None and self.audio_prompt is None:
+            raise ValueError("strength applies to an audio_prompt; give audio_prompt= too")
+        if self.audio_prompt_mode is not None and self.audio_prompt is None:
+            raise ValueError("audio_prompt_mode needs an audio_prompt")
+        if self.lyrics is not None and self.instrumental:
+            raise ValueError("lyrics and instrumental=True contradict each other")
+        return self
+
+    def set_fields(self) -> set[str]:
+        """Fields the caller gave (not defaults), minus the always-present ones; backends check these."""
+        return {name for name in self.model_fields_set if name not in {"prompt", "duration", "extra"}
+                and getattr(self, name) is not None} | ({"extra"} if self.extra else set())

@@ -1,0 +1,136 @@
+"""Results: a `Generation` holds one `Track` per output; each track has audio, licence and provenance."""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AudioArray, encode, format_for
+from .licensing import License
+from .provenance import Provenance
+
+
+@dataclass(frozen=True)
+class Track:
+    """One generated clip: float32 audio shaped (channels, samples), its sample rate, licence and provenance."""
+
+    audio: AudioArray = field(repr=False)
+    sample_rate: int
+    license: License = field(repr=False)
+    provenance: Provenance = field(repr=False)
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.audio.shape[1] / self.sample_rate
+
+    @property
+    def channels(self) -> int:
+        """Number of channels (1 mono, 2 stereo)."""
+        return int(self.audio.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"Track({self.duration:.2f} s, {self.sample_rate} Hz, {self.channels} ch, "
+                f"{self.provenance.provider}:{self.provenance.model}, licence {self.license.id})")
+
+    def save(self, path: str | os.PathLike[str], format: str | None = None, loudness: float | None = None,
+             overwrite: bool = False, sidecar: bool = True) -> Path:
+        """Write the track with embedded licence/provenance tags (and a JSON sidecar) atomically.
+
+        Args:
+            path: destination; the extension picks the format unless `format` is given.
+            format: "wav", "flac", "ogg" or "mp3".
+            loudness: normalise to this integrated loudness (LUFS, e.g. -14) with a -1 dBTP ceiling.
+            overwrite: replace an existing file (otherwise FileExistsError).
+            sidecar: also write `<file>.json` with the full provenance and licence.
+        """
+        from .files import save_track
+
+        return save_track(self, path, format=format, loudness=loudness, overwrite=overwrite, sidecar=sidecar)
+
+    def to_bytes(self, format: str = "wav", loudness: float | None = None) -> bytes:
+        """The encoded file, tags included, as bytes (what `save` would write)."""
+        from .files import encode_track
+
+        return encode_track(self, format_for(None, format), loudness=loudness)[0]
+
+    def _repr_html_(self) -> str:
+        """An audio player for Jupyter."""
+        preview = encode(self.audio, self.sample_rate, format_for(None, "wav"))
+        data = base64.b64encode(preview).decode("ascii")
+        return (f'<div><audio controls src="data:audio/wav;base64,{data}"></audio><br>'
+                f"<small>{self.provenance.provider}:{self.provenance.model} · {self.duration:.1f} s · "
+                f"{self.license.summary()}</small></div>")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The result of one request: its tracks (one per `num_outputs`), in order."""
+
+    tracks: list[Track]
+
+    def __post_init__(self) -> None:
+        if not self.tracks:
+            raise ValueError("a generation has at least one track")
+
+    def _single(self) -> Track:
+        return self.tracks[0]
+
+    @property
+    def audio(self) -> AudioArray:
+        """Audio of the first track."""
+        return self._single().audio
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the first track."""
+        return self._single().sample_rate
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds of the first track."""
+        return self._single().duration
+
+    @property
+    def license(self) -> License:
+        """Licence of the first track (all tracks of one generation share it)."""
+        return self._single().license
+
+    @property
+    def provenance(self) -> Provenance:
+        """Provenance of the first track."""
+        return self._single().provenance
+
+    def save(self, path: str | os.PathLike[str], format: str | None = None, loudness: float | None = None,
+             overwrite: bool = False, sidecar: bool = True) -> list[Path]:
+        """Save every track; with several tracks, `-1`, `-2`… is added before the extension."""
+        target = Path(path)
+        if len(self.tracks) == 1:
+            return [self.tracks[0].save(target, format, loudness, overwrite, sidecar)]
+        return [track.save(target.with_name(f"{target.stem}-{i + 1}{target.suffix}"), format, loudness,
+                           overwrite, sidecar) for i, track in enumerate(self.tracks)]
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.tracks)
+
+    def __repr__(self) -> str:
+        return f"Generation({len(self.tracks)} track(s): {self.tracks[0]!r})"
+
+    def _repr_html_(self) -> str:
+        return "".join(t._repr_html_() for t in self.tracks)
+
+
+def stack_mono(audio: AudioArray, channels: int) -> AudioArray:
+    """Repeat mono audio to `channels` channels (used when a stereo output is requested from a mono model)."""
+    if audio.shape[0] == channels:
+        return audio
+    if audio.shape[0] == 1:
+        return np.repeat(audio, channels, axis=0)
+    return audio.mean(axis=0, keepdims=True).astype(np.float32)

@@ -1,0 +1,167 @@
+"""Provider specs and the choice of provider: aliases, `auto`, fallbacks, capability and policy checks.
+
+Everything here runs before any model loads or any request leaves the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .backends import Backend, known_providers
+from .config import Config
+from .errors import (
+    InvalidRequestError,
+    LicensePolicyError,
+    ProviderUnavailableError,
+    SoundforgeError,
+)
+from .licensing import License, LicenseRegistry
+from .provenance import Attempt
+from .request import GenerationRequest
+
+AUTO = "auto"
+
+#: Provider name -> Backend instance (the client caches them).
+BackendGetter = Callable[[str], Backend]
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """A parsed `"provider"` or `"provider:model"` string."""
+
+    provider: str
+    model: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model}" if self.model else self.provider
+
+
+def parse_spec(spec: str, aliases: dict[str, str] | None = None) -> ProviderSpec:
+    """Parse a provider spec, resolving aliases (one level) first."""
+    text = spec.strip()
+    if not text:
+        raise InvalidRequestError("empty provider spec", field="provider", hint="use e.g. 'synth' or 'auto'")
+    if aliases and text in aliases:
+        text = aliases[text].strip()
+    provider, _, model = text.partition(":")
+    return ProviderSpec(provider.strip().lower(), model.strip() or None)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A provider/model that passed every check and will be tried, in order."""
+
+    backend: Backend
+    model: str
+    license: License
+
+
+class Router:
+    """Turns a request and a spec into the ordered candidates to try, recording every skip."""
+
+    def __init__(self, config: Config, registry: LicenseRegistry, get_backend: BackendGetter) -> None:
+        self.config = config
+        self.registry = registry
+        self.get_backend = get_backend
+
+    def license_for(self, backend: Backend, model: str) -> License:
+        """The licence of `model` run by `backend`, for the plan configured for that provider."""
+        own = getattr(backend, "license_for", None)
+        if callable(own):
+            found = own(model)
+            if isinstance(found, License):
+                return found
+        plan = self.config.provider_settings(backend.name).get("plan")
+        return self.registry.license_for(backend.name, model, plan=plan)
+
+    def supported_by(self, field: str) -> list[str]:
+        """Providers available here whose default model supports `field`."""
+        names = []
+        for name in known_providers():
+            try:
+                backend = self.get_backend(name)
+                if backend.availability().available and \
+                        backend.capabilities(self._model(backend, None)).supports(field):
+                    names.append(name)
+            except SoundforgeError:
+                continue
+        return names
+
+    def passing_policy(self, request: GenerationRequest | None = None) -> list[str]:
+        """Available providers (default models) that the policy allows."""
+        names = []
+        for name in known_providers():
+            try:
+                backend = self.get_backend(name)
+                model = self._model(backend, None)
+                if backend.availability().available and \
+                        self.config.policy.check(name, model, self.license_for(backend, model)).allowed:
+                    if request is None or self._fits(backend, model, request):
+                        names.append(name)
+            except SoundforgeError:
+                continue
+        return names
+
+    def _fits(self, backend: Backend, model: str, request: GenerationRequest) -> bool:
+        try:
+            backend.check(request, model, lambda _f: [])
+            return True
+        except SoundforgeError:
+            return False
+
+    def _model(self, backend: Backend, model: str | None) -> str:
+        return model or self.config.provider_settings(backend.name).get("model") or backend.default_model
+
+    def _prepare(self, spec: ProviderSpec, request: GenerationRequest) -> Candidate:
+        """Check one spec completely (availability, capabilities, policy); raise the reason it cannot run."""
+        backend = self.get_backend(spec.provider)
+        status = backend.availability()
+        if not status.available:
+            raise ProviderUnavailableError(spec.provider, status.reason, fix=status.fix)
+        model = self._model(backend, spec.model)
+        backend.check(request, model, self.supported_by)
+        license = self.license_for(backend, model)
+        decision = self.config.policy.check(backend.name, model, license)
+        if not decision.allowed:
+            raise LicensePolicyError(backend.name, model, license.id, decision.clause,
+                                     self.passing_policy(request))
+        return Candidate(backend, model, license)
+
+    def plan(self, request: GenerationRequest, spec: str | None) -> tuple[list[Candidate], list[Attempt]]:
+        """The candidates to try in order, and the attempts already skipped while choosing them.
+
+        An explicit provider that is wrong for the request raises at once (the user must change the
+        request or the provider); only configured fallbacks are tried after it.
+        """
+        wanted = parse_spec(spec or self.config.default_provider, self.config.aliases)
+        skipped: list[Attempt] = []
+        candidates: list[Candidate] = []
+        if wanted.provider == AUTO:
+            for name in self.config.auto_order:
+                self._try_add(ProviderSpec(name, wanted.model), request, candidates, skipped, strict=False)
+        else:
+            self._try_add(wanted, request, candidates, skipped, strict=True)
+        for fallback in self.config.fallbacks:
+            fb = parse_spec(fallback, self.config.aliases)
+            if fb.provider in (AUTO, *(c.backend.name for c in candidates)):
+                continue
+            self._try_add(fb, request, candidates, skipped, strict=False)
+        if not candidates:
+            reasons = "; ".join(f"{a.provider}: {a.error}" for a in skipped)
+            raise ProviderUnavailableError(str(wanted), f"no provider fits this request and the policy ({reasons})")
+        return candidates, skipped
+
+    def _try_add(self, spec: ProviderSpec, request: GenerationRequest, candidates: list[Candidate],
+                 skipped: list[Attempt], *, strict: bool) -> None:
+        try:
+            candidates.append(self._prepare(spec, request))
+        except ProviderUnavailableError as exc:
+            # An unavailable first choice may still be rescued by a fallback.
+            if strict and not self.config.fallbacks:
+                raise
+            skipped.append(Attempt(provider=str(spec), outcome="skipped", error=exc.reason, error_code=exc.code))
+        except SoundforgeError as exc:
+            if strict:
+                raise
+            skipped.append(Attempt(provider=str(spec), outcome="skipped", error=str(exc), error_code=exc.code))

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from soundforge import backends
+from soundforge.client import Client
+from soundforge.config import Config
+
+from .helpers import FlakyBackend, NonCommercialBackend
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No user config, no project file, no SOUNDFORGE_* variables leak into a test."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    for name in list(__import__("os").environ):
+        if name.startswith("SOUNDFORGE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(home)
+
+
+@pytest.fixture
+def test_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the flaky and non-commercial test backends as built-ins."""
+    monkeypatch.setitem(backends.BUILTIN, "flaky", "tests.helpers:FlakyBackend")
+    monkeypatch.setitem(backends.BUILTIN, "nc", "tests.helpers:NonCommercialBackend")
+    FlakyBackend.calls = 0
+    NonCommercialBackend.calls = 0
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client(Config.load(user_file=False))

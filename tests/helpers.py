@@ -1,0 +1,51 @@
+"""Backends used by the tests to exercise routing: real Backend subclasses, registered per test."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from soundforge.backends.base import Backend, RawGeneration, RawTrack, RunContext
+from soundforge.capabilities import Capabilities, ModelInfo
+from soundforge.errors import ProviderError
+from soundforge.licensing import License, LicenseComponent, LicenseRegistry
+from soundforge.request import GenerationRequest
+
+CAPS = Capabilities(max_duration=30, sample_rates=(16000,), channels=(1,), fields=frozenset({"seed", "melody"}))
+
+
+class _Counting(Backend):
+    calls = 0
+    default_model = "tiny"
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id="tiny", capabilities=CAPS)]
+
+    def _tone(self, request: GenerationRequest) -> RawGeneration:
+        n = int(request.duration * 16000)
+        audio = np.sin(np.arange(n) * 2 * np.pi * 440 / 16000).astype(np.float32)[None, :] * 0.5
+        return RawGeneration(tracks=[RawTrack(audio=audio, sample_rate=16000, seed=request.seed)])
+
+
+class FlakyBackend(_Counting):
+    """Always fails like a provider returning 503."""
+
+    name = "flaky"
+
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        type(self).calls += 1
+        raise ProviderError("service unavailable", provider=self.name, status=503, request_id="req-1")
+
+
+class NonCommercialBackend(_Counting):
+    """Works, under a non-commercial licence (its own `license_for` hook, as a plug-in would have)."""
+
+    name = "nc"
+
+    def license_for(self, model: str) -> License:
+        terms = LicenseRegistry.default().licenses["CC-BY-NC-4.0"]
+        return License.effective([LicenseComponent(role="weights", name="nc weights", license=terms)])
+
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        type(self).calls += 1
+        context.progress("decode", 1, 1)
+        return self._tone(request)

@@ -1,0 +1,17 @@
+import subprocess
+import sys
+
+
+def test_import_does_not_load_engines() -> None:
+    code = ("import sys, soundforge; soundforge.GenerationRequest; "
+            "bad=[m for m in ('torch','transformers','diffusers','soundfile','httpx') if m in sys.modules]; "
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_public_names_resolve() -> None:
+    import soundforge
+
+    for name in soundforge.__all__:
+        assert getattr(soundforge, name) is not None

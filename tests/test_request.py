@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from soundforge import GenerationRequest, InvalidRequestError
+from soundforge.client import build_request
+from soundforge.request import MAX_PROMPT_CHARS, AudioInput
+
+
+def test_round_trip_json_with_embedded_audio() -> None:
+    melody = (np.sin(np.linspace(0, 100, 8000)).astype(np.float32), 8000)
+    req = GenerationRequest(prompt="piano", duration=4, seed=7, melody=melody, extra={"k": 1})
+    again = GenerationRequest.model_validate_json(req.model_dump_json())
+    assert again == req
+    audio, rate = again.melody.load()
+    assert rate == 8000 and audio.shape == (1, 8000)
+    assert np.max(np.abs(audio[0] - melody[0])) < 1e-3
+
+
+def test_frozen() -> None:
+    req = GenerationRequest(prompt="x")
+    with pytest.raises(ValidationError):
+        req.duration = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, "prompt"),
+    ({"prompt": "x", "duration": 0}, "duration"),
+    ({"prompt": "x", "seed": -1}, "seed"),
+    ({"prompt": "x", "num_outputs": 0}, "num_outputs"),
+    ({"prompt": "x", "num_outputs": 99}, "num_outputs"),
+    ({"prompt": "x", "temperature": 0}, "temperature"),
+    ({"prompt": "x", "top_p": 1.5}, "top_p"),
+    ({"prompt": "x", "guidance": 0.5}, "guidance"),
+    ({"prompt": "x", "bogus": 1}, "bogus"),
+])
+def test_invalid_fields_are_named(params: dict, field: str) -> None:
+    prompt = params.pop("prompt")
+    with pytest.raises(InvalidRequestError) as info:
+        build_request(prompt, params)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_unknown_field_points_to_extra() -> None:
+    with pytest.raises(InvalidRequestError, match="extra="):
+        build_request("x", {"cfg_coef": 3})
+
+
+def test_contradictions() -> None:
+    with pytest.raises(InvalidRequestError, match="strength"):
+        build_request("x", {"strength": 0.5})
+    with pytest.raises(InvalidRequestError, match="contradict"):
+        build_request("x", {"lyrics": "la", "instrumental": True})
+
+
+def test_audio_input_needs_existing_file(tmp_path) -> None:
+    with pytest.raises(InvalidRequestError, match="does not exist"):
+        build_request("x", {"melody": str(tmp_path / "none.wav")})
+    with pytest.raises(ValueError):
+        AudioInput()
+
+
+@given(duration=st.floats(allow_nan=True, allow_infinity=True), seed=st.integers(-10, 2**64),
+       top_p=st.floats(-2, 3), n=st.integers(-5, 40))
+def test_validation_never_lets_bad_values_through(duration: float, seed: int, top_p: float, n: int) -> None:
+    params = {"duration": duration, "seed": seed, "top_p": top_p, "num_outputs": n}
+    ok = (0 < duration <= 3600) and 0 <= seed < 2**63 and 0 <= top_p <= 1 and 1 <= n <= 16
+    try:
+        req = build_request("a prompt", params)
+    except InvalidRequestError:
+        assert not ok
+    else:
+        assert ok and req.duration == duration and req.seed == seed

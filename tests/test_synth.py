@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from soundforge.backends.synth.theory import plan_from_prompt
+from soundforge.client import Client
+
+
+def test_same_seed_is_bit_identical_and_other_seed_differs(client: Client) -> None:
+    a = client.generate("upbeat house in A minor", provider="synth", duration=4, seed=11)
+    b = client.generate("upbeat house in A minor", provider="synth", duration=4, seed=11)
+    c = client.generate("upbeat house in A minor", provider="synth", duration=4, seed=12)
+    assert a.audio.tobytes() == b.audio.tobytes()
+    assert a.provenance.pcm_sha256 == b.provenance.pcm_sha256
+    assert not np.array_equal(a.audio, c.audio)
+
+
+def test_output_shape_and_level(client: Client) -> None:
+    g = client.generate("lofi beat", provider="synth", duration=3, seed=1)
+    assert g.audio.dtype == np.float32 and g.audio.shape == (2, 3 * 44100)
+    assert g.sample_rate == 44100
+    assert 0.5 < np.max(np.abs(g.audio)) <= 1.0
+    assert np.std(g.audio[0] - g.audio[1]) > 1e-3  # really stereo
+    mono = client.generate("lofi beat", provider="synth", duration=2, seed=1, channels=1, sample_rate=22050)
+    assert mono.audio.shape == (1, 44100) and mono.sample_rate == 22050
+
+
+@pytest.mark.parametrize("prompt, bpm", [
+    ("lo-fi hip hop, 85 BPM", 85), ("rock anthem 100 bpm", 100), ("synthwave at 110 BPM", 110),
+    ("deep house 124 BPM", 124), ("techno 132 BPM", 132), ("chiptune 140 bpm", 140),
+])
+def test_beat_tracker_finds_requested_tempo(client: Client, prompt: str, bpm: float) -> None:
+    librosa = pytest.importorskip("librosa")
+    g = client.generate(prompt, provider="synth", duration=30, seed=5)
+    tempo, _ = librosa.beat.beat_track(y=g.audio.mean(axis=0), sr=g.sample_rate)
+    found = float(np.atleast_1d(tempo)[0])
+    assert abs(found - bpm) / bpm < 0.02, (prompt, found)
+
+
+def test_prompt_words_drive_the_plan() -> None:
+    plan = plan_from_prompt("sad cinematic strings in F# minor", 0)
+    assert (plan.tonic, plan.minor, plan.style.name) == (6, True, "cinematic")
+    plan = plan_from_prompt("happy upbeat pop in Bb major", 0)
+    assert (plan.tonic, plan.minor, plan.style.name) == (10, False, "pop")
+    assert plan.tempo > plan_from_prompt("pop", 0).tempo
+    assert plan_from_prompt("slow ambient drone", 0).tempo < 70
+    assert plan_from_prompt("drum and bass 174 bpm", 0).tempo == 174
+
+
+def test_duration_limits(client: Client) -> None:
+    from soundforge import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="600"):
+        client.generate("x", provider="synth", duration=601)
+    long = client.generate("ambient", provider="synth", duration=600, seed=1, channels=1, sample_rate=22050)
+    assert long.audio.shape == (1, 600 * 22050)
+    short = client.generate("ambient", provider="synth", duration=1, seed=1)
+    assert short.duration == pytest.approx(1.0)
+
+
+def test_num_outputs_gives_distinct_seeded_tracks(client: Client) -> None:
+    g = client.generate("jazz trio", provider="synth", duration=2, seed=100, num_outputs=3)
+    assert [t.provenance.seed for t in g.tracks] == [100, 101, 102]
+    assert len({t.provenance.pcm_sha256 for t in g.tracks}) == 3
+    assert [t.provenance.track_index for t in g.tracks] == [0, 1, 2]
