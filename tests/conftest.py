@@ -25,6 +25,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
 def test_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register the flaky and non-commercial test backends as built-ins."""
     monkeypatch.setitem(backends.BUILTIN, "flaky", "tests.helpers:FlakyBackend")
+    monkeypatch.setitem(backends.BUILTIN, "flaky2", "tests.helpers:OtherFlakyBackend")
     monkeypatch.setitem(backends.BUILTIN, "nc", "tests.helpers:NonCommercialBackend")
     FlakyBackend.calls = 0
     NonCommercialBackend.calls = 0

@@ -20,6 +20,12 @@ class _Counting(Backend):
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(id="tiny", capabilities=CAPS)]
 
+    def license_for(self, model: str) -> License:
+        """Plug-in backends may supply their own licence instead of a registry record."""
+        key = "CC-BY-NC-4.0" if self.name == "nc" else "MIT"
+        terms = LicenseRegistry.default().licenses[key]
+        return License.effective([LicenseComponent(role="weights", name=f"{self.name} weights", license=terms)])
+
     def _tone(self, request: GenerationRequest) -> RawGeneration:
         n = int(request.duration * 16000)
         audio = np.sin(np.arange(n) * 2 * np.pi * 440 / 16000).astype(np.float32)[None, :] * 0.5
@@ -41,11 +47,13 @@ class NonCommercialBackend(_Counting):
 
     name = "nc"
 
-    def license_for(self, model: str) -> License:
-        terms = LicenseRegistry.default().licenses["CC-BY-NC-4.0"]
-        return License.effective([LicenseComponent(role="weights", name="nc weights", license=terms)])
-
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         type(self).calls += 1
         context.progress("decode", 1, 1)
         return self._tone(request)
+
+
+class OtherFlakyBackend(FlakyBackend):
+    """A second failing provider, to exhaust a fallback chain."""
+
+    name = "flaky2"

@@ -175,6 +175,65 @@ def _row_dict(row: Any) -> dict[str, Any]:
             "policy_allows": row.policy_allows, "policy_clause": row.policy_clause}
 
 
+def _file_fields(path: Path) -> tuple[dict[str, str], dict[str, Any] | None]:
+    from .files import sidecar_path
+    from .tags import read_tags
+
+    fields = read_tags(path)
+    side = sidecar_path(path)
+    document = json.loads(side.read_text("utf-8")) if side.is_file() else None
+    if not fields and document:
+        fields = dict(document.get("tags", {}))
+    return fields, document
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the tags (and sidecar) as JSON.")
+@click.pass_context
+def info(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Show the licence and provenance embedded in FILE (or in its JSON sidecar)."""
+    try:
+        fields, document = _file_fields(file)
+    except (OSError, ValueError, SoundforgeError) as exc:
+        _fail(exc, ctx.obj["debug"])
+    if not fields:
+        click.echo(f"{file}: no soundforge licence or provenance found", err=True)
+        sys.exit(EXIT_FAILURE)
+    if as_json:
+        click.echo(json.dumps({"tags": fields, "sidecar": document}, indent=2, ensure_ascii=False))
+        return
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        click.echo(f"{key.lower():<{width}}  {value}")
+    if document:
+        click.echo(f"{'sidecar':<{width}}  {file.name}.json (full provenance: parameters, versions, attempts)")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def verify(ctx: click.Context, file: Path) -> None:
+    """Recompute FILE's audio hash and say whether the audio changed since soundforge wrote it."""
+    from .audio import decoded_sha256
+
+    try:
+        fields, _ = _file_fields(file)
+        expected = fields.get("AUDIO_SHA256")
+        if not expected:
+            click.echo(f"{file}: no soundforge audio hash found; cannot verify", err=True)
+            sys.exit(EXIT_FAILURE)
+        actual = decoded_sha256(file.read_bytes())
+    except (OSError, ValueError, SoundforgeError) as exc:
+        _fail(exc, ctx.obj["debug"])
+    if actual == expected:
+        click.echo(f"{file}: OK, audio unchanged since generation by {fields.get('PROVIDER')}:{fields.get('MODEL')} "
+                   f"(licence {fields.get('LICENSE')})")
+        return
+    click.echo(f"{file}: MODIFIED, the audio no longer matches its recorded hash", err=True)
+    sys.exit(EXIT_MODIFIED)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="soundforge")

@@ -1,0 +1,163 @@
+import asyncio
+
+import pytest
+
+from soundforge import (
+    AllProvidersFailedError,
+    CancelToken,
+    GenerationCancelledError,
+    InvalidRequestError,
+    LicensePolicy,
+    LicensePolicyError,
+    ProviderError,
+    ProviderNotFoundError,
+    ProviderUnavailableError,
+    UnsupportedFeatureError,
+)
+from soundforge.client import Client
+from soundforge.config import Config
+
+from .helpers import FlakyBackend, NonCommercialBackend
+
+
+def make(**overrides) -> Client:
+    return Client(Config.load(user_file=False, **overrides))
+
+
+def test_auto_picks_synth_on_a_bare_machine(client: Client) -> None:
+    g = client.generate("calm piano", duration=2, seed=1)
+    prov = g.provenance
+    assert prov.provider == "synth" and prov.ai_generated is True
+    skipped = [a.provider for a in prov.attempts if a.outcome == "skipped"]
+    assert "musicgen" in skipped and prov.attempts[-1].outcome == "ok"
+    assert g.license.id == "CC0-1.0"
+
+
+def test_provenance_records_everything(client: Client) -> None:
+    g = client.generate("calm piano", provider="synth", duration=2, seed=4)
+    p = g.provenance
+    assert p.seed == 4 and p.request["prompt"] == "calm piano" and p.request["seed"] == 4
+    assert p.parameters["tempo_bpm"] > 0 and p.engine["numpy"]
+    assert p.sample_rate == 44100 and p.channels == 2 and len(p.pcm_sha256) == 64
+    assert p.soundforge_version and p.timings.total > 0 and p.created_at.tzinfo is not None
+
+
+def test_unknown_and_planned_providers(client: Client) -> None:
+    with pytest.raises(ProviderNotFoundError, match="known providers"):
+        client.generate("x", provider="nope")
+    with pytest.raises(ProviderUnavailableError, match="not implemented"):
+        client.generate("x", provider="musicgen:facebook/musicgen-small")
+    with pytest.raises(ProviderUnavailableError, match="no official public API"):
+        client.generate("x", provider="suno")
+
+
+def test_unsupported_field_names_backend_and_alternatives(client: Client, test_backends) -> None:
+    with pytest.raises(UnsupportedFeatureError) as info:
+        client.generate("x", provider="synth", temperature=0.7)
+    err = info.value
+    assert err.field == "temperature" and "synth" in str(err)
+    with pytest.raises(UnsupportedFeatureError, match="guidance"):
+        client.generate("x", provider="synth", guidance=3.0)
+    with pytest.raises(InvalidRequestError, match="maximum"):
+        client.generate("x", provider="nc", duration=31)
+
+
+def test_unsupported_feature_lists_providers_that_can(test_backends, tmp_path) -> None:
+    import numpy as np
+
+    client = make()
+    melody = (np.zeros(16000, dtype=np.float32), 16000)
+    with pytest.raises(UnsupportedFeatureError) as info:
+        client.generate("x", provider="synth", melody=melody)
+    assert info.value.supported_by == ["flaky", "flaky2", "nc"]
+
+
+def test_fallback_on_provider_failure_records_attempts(test_backends) -> None:
+    client = make(fallbacks=["synth"])
+    g = client.generate("x", provider="flaky", duration=2, seed=1)
+    assert g.provenance.provider == "synth"
+    outcomes = [(a.provider, a.outcome) for a in g.provenance.attempts]
+    assert outcomes == [("flaky", "failed"), ("synth", "ok")]
+    assert "service unavailable" in (g.provenance.attempts[0].error or "") and FlakyBackend.calls == 1
+
+
+def test_no_fallback_when_the_request_is_wrong(test_backends) -> None:
+    client = make(fallbacks=["synth"])
+    with pytest.raises(InvalidRequestError):
+        client.generate("x", provider="nc", duration=31)
+    assert NonCommercialBackend.calls == 0
+
+
+def test_failure_without_fallback_raises_provider_error(test_backends) -> None:
+    with pytest.raises(ProviderError) as info:
+        make().generate("x", provider="flaky", duration=1)
+    assert info.value.status == 503 and info.value.request_id == "req-1"
+    with pytest.raises(AllProvidersFailedError) as group:
+        make(fallbacks=["flaky2"]).generate("x", provider="flaky", duration=1)
+    assert [spec for spec, _ in group.value.errors] == ["flaky:tiny", "flaky2:tiny"]
+    assert all(isinstance(err, ProviderError) for _, err in group.value.errors)
+
+
+def test_policy_refuses_before_compute(test_backends) -> None:
+    client = Client(Config.load(user_file=False), policy=LicensePolicy.commercial())
+    with pytest.raises(LicensePolicyError) as info:
+        client.generate("x", provider="nc", duration=1)
+    err = info.value
+    assert NonCommercialBackend.calls == 0
+    assert err.license_id == "CC-BY-NC-4.0" and "commercial" in err.clause
+    assert "synth" in err.allowed_providers and "nc" not in err.allowed_providers
+
+
+def test_auto_and_fallbacks_skip_noncompliant(test_backends) -> None:
+    client = make(auto_order=["nc", "synth"], policy={"require_commercial_use": True})
+    g = client.generate("x", duration=1, seed=2)
+    assert g.provenance.provider == "synth"
+    skipped = [a for a in g.provenance.attempts if a.outcome == "skipped"]
+    assert skipped[0].provider == "nc" and skipped[0].error_code == "license_policy"
+    assert NonCommercialBackend.calls == 0
+
+
+def test_progress_and_cancellation(test_backends) -> None:
+    events = []
+    make().generate("x", provider="nc", duration=1, on_progress=events.append)
+    assert [(e.phase, e.done, e.total) for e in events] == [("decode", 1, 1)]
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(GenerationCancelledError):
+        make().generate("x", provider="nc", duration=1, cancel=token)
+
+
+def test_async_generate_matches_sync(client: Client) -> None:
+    async def run():
+        async with make() as c:
+            return await asyncio.gather(*(c.agenerate("house 124 BPM", provider="synth", duration=2, seed=s)
+                                          for s in (1, 2)))
+
+    a, b = asyncio.run(run())
+    sync = client.generate("house 124 BPM", provider="synth", duration=2, seed=1)
+    assert a.audio.tobytes() == sync.audio.tobytes()
+    assert b.audio.tobytes() != a.audio.tobytes()
+
+
+def test_request_object_with_overrides(client: Client) -> None:
+    from soundforge import GenerationRequest
+
+    req = GenerationRequest(prompt="rock", duration=2, seed=3)
+    g = client.generate(req, provider="synth", seed=4)
+    assert g.provenance.seed == 4 and g.duration == pytest.approx(2)
+
+
+def test_providers_listing(client: Client) -> None:
+    rows = {r.name: r for r in client.providers()}
+    assert rows["synth"].available and rows["synth"].license.id == "CC0-1.0"
+    for name in ("musicgen", "stable-audio", "stability", "elevenlabs", "replicate", "fal", "lyria", "suno", "udio"):
+        assert not rows[name].available and rows[name].reason
+    assert rows["musicgen"].license.id == "CC-BY-NC-4.0"
+    assert rows["stable-audio"].license.commercial_use.value == "conditional"
+
+
+def test_generate_front_door(tmp_path) -> None:
+    import soundforge
+
+    g = soundforge.generate("lofi", provider="synth", duration=1, seed=1)
+    assert g.tracks[0].save(tmp_path / "t.flac").exists()

@@ -1,0 +1,44 @@
+import pytest
+
+from soundforge import ConfigurationError
+from soundforge.config import Config, user_config_path
+
+
+def test_layers_later_wins(tmp_path, monkeypatch) -> None:
+    user = user_config_path()
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text('default_provider = "synth"\n[providers.musicgen]\nmodel = "a"\ndevice = "cpu"\n')
+    project = tmp_path / "soundforge.toml"
+    project.write_text('[providers.musicgen]\nmodel = "b"\n[policy]\nrequire_commercial_use = true\n')
+    extra = tmp_path / "extra.toml"
+    extra.write_text('fallbacks = ["synth"]\n[aliases]\nfast = "synth"\n')
+    env = {"SOUNDFORGE_CONFIG": str(extra), "SOUNDFORGE_MUSICGEN_DEVICE": "cuda",
+           "SOUNDFORGE_POLICY_ANNUAL_REVENUE_USD": "250000", "SOUNDFORGE_STABLE_AUDIO_STEPS": "50"}
+    cfg = Config.load(env=env, cwd=tmp_path, default_provider="auto")
+    assert cfg.default_provider == "auto"  # argument beats user file
+    assert cfg.providers["musicgen"] == {"model": "b", "device": "cuda"}  # merged key by key
+    assert cfg.policy.require_commercial_use and cfg.policy.annual_revenue_usd == 250000
+    assert cfg.fallbacks == ("synth",) and cfg.aliases == {"fast": "synth"}
+    assert cfg.providers["stable-audio"] == {"steps": 50}
+
+
+def test_bad_config_is_a_clear_error(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("this is = = not toml")
+    with pytest.raises(ConfigurationError, match="cannot parse"):
+        Config.load(bad, user_file=False)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[policy]\nrequire_commercial_use = 'maybe'\nbogus = 1\n")
+    with pytest.raises(ConfigurationError, match="policy"):
+        Config.load(wrong, user_file=False)
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        Config.load(tmp_path / "missing.toml", user_file=False)
+
+
+def test_alias_resolves_in_client(tmp_path) -> None:
+    from soundforge.client import Client
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('default_provider = "fast"\n[aliases]\nfast = "synth"\n')
+    g = Client(cfg).generate("x", duration=1, seed=1)
+    assert g.provenance.provider == "synth"
