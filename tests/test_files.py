@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from soundforge import InvalidRequestError
 from soundforge import audio as audio_mod
 from soundforge.client import Client
 from soundforge.tags import read_tags
@@ -60,7 +61,7 @@ def test_never_overwrites_and_leaves_nothing_partial(track, tmp_path) -> None:
         track.save(path)
     assert path.read_bytes() == before
     track.save(path, overwrite=True)
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidRequestError, match="format"):
         track.save(tmp_path / "b.xyz")
     assert sorted(os.listdir(tmp_path)) == ["a.wav", "a.wav.json"]
 

@@ -109,7 +109,7 @@ def generate(ctx: click.Context, prompt: str, provider: str | None, duration: fl
                                     sidecar=not no_sidecar)
     except (SoundforgeError, FileExistsError) as exc:
         _fail(exc, debug)
-    for path, track in zip(paths, generation.tracks):
+    for path, track in zip(paths, generation.tracks, strict=True):
         click.echo(f"{path}  {track.duration:.1f} s  {track.provenance.provider}:{track.provenance.model}  "
                    f"seed {track.provenance.seed}")
         click.echo(f"  licence: {track.license.summary()}")

@@ -51,7 +51,7 @@ class Config(BaseModel):
     aliases: dict[str, str] = Field(default_factory=dict)
     auto_order: tuple[str, ...] = DEFAULT_AUTO_ORDER
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    policy: LicensePolicy = Field(default_factory=LicensePolicy)
+    policy: LicensePolicy = Field(default_factory=lambda: LicensePolicy())
 
     def provider_settings(self, name: str) -> dict[str, Any]:
         """Settings of one provider (empty when none are configured)."""

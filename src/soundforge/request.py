@@ -32,7 +32,7 @@ class AudioInput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
 
     path: Path | None = None
-    wav: bytes | None = Field(None, repr=False)
+    wav: bytes | None = Field(default=None, repr=False)
 
     @model_validator(mode="after")
     def _one_source(self) -> AudioInput:

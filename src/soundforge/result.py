@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from .audio import AudioArray, encode, format_for
 from .licensing import License
 from .provenance import Provenance
@@ -26,7 +24,7 @@ class Track:
     @property
     def duration(self) -> float:
         """Length in seconds."""
-        return self.audio.shape[1] / self.sample_rate
+        return float(self.audio.shape[1] / self.sample_rate)
 
     @property
     def channels(self) -> int:
@@ -126,11 +124,3 @@ class Generation:
     def _repr_html_(self) -> str:
         return "".join(t._repr_html_() for t in self.tracks)
 
-
-def stack_mono(audio: AudioArray, channels: int) -> AudioArray:
-    """Repeat mono audio to `channels` channels (used when a stereo output is requested from a mono model)."""
-    if audio.shape[0] == channels:
-        return audio
-    if audio.shape[0] == 1:
-        return np.repeat(audio, channels, axis=0)
-    return audio.mean(axis=0, keepdims=True).astype(np.float32)

@@ -95,10 +95,10 @@ class Router:
             try:
                 backend = self.get_backend(name)
                 model = self._model(backend, None)
-                if backend.availability().available and \
-                        self.config.policy.check(name, model, self.license_for(backend, model)).allowed:
-                    if request is None or self._fits(backend, model, request):
-                        names.append(name)
+                if backend.availability().available \
+                        and self.config.policy.check(name, model, self.license_for(backend, model)).allowed \
+                        and (request is None or self._fits(backend, model, request)):
+                    names.append(name)
             except SoundforgeError:
                 continue
         return names

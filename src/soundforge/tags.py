@@ -224,7 +224,7 @@ def _parse_vorbis_comment(block: bytes) -> tuple[bytes, list[bytes]]:
 
 def _flac_with_comments(data: bytes, fields: dict[str, str]) -> bytes:
     blocks, audio_start = _flac_blocks(data)
-    vendor, comments = b"soundforge", []
+    vendor, comments = b"soundforge", list[bytes]()
     for kind, payload in blocks:
         if kind == 4:
             vendor, comments = _parse_vorbis_comment(payload)

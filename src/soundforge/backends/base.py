@@ -179,5 +179,5 @@ class Backend(ABC):
             context.cancel.cancel()
             raise
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release models, sessions and other resources."""

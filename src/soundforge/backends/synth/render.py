@@ -26,9 +26,7 @@ def _wavetable(shape: str, harmonics: int) -> Buffer:
     phase = np.arange(TABLE_SIZE) * (2 * np.pi / TABLE_SIZE)
     wave = np.zeros(TABLE_SIZE)
     for k in range(1, max(1, harmonics) + 1):
-        if shape == "saw":
-            wave += np.sin(k * phase) / k
-        elif shape == "square" and k % 2 == 1:
+        if shape == "saw" or (shape == "square" and k % 2 == 1):
             wave += np.sin(k * phase) / k
         elif shape == "organ" and k in (1, 2, 3, 4, 6, 8):
             wave += np.sin(k * phase) * {1: 1.0, 2: 0.8, 3: 0.6, 4: 0.4, 6: 0.25, 8: 0.2}[k]
@@ -42,7 +40,7 @@ def _wavetable(shape: str, harmonics: int) -> Buffer:
 
 def midi_to_hz(note: float) -> float:
     """Equal-tempered frequency of a MIDI note number (A4 = 69 = 440 Hz)."""
-    return 440.0 * 2.0 ** ((note - 69) / 12)
+    return float(440.0 * 2.0 ** ((note - 69) / 12))
 
 
 def _oscillator(shape: str, freq: float, n: int, sr: int, brightness: float) -> Buffer:
@@ -50,7 +48,7 @@ def _oscillator(shape: str, freq: float, n: int, sr: int, brightness: float) -> 
     harmonics = max(1, min(nyquist_harmonics, int(24 * brightness)))
     table = _wavetable(shape, harmonics)
     index = (np.arange(n) * (freq * TABLE_SIZE / sr)).astype(np.int64) & (TABLE_SIZE - 1)
-    return table[index]
+    return np.asarray(table[index], dtype=np.float64)
 
 
 def _envelope(n: int, sr: int, attack: float, decay: float, sustain: float, release: float,
@@ -203,12 +201,12 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
         degree = progression[bar % len(progression)]
         notes = chord_notes(plan, degree, 48 + 12, size=4 if style.name == "jazz" else 3)
         if style.chords == "pad":
-            hits = [(0, 16)]
+            chord_hits = [(0, 16)]
         elif style.chords == "organ":
-            hits = [(2, 1), (6, 1), (10, 1), (14, 1)]
+            chord_hits = [(2, 1), (6, 1), (10, 1), (14, 1)]
         else:
-            hits = [(0, 6), (6, 4), (10, 6)]
-        for s, length in hits:
+            chord_hits = [(0, 6), (6, 4), (10, 6)]
+        for s, length in chord_hits:
             for i, midi in enumerate(notes):
                 sound = _note(chord_voice, midi, length * step * 0.95, sr, brightness)
                 mix.add(sound, step_start(bar, s), 0.11, -0.4 + 0.4 * i)
@@ -252,7 +250,7 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
     peak = float(np.max(np.abs(stereo)))
     if peak > 0:
         stereo *= 10 ** (-1 / 20) / peak
-    return stereo
+    return np.asarray(stereo, dtype=np.float64)
 
 
 def _motif(rng: np.random.Generator) -> list[tuple[int, int, int]]:

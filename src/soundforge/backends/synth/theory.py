@@ -114,8 +114,8 @@ def plan_from_prompt(prompt: str, choose: int) -> MusicPlan:
         elif any(re.search(rf"\b{w}\b", text) for w in MAJOR_WORDS):
             minor = False
         else:
-            minor = style.name in ("lofi", "cinematic", "dnb", "techno", "synthwave") or bool(choose & 1) and \
-                style.name not in ("pop", "chiptune", "house")
+            minor = style.name in ("lofi", "cinematic", "dnb", "techno", "synthwave") or (bool(choose & 1) and \
+                style.name not in ("pop", "chiptune", "house"))
     return MusicPlan(tempo=tempo, tonic=tonic, minor=minor, style=style)
 
 
