@@ -90,23 +90,35 @@ def _client(ctx: click.Context, **policy: Any) -> Any:
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @click.option("--no-sidecar", is_flag=True, help="Do not write the JSON sidecar.")
 @click.option("--commercial", is_flag=True, help="Refuse models whose outputs may not be used commercially.")
+@click.option("--sign-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="PEM certificate chain: sign a C2PA manifest into the file (or set [c2pa] in config).")
+@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="PEM private key for --sign-cert.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, provider: str | None, duration: float | None,
              num_outputs: int | None, seed: int | None, output: Path, fmt: str | None, loudness: float | None,
-             params: tuple[str, ...], overwrite: bool, no_sidecar: bool, commercial: bool, quiet: bool) -> None:
+             params: tuple[str, ...], overwrite: bool, no_sidecar: bool, commercial: bool,
+             sign_cert: Path | None, sign_key: Path | None, quiet: bool) -> None:
     """Generate audio from PROMPT and save it with licence and provenance."""
     debug = ctx.obj["debug"]
     fields: dict[str, Any] = dict(_parse_param(p) for p in params)
     for key, value in (("duration", duration), ("num_outputs", num_outputs), ("seed", seed)):
         if value is not None:
             fields[key] = value
+    if (sign_cert is None) != (sign_key is None):
+        raise click.UsageError("--sign-cert and --sign-key go together")
     try:
         client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
+        signer = client.config.c2pa_signer()
+        if sign_cert is not None and sign_key is not None:
+            from .signing import C2paSigner
+
+            signer = C2paSigner.from_files(sign_cert, sign_key)
         with client:
             generation = _run_with_progress(client, prompt, provider, fields, quiet)
             paths = generation.save(output, format=fmt, loudness=loudness, overwrite=overwrite,
-                                    sidecar=not no_sidecar)
+                                    sidecar=not no_sidecar, sign=signer)
     except (SoundforgeError, FileExistsError) as exc:
         _fail(exc, debug)
     for path, track in zip(paths, generation.tracks, strict=True):
@@ -208,6 +220,24 @@ def info(ctx: click.Context, file: Path, as_json: bool) -> None:
         click.echo(f"{key.lower():<{width}}  {value}")
     if document:
         click.echo(f"{'sidecar':<{width}}  {file.name}.json (full provenance: parameters, versions, attempts)")
+    c2pa_state = _c2pa_state(file)
+    if c2pa_state:
+        click.echo(f"{'c2pa':<{width}}  {c2pa_state}")
+
+
+def _c2pa_state(file: Path) -> str | None:
+    """A one-line C2PA summary, or None when the file has no manifest or c2pa-python is absent."""
+    try:
+        from .signing import read_manifest, validation_problems
+
+        store = read_manifest(file)
+    except ProviderUnavailableError:
+        return None
+    if not store:
+        return None
+    problems = validation_problems(store)
+    return "signed manifest, " + ("valid (signer not on a trust list)" if not problems
+                                  else "INVALID: " + ", ".join(problems))
 
 
 @cli.command()
@@ -226,6 +256,10 @@ def verify(ctx: click.Context, file: Path) -> None:
         actual = decoded_sha256(file.read_bytes())
     except (OSError, ValueError, SoundforgeError) as exc:
         _fail(exc, ctx.obj["debug"])
+    c2pa_state = _c2pa_state(file)
+    if c2pa_state and "INVALID" in c2pa_state:
+        click.echo(f"{file}: MODIFIED, C2PA {c2pa_state}", err=True)
+        sys.exit(EXIT_MODIFIED)
     if actual == expected:
         click.echo(f"{file}: OK, audio unchanged since generation by {fields.get('PROVIDER')}:{fields.get('MODEL')} "
                    f"(licence {fields.get('LICENSE')})")

@@ -12,12 +12,15 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigurationError
 from .policy import LicensePolicy
+
+if TYPE_CHECKING:
+    from .signing import C2paSigner
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,6 +55,20 @@ class Config(BaseModel):
     auto_order: tuple[str, ...] = DEFAULT_AUTO_ORDER
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: LicensePolicy = Field(default_factory=lambda: LicensePolicy())
+    c2pa: dict[str, str] = Field(default_factory=dict, description="cert, key, alg, tsa_url for C2PA signing")
+
+    def c2pa_signer(self) -> C2paSigner | None:
+        """The configured C2PA signer, when `[c2pa]` names a certificate chain and a key."""
+        if not self.c2pa:
+            return None
+        unknown = set(self.c2pa) - {"cert", "key", "alg", "tsa_url"}
+        if unknown or "cert" not in self.c2pa or "key" not in self.c2pa:
+            raise ConfigurationError("the [c2pa] section needs `cert` and `key` (PEM paths), optionally `alg` "
+                                     f"and `tsa_url`{'; unknown: ' + ', '.join(sorted(unknown)) if unknown else ''}")
+        from .signing import C2paSigner
+
+        return C2paSigner.from_files(self.c2pa["cert"], self.c2pa["key"], self.c2pa.get("alg", "es256"),
+                                     self.c2pa.get("tsa_url"))
 
     def provider_settings(self, name: str) -> dict[str, Any]:
         """Settings of one provider (empty when none are configured)."""

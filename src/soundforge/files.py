@@ -12,6 +12,7 @@ from .audio import AudioFormat, decoded_sha256, encode, format_for, normalize_lo
 
 if TYPE_CHECKING:
     from .result import Track
+    from .signing import C2paSigner
 
 SIDECAR_SUFFIX = ".json"
 
@@ -50,7 +51,8 @@ def sidecar_document(track: Track, fields: dict[str, str], file_name: str) -> di
 
 
 def save_track(track: Track, path: str | os.PathLike[str], *, format: str | None = None,
-               loudness: float | None = None, overwrite: bool = False, sidecar: bool = True) -> Path:
+               loudness: float | None = None, overwrite: bool = False, sidecar: bool = True,
+               sign: C2paSigner | None = None) -> Path:
     """Write `track` to `path` (and its sidecar) atomically; see `Track.save`."""
     target = Path(path)
     fmt = format_for(target, format)
@@ -59,6 +61,10 @@ def save_track(track: Track, path: str | os.PathLike[str], *, format: str | None
         if existing.exists() and not overwrite:
             raise FileExistsError(f"{existing} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     data, fields = encode_track(track, fmt, loudness=loudness)
+    if sign is not None:  # last: C2PA hashes the finished file, tags included
+        from .signing import sign_bytes
+
+        data = sign_bytes(data, fmt, fields, sign)
     if sidecar:
         document = json.dumps(sidecar_document(track, fields, target.name), indent=2, ensure_ascii=False)
         write_atomic(side, document.encode("utf-8"), overwrite=overwrite)

@@ -6,10 +6,14 @@ import base64
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .audio import AudioArray, encode, format_for
 from .licensing import License
 from .provenance import Provenance
+
+if TYPE_CHECKING:
+    from .signing import C2paSigner
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Track:
                 f"{self.provenance.provider}:{self.provenance.model}, licence {self.license.id})")
 
     def save(self, path: str | os.PathLike[str], format: str | None = None, loudness: float | None = None,
-             overwrite: bool = False, sidecar: bool = True) -> Path:
+             overwrite: bool = False, sidecar: bool = True, sign: C2paSigner | None = None) -> Path:
         """Write the track with embedded licence/provenance tags (and a JSON sidecar) atomically.
 
         Args:
@@ -45,10 +49,12 @@ class Track:
             loudness: normalise to this integrated loudness (LUFS, e.g. -14) with a -1 dBTP ceiling.
             overwrite: replace an existing file (otherwise FileExistsError).
             sidecar: also write `<file>.json` with the full provenance and licence.
+            sign: sign a C2PA manifest into the file (WAV, MP3, FLAC; needs `soundforge[c2pa]`).
         """
         from .files import save_track
 
-        return save_track(self, path, format=format, loudness=loudness, overwrite=overwrite, sidecar=sidecar)
+        return save_track(self, path, format=format, loudness=loudness, overwrite=overwrite, sidecar=sidecar,
+                          sign=sign)
 
     def to_bytes(self, format: str = "wav", loudness: float | None = None) -> bytes:
         """The encoded file, tags included, as bytes (what `save` would write)."""
@@ -104,13 +110,13 @@ class Generation:
         return self._single().provenance
 
     def save(self, path: str | os.PathLike[str], format: str | None = None, loudness: float | None = None,
-             overwrite: bool = False, sidecar: bool = True) -> list[Path]:
+             overwrite: bool = False, sidecar: bool = True, sign: C2paSigner | None = None) -> list[Path]:
         """Save every track; with several tracks, `-1`, `-2`… is added before the extension."""
         target = Path(path)
         if len(self.tracks) == 1:
-            return [self.tracks[0].save(target, format, loudness, overwrite, sidecar)]
+            return [self.tracks[0].save(target, format, loudness, overwrite, sidecar, sign)]
         return [track.save(target.with_name(f"{target.stem}-{i + 1}{target.suffix}"), format, loudness,
-                           overwrite, sidecar) for i, track in enumerate(self.tracks)]
+                           overwrite, sidecar, sign) for i, track in enumerate(self.tracks)]
 
     def __len__(self) -> int:
         return len(self.tracks)
