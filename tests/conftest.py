@@ -1,6 +1,15 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# Hugging Face libraries read these at import: never reach a hub from tests, keep caches in a temp dir.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="soundforge-hf-")
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from soundforge import backends
 from soundforge.client import Client

@@ -107,6 +107,38 @@ def load_audio(source: str | os.PathLike[str] | bytes) -> tuple[AudioArray, int]
     return np.ascontiguousarray(data.T, dtype=np.float32), int(rate)
 
 
+def resample(audio: AudioArray, rate_in: int, rate_out: int) -> AudioArray:
+    """Band-limited resampling of (channels, samples) audio by the FFT method (no scipy needed).
+
+    Good for conditioning inputs (melody, audio prompts) of a few tens of seconds; the result has
+    round(samples * rate_out / rate_in) samples.
+    """
+    if rate_in == rate_out:
+        return audio
+    n_in = audio.shape[1]
+    n_out = max(1, round(n_in * rate_out / rate_in))
+    # Pad against wrap-around at the edges, resample, then cut the padding back off.
+    pad = min(n_in, max(64, rate_in // 50))
+    padded = np.pad(audio.astype(np.float64), ((0, 0), (pad, pad)), mode="reflect")
+    spectrum = np.fft.rfft(padded, axis=1)
+    n_padded_out = round(padded.shape[1] * rate_out / rate_in)
+    keep = min(spectrum.shape[1], n_padded_out // 2 + 1)
+    out_spectrum = np.zeros((audio.shape[0], n_padded_out // 2 + 1), dtype=complex)
+    out_spectrum[:, :keep] = spectrum[:, :keep]
+    out = np.fft.irfft(out_spectrum, n=n_padded_out, axis=1) * (n_padded_out / padded.shape[1])
+    start = round(pad * rate_out / rate_in)
+    return np.ascontiguousarray(out[:, start:start + n_out], dtype=np.float32)
+
+
+def to_channels(audio: AudioArray, channels: int) -> AudioArray:
+    """Mix down to mono or duplicate mono to stereo."""
+    if audio.shape[0] == channels:
+        return audio
+    if channels == 1:
+        return np.ascontiguousarray(audio.mean(axis=0, keepdims=True), dtype=np.float32)
+    return np.ascontiguousarray(np.repeat(audio[:1], channels, axis=0), dtype=np.float32)
+
+
 def true_peak(audio: AudioArray, oversample: int = 4) -> float:
     """Estimate the true peak (linear) by band-limited oversampling, as BS.1770 asks."""
     if audio.shape[1] < 2:

@@ -126,8 +126,10 @@ class Client:
                     policy_allows=bool(decision and decision.allowed),
                     policy_clause=decision.clause if decision else "no licence record"))
                 continue
-            status = backend.availability()
             model = self.router._model(backend, None)
+            status = backend.availability()
+            if status.available:
+                status = backend.model_availability(model, allow_fetch=False)
             license = self.router.license_for(backend, model)
             decision = self.config.policy.check(name, model, license)
             rows.append(ProviderStatus(

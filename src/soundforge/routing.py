@@ -13,6 +13,7 @@ from .config import Config
 from .errors import (
     InvalidRequestError,
     LicensePolicyError,
+    ModelNotAvailableError,
     ProviderUnavailableError,
     SoundforgeError,
 )
@@ -113,8 +114,11 @@ class Router:
     def _model(self, backend: Backend, model: str | None) -> str:
         return model or self.config.provider_settings(backend.name).get("model") or backend.default_model
 
-    def _prepare(self, spec: ProviderSpec, request: GenerationRequest) -> Candidate:
-        """Check one spec completely (availability, capabilities, policy); raise the reason it cannot run."""
+    def _prepare(self, spec: ProviderSpec, request: GenerationRequest, *, explicit: bool) -> Candidate:
+        """Check one spec completely (availability, capabilities, policy, weights); raise why it cannot run.
+
+        The licence policy is checked before the weights, so a refused model is never looked for or fetched.
+        """
         backend = self.get_backend(spec.provider)
         status = backend.availability()
         if not status.available:
@@ -126,6 +130,9 @@ class Router:
         if not decision.allowed:
             raise LicensePolicyError(backend.name, model, license.id, decision.clause,
                                      self.passing_policy(request))
+        ready = backend.model_availability(model, allow_fetch=explicit)
+        if not ready.available:
+            raise ModelNotAvailableError(backend.name, model, ready.reason, fix=ready.fix)
         return Candidate(backend, model, license)
 
     def plan(self, request: GenerationRequest, spec: str | None) -> tuple[list[Candidate], list[Attempt]]:
@@ -139,28 +146,29 @@ class Router:
         candidates: list[Candidate] = []
         if wanted.provider == AUTO:
             for name in self.config.auto_order:
-                self._try_add(ProviderSpec(name, wanted.model), request, candidates, skipped, strict=False)
+                self._try_add(ProviderSpec(name, wanted.model), request, candidates, skipped, strict=False,
+                              explicit=False)
         else:
-            self._try_add(wanted, request, candidates, skipped, strict=True)
+            self._try_add(wanted, request, candidates, skipped, strict=True, explicit=True)
         for fallback in self.config.fallbacks:
             fb = parse_spec(fallback, self.config.aliases)
             if fb.provider in (AUTO, *(c.backend.name for c in candidates)):
                 continue
-            self._try_add(fb, request, candidates, skipped, strict=False)
+            self._try_add(fb, request, candidates, skipped, strict=False, explicit=True)
         if not candidates:
             reasons = "; ".join(f"{a.provider}: {a.error}" for a in skipped)
             raise ProviderUnavailableError(str(wanted), f"no provider fits this request and the policy ({reasons})")
         return candidates, skipped
 
     def _try_add(self, spec: ProviderSpec, request: GenerationRequest, candidates: list[Candidate],
-                 skipped: list[Attempt], *, strict: bool) -> None:
+                 skipped: list[Attempt], *, strict: bool, explicit: bool) -> None:
         try:
-            candidates.append(self._prepare(spec, request))
-        except ProviderUnavailableError as exc:
+            candidates.append(self._prepare(spec, request, explicit=explicit))
+        except (ProviderUnavailableError, ModelNotAvailableError) as exc:
             # An unavailable first choice may still be rescued by a fallback.
             if strict and not self.config.fallbacks:
                 raise
-            skipped.append(Attempt(provider=str(spec), outcome="skipped", error=exc.reason, error_code=exc.code))
+            skipped.append(Attempt(provider=str(spec), outcome="skipped", error=str(exc), error_code=exc.code))
         except SoundforgeError as exc:
             if strict:
                 raise

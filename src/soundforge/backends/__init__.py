@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "soundforge.backends"
 #: Built-in backends: provider name -> "module:Class", imported on first use.
 BUILTIN: dict[str, str] = {
     "synth": "soundforge.backends.synth:SynthBackend",
+    "musicgen": "soundforge.backends.musicgen:MusicgenBackend",
 }
 
 
@@ -36,9 +37,6 @@ class PlannedProvider:
 
 
 PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
-    PlannedProvider("musicgen", "Meta MusicGen through transformers (local)",
-                    "not implemented yet in this version (planned: soundforge[musicgen])",
-                    "musicgen", "facebook/musicgen-small"),
     PlannedProvider("stable-audio", "Stable Audio Open through diffusers (local)",
                     "not implemented yet in this version (planned: soundforge[stable-audio])",
                     "stable-audio", "stabilityai/stable-audio-open-1.0"),

@@ -129,6 +129,13 @@ class Backend(ABC):
         """Whether this backend can run here. Cheap: never loads a model or calls the network."""
         return Availability(True)
 
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        """Whether `model` can run now (weights present, or fetchable when `allow_fetch`). Cheap, no loading.
+
+        `auto` routing passes allow_fetch=False so it never starts a large download on its own.
+        """
+        return Availability(True)
+
     def model_info(self, model: str) -> ModelInfo:
         """The declared model, or ModelNotAvailableError naming the known ones."""
         for info in self.models():

@@ -1,0 +1,426 @@
+"""`musicgen`: Meta's MusicGen and MusicGen-Melody run locally through transformers (extra `soundforge[musicgen]`).
+
+Readable top to bottom: resolve and load the checkpoint (cached), map the request to `generate()`
+arguments, then run one of three paths: plain text-to-music, continuation of an audio prompt, or
+long-form generation past the model's window by sliding-window extension (audiocraft's `extend_stride`).
+torch and transformers are imported inside methods, never at `import soundforge`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...audio import AudioArray, resample, to_channels
+from ...capabilities import Capabilities, ModelInfo
+from ...errors import InvalidRequestError, ModelNotAvailableError
+from ...request import GenerationRequest
+from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
+from .chroma import melody_chroma
+
+EXTRA = 'pip install "soundforge[musicgen]"'
+HUB_MODELS = {
+    # id: (stereo, melody)
+    "facebook/musicgen-small": (False, False),
+    "facebook/musicgen-medium": (False, False),
+    "facebook/musicgen-large": (False, False),
+    "facebook/musicgen-melody": (False, True),
+    "facebook/musicgen-melody-large": (False, True),
+    "facebook/musicgen-stereo-small": (True, False),
+    "facebook/musicgen-stereo-medium": (True, False),
+    "facebook/musicgen-stereo-large": (True, False),
+    "facebook/musicgen-stereo-melody": (True, True),
+    "facebook/musicgen-stereo-melody-large": (True, True),
+}
+WINDOW_SECONDS = 30.0  # the context MusicGen was trained on
+EXTEND_STRIDE = 18.0  # audiocraft's default: keep 12 s of context, add 18 s per step
+MAX_DURATION = 600.0
+SEAM_SECONDS = 0.02  # cross-fade where a long-form chunk joins the audio before it
+EXTRA_KEYS = {"do_sample": bool, "window": float, "extend_stride": float}
+_RNG_LOCK = threading.Lock()  # transformers samples from torch's global RNG: one seeded call at a time
+
+
+def _caps(*, stereo: bool, melody: bool, sample_rate: int = 32000, frame_rate: int = 50) -> Capabilities:
+    fields = {"seed", "num_outputs", "temperature", "top_k", "top_p", "guidance", "channels", "sample_rate", "extra"}
+    fields |= {"melody"} if melody else {"audio_prompt", "audio_prompt_mode"}
+    return Capabilities(min_duration=1.0 / frame_rate, max_duration=WINDOW_SECONDS if melody else MAX_DURATION,
+                        sample_rates=(sample_rate,), channels=(2,) if stereo else (1,), fields=frozenset(fields),
+                        max_outputs=8, seed_deterministic=True,
+                        cost_hint="local; about 11x slower than real time for musicgen-small on a 2-core CPU")
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint in memory with the facts generation needs."""
+
+    model: Any
+    tokenizer: Any
+    melody: bool
+    sample_rate: int
+    frame_rate: int
+    channels: int
+    delay: int  # codebook delay: frames = new tokens - delay
+    device: str
+    revision: str | None
+    chroma_length: int | None
+
+
+class MusicgenBackend(Backend):
+    """MusicGen through transformers' `MusicgenForConditionalGeneration` / `MusicgenMelodyForConditionalGeneration`."""
+
+    name = "musicgen"
+    description = "Meta MusicGen / MusicGen-Melody through transformers (local)"
+    default_model = "facebook/musicgen-small"
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._load_lock = threading.Lock()
+
+    # --- declared facts ---------------------------------------------------------------------------
+    def availability(self) -> Availability:
+        missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+        if missing:
+            return Availability(False, f"{' and '.join(missing)} not installed", fix=EXTRA)
+        return Availability(True)
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id=mid, description=("stereo " if st else "mono ") + ("melody-conditioned" if me else ""),
+                          capabilities=_caps(stereo=st, melody=me)) for mid, (st, me) in HUB_MODELS.items()]
+
+    def model_info(self, model: str) -> ModelInfo:
+        if model in HUB_MODELS:
+            return super().model_info(model)
+        config = _local_config(model)
+        if config is None:  # an unknown hub id: assume the common case, confirmed at load time
+            return ModelInfo(id=model, capabilities=_caps(stereo="stereo" in model, melody="melody" in model))
+        audio = config.get("audio_encoder", {})
+        decoder = config.get("decoder", {})
+        sample_rate = int(audio.get("sampling_rate", 32000))
+        hop = int(np.prod(audio.get("upsampling_ratios", [8, 5, 4, 4])))
+        return ModelInfo(id=model, capabilities=_caps(
+            stereo=decoder.get("audio_channels", 1) == 2, melody=config.get("model_type") == "musicgen_melody",
+            sample_rate=sample_rate, frame_rate=math.ceil(sample_rate / hop)))
+
+    # --- loading ----------------------------------------------------------------------------------
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        if model in self._loaded:
+            return Availability(True)
+        try:
+            self._resolve(model, allow_fetch=False)
+            return Availability(True)
+        except ModelNotAvailableError as exc:
+            if allow_fetch and not _offline(self.settings) and not Path(model).expanduser().is_absolute():
+                return Availability(True)  # a download will be tried at load time
+            return Availability(False, exc.message.split(": ", 1)[-1], fix=exc.hint)
+
+    def _resolve(self, model: str, *, allow_fetch: bool = True) -> str:
+        """A local folder holding the checkpoint: given directly, or from the Hugging Face cache/hub."""
+        path = Path(model).expanduser()
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise ModelNotAvailableError(self.name, model, f"{path} has no config.json",
+                                             fix="point to a folder written by save_pretrained()")
+            return str(path)
+        if model.startswith(("/", ".", "~")) or model.count("/") > 1:
+            raise ModelNotAvailableError(self.name, model, f"folder {path} does not exist")
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "*.model", "*.txt"]
+        try:
+            return str(snapshot_download(model, local_files_only=True, allow_patterns=patterns))
+        except Exception as cached_miss:
+            hub = os.environ.get("HF_HOME", "~/.cache/huggingface")
+            fix = (f"download it first (`hf download {model}`), or set [providers.musicgen] model = "
+                   "\"/path/to/checkpoint\"")
+            if _offline(self.settings) or not allow_fetch:
+                why = "downloads are off (HF_HUB_OFFLINE or allow_download = false)" if _offline(self.settings) \
+                    else "soundforge does not start downloads on its own for `auto`"
+                raise ModelNotAvailableError(
+                    self.name, model, f"weights not in the Hugging Face cache ({hub}) and {why}",
+                    fix=fix) from cached_miss
+            try:
+                return str(snapshot_download(model, allow_patterns=patterns, etag_timeout=10))
+            except Exception as exc:
+                raise ModelNotAvailableError(self.name, model, f"could not download the weights: "
+                                             f"{type(exc).__name__}: {str(exc)[:200]}", fix=fix) from exc
+
+    def load(self, model: str) -> LoadedModel:
+        """Load (or reuse) a checkpoint; the least recently used is dropped past `max_loaded_models`."""
+        with self._load_lock:
+            if model in self._loaded:
+                self._loaded.move_to_end(model)
+                return self._loaded[model]
+            from transformers import (
+                AutoConfig,
+                AutoTokenizer,
+                MusicgenForConditionalGeneration,
+                MusicgenMelodyForConditionalGeneration,
+            )
+
+            folder = self._resolve(model)
+            config = AutoConfig.from_pretrained(folder)
+            melody = config.model_type == "musicgen_melody"
+            cls: Any = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
+            device = _pick_device(self.settings.get("device", "auto"))
+            dtype = _pick_dtype(self.settings.get("dtype", "auto"), device)
+            net = cls.from_pretrained(folder, dtype=dtype).to(device).eval()
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            audio_cfg = config.audio_encoder
+            channels = int(config.decoder.audio_channels)
+            loaded = LoadedModel(
+                model=net, tokenizer=tokenizer, melody=melody, sample_rate=int(audio_cfg.sampling_rate),
+                frame_rate=int(audio_cfg.frame_rate), channels=channels,
+                delay=int(config.decoder.num_codebooks) // channels - 1, device=device,
+                revision=_revision(folder), chroma_length=getattr(config, "chroma_length", None))
+            self._loaded[model] = loaded
+            while len(self._loaded) > int(self.settings.get("max_loaded_models", 1)):
+                self._loaded.popitem(last=False)
+            return loaded
+
+    def unload(self, model: str | None = None) -> None:
+        """Forget one loaded model, or all of them."""
+        with self._load_lock:
+            if model is None:
+                self._loaded.clear()
+            else:
+                self._loaded.pop(model, None)
+
+    def close(self) -> None:
+        self.unload()
+
+    # --- generation -------------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        options = _extra_options(request, self.settings)
+        started = time.perf_counter()
+        loaded = self.load(model)
+        load_seconds = time.perf_counter() - started
+        if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
+            raise InvalidRequestError(f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
+                                      field="channels" if request.channels else "sample_rate", provider=self.name)
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        kwargs = self._generate_kwargs(request, loaded, options)
+        total = round(request.duration * loaded.sample_rate)
+        with _RNG_LOCK:
+            import torch
+
+            torch.manual_seed(seed)
+            with torch.inference_mode():
+                if request.audio_prompt is not None:
+                    audio = self._continue(request, loaded, kwargs, context)
+                elif request.duration <= options["window"]:
+                    audio = self._run(loaded, kwargs, self._frames(request.duration, loaded), context)
+                else:
+                    audio = self._long_form(request, loaded, kwargs, options, context)
+        audio = audio[:, :, :total]
+        if audio.shape[2] < total:  # the codec's last frame can fall a few samples short
+            audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
+        parameters = {**{k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask",
+                                                                       "input_features")},
+                      "duration": request.duration, "sample_rate": loaded.sample_rate, "seed_scope": "batch",
+                      "batch_size": request.num_outputs, "frame_rate": loaded.frame_rate}
+        if request.duration > options["window"]:
+            parameters |= {"window": options["window"], "extend_stride": options["extend_stride"]}
+        tracks = [RawTrack(audio=np.ascontiguousarray(audio[i], dtype=np.float32), sample_rate=loaded.sample_rate,
+                           seed=seed, parameters={**parameters, "batch_index": i})
+                  for i in range(audio.shape[0])]
+        import torch
+        import transformers
+
+        return RawGeneration(tracks=tracks, model_revision=loaded.revision, device=loaded.device,
+                             engine_versions={"torch": torch.__version__, "transformers": transformers.__version__},
+                             load_seconds=load_seconds)
+
+    def _generate_kwargs(self, request: GenerationRequest, loaded: LoadedModel, options: dict[str, Any]
+                         ) -> dict[str, Any]:
+        """Keyword arguments for `model.generate`: only what the request sets, so defaults stay the model's."""
+        inputs = loaded.tokenizer([request.prompt] * request.num_outputs, return_tensors="pt", padding=True)
+        kwargs: dict[str, Any] = {k: v.to(loaded.device) for k, v in inputs.items()}
+        for field, arg in (("temperature", "temperature"), ("top_k", "top_k"), ("top_p", "top_p"),
+                           ("guidance", "guidance_scale")):
+            value = getattr(request, field)
+            if value is not None:
+                kwargs[arg] = value
+        if "do_sample" in request.extra:
+            kwargs["do_sample"] = options["do_sample"]
+        if request.melody is not None:
+            kwargs["input_features"] = self._chroma(request, loaded)
+        return kwargs
+
+    def _frames(self, seconds: float, loaded: LoadedModel) -> int:
+        return max(1, math.ceil(seconds * loaded.frame_rate))
+
+    def _run(self, loaded: LoadedModel, kwargs: dict[str, Any], frames: int, context: RunContext,
+             prompt: AudioArray | None = None, done: int = 0, total_steps: int | None = None) -> Any:
+        """One `generate()` call making `frames` new frames (after an optional audio prompt); numpy (B, C, N)."""
+        import torch
+
+        steps = frames + loaded.delay
+        call = dict(kwargs)
+        if prompt is not None:
+            call["input_values"] = torch.from_numpy(prompt).to(loaded.device, loaded.model.dtype)
+        from transformers import StoppingCriteriaList
+
+        progress = _progress_criteria(context, done, total_steps or steps)
+        out = loaded.model.generate(**call, max_new_tokens=steps, stopping_criteria=StoppingCriteriaList([progress]))
+        return out.float().cpu().numpy()
+
+    def _prompt_audio(self, request: GenerationRequest, loaded: LoadedModel) -> AudioArray:
+        assert request.audio_prompt is not None
+        audio, rate = request.audio_prompt.load()
+        return to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
+
+    def _continue(self, request: GenerationRequest, loaded: LoadedModel, kwargs: dict[str, Any],
+                  context: RunContext) -> Any:
+        """Continue an audio prompt: the output is the prompt followed by new audio, `duration` long in all."""
+        if request.audio_prompt_mode == "variation":
+            raise InvalidRequestError("MusicGen continues an audio prompt but cannot make variations of it",
+                                      field="audio_prompt_mode", provider=self.name,
+                                      hint="use audio_prompt_mode='continuation'")
+        prompt = self._prompt_audio(request, loaded)
+        prompt_seconds = prompt.shape[1] / loaded.sample_rate
+        if prompt_seconds >= request.duration:
+            raise InvalidRequestError(f"the audio prompt ({prompt_seconds:.2f} s) is not shorter than the requested "
+                                      f"duration ({request.duration:g} s); duration counts the prompt too",
+                                      field="duration", provider=self.name)
+        window = _extra_options(request, self.settings)["window"]
+        if request.duration > window:
+            raise InvalidRequestError(f"continuation output is limited to the {window:g} s window",
+                                      field="duration", provider=self.name)
+        batch = np.repeat(prompt[None], request.num_outputs, axis=0)
+        new_frames = self._frames(request.duration - prompt_seconds, loaded)
+        return self._run(loaded, kwargs, new_frames, context, prompt=batch)
+
+    def _long_form(self, request: GenerationRequest, loaded: LoadedModel, kwargs: dict[str, Any],
+                   options: dict[str, Any], context: RunContext) -> Any:
+        """Past the window: keep `window - extend_stride` seconds as context and add up to `extend_stride` each step."""
+        if loaded.melody:
+            raise InvalidRequestError("long-form generation is not available for melody models",
+                                      field="duration", provider=self.name,
+                                      hint=f"ask for at most {options['window']:g} s")
+        sr, window, stride = loaded.sample_rate, options["window"], options["extend_stride"]
+        total = round(request.duration * sr)
+        context_samples = round((window - stride) * sr)
+        chunk_frames = [self._frames(window, loaded)]
+        produced = chunk_frames[0] * sr // loaded.frame_rate
+        while produced < total:
+            add = self._frames(min(stride, (total - produced) / sr), loaded)
+            chunk_frames.append(add)
+            produced += add * sr // loaded.frame_rate
+        total_steps = sum(f + loaded.delay for f in chunk_frames)
+        audio = self._run(loaded, kwargs, chunk_frames[0], context, total_steps=total_steps)
+        done = chunk_frames[0] + loaded.delay
+        seam = max(1, round(SEAM_SECONDS * sr))
+        for frames in chunk_frames[1:]:
+            prompt = np.ascontiguousarray(audio[:, :, -context_samples:])
+            out = self._run(loaded, kwargs, frames, context, prompt=prompt, done=done, total_steps=total_steps)
+            done += frames + loaded.delay
+            # The model re-decodes the context; fade from our audio into its version, then append what is new.
+            start = prompt.shape[2]
+            fade = np.linspace(0.0, 1.0, seam, dtype=np.float32)
+            joined = audio[:, :, -seam:] * (1 - fade) + out[:, :, start - seam:start] * fade
+            audio = np.concatenate([audio[:, :, :-seam], joined, out[:, :, start:]], axis=2)
+        return audio
+
+    def _chroma(self, request: GenerationRequest, loaded: LoadedModel) -> Any:
+        import torch
+
+        assert request.melody is not None
+        audio, rate = request.melody.load()
+        mono = to_channels(resample(audio, rate, 32000), 1)[0]
+        chroma = melody_chroma(mono)
+        if loaded.chroma_length:
+            chroma = chroma[: loaded.chroma_length]
+        batch = np.repeat(chroma[None], request.num_outputs, axis=0)
+        return torch.from_numpy(batch).to(loaded.device, loaded.model.dtype)
+
+
+def _progress_criteria(context: RunContext, done: int, total: int) -> Any:
+    """A stopping criterion that never stops: it reports each decoding step and raises if the caller cancelled.
+
+    (transformers' MusicGen `generate` drops its `streamer` argument; stopping criteria run at every step.)
+    """
+    import torch
+    from transformers import StoppingCriteria
+
+    class ProgressCriteria(StoppingCriteria):
+        def __init__(self) -> None:
+            self.done = done
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            self.done += 1
+            context.progress("decode", min(self.done, total), total)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return ProgressCriteria()
+
+
+def _extra_options(request: GenerationRequest, settings: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(request.extra) - set(EXTRA_KEYS)
+    if unknown:
+        raise InvalidRequestError(f"unknown musicgen extra parameter(s): {', '.join(sorted(unknown))}",
+                                  field="extra", provider="musicgen", hint=f"known: {', '.join(EXTRA_KEYS)}")
+    options: dict[str, Any] = {"do_sample": True, "window": float(settings.get("window", WINDOW_SECONDS)),
+                               "extend_stride": float(settings.get("extend_stride", EXTEND_STRIDE))}
+    for key, kind in EXTRA_KEYS.items():
+        if key in request.extra:
+            value = request.extra[key]
+            if not isinstance(value, kind) and not (kind is float and isinstance(value, int)
+                                                    and not isinstance(value, bool)):
+                raise InvalidRequestError(f"extra[{key!r}] must be {kind.__name__}", field="extra", provider="musicgen")
+            options[key] = kind(value)
+    if not 0 < options["extend_stride"] < options["window"]:
+        raise InvalidRequestError("extend_stride must be positive and shorter than the window", field="extra",
+                                  provider="musicgen")
+    return options
+
+
+def _offline(settings: dict[str, Any]) -> bool:
+    """Downloads are off: HF_HUB_OFFLINE (read now, not at import) or the provider's allow_download = false."""
+    env = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    return env or not settings.get("allow_download", True)
+
+
+def _local_config(model: str) -> dict[str, Any] | None:
+    path = Path(model).expanduser() / "config.json"
+    if path.is_file():
+        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        return data
+    return None
+
+
+def _revision(folder: str) -> str | None:
+    """The hub commit of a cached snapshot (`.../snapshots/<sha>`), else None for a plain folder."""
+    path = Path(folder)
+    return path.name if path.parent.name == "snapshots" else None
+
+
+def _pick_device(setting: str) -> str:
+    import torch
+
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _pick_dtype(setting: str, device: str) -> Any:
+    import torch
+
+    if setting == "auto":
+        return torch.float16 if device == "cuda" else torch.float32
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[setting]
