@@ -1,6 +1,7 @@
 """soundforge benchmarks: one entry point, one table of ratios measured in the same run.
 
-    python bench/run.py            # results go to stdout; copy them into docs/performance.md with date + machine
+    python bench/run.py                # results go to stdout; copy them into docs/performance.md with date + machine
+    python bench/run.py --no-musicgen  # skip the full-size MusicGen section (about 3 minutes on 2 cores)
 
 Never a timed test: numbers depend on the machine; the ratios are what to compare.
 """
@@ -32,6 +33,51 @@ def _subprocess_time(args: list[str], repeat: int = 5) -> float:
         subprocess.run(args, check=True, capture_output=True)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
+
+
+def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
+    """Full-size musicgen-small architecture (random weights): SDK vs direct transformers call, same seed."""
+    import tempfile
+
+    import numpy as np
+    import torch
+    from transformers import AutoTokenizer, MusicgenForConditionalGeneration
+
+    from soundforge.client import Client
+    from soundforge.config import Config
+    from soundforge.testing.musicgen import build_musicgen, build_tokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="soundforge-bench-")) / "musicgen-small-random"
+    build_musicgen(folder, full_size=True)
+    build_tokenizer(folder)  # a small word-level tokenizer; T5's real one is not needed for timing
+    prompt = "upbeat synthwave with drums and bass"
+    client = Client(Config.load(user_file=False, providers={"musicgen": {"device": "cpu"}}))
+    spec = f"musicgen:{folder}"
+    client.generate(prompt, provider=spec, duration=0.1, seed=0)  # load once, like a warm server
+
+    model = MusicgenForConditionalGeneration.from_pretrained(folder).eval()
+    inputs = AutoTokenizer.from_pretrained(folder)([prompt], return_tensors="pt")
+    frames = int(np.ceil(seconds * 50))
+
+    def direct() -> np.ndarray:
+        torch.manual_seed(7)
+        with torch.inference_mode():
+            return model.generate(**inputs, max_new_tokens=frames + 3).numpy()
+
+    start = time.perf_counter()
+    reference = direct()
+    t_direct = time.perf_counter() - start
+    start = time.perf_counter()
+    generation = client.generate(prompt, provider=spec, duration=seconds, seed=7)
+    t_sdk = time.perf_counter() - start
+    n = generation.audio.shape[1]
+    identical = bool(np.array_equal(generation.audio[0], reference[0, 0, :n]))
+    return [
+        (f"musicgen-small arch, {seconds:g} s, SDK / direct transformers (target <= 1.02)", f"{t_sdk / t_direct:.3f}",
+         f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}"),
+        ("musicgen-small arch, decoding speed", f"{(frames + 3) / t_sdk:.2f} tok/s",
+         f"real-time factor {t_sdk / seconds:.1f} (seconds per second of audio)"),
+    ]
 
 
 def main() -> None:
@@ -71,6 +117,8 @@ def main() -> None:
          f"{t_import * 1000:.0f} ms total"),
         ("soundforge --help (target 300 ms)", f"{t_help * 1000:.0f} ms", ""),
     ]
+    if "--no-musicgen" not in sys.argv:
+        rows += musicgen_rows()
     print(f"# soundforge bench — {time.strftime('%Y-%m-%d')} — {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     width = max(len(r[0]) for r in rows)

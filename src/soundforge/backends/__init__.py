@@ -22,6 +22,7 @@ ENTRY_POINT_GROUP = "soundforge.backends"
 BUILTIN: dict[str, str] = {
     "synth": "soundforge.backends.synth:SynthBackend",
     "musicgen": "soundforge.backends.musicgen:MusicgenBackend",
+    "stable-audio": "soundforge.backends.stable_audio:StableAudioBackend",
 }
 
 
@@ -37,9 +38,6 @@ class PlannedProvider:
 
 
 PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
-    PlannedProvider("stable-audio", "Stable Audio Open through diffusers (local)",
-                    "not implemented yet in this version (planned: soundforge[stable-audio])",
-                    "stable-audio", "stabilityai/stable-audio-open-1.0"),
     PlannedProvider("audiogen", "Meta AudioGen through audiocraft (local, sound effects)",
                     "not implemented yet in this version (planned: soundforge[audiocraft])",
                     "audiogen", "facebook/audiogen-medium"),

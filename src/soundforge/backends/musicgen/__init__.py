@@ -11,11 +11,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,9 @@ import numpy as np
 
 from ...audio import AudioArray, resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
-from ...errors import InvalidRequestError, ModelNotAvailableError
+from ...errors import InvalidRequestError
 from ...request import GenerationRequest
+from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
 from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
 from .chroma import melody_chroma
 
@@ -85,8 +84,7 @@ class MusicgenBackend(Backend):
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
-        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._load_lock = threading.Lock()
+        self._cache: ModelCache[LoadedModel] = ModelCache(lambda: int(self.settings.get("max_loaded_models", 1)))
 
     # --- declared facts ---------------------------------------------------------------------------
     def availability(self) -> Availability:
@@ -115,87 +113,38 @@ class MusicgenBackend(Backend):
 
     # --- loading ----------------------------------------------------------------------------------
     def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
-        if model in self._loaded:
+        if model in self._cache:
             return Availability(True)
-        try:
-            self._resolve(model, allow_fetch=False)
-            return Availability(True)
-        except ModelNotAvailableError as exc:
-            if allow_fetch and not _offline(self.settings) and not Path(model).expanduser().is_absolute():
-                return Availability(True)  # a download will be tried at load time
-            return Availability(False, exc.message.split(": ", 1)[-1], fix=exc.hint)
-
-    def _resolve(self, model: str, *, allow_fetch: bool = True) -> str:
-        """A local folder holding the checkpoint: given directly, or from the Hugging Face cache/hub."""
-        path = Path(model).expanduser()
-        if path.is_dir():
-            if not (path / "config.json").is_file():
-                raise ModelNotAvailableError(self.name, model, f"{path} has no config.json",
-                                             fix="point to a folder written by save_pretrained()")
-            return str(path)
-        if model.startswith(("/", ".", "~")) or model.count("/") > 1:
-            raise ModelNotAvailableError(self.name, model, f"folder {path} does not exist")
-        from huggingface_hub import snapshot_download
-
-        patterns = ["*.json", "*.safetensors", "*.model", "*.txt"]
-        try:
-            return str(snapshot_download(model, local_files_only=True, allow_patterns=patterns))
-        except Exception as cached_miss:
-            hub = os.environ.get("HF_HOME", "~/.cache/huggingface")
-            fix = (f"download it first (`hf download {model}`), or set [providers.musicgen] model = "
-                   "\"/path/to/checkpoint\"")
-            if _offline(self.settings) or not allow_fetch:
-                why = "downloads are off (HF_HUB_OFFLINE or allow_download = false)" if _offline(self.settings) \
-                    else "soundforge does not start downloads on its own for `auto`"
-                raise ModelNotAvailableError(
-                    self.name, model, f"weights not in the Hugging Face cache ({hub}) and {why}",
-                    fix=fix) from cached_miss
-            try:
-                return str(snapshot_download(model, allow_patterns=patterns, etag_timeout=10))
-            except Exception as exc:
-                raise ModelNotAvailableError(self.name, model, f"could not download the weights: "
-                                             f"{type(exc).__name__}: {str(exc)[:200]}", fix=fix) from exc
+        return checkpoint_availability(self.name, model, self.settings, marker="config.json", allow_fetch=allow_fetch)
 
     def load(self, model: str) -> LoadedModel:
         """Load (or reuse) a checkpoint; the least recently used is dropped past `max_loaded_models`."""
-        with self._load_lock:
-            if model in self._loaded:
-                self._loaded.move_to_end(model)
-                return self._loaded[model]
-            from transformers import (
-                AutoConfig,
-                AutoTokenizer,
-                MusicgenForConditionalGeneration,
-                MusicgenMelodyForConditionalGeneration,
-            )
+        return self._cache.get(model, lambda: self._load(model))
 
-            folder = self._resolve(model)
-            config = AutoConfig.from_pretrained(folder)
-            melody = config.model_type == "musicgen_melody"
-            cls: Any = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
-            device = _pick_device(self.settings.get("device", "auto"))
-            dtype = _pick_dtype(self.settings.get("dtype", "auto"), device)
-            net = cls.from_pretrained(folder, dtype=dtype).to(device).eval()
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            audio_cfg = config.audio_encoder
-            channels = int(config.decoder.audio_channels)
-            loaded = LoadedModel(
-                model=net, tokenizer=tokenizer, melody=melody, sample_rate=int(audio_cfg.sampling_rate),
-                frame_rate=int(audio_cfg.frame_rate), channels=channels,
-                delay=int(config.decoder.num_codebooks) // channels - 1, device=device,
-                revision=_revision(folder), chroma_length=getattr(config, "chroma_length", None))
-            self._loaded[model] = loaded
-            while len(self._loaded) > int(self.settings.get("max_loaded_models", 1)):
-                self._loaded.popitem(last=False)
-            return loaded
+    def _load(self, model: str) -> LoadedModel:
+        from transformers import (
+            AutoConfig,
+            AutoTokenizer,
+            MusicgenForConditionalGeneration,
+            MusicgenMelodyForConditionalGeneration,
+        )
+
+        folder = resolve_checkpoint(self.name, model, self.settings, marker="config.json")
+        config = AutoConfig.from_pretrained(folder)
+        melody = config.model_type == "musicgen_melody"
+        cls: Any = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
+        device = pick_device(self.settings.get("device", "auto"))
+        net = cls.from_pretrained(folder, dtype=pick_dtype(self.settings.get("dtype", "auto"), device))
+        channels = int(config.decoder.audio_channels)
+        return LoadedModel(
+            model=net.to(device).eval(), tokenizer=AutoTokenizer.from_pretrained(folder), melody=melody,
+            sample_rate=int(config.audio_encoder.sampling_rate), frame_rate=int(config.audio_encoder.frame_rate),
+            channels=channels, delay=int(config.decoder.num_codebooks) // channels - 1, device=device,
+            revision=revision(folder), chroma_length=getattr(config, "chroma_length", None))
 
     def unload(self, model: str | None = None) -> None:
         """Forget one loaded model, or all of them."""
-        with self._load_lock:
-            if model is None:
-                self._loaded.clear()
-            else:
-                self._loaded.pop(model, None)
+        self._cache.unload(model)
 
     def close(self) -> None:
         self.unload()
@@ -386,41 +335,9 @@ def _extra_options(request: GenerationRequest, settings: dict[str, Any]) -> dict
     return options
 
 
-def _offline(settings: dict[str, Any]) -> bool:
-    """Downloads are off: HF_HUB_OFFLINE (read now, not at import) or the provider's allow_download = false."""
-    env = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    return env or not settings.get("allow_download", True)
-
-
 def _local_config(model: str) -> dict[str, Any] | None:
     path = Path(model).expanduser() / "config.json"
     if path.is_file():
         data: dict[str, Any] = json.loads(path.read_text("utf-8"))
         return data
     return None
-
-
-def _revision(folder: str) -> str | None:
-    """The hub commit of a cached snapshot (`.../snapshots/<sha>`), else None for a plain folder."""
-    path = Path(folder)
-    return path.name if path.parent.name == "snapshots" else None
-
-
-def _pick_device(setting: str) -> str:
-    import torch
-
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _pick_dtype(setting: str, device: str) -> Any:
-    import torch
-
-    if setting == "auto":
-        return torch.float16 if device == "cuda" else torch.float32
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[setting]

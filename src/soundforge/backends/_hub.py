@@ -1,0 +1,138 @@
+"""What local engine backends share: finding weights (folder, Hugging Face cache, hub), device and dtype
+choice, and a small LRU cache of loaded models. Imports torch and huggingface_hub only when called."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from ..errors import ModelNotAvailableError
+from .base import Availability
+
+T = TypeVar("T")
+WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]
+
+
+def offline(settings: dict[str, Any]) -> bool:
+    """Downloads are off: HF_HUB_OFFLINE (read now, not at import) or the provider's `allow_download = false`."""
+    env = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    return env or not settings.get("allow_download", True)
+
+
+def looks_like_path(model: str) -> bool:
+    """A model string that names a folder rather than a hub id (`org/name`)."""
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1
+
+
+def resolve_checkpoint(provider: str, model: str, settings: dict[str, Any], *, marker: str,
+                       allow_fetch: bool = True, access_note: str = "") -> str:
+    """The local folder of a checkpoint: given directly, found in the Hugging Face cache, or downloaded.
+
+    Raises ModelNotAvailableError at once (never a retry loop) with where it looked and the command to fix it.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / marker).is_file():
+            raise ModelNotAvailableError(provider, model, f"{path} has no {marker}",
+                                         fix="point to a folder written by save_pretrained()")
+        return str(path)
+    if looks_like_path(model):
+        raise ModelNotAvailableError(provider, model, f"folder {path} does not exist")
+    from huggingface_hub import snapshot_download
+
+    fix = f"{access_note}download it first (`hf download {model}`), or set [providers.{provider}] model = " \
+          "\"/path/to/checkpoint\""
+    try:
+        return str(snapshot_download(model, local_files_only=True, allow_patterns=WEIGHT_PATTERNS))
+    except Exception as cached_miss:
+        if offline(settings) or not allow_fetch:
+            hub = os.environ.get("HF_HOME", "~/.cache/huggingface")
+            why = ("downloads are off (HF_HUB_OFFLINE or allow_download = false)" if offline(settings)
+                   else "soundforge does not start downloads on its own for `auto`")
+            raise ModelNotAvailableError(provider, model, f"weights not in the Hugging Face cache ({hub}) and {why}",
+                                         fix=fix) from cached_miss
+    try:
+        return str(snapshot_download(model, allow_patterns=WEIGHT_PATTERNS, etag_timeout=10))
+    except Exception as exc:
+        raise ModelNotAvailableError(provider, model, f"could not download the weights: {type(exc).__name__}: "
+                                     f"{str(exc)[:200]}", fix=fix) from exc
+
+
+def checkpoint_availability(provider: str, model: str, settings: dict[str, Any], *, marker: str,
+                            allow_fetch: bool, access_note: str = "") -> Availability:
+    """Whether a checkpoint is on disk (or may be downloaded when `allow_fetch`), without loading it."""
+    try:
+        resolve_checkpoint(provider, model, settings, marker=marker, allow_fetch=False, access_note=access_note)
+        return Availability(True)
+    except ModelNotAvailableError as exc:
+        if allow_fetch and not offline(settings) and not looks_like_path(model):
+            return Availability(True)  # a download will be tried at load time
+        return Availability(False, exc.message.split(": ", 1)[-1], fix=exc.hint)
+
+
+def revision(folder: str) -> str | None:
+    """The hub commit of a cached snapshot (`.../snapshots/<sha>`), else None for a plain folder."""
+    path = Path(folder)
+    return path.name if path.parent.name == "snapshots" else None
+
+
+def pick_device(setting: str) -> str:
+    """`auto` picks CUDA, then Apple MPS, then CPU; anything else is used as given."""
+    import torch
+
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(setting: str, device: str) -> Any:
+    """`auto` is float16 on CUDA and float32 elsewhere."""
+    import torch
+
+    if setting == "auto":
+        return torch.float16 if device == "cuda" else torch.float32
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[setting]
+
+
+class ModelCache(Generic[T]):
+    """Loaded models by key, least recently used dropped past `limit`; a second request never reloads."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._items: OrderedDict[str, T] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def get(self, key: str, load: Callable[[], T]) -> T:
+        """The cached value for `key`, loading it (under the lock) the first time."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            value = load()
+            self._items[key] = value
+            while len(self._items) > max(1, self._limit()):
+                self._items.popitem(last=False)
+            return value
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def keys(self) -> list[str]:
+        """Loaded keys, least recently used first."""
+        return list(self._items)
+
+    def unload(self, key: str | None = None) -> None:
+        """Forget one entry, or all of them."""
+        with self._lock:
+            if key is None:
+                self._items.clear()
+            else:
+                self._items.pop(key, None)

@@ -1,0 +1,226 @@
+"""`stable-audio`: Stable Audio Open run locally through diffusers' `StableAudioPipeline`.
+
+Extra: `soundforge[stable-audio]` (diffusers, transformers, torchsde).
+
+One readable path: resolve and load the pipeline (cached), map the request to the pipeline's arguments,
+run it with a per-step callback for progress and cancellation, trim to the exact duration.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...audio import resample, to_channels
+from ...capabilities import Capabilities, ModelInfo
+from ...errors import InvalidRequestError, ModelNotAvailableError
+from ...request import GenerationRequest
+from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
+from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
+
+EXTRA = 'pip install "soundforge[stable-audio]"'
+OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
+SMALL = "stabilityai/stable-audio-open-small"
+GATED = ("Stable Audio Open is gated on the Hugging Face hub: accept its licence at "
+         f"https://huggingface.co/{OPEN_1_0} and log in (`hf auth login`), then ")
+#: Extra parameters: pipeline arguments and scheduler settings a user may pass through `extra`.
+EXTRA_KEYS: dict[str, tuple[type, ...]] = {"audio_start": (int, float), "eta": (int, float), "scheduler": (dict,)}
+SCHEDULER_KEYS = {"sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "solver_order", "rho",
+                  "final_sigmas_type"}
+_FIELDS = frozenset({"seed", "num_outputs", "negative_prompt", "guidance", "steps", "audio_prompt",
+                     "audio_prompt_mode", "extra", "channels", "sample_rate"})
+
+
+def _caps(max_duration: float = 47.55, sample_rate: int = 44100, channels: int = 2) -> Capabilities:
+    return Capabilities(max_duration=max_duration, sample_rates=(sample_rate,), channels=(channels,), fields=_FIELDS,
+                        max_outputs=8, seed_deterministic=True,
+                        cost_hint="local; about 27 s per denoising step at full size on a 2-core CPU")
+
+
+@dataclass
+class LoadedPipeline:
+    """A pipeline in memory with the facts generation needs."""
+
+    pipeline: Any
+    sample_rate: int
+    channels: int
+    max_duration: float
+    device: str
+    revision: str | None
+    lock: threading.Lock
+
+
+class StableAudioBackend(Backend):
+    """Stable Audio Open through diffusers."""
+
+    name = "stable-audio"
+    description = "Stable Audio Open through diffusers (local)"
+    default_model = OPEN_1_0
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self._cache: ModelCache[LoadedPipeline] = ModelCache(lambda: int(self.settings.get("max_loaded_models", 1)))
+
+    # --- declared facts ---------------------------------------------------------------------------
+    def availability(self) -> Availability:
+        missing = [m for m in ("torch", "diffusers", "transformers", "torchsde") if importlib.util.find_spec(m) is None]
+        if missing:
+            return Availability(False, f"{', '.join(missing)} not installed", fix=EXTRA)
+        return Availability(True)
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id=OPEN_1_0, description="44.1 kHz stereo, up to 47.55 s", capabilities=_caps())]
+
+    def model_info(self, model: str) -> ModelInfo:
+        if model == SMALL:
+            raise ModelNotAvailableError(
+                self.name, model, "Stable Audio Open Small is published for stable-audio-tools only; diffusers' "
+                "StableAudioPipeline cannot load it", fix="use stabilityai/stable-audio-open-1.0 (the "
+                "stable-audio-tools engine is planned)")
+        if model == OPEN_1_0:
+            return super().model_info(model)
+        index = Path(model).expanduser()
+        if (index / "model_index.json").is_file():
+            transformer = json.loads((index / "transformer" / "config.json").read_text("utf-8"))
+            vae = json.loads((index / "vae" / "config.json").read_text("utf-8"))
+            hop = int(np.prod(vae.get("downsampling_ratios", [2, 4, 4, 8, 8])))
+            rate = int(vae.get("sampling_rate", 44100))
+            return ModelInfo(id=model, capabilities=_caps(transformer.get("sample_size", 1024) * hop / rate, rate,
+                                                          int(vae.get("audio_channels", 2))))
+        return ModelInfo(id=model, capabilities=_caps())
+
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        if model in self._cache:
+            return Availability(True)
+        return checkpoint_availability(self.name, model, self.settings, marker="model_index.json",
+                                       allow_fetch=allow_fetch, access_note=GATED if model == OPEN_1_0 else "")
+
+    # --- loading ----------------------------------------------------------------------------------
+    def load(self, model: str) -> LoadedPipeline:
+        """Load (or reuse) a pipeline; the least recently used is dropped past `max_loaded_models`."""
+        return self._cache.get(model, lambda: self._load(model))
+
+    def _load(self, model: str) -> LoadedPipeline:
+        from diffusers import StableAudioPipeline
+
+        folder = resolve_checkpoint(self.name, model, self.settings, marker="model_index.json",
+                                    access_note=GATED if model == OPEN_1_0 else "")
+        device = pick_device(self.settings.get("device", "auto"))
+        pipeline = StableAudioPipeline.from_pretrained(folder, dtype=pick_dtype(
+            self.settings.get("dtype", "auto"), device), local_files_only=True).to(device)
+        pipeline.set_progress_bar_config(disable=True)
+        rate = int(pipeline.vae.sampling_rate)
+        return LoadedPipeline(pipeline=pipeline, sample_rate=rate, channels=int(pipeline.vae.config.audio_channels),
+                              max_duration=pipeline.transformer.config.sample_size * pipeline.vae.hop_length / rate,
+                              device=device, revision=revision(folder), lock=threading.Lock())
+
+    def unload(self, model: str | None = None) -> None:
+        """Forget one loaded pipeline, or all of them."""
+        self._cache.unload(model)
+
+    def close(self) -> None:
+        self.unload()
+
+    # --- generation -------------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        import torch
+
+        extra = _extra(request)
+        started = time.perf_counter()
+        loaded = self.load(model)
+        load_seconds = time.perf_counter() - started
+        start_s = float(extra.get("audio_start", 0.0))
+        if start_s + request.duration > loaded.max_duration + 1e-9:
+            raise InvalidRequestError(f"audio_start + duration ({start_s + request.duration:g} s) is over the "
+                                      f"{loaded.max_duration:g} s window of {model}", field="duration",
+                                      provider=self.name)
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        kwargs = self._pipeline_kwargs(request, loaded, extra, start_s)
+        steps = int(kwargs.get("num_inference_steps", 100))
+
+        def on_step(step: int, timestep: Any, latents: Any) -> None:
+            context.progress("denoise", step + 1, steps)
+
+        with loaded.lock:  # a pipeline (and its scheduler) serves one call at a time
+            pipeline = loaded.pipeline
+            original_scheduler = pipeline.scheduler
+            if "scheduler" in extra:
+                pipeline.scheduler = type(original_scheduler).from_config(original_scheduler.config,
+                                                                          **extra["scheduler"])
+            try:
+                generator = torch.Generator(device="cpu" if loaded.device == "mps" else loaded.device).manual_seed(seed)
+                with torch.inference_mode():
+                    audio = pipeline(**kwargs, generator=generator, callback=on_step, callback_steps=1,
+                                     output_type="np").audios
+            finally:
+                pipeline.scheduler = original_scheduler
+        total = round(request.duration * loaded.sample_rate)
+        audio = np.asarray(audio, dtype=np.float32)[:, :, :total]
+        if audio.shape[2] < total:
+            audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
+        parameters = {k: v for k, v in kwargs.items() if k not in ("initial_audio_waveforms", "prompt")}
+        parameters |= {"sample_rate": loaded.sample_rate, "seed_scope": "batch", "batch_size": request.num_outputs}
+        if "scheduler" in extra:
+            parameters["scheduler"] = extra["scheduler"]
+        tracks = [RawTrack(audio=np.ascontiguousarray(audio[i]), sample_rate=loaded.sample_rate, seed=seed,
+                           parameters={**parameters, "batch_index": i}) for i in range(audio.shape[0])]
+        import diffusers
+
+        return RawGeneration(tracks=tracks, model_revision=loaded.revision, device=loaded.device,
+                             engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
+                             load_seconds=load_seconds)
+
+    def _pipeline_kwargs(self, request: GenerationRequest, loaded: LoadedPipeline, extra: dict[str, Any],
+                         start_s: float) -> dict[str, Any]:
+        """Pipeline arguments: only what the request sets, so the pipeline's defaults stay in force otherwise."""
+        import torch
+
+        kwargs: dict[str, Any] = {"prompt": request.prompt, "audio_start_in_s": start_s,
+                                  "audio_end_in_s": start_s + request.duration,
+                                  "num_waveforms_per_prompt": request.num_outputs}
+        if request.negative_prompt is not None:
+            kwargs["negative_prompt"] = request.negative_prompt
+        if request.steps is not None:
+            kwargs["num_inference_steps"] = request.steps
+        if request.guidance is not None:
+            kwargs["guidance_scale"] = request.guidance
+        if "eta" in extra:
+            kwargs["eta"] = float(extra["eta"])
+        if request.audio_prompt is not None:
+            if request.audio_prompt_mode == "continuation":
+                raise InvalidRequestError("Stable Audio Open transforms an input clip (variation) but does not "
+                                          "continue it", field="audio_prompt_mode", provider=self.name,
+                                          hint="use audio_prompt_mode='variation'")
+            audio, rate = request.audio_prompt.load()
+            audio = to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
+            kwargs["initial_audio_waveforms"] = torch.from_numpy(audio[None]).to(loaded.device,
+                                                                                  loaded.pipeline.vae.dtype)
+            kwargs["initial_audio_sampling_rate"] = loaded.sample_rate
+        return kwargs
+
+
+def _extra(request: GenerationRequest) -> dict[str, Any]:
+    unknown = set(request.extra) - set(EXTRA_KEYS)
+    if unknown:
+        raise InvalidRequestError(f"unknown stable-audio extra parameter(s): {', '.join(sorted(unknown))}",
+                                  field="extra", provider="stable-audio", hint=f"known: {', '.join(EXTRA_KEYS)}")
+    for key, kinds in EXTRA_KEYS.items():
+        value = request.extra.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise InvalidRequestError(f"extra[{key!r}] has the wrong type", field="extra", provider="stable-audio")
+    scheduler = request.extra.get("scheduler", {})
+    bad = set(scheduler) - SCHEDULER_KEYS
+    if bad:
+        raise InvalidRequestError(f"unknown scheduler setting(s): {', '.join(sorted(bad))}", field="extra",
+                                  provider="stable-audio", hint=f"known: {', '.join(sorted(SCHEDULER_KEYS))}")
+    if float(request.extra.get("audio_start", 0.0)) < 0:
+        raise InvalidRequestError("extra['audio_start'] must be >= 0", field="extra", provider="stable-audio")
+    return dict(request.extra)
