@@ -2,6 +2,7 @@
 
     python bench/run.py                # results go to stdout; copy them into docs/performance.md with date + machine
     python bench/run.py --no-musicgen  # skip the full-size MusicGen section (about 3 minutes on 2 cores)
+    python bench/run.py --no-stable-audio  # skip the full-size Stable Audio section (about 8 minutes, 13 GB)
 
 Never a timed test: numbers depend on the machine; the ratios are what to compare.
 """
@@ -41,7 +42,6 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
 
     import numpy as np
     import torch
-    from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 
     from soundforge.client import Client
     from soundforge.config import Config
@@ -55,8 +55,8 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
     spec = f"musicgen:{folder}"
     client.generate(prompt, provider=spec, duration=0.1, seed=0)  # load once, like a warm server
 
-    model = MusicgenForConditionalGeneration.from_pretrained(folder).eval()
-    inputs = AutoTokenizer.from_pretrained(folder)([prompt], return_tensors="pt")
+    loaded = client.backend("musicgen").load(str(folder))  # the same weights in memory: a fair comparison
+    model, inputs = loaded.model, loaded.tokenizer([prompt], return_tensors="pt")
     frames = int(np.ceil(seconds * 50))
 
     def direct() -> np.ndarray:
@@ -77,6 +77,59 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
          f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}"),
         ("musicgen-small arch, decoding speed", f"{(frames + 3) / t_sdk:.2f} tok/s",
          f"real-time factor {t_sdk / seconds:.1f} (seconds per second of audio)"),
+    ]
+
+
+def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, str, str]]:
+    """Full-size Stable Audio Open 1.0 architecture (random weights): SDK vs direct diffusers call, peak memory,
+    and the time of one denoising step with a shorter latent window (speed only: random weights say nothing
+    about quality, so soundforge does not offer the shorter window)."""
+    import resource
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from soundforge.client import Client
+    from soundforge.config import Config
+    from soundforge.testing.stable_audio import build_stable_audio
+
+    folder = build_stable_audio(Path(tempfile.mkdtemp(prefix="soundforge-bench-")) / "sao-random", full_size=True)
+    client = Client(Config.load(user_file=False, providers={"stable-audio": {"device": "cpu"}}))
+    spec = f"stable-audio:{folder}"
+    pipe = client.backend("stable-audio").load(str(folder)).pipeline  # same object for the direct call
+
+    def direct() -> np.ndarray:
+        with torch.inference_mode():
+            return pipe("warm analog synth pad", audio_end_in_s=seconds, num_inference_steps=steps,
+                        generator=torch.Generator().manual_seed(5), output_type="np").audios
+
+    start = time.perf_counter()
+    reference = direct()
+    t_direct = time.perf_counter() - start
+    start = time.perf_counter()
+    generation = client.generate("warm analog synth pad", provider=spec, duration=seconds, steps=steps, seed=5)
+    t_sdk = time.perf_counter() - start
+    identical = bool(np.array_equal(generation.audio, reference[0]))
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+    def one_step(sample_size: int) -> float:
+        pipe.transformer.register_to_config(sample_size=sample_size)
+        latents = torch.randn(1, 64, sample_size)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            pipe("x", audio_end_in_s=min(seconds, sample_size * 2048 / 44100), num_inference_steps=1,
+                 latents=latents, output_type="latent", guidance_scale=7.0)
+        return time.perf_counter() - start
+
+    t_full, t_short = one_step(1024), one_step(256)
+    pipe.transformer.register_to_config(sample_size=1024)
+    return [
+        (f"stable-audio-open-1.0 arch, {seconds:g} s, {steps} steps, SDK / direct diffusers (target <= 1.02)",
+         f"{t_sdk / t_direct:.3f}", f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}"),
+        ("stable-audio-open-1.0 arch, peak memory (process)", f"{peak_gb:.1f} GiB", ""),
+        ("one denoising step: 1024-latent window / 256-latent window (11.9 s)", f"{t_full / t_short:.2f}x",
+         f"{t_full:.1f} s vs {t_short:.1f} s; not offered: quality unproven without real weights"),
     ]
 
 
@@ -119,6 +172,8 @@ def main() -> None:
     ]
     if "--no-musicgen" not in sys.argv:
         rows += musicgen_rows()
+    if "--no-stable-audio" not in sys.argv:
+        rows += stable_audio_rows()
     print(f"# soundforge bench — {time.strftime('%Y-%m-%d')} — {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     width = max(len(r[0]) for r in rows)
