@@ -23,6 +23,8 @@ BUILTIN: dict[str, str] = {
     "synth": "soundforge.backends.synth:SynthBackend",
     "musicgen": "soundforge.backends.musicgen:MusicgenBackend",
     "stable-audio": "soundforge.backends.stable_audio:StableAudioBackend",
+    "stability": "soundforge.backends.stability:StabilityBackend",
+    "elevenlabs": "soundforge.backends.elevenlabs:ElevenLabsBackend",
 }
 
 
@@ -44,12 +46,6 @@ PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
     PlannedProvider("magnet", "Meta MAGNeT through audiocraft (local)",
                     "not implemented yet in this version (planned: soundforge[audiocraft])",
                     "magnet", "facebook/magnet-small-10secs"),
-    PlannedProvider("stability", "Stability AI Stable Audio API (cloud)",
-                    "not implemented yet in this version (planned; will need STABILITY_API_KEY)",
-                    "stability", "stable-audio-2.5"),
-    PlannedProvider("elevenlabs", "ElevenLabs Music API (cloud)",
-                    "not implemented yet in this version (planned; will need ELEVENLABS_API_KEY)",
-                    "elevenlabs", "music_v1"),
     PlannedProvider("replicate", "Replicate predictions (cloud, e.g. meta/musicgen)",
                     "not implemented yet in this version (planned; will need REPLICATE_API_TOKEN)",
                     "replicate", "meta/musicgen"),

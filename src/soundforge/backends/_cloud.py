@@ -1,0 +1,86 @@
+"""The template every cloud backend fills in: key lookup, availability, the HTTP core, sync over async.
+
+A cloud adapter writes `agenerate_raw` (async) and `map_error`; generation from sync code runs the same
+coroutine on the provider's background loop, so both paths share pooled connections and the bound.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+from ..audio import load_audio
+from ..errors import ProviderError, SoundforgeError
+from ..request import GenerationRequest
+from ._http import HttpCore, HttpReply, HttpSettings
+from .base import Availability, Backend, RawGeneration, RunContext
+
+
+class CloudBackend(Backend):
+    """A backend that calls a remote API through the shared HTTP core."""
+
+    local = False
+    #: Environment variable the vendor's own SDK reads the key from.
+    key_env: ClassVar[str]
+    default_base_url: ClassVar[str]
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self._http: HttpCore | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.http_settings().base_url!r})"
+
+    def http_settings(self) -> HttpSettings:
+        """This provider's connection settings (key from settings or `key_env`)."""
+        return HttpSettings.from_settings(self.settings, default_base_url=self.default_base_url, key_env=self.key_env)
+
+    @property
+    def http(self) -> HttpCore:
+        """The provider's HTTP core, created on first use."""
+        if self._http is None:
+            from .. import __version__
+
+            self._http = HttpCore(self.name, self.http_settings(), auth=self.auth_headers, map_error=self.map_error,
+                                  user_agent=f"soundforge/{__version__}")
+        return self._http
+
+    def availability(self) -> Availability:
+        env = str(self.settings.get("api_key_env", self.key_env))
+        if not (self.settings.get("api_key") or os.environ.get(env)):
+            return Availability(False, f"no API key ({env} is not set)", fix=f"export {env}=...")
+        return Availability(True)
+
+    @abstractmethod
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """The header(s) that carry the key."""
+
+    def map_error(self, status: int, body: Any, request_id: str | None) -> SoundforgeError | None:
+        """Provider-specific error mapping; None falls back to the generic mapping by status."""
+        return None
+
+    @abstractmethod
+    async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        """Make the audio with the remote API."""
+
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        return self.http.run_sync(lambda: self.agenerate_raw(request, model, context), context)
+
+    async def agenerate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        return await self.agenerate_raw(request, model, context)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+
+def decode_reply(reply: HttpReply, provider: str) -> tuple[Any, int]:
+    """Decode an audio body and delete its temp file; ProviderError if it is not audio."""
+    try:
+        return load_audio(reply.path)
+    except SoundforgeError as exc:
+        raise ProviderError(f"{provider} returned audio that cannot be decoded", provider=provider) from exc
+    finally:
+        reply.discard()

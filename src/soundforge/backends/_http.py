@@ -1,0 +1,385 @@
+"""The HTTP layer every cloud backend shares (httpx + tenacity).
+
+- Pooled clients per event loop; sync callers share one background loop, so they are pooled and bounded too.
+- Timeouts (connect, read, total) and `base_url` from the provider's settings.
+- Retries with exponential backoff and jitter on connection failures before sending, 408, 429 and 5xx,
+  honouring Retry-After; never on 4xx answers about the request, and never re-sending a non-idempotent
+  submit whose outcome is unknown (the response was cut off or timed out after the request went out).
+- Errors mapped to soundforge's tree with the provider's message, status and request id.
+- Response bodies stream to a temp file with a size cap; a cut-off or oversized body leaves no file.
+- Keys come from settings or the vendor's usual environment variable and never appear in reprs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ipaddress
+import json
+import os
+import random
+import socket
+import tempfile
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from ..errors import (
+    AuthenticationError,
+    GenerationTimeoutError,
+    InvalidRequestError,
+    ProviderError,
+    RateLimitError,
+    SoundforgeError,
+)
+from .base import RunContext
+
+T = TypeVar("T")
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+ErrorMapper = Callable[[int, Any, str | None], SoundforgeError | None]
+
+
+class Secret:
+    """An API key that prints as `***`."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        """The key itself, for the one header that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+@dataclass
+class HttpSettings:
+    """Connection settings of one cloud provider, from its `[providers.NAME]` config section."""
+
+    base_url: str
+    api_key: Secret | None = field(repr=False)
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    total_timeout: float = 900.0
+    max_retries: int = 4
+    backoff_initial: float = 0.5
+    backoff_max: float = 20.0
+    max_retry_after: float = 120.0
+    max_concurrency: int = 8
+    max_download_bytes: int = 512 * 1024 * 1024
+    download_dir: str | None = None
+    allow_loopback_urls: bool = False
+    allow_private_urls: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], *, default_base_url: str, key_env: str) -> HttpSettings:
+        """Read settings (`base_url`, `api_key`, `api_key_env`, timeouts, limits …); the key from env if not set."""
+        key = settings.get("api_key") or os.environ.get(str(settings.get("api_key_env", key_env)), "")
+        known = {f for f in cls.__dataclass_fields__ if f not in ("base_url", "api_key")}
+        values = {k: v for k, v in settings.items() if k in known}
+        return cls(base_url=str(settings.get("base_url", default_base_url)).rstrip("/"),
+                   api_key=Secret(str(key)) if key else None, **values)
+
+
+@dataclass
+class HttpReply:
+    """A successful response: headers, and the body in a temp file (delete it with `discard`)."""
+
+    status: int
+    headers: dict[str, str]
+    path: Path
+
+    def json(self) -> Any:
+        """The body parsed as JSON (ProviderError when it is not JSON)."""
+        try:
+            return json.loads(self.path.read_bytes())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProviderError(f"malformed JSON in the provider's answer: {exc}") from None
+
+    def discard(self) -> None:
+        """Delete the body file."""
+        self.path.unlink(missing_ok=True)
+
+
+class _OutcomeUnknown(Exception):
+    """The request went out and no complete answer came back: a non-idempotent call must not be re-sent."""
+
+
+class HttpCore:
+    """One provider's HTTP client: retries, error mapping, streamed bodies, concurrency bound."""
+
+    def __init__(self, provider: str, settings: HttpSettings, *, auth: Callable[[str], dict[str, str]],
+                 map_error: ErrorMapper, user_agent: str) -> None:
+        self.provider = provider
+        self.settings = settings
+        self._auth = auth
+        self._map_error = map_error
+        self._user_agent = user_agent
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._bounds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+            weakref.WeakKeyDictionary()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HttpCore({self.provider!r}, base_url={self.settings.base_url!r})"
+
+    # --- sync bridge ---
+    def run_sync(self, make: Callable[[], Coroutine[Any, Any, T]], context: RunContext) -> T:
+        """Run a coroutine on this provider's background loop and wait; cancelling the token cancels it."""
+        with self._loop_lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name=f"soundforge-{self.provider}",
+                                 daemon=True).start()
+        future = asyncio.run_coroutine_threadsafe(make(), self._loop)
+        # Poll with wait(), not result(timeout): GenerationTimeoutError is itself a TimeoutError.
+        while not concurrent.futures.wait([future], timeout=0.05).done:
+            if context.cancel.cancelled:
+                future.cancel()
+                context.cancel.raise_if_cancelled()
+        return future.result()
+
+    def close(self) -> None:
+        """Close pooled connections of the background loop and stop it."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            client = self._clients.pop(loop, None)
+            if client is not None:
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=5)
+            loop.call_soon_threadsafe(loop.stop)
+        self._loop = None
+
+    # --- per-loop resources ---
+    def _client(self) -> Any:
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            s = self.settings
+            client = httpx.AsyncClient(
+                base_url=s.base_url, timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
+                limits=httpx.Limits(max_connections=max(s.max_concurrency, 1) * 2), follow_redirects=False,
+                headers={"User-Agent": self._user_agent})
+            self._clients[loop] = client
+        return client
+
+    def _bound(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        bound = self._bounds.get(loop)
+        if bound is None:
+            bound = self._bounds[loop] = asyncio.Semaphore(max(1, self.settings.max_concurrency))
+        return bound
+
+    # --- requests ---
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        if self.settings.api_key is None:
+            raise AuthenticationError(f"no API key configured for {self.provider}", provider=self.provider,
+                                      hint=f"set [providers.{self.provider}] api_key_env or the vendor's variable")
+        return {**self._auth(self.settings.api_key.get()), **(extra or {})}
+
+    async def request(self, method: str, path: str, *, idempotent: bool, context: RunContext,
+                      headers: dict[str, str] | None = None, **kwargs: Any) -> HttpReply:
+        """Send with retries; return the body streamed to a temp file, or raise a mapped SoundforgeError."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        s = self.settings
+        send_headers = self._headers(headers)
+
+        def should_retry(exc: BaseException) -> bool:
+            return isinstance(exc, _Retryable)
+
+        async def attempt() -> HttpReply:
+            context.cancel.raise_if_cancelled()
+            async with self._bound():
+                return await self._once(method, path, idempotent, send_headers, context, kwargs)
+
+        async def with_retries() -> HttpReply:
+            retrying = AsyncRetrying(stop=stop_after_attempt(s.max_retries + 1),
+                                     retry=retry_if_exception(should_retry), wait=self._wait, reraise=True)
+            async for trial in retrying:
+                with trial:
+                    return await attempt()
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        try:
+            return await asyncio.wait_for(with_retries(), s.total_timeout)
+        except _Retryable as exc:
+            raise exc.error from None
+        except asyncio.TimeoutError:
+            raise GenerationTimeoutError(f"{self.provider} did not answer within {s.total_timeout:g} s",
+                                         provider=self.provider) from None
+
+    def _wait(self, state: Any) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (state.attempt_number - 1))
+        backoff *= 0.5 + random.random() / 2  # jitter
+        after = getattr(getattr(exc, "error", None), "retry_after", None)
+        return float(max(backoff, after or 0.0))
+
+    async def _once(self, method: str, path: str, idempotent: bool, headers: dict[str, str], context: RunContext,
+                    kwargs: dict[str, Any]) -> HttpReply:
+        import httpx
+
+        try:
+            async with self._client().stream(method, path, headers=headers, **kwargs) as response:
+                if response.status_code >= 400:
+                    body = await _read_small(response)
+                    raise self._error(response.status_code, body, response.headers)
+                return await self._save(response, context)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing was sent: always safe to try again.
+            raise _Retryable(ProviderError(f"cannot connect to {self.provider}: {type(exc).__name__}",
+                                           provider=self.provider)) from None
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError,
+                httpx.WriteError, _OutcomeUnknown) as exc:
+            error: SoundforgeError
+            if isinstance(exc, httpx.ReadTimeout):
+                error = GenerationTimeoutError(f"{self.provider} did not answer within "
+                                               f"{self.settings.read_timeout:g} s", provider=self.provider)
+            else:
+                error = ProviderError(f"the answer from {self.provider} was cut off ({type(exc).__name__})",
+                                      provider=self.provider)
+            if idempotent:
+                raise _Retryable(error) from None
+            error.hint = ("the request was sent but its outcome is unknown; soundforge does not re-send it, "
+                          "so you are not charged twice: try again yourself if you wish")
+            raise error from None
+
+    def _error(self, status: int, body: Any, headers: Any) -> Exception:
+        request_id = headers.get("x-request-id") or headers.get("request-id") or headers.get("x-fal-request-id")
+        mapped = self._map_error(status, body, request_id)
+        retry_after = _retry_after(headers.get("retry-after"))
+        if mapped is None:
+            message = _message(body)
+            if status in (401, 403):
+                mapped = AuthenticationError(f"{self.provider} rejected the API key ({status}): {message}",
+                                             provider=self.provider)
+            elif status == 429:
+                mapped = RateLimitError(f"{self.provider} rate limit: {message}", provider=self.provider,
+                                        retry_after=retry_after, request_id=request_id)
+            elif status >= 500 or status == 408:
+                mapped = ProviderError(f"{self.provider} failed ({status}): {message}", provider=self.provider,
+                                       status=status, request_id=request_id)
+            else:
+                mapped = InvalidRequestError(f"{self.provider} refused the request ({status}): {message}",
+                                             provider=self.provider)
+        if isinstance(mapped, RateLimitError) and mapped.retry_after is None:
+            mapped.retry_after = retry_after
+        if status in RETRY_STATUSES:
+            too_long = retry_after is not None and retry_after > self.settings.max_retry_after
+            if not too_long:
+                return _Retryable(mapped)
+        return mapped
+
+    async def _save(self, response: Any, context: RunContext) -> HttpReply:
+        """Stream the body to a temp file under the size cap; check it is complete."""
+        cap = self.settings.max_download_bytes
+        expected = response.headers.get("content-length")
+        if expected is not None and int(expected) > cap:
+            raise ProviderError(f"{self.provider} answer is {int(expected)} bytes, over the {cap}-byte cap",
+                                provider=self.provider, hint="raise max_download_bytes if this is expected")
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, kept on success
+            prefix="soundforge-", suffix=".part", dir=self.settings.download_dir,
+            delete=False)
+        path = Path(handle.name)
+        try:
+            size = 0
+            with handle:
+                async for chunk in response.aiter_bytes():
+                    context.cancel.raise_if_cancelled()
+                    size += len(chunk)
+                    if size > cap:
+                        raise ProviderError(f"{self.provider} answer passed the {cap}-byte cap",
+                                            provider=self.provider)
+                    handle.write(chunk)
+            if expected is not None and size != int(expected):
+                raise _OutcomeUnknown(f"{size} of {expected} bytes")
+            return HttpReply(response.status_code, dict(response.headers), path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+
+class _Retryable(Exception):
+    def __init__(self, error: SoundforgeError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _read_small(response: Any, limit: int = 1 << 20) -> Any:
+    data = b""
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) > limit:
+            break
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode("utf-8", "replace")[:2000]
+
+
+def _message(body: Any) -> str:
+    """The provider's own message, from the common error body shapes."""
+    if isinstance(body, dict):
+        for key in ("message", "detail", "error", "errors", "title"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                return _message(value)
+            if isinstance(value, list):
+                return "; ".join(_message(v) if isinstance(v, dict) else str(v) for v in value)
+            if value:
+                return str(value)
+        return json.dumps(body)[:500]
+    return str(body)[:500] or "no details"
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            from datetime import datetime, timezone
+
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def check_output_url(url: str, settings: HttpSettings) -> None:
+    """Refuse to fetch a provider-given URL that is not https, or that points inside the network.
+
+    Plain http is allowed only to loopback, and loopback only with `allow_loopback_urls` (tests);
+    private, link-local and reserved addresses only with `allow_private_urls`.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        raise ProviderError(f"refusing to fetch output URL with scheme {parts.scheme!r}")
+    try:
+        addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(host, parts.port or 443)}
+    except socket.gaierror as exc:
+        raise ProviderError(f"cannot resolve output host {host!r}: {exc}") from None
+    loopback = all(a.is_loopback for a in addresses)
+    if loopback:
+        if not settings.allow_loopback_urls:
+            raise ProviderError(f"refusing to fetch output URL on a loopback address ({host})",
+                                hint="set allow_loopback_urls = true only for local test servers")
+        return
+    if parts.scheme != "https":
+        raise ProviderError("refusing to fetch an output URL over plain http")
+    inside = [a for a in addresses if a.is_private or a.is_link_local or a.is_reserved or a.is_multicast]
+    if inside and not settings.allow_private_urls:
+        raise ProviderError(f"refusing to fetch output URL on an internal address ({host} -> {inside[0]})",
+                            hint="set allow_private_urls = true if your gateway serves outputs internally")

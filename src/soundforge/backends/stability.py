@@ -1,0 +1,115 @@
+"""`stability`: Stability AI's hosted Stable Audio 2 / 2.5 (text-to-audio and audio-to-audio).
+
+Contract (docs/providers/stability.md): `POST /v2beta/audio/stable-audio-2/{text-to-audio,audio-to-audio}`,
+`Authorization: Bearer`, multipart/form-data even without a file, `Accept: audio/*` for raw audio bytes.
+The call blocks until the audio is ready and has no idempotency key, so it is never re-sent once its
+outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any
+
+from ..audio import encode, format_for, resample, to_channels
+from ..capabilities import Capabilities, ModelInfo
+from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
+from ..request import GenerationRequest
+from ._cloud import CloudBackend, decode_reply
+from .base import RawGeneration, RawTrack, RunContext
+
+MODELS = {"stable-audio-2.5": (4, 8), "stable-audio-2": (1, 100)}  # model: allowed steps
+MAX_SECONDS = 190
+MAX_SEED = 4294967294
+EXTRA_KEYS = {"output_format"}
+
+
+def _caps(model: str) -> Capabilities:
+    return Capabilities(min_duration=1.0, max_duration=MAX_SECONDS, sample_rates=(44100,), channels=(2,),
+                        fields=frozenset({"seed", "steps", "guidance", "audio_prompt", "audio_prompt_mode",
+                                          "strength", "extra", "sample_rate", "channels"}),
+                        max_outputs=1, seed_deterministic=True, cost_hint="about 20 credits per generation (2.5)")
+
+
+class StabilityBackend(CloudBackend):
+    """Stable Audio 2.x on api.stability.ai."""
+
+    name = "stability"
+    description = "Stability AI Stable Audio 2 / 2.5 API (cloud)"
+    default_model = "stable-audio-2.5"
+    key_env = "STABILITY_API_KEY"
+    default_base_url = "https://api.stability.ai"
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id=m, capabilities=_caps(m)) for m in MODELS]
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def map_error(self, status: int, body: Any, request_id: str | None) -> SoundforgeError | None:
+        errors = body.get("errors") if isinstance(body, dict) else None
+        detail = "; ".join(map(str, errors)) if isinstance(errors, list) else str(body)[:300]
+        name = body.get("name", "") if isinstance(body, dict) else ""
+        if status == 403 and "auth" not in str(name).lower():
+            return ContentRefusedError(f"Stability's moderation refused the request: {detail}", provider=self.name,
+                                       hint="rephrase the prompt or change the input audio")
+        if status in (400, 413, 422):
+            return InvalidRequestError(f"Stability refused the request ({status} {name}): {detail}",
+                                       provider=self.name)
+        return None
+
+    async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        lo, hi = MODELS[model]
+        if request.steps is not None and not lo <= request.steps <= hi:
+            raise InvalidRequestError(f"{model} takes {lo}-{hi} steps", field="steps", provider=self.name)
+        if request.guidance is not None and request.guidance > 25:
+            raise InvalidRequestError("Stability's cfg_scale goes up to 25", field="guidance", provider=self.name)
+        unknown = set(request.extra) - EXTRA_KEYS
+        if unknown:
+            raise InvalidRequestError(f"unknown stability extra parameter(s): {', '.join(sorted(unknown))}",
+                                      field="extra", provider=self.name, hint="known: output_format (wav|mp3)")
+        output_format = request.extra.get("output_format", "wav")
+        if output_format not in ("wav", "mp3"):
+            raise InvalidRequestError("extra['output_format'] must be 'wav' or 'mp3'", field="extra",
+                                      provider=self.name)
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        if seed > MAX_SEED:
+            raise InvalidRequestError(f"Stability seeds go up to {MAX_SEED}", field="seed", provider=self.name)
+        fields: dict[str, Any] = {"prompt": request.prompt, "model": model,
+                                  "duration": str(math.ceil(request.duration)), "seed": str(seed),
+                                  "output_format": output_format}
+        if request.steps is not None:
+            fields["steps"] = str(request.steps)
+        if request.guidance is not None:
+            fields["cfg_scale"] = f"{request.guidance:g}"
+        files: dict[str, Any] = {key: (None, value) for key, value in fields.items()}
+        endpoint = "text-to-audio"
+        if request.audio_prompt is not None:
+            if request.audio_prompt_mode == "continuation":
+                raise InvalidRequestError("Stability's audio-to-audio transforms a clip; it does not continue it",
+                                          field="audio_prompt_mode", provider=self.name,
+                                          hint="use audio_prompt_mode='variation'")
+            audio, rate = request.audio_prompt.load()
+            clip = encode(to_channels(resample(audio, rate, 44100), 2), 44100, format_for(None, "wav"))
+            files["audio"] = ("input.wav", clip, "audio/wav")
+            files["strength"] = (None, f"{request.strength if request.strength is not None else 1.0:g}")
+            endpoint = "audio-to-audio"
+        elif request.strength is not None:
+            raise InvalidRequestError("strength needs an audio_prompt", field="strength", provider=self.name)
+        reply = await self.http.request("POST", f"/v2beta/audio/stable-audio-2/{endpoint}", idempotent=False,
+                                        context=context, headers={"Accept": "audio/*"}, files=files)
+        finish = reply.headers.get("finish-reason", "SUCCESS")
+        if finish.upper() == "CONTENT_FILTERED":
+            reply.discard()
+            raise ContentRefusedError("Stability filtered the output (finish-reason CONTENT_FILTERED)",
+                                      provider=self.name)
+        audio, rate = decode_reply(reply, self.name)
+        audio = audio[:, : round(request.duration * rate)]
+        parameters = {k: v for k, v in fields.items() if k != "prompt"} | {"endpoint": endpoint}
+        if "strength" in files:
+            parameters["strength"] = files["strength"][1]
+        return RawGeneration(
+            tracks=[RawTrack(audio=audio, sample_rate=rate, seed=int(reply.headers.get("seed", seed)),
+                             parameters=parameters)],
+            engine_versions={"api": "v2beta"}, device="cloud")

@@ -1,0 +1,219 @@
+"""Fake Stability and ElevenLabs servers on 127.0.0.1 that follow the vendors' wire contracts.
+
+Real TCP, real HTTP/1.1 (stdlib ThreadingHTTPServer). Each server checks auth, validates like the vendor,
+refuses moderated prompts, and can inject faults from a queue: 429 with Retry-After, 500, 503, slow
+answers, cut-off bodies, malformed bodies. It counts requests, complete deliveries and peak concurrency.
+Contracts: docs/providers/stability.md and docs/providers/elevenlabs.md.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import soundfile as sf
+
+KEY = "test-key-123"
+
+
+def audio_bytes(seconds: float, fmt: str = "wav", rate: int = 44100) -> bytes:
+    """A stereo chord of the given length, encoded as WAV or MP3."""
+    t = np.arange(int(seconds * rate)) / rate
+    left = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 277 * t)
+    right = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.2 * np.sin(2 * np.pi * 277 * t)
+    buffer = io.BytesIO()
+    if fmt == "mp3":
+        sf.write(buffer, np.stack([left, right], axis=1), rate, format="MP3", subtype="MPEG_LAYER_III")
+    else:
+        sf.write(buffer, np.stack([left, right], axis=1), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+class FakeServer:
+    """Base: the HTTP plumbing, fault queue and counters; subclasses implement `handle`."""
+
+    def __init__(self) -> None:
+        self.faults: deque[str] = deque()
+        self.retry_after = "0.05"
+        self.requests = 0
+        self.delivered = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.bodies: list[Any] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                server._dispatch(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None  # clients that time out or cancel: expected
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # --- plumbing ---
+    def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            fault = self.faults.popleft() if self.faults else None
+        try:
+            length = int(h.headers.get("Content-Length", 0))
+            raw = h.rfile.read(length)
+            time.sleep(0.01)  # a little service time so concurrency is visible
+            if fault == "429":
+                return self.send(h, 429, {"message": "rate limited"}, headers={"Retry-After": self.retry_after})
+            if fault in ("500", "503"):
+                return self.send(h, int(fault), {"message": "internal error"})
+            if fault == "slow":
+                time.sleep(1.0)
+            self.handle(h, raw, fault)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def send(self, h: BaseHTTPRequestHandler, status: int, body: Any, *, content_type: str = "application/json",
+             headers: dict[str, str] | None = None, fault: str | None = None) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if fault == "malformed":
+            data = b"\x00garbage" * 50
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("x-request-id", uuid.uuid4().hex)
+        for key, value in (headers or {}).items():
+            h.send_header(key, value)
+        if fault == "truncate":
+            h.send_header("Content-Length", str(len(data)))
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(data[: len(data) // 3])
+            h.wfile.flush()
+            h.close_connection = True
+            return
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if fault == "slow_body":
+            for start in range(0, len(data), 4096):
+                h.wfile.write(data[start:start + 4096])
+                h.wfile.flush()
+                time.sleep(0.05)
+        else:
+            h.wfile.write(data)
+        if status == 200 and fault != "malformed":
+            with self.lock:
+                self.delivered += 1
+
+    def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
+        raise NotImplementedError
+
+
+class FakeStability(FakeServer):
+    """`POST /v2beta/audio/stable-audio-2/{text-to-audio,audio-to-audio}`, multipart form, Bearer auth."""
+
+    def error(self, h: BaseHTTPRequestHandler, status: int, name: str, message: str) -> None:
+        self.send(h, status, {"id": uuid.uuid4().hex, "name": name, "errors": [message]})
+
+    def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
+        if h.headers.get("Authorization") != f"Bearer {KEY}":
+            return self.error(h, 401, "unauthorized", "authorization failed")
+        if fault == "invalid":
+            return self.error(h, 400, "bad_request", "cfg_scale: must be between 1 and 25")
+        path = urlsplit(h.path).path
+        if path not in ("/v2beta/audio/stable-audio-2/text-to-audio", "/v2beta/audio/stable-audio-2/audio-to-audio"):
+            return self.error(h, 404, "not_found", f"{path} not found")
+        content_type = h.headers.get("Content-Type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return self.error(h, 400, "bad_request", "content-type must be multipart/form-data")
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+        form: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            form[name] = part.get_content() if part.get_filename() is None else part.get_payload(decode=True)
+        self.bodies.append(form)
+        problems = []
+        if not form.get("prompt"):
+            problems.append("prompt: required")
+        duration = int(form.get("duration", 190))
+        if not 1 <= duration <= 190:
+            problems.append("duration: must be between 1 and 190")
+        if form.get("model", "stable-audio-2") not in ("stable-audio-2", "stable-audio-2.5"):
+            problems.append("model: invalid")
+        if path.endswith("audio-to-audio") and "audio" not in form:
+            problems.append("audio: required")
+        if problems:
+            return self.error(h, 400, "bad_request", "; ".join(problems))
+        if "forbidden" in form["prompt"]:
+            return self.error(h, 403, "content_moderation", "Your request was flagged by our content moderation system")
+        fmt = form.get("output_format", "mp3")
+        accept = h.headers.get("Accept", "")
+        audio = audio_bytes(duration, fmt)
+        if accept.startswith("application/json"):
+            import base64
+
+            return self.send(h, 200, {"audio": base64.b64encode(audio).decode(), "finish_reason": "SUCCESS",
+                                      "seed": int(form.get("seed", 0))}, fault=fault)
+        self.send(h, 200, audio, content_type="audio/mpeg" if fmt == "mp3" else "audio/wav",
+                  headers={"finish-reason": "SUCCESS", "seed": str(form.get("seed", 0))}, fault=fault)
+
+
+class FakeElevenLabs(FakeServer):
+    """`POST /v1/music?output_format=…`, JSON body, `xi-api-key` auth, audio bytes back."""
+
+    def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
+        if h.headers.get("xi-api-key") != KEY:
+            return self.send(h, 401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})
+        if fault == "invalid":
+            return self.send(h, 422, {"detail": [{"loc": ["body", "model_id"], "msg": "unknown model",
+                                                  "type": "value_error"}]})
+        parts = urlsplit(h.path)
+        if parts.path != "/v1/music":
+            return self.send(h, 404, {"detail": "Not Found"})
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self.send(h, 422, {"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "json_invalid"}]})
+        self.bodies.append(body)
+        query = parse_qs(parts.query)
+        fmt = query.get("output_format", ["mp3_44100_128"])[0]
+        if ("prompt" in body) == ("composition_plan" in body):
+            return self.send(h, 422, {"detail": [{"loc": ["body"], "msg": "give prompt or composition_plan",
+                                                  "type": "value_error"}]})
+        if "prompt" in body and "seed" in body:
+            return self.send(h, 422, {"detail": [{"loc": ["body", "seed"], "msg": "seed cannot be used with prompt",
+                                                  "type": "value_error"}]})
+        length = body.get("music_length_ms", 10000)
+        if "composition_plan" in body:
+            length = sum(s.get("duration_ms", 0) for s in body["composition_plan"].get("sections", []))
+        if not 3000 <= length <= 600000:
+            return self.send(h, 422, {"detail": [{"loc": ["body", "music_length_ms"],
+                                                  "msg": "must be between 3000 and 600000", "type": "value_error"}]})
+        if "forbidden" in body.get("prompt", ""):
+            return self.send(h, 400, {"detail": {"status": "bad_prompt", "message": "The prompt references a "
+                                                 "copyrighted artist", "data": {"prompt_suggestion": "upbeat pop"}}})
+        if not fmt.startswith("mp3_"):
+            return self.send(h, 422, {"detail": [{"loc": ["query", "output_format"], "msg": "unsupported here",
+                                                  "type": "value_error"}]})
+        rate = int(fmt.split("_")[1])
+        self.send(h, 200, audio_bytes(length / 1000, "mp3", rate), content_type="audio/mpeg", fault=fault)

@@ -1,0 +1,238 @@
+"""Stability and ElevenLabs adapters over real HTTP against fakes on 127.0.0.1 that follow the vendors' contracts."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from soundforge import (
+    AuthenticationError,
+    CancelToken,
+    ContentRefusedError,
+    GenerationCancelledError,
+    GenerationTimeoutError,
+    InvalidRequestError,
+    ProviderError,
+    RateLimitError,
+    SoundforgeError,
+)
+from soundforge.backends._http import HttpSettings, check_output_url
+from soundforge.client import Client
+from soundforge.config import Config
+
+from .fakes import KEY, FakeElevenLabs, FakeStability
+
+
+@pytest.fixture
+def stability():
+    server = FakeStability()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def eleven():
+    server = FakeElevenLabs()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def downloads(tmp_path) -> Path:
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+def cloud(name: str, server, downloads: Path, **extra) -> Client:
+    settings = {"base_url": server.url, "api_key": KEY, "download_dir": str(downloads), "backoff_initial": 0.01,
+                "backoff_max": 0.05, **extra}
+    return Client(Config.load(user_file=False, providers={name: settings}))
+
+
+# --- Stability ---------------------------------------------------------------------------------------
+def test_stability_text_to_audio(stability, downloads) -> None:
+    g = cloud("stability", stability, downloads).generate("driving techno", provider="stability", duration=3.5,
+                                                           seed=7, steps=8, guidance=3)
+    assert g.audio.shape == (2, round(3.5 * 44100)) and g.sample_rate == 44100
+    form = stability.bodies[-1]
+    assert form["model"] == "stable-audio-2.5" and form["duration"] == "4" and form["seed"] == "7"
+    assert form["steps"] == "8" and form["cfg_scale"] == "3" and form["output_format"] == "wav"
+    assert g.license.id == "LicenseRef-Stability-API-ToS" and g.provenance.seed == 7
+    assert g.provenance.device == "cloud" and not list(downloads.iterdir())
+
+
+def test_stability_audio_to_audio(stability, downloads) -> None:
+    clip = (np.sin(np.linspace(0, 2000, 44100 * 6)).astype(np.float32), 44100)
+    g = cloud("stability", stability, downloads).generate("make it jazz", provider="stability", duration=6,
+                                                           audio_prompt=clip, audio_prompt_mode="variation",
+                                                           strength=0.4, seed=1)
+    form = stability.bodies[-1]
+    assert form["strength"] == "0.4" and form["audio"][:4] == b"RIFF"
+    assert g.provenance.parameters["endpoint"] == "audio-to-audio"
+
+
+def test_stability_error_mapping(stability, downloads) -> None:
+    client = cloud("stability", stability, downloads)
+    with pytest.raises(ContentRefusedError, match="moderation"):
+        client.generate("something forbidden", provider="stability", duration=2)
+    stability.faults.append("invalid")
+    with pytest.raises(InvalidRequestError, match="cfg_scale"):
+        client.generate("x", provider="stability", duration=2)
+    with pytest.raises(InvalidRequestError, match="4-8 steps"):
+        client.generate("x", provider="stability", duration=2, steps=50)
+    with pytest.raises(InvalidRequestError, match="maximum"):
+        client.generate("x", provider="stability", duration=191)
+    bad_key = Client(Config.load(user_file=False, providers={"stability": {"base_url": stability.url,
+                                                                           "api_key": "sk-wrong-secret"}}))
+    with pytest.raises(AuthenticationError) as info:
+        bad_key.generate("x", provider="stability", duration=2)
+    assert "sk-wrong-secret" not in str(info.value) and "sk-wrong-secret" not in repr(bad_key.backend("stability"))
+
+
+def test_retries_honour_retry_after_and_stop_on_unknown_outcome(stability, downloads) -> None:
+    client = cloud("stability", stability, downloads)
+    stability.faults.extend(["429", "503"])
+    start = time.perf_counter()
+    g = client.generate("x", provider="stability", duration=1, seed=1)
+    assert g.duration == pytest.approx(1.0) and stability.requests == 3
+    assert time.perf_counter() - start >= 0.05  # waited at least the Retry-After
+    stability.retry_after = "1000"
+    stability.faults.append("429")
+    with pytest.raises(RateLimitError) as info:
+        client.generate("x", provider="stability", duration=1)
+    assert info.value.retry_after == 1000
+    stability.faults.extend(["500"] * 5)  # max_retries 4: five attempts
+    with pytest.raises(ProviderError) as failed:
+        client.generate("x", provider="stability", duration=1)
+    assert failed.value.status == 500 and failed.value.request_id
+    before = stability.requests
+    stability.faults.append("truncate")
+    with pytest.raises(ProviderError, match="cut off") as cut:
+        client.generate("x", provider="stability", duration=1)
+    assert stability.requests == before + 1 and "not re-send" in str(cut.value)  # not retried: outcome unknown
+    stability.faults.append("malformed")
+    with pytest.raises(ProviderError, match="cannot be decoded"):
+        client.generate("x", provider="stability", duration=1)
+    stability.faults.append("slow")
+    slow = cloud("stability", stability, downloads, read_timeout=0.3)
+    with pytest.raises(GenerationTimeoutError):
+        slow.generate("x", provider="stability", duration=1)
+    assert not list(downloads.iterdir())
+
+
+# --- ElevenLabs ----------------------------------------------------------------------------------------
+def test_elevenlabs_compose_and_plan_dependent_licence(eleven, downloads) -> None:
+    client = cloud("elevenlabs", eleven, downloads)
+    g = client.generate("warm lo-fi beat", provider="elevenlabs", duration=4.5, instrumental=True)
+    body = eleven.bodies[-1]
+    assert body == {"model_id": "music_v1", "prompt": "warm lo-fi beat", "music_length_ms": 4500,
+                    "force_instrumental": True}
+    assert g.audio.shape[1] == round(4.5 * 44100) and g.license.commercial_use.value == "not_allowed"
+    assert "strictest" in g.license.plan_note
+    pro = cloud("elevenlabs", eleven, downloads, plan="pro").generate("x", provider="elevenlabs", duration=3)
+    assert pro.license.commercial_use.value == "conditional" and pro.license.plan == "pro"
+    plan = {"positive_global_styles": ["synthwave"], "negative_global_styles": [],
+            "sections": [{"section_name": "intro", "positive_local_styles": [], "negative_local_styles": [],
+                          "duration_ms": 3000, "lines": []},
+                         {"section_name": "verse", "positive_local_styles": ["drums"], "negative_local_styles": [],
+                          "duration_ms": 4000, "lines": ["la la"]}]}
+    planned = client.generate("synthwave song", provider="elevenlabs", duration=7, extra={"composition_plan": plan})
+    assert "prompt" not in eleven.bodies[-1] and planned.duration == pytest.approx(7.0, abs=0.1)
+
+
+def test_elevenlabs_errors(eleven, downloads) -> None:
+    client = cloud("elevenlabs", eleven, downloads)
+    with pytest.raises(ContentRefusedError) as refused:
+        client.generate("in the style of a forbidden artist", provider="elevenlabs", duration=3)
+    assert "upbeat pop" in str(refused.value)
+    eleven.faults.append("invalid")
+    with pytest.raises(InvalidRequestError, match="422"):
+        client.generate("x", provider="elevenlabs", duration=3)
+    with pytest.raises(InvalidRequestError, match="unknown elevenlabs extra"):
+        client.generate("x", provider="elevenlabs", duration=3, extra={"temperature": 1})
+    with pytest.raises(InvalidRequestError, match="minimum"):
+        client.generate("x", provider="elevenlabs", duration=2)
+    from soundforge import UnsupportedFeatureError
+
+    with pytest.raises(UnsupportedFeatureError, match="seed"):
+        client.generate("x", provider="elevenlabs", duration=3, seed=1)
+
+
+def test_official_elevenlabs_sdk_speaks_to_the_fake(eleven) -> None:
+    elevenlabs = pytest.importorskip("elevenlabs.client")
+    sdk = elevenlabs.ElevenLabs(api_key=KEY, base_url=eleven.url)
+    audio = b"".join(sdk.music.compose(prompt="calm piano", music_length_ms=3000, force_instrumental=True))
+    data, rate = sf.read(io.BytesIO(audio))
+    assert rate == 44100 and data.shape[0] == pytest.approx(3 * 44100, abs=2000)
+    assert eleven.bodies[-1]["music_length_ms"] == 3000
+
+
+def test_missing_key_makes_the_provider_unavailable() -> None:
+    rows = {r.name: r for r in Client(Config.load(user_file=False)).providers()}
+    assert not rows["stability"].available and rows["stability"].fix == "export STABILITY_API_KEY=..."
+    assert "ELEVENLABS_API_KEY" in rows["elevenlabs"].reason
+
+
+# --- reliability -------------------------------------------------------------------------------------------
+def test_two_hundred_requests_with_faults(stability, downloads) -> None:
+    rng = np.random.default_rng(0)
+    kinds = ["429", "503", "500", "truncate", "malformed"]
+    plan = [str(rng.choice(kinds)) if rng.random() < 0.1 else "ok" for _ in range(400)]
+    stability.faults.extend(plan)
+    client = cloud("stability", stability, downloads, max_concurrency=8)
+
+    async def run() -> list[object]:
+        return await asyncio.gather(*(client.agenerate("x", provider="stability", duration=1, seed=i)
+                                      for i in range(200)), return_exceptions=True)
+
+    results = asyncio.run(run())
+    successes = [r for r in results if not isinstance(r, BaseException)]
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(f, SoundforgeError) for f in failures), failures[:3]
+    assert len(successes) == stability.delivered  # every complete delivery reached the caller once
+    assert len({s.provenance.seed for s in successes}) == len(successes)
+    assert 0 < len(failures) < 40 and len(successes) + len(failures) == 200
+    assert stability.peak_in_flight <= 8
+    assert not list(downloads.iterdir())
+
+
+def test_cancel_mid_download_leaves_nothing(stability, downloads) -> None:
+    stability.faults.append("slow_body")
+    token = CancelToken()
+    threading.Timer(0.3, token.cancel).start()
+    with pytest.raises(GenerationCancelledError):
+        cloud("stability", stability, downloads).generate("x", provider="stability", duration=30, cancel=token)
+    time.sleep(0.2)
+    assert not list(downloads.iterdir())
+
+
+def test_no_secret_in_provenance_or_sidecar(stability, downloads, tmp_path) -> None:
+    g = cloud("stability", stability, downloads).generate("x", provider="stability", duration=1, seed=3)
+    g.save(tmp_path / "s.wav")
+    assert KEY not in json.dumps(g.provenance.model_dump(mode="json"))
+    assert KEY not in (tmp_path / "s.wav.json").read_text() and KEY.encode() not in (tmp_path / "s.wav").read_bytes()
+    assert KEY not in repr(HttpSettings.from_settings({"api_key": KEY}, default_base_url="x", key_env="Y"))
+
+
+@pytest.mark.parametrize("url, ok", [
+    ("https://93.184.216.34/out.wav", True), ("http://93.184.216.34/out.wav", False),
+    ("https://10.0.0.5/out.wav", False), ("https://169.254.169.254/latest", False),
+    ("https://127.0.0.1/x", False), ("ftp://93.184.216.34/x", False), ("https://[::1]/x", False),
+])
+def test_output_url_guard(url: str, ok: bool) -> None:
+    settings = HttpSettings(base_url="x", api_key=None)
+    if ok:
+        check_output_url(url, settings)
+    else:
+        with pytest.raises(ProviderError):
+            check_output_url(url, settings)
+    check_output_url("http://127.0.0.1:9/x", HttpSettings(base_url="x", api_key=None, allow_loopback_urls=True))
