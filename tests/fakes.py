@@ -50,6 +50,7 @@ class FakeServer:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.bodies: list[Any] = []
+        self.auth_seen: list[str | None] = []
         self.lock = threading.Lock()
         server = self
 
@@ -61,6 +62,8 @@ class FakeServer:
 
             def do_POST(self) -> None:
                 server._dispatch(self)
+
+            do_GET = do_PUT = do_POST
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -79,6 +82,7 @@ class FakeServer:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             fault = self.faults.popleft() if self.faults else None
+            self.auth_seen.append(h.headers.get("Authorization") or h.headers.get("xi-api-key"))
         try:
             length = int(h.headers.get("Content-Length", 0))
             raw = h.rfile.read(length)
@@ -217,3 +221,131 @@ class FakeElevenLabs(FakeServer):
                                                   "type": "value_error"}]})
         rate = int(fmt.split("_")[1])
         self.send(h, 200, audio_bytes(length / 1000, "mp3", rate), content_type="audio/mpeg", fault=fault)
+
+
+class JobServer(FakeServer):
+    """Shared job life cycle: queued, running, then succeeded; prompts containing `fail`, `lost` or `slow`
+    make the job fail, vanish (404 on status) or run for 100 s. Output files are served from /files/."""
+
+    job_seconds = 0.2
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.cancelled: list[str] = []
+        super().__init__()
+
+    def new_job(self, job_input: dict[str, Any]) -> dict[str, Any]:
+        prompt = str(job_input.get("prompt", ""))
+        job = {"id": uuid.uuid4().hex[:12], "input": job_input, "created": time.monotonic(), "canceled": False,
+               "fail": "fail" in prompt, "lost": "lost" in prompt,
+               "seconds": 100.0 if "slow" in prompt else self.job_seconds}
+        self.jobs[job["id"]] = job
+        return job
+
+    def phase(self, job: dict[str, Any]) -> str:
+        if job["canceled"]:
+            return "canceled"
+        elapsed = time.monotonic() - job["created"]
+        if elapsed < job["seconds"] / 2:
+            return "queued"
+        if elapsed < job["seconds"]:
+            return "running"
+        return "failed" if job["fail"] else "succeeded"
+
+    def serve_file(self, h: BaseHTTPRequestHandler, job_id: str, fault: str | None) -> None:
+        job_input = self.jobs[job_id]["input"] if job_id in self.jobs else {}
+        seconds = float(job_input.get("duration", job_input.get("seconds_total", 3)))
+        self.send(h, 200, audio_bytes(seconds, "wav", 32000), content_type="audio/wav", fault=fault)
+
+
+class FakeReplicate(JobServer):
+    """Replicate predictions API (see docs/providers/replicate.md)."""
+
+    def prediction(self, job: dict[str, Any]) -> dict[str, Any]:
+        phase = self.phase(job)
+        status = {"queued": "starting", "running": "processing"}.get(phase, phase)
+        urls = {"get": f"{self.url}/v1/predictions/{job['id']}",
+                "cancel": f"{self.url}/v1/predictions/{job['id']}/cancel"}
+        return {"id": job["id"], "model": job.get("model"), "version": job.get("version") or "v1hash",
+                "status": status, "input": job["input"], "logs": "",
+                "output": f"{self.url}/files/{job['id']}.wav" if status == "succeeded" else None,
+                "error": "CUDA out of memory" if status == "failed" else None, "metrics": {},
+                "created_at": "2026-11-27T00:00:00Z", "urls": urls}
+
+    def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
+        path = urlsplit(h.path).path
+        if path.startswith("/files/"):
+            return self.serve_file(h, path.removeprefix("/files/").removesuffix(".wav"), fault)
+        if h.headers.get("Authorization") != f"Bearer {KEY}":
+            return self.send(h, 401, {"title": "Unauthenticated", "detail": "You did not pass a valid token",
+                                      "status": 401})
+        parts = path.strip("/").split("/")
+        if h.command == "POST" and (path == "/v1/predictions" or (len(parts) == 5 and parts[4] == "predictions")):
+            body = json.loads(raw or b"{}")
+            self.bodies.append(body)
+            if not isinstance(body.get("input"), dict) or "prompt" not in body["input"]:
+                return self.send(h, 422, {"title": "Input validation failed", "detail": "input.prompt is required",
+                                          "status": 422})
+            if path == "/v1/predictions" and "version" not in body:
+                return self.send(h, 422, {"title": "Invalid version", "detail": "version is required", "status": 422})
+            job = self.new_job(body["input"])
+            job["model"] = "/".join(parts[2:4]) if len(parts) == 5 else None
+            job["version"] = body.get("version")
+            if h.headers.get("Prefer", "").startswith("wait") and job["seconds"] < 1:
+                time.sleep(job["seconds"] + 0.01)
+            return self.send(h, 201, self.prediction(job))
+        if len(parts) >= 3 and parts[:2] == ["v1", "predictions"]:
+            job = self.jobs.get(parts[2])
+            if job is None or job["lost"]:
+                return self.send(h, 404, {"title": "Not found", "detail": "Prediction not found", "status": 404})
+            if h.command == "POST" and parts[-1] == "cancel":
+                job["canceled"] = True
+                self.cancelled.append(job["id"])
+            return self.send(h, 200, self.prediction(job))
+        self.send(h, 404, {"title": "Not found", "detail": path, "status": 404})
+
+
+class FakeFal(JobServer):
+    """fal queue API (see docs/providers/fal.md)."""
+
+    def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
+        path = urlsplit(h.path).path
+        if path.startswith("/files/"):
+            return self.serve_file(h, path.removeprefix("/files/").removesuffix(".wav"), fault)
+        if h.headers.get("Authorization") != f"Key {KEY}":
+            return self.send(h, 401, {"detail": "Unauthorized"})
+        parts = path.strip("/").split("/")
+        if h.command == "POST" and "requests" not in parts:
+            body = json.loads(raw or b"{}")
+            self.bodies.append(body)
+            if "prompt" not in body:
+                return self.send(h, 422, {"detail": [{"loc": ["body", "prompt"], "msg": "field required",
+                                                      "type": "missing"}]})
+            job = self.new_job(body)
+            base = f"{self.url}/{parts[0]}/{parts[1]}/requests/{job['id']}"
+            return self.send(h, 200, {"request_id": job["id"], "status_url": f"{base}/status", "response_url": base,
+                                      "cancel_url": f"{base}/cancel", "queue_position": 0})
+        if len(parts) >= 4 and parts[2] == "requests":
+            job = self.jobs.get(parts[3])
+            if job is None or job["lost"]:
+                return self.send(h, 404, {"detail": "Request not found"})
+            phase = self.phase(job)
+            if h.command == "PUT" and parts[-1] == "cancel":
+                job["canceled"] = True
+                self.cancelled.append(job["id"])
+                return self.send(h, 202, {"status": "CANCELLATION_REQUESTED"})
+            if parts[-1] == "status":
+                if phase == "queued":
+                    return self.send(h, 200, {"status": "IN_QUEUE", "queue_position": 0})
+                if phase == "running":
+                    return self.send(h, 200, {"status": "IN_PROGRESS", "logs": []})
+                done: dict[str, Any] = {"status": "COMPLETED", "logs": [], "metrics": {"inference_time": 0.1}}
+                if phase in ("failed", "canceled"):
+                    done |= {"error": "job " + phase, "error_type": "runner_error"}
+                return self.send(h, 200, done)
+            if phase != "succeeded":
+                return self.send(h, 400, {"detail": "Request is still in progress"})
+            url = f"{self.url}/files/{job['id']}.wav"
+            return self.send(h, 200, {"audio_file": {"url": url, "content_type": "audio/wav",
+                                                     "file_name": "out.wav", "file_size": 1}})
+        self.send(h, 404, {"detail": "Not Found"})

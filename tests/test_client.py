@@ -46,7 +46,7 @@ def test_unknown_and_planned_providers(client: Client) -> None:
     with pytest.raises(ProviderNotFoundError, match="known providers"):
         client.generate("x", provider="nope")
     with pytest.raises(ProviderUnavailableError, match="not implemented"):
-        client.generate("x", provider="fal:fal-ai/stable-audio")
+        client.generate("x", provider="lyria:lyria-002")
     with pytest.raises(ProviderUnavailableError, match="no official public API"):
         client.generate("x", provider="suno")
 

@@ -25,6 +25,8 @@ BUILTIN: dict[str, str] = {
     "stable-audio": "soundforge.backends.stable_audio:StableAudioBackend",
     "stability": "soundforge.backends.stability:StabilityBackend",
     "elevenlabs": "soundforge.backends.elevenlabs:ElevenLabsBackend",
+    "replicate": "soundforge.backends.replicate:ReplicateBackend",
+    "fal": "soundforge.backends.fal:FalBackend",
 }
 
 
@@ -46,12 +48,6 @@ PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
     PlannedProvider("magnet", "Meta MAGNeT through audiocraft (local)",
                     "not implemented yet in this version (planned: soundforge[audiocraft])",
                     "magnet", "facebook/magnet-small-10secs"),
-    PlannedProvider("replicate", "Replicate predictions (cloud, e.g. meta/musicgen)",
-                    "not implemented yet in this version (planned; will need REPLICATE_API_TOKEN)",
-                    "replicate", "meta/musicgen"),
-    PlannedProvider("fal", "fal queue API (cloud, e.g. fal-ai/stable-audio)",
-                    "not implemented yet in this version (planned; will need FAL_KEY)",
-                    "fal", "fal-ai/stable-audio"),
     PlannedProvider("lyria", "Google Lyria on Vertex AI (cloud)",
                     "not implemented yet in this version (planned; will need a Google Cloud token)",
                     "lyria", "lyria-002"),

@@ -6,15 +6,20 @@ coroutine on the provider's background loop, so both paths share pooled connecti
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from abc import abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
 from ..audio import load_audio
-from ..errors import ProviderError, SoundforgeError
+from ..errors import GenerationCancelledError, GenerationTimeoutError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
 from ._http import HttpCore, HttpReply, HttpSettings
 from .base import Availability, Backend, RawGeneration, RunContext
+
+T = TypeVar("T")
 
 
 class CloudBackend(Backend):
@@ -74,6 +79,35 @@ class CloudBackend(Backend):
         if self._http is not None:
             self._http.close()
             self._http = None
+
+
+async def poll_job(fetch: Callable[[], Awaitable[T]], finished: Callable[[T], bool], *, context: RunContext,
+                   settings: dict[str, Any], cancel: Callable[[], Awaitable[None]], provider: str) -> T:
+    """Poll a remote job until `finished`, with growing intervals; cancel it remotely on timeout or cancel.
+
+    Settings: `poll_interval` (first wait, default 0.5 s), `poll_max_interval` (5 s), `job_timeout` (600 s).
+    """
+    interval = float(settings.get("poll_interval", 0.5))
+    ceiling = float(settings.get("poll_max_interval", 5.0))
+    deadline = asyncio.get_running_loop().time() + float(settings.get("job_timeout", 600.0))
+    polls = 0
+    try:
+        while True:
+            state = await fetch()
+            if finished(state):
+                return state
+            polls += 1
+            context.progress("queued", polls, polls + 1)
+            if asyncio.get_running_loop().time() + interval > deadline:
+                raise GenerationTimeoutError(f"the {provider} job did not finish within "
+                                             f"{settings.get('job_timeout', 600.0)} s; it was cancelled",
+                                             provider=provider)
+            await asyncio.sleep(interval)
+            interval = min(ceiling, interval * 1.5)
+    except (GenerationTimeoutError, GenerationCancelledError, asyncio.CancelledError):
+        with contextlib.suppress(Exception):
+            await asyncio.shield(cancel())
+        raise
 
 
 def decode_reply(reply: HttpReply, provider: str) -> tuple[Any, int]:

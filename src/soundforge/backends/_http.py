@@ -188,12 +188,15 @@ class HttpCore:
         return {**self._auth(self.settings.api_key.get()), **(extra or {})}
 
     async def request(self, method: str, path: str, *, idempotent: bool, context: RunContext,
-                      headers: dict[str, str] | None = None, **kwargs: Any) -> HttpReply:
-        """Send with retries; return the body streamed to a temp file, or raise a mapped SoundforgeError."""
+                      headers: dict[str, str] | None = None, auth: bool = True, **kwargs: Any) -> HttpReply:
+        """Send with retries; return the body streamed to a temp file, or raise a mapped SoundforgeError.
+
+        `path` is relative to `base_url`, or an absolute URL; `auth=False` sends no key (third-party hosts).
+        """
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         s = self.settings
-        send_headers = self._headers(headers)
+        send_headers = self._headers(headers) if auth else dict(headers or {})
 
         def should_retry(exc: BaseException) -> bool:
             return isinstance(exc, _Retryable)
@@ -254,6 +257,16 @@ class HttpCore:
             error.hint = ("the request was sent but its outcome is unknown; soundforge does not re-send it, "
                           "so you are not charged twice: try again yourself if you wish")
             raise error from None
+
+    async def download(self, url: str, context: RunContext) -> HttpReply:
+        """Fetch an output file the provider pointed to: guarded URL, no API key sent, streamed and capped."""
+        check_output_url(url, self.settings)
+        return await self.request("GET", url, idempotent=True, context=context, auth=False)
+
+    def same_origin(self, url: str) -> bool:
+        """Whether `url` is on the provider's own API host (only then may it receive the key)."""
+        ours, theirs = urlsplit(self.settings.base_url), urlsplit(url)
+        return (ours.scheme, ours.hostname, ours.port) == (theirs.scheme, theirs.hostname, theirs.port)
 
     def _error(self, status: int, body: Any, headers: Any) -> Exception:
         request_id = headers.get("x-request-id") or headers.get("request-id") or headers.get("x-fal-request-id")
