@@ -349,3 +349,33 @@ class FakeFal(JobServer):
             return self.send(h, 200, {"audio_file": {"url": url, "content_type": "audio/wav",
                                                      "file_name": "out.wav", "file_size": 1}})
         self.send(h, 404, {"detail": "Not Found"})
+
+
+class FakeLyria(FakeServer):
+    """Vertex AI `lyria-002:predict` (see docs/providers/lyria.md); `audio_key` picks the base64 field name."""
+
+    audio_key = "bytesBase64Encoded"
+
+    def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
+        import base64
+
+        if h.headers.get("Authorization") != f"Bearer {KEY}":
+            return self.send(h, 401, {"error": {"code": 401, "message": "Request had invalid authentication "
+                                                "credentials.", "status": "UNAUTHENTICATED"}})
+        path = urlsplit(h.path).path
+        if not path.endswith("/publishers/google/models/lyria-002:predict"):
+            return self.send(h, 404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+        body = json.loads(raw or b"{}")
+        self.bodies.append(body)
+        instance = (body.get("instances") or [{}])[0]
+        count = body.get("parameters", {}).get("sample_count", 1)
+        if "seed" in instance and count > 1:
+            return self.send(h, 400, {"error": {"code": 400, "message": "seed and sample_count are mutually "
+                                                "exclusive", "status": "INVALID_ARGUMENT"}})
+        if "forbidden" in instance.get("prompt", ""):
+            return self.send(h, 400, {"error": {"code": 400, "message": "The prompt was blocked by safety filters",
+                                                "status": "INVALID_ARGUMENT"}})
+        clip = base64.b64encode(audio_bytes(32.8, "wav", 48000)).decode()
+        predictions = [{self.audio_key: clip, "mimeType": "audio/wav"} for _ in range(count)]
+        model = "projects/p/locations/l/publishers/google/models/lyria-002"
+        self.send(h, 200, {"predictions": predictions, "deployedModelId": "1", "model": model}, fault=fault)

@@ -34,8 +34,8 @@ def test_generate_info_verify(tmp_path: Path) -> None:
 def test_exit_codes_and_messages(tmp_path: Path) -> None:
     bad = run("generate", "x", "-d", "-1", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
-    missing = run("generate", "x", "-p", "lyria", cwd=tmp_path)
-    assert missing.returncode == 3 and "not implemented" in missing.stderr
+    missing = run("generate", "x", "-p", "udio", cwd=tmp_path)
+    assert missing.returncode == 3 and "no official public API" in missing.stderr
     (tmp_path / "soundforge.toml").write_text('[policy]\ndeny = ["synth"]\n')
     refused = run("generate", "x", "-p", "synth", cwd=tmp_path)
     assert refused.returncode == 4 and "deny" in refused.stderr

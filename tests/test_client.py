@@ -45,7 +45,7 @@ def test_provenance_records_everything(client: Client) -> None:
 def test_unknown_and_planned_providers(client: Client) -> None:
     with pytest.raises(ProviderNotFoundError, match="known providers"):
         client.generate("x", provider="nope")
-    with pytest.raises(ProviderUnavailableError, match="not implemented"):
+    with pytest.raises(ProviderUnavailableError, match="project"):
         client.generate("x", provider="lyria:lyria-002")
     with pytest.raises(ProviderUnavailableError, match="no official public API"):
         client.generate("x", provider="suno")

@@ -157,3 +157,34 @@ def test_suno_and_udio_are_honest() -> None:
     assert "no official public API" in rows["suno"].reason and "no official public API" in rows["udio"].reason
     with pytest.raises(ProviderUnavailableError, match="Suno publishes no official public API"):
         Client(Config.load(user_file=False)).generate("x", provider="suno")
+
+
+@pytest.mark.parametrize("audio_key", ["bytesBase64Encoded", "audioContent"])
+def test_lyria_predict(tmp_path, audio_key: str) -> None:
+    from soundforge import ContentRefusedError
+
+    from .fakes import FakeLyria
+
+    server = FakeLyria()
+    server.audio_key = audio_key
+    try:
+        client = Client(Config.load(user_file=False, providers={"lyria": {
+            "base_url": server.url, "api_key": KEY, "project": "demo", "location": "europe-west4"}}))
+        g = client.generate("orchestral swell", provider="lyria", duration=12, negative_prompt="drums", seed=4)
+        assert server.bodies[-1] == {"instances": [{"prompt": "orchestral swell", "negative_prompt": "drums",
+                                                    "seed": 4}]}
+        assert g.sample_rate == 48000 and g.audio.shape == (2, 12 * 48000)
+        assert any("SynthID" in r for r in g.license.restrictions)
+        many = client.generate("x", provider="lyria", duration=5, num_outputs=3)
+        assert len(many.tracks) == 3 and server.bodies[-1]["parameters"] == {"sample_count": 3}
+        with pytest.raises(InvalidRequestError, match="either a seed"):
+            client.generate("x", provider="lyria", duration=5, num_outputs=2, seed=1)
+        with pytest.raises(ContentRefusedError, match="safety"):
+            client.generate("forbidden words", provider="lyria", duration=5)
+        server.faults.append("malformed")
+        with pytest.raises(ProviderError):
+            client.generate("x", provider="lyria", duration=5)
+    finally:
+        server.close()
+    rows = {r.name: r for r in Client(Config.load(user_file=False)).providers()}
+    assert "project" in rows["lyria"].reason

@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "elevenlabs": "soundforge.backends.elevenlabs:ElevenLabsBackend",
     "replicate": "soundforge.backends.replicate:ReplicateBackend",
     "fal": "soundforge.backends.fal:FalBackend",
+    "lyria": "soundforge.backends.lyria:LyriaBackend",
 }
 
 
@@ -48,9 +49,6 @@ PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
     PlannedProvider("magnet", "Meta MAGNeT through audiocraft (local)",
                     "not implemented yet in this version (planned: soundforge[audiocraft])",
                     "magnet", "facebook/magnet-small-10secs"),
-    PlannedProvider("lyria", "Google Lyria on Vertex AI (cloud)",
-                    "not implemented yet in this version (planned; will need a Google Cloud token)",
-                    "lyria", "lyria-002"),
     PlannedProvider("suno", "Suno (hosted app)",
                     "Suno publishes no official public API; only unofficial third-party wrappers exist",
                     "suno", "suno"),
