@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _best(fn, repeat: int = 3) -> float:
@@ -72,12 +73,82 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
     t_sdk = time.perf_counter() - start
     n = generation.audio.shape[1]
     identical = bool(np.array_equal(generation.audio[0], reference[0, 0, :n]))
+    batch_rows = musicgen_batching_rows(client, spec, folder)
     return [
         (f"musicgen-small arch, {seconds:g} s, SDK / direct transformers (target <= 1.02)", f"{t_sdk / t_direct:.3f}",
          f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}"),
         ("musicgen-small arch, decoding speed", f"{(frames + 3) / t_sdk:.2f} tok/s",
          f"real-time factor {t_sdk / seconds:.1f} (seconds per second of audio)"),
+        *batch_rows,
     ]
+
+
+def musicgen_batching_rows(client, spec: str, folder: Path, seconds: float = 2.0) -> list[tuple[str, str, str]]:
+    """4 concurrent requests: batched by the scheduler vs one by one; cold (load) vs warm request."""
+    import asyncio
+
+    from soundforge.client import Client
+    from soundforge.config import Config
+
+    prompts = ["calm piano", "upbeat drums", "dark techno", "jazz guitar"]
+
+    async def four(c: Client) -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(c.agenerate(p, provider=spec, duration=seconds, seed=1) for p in prompts))
+        return time.perf_counter() - start
+
+    batched = Client(Config.load(user_file=False, providers={"musicgen": {"device": "cpu", "batch_window": 0.2}}))
+    serial = Client(Config.load(user_file=False, providers={"musicgen": {"device": "cpu", "batching": False}}))
+    start = time.perf_counter()
+    cold = batched.generate("warm up", provider=spec, duration=0.1, seed=0)
+    t_cold = time.perf_counter() - start
+    start = time.perf_counter()
+    batched.generate("warm up", provider=spec, duration=0.1, seed=0)
+    t_warm = time.perf_counter() - start
+    serial.generate("warm up", provider=spec, duration=0.1, seed=0)
+    t_batched, t_serial = asyncio.run(four(batched)), asyncio.run(four(serial))
+    return [
+        (f"4 concurrent {seconds:g} s requests: one by one / batched (target >= 3x)", f"{t_serial / t_batched:.2f}x",
+         f"{t_serial:.1f} s one by one, {t_batched:.1f} s batched"),
+        ("cold request (loads the model) / warm request", f"{t_cold / t_warm:.1f}x",
+         f"{t_cold:.1f} s cold (load {cold.provenance.timings.load:.1f} s), {t_warm:.2f} s warm"),
+    ]
+
+
+def cloud_fanout_rows(jobs: int = 200, concurrency: int = 32, latency: float = 0.2) -> list[tuple[str, str, str]]:
+    """200 cloud jobs against a loopback fake with 200 ms latency: wall time vs the ideal, and memory growth."""
+    import asyncio
+    import resource
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # The fake runs in its own process, as a real service would: its threads must not share our GIL.
+    import multiprocessing
+
+    from soundforge.client import Client
+    from soundforge.config import Config
+    from tests.fakes import KEY
+
+    ready: Any = multiprocessing.Queue()
+    process = multiprocessing.Process(target=_serve_fake, args=(ready, latency), daemon=True)
+    process.start()
+    url = ready.get(timeout=30)
+    client = Client(Config.load(user_file=False, providers={"stability": {
+        "base_url": url, "api_key": KEY, "max_concurrency": concurrency}}))
+
+    async def run() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(client.agenerate("x", provider="stability", duration=1, seed=i) for i in range(jobs)))
+        return time.perf_counter() - start
+
+    asyncio.run(run())  # warm: connections, imports
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    wall = asyncio.run(run())
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    process.terminate()
+    ideal = -(-jobs // concurrency) * latency
+    return [(f"cloud fan-out: {jobs} jobs, concurrency {concurrency}, {latency * 1000:.0f} ms latency: wall / ideal "
+             "(target <= 1.2)", f"{wall / ideal:.2f}", f"{wall:.2f} s vs {ideal:.2f} s ideal; peak RSS grew "
+             f"{grown:.0f} MiB on the second run")]
 
 
 def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, str, str]]:
@@ -133,6 +204,16 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
     ]
 
 
+def _serve_fake(ready: Any, latency: float) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.fakes import FakeStability
+
+    server = FakeStability()
+    server.latency = latency
+    ready.put(server.url)
+    time.sleep(3600)
+
+
 def main() -> None:
     import numpy as np
 
@@ -170,6 +251,7 @@ def main() -> None:
          f"{t_import * 1000:.0f} ms total"),
         ("soundforge --help (target 300 ms)", f"{t_help * 1000:.0f} ms", ""),
     ]
+    rows += cloud_fanout_rows()
     if "--no-musicgen" not in sys.argv:
         rows += musicgen_rows()
     if "--no-stable-audio" not in sys.argv:

@@ -45,6 +45,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.faults: deque[str] = deque()
         self.retry_after = "0.05"
+        self.latency = 0.01
         self.requests = 0
         self.delivered = 0
         self.in_flight = 0
@@ -65,7 +66,10 @@ class FakeServer:
 
             do_GET = do_PUT = do_POST
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # many concurrent clients: the default backlog of 5 resets connections
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.httpd.handle_error = lambda request, address: None  # clients that time out or cancel: expected
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -86,7 +90,7 @@ class FakeServer:
         try:
             length = int(h.headers.get("Content-Length", 0))
             raw = h.rfile.read(length)
-            time.sleep(0.01)  # a little service time so concurrency is visible
+            time.sleep(self.latency)  # service time, so concurrency is visible
             if fault == "429":
                 return self.send(h, 429, {"message": "rate limited"}, headers={"Retry-After": self.retry_after})
             if fault in ("500", "503"):

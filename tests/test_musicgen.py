@@ -192,3 +192,71 @@ def test_missing_extra_is_reported(monkeypatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     status = MusicgenBackend().availability()
     assert not status.available and status.fix == 'pip install "soundforge[musicgen]"'
+
+
+def test_concurrent_requests_share_one_batch_and_match_the_direct_batch(checkpoints) -> None:
+    import asyncio
+
+    spec = f"musicgen:{checkpoints['mono']}"
+    c = client(batch_window=0.5, max_batch_size=8)
+    prompts = ["calm piano", "upbeat drums", "dark techno", "jazz guitar"]
+
+    async def run():
+        return await asyncio.gather(*(c.agenerate(p, provider=spec, duration=0.05, seed=10 + i, temperature=0.8)
+                                      for i, p in enumerate(prompts)))
+
+    results = asyncio.run(run())
+    params = [g.provenance.parameters for g in results]
+    assert all(p["batched_requests"] == 4 and p["batch_outputs"] == 4 for p in params)
+    seeds = {g.provenance.seed for g in results}
+    assert len(seeds) == 1  # the batch's seed, recorded on every track
+    order = sorted(range(4), key=lambda i: params[i]["batch_offset"])
+    expected = direct(checkpoints["mono"], [prompts[i] for i in order], seeds.pop(), 25 + 3, temperature=0.8)
+    for row, i in enumerate(order):
+        assert np.array_equal(results[i].audio[0], expected[row, 0, :800])
+
+
+def test_batching_keeps_different_settings_apart_and_can_be_switched_off(checkpoints) -> None:
+    import asyncio
+
+    spec = f"musicgen:{checkpoints['mono']}"
+
+    async def run(c):
+        return await asyncio.gather(
+            c.agenerate("a", provider=spec, duration=0.05, seed=1, temperature=0.7),
+            c.agenerate("b", provider=spec, duration=0.05, seed=2, temperature=0.7),
+            c.agenerate("c", provider=spec, duration=0.05, seed=3, temperature=1.3),
+            c.agenerate("d", provider=spec, duration=0.1, seed=4, temperature=0.7))
+
+    mixed = asyncio.run(run(client(batch_window=0.5)))
+    assert [g.provenance.parameters["batched_requests"] for g in mixed] == [2, 2, 1, 1]
+    off = asyncio.run(run(client(batching=False)))
+    assert all("batched_requests" not in g.provenance.parameters for g in off)
+    alone = client(batching=False).generate("a", provider=spec, duration=0.05, seed=1, temperature=0.7)
+    assert alone.audio.tobytes() == off[0].audio.tobytes()
+
+
+def test_cancelling_one_request_of_a_batch_spares_the_others(checkpoints) -> None:
+    import threading
+
+    spec = f"musicgen:{checkpoints['mono']}"
+    c = client(batch_window=0.5)
+    token = CancelToken()
+    outcome: dict[str, object] = {}
+
+    def run(name: str, cancel: CancelToken | None) -> None:
+        try:
+            outcome[name] = c.generate(name, provider=spec, duration=0.2, seed=1, cancel=cancel,
+                                       on_progress=(lambda e: token.cancel() if e.done == 3 else None)
+                                       if cancel else None)
+        except GenerationCancelledError as exc:
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=run, args=("kept", None)), threading.Thread(target=run, args=("gone", token))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(outcome["gone"], GenerationCancelledError)
+    kept = outcome["kept"]
+    assert not isinstance(kept, Exception) and kept.provenance.parameters["batched_requests"] == 2

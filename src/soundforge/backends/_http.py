@@ -168,7 +168,7 @@ class HttpCore:
             s = self.settings
             client = httpx.AsyncClient(
                 base_url=s.base_url, timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
-                limits=httpx.Limits(max_connections=max(s.max_concurrency, 1) * 2), follow_redirects=False,
+                limits=httpx.Limits(max_connections=max(s.max_concurrency, 1)), follow_redirects=False,
                 headers={"User-Agent": self._user_agent})
             self._clients[loop] = client
         return client

@@ -24,8 +24,9 @@ from ...audio import AudioArray, resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError
 from ...request import GenerationRequest
+from .._batching import Batcher
 from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
-from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
+from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext
 from .chroma import melody_chroma
 
 EXTRA = 'pip install "soundforge[musicgen]"'
@@ -85,6 +86,9 @@ class MusicgenBackend(Backend):
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
         self._cache: ModelCache[LoadedModel] = ModelCache(lambda: int(self.settings.get("max_loaded_models", 1)))
+        self._batcher: Batcher[_BatchItem, tuple[Any, int, dict[str, Any]]] = Batcher(
+            self._run_batch, window=float(self.settings.get("batch_window", 0.02)),
+            max_batch=int(self.settings.get("max_batch_size", 8)))
 
     # --- declared facts ---------------------------------------------------------------------------
     def availability(self) -> Availability:
@@ -161,17 +165,27 @@ class MusicgenBackend(Backend):
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         kwargs = self._generate_kwargs(request, loaded, options)
         total = round(request.duration * loaded.sample_rate)
-        with _RNG_LOCK:
-            import torch
+        batch_info: dict[str, Any] = {}
+        if self._batchable(request, options):
+            # Same model, same frame count, same sampling settings: concurrent requests share one batch.
+            sampling = tuple(sorted((k, repr(v)) for k, v in kwargs.items()
+                                    if k not in ("input_ids", "attention_mask")))
+            key = (model, self._frames(request.duration, loaded), sampling)
+            audio, seed, batch_info = self._batcher.submit(key, _BatchItem(request, context, seed, loaded, options),
+                                                           size=request.num_outputs)
+            context.cancel.raise_if_cancelled()
+        else:
+            with _RNG_LOCK:
+                import torch
 
-            torch.manual_seed(seed)
-            with torch.inference_mode():
-                if request.audio_prompt is not None:
-                    audio = self._continue(request, loaded, kwargs, context)
-                elif request.duration <= options["window"]:
-                    audio = self._run(loaded, kwargs, self._frames(request.duration, loaded), context)
-                else:
-                    audio = self._long_form(request, loaded, kwargs, options, context)
+                torch.manual_seed(seed)
+                with torch.inference_mode():
+                    if request.audio_prompt is not None:
+                        audio = self._continue(request, loaded, kwargs, context)
+                    elif request.duration <= options["window"]:
+                        audio = self._run(loaded, kwargs, self._frames(request.duration, loaded), [context])
+                    else:
+                        audio = self._long_form(request, loaded, kwargs, options, context)
         audio = audio[:, :, :total]
         if audio.shape[2] < total:  # the codec's last frame can fall a few samples short
             audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
@@ -181,6 +195,7 @@ class MusicgenBackend(Backend):
                       "batch_size": request.num_outputs, "frame_rate": loaded.frame_rate}
         if request.duration > options["window"]:
             parameters |= {"window": options["window"], "extend_stride": options["extend_stride"]}
+        parameters |= batch_info
         tracks = [RawTrack(audio=np.ascontiguousarray(audio[i], dtype=np.float32), sample_rate=loaded.sample_rate,
                            seed=seed, parameters={**parameters, "batch_index": i})
                   for i in range(audio.shape[0])]
@@ -191,10 +206,36 @@ class MusicgenBackend(Backend):
                              engine_versions={"torch": torch.__version__, "transformers": transformers.__version__},
                              load_seconds=load_seconds)
 
-    def _generate_kwargs(self, request: GenerationRequest, loaded: LoadedModel, options: dict[str, Any]
-                         ) -> dict[str, Any]:
+    def _batchable(self, request: GenerationRequest, options: dict[str, Any]) -> bool:
+        """Plain text-to-music within one window can share a batch (unless `batching = false`)."""
+        return bool(self.settings.get("batching", True)) and request.melody is None \
+            and request.audio_prompt is None and request.duration <= options["window"]
+
+    def _run_batch(self, items: list[_BatchItem]) -> list[tuple[Any, int, dict[str, Any]]]:
+        """One `generate()` for several requests; each gets its slice, the batch's seed and the batch size."""
+        import torch
+
+        first = items[0]
+        prompts = [it.request.prompt for it in items for _ in range(it.request.num_outputs)]
+        kwargs = self._generate_kwargs(first.request, first.loaded, first.options, prompts=prompts)
+        with _RNG_LOCK:
+            torch.manual_seed(first.seed)
+            with torch.inference_mode():
+                audio = self._run(first.loaded, kwargs, self._frames(first.request.duration, first.loaded),
+                                  [it.context for it in items])
+        results, start = [], 0
+        for it in items:
+            end = start + it.request.num_outputs
+            results.append((audio[start:end], first.seed, {"batched_requests": len(items),
+                                                           "batch_outputs": len(prompts), "batch_offset": start}))
+            start = end
+        return results
+
+    def _generate_kwargs(self, request: GenerationRequest, loaded: LoadedModel, options: dict[str, Any],
+                         prompts: list[str] | None = None) -> dict[str, Any]:
         """Keyword arguments for `model.generate`: only what the request sets, so defaults stay the model's."""
-        inputs = loaded.tokenizer([request.prompt] * request.num_outputs, return_tensors="pt", padding=True)
+        texts = prompts if prompts is not None else [request.prompt] * request.num_outputs
+        inputs = loaded.tokenizer(texts, return_tensors="pt", padding=True)
         kwargs: dict[str, Any] = {k: v.to(loaded.device) for k, v in inputs.items()}
         for field, arg in (("temperature", "temperature"), ("top_k", "top_k"), ("top_p", "top_p"),
                            ("guidance", "guidance_scale")):
@@ -210,7 +251,7 @@ class MusicgenBackend(Backend):
     def _frames(self, seconds: float, loaded: LoadedModel) -> int:
         return max(1, math.ceil(seconds * loaded.frame_rate))
 
-    def _run(self, loaded: LoadedModel, kwargs: dict[str, Any], frames: int, context: RunContext,
+    def _run(self, loaded: LoadedModel, kwargs: dict[str, Any], frames: int, contexts: list[RunContext],
              prompt: AudioArray | None = None, done: int = 0, total_steps: int | None = None) -> Any:
         """One `generate()` call making `frames` new frames (after an optional audio prompt); numpy (B, C, N)."""
         import torch
@@ -221,7 +262,7 @@ class MusicgenBackend(Backend):
             call["input_values"] = torch.from_numpy(prompt).to(loaded.device, loaded.model.dtype)
         from transformers import StoppingCriteriaList
 
-        progress = _progress_criteria(context, done, total_steps or steps)
+        progress = _progress_criteria(contexts, done, total_steps or steps)
         out = loaded.model.generate(**call, max_new_tokens=steps, stopping_criteria=StoppingCriteriaList([progress]))
         return out.float().cpu().numpy()
 
@@ -249,7 +290,7 @@ class MusicgenBackend(Backend):
                                       field="duration", provider=self.name)
         batch = np.repeat(prompt[None], request.num_outputs, axis=0)
         new_frames = self._frames(request.duration - prompt_seconds, loaded)
-        return self._run(loaded, kwargs, new_frames, context, prompt=batch)
+        return self._run(loaded, kwargs, new_frames, [context], prompt=batch)
 
     def _long_form(self, request: GenerationRequest, loaded: LoadedModel, kwargs: dict[str, Any],
                    options: dict[str, Any], context: RunContext) -> Any:
@@ -268,12 +309,12 @@ class MusicgenBackend(Backend):
             chunk_frames.append(add)
             produced += add * sr // loaded.frame_rate
         total_steps = sum(f + loaded.delay for f in chunk_frames)
-        audio = self._run(loaded, kwargs, chunk_frames[0], context, total_steps=total_steps)
+        audio = self._run(loaded, kwargs, chunk_frames[0], [context], total_steps=total_steps)
         done = chunk_frames[0] + loaded.delay
         seam = max(1, round(SEAM_SECONDS * sr))
         for frames in chunk_frames[1:]:
             prompt = np.ascontiguousarray(audio[:, :, -context_samples:])
-            out = self._run(loaded, kwargs, frames, context, prompt=prompt, done=done, total_steps=total_steps)
+            out = self._run(loaded, kwargs, frames, [context], prompt=prompt, done=done, total_steps=total_steps)
             done += frames + loaded.delay
             # The model re-decodes the context; fade from our audio into its version, then append what is new.
             start = prompt.shape[2]
@@ -295,8 +336,9 @@ class MusicgenBackend(Backend):
         return torch.from_numpy(batch).to(loaded.device, loaded.model.dtype)
 
 
-def _progress_criteria(context: RunContext, done: int, total: int) -> Any:
-    """A stopping criterion that never stops: it reports each decoding step and raises if the caller cancelled.
+def _progress_criteria(contexts: list[RunContext], done: int, total: int) -> Any:
+    """A stopping criterion that never stops: it reports each decoding step to every caller of the batch, and
+    raises once all of them cancelled (one caller cancelling does not stop the others).
 
     (transformers' MusicGen `generate` drops its `streamer` argument; stopping criteria run at every step.)
     """
@@ -309,10 +351,25 @@ def _progress_criteria(context: RunContext, done: int, total: int) -> Any:
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             self.done += 1
-            context.progress("decode", min(self.done, total), total)
+            for context in contexts:
+                if not context.cancel.cancelled and context.on_progress is not None:
+                    context.on_progress(ProgressEvent("decode", min(self.done, total), total))
+            if all(context.cancel.cancelled for context in contexts):
+                contexts[0].cancel.raise_if_cancelled()
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     return ProgressCriteria()
+
+
+@dataclass
+class _BatchItem:
+    """One request waiting in the batcher."""
+
+    request: GenerationRequest
+    context: RunContext
+    seed: int
+    loaded: LoadedModel
+    options: dict[str, Any]
 
 
 def _extra_options(request: GenerationRequest, settings: dict[str, Any]) -> dict[str, Any]:
