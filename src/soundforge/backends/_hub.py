@@ -52,7 +52,7 @@ def resolve_checkpoint(provider: str, model: str, settings: dict[str, Any], *, m
         if offline(settings) or not allow_fetch:
             hub = os.environ.get("HF_HOME", "~/.cache/huggingface")
             why = ("downloads are off (HF_HUB_OFFLINE or allow_download = false)" if offline(settings)
-                   else "soundforge does not start downloads on its own for `auto`")
+                   else "not downloaded yet (an explicit request downloads them; `auto` never does)")
             raise ModelNotAvailableError(provider, model, f"weights not in the Hugging Face cache ({hub}) and {why}",
                                          fix=fix) from cached_miss
     try:
