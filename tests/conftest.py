@@ -43,3 +43,39 @@ def test_backends(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def client() -> Client:
     return Client(Config.load(user_file=False))
+
+
+def _serve(kind):
+    from . import fakes
+
+    server = getattr(fakes, kind)()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stability():
+    yield from _serve("FakeStability")
+
+
+@pytest.fixture
+def eleven():
+    yield from _serve("FakeElevenLabs")
+
+
+@pytest.fixture
+def replicate():
+    yield from _serve("FakeReplicate")
+
+
+@pytest.fixture
+def fal():
+    yield from _serve("FakeFal")
+
+
+@pytest.fixture
+def downloads(tmp_path):
+    """An empty folder for the cloud layer's temp files: tests check nothing is left in it."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder

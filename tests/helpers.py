@@ -6,6 +6,8 @@ import numpy as np
 
 from soundforge.backends.base import Backend, RawGeneration, RawTrack, RunContext
 from soundforge.capabilities import Capabilities, ModelInfo
+from soundforge.client import Client
+from soundforge.config import Config
 from soundforge.errors import ProviderError
 from soundforge.licensing import License, LicenseComponent, LicenseRegistry
 from soundforge.request import GenerationRequest
@@ -57,3 +59,13 @@ class OtherFlakyBackend(FlakyBackend):
     """A second failing provider, to exhaust a fallback chain."""
 
     name = "flaky2"
+
+
+def cloud(name: str, server, downloads, **extra) -> Client:
+    """A client whose `name` provider talks to a fake server, with fast retries and polls for tests."""
+    from .fakes import KEY
+
+    settings = {"base_url": server.url, "api_key": KEY, "download_dir": str(downloads), "backoff_initial": 0.01,
+                "backoff_max": 0.05, "poll_interval": 0.02, "poll_max_interval": 0.05, "allow_loopback_urls": True,
+                **extra}
+    return Client(Config.load(user_file=False, providers={name: settings}))

@@ -7,7 +7,6 @@ import io
 import json
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,34 +27,8 @@ from soundforge.backends._http import HttpSettings, check_output_url
 from soundforge.client import Client
 from soundforge.config import Config
 
-from .fakes import KEY, FakeElevenLabs, FakeStability
-
-
-@pytest.fixture
-def stability():
-    server = FakeStability()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def eleven():
-    server = FakeElevenLabs()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def downloads(tmp_path) -> Path:
-    folder = tmp_path / "downloads"
-    folder.mkdir()
-    return folder
-
-
-def cloud(name: str, server, downloads: Path, **extra) -> Client:
-    settings = {"base_url": server.url, "api_key": KEY, "download_dir": str(downloads), "backoff_initial": 0.01,
-                "backoff_max": 0.05, **extra}
-    return Client(Config.load(user_file=False, providers={name: settings}))
+from .fakes import KEY
+from .helpers import cloud
 
 
 # --- Stability ---------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,35 +21,8 @@ from soundforge import (
 from soundforge.client import Client
 from soundforge.config import Config
 
-from .fakes import KEY, FakeFal, FakeReplicate
-
-
-@pytest.fixture
-def replicate():
-    server = FakeReplicate()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def fal():
-    server = FakeFal()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def downloads(tmp_path) -> Path:
-    folder = tmp_path / "downloads"
-    folder.mkdir()
-    return folder
-
-
-def cloud(name: str, server, downloads: Path, **extra) -> Client:
-    settings = {"base_url": server.url, "api_key": KEY, "download_dir": str(downloads), "backoff_initial": 0.01,
-                "backoff_max": 0.05, "poll_interval": 0.02, "poll_max_interval": 0.05, "allow_loopback_urls": True,
-                **extra}
-    return Client(Config.load(user_file=False, providers={name: settings}))
+from .fakes import KEY, FakeFal
+from .helpers import cloud
 
 
 def test_replicate_musicgen_prediction(replicate, downloads) -> None:
