@@ -107,20 +107,23 @@ def test_fal_never_sends_the_key_elsewhere(fal, downloads) -> None:
         other.close()
 
 
-def test_job_fault_suite(replicate, downloads) -> None:
+@pytest.mark.parametrize("kind, spec", [("replicate", "replicate:meta/musicgen"), ("fal", "fal:fal-ai/stable-audio")])
+def test_job_fault_suite(kind: str, spec: str, request, downloads) -> None:
+    server = request.getfixturevalue(kind)
     rng = np.random.default_rng(1)
-    replicate.faults.extend(str(rng.choice(["429", "503", "500"])) if rng.random() < 0.1 else "ok"
-                            for _ in range(2000))
-    client = cloud("replicate", replicate, downloads, max_concurrency=8, prefer_wait=0)
+    server.faults.extend(str(rng.choice(["429", "503", "500", "truncate"])) if rng.random() < 0.1 else "ok"
+                         for _ in range(4000))
+    client = cloud(kind, server, downloads, max_concurrency=8, prefer_wait=0)
 
     async def run():
-        return await asyncio.gather(*(client.agenerate("x", provider="replicate:meta/musicgen", duration=1, seed=i)
-                                      for i in range(60)), return_exceptions=True)
+        return await asyncio.gather(*(client.agenerate("x", provider=spec, duration=1, seed=i) for i in range(60)),
+                                    return_exceptions=True)
 
     results = asyncio.run(run())
     failures = [r for r in results if isinstance(r, BaseException)]
-    assert all(isinstance(f, SoundforgeError) for f in failures)
-    assert len(results) - len(failures) >= 55 and replicate.peak_in_flight <= 8
+    assert all(isinstance(f, SoundforgeError) for f in failures), failures[:3]
+    # Only a cut-off submit (outcome unknown) may fail; polls and downloads are retried through faults.
+    assert len(results) - len(failures) >= 50 and server.peak_in_flight <= 8
     assert not list(downloads.iterdir())
 
 
