@@ -268,6 +268,35 @@ def verify(ctx: click.Context, file: Path) -> None:
     sys.exit(EXIT_MODIFIED)
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--store", type=click.Path(file_okay=False), default=None,
+              help="Folder for job results (default: the user data dir).")
+@click.option("--token", envvar="SOUNDFORGE_SERVE_TOKEN", default=None,
+              help="Require this bearer token on every endpoint but /healthz (env SOUNDFORGE_SERVE_TOKEN).")
+@click.option("--max-queue", type=int, default=64, show_default=True, help="Jobs waiting before 429.")
+@click.option("--workers", type=int, default=4, show_default=True, help="Jobs generated at once.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, store: str | None, token: str | None, max_queue: int,
+          workers: int) -> None:
+    """Serve the API and web page (needs soundforge[serve])."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        _fail(ProviderUnavailableError("serve", "fastapi and uvicorn are not installed",
+                                       fix='pip install "soundforge[serve]"'), ctx.obj["debug"])
+    from .config import Config
+    from .serve import run
+
+    try:
+        config = Config.load(ctx.obj["config"])
+    except SoundforgeError as exc:
+        _fail(exc, ctx.obj["debug"])
+    run(host, port, config=config, store=store, token=token, max_queue=max_queue, workers=workers)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="soundforge")

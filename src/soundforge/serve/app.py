@@ -1,0 +1,242 @@
+"""`soundforge serve`: the library's generation, routing and licence policy over HTTP (FastAPI + uvicorn).
+
+Endpoints: `GET /healthz`, `GET /v1/providers`, `POST /v1/generations` (a GenerationRequest as JSON, plus
+optional `provider`; answers a job id at once), `GET /v1/generations/{id}`, `GET /v1/generations/{id}/audio
+?format=wav|flac|ogg|mp3`, `DELETE /v1/generations/{id}` (cancel), and the web page at `/`.
+Jobs run on the library's async client with a bounded queue; a full queue answers 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import __version__
+from ..audio import FORMATS, load_audio
+from ..backends import CancelToken
+from ..client import Client, build_request
+from ..errors import (
+    ConfigurationError,
+    GenerationCancelledError,
+    InvalidRequestError,
+    LicensePolicyError,
+    ModelNotAvailableError,
+    ProviderNotFoundError,
+    ProviderUnavailableError,
+    SoundforgeError,
+)
+from ..licensing import License
+from ..provenance import Provenance
+from ..request import GenerationRequest
+from ..result import Track
+from .store import JobStore
+
+
+class GenerationJob(BaseModel):
+    """Body of `POST /v1/generations`: a request and, optionally, the provider spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: GenerationRequest
+    provider: str | None = Field(None, description="provider spec, e.g. synth or musicgen:MODEL; default: config")
+
+
+@dataclass
+class ServeSettings:
+    """Service settings (CLI flags or `[serve]` in config)."""
+
+    store: Path
+    token: str | None = None
+    max_queue: int = 64
+    workers: int = 4
+    max_body_bytes: int = 32 * 1024 * 1024
+    retention_s: float = 7 * 24 * 3600
+    cors_origins: tuple[str, ...] = ()
+
+
+_STATUS = {InvalidRequestError: 422, LicensePolicyError: 403, ProviderNotFoundError: 404,
+           ProviderUnavailableError: 503, ModelNotAvailableError: 503, ConfigurationError: 500}
+
+
+def _status_for(exc: SoundforgeError) -> int:
+    for kind, status in _STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    return 502
+
+
+def error_response(exc: SoundforgeError) -> JSONResponse:
+    """The typed error body the library's `to_dict` gives, with a matching status code."""
+    return JSONResponse({"error": exc.to_dict()}, status_code=_status_for(exc))
+
+
+def create_app(client: Client, settings: ServeSettings) -> FastAPI:
+    """Build the ASGI app around a client (its config, policy, batching and cloud bounds)."""
+    store = JobStore(settings.store, settings.retention_s)
+    queue: asyncio.Queue[tuple[str, GenerationRequest, str | None]] = asyncio.Queue(maxsize=settings.max_queue)
+    cancels: dict[str, CancelToken] = {}
+    workers: list[asyncio.Task[None]] = []
+
+    async def worker() -> None:
+        while True:
+            job_id, request, provider = await queue.get()
+            try:
+                await run_job(job_id, request, provider)
+            finally:
+                queue.task_done()
+
+    async def run_job(job_id: str, request: GenerationRequest, provider: str | None) -> None:
+        record = store.load(job_id)
+        token = cancels.setdefault(job_id, CancelToken())
+        if token.cancelled:
+            return
+        record.update(status="running", started_at=time.time())
+        store.save(record)
+
+        def on_progress(event: Any) -> None:
+            record["progress"] = {"phase": event.phase, "done": event.done, "total": event.total}
+
+        try:
+            generation = await client.agenerate(request, provider=provider, on_progress=on_progress, cancel=token)
+            folder = store.folder(job_id)
+            await asyncio.to_thread(generation.tracks[0].save, folder / "audio.wav", overwrite=True)
+            record.update(status="succeeded", license=generation.license.model_dump(mode="json"),
+                          provenance=generation.provenance.model_dump(mode="json"))
+        except GenerationCancelledError as exc:
+            record.update(status="cancelled", error=exc.to_dict())
+        except SoundforgeError as exc:
+            record.update(status="failed", error=exc.to_dict())
+        except Exception as exc:  # a bug must still end the job, never leave it "running"
+            record.update(status="failed", error={"code": "internal_error", "type": type(exc).__name__,
+                                                  "message": "internal error"})
+        finally:
+            cancels.pop(job_id, None)
+        record["finished_at"] = time.time()
+        store.save(record)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        store.recover()
+        workers.extend(asyncio.create_task(worker()) for _ in range(max(1, settings.workers)))
+        yield
+        for task in workers:
+            task.cancel()
+        for token in cancels.values():
+            token.cancel()
+
+    app = FastAPI(title="soundforge", version=__version__, lifespan=lifespan,
+                  description="Licence-aware generative audio over HTTP.")
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
+                           allow_headers=["*"])
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        if settings.token and request.url.path not in ("/healthz", "/", "/favicon.ico"):
+            given = request.headers.get("authorization", "")
+            expected = f"Bearer {settings.token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return JSONResponse({"error": {"code": "unauthorized", "message": "missing or wrong bearer token"}},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        length = request.headers.get("content-length")
+        if length is not None and int(length) > settings.max_body_bytes:
+            return JSONResponse({"error": {"code": "too_large", "message":
+                                           f"request body over {settings.max_body_bytes} bytes"}}, status_code=413)
+        response: Response = await call_next(request)
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "queued": queue.qsize()}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return resources.files("soundforge.serve").joinpath("static/index.html").read_text("utf-8")
+
+    @app.get("/v1/providers")
+    async def providers() -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(client.providers)
+        return [{"name": r.name, "description": r.description, "available": r.available, "reason": r.reason,
+                 "fix": r.fix, "default_model": r.default_model, "models": r.models, "local": r.local,
+                 "license": r.license.model_dump(mode="json", exclude={"components"}) if r.license else None,
+                 "policy_allows": r.policy_allows, "policy_clause": r.policy_clause} for r in rows]
+
+    @app.post("/v1/generations", status_code=202)
+    async def submit(job: GenerationJob) -> Response:
+        try:
+            request = build_request(job.request, {})
+            # Routing and the licence policy run now, before any compute: refusals come back at once.
+            await asyncio.to_thread(client.router.plan, request, job.provider)
+        except SoundforgeError as exc:
+            return error_response(exc)
+        if queue.full():
+            return JSONResponse({"error": {"code": "queue_full", "message": "too many jobs waiting; retry later"}},
+                                status_code=429, headers={"Retry-After": "5"})
+        job_id = store.new_id()
+        record = {"id": job_id, "status": "queued", "created_at": time.time(), "provider": job.provider,
+                  "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}), "progress": None}
+        store.save(record)
+        cancels[job_id] = CancelToken()
+        queue.put_nowait((job_id, request, job.provider))
+        return JSONResponse({"id": job_id, "status": "queued", "url": f"/v1/generations/{job_id}"}, status_code=202)
+
+    def _record(job_id: str) -> dict[str, Any] | None:
+        try:
+            return store.load(job_id)
+        except KeyError:
+            return None
+
+    @app.get("/v1/generations/{job_id}")
+    async def status(job_id: str) -> Response:
+        record = _record(job_id)
+        if record is None:
+            return JSONResponse({"error": {"code": "not_found", "message": f"no job {job_id}"}}, status_code=404)
+        return JSONResponse(record)
+
+    @app.get("/v1/generations/{job_id}/audio")
+    async def audio(job_id: str, format: str = "wav") -> Response:
+        record = _record(job_id)
+        if record is None or record.get("status") != "succeeded":
+            return JSONResponse({"error": {"code": "not_ready", "message": "no finished audio for this job"}},
+                                status_code=404)
+        if format not in FORMATS:
+            return JSONResponse({"error": {"code": "invalid_request", "message": f"format must be one of "
+                                           f"{', '.join(FORMATS)}"}}, status_code=422)
+        path = store.folder(job_id) / "audio.wav"
+        if format == "wav":
+            data = path.read_bytes()
+        else:  # rebuild the track from the stored audio and records, then encode with that format's tags
+            samples, rate = await asyncio.to_thread(load_audio, path)
+            track = Track(audio=samples, sample_rate=rate, license=License.model_validate(record["license"]),
+                          provenance=Provenance.model_validate(record["provenance"]))
+            data = await asyncio.to_thread(track.to_bytes, format)
+        return Response(data, media_type=FORMATS[format].mime,
+                        headers={"Content-Disposition": f'attachment; filename="{job_id}.{format}"'})
+
+    @app.delete("/v1/generations/{job_id}")
+    async def cancel(job_id: str) -> Response:
+        record = _record(job_id)
+        if record is None:
+            return JSONResponse({"error": {"code": "not_found", "message": f"no job {job_id}"}}, status_code=404)
+        token = cancels.get(job_id)
+        if token is not None:
+            token.cancel()
+            if record["status"] == "queued":
+                record.update(status="cancelled", finished_at=time.time())
+                store.save(record)
+        return JSONResponse({"id": job_id, "status": "cancelling" if record["status"] == "running"
+                             else record["status"]}, status_code=202)
+
+    return app

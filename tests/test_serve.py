@@ -1,0 +1,139 @@
+"""`soundforge serve` over real HTTP on 127.0.0.1 (uvicorn in a thread), and its page in headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+
+from soundforge.client import Client  # noqa: E402
+from soundforge.config import Config  # noqa: E402
+from soundforge.policy import LicensePolicy  # noqa: E402
+from soundforge.serve.app import ServeSettings, create_app  # noqa: E402
+
+
+@contextmanager
+def running(store: Path, *, policy: LicensePolicy | None = None, **settings):
+    """Serve the app on a free loopback port for the duration of the block; yields its base URL."""
+    app = create_app(Client(Config.load(user_file=False), policy=policy), ServeSettings(store=store, **settings))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def wait(client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = client.get(f"/v1/generations/{job_id}").json()
+        if record["status"] not in ("queued", "running"):
+            return record
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_synth_end_to_end_and_restart(tmp_path) -> None:
+    store = tmp_path / "jobs"
+    with running(store) as url, httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get("/healthz").json()["status"] == "ok"
+        rows = {r["name"]: r for r in http.get("/v1/providers").json()}
+        assert rows["synth"]["available"] and "musicgen" in rows
+        answer = http.post("/v1/generations", json={"request": {"prompt": "lofi 85 BPM", "duration": 2, "seed": 3},
+                                                    "provider": "synth"})
+        assert answer.status_code == 202
+        job_id = answer.json()["id"]
+        record = wait(http, job_id)
+        assert record["status"] == "succeeded" and record["license"]["id"] == "CC0-1.0"
+        assert record["provenance"]["seed"] == 3 and record["progress"]["done"] == record["progress"]["total"]
+        wav = http.get(f"/v1/generations/{job_id}/audio")
+        data, rate = sf.read(io.BytesIO(wav.content))
+        assert rate == 44100 and data.shape == (2 * 44100, 2)
+        mp3 = http.get(f"/v1/generations/{job_id}/audio", params={"format": "mp3"})
+        assert mp3.headers["content-type"] == "audio/mpeg" and b"CC0-1.0" in mp3.content[:4096]
+        assert http.get(f"/v1/generations/{job_id}/audio", params={"format": "aiff"}).status_code == 422
+        assert http.get("/v1/generations/nope").status_code == 404
+    # A job a crashed server left running, and a restart: finished results stay, unfinished ones fail.
+    (store / "deadbeef").mkdir()
+    (store / "deadbeef" / "job.json").write_text(json.dumps({"id": "deadbeef", "status": "running",
+                                                             "created_at": time.time()}))
+    with running(store) as url, httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get(f"/v1/generations/{job_id}").json()["status"] == "succeeded"
+        assert http.get(f"/v1/generations/{job_id}/audio").status_code == 200
+        assert http.get("/v1/generations/deadbeef").json()["status"] == "failed"
+
+
+def test_policy_refusal_and_invalid_requests(tmp_path) -> None:
+    with running(tmp_path, policy=LicensePolicy(deny=("synth",))) as url, httpx.Client(base_url=url) as http:
+        refused = http.post("/v1/generations", json={"request": {"prompt": "x", "duration": 1}, "provider": "synth"})
+        assert refused.status_code == 403
+        error = refused.json()["error"]
+        assert error["code"] == "license_policy" and "deny" in error["clause"]
+        bad = http.post("/v1/generations", json={"request": {"prompt": "x", "duration": -1}})
+        assert bad.status_code == 422
+        unknown = http.post("/v1/generations", json={"request": {"prompt": "x"}, "provider": "nope"})
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "provider_not_found"
+
+
+def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:
+    with running(tmp_path, max_queue=1, workers=1, token="s3cret", max_body_bytes=4096) as url:
+        with httpx.Client(base_url=url, timeout=30) as anonymous:
+            assert anonymous.get("/healthz").status_code == 200
+            assert anonymous.get("/v1/providers").status_code == 401
+        with httpx.Client(base_url=url, timeout=30, headers={"Authorization": "Bearer s3cret"}) as http:
+            long = {"request": {"prompt": "ambient", "duration": 600, "channels": 1, "sample_rate": 22050},
+                    "provider": "synth"}
+            first = http.post("/v1/generations", json=long).json()["id"]
+            time.sleep(0.3)  # the worker takes it
+            second = http.post("/v1/generations", json=long).json()["id"]
+            full = http.post("/v1/generations", json=long)
+            assert full.status_code == 429 and full.headers["retry-after"] == "5"
+            assert http.delete(f"/v1/generations/{second}").json()["status"] == "cancelled"
+            http.delete(f"/v1/generations/{first}")
+            assert wait(http, first)["status"] in ("cancelled", "succeeded")
+            huge = http.post("/v1/generations", json={"request": {"prompt": "x" * 5000}})
+            assert huge.status_code == 413
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by scripts/test")
+def test_web_page_in_headless_chromium(tmp_path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    with running(tmp_path) as url, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_selector("#provider option[value=synth]", state="attached")
+            page.fill("#duration", "2")
+            page.fill("#seed", "4")
+            page.click("#go")
+            page.wait_for_selector("#result", state="visible", timeout=30000)
+            assert page.eval_on_selector("#player", "a => a.src").startswith("blob:")
+            assert page.eval_on_selector("#player", "a => a.canPlayType('audio/wav')") != ""
+            licence = page.inner_text("#license")
+            assert "CC0-1.0" in licence and "yes" in licence
+            assert "synth" in page.inner_text("#provenance")
+        finally:
+            browser.close()
