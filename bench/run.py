@@ -204,6 +204,64 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
     ]
 
 
+def serve_rows(jobs: int = 48, concurrency: int = 16, seconds: float = 2.0) -> list[tuple[str, str, str]]:
+    """`soundforge serve`: POST + poll + download of 2 s synth tracks at concurrency 16 from a loopback client,
+    against the same jobs through the library directly (agenerate + to_bytes)."""
+    import asyncio
+    import socket
+    import tempfile
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from soundforge.client import Client
+    from soundforge.config import Config
+    from soundforge.serve.app import ServeSettings, create_app
+
+    client = Client(Config.load(user_file=False))
+    app = create_app(client, ServeSettings(store=Path(tempfile.mkdtemp(prefix="soundforge-serve-")),
+                                           workers=concurrency, max_queue=jobs * 2))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    async def over_http() -> float:
+        bound = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            async def one(i: int) -> None:
+                async with bound:
+                    job = (await http.post("/v1/generations", json={"request": {
+                        "prompt": "house 124 BPM", "duration": seconds, "seed": i}, "provider": "synth"})).json()
+                    while (await http.get(f"/v1/generations/{job['id']}")).json()["status"] in ("queued", "running"):
+                        await asyncio.sleep(0.02)
+                    (await http.get(f"/v1/generations/{job['id']}/audio")).raise_for_status()
+            start = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(jobs)))
+            return time.perf_counter() - start
+
+    async def direct() -> float:
+        bound = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with bound:
+                generation = await client.agenerate("house 124 BPM", provider="synth", duration=seconds, seed=i)
+                await asyncio.to_thread(generation.tracks[0].to_bytes, "wav")
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(jobs)))
+        return time.perf_counter() - start
+
+    asyncio.run(direct())  # warm
+    t_direct, t_http = asyncio.run(direct()), asyncio.run(over_http())
+    server.should_exit = True
+    return [(f"serve: {jobs} x {seconds:g} s synth, concurrency {concurrency}: HTTP / library (target <= 1.1)",
+             f"{t_http / t_direct:.2f}", f"{jobs / t_http:.1f} jobs/s over HTTP, {jobs / t_direct:.1f} jobs/s direct")]
+
+
 def _serve_fake(ready: Any, latency: float) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.fakes import FakeStability
@@ -252,6 +310,7 @@ def main() -> None:
         ("soundforge --help (target 300 ms)", f"{t_help * 1000:.0f} ms", ""),
     ]
     rows += cloud_fanout_rows()
+    rows += serve_rows()
     if "--no-musicgen" not in sys.argv:
         rows += musicgen_rows()
     if "--no-stable-audio" not in sys.argv:
