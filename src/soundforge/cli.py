@@ -297,6 +297,63 @@ def serve(ctx: click.Context, host: str, port: int, store: str | None, token: st
     run(host, port, config=config, store=store, token=token, max_queue=max_queue, workers=workers)
 
 
+@cli.command("batch")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder (holds the journal too).")
+@click.option("-p", "--provider", default=None, help="Provider for rows that name none.")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Rows in flight at once.")
+@click.option("--resume", is_flag=True, help="Continue the run in OUT; finished rows are skipped.")
+@click.option("--retry-failed", is_flag=True, help="With --resume, try failed rows again.")
+@click.option("--dry-run", is_flag=True, help="Validate, check the policy and print the licence report only.")
+@click.option("--commercial", is_flag=True, help="Refuse models whose outputs may not be used commercially.")
+@click.pass_context
+def batch_command(ctx: click.Context, manifest: Path, out_dir: Path, provider: str | None, concurrency: int,
+                  resume: bool, retry_failed: bool, dry_run: bool, commercial: bool) -> None:
+    """Generate every row of a JSONL/CSV MANIFEST into OUT, resumably, with a licence report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from .batch import abatch, load_manifest
+
+    console = Console(stderr=True)
+    try:
+        rows = len(load_manifest(manifest))
+        client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, disable=dry_run or not console.is_terminal) as bar:
+            task = bar.add_task("generating", total=rows)
+            failed = 0
+
+            def on_row(name: str, state: str) -> None:
+                nonlocal failed
+                failed += state == "failed"
+                bar.update(task, advance=1, description=f"generating ({failed} failed)")
+
+            import asyncio
+
+            report = asyncio.run(abatch(manifest, out_dir, client=client, provider=provider, concurrency=concurrency,
+                                        resume=resume, retry_failed=retry_failed, dry_run=dry_run, on_row=on_row))
+    except SoundforgeError as exc:
+        _fail(exc, ctx.obj["debug"])
+    table = Table(title="licences" + (" (dry run: nothing generated)" if dry_run else ""))
+    for column in ("licence", "commercial use", "attribution", "rows"):
+        table.add_column(column, overflow="fold")
+    for lid, entry in report.licenses.items():
+        table.add_row(lid, entry["commercial_use"].replace("_", " "), entry["attribution"] or "none",
+                      str(len(entry["rows"])))
+    Console().print(table)
+    if not dry_run:
+        click.echo(f"{len(report.done)} generated, {len(report.skipped)} already done, {len(report.failed)} failed "
+                   f"in {report.seconds:.1f} s; licences in {out_dir / 'licenses.json'} and "
+                   f"{out_dir / 'ATTRIBUTIONS.md'}")
+        for name, error in sorted(report.failed.items()):
+            click.echo(f"  failed {name}: {error}", err=True)
+        if report.failed:
+            sys.exit(EXIT_FAILURE)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="soundforge")

@@ -1,0 +1,111 @@
+"""`soundforge batch`: manifests validated up front, a journal that makes runs resumable, licence reports."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from soundforge import InvalidRequestError, LicensePolicy, LicensePolicyError
+from soundforge.batch import JOURNAL, batch, load_manifest
+from soundforge.client import Client
+from soundforge.config import Config
+
+from .helpers import NonCommercialBackend
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_jsonl_and_csv_manifests(tmp_path) -> None:
+    jsonl = write_jsonl(tmp_path / "m.jsonl", [
+        {"name": "a", "prompt": "lofi", "duration": 1, "seed": 1},
+        {"name": "b", "prompt": "rock", "duration": 1.5, "output_format": "flac"}])
+    rows = load_manifest(jsonl)
+    assert [r.name for r in rows] == ["a", "b"] and rows[1].request.output_format == "flac"
+    (tmp_path / "m.csv").write_text('name,prompt,duration,seed,extra\nc,"jazz, slow",2,5,\nd,house,1,,"{""k"": 1}"\n')
+    rows = load_manifest(tmp_path / "m.csv")
+    assert rows[0].request.prompt == "jazz, slow" and rows[0].request.seed == 5 and rows[1].request.extra == {"k": 1}
+
+
+def test_every_problem_is_reported_with_its_row(tmp_path) -> None:
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"name": "ok", "prompt": "x"}, {"name": "../evil", "prompt": "x"},
+                                               {"name": "two", "prompt": "x", "duration": -2},
+                                               {"name": "ok", "prompt": "y"}, {"name": "m", "prompt": "x", "bogus": 1},
+                                               {"name": "n", "prompt": "x", "num_outputs": 3}])
+    (tmp_path / "bad.jsonl").write_text(bad.read_text() + "{not json\n")
+    with pytest.raises(InvalidRequestError) as info:
+        load_manifest(bad)
+    text = str(info.value)
+    for expected in ("row 2, field 'name'", "row 3, field 'duration'", "row 4, field 'name': 'ok' is already used",
+                     "row 5, field 'bogus'", "row 6, field 'num_outputs'", "row 7: not valid JSON"):
+        assert expected in text, expected
+
+
+def test_run_resume_and_licence_report(tmp_path, test_backends) -> None:
+    manifest = write_jsonl(tmp_path / "m.jsonl", [
+        {"name": f"cue{i}", "prompt": "synthwave 110 BPM", "duration": 1, "seed": i} for i in range(4)] + [
+        {"name": "broken", "prompt": "x", "duration": 1, "provider": "flaky"},
+        {"name": "sfx", "prompt": "door", "duration": 1, "provider": "nc"}])
+    out = tmp_path / "out"
+    client = Client(Config.load(user_file=False))
+    report = batch(manifest, out, client=client, provider="synth", concurrency=3)
+    assert sorted(report.done) == ["cue0", "cue1", "cue2", "cue3", "sfx"] and list(report.failed) == ["broken"]
+    assert (out / "cue2.wav").exists() and (out / "cue2.wav.json").exists()
+    licenses = json.loads((out / "licenses.json").read_text())
+    assert sorted(licenses["CC0-1.0"]["rows"]) == ["cue0", "cue1", "cue2", "cue3"] and "MIT" not in licenses
+    assert licenses["CC-BY-NC-4.0"]["rows"] == ["sfx"]
+    assert "CC-BY-NC-4.0" in (out / "ATTRIBUTIONS.md").read_text()
+    # A second start without resume is refused; resume skips finished rows and keeps failed ones failed.
+    with pytest.raises(InvalidRequestError, match="resume"):
+        batch(manifest, out, client=client, provider="synth")
+    calls = NonCommercialBackend.calls
+    again = batch(manifest, out, client=client, provider="synth", resume=True)
+    assert sorted(again.skipped) == ["cue0", "cue1", "cue2", "cue3", "sfx"] and NonCommercialBackend.calls == calls
+    assert list(again.failed) == ["broken"]
+    # A crash after the file was written but before the journal said so: the file verifies, no new generation.
+    db = sqlite3.connect(out / JOURNAL)
+    db.execute("UPDATE rows SET state = 'running' WHERE name = 'sfx'")
+    db.commit()
+    db.close()
+    third = batch(manifest, out, client=client, provider="synth", resume=True)
+    assert "sfx" in third.skipped and NonCommercialBackend.calls == calls
+    # A truncated file from a crash mid-write does not verify: it is reported, never silently kept.
+    (out / "cue0.wav").write_bytes((out / "cue0.wav").read_bytes()[:1000])
+    db = sqlite3.connect(out / JOURNAL)
+    db.execute("UPDATE rows SET state = 'running' WHERE name = 'cue0'")
+    db.commit()
+    db.close()
+    fourth = batch(manifest, out, client=client, provider="synth", resume=True)
+    assert "does not verify" in fourth.failed["cue0"]
+
+
+def test_policy_is_checked_for_every_row_before_any_generation(tmp_path, test_backends) -> None:
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "a", "prompt": "x", "duration": 1},
+                                                  {"name": "b", "prompt": "x", "duration": 1, "provider": "nc"}])
+    client = Client(Config.load(user_file=False), policy=LicensePolicy.commercial())
+    with pytest.raises(LicensePolicyError, match="row 2"):
+        batch(manifest, tmp_path / "out", client=client, provider="synth")
+    assert NonCommercialBackend.calls == 0 and not (tmp_path / "out").exists()
+    dry = batch(manifest, tmp_path / "dry", client=Client(Config.load(user_file=False)), provider="synth",
+                dry_run=True)
+    assert set(dry.licenses) == {"CC0-1.0", "CC-BY-NC-4.0"} and not (tmp_path / "dry").exists()
+
+
+def test_cli_batch(tmp_path) -> None:
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "x1", "prompt": "lofi", "duration": 1, "seed": 1},
+                                                  {"name": "x2", "prompt": "rock", "duration": 1, "seed": 2}])
+    exe = str(Path(sys.executable).with_name("soundforge"))
+    out = subprocess.run([exe, "batch", str(manifest), "-o", str(tmp_path / "o"), "-p", "synth"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "2 generated" in out.stdout and "CC0-1.0" in out.stdout
+    dry = subprocess.run([exe, "batch", str(manifest), "-o", str(tmp_path / "d"), "--dry-run"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert dry.returncode == 0 and "dry run" in dry.stdout
