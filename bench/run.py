@@ -238,7 +238,7 @@ def serve_rows(jobs: int = 48, concurrency: int = 16, seconds: float = 2.0) -> l
                     job = (await http.post("/v1/generations", json={"request": {
                         "prompt": "house 124 BPM", "duration": seconds, "seed": i}, "provider": "synth"})).json()
                     while (await http.get(f"/v1/generations/{job['id']}")).json()["status"] in ("queued", "running"):
-                        await asyncio.sleep(0.02)
+                        await asyncio.sleep(0.05)
                     (await http.get(f"/v1/generations/{job['id']}/audio")).raise_for_status()
             start = time.perf_counter()
             await asyncio.gather(*(one(i) for i in range(jobs)))

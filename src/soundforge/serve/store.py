@@ -25,6 +25,7 @@ class JobStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.retention_s = retention_s
+        self._memory: dict[str, dict[str, Any]] = {}  # write-through: polls read memory, restarts read disk
 
     def new_id(self) -> str:
         """A fresh job id (url-safe)."""
@@ -42,9 +43,12 @@ class JobStore:
         folder.mkdir(parents=True, exist_ok=True)
         record["updated_at"] = time.time()
         write_atomic(folder / "job.json", json.dumps(record, indent=1).encode("utf-8"), overwrite=True)
+        self._memory[record["id"]] = record
 
     def load(self, job_id: str) -> dict[str, Any]:
         """A job record; KeyError when there is none."""
+        if job_id in self._memory:
+            return self._memory[job_id]
         try:
             data: dict[str, Any] = json.loads((self.folder(job_id) / "job.json").read_text("utf-8"))
             return data
