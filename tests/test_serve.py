@@ -104,7 +104,10 @@ def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:
             long = {"request": {"prompt": "ambient", "duration": 600, "channels": 1, "sample_rate": 22050},
                     "provider": "synth"}
             first = http.post("/v1/generations", json=long).json()["id"]
-            time.sleep(0.3)  # the worker takes it
+            deadline = time.monotonic() + 20
+            while http.get(f"/v1/generations/{first}").json()["status"] == "queued":  # until the worker takes it
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
             second = http.post("/v1/generations", json=long).json()["id"]
             full = http.post("/v1/generations", json=long)
             assert full.status_code == 429 and full.headers["retry-after"] == "5"
