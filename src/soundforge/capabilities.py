@@ -4,12 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Request fields a backend may support; `prompt` and `duration` are always supported.
-OPTIONAL_FIELDS = (
-    "negative_prompt", "seed", "num_outputs", "sample_rate", "channels", "temperature", "top_k", "top_p",
-    "guidance", "steps", "melody", "audio_prompt", "audio_prompt_mode", "strength", "lyrics", "instrumental",
-    "output_format", "loudness", "extra",
-)
 #: Fields handled by soundforge itself when saving, so every backend supports them.
 SDK_FIELDS = frozenset({"output_format", "loudness"})
 

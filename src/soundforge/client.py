@@ -122,7 +122,7 @@ class Client:
                 rows.append(ProviderStatus(
                     name=name, description=planned.description if planned else "", available=False,
                     reason=exc.reason, fix=exc.fix, default_model=model, models=[model] if model else [],
-                    license=license, local=name in ("musicgen", "stable-audio", "audiogen", "magnet"),
+                    license=license, local=bool(planned and planned.local),
                     policy_allows=bool(decision and decision.allowed),
                     policy_clause=decision.clause if decision else "no licence record"))
                 continue

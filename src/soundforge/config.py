@@ -99,10 +99,6 @@ class Config(BaseModel):
             raise ConfigurationError(f"invalid configuration (from {sources or 'defaults'}): {_brief(exc)}",
                                      hint="see docs/config.md") from None
 
-    def describe_sources(self) -> str:
-        """Where configuration is read from, for `soundforge config`."""
-        return f"user file: {user_config_path()}\nproject file: ./{PROJECT_FILE}\nenv: {ENV_PREFIX}*"
-
 
 def user_config_path() -> Path:
     """The per-user config file (`~/.config/soundforge/config.toml` on Linux)."""

@@ -40,15 +40,16 @@ class PlannedProvider:
     reason: str
     license_key: str
     default_model: str
+    local: bool = False
 
 
 PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
     PlannedProvider("audiogen", "Meta AudioGen through audiocraft (local, sound effects)",
                     "not implemented yet in this version (planned: soundforge[audiocraft])",
-                    "audiogen", "facebook/audiogen-medium"),
+                    "audiogen", "facebook/audiogen-medium", local=True),
     PlannedProvider("magnet", "Meta MAGNeT through audiocraft (local)",
                     "not implemented yet in this version (planned: soundforge[audiocraft])",
-                    "magnet", "facebook/magnet-small-10secs"),
+                    "magnet", "facebook/magnet-small-10secs", local=True),
     PlannedProvider("suno", "Suno (hosted app)",
                     "Suno publishes no official public API; only unofficial third-party wrappers exist",
                     "suno", "suno"),

@@ -258,6 +258,18 @@ class HttpCore:
                           "so you are not charged twice: try again yourself if you wish")
             raise error from None
 
+    async def request_json(self, method: str, path: str, *, idempotent: bool, context: RunContext,
+                           **kwargs: Any) -> dict[str, Any]:
+        """`request`, then the answer as a JSON object; the body file is always removed, even when malformed."""
+        reply = await self.request(method, path, idempotent=idempotent, context=context, **kwargs)
+        try:
+            data = reply.json()
+        finally:
+            reply.discard()
+        if not isinstance(data, dict):
+            raise ProviderError(f"{self.provider} answered with JSON that is not an object", provider=self.provider)
+        return data
+
     async def download(self, url: str, context: RunContext) -> HttpReply:
         """Fetch an output file the provider pointed to: guarded URL, no API key sent, streamed and capped."""
         check_output_url(url, self.settings)

@@ -84,9 +84,7 @@ class FalBackend(CloudBackend):
 
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         payload = self._input(request, model)
-        submitted = await self.http.request("POST", f"/{model}", idempotent=False, context=context, json=payload)
-        ticket = submitted.json()
-        submitted.discard()
+        ticket = await self.http.request_json("POST", f"/{model}", idempotent=False, context=context, json=payload)
         job_id = str(ticket.get("request_id", ""))
         if not job_id:
             raise ProviderError("fal answered without a request_id", provider=self.name)
@@ -97,12 +95,7 @@ class FalBackend(CloudBackend):
         cancel_url = self._own(ticket.get("cancel_url"), f"{base}/cancel")
 
         async def json_of(method: str, url: str, ctx: RunContext = context, **kwargs: Any) -> dict[str, Any]:
-            reply = await self.http.request(method, url, idempotent=True, context=ctx, **kwargs)
-            try:
-                data: dict[str, Any] = reply.json()
-                return data
-            finally:
-                reply.discard()
+            return await self.http.request_json(method, url, idempotent=True, context=ctx, **kwargs)
 
         async def cancel() -> None:
             await json_of("PUT", cancel_url, RunContext())  # fresh context: the caller's may be cancelled

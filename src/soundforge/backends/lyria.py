@@ -20,6 +20,7 @@ from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
 from ._cloud import CloudBackend
+from ._http import HttpSettings
 from .base import Availability, RawGeneration, RawTrack, RunContext
 
 CLIP_SECONDS = 32.8
@@ -44,7 +45,7 @@ class LyriaBackend(CloudBackend):
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(id="lyria-002", description="instrumental, 48 kHz, ~30 s clips", capabilities=_caps())]
 
-    def http_settings(self) -> Any:
+    def http_settings(self) -> HttpSettings:
         settings = dict(self.settings)
         location = settings.get("location", "us-central1")
         settings.setdefault("base_url", f"https://{location}-aiplatform.googleapis.com")
@@ -52,8 +53,6 @@ class LyriaBackend(CloudBackend):
             token = _google_auth_token() if settings.get("use_google_auth") else None
             if token:
                 settings["api_key"] = token
-        from ._http import HttpSettings
-
         return HttpSettings.from_settings(settings, default_base_url=self.default_base_url, key_env=self.key_env)
 
     def availability(self) -> Availability:
@@ -97,12 +96,8 @@ class LyriaBackend(CloudBackend):
         project = self.settings["project"]
         location = self.settings.get("location", "us-central1")
         path = f"/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:predict"
-        reply = await self.http.request("POST", path, idempotent=False, context=context, json=body)
-        try:
-            answer = reply.json()
-        finally:
-            reply.discard()
-        predictions = answer.get("predictions") if isinstance(answer, dict) else None
+        answer = await self.http.request_json("POST", path, idempotent=False, context=context, json=body)
+        predictions = answer.get("predictions")
         if not isinstance(predictions, list) or not predictions:
             raise ProviderError("Lyria answered without predictions", provider=self.name)
         tracks = []

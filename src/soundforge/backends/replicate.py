@@ -118,27 +118,19 @@ class ReplicateBackend(CloudBackend):
             path = f"/v1/models/{name}/predictions"
         wait = int(self.settings.get("prefer_wait", 5))
         headers = {"Prefer": f"wait={wait}"} if wait > 0 else {}
-        created = await self.http.request("POST", path, idempotent=False, context=context, headers=headers,
-                                          json=payload)
-        prediction = created.json()
-        created.discard()
+        prediction = await self.http.request_json("POST", path, idempotent=False, context=context, headers=headers,
+                                                  json=payload)
         job_id = str(prediction.get("id", ""))
         if not job_id:
             raise ProviderError("Replicate answered without a prediction id", provider=self.name)
 
         async def fetch() -> dict[str, Any]:
-            reply = await self.http.request("GET", f"/v1/predictions/{job_id}", idempotent=True, context=context)
-            try:
-                data: dict[str, Any] = reply.json()
-                return data
-            finally:
-                reply.discard()
+            return await self.http.request_json("GET", f"/v1/predictions/{job_id}", idempotent=True, context=context)
 
         async def cancel() -> None:
             # A fresh context: the caller's may already be cancelled, and this call must still go out.
-            reply = await self.http.request("POST", f"/v1/predictions/{job_id}/cancel", idempotent=True,
-                                            context=RunContext())
-            reply.discard()
+            await self.http.request_json("POST", f"/v1/predictions/{job_id}/cancel", idempotent=True,
+                                         context=RunContext())
 
         if prediction.get("status") not in TERMINAL:
             prediction = await poll_job(fetch, lambda p: p.get("status") in TERMINAL, context=context,
