@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from soundforge import InvalidRequestError, LicensePolicy, LicensePolicyError
-from soundforge.batch import JOURNAL, batch, load_manifest
+from soundforge.bulk import JOURNAL, batch, load_manifest
 from soundforge.client import Client
 from soundforge.config import Config
 
@@ -109,3 +109,33 @@ def test_cli_batch(tmp_path) -> None:
     dry = subprocess.run([exe, "batch", str(manifest), "-o", str(tmp_path / "d"), "--dry-run"], capture_output=True,
                          text=True, cwd=tmp_path)
     assert dry.returncode == 0 and "dry run" in dry.stdout
+
+
+def test_output_to_an_fsspec_url_with_a_local_journal(tmp_path) -> None:
+    import fsspec
+
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "x1", "prompt": "lofi", "duration": 1, "seed": 1},
+                                                  {"name": "x2", "prompt": "rock", "duration": 1, "seed": 2,
+                                                   "output_format": "flac"}])
+    client = Client(Config.load(user_file=False))
+    with pytest.raises(InvalidRequestError, match="journal"):
+        batch(manifest, "memory://library/cues", client=client, provider="synth")
+    journal = tmp_path / "run.sqlite"
+    report = batch(manifest, "memory://library/cues", client=client, provider="synth", journal=journal)
+    assert sorted(report.done) == ["x1", "x2"]
+    fs = fsspec.filesystem("memory")
+    data = fs.cat_file("/library/cues/x2.flac")
+    from soundforge.audio import decoded_sha256
+    from soundforge.tags import read_tags_bytes
+
+    assert read_tags_bytes(data)["AUDIO_SHA256"] == decoded_sha256(data)
+    assert json.loads(fs.cat_file("/library/cues/licenses.json"))["CC0-1.0"]["rows"] == ["x1", "x2"]
+    assert not [p for p in fs.ls("/library/cues", detail=False) if p.endswith(".tmp")]
+    # The journal forgot a row (a crash before its commit): the remote file verifies, so nothing runs again.
+    db = sqlite3.connect(journal)
+    db.execute("DELETE FROM rows WHERE name = 'x1'")
+    db.commit()
+    db.close()
+    again = batch(manifest, "memory://library/cues", client=client, provider="synth", journal=journal, resume=True)
+    assert sorted(again.skipped) == ["x1", "x2"] and not again.done
+    fs.rm("/library", recursive=True)

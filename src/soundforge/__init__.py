@@ -35,6 +35,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .backends.base import Backend, CancelToken, ProgressCallback, ProgressEvent
+    from .bulk import BatchReport, abatch, batch
     from .capabilities import Capabilities
     from .client import Client, ProviderStatus
     from .config import Config
@@ -49,7 +50,7 @@ _LAZY = {
     "AudioInput": "request", "Generation": "result", "Track": "result", "License": "licensing",
     "CommercialUse": "licensing", "LicensePolicy": "policy", "Provenance": "provenance",
     "Capabilities": "capabilities", "Backend": "backends.base", "CancelToken": "backends.base",
-    "ProgressEvent": "backends.base",
+    "ProgressEvent": "backends.base", "batch": "bulk", "abatch": "bulk", "BatchReport": "bulk",
 }
 
 
@@ -105,11 +106,41 @@ async def agenerate(prompt_or_request: str | GenerationRequest, *, provider: str
 
 
 __all__ = [
-    "AllProvidersFailedError", "AudioInput", "AuthenticationError", "Backend", "CancelToken", "Capabilities",
-    "Client", "CommercialUse", "Config", "ConfigurationError", "ContentRefusedError", "Generation",
-    "GenerationCancelledError", "GenerationRequest", "GenerationTimeoutError", "InvalidRequestError", "License",
-    "LicensePolicy", "LicensePolicyError", "ModelNotAvailableError", "ProgressEvent", "Provenance",
-    "ProviderError", "ProviderNotFoundError", "ProviderStatus", "ProviderUnavailableError", "RateLimitError",
-    "SoundforgeError", "Track", "UnsupportedFeatureError", "__version__", "agenerate", "default_client",
+    "AllProvidersFailedError",
+    "AudioInput",
+    "AuthenticationError",
+    "Backend",
+    "BatchReport",
+    "CancelToken",
+    "Capabilities",
+    "Client",
+    "CommercialUse",
+    "Config",
+    "ConfigurationError",
+    "ContentRefusedError",
+    "Generation",
+    "GenerationCancelledError",
+    "GenerationRequest",
+    "GenerationTimeoutError",
+    "InvalidRequestError",
+    "License",
+    "LicensePolicy",
+    "LicensePolicyError",
+    "ModelNotAvailableError",
+    "ProgressEvent",
+    "Provenance",
+    "ProviderError",
+    "ProviderNotFoundError",
+    "ProviderStatus",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "SoundforgeError",
+    "Track",
+    "UnsupportedFeatureError",
+    "__version__",
+    "abatch",
+    "agenerate",
+    "batch",
+    "default_client",
     "generate",
 ]

@@ -299,23 +299,29 @@ def serve(ctx: click.Context, host: str, port: int, store: str | None, token: st
 
 @cli.command("batch")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output folder (holds the journal too).")
+@click.option("-o", "--out", "out_dir", required=True,
+              help="Output folder (holds the journal too), or an fsspec URL such as s3://bucket/cues.")
 @click.option("-p", "--provider", default=None, help="Provider for rows that name none.")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Rows in flight at once.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT; finished rows are skipped.")
 @click.option("--retry-failed", is_flag=True, help="With --resume, try failed rows again.")
 @click.option("--dry-run", is_flag=True, help="Validate, check the policy and print the licence report only.")
 @click.option("--commercial", is_flag=True, help="Refuse models whose outputs may not be used commercially.")
+@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Local path of the run journal (default OUT/.soundforge-batch.sqlite; needed when OUT is a URL).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run on Ray: alone starts a local cluster; or 'auto', 'ray://HOST:10001'. Needs soundforge[ray].")
+@click.option("--ray-workers", type=int, default=None, help="Ray actors per local model on CPU-only clusters (2).")
 @click.pass_context
-def batch_command(ctx: click.Context, manifest: Path, out_dir: Path, provider: str | None, concurrency: int,
-                  resume: bool, retry_failed: bool, dry_run: bool, commercial: bool) -> None:
+def batch_command(ctx: click.Context, manifest: Path, out_dir: str, provider: str | None, concurrency: int,
+                  resume: bool, retry_failed: bool, dry_run: bool, commercial: bool, journal: Path | None,
+                  ray_address: str | None, ray_workers: int | None) -> None:
     """Generate every row of a JSONL/CSV MANIFEST into OUT, resumably, with a licence report."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from .batch import abatch, load_manifest
+    from .bulk import abatch, load_manifest
 
     console = Console(stderr=True)
     try:
@@ -334,7 +340,8 @@ def batch_command(ctx: click.Context, manifest: Path, out_dir: Path, provider: s
             import asyncio
 
             report = asyncio.run(abatch(manifest, out_dir, client=client, provider=provider, concurrency=concurrency,
-                                        resume=resume, retry_failed=retry_failed, dry_run=dry_run, on_row=on_row))
+                                        resume=resume, retry_failed=retry_failed, dry_run=dry_run,
+                                        journal=journal, ray=ray_address, ray_workers=ray_workers, on_row=on_row))
     except SoundforgeError as exc:
         _fail(exc, ctx.obj["debug"])
     table = Table(title="licences" + (" (dry run: nothing generated)" if dry_run else ""))
@@ -346,8 +353,7 @@ def batch_command(ctx: click.Context, manifest: Path, out_dir: Path, provider: s
     Console().print(table)
     if not dry_run:
         click.echo(f"{len(report.done)} generated, {len(report.skipped)} already done, {len(report.failed)} failed "
-                   f"in {report.seconds:.1f} s; licences in {out_dir / 'licenses.json'} and "
-                   f"{out_dir / 'ATTRIBUTIONS.md'}")
+                   f"in {report.seconds:.1f} s; licences in {out_dir}/licenses.json and {out_dir}/ATTRIBUTIONS.md")
         for name, error in sorted(report.failed.items()):
             click.echo(f"  failed {name}: {error}", err=True)
         if report.failed:

@@ -253,7 +253,11 @@ def _flac_comments(data: bytes) -> dict[str, str]:
 def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
     """soundforge's fields from a saved file, whatever its format (empty when the file carries none)."""
     with open(path, "rb") as handle:
-        data = handle.read()
+        return read_tags_bytes(handle.read())
+
+
+def read_tags_bytes(data: bytes) -> dict[str, str]:
+    """soundforge's fields from the bytes of an encoded file (see `read_tags`)."""
     fields: dict[str, str] = {}
     if data[:4] == b"RIFF":
         fields = _wav_id3(data)
@@ -263,10 +267,12 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
         fields = read_id3v2(data)
     if "AI_GENERATED" in fields:
         return fields
+    import io
+
     import soundfile as sf  # OGG, or a file whose custom tags were stripped: fall back to the comment field
 
     try:
-        with sf.SoundFile(os.fspath(path)) as handle:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
             return parse_comment(handle.comment or "")
     except (sf.LibsndfileError, RuntimeError):
         return {}

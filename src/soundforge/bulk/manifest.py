@@ -1,0 +1,104 @@
+"""Batch manifests: JSONL or CSV, one `GenerationRequest` per row plus an output name, validated up front."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import InvalidRequestError
+from ..request import GenerationRequest
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One manifest row: where it came from, its output name, provider and request."""
+
+    line: int
+    name: str
+    provider: str | None
+    request: GenerationRequest
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of what the row asks for: a changed row is not mistaken for a finished one."""
+        text = json.dumps({"p": self.provider, "r": self.request.model_dump(mode="json")}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def file_name(self) -> str:
+        """The output file's name: `<name>.<format>`."""
+        return f"{self.name}.{self.request.output_format or 'wav'}"
+
+
+def _cell(value: str) -> Any:
+    text = value.strip()
+    if text == "":
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def load_manifest(path: str | Path) -> list[BatchRow]:
+    """Read and validate a JSONL or CSV manifest; InvalidRequestError lists every bad row and field."""
+    source = Path(path)
+    if not source.is_file():
+        raise InvalidRequestError(f"manifest {source} does not exist", field="manifest")
+    raw: list[tuple[int, dict[str, Any]]] = []
+    problems: list[str] = []
+    if source.suffix.lower() == ".csv":
+        with source.open(newline="", encoding="utf-8") as handle:
+            for number, row in enumerate(csv.DictReader(handle), start=2):
+                raw.append((number, {k.strip(): _cell(v) for k, v in row.items() if k and v is not None
+                                     and v.strip() != ""}))
+    else:
+        for number, line in enumerate(source.read_text("utf-8").splitlines(), start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"row {number}: not valid JSON ({exc.msg})")
+                continue
+            if not isinstance(value, dict):
+                problems.append(f"row {number}: must be a JSON object")
+                continue
+            raw.append((number, value))
+    rows: list[BatchRow] = []
+    names: dict[str, int] = {}
+    for number, data in raw:
+        name = str(data.pop("name", "") or "")
+        provider = data.pop("provider", None)
+        if not _NAME.match(name):
+            problems.append(f"row {number}, field 'name': {name!r} is not a safe file name (letters, digits, . _ -)")
+        elif name in names:
+            problems.append(f"row {number}, field 'name': {name!r} is already used by row {names[name]}")
+        else:
+            names[name] = number
+        try:
+            request = GenerationRequest(**data)
+        except ValidationError as exc:
+            problems.extend(f"row {number}, field {'.'.join(map(str, e['loc'])) or '-'!r}: "
+                            f"{str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors())
+            continue
+        if request.num_outputs != 1:
+            problems.append(f"row {number}, field 'num_outputs': one row makes one file; repeat the row with "
+                            "another name and seed for variations")
+            continue
+        rows.append(BatchRow(number, name, str(provider) if provider else None, request))
+    if problems:
+        shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise InvalidRequestError(f"manifest {source.name} has {len(problems)} problem(s): {shown}", field="manifest")
+    if not rows:
+        raise InvalidRequestError(f"manifest {source.name} has no rows", field="manifest")
+    return rows

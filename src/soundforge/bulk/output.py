@@ -1,0 +1,145 @@
+"""Where a batch writes: a local folder or any fsspec URL; files land whole (temp name, then a rename) or not at all.
+
+Workers (threads here, Ray actors elsewhere) write through `deliver`; the driver checks `delivered` on resume, so a
+file that already holds a verified result is never generated, or paid for, twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..audio import decoded_sha256, format_for, write_atomic
+from ..errors import ConfigurationError, SoundforgeError
+from ..files import SIDECAR_SUFFIX, encode_track, sidecar_document
+from ..tags import read_tags_bytes
+from .manifest import BatchRow
+
+
+class OutputLocation:
+    """A run's output folder: a local path (or `file://` URL) or an fsspec URL such as `s3://bucket/cues`.
+
+    Only the location string travels to workers; each process opens its own file system from it.
+    """
+
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        text = os.fspath(target)
+        self.url = text
+        self.is_local = "://" not in text or text.startswith("file://")
+        self._fs: Any = None
+        self._root = text.removeprefix("file://") if self.is_local else ""
+        if not self.is_local:
+            try:
+                import fsspec
+            except ImportError:
+                raise ConfigurationError(f"writing to {text.split('://')[0]}:// URLs needs fsspec; "
+                                         "install soundforge[ray] or `pip install fsspec` and the file system's "
+                                         "package (s3fs, gcsfs, adlfs, …)") from None
+            try:
+                self._fs, self._root = fsspec.core.url_to_fs(text)
+            except (ImportError, ValueError) as exc:
+                raise ConfigurationError(f"cannot open output location {text!r}: {exc}") from None
+
+    @property
+    def folder(self) -> Path | None:
+        """The local folder, or None for a remote location."""
+        return Path(self._root) if self.is_local else None
+
+    def __repr__(self) -> str:
+        return f"OutputLocation({self.url!r})"
+
+    def path(self, name: str) -> str:
+        """The full path of a file in the location."""
+        return os.path.join(self._root, name) if self.is_local else f"{self._root.rstrip('/')}/{name}"
+
+    def makedirs(self) -> None:
+        """Create the location if it does not exist."""
+        if self.is_local:
+            Path(self._root).mkdir(parents=True, exist_ok=True)
+        else:
+            self._fs.makedirs(self._root, exist_ok=True)
+
+    def exists(self, name: str) -> bool:
+        """Whether a file of that name is there."""
+        return os.path.exists(self.path(name)) if self.is_local else bool(self._fs.exists(self.path(name)))
+
+    def read_bytes(self, name: str) -> bytes:
+        """A file's bytes."""
+        if self.is_local:
+            return Path(self.path(name)).read_bytes()
+        return bytes(self._fs.cat_file(self.path(name)))
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write a whole file, replacing any old one: under a temp name first, then renamed into place."""
+        if self.is_local:
+            write_atomic(self.path(name), data, overwrite=True)
+            return
+        temp = self.path(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._fs.pipe_file(temp, data)
+        try:
+            self._fs.mv(temp, self.path(name))
+        except BaseException:
+            self._fs.rm_file(temp)
+            raise
+
+    def sweep_temps(self) -> list[str]:
+        """Delete temp files left by writers that were killed mid-write (call when no writer runs); returns them."""
+        if self.is_local:
+            found = [p for p in Path(self._root).glob(".*.tmp") if p.is_file()]
+            for p in found:
+                p.unlink(missing_ok=True)
+            return [p.name for p in found]
+        found = list(self._fs.glob(self.path(".*.tmp")))
+        for path in found:
+            self._fs.rm_file(path)
+        return [str(path).rsplit("/", 1)[-1] for path in found]
+
+    def remove(self, name: str) -> None:
+        """Delete a file if it exists."""
+        if self.exists(name):
+            if self.is_local:
+                os.unlink(self.path(name))
+            else:
+                self._fs.rm_file(self.path(name))
+
+
+def delivered(row: BatchRow, out: OutputLocation) -> bool:
+    """Whether the row's file is there, complete and verifying (its `AUDIO_SHA256` tag matches its decoded audio)."""
+    if not out.exists(row.file_name):
+        return False
+    try:
+        data = out.read_bytes(row.file_name)
+        fields = read_tags_bytes(data)
+        return bool(fields) and fields.get("AUDIO_SHA256") == decoded_sha256(data)
+    except (OSError, ValueError, SoundforgeError):
+        return False
+
+
+def stale(row: BatchRow, out: OutputLocation) -> bool:
+    """Whether a file or sidecar of the row exists without verifying (a crash mid-write, or someone else's file)."""
+    return out.exists(row.file_name) or out.exists(row.file_name + SIDECAR_SUFFIX)
+
+
+def deliver(track: Any, row: BatchRow, out: OutputLocation, sign: Any = None) -> str:
+    """Encode a generated track with its tags (and C2PA manifest) and write it and its sidecar; returns the file name.
+
+    The sidecar is written first and the audio file last, so a file that exists is a finished row.
+    """
+    fmt = format_for(None, row.request.output_format or "wav")
+    data, fields = encode_track(track, fmt, loudness=row.request.loudness)
+    if sign is not None:
+        from ..signing import sign_bytes
+
+        data = sign_bytes(data, fmt, fields, sign)
+    document = json.dumps(sidecar_document(track, fields, row.file_name), indent=2, ensure_ascii=False)
+    sidecar = row.file_name + SIDECAR_SUFFIX
+    out.write(sidecar, document.encode("utf-8"))
+    try:
+        out.write(row.file_name, data)
+    except BaseException:
+        out.remove(sidecar)  # never leave a sidecar that describes no file
+        raise
+    return row.file_name

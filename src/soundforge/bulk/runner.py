@@ -1,0 +1,278 @@
+"""Running a manifest: plan and policy check for every row, the journal, then the rows on this machine or on Ray.
+
+The driver (this module) alone decides which rows run and writes the journal; an executor only turns one row into
+one delivered file. `LocalExecutor` runs rows on the library's async client in this process; `RayExecutor`
+(`soundforge.bulk.ray_runner`) runs the same rows on a Ray cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..client import Client, build_request
+from ..errors import InvalidRequestError, LicensePolicyError, SoundforgeError
+from ..licensing import License
+from .journal import JOURNAL, Journal
+from .manifest import BatchRow, load_manifest
+from .output import OutputLocation, deliver, delivered, stale
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the router sends a row: provider, model, and whether it runs on local compute."""
+
+    provider: str
+    model: str
+    local: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one row on a worker: its file and licence, or the error that stopped it."""
+
+    file: str | None = None
+    license: str | None = None
+    error: str | None = None
+    reused: bool = False  # the file was already there and verified: nothing was generated
+
+
+@dataclass
+class BatchReport:
+    """What a run did: row states, and the licences of everything in the output folder."""
+
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    licenses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Executor(Protocol):
+    """Turns rows into delivered files; `run` never raises for a row's own failure (it returns an Outcome)."""
+
+    async def run(self, row: BatchRow, spec: str | None, target: Target) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+async def produce(client: Client, row: BatchRow, spec: str | None, out: OutputLocation, sign: Any) -> Outcome:
+    """Generate one row and deliver its file; a row whose file already verifies is not generated again.
+
+    Shared by every executor, so a retried row (a Ray worker that died mid-row) costs nothing twice.
+    """
+    if await asyncio.to_thread(delivered, row, out):
+        return Outcome(file=row.file_name, reused=True)
+    try:
+        generation = await client.agenerate(build_request(row.request, {}), provider=spec)
+        file = await asyncio.to_thread(deliver, generation.tracks[0], row, out, sign)
+    except SoundforgeError as exc:
+        return Outcome(error=str(exc))
+    return Outcome(file=file, license=generation.license.id)
+
+
+class LocalExecutor:
+    """Rows on this machine, through the client's async path (its batching of local models, its cloud bounds)."""
+
+    def __init__(self, client: Client, out: OutputLocation) -> None:
+        self.client = client
+        self.out = out
+        self.sign = client.config.c2pa_signer()
+
+    async def run(self, row: BatchRow, spec: str | None, target: Target) -> Outcome:
+        """Generate and deliver one row."""
+        return await produce(self.client, row, spec, self.out, self.sign)
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to the caller."""
+
+
+def plan(rows: list[BatchRow], client: Client, provider: str | None) -> tuple[dict[str, License], dict[str, Target]]:
+    """Route every row and check it against the licence policy before any work.
+
+    Returns row name -> licence and row name -> target. Raises LicensePolicyError (or InvalidRequestError for
+    other routing problems) naming every row that cannot run.
+    """
+    licenses: dict[str, License] = {}
+    targets: dict[str, Target] = {}
+    refused: list[str] = []
+    first: SoundforgeError | None = None
+    for row in rows:
+        try:
+            candidates, _ = client.router.plan(row.request, row.provider or provider)
+        except SoundforgeError as exc:
+            refused.append(f"row {row.line} ({row.name}): {exc}")
+            first = first or exc
+            continue
+        chosen = candidates[0]
+        licenses[row.name] = chosen.license
+        targets[row.name] = Target(chosen.backend.name, chosen.model, bool(chosen.backend.local))
+    if refused:
+        message = f"{len(refused)} row(s) cannot run: " + "; ".join(refused[:10])
+        if isinstance(first, LicensePolicyError):
+            raise LicensePolicyError(first.provider or "?", first.model, first.license_id, message,
+                                     first.allowed_providers)
+        raise InvalidRequestError(message, field="manifest")
+    return licenses, targets
+
+
+def _journal_path(out: OutputLocation, journal: str | os.PathLike[str] | None) -> Path:
+    if journal is not None:
+        return Path(journal)
+    if out.folder is None:
+        raise InvalidRequestError(f"the output {out.url} is not a local folder; give the journal a local path "
+                                  "(journal=..., CLI: --journal FILE)", field="journal")
+    return out.folder / JOURNAL
+
+
+async def abatch(manifest: str | Path, out_dir: str | os.PathLike[str], *, client: Client | None = None,
+                 provider: str | None = None, concurrency: int = 4, resume: bool = False,
+                 retry_failed: bool = False, dry_run: bool = False, journal: str | os.PathLike[str] | None = None,
+                 ray: str | None = None, ray_workers: int | None = None,
+                 on_row: Callable[[str, str], None] | None = None) -> BatchReport:
+    """Run a manifest (async). See `batch` for the arguments."""
+    started = time.perf_counter()
+    rows = load_manifest(manifest)
+    if concurrency < 1:
+        raise InvalidRequestError("concurrency must be at least 1", field="concurrency")
+    own_client = client is None
+    client = client or Client()
+    out = OutputLocation(out_dir)
+    report = BatchReport()
+
+    def tell(name: str, state: str) -> None:
+        if on_row:
+            on_row(name, state)
+
+    try:
+        licenses, targets = plan(rows, client, provider)
+        if dry_run:
+            report.licenses = license_report(licenses)
+            return report
+        journal_path = _journal_path(out, journal)
+        if journal_path.exists() and not resume:
+            raise InvalidRequestError(f"{journal_path.parent} already holds a run; pass resume=True (CLI: --resume) "
+                                      "to continue it", field="resume")
+        out.makedirs()
+        journal_path.parent.mkdir(parents=True, exist_ok=True)
+        book = Journal(journal_path)
+        executor: Executor | None = None
+        try:
+            todo = _pending(rows, book, out, retry_failed, report, tell)
+            if todo and ray is not None:
+                from .ray_runner import RayExecutor
+
+                executor = RayExecutor(client.config, out, address=ray, workers=ray_workers,
+                                       concurrency=concurrency, targets=[targets[r.name] for r in todo])
+            elif todo:
+                executor = LocalExecutor(client, out)
+            bound = asyncio.Semaphore(concurrency)
+
+            async def run(row: BatchRow) -> None:
+                assert executor is not None
+                async with bound:
+                    book.mark(row.name, row.fingerprint, "running")
+                    outcome = await executor.run(row, row.provider or provider, targets[row.name])
+                if outcome.error is not None or outcome.file is None:
+                    error = outcome.error or "the worker returned no file"
+                    book.mark(row.name, row.fingerprint, "failed", error=error)
+                    report.failed[row.name] = error
+                    tell(row.name, "failed")
+                    return
+                license_id = outcome.license or licenses[row.name].id
+                book.mark(row.name, row.fingerprint, "done", output=outcome.file, license=license_id)
+                (report.skipped if outcome.reused else report.done).append(row.name)
+                tell(row.name, "skipped" if outcome.reused else "done")
+
+            await asyncio.gather(*(run(row) for row in todo))
+        finally:
+            if executor is not None:
+                executor.close()
+            book.close()
+        out.sweep_temps()  # halves of files whose writer died (a killed worker); their rows were redone
+        finished = set(report.done) | set(report.skipped)  # the report covers files that exist, not failures
+        report.licenses = license_report({n: lic for n, lic in licenses.items() if n in finished})
+        write_license_files(out, report.licenses)
+    finally:
+        if own_client:
+            client.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _pending(rows: list[BatchRow], book: Journal, out: OutputLocation, retry_failed: bool, report: BatchReport,
+             tell: Callable[[str, str], None]) -> list[BatchRow]:
+    """The rows still to generate; finished, failed (unless retried) and unverifiable rows are reported instead."""
+    known = book.states()
+    todo: list[BatchRow] = []
+    for row in rows:
+        state, fingerprint = known.get(row.name, (None, None))
+        same = fingerprint == row.fingerprint
+        if same and state == "done":
+            report.skipped.append(row.name)
+            tell(row.name, "skipped")
+        elif same and state == "failed" and not retry_failed:
+            report.failed[row.name] = "failed in an earlier run (use retry_failed / --retry-failed)"
+            tell(row.name, "failed")
+        elif delivered(row, out):  # the journal missed it (a crash between the file and the commit)
+            book.mark(row.name, row.fingerprint, "done", output=row.file_name)
+            report.skipped.append(row.name)
+            tell(row.name, "skipped")
+        elif stale(row, out):
+            book.mark(row.name, row.fingerprint, "failed", error="output exists and does not verify")
+            report.failed[row.name] = f"{row.file_name} exists and does not verify; remove it"
+            tell(row.name, "failed")
+        else:
+            todo.append(row)
+    return todo
+
+
+def batch(manifest: str | Path, out_dir: str | os.PathLike[str], **kwargs: Any) -> BatchReport:
+    """Generate every row of a manifest into `out_dir` with tags, sidecars, a journal and a licence report.
+
+    Args:
+        manifest: JSONL or CSV file, one request per row plus `name` and optional `provider`.
+        out_dir: output folder, or an fsspec URL such as `s3://bucket/cues` (needs the journal elsewhere).
+        client: a Client to use (default: one built from the usual config).
+        provider: default provider spec for rows that name none.
+        concurrency: rows in flight at once (local models still batch compatible rows).
+        resume: continue a run whose journal exists; finished rows are skipped.
+        retry_failed: with resume, try failed rows again.
+        dry_run: validate, check the policy and return the licence report without generating.
+        journal: where the SQLite journal lives (default: `OUT/.soundforge-batch.sqlite`).
+        ray: run rows on Ray: "local" starts a cluster on this machine, "auto" or "ray://host:10001" joins one.
+        ray_workers: actors per local model on a cluster without GPUs (default 2; with GPUs, one per GPU).
+        on_row: called with (row name, "done" | "failed" | "skipped") as rows finish.
+    """
+    return asyncio.run(abatch(manifest, out_dir, **kwargs))
+
+
+def license_report(licenses: dict[str, License]) -> dict[str, dict[str, Any]]:
+    """Licence id -> terms and the rows under it (one line per licence in ATTRIBUTIONS.md)."""
+    report: dict[str, dict[str, Any]] = {}
+    for name, lic in licenses.items():
+        entry = report.setdefault(lic.id, {"name": lic.name, "url": lic.url, "commercial_use": lic.commercial_use.value,
+                                           "condition": lic.condition, "attribution": lic.attribution
+                                           if lic.attribution_required else None, "rows": []})
+        entry["rows"].append(name)
+    return report
+
+
+def write_license_files(out: OutputLocation, licenses: dict[str, dict[str, Any]]) -> None:
+    """`licenses.json` and `ATTRIBUTIONS.md` in the output location."""
+    out.write("licenses.json", json.dumps(licenses, indent=2).encode("utf-8"))
+    lines = ["# Attributions", "", "Generated with soundforge. Publish these notices with the audio they cover.", ""]
+    for lid, entry in licenses.items():
+        lines.append(f"## {entry['name']} ({lid})")
+        lines.append(f"- licence: {entry['url']}; commercial use: {entry['commercial_use'].replace('_', ' ')}"
+                     + (f" ({entry['condition']})" if entry["condition"] else ""))
+        lines.append(f"- attribution: {entry['attribution'] or 'none required'}")
+        lines.append(f"- files: {', '.join(sorted(entry['rows']))}")
+        lines.append("")
+    out.write("ATTRIBUTIONS.md", "\n".join(lines).encode("utf-8"))
