@@ -3,6 +3,7 @@
     python bench/run.py                # results go to stdout; copy them into docs/performance.md with date + machine
     python bench/run.py --no-musicgen  # skip the full-size MusicGen section (about 3 minutes on 2 cores)
     python bench/run.py --no-stable-audio  # skip the full-size Stable Audio section (about 8 minutes, 13 GB)
+    python bench/run.py --no-batch     # skip the batch section (local vs Ray vs loop, journal, resume; about 1 minute)
 
 Never a timed test: numbers depend on the machine; the ratios are what to compare.
 """
@@ -205,30 +206,32 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
 
 
 def serve_rows(jobs: int = 48, concurrency: int = 16, seconds: float = 2.0) -> list[tuple[str, str, str]]:
-    """`soundforge serve`: POST + poll + download of 2 s synth tracks at concurrency 16 from a loopback client,
-    against the same jobs through the library directly (agenerate + to_bytes)."""
+    """`soundforge serve` in its own process (as deployed): POST + long poll + download of 2 s synth tracks at
+    concurrency 16 from a loopback client, against the same jobs through the library directly."""
     import asyncio
     import socket
     import tempfile
-    import threading
 
     import httpx
-    import uvicorn
 
     from soundforge.client import Client
     from soundforge.config import Config
-    from soundforge.serve.app import ServeSettings, create_app
 
     client = Client(Config.load(user_file=False))
-    app = create_app(client, ServeSettings(store=Path(tempfile.mkdtemp(prefix="soundforge-serve-")),
-                                           workers=concurrency, max_queue=jobs * 2))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    while not server.started:
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = str(Path(sys.executable).with_name("soundforge"))
+    store = tempfile.mkdtemp(prefix="soundforge-serve-")
+    server = subprocess.Popen([exe, "serve", "--port", str(port), "--store", store, "--workers", str(concurrency),
+                               "--max-queue", str(jobs * 2)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.05)
 
     async def over_http() -> float:
         bound = asyncio.Semaphore(concurrency)
@@ -237,29 +240,44 @@ def serve_rows(jobs: int = 48, concurrency: int = 16, seconds: float = 2.0) -> l
                 async with bound:
                     job = (await http.post("/v1/generations", json={"request": {
                         "prompt": "house 124 BPM", "duration": seconds, "seed": i}, "provider": "synth"})).json()
-                    while (await http.get(f"/v1/generations/{job['id']}")).json()["status"] in ("queued", "running"):
-                        await asyncio.sleep(0.05)
+                    while (await http.get(f"/v1/generations/{job['id']}", params={"wait": 30})).json()[
+                            "status"] in ("queued", "running"):
+                        pass
                     (await http.get(f"/v1/generations/{job['id']}/audio")).raise_for_status()
             start = time.perf_counter()
             await asyncio.gather(*(one(i) for i in range(jobs)))
             return time.perf_counter() - start
 
-    async def direct() -> float:
+    saved = Path(tempfile.mkdtemp(prefix="soundforge-direct-"))
+
+    async def direct(keep: bool) -> float:
+        """The library alone: the file in memory, or (keep) saved to disk with tags like the service stores it."""
         bound = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> None:
             async with bound:
                 generation = await client.agenerate("house 124 BPM", provider="synth", duration=seconds, seed=i)
-                await asyncio.to_thread(generation.tracks[0].to_bytes, "wav")
+                if keep:
+                    await asyncio.to_thread(generation.tracks[0].save, saved / f"{i}.wav", overwrite=True,
+                                            sidecar=False)
+                else:
+                    await asyncio.to_thread(generation.tracks[0].to_bytes, "wav")
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(jobs)))
         return time.perf_counter() - start
 
-    asyncio.run(direct())  # warm
-    t_direct, t_http = asyncio.run(direct()), asyncio.run(over_http())
-    server.should_exit = True
-    return [(f"serve: {jobs} x {seconds:g} s synth, concurrency {concurrency}: HTTP / library (target <= 1.1)",
-             f"{t_http / t_direct:.2f}", f"{jobs / t_http:.1f} jobs/s over HTTP, {jobs / t_direct:.1f} jobs/s direct")]
+    try:
+        asyncio.run(direct(False))  # warm both
+        asyncio.run(over_http())
+        t_direct, t_saved, t_http = asyncio.run(direct(False)), asyncio.run(direct(True)), asyncio.run(over_http())
+    finally:
+        server.terminate()
+        server.wait(10)
+    return [(f"serve: {jobs} x {seconds:g} s synth, concurrency {concurrency}: HTTP / library in memory "
+             "(target <= 1.1)", f"{t_http / t_direct:.2f}",
+             f"{jobs / t_http:.1f} jobs/s over HTTP, {jobs / t_direct:.1f} jobs/s direct"),
+            ("  HTTP / library saving each file to disk (what the service stores)", f"{t_http / t_saved:.2f}",
+             f"{jobs / t_saved:.1f} jobs/s direct with save")]
 
 
 def _serve_fake(ready: Any, latency: float) -> None:
@@ -311,6 +329,10 @@ def main() -> None:
     ]
     rows += cloud_fanout_rows()
     rows += serve_rows()
+    if "--no-batch" not in sys.argv:
+        from batch_rows import batch_rows  # bench/ is on sys.path when this file runs as a script
+
+        rows += batch_rows()
     if "--no-musicgen" not in sys.argv:
         rows += musicgen_rows()
     if "--no-stable-audio" not in sys.argv:

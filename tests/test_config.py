@@ -42,3 +42,15 @@ def test_alias_resolves_in_client(tmp_path) -> None:
     cfg.write_text('default_provider = "fast"\n[aliases]\nfast = "synth"\n')
     g = Client(cfg).generate("x", duration=1, seed=1)
     assert g.provenance.provider == "synth"
+
+
+def test_serve_section_and_its_environment_variables(tmp_path) -> None:
+    (tmp_path / "soundforge.toml").write_text('[serve]\nport = 9001\nworkers = 2\ncors_origins = ["https://a.example"]\n')
+    env = {"SOUNDFORGE_SERVE_PORT": "9002", "SOUNDFORGE_SERVE_TOKEN": "secret-value"}
+    config = Config.load(user_file=False, cwd=tmp_path, env=env)
+    assert config.serve.port == 9002 and config.serve.workers == 2 and config.serve.cors_origins == ("https://a.example",)
+    assert config.serve.token(env) == "secret-value" and "secret-value" not in repr(config)
+    assert Config.load(user_file=False, cwd=tmp_path, env={}).serve.token({}) is None
+    (tmp_path / "soundforge.toml").write_text("[serve]\nmax_queue = 0\n")
+    with pytest.raises(ConfigurationError, match="serve.max_queue"):
+        Config.load(user_file=False, cwd=tmp_path, env={})

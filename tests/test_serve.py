@@ -140,3 +140,45 @@ def test_web_page_in_headless_chromium(tmp_path) -> None:
             assert "synth" in page.inner_text("#provenance")
         finally:
             browser.close()
+
+
+def test_long_poll_answers_when_the_job_ends(tmp_path) -> None:
+    with running(tmp_path) as url, httpx.Client(base_url=url, timeout=30) as http:
+        job = http.post("/v1/generations", json={"request": {"prompt": "techno 128 BPM", "duration": 3, "seed": 1},
+                                                 "provider": "synth"}).json()
+        record = http.get(f"/v1/generations/{job['id']}", params={"wait": 20}).json()
+        assert record["status"] == "succeeded", "one long poll is enough: it returns when the job has ended"
+        assert http.get(f"/v1/generations/{job['id']}", params={"wait": 61}).status_code == 422
+
+
+def test_cli_serve_reads_its_config_section(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "soundforge.toml").write_text(
+        f'[serve]\nport = {port}\nstore = "{tmp_path / "jobs"}"\ntoken_env = "STUDIO_TOKEN"\nmax_queue = 3\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDFORGE_")} | {"STUDIO_TOKEN": "t0ken"}
+    exe = str(Path(sys.executable).with_name("soundforge"))
+    server = subprocess.Popen([exe, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(url + "/healthz").status_code == 200
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.1)
+        assert httpx.get(url + "/v1/providers").status_code == 401
+        assert httpx.get(url + "/v1/providers", headers={"Authorization": "Bearer t0ken"}).status_code == 200
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=15)[0]
+    assert "t0ken" not in output, "the token is never logged"
+    assert (tmp_path / "jobs").is_dir()

@@ -269,18 +269,19 @@ def verify(ctx: click.Context, file: Path) -> None:
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--host", default=None, help="Address to bind ([serve] host; default 127.0.0.1, loopback).")
+@click.option("--port", type=int, default=None, help="Port ([serve] port; default 8000).")
 @click.option("--store", type=click.Path(file_okay=False), default=None,
-              help="Folder for job results (default: the user data dir).")
-@click.option("--token", envvar="SOUNDFORGE_SERVE_TOKEN", default=None,
-              help="Require this bearer token on every endpoint but /healthz (env SOUNDFORGE_SERVE_TOKEN).")
-@click.option("--max-queue", type=int, default=64, show_default=True, help="Jobs waiting before 429.")
-@click.option("--workers", type=int, default=4, show_default=True, help="Jobs generated at once.")
+              help="Folder for job results ([serve] store; default: the user data dir).")
+@click.option("--token", default=None,
+              help="Require this bearer token on every endpoint but /healthz; prefer the environment variable "
+                   "SOUNDFORGE_SERVE_TOKEN (or the one [serve] token_env names): flags show in `ps`.")
+@click.option("--max-queue", type=int, default=None, help="Jobs waiting before 429 ([serve] max_queue; 64).")
+@click.option("--workers", type=int, default=None, help="Jobs generated at once ([serve] workers; 4).")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, store: str | None, token: str | None, max_queue: int,
-          workers: int) -> None:
-    """Serve the API and web page (needs soundforge[serve])."""
+def serve(ctx: click.Context, host: str | None, port: int | None, store: str | None, token: str | None,
+          max_queue: int | None, workers: int | None) -> None:
+    """Serve the API and web page (needs soundforge[serve]); settings from [serve] in config, flags win."""
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -294,7 +295,7 @@ def serve(ctx: click.Context, host: str, port: int, store: str | None, token: st
         config = Config.load(ctx.obj["config"])
     except SoundforgeError as exc:
         _fail(exc, ctx.obj["debug"])
-    run(host, port, config=config, store=store, token=token, max_queue=max_queue, workers=workers)
+    run(config, host=host, port=port, store=store, token=token, max_queue=max_queue, workers=workers)
 
 
 @cli.command("batch")

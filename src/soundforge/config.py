@@ -35,6 +35,30 @@ DEFAULT_AUTO_ORDER = ("musicgen", "stable-audio", "audiogen", "magnet", "stabili
                       "replicate", "fal", "synth")
 
 
+class ServeConfig(BaseModel):
+    """The `[serve]` section: settings of `soundforge serve` (CLI flags override them).
+
+    The bearer token is never written in a file: `token_env` names the environment variable that holds it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    store: str | None = Field(None, description="folder for job results (default: the user data dir)")
+    token_env: str = "SOUNDFORGE_SERVE_TOKEN"
+    max_queue: int = Field(64, ge=1)
+    workers: int = Field(4, ge=1)
+    max_body_mb: float = Field(32, gt=0)
+    retention_days: float = Field(7, gt=0)
+    cors_origins: tuple[str, ...] = ()
+
+    def token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The bearer token from the environment variable `token_env`, or None when unset or empty."""
+        value = (os.environ if environ is None else environ).get(self.token_env, "")
+        return value or None
+
+
 class Config(BaseModel):
     """All settings of a `Client`.
 
@@ -45,6 +69,8 @@ class Config(BaseModel):
         auto_order: preference order for `auto`.
         providers: per-provider settings (`model`, `device`, `api_key_env`, `base_url`, `timeout`, `plan`, …).
         policy: the licence policy.
+        c2pa: C2PA signing (`cert`, `key`, `alg`, `tsa_url`).
+        serve: settings of `soundforge serve`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -56,6 +82,7 @@ class Config(BaseModel):
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: LicensePolicy = Field(default_factory=lambda: LicensePolicy())
     c2pa: dict[str, str] = Field(default_factory=dict, description="cert, key, alg, tsa_url for C2PA signing")
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     def c2pa_signer(self) -> C2paSigner | None:
         """The configured C2PA signer, when `[c2pa]` names a certificate chain and a key."""
@@ -149,7 +176,8 @@ def _env_value(raw: str) -> Any:
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """`SOUNDFORGE_PROVIDER`, `SOUNDFORGE_FALLBACKS` (comma list), `SOUNDFORGE_POLICY_<KEY>` and
+    """`SOUNDFORGE_PROVIDER`, `SOUNDFORGE_FALLBACKS` (comma list), `SOUNDFORGE_POLICY_<KEY>`,
+    `SOUNDFORGE_SERVE_<KEY>` (but `SOUNDFORGE_SERVE_TOKEN`, the token itself) and
     `SOUNDFORGE_<PROVIDER>_<KEY>` (e.g. `SOUNDFORGE_STABLE_AUDIO_DEVICE=cuda`)."""
     from .backends import known_providers
 
@@ -161,6 +189,12 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         key = name[len(ENV_PREFIX):]
         if key == "PROVIDER":
             out["default_provider"] = raw
+        elif key == "SERVE_TOKEN":
+            continue  # a secret, read by `soundforge serve` from the variable named by serve.token_env
+        elif key.startswith("SERVE_"):
+            field = key[len("SERVE_"):].lower()
+            out.setdefault("serve", {})[field] = [s.strip() for s in raw.split(",") if s.strip()] \
+                if field == "cors_origins" else _env_value(raw)
         elif key == "FALLBACKS":
             out["fallbacks"] = [s.strip() for s in raw.split(",") if s.strip()]
         elif key.startswith("POLICY_"):

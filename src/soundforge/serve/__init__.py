@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
-def run(host: str, port: int, *, config: Any = None, store: str | None = None, token: str | None = None,
-        max_queue: int = 64, workers: int = 4) -> None:
-    """Start the service with uvicorn (blocking)."""
+def run(config: Config, *, host: str | None = None, port: int | None = None, **overrides: Any) -> None:
+    """Start the service with uvicorn (blocking); `[serve]` in `config` gives the settings, arguments override."""
     import uvicorn
-    from platformdirs import user_data_dir
 
     from ..client import Client
     from .app import ServeSettings, create_app
 
-    settings = ServeSettings(store=Path(store) if store else Path(user_data_dir("soundforge")) / "jobs",
-                             token=token, max_queue=max_queue, workers=workers)
-    uvicorn.run(create_app(Client(config), settings), host=host, port=port, log_level="info")
+    settings = ServeSettings.from_config(config.serve, **overrides)
+    uvicorn.run(create_app(Client(config), settings), host=host or config.serve.host,
+                port=config.serve.port if port is None else port, log_level="info")

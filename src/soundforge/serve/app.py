@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,7 @@ from .. import __version__
 from ..audio import FORMATS, load_audio
 from ..backends import CancelToken
 from ..client import Client, build_request
+from ..config import ServeConfig
 from ..errors import (
     ConfigurationError,
     GenerationCancelledError,
@@ -63,6 +64,19 @@ class ServeSettings:
     retention_s: float = 7 * 24 * 3600
     cors_origins: tuple[str, ...] = ()
 
+    @classmethod
+    def from_config(cls, serve: ServeConfig, *, store: str | Path | None = None, token: str | None = None,
+                    max_queue: int | None = None, workers: int | None = None) -> ServeSettings:
+        """Settings from the `[serve]` section, with explicit arguments (CLI flags) winning."""
+        from platformdirs import user_data_dir
+
+        folder = store or serve.store or Path(user_data_dir("soundforge")) / "jobs"
+        return cls(store=Path(folder), token=token or serve.token(),
+                   max_queue=serve.max_queue if max_queue is None else max_queue,
+                   workers=serve.workers if workers is None else workers,
+                   max_body_bytes=int(serve.max_body_mb * 1024 * 1024), retention_s=serve.retention_days * 86400,
+                   cors_origins=tuple(serve.cors_origins))
+
 
 _STATUS = {InvalidRequestError: 422, LicensePolicyError: 403, ProviderNotFoundError: 404,
            ProviderUnavailableError: 503, ModelNotAvailableError: 503, ConfigurationError: 500}
@@ -85,6 +99,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     store = JobStore(settings.store, settings.retention_s)
     queue: asyncio.Queue[tuple[str, GenerationRequest, str | None]] = asyncio.Queue(maxsize=settings.max_queue)
     cancels: dict[str, CancelToken] = {}
+    finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls (`?wait=`) wake on it
     workers: list[asyncio.Task[None]] = []
 
     async def worker() -> None:
@@ -101,7 +116,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         if token.cancelled:
             return
         record.update(status="running", started_at=time.time())
-        store.save(record)
+        store.remember(record)  # on disk the job stays "queued": either way a restart reports it failed
 
         def on_progress(event: Any) -> None:
             record["progress"] = {"phase": event.phase, "done": event.done, "total": event.total}
@@ -109,7 +124,8 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         try:
             generation = await client.agenerate(request, provider=provider, on_progress=on_progress, cancel=token)
             folder = store.folder(job_id)
-            await asyncio.to_thread(generation.tracks[0].save, folder / "audio.wav", overwrite=True)
+            # job.json holds the full licence and provenance, so the stored file needs no sidecar.
+            await asyncio.to_thread(generation.tracks[0].save, folder / "audio.wav", overwrite=True, sidecar=False)
             record.update(status="succeeded", license=generation.license.model_dump(mode="json"),
                           provenance=generation.provenance.model_dump(mode="json"))
         except GenerationCancelledError as exc:
@@ -122,7 +138,13 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         finally:
             cancels.pop(job_id, None)
         record["finished_at"] = time.time()
-        store.save(record)
+        await asyncio.to_thread(store.save, record)
+        _finish(job_id)
+
+    def _finish(job_id: str) -> None:
+        event = finished.pop(job_id, None)
+        if event is not None:
+            event.set()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -187,7 +209,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         job_id = store.new_id()
         record = {"id": job_id, "status": "queued", "created_at": time.time(), "provider": job.provider,
                   "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}), "progress": None}
-        store.save(record)
+        store.save(record)  # before the job is queued: a worker must find it, and no later save may race it
         cancels[job_id] = CancelToken()
         queue.put_nowait((job_id, request, job.provider))
         return JSONResponse({"id": job_id, "status": "queued", "url": f"/v1/generations/{job_id}"}, status_code=202)
@@ -199,10 +221,16 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             return None
 
     @app.get("/v1/generations/{job_id}")
-    async def status(job_id: str) -> Response:
+    async def status(job_id: str, wait: float = Query(0, ge=0, le=60, description=(
+            "long poll: hold the answer up to this many seconds until the job has finished"))) -> Response:
         record = _record(job_id)
         if record is None:
             return JSONResponse({"error": {"code": "not_found", "message": f"no job {job_id}"}}, status_code=404)
+        if wait and record["status"] in ("queued", "running"):
+            event = finished.setdefault(job_id, asyncio.Event())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), wait)
+            record = _record(job_id) or record
         return JSONResponse(record)
 
     @app.get("/v1/generations/{job_id}/audio")
@@ -235,7 +263,8 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             token.cancel()
             if record["status"] == "queued":
                 record.update(status="cancelled", finished_at=time.time())
-                store.save(record)
+                await asyncio.to_thread(store.save, record)
+                _finish(job_id)
         return JSONResponse({"id": job_id, "status": "cancelling" if record["status"] == "running"
                              else record["status"]}, status_code=202)
 

@@ -45,6 +45,11 @@ class JobStore:
         write_atomic(folder / "job.json", json.dumps(record, indent=1).encode("utf-8"), overwrite=True)
         self._memory[record["id"]] = record
 
+    def remember(self, record: dict[str, Any]) -> None:
+        """Update a record in memory only: for states a restart would not need (running, progress)."""
+        record["updated_at"] = time.time()
+        self._memory[record["id"]] = record
+
     def load(self, job_id: str) -> dict[str, Any]:
         """A job record; KeyError when there is none."""
         if job_id in self._memory:
