@@ -52,5 +52,5 @@ def test_serve_section_and_its_environment_variables(tmp_path) -> None:
     assert config.serve.token(env) == "secret-value" and "secret-value" not in repr(config)
     assert Config.load(user_file=False, cwd=tmp_path, env={}).serve.token({}) is None
     (tmp_path / "soundforge.toml").write_text("[serve]\nmax_queue = 0\n")
-    with pytest.raises(ConfigurationError, match="serve.max_queue"):
+    with pytest.raises(ConfigurationError, match=r"serve\.max_queue"):
         Config.load(user_file=False, cwd=tmp_path, env={})

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from . import __version__
 from .audio import as_audio, pcm_sha256
 from .backends import PLANNED, Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
+from .backends._memory import ModelMemory
 from .backends.base import ProgressCallback
 from .config import Config
 from .errors import (
@@ -30,6 +31,16 @@ from .provenance import Attempt, Provenance, Timings
 from .request import GenerationRequest
 from .result import Generation, Track
 from .routing import Candidate, Router
+
+
+@dataclass(frozen=True)
+class LoadedModelInfo:
+    """One row of `Client.loaded_models()`."""
+
+    provider: str
+    model: str
+    device: str
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ class Client:
         self.registry = registry or LicenseRegistry.default()
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
+        self.memory = ModelMemory(config.model_memory_gb)
         self.router = Router(self.config, self.registry, self.backend)
 
     # --- backends ---
@@ -105,7 +117,9 @@ class Client:
         with self._lock:
             if name not in self._backends:
                 cls = backend_class(name)
-                self._backends[name] = cls(self.config.provider_settings(name))
+                backend = cls(self.config.provider_settings(name))
+                backend.memory = self.memory
+                self._backends[name] = backend
             return self._backends[name]
 
     def providers(self) -> list[ProviderStatus]:
@@ -219,6 +233,20 @@ class Client:
         return Generation(tracks)
 
     # --- life cycle ---
+    def loaded_models(self) -> list[LoadedModelInfo]:
+        """The models local backends hold, least recently used first, with their device and measured size."""
+        return [LoadedModelInfo(e.owner, e.key, e.device, e.nbytes) for e in self.memory.entries()]
+
+    def unload(self, provider: str | None = None, model: str | None = None) -> None:
+        """Unload one model, every model of one provider, or (no arguments) every model this client holds."""
+        with self._lock:
+            backends = [self._backends[provider]] if provider in self._backends else \
+                [] if provider is not None else list(self._backends.values())
+        for backend in backends:
+            unload = getattr(backend, "unload", None)
+            if unload is not None:
+                unload(model)
+
     def close(self) -> None:
         """Release every loaded backend (models, HTTP sessions)."""
         with self._lock:

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -69,6 +69,8 @@ class Config(BaseModel):
         auto_order: preference order for `auto`.
         providers: per-provider settings (`model`, `device`, `api_key_env`, `base_url`, `timeout`, `plan`, …).
         policy: the licence policy.
+        model_memory_gb: memory budget per device for the models local backends keep loaded (GiB); "auto" is
+            90 % of a GPU or 80 % of RAM, "off" only bounds each backend by `max_loaded_models`.
         c2pa: C2PA signing (`cert`, `key`, `alg`, `tsa_url`).
         serve: settings of `soundforge serve`.
     """
@@ -81,6 +83,8 @@ class Config(BaseModel):
     auto_order: tuple[str, ...] = DEFAULT_AUTO_ORDER
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: LicensePolicy = Field(default_factory=lambda: LicensePolicy())
+    model_memory_gb: Annotated[float, Field(gt=0)] | Literal["auto", "off"] = Field(
+        "auto", description="model memory budget per device (GiB), 'auto' or 'off'")
     c2pa: dict[str, str] = Field(default_factory=dict, description="cert, key, alg, tsa_url for C2PA signing")
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
@@ -189,6 +193,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         key = name[len(ENV_PREFIX):]
         if key == "PROVIDER":
             out["default_provider"] = raw
+        elif key == "MODEL_MEMORY_GB":
+            out["model_memory_gb"] = _env_value(raw)
         elif key == "SERVE_TOKEN":
             continue  # a secret, read by `soundforge serve` from the variable named by serve.token_env
         elif key.startswith("SERVE_"):

@@ -8,10 +8,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import ModelNotAvailableError
 from .base import Availability
+
+if TYPE_CHECKING:
+    from ._memory import ModelMemory
 
 T = TypeVar("T")
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]
@@ -103,24 +106,51 @@ def pick_dtype(setting: str, device: str) -> Any:
 
 
 class ModelCache(Generic[T]):
-    """Loaded models by key, least recently used dropped past `limit`; a second request never reloads."""
+    """Loaded models by key, least recently used dropped past `limit`; a second request never reloads.
 
-    def __init__(self, limit: Callable[[], int]) -> None:
+    With a `ModelMemory` ledger (the client's), loading a model first evicts least recently used models of any
+    local backend on the same device until the new one fits the memory budget.
+    """
+
+    def __init__(self, limit: Callable[[], int], *, owner: str = "", memory: Callable[[], ModelMemory | None]
+                 = lambda: None, footprint: Callable[[T], tuple[str, int]] | None = None) -> None:
         self._items: OrderedDict[str, T] = OrderedDict()
         self._lock = threading.Lock()
         self._limit = limit
+        self._owner = owner
+        self._memory = memory
+        self._footprint = footprint
 
-    def get(self, key: str, load: Callable[[], T]) -> T:
-        """The cached value for `key`, loading it (under the lock) the first time."""
+    def get(self, key: str, load: Callable[[], T], *, device: str | None = None,
+            estimate: Callable[[], int] | None = None) -> T:
+        """The cached value for `key`, loading it (under the lock) the first time.
+
+        `device` and `estimate` (bytes, e.g. the weight files' size; asked only before a load) let the memory
+        budget make room first.
+        """
+        ledger = self._memory()
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
+                if ledger is not None:
+                    ledger.touch(self._owner, key)
                 return self._items[key]
+            if ledger is not None and device is not None:
+                ledger.admit(self._owner, key, device, estimate() if estimate is not None else 0)
             value = load()
             self._items[key] = value
             while len(self._items) > max(1, self._limit()):
-                self._items.popitem(last=False)
+                old, _ = self._items.popitem(last=False)
+                if ledger is not None:
+                    ledger.forget(self._owner, old)
+            if ledger is not None and self._footprint is not None:
+                where, nbytes = self._footprint(value)
+                ledger.record(self._owner, key, where, nbytes, drop=lambda: self._drop(key))
             return value
+
+    def _drop(self, key: str) -> None:
+        """Eviction by the ledger: no lock (the ledger may be called from inside this cache's own load)."""
+        self._items.pop(key, None)
 
     def __contains__(self, key: str) -> bool:
         return key in self._items
@@ -136,3 +166,6 @@ class ModelCache(Generic[T]):
                 self._items.clear()
             else:
                 self._items.pop(key, None)
+        ledger = self._memory()
+        if ledger is not None:
+            ledger.forget(self._owner, key)

@@ -12,7 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..audio import TRAINED_ALGORITHMIC_MEDIA, AudioArray
 from ..capabilities import Capabilities, ModelInfo
@@ -23,6 +23,9 @@ from ..errors import (
     UnsupportedFeatureError,
 )
 from ..request import GenerationRequest
+
+if TYPE_CHECKING:
+    from ._memory import ModelMemory
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ class Backend(ABC):
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         self.settings: dict[str, Any] = dict(settings or {})
+        #: The client's model memory ledger, set by the client; local backends register what they load in it.
+        self.memory: ModelMemory | None = None
 
     # --- declared facts ---
     @abstractmethod

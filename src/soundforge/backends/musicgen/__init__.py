@@ -26,6 +26,7 @@ from ...errors import InvalidRequestError
 from ...request import GenerationRequest
 from .._batching import Batcher
 from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
+from .._memory import module_bytes, weights_on_disk
 from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext
 from .chroma import melody_chroma
 
@@ -85,7 +86,9 @@ class MusicgenBackend(Backend):
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
-        self._cache: ModelCache[LoadedModel] = ModelCache(lambda: int(self.settings.get("max_loaded_models", 1)))
+        self._cache: ModelCache[LoadedModel] = ModelCache(
+            lambda: int(self.settings.get("max_loaded_models", 1)), owner=self.name, memory=lambda: self.memory,
+            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model)))
         self._batcher: Batcher[_BatchItem, tuple[Any, int, dict[str, Any]]] = Batcher(
             self._run_batch, window=float(self.settings.get("batch_window", 0.02)),
             max_batch=int(self.settings.get("max_batch_size", 8)))
@@ -122,8 +125,14 @@ class MusicgenBackend(Backend):
         return checkpoint_availability(self.name, model, self.settings, marker="config.json", allow_fetch=allow_fetch)
 
     def load(self, model: str) -> LoadedModel:
-        """Load (or reuse) a checkpoint; the least recently used is dropped past `max_loaded_models`."""
-        return self._cache.get(model, lambda: self._load(model))
+        """Load (or reuse) a checkpoint; the least recently used is dropped past `max_loaded_models` or the
+        client's model memory budget."""
+        device = pick_device(self.settings.get("device", "auto"))
+        return self._cache.get(model, lambda: self._load(model), device=device,
+                               estimate=lambda: weights_on_disk(self._folder(model)))
+
+    def _folder(self, model: str) -> str:
+        return resolve_checkpoint(self.name, model, self.settings, marker="config.json")
 
     def _load(self, model: str) -> LoadedModel:
         from transformers import (
@@ -133,7 +142,7 @@ class MusicgenBackend(Backend):
             MusicgenMelodyForConditionalGeneration,
         )
 
-        folder = resolve_checkpoint(self.name, model, self.settings, marker="config.json")
+        folder = self._folder(model)
         config = AutoConfig.from_pretrained(folder)
         melody = config.model_type == "musicgen_melody"
         cls: Any = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration

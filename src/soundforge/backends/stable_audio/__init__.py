@@ -24,6 +24,7 @@ from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
+from .._memory import module_bytes, weights_on_disk
 from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
@@ -67,7 +68,9 @@ class StableAudioBackend(Backend):
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
-        self._cache: ModelCache[LoadedPipeline] = ModelCache(lambda: int(self.settings.get("max_loaded_models", 1)))
+        self._cache: ModelCache[LoadedPipeline] = ModelCache(
+            lambda: int(self.settings.get("max_loaded_models", 1)), owner=self.name, memory=lambda: self.memory,
+            footprint=lambda loaded: (loaded.device, module_bytes(*loaded.pipeline.components.values())))
 
     # --- declared facts ---------------------------------------------------------------------------
     def availability(self) -> Availability:
@@ -105,14 +108,20 @@ class StableAudioBackend(Backend):
 
     # --- loading ----------------------------------------------------------------------------------
     def load(self, model: str) -> LoadedPipeline:
-        """Load (or reuse) a pipeline; the least recently used is dropped past `max_loaded_models`."""
-        return self._cache.get(model, lambda: self._load(model))
+        """Load (or reuse) a pipeline; the least recently used is dropped past `max_loaded_models` or the
+        client's model memory budget."""
+        device = pick_device(self.settings.get("device", "auto"))
+        return self._cache.get(model, lambda: self._load(model), device=device,
+                               estimate=lambda: weights_on_disk(self._folder(model)))
+
+    def _folder(self, model: str) -> str:
+        return resolve_checkpoint(self.name, model, self.settings, marker="model_index.json",
+                                  access_note=GATED if model == OPEN_1_0 else "")
 
     def _load(self, model: str) -> LoadedPipeline:
         from diffusers import StableAudioPipeline
 
-        folder = resolve_checkpoint(self.name, model, self.settings, marker="model_index.json",
-                                    access_note=GATED if model == OPEN_1_0 else "")
+        folder = self._folder(model)
         device = pick_device(self.settings.get("device", "auto"))
         pipeline = StableAudioPipeline.from_pretrained(folder, dtype=pick_dtype(
             self.settings.get("dtype", "auto"), device), local_files_only=True).to(device)
