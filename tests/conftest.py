@@ -17,6 +17,10 @@ from soundforge.config import Config
 
 from .helpers import FlakyBackend, NonCommercialBackend
 
+# tests/engines/ run in their own process with test-only stand-ins on the path (tests/test_audiocraft.py);
+# tests/stand_ins/ hold those stand-ins. Neither is collected by the main run.
+collect_ignore = ["stand_ins"] + ([] if os.environ.get("SOUNDFORGE_ENGINE_TESTS") else ["engines"])
+
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -22,6 +22,7 @@ ENTRY_POINT_GROUP = "soundforge.backends"
 BUILTIN: dict[str, str] = {
     "synth": "soundforge.backends.synth:SynthBackend",
     "musicgen": "soundforge.backends.musicgen:MusicgenBackend",
+    "audiogen": "soundforge.backends.audiocraft:AudiogenBackend",
     "stable-audio": "soundforge.backends.stable_audio:StableAudioBackend",
     "stability": "soundforge.backends.stability:StabilityBackend",
     "elevenlabs": "soundforge.backends.elevenlabs:ElevenLabsBackend",
@@ -44,9 +45,6 @@ class PlannedProvider:
 
 
 PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
-    PlannedProvider("audiogen", "Meta AudioGen through audiocraft (local, sound effects)",
-                    "not implemented yet in this version (planned: soundforge[audiocraft])",
-                    "audiogen", "facebook/audiogen-medium", local=True),
     PlannedProvider("magnet", "Meta MAGNeT through audiocraft (local)",
                     "not implemented yet in this version (planned: soundforge[audiocraft])",
                     "magnet", "facebook/magnet-small-10secs", local=True),

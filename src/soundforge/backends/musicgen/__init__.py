@@ -48,7 +48,8 @@ WINDOW_SECONDS = 30.0  # the context MusicGen was trained on
 EXTEND_STRIDE = 18.0  # audiocraft's default: keep 12 s of context, add 18 s per step
 MAX_DURATION = 600.0
 SEAM_SECONDS = 0.02  # cross-fade where a long-form chunk joins the audio before it
-EXTRA_KEYS = {"do_sample": bool, "window": float, "extend_stride": float}
+EXTRA_KEYS = {"do_sample": bool, "window": float, "extend_stride": float, "engine": str}
+ENGINES = ("transformers", "audiocraft")
 _RNG_LOCK = threading.Lock()  # transformers samples from torch's global RNG: one seeded call at a time
 
 
@@ -92,9 +93,30 @@ class MusicgenBackend(Backend):
         self._batcher: Batcher[_BatchItem, tuple[Any, int, dict[str, Any]]] = Batcher(
             self._run_batch, window=float(self.settings.get("batch_window", 0.02)),
             max_batch=int(self.settings.get("max_batch_size", 8)))
+        self._audiocraft_engine: Any = None
 
     # --- declared facts ---------------------------------------------------------------------------
+    def engine(self, request: GenerationRequest | None = None) -> str:
+        """The engine for a request: `extra["engine"]`, else the `engine` setting, else transformers."""
+        chosen = (request.extra.get("engine") if request is not None else None) or \
+            self.settings.get("engine", "transformers")
+        if chosen not in ENGINES:
+            raise InvalidRequestError(f"unknown musicgen engine {chosen!r}; choose {' or '.join(ENGINES)}",
+                                      field="extra", provider=self.name)
+        return str(chosen)
+
+    def _audiocraft(self) -> Any:
+        if self._audiocraft_engine is None:
+            from ..audiocraft import AudiocraftEngine
+
+            self._audiocraft_engine = AudiocraftEngine("musicgen", self)
+        return self._audiocraft_engine
+
     def availability(self) -> Availability:
+        if self.settings.get("engine") == "audiocraft":
+            from ..audiocraft import audiocraft_availability
+
+            return audiocraft_availability()
         missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
         if missing:
             return Availability(False, f"{' and '.join(missing)} not installed", fix=EXTRA)
@@ -120,6 +142,10 @@ class MusicgenBackend(Backend):
 
     # --- loading ----------------------------------------------------------------------------------
     def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        if self.settings.get("engine") == "audiocraft":
+            from ..audiocraft import checkpoint_state
+
+            return checkpoint_state(self.name, model, self.settings, allow_fetch=allow_fetch)
         if model in self._cache:
             return Availability(True)
         return checkpoint_availability(self.name, model, self.settings, marker="config.json", allow_fetch=allow_fetch)
@@ -156,14 +182,18 @@ class MusicgenBackend(Backend):
             revision=revision(folder), chroma_length=getattr(config, "chroma_length", None))
 
     def unload(self, model: str | None = None) -> None:
-        """Forget one loaded model, or all of them."""
+        """Forget one loaded model, or all of them (either engine)."""
         self._cache.unload(model)
+        if self._audiocraft_engine is not None:
+            self._audiocraft_engine.unload(model)
 
     def close(self) -> None:
         self.unload()
 
     # --- generation -------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        if self.engine(request) == "audiocraft":
+            return self._audiocraft().generate(request, model, context)  # type: ignore[no-any-return]
         options = _extra_options(request, self.settings)
         started = time.perf_counter()
         loaded = self.load(model)

@@ -1,0 +1,255 @@
+"""audiocraft as an engine: MusicGen (`[providers.musicgen] engine = "audiocraft"`) and AudioGen (`audiogen`).
+
+Same request, same provenance fields as the transformers engine; the work is audiocraft's own code:
+`get_pretrained` (hub id, a folder holding `state_dict.bin` + `compression_state_dict.bin`, or audiocraft's
+random `debug` model), `set_generation_params`, then `generate`, `generate_continuation` (audio prompt) or
+`generate_with_chroma` (melody, for checkpoints with a chroma conditioner). Long requests use audiocraft's own
+sliding-window extension (`extend_stride`). Installing audiocraft next to a current torch takes care: see
+docs/providers/audiocraft.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...audio import resample, to_channels
+from ...capabilities import Capabilities, ModelInfo
+from ...errors import InvalidRequestError, ModelNotAvailableError
+from ...request import GenerationRequest
+from .._hub import ModelCache, offline, pick_device
+from .._memory import module_bytes
+from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
+
+RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
+CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
+EXTRA_KEYS = {"do_sample": bool, "extend_stride": float, "two_step_cfg": bool, "engine": str}
+_RNG_LOCK = threading.Lock()  # audiocraft samples from torch's global RNG: one seeded call at a time
+
+
+@dataclass
+class LoadedAudiocraft:
+    """An audiocraft generation model in memory, with the facts generation needs."""
+
+    model: Any  # audiocraft.models.MusicGen | AudioGen
+    device: str
+    sample_rate: int
+    channels: int
+    frame_rate: float
+    max_duration: float
+    melody: bool
+
+
+def audiocraft_availability() -> Availability:
+    """Whether audiocraft and the modules it imports at load time are installed."""
+    missing = [m for m in ("torch", "audiocraft", "torchaudio", "xformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        return Availability(False, f"{', '.join(missing)} not installed (audiocraft engine)", fix=RECIPE)
+    return Availability(True)
+
+
+def checkpoint_state(provider: str, model: str, settings: dict[str, Any], *, allow_fetch: bool) -> Availability:
+    """Whether audiocraft can load `model` here without a download (or may download it when allowed)."""
+    if model == "debug":
+        return Availability(True)
+    path = Path(model).expanduser()
+    if path.is_dir() or model.startswith(("/", ".", "~")):
+        missing = [f for f in CHECKPOINT_FILES if not (path / f).is_file()]
+        if missing:
+            return Availability(False, f"{path} has no {', '.join(missing)}",
+                                fix="point to a folder exported by audiocraft (audiocraft.utils.export)")
+        return Availability(True)
+    from huggingface_hub import try_to_load_from_cache
+
+    if all(isinstance(try_to_load_from_cache(model, f), str) for f in CHECKPOINT_FILES):
+        return Availability(True)
+    if allow_fetch and not offline(settings):
+        return Availability(True)
+    return Availability(False, "audiocraft weights (state_dict.bin, compression_state_dict.bin) are not in the "
+                        "Hugging Face cache", fix=f"hf download {model} state_dict.bin compression_state_dict.bin")
+
+
+def extra_options(provider: str, request: GenerationRequest, settings: dict[str, Any]) -> dict[str, Any]:
+    """Validated `extra` for the audiocraft engine, with defaults from the provider settings."""
+    unknown = set(request.extra) - set(EXTRA_KEYS)
+    if unknown:
+        raise InvalidRequestError(f"unknown {provider} (audiocraft) extra parameter(s): {', '.join(sorted(unknown))}",
+                                  field="extra", provider=provider, hint=f"known: {', '.join(EXTRA_KEYS)}")
+    options: dict[str, Any] = {"do_sample": True, "two_step_cfg": False,
+                               "extend_stride": float(settings.get("extend_stride", 0) or 0)}
+    for key, kind in EXTRA_KEYS.items():
+        if key in request.extra:
+            value = request.extra[key]
+            if not isinstance(value, kind) and not (kind is float and isinstance(value, int)
+                                                    and not isinstance(value, bool)):
+                raise InvalidRequestError(f"extra[{key!r}] must be {kind.__name__}", field="extra", provider=provider)
+            options[key] = kind(value)
+    return options
+
+
+class AudiocraftEngine:
+    """Loads and runs one audiocraft model family ("musicgen" or "audiogen") for a backend."""
+
+    def __init__(self, family: str, owner: Backend) -> None:
+        self.family = family
+        self.owner = owner
+        self._cache: ModelCache[LoadedAudiocraft] = ModelCache(
+            lambda: int(owner.settings.get("max_loaded_models", 1)), owner=f"{owner.name}:audiocraft",
+            memory=lambda: owner.memory,
+            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model.lm, loaded.model.compression_model)))
+
+    def load(self, model: str) -> LoadedAudiocraft:
+        """Load (or reuse) a model through audiocraft's `get_pretrained`."""
+        device = pick_device(self.owner.settings.get("device", "auto"))
+        return self._cache.get(model, lambda: self._load(model, device), device=device,
+                               estimate=lambda: _weights_size(model))
+
+    def unload(self, model: str | None = None) -> None:
+        """Forget one loaded model, or all of them."""
+        self._cache.unload(model)
+
+    def _load(self, model: str, device: str) -> LoadedAudiocraft:
+        state = checkpoint_state(self.owner.name, model, self.owner.settings, allow_fetch=True)
+        if not state.available:
+            raise ModelNotAvailableError(self.owner.name, model, state.reason, fix=state.fix)
+        from audiocraft.models import AudioGen, MusicGen
+
+        cls: Any = MusicGen if self.family == "musicgen" else AudioGen
+        net = cls.get_pretrained(str(Path(model).expanduser()) if model != "debug" and Path(model).expanduser()
+                                 .is_dir() else model, device=device)
+        conditioners = net.lm.condition_provider.conditioners
+        return LoadedAudiocraft(model=net, device=device, sample_rate=int(net.sample_rate),
+                                channels=int(net.audio_channels), frame_rate=float(net.frame_rate),
+                                max_duration=float(net.max_duration), melody="self_wav" in conditioners)
+
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        """Run one request through audiocraft and return its tracks."""
+        import torch
+
+        options = extra_options(self.owner.name, request, self.owner.settings)
+        started = time.perf_counter()
+        loaded = self.load(model)
+        load_seconds = time.perf_counter() - started
+        if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
+            raise InvalidRequestError(f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
+                                      field="channels" if request.channels else "sample_rate", provider=self.owner.name)
+        if request.melody is not None and not loaded.melody:
+            raise InvalidRequestError(f"{model} has no melody (chroma) conditioner", field="melody",
+                                      provider=self.owner.name, hint="use a -melody checkpoint")
+        net = loaded.model
+        stride = options["extend_stride"] or min(18.0, loaded.max_duration * 0.6)
+        if not 0 < stride < loaded.max_duration:
+            raise InvalidRequestError(f"extend_stride must be positive and shorter than the {loaded.max_duration:g} s "
+                                      "window", field="extra", provider=self.owner.name)
+        params: dict[str, Any] = {"use_sampling": options["do_sample"], "duration": request.duration,
+                                  "two_step_cfg": options["two_step_cfg"], "extend_stride": stride}
+        for field, arg in (("temperature", "temperature"), ("top_k", "top_k"), ("top_p", "top_p"),
+                           ("guidance", "cfg_coef")):
+            value = getattr(request, field)
+            if value is not None:
+                params[arg] = value
+        descriptions = [request.prompt] * request.num_outputs
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+
+        def on_step(done: int, total: int) -> None:
+            context.progress("decode", min(done, total), total)  # raises when the caller cancelled
+
+        with _RNG_LOCK:
+            net.set_generation_params(**params)
+            net.set_custom_progress_callback(on_step)
+            torch.manual_seed(seed)
+            with torch.inference_mode():
+                if request.audio_prompt is not None:
+                    wav = self._continue(request, loaded, descriptions)
+                elif request.melody is not None:
+                    melody, rate = request.melody.load()
+                    wav = net.generate_with_chroma(descriptions, torch.from_numpy(melody)[None].expand(
+                        len(descriptions), -1, -1), rate, progress=True)
+                else:
+                    wav = net.generate(descriptions, progress=True)
+            net.set_custom_progress_callback(None)
+        audio = wav.float().cpu().numpy()
+        total = round(request.duration * loaded.sample_rate)
+        audio = audio[:, :, :total]
+        if audio.shape[2] < total:  # the codec's last frame can fall a few samples short
+            audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
+        parameters = {**{k: v for k, v in params.items()}, "engine": "audiocraft", "sample_rate": loaded.sample_rate,
+                      "frame_rate": loaded.frame_rate, "seed_scope": "batch", "batch_size": request.num_outputs}
+        tracks = [RawTrack(audio=np.ascontiguousarray(audio[i], dtype=np.float32), sample_rate=loaded.sample_rate,
+                           seed=seed, parameters={**parameters, "batch_index": i}) for i in range(audio.shape[0])]
+        import audiocraft
+
+        return RawGeneration(tracks=tracks, device=loaded.device, load_seconds=load_seconds,
+                             engine_versions={"torch": torch.__version__, "audiocraft": audiocraft.__version__})
+
+    def _continue(self, request: GenerationRequest, loaded: LoadedAudiocraft, descriptions: list[str]) -> Any:
+        import torch
+
+        if request.audio_prompt_mode == "variation":
+            raise InvalidRequestError("audiocraft continues an audio prompt but cannot make variations of it",
+                                      field="audio_prompt_mode", provider=self.owner.name,
+                                      hint="use audio_prompt_mode='continuation'")
+        assert request.audio_prompt is not None
+        audio, rate = request.audio_prompt.load()
+        prompt = to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
+        if prompt.shape[1] / loaded.sample_rate >= request.duration:
+            raise InvalidRequestError("the audio prompt is not shorter than the requested duration; duration counts "
+                                      "the prompt too", field="duration", provider=self.owner.name)
+        batch = torch.from_numpy(np.ascontiguousarray(prompt))[None].expand(len(descriptions), -1, -1)
+        return loaded.model.generate_continuation(batch, loaded.sample_rate, descriptions, progress=True)
+
+
+def _weights_size(model: str) -> int:
+    path = Path(model).expanduser()
+    return sum((path / f).stat().st_size for f in CHECKPOINT_FILES if (path / f).is_file()) if path.is_dir() else 0
+
+
+def audiogen_caps(max_duration: float = 600.0) -> Capabilities:
+    """What AudioGen accepts: sound effects at 16 kHz mono, continuation, long-form by extension."""
+    return Capabilities(min_duration=0.04, max_duration=max_duration, sample_rates=(16000,), channels=(1,),
+                        fields=frozenset({"seed", "num_outputs", "temperature", "top_k", "top_p", "guidance",
+                                          "channels", "sample_rate", "extra", "audio_prompt", "audio_prompt_mode"}),
+                        max_outputs=8, seed_deterministic=True,
+                        cost_hint="local; AudioGen medium (1.5B) wants a GPU")
+
+
+class AudiogenBackend(Backend):
+    """Meta AudioGen (text to sound effects) through audiocraft."""
+
+    name = "audiogen"
+    description = "Meta AudioGen through audiocraft (local, sound effects)"
+    default_model = "facebook/audiogen-medium"
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        self.engine = AudiocraftEngine("audiogen", self)
+
+    def availability(self) -> Availability:
+        return audiocraft_availability()
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id=self.default_model, description="16 kHz mono sound effects, 10 s window",
+                          capabilities=audiogen_caps())]
+
+    def model_info(self, model: str) -> ModelInfo:
+        return ModelInfo(id=model, capabilities=audiogen_caps())
+
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        return checkpoint_state(self.name, model, self.settings, allow_fetch=allow_fetch)
+
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        return self.engine.generate(request, model, context)
+
+    def unload(self, model: str | None = None) -> None:
+        """Forget one loaded model, or all of them."""
+        self.engine.unload(model)
+
+    def close(self) -> None:
+        self.unload()

@@ -1,0 +1,93 @@
+"""The audiocraft engine on audiocraft's own random `debug` models: its real generate, continuation and extension
+code, through soundforge's request, routing, provenance and licences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from soundforge import GenerationCancelledError, InvalidRequestError, ModelNotAvailableError
+from soundforge.backends import CancelToken
+from soundforge.client import Client
+from soundforge.config import Config
+
+
+def client(**settings) -> Client:
+    return Client(Config.load(user_file=False, providers={"musicgen": {"engine": "audiocraft", **settings},
+                                                          "audiogen": settings}))
+
+
+@pytest.fixture(scope="module")
+def musicgen() -> Client:
+    return client()
+
+
+def test_identical_to_the_direct_audiocraft_call(musicgen) -> None:
+    g = musicgen.generate("calm piano with strings", provider="musicgen:debug", duration=1.0, seed=42, top_k=50,
+                          guidance=2.0)
+    net = musicgen.backend("musicgen")._audiocraft().load("debug").model  # the same weights: a fair comparison
+    net.set_generation_params(duration=1.0, top_k=50, cfg_coef=2.0)
+    torch.manual_seed(42)
+    with torch.inference_mode():
+        direct = net.generate(["calm piano with strings"]).numpy()
+    assert g.sample_rate == 32000 and g.audio.shape == (1, 32000)
+    assert np.array_equal(g.audio[0], direct[0, 0, :32000])
+    prov = g.provenance
+    assert prov.parameters["engine"] == "audiocraft" and prov.parameters["cfg_coef"] == 2.0 and prov.seed == 42
+    assert "audiocraft" in prov.engine and g.license.id == "CC-BY-NC-4.0"
+
+
+def test_seeds_batches_and_progress(musicgen) -> None:
+    events = []
+    a = musicgen.generate("drums", provider="musicgen:debug", duration=0.5, seed=1, on_progress=events.append)
+    b = musicgen.generate("drums", provider="musicgen:debug", duration=0.5, seed=1)
+    c = musicgen.generate("drums", provider="musicgen:debug", duration=0.5, seed=2)
+    assert np.array_equal(a.audio, b.audio) and not np.array_equal(a.audio, c.audio)
+    assert events and events[-1].done == events[-1].total and {e.phase for e in events} == {"decode"}
+    three = musicgen.generate("drums", provider="musicgen:debug", duration=0.5, seed=1, num_outputs=3)
+    assert len(three.tracks) == 3 and not np.array_equal(three.tracks[0].audio, three.tracks[1].audio)
+
+
+def test_continuation_and_long_form(musicgen) -> None:
+    prompt = musicgen.generate("lofi", provider="musicgen:debug", duration=0.4, seed=3)
+    cont = musicgen.generate("lofi", provider="musicgen:debug", duration=1.0, seed=4,
+                             audio_prompt=(prompt.audio, prompt.sample_rate))
+    assert cont.audio.shape == (1, 32000) and np.isfinite(cont.audio).all()
+    with pytest.raises(InvalidRequestError, match="variations"):
+        musicgen.generate("x", provider="musicgen:debug", duration=1.0, audio_prompt=(prompt.audio, 32000),
+                          audio_prompt_mode="variation")
+    # Past the 30 s window audiocraft extends by `extend_stride`: the exact length comes back.
+    long = musicgen.generate("ambient", provider="musicgen:debug", duration=31.0, seed=5, extra={"extend_stride": 25})
+    assert long.audio.shape == (1, 31 * 32000) and long.provenance.parameters["extend_stride"] == 25
+
+
+def test_cancel_between_steps(musicgen) -> None:
+    token = CancelToken()
+
+    def stop_at_five(event) -> None:
+        if event.done >= 5:
+            token.cancel()
+
+    with pytest.raises(GenerationCancelledError):
+        musicgen.generate("x", provider="musicgen:debug", duration=2.0, seed=1, on_progress=stop_at_five, cancel=token)
+
+
+def test_audiogen_provider() -> None:
+    c = client()
+    g = c.generate("door creaking in an old house", provider="audiogen:debug", duration=1.0, seed=7)
+    assert g.sample_rate == 16000 and g.audio.shape == (1, 16000) and g.provenance.provider == "audiogen"
+    assert g.license.id == "CC-BY-NC-4.0" and g.provenance.parameters["engine"] == "audiocraft"
+    with pytest.raises(ModelNotAvailableError, match="hf download facebook/audiogen-medium"):
+        c.generate("x", provider="audiogen:facebook/audiogen-medium", duration=1.0)
+    with pytest.raises(InvalidRequestError, match="window"):
+        c.generate("x", provider="audiogen:debug", duration=1.0, extra={"window": 10})
+
+
+def test_engines_are_chosen_per_request(musicgen, tmp_path) -> None:
+    with pytest.raises(InvalidRequestError, match="unknown musicgen engine"):
+        musicgen.generate("x", provider="musicgen:debug", duration=0.5, extra={"engine": "jax"})
+    folder = tmp_path / "not-a-checkpoint"
+    folder.mkdir()
+    with pytest.raises(ModelNotAvailableError, match=r"state_dict\.bin"):
+        musicgen.generate("x", provider=f"musicgen:{folder}", duration=0.5)
