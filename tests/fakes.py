@@ -8,6 +8,7 @@ Contracts: docs/providers/stability.md and docs/providers/elevenlabs.md.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import threading
@@ -26,8 +27,9 @@ import soundfile as sf
 KEY = "test-key-123"
 
 
+@functools.lru_cache(maxsize=32)
 def audio_bytes(seconds: float, fmt: str = "wav", rate: int = 44100) -> bytes:
-    """A stereo chord of the given length, encoded as WAV or MP3."""
+    """A stereo chord of the given length, encoded as WAV or MP3 (cached: a service's encoding time is not ours)."""
     t = np.arange(int(seconds * rate)) / rate
     left = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 277 * t)
     right = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.2 * np.sin(2 * np.pi * 277 * t)

@@ -91,3 +91,20 @@ def test_engines_are_chosen_per_request(musicgen, tmp_path) -> None:
     folder.mkdir()
     with pytest.raises(ModelNotAvailableError, match=r"state_dict\.bin"):
         musicgen.generate("x", provider=f"musicgen:{folder}", duration=0.5)
+
+
+@pytest.mark.parametrize("family", ["musicgen", "audiogen"])
+def test_released_checkpoint_folders_load_through_get_pretrained(tmp_path, family) -> None:
+    """Folders in audiocraft's export format (state_dict.bin + compression_state_dict.bin with their configs)."""
+    from soundforge.testing.audiocraft import build_audiocraft
+
+    folder = build_audiocraft(tmp_path / family, family)
+    c = client()
+    spec = f"{family}:{folder}"
+    a = c.generate("rain on a tin roof", provider=spec, duration=1.5, seed=11)
+    b = c.generate("rain on a tin roof", provider=spec, duration=1.5, seed=11)
+    rate = 32000 if family == "musicgen" else 16000
+    assert a.sample_rate == rate and a.audio.shape == (1, int(1.5 * rate)) and np.array_equal(a.audio, b.audio)
+    assert np.abs(a.audio).max() > 0 and a.provenance.model == str(folder)
+    [entry] = [m for m in c.loaded_models() if m.model == str(folder)]
+    assert entry.nbytes > 0  # the loaded model is in the client's memory ledger

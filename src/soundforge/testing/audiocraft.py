@@ -1,0 +1,72 @@
+"""Tiny random audiocraft checkpoints (MusicGen, AudioGen) in audiocraft's release format.
+
+`build_audiocraft(folder, family)` writes `compression_state_dict.bin` and `state_dict.bin`, each
+`{"xp.cfg": <yaml>, "best_state": <tensors>, "version", "exported": True}` as `audiocraft.utils.export` does,
+so `MusicGen/AudioGen.get_pretrained(folder)` runs audiocraft's real loading code. Sizes are tiny
+(EnCodec with 4 filters, a 2-layer LM of width 16) and prompts are embedded by a lookup-table conditioner
+with audiocraft's whitespace tokenizer (spaCy) instead of T5. Random weights: for tests and plumbing, not music.
+Needs audiocraft (see docs/providers/audiocraft.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+FAMILIES = {"musicgen": 32000, "audiogen": 16000}
+RATIOS = {32000: [10, 8, 16], 16000: [10, 8, 8]}  # 25 frames per second, like audiocraft's debug models
+
+
+def compression_config(sample_rate: int) -> dict[str, Any]:
+    """The `xp.cfg` of a tiny EnCodec (SEANet autoencoder, 4 residual codebooks of 400 entries)."""
+    return {"compression_model": "encodec", "device": "cpu", "sample_rate": sample_rate, "channels": 1,
+            "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": sample_rate, "channels": 1,
+                        "causal": False, "renormalize": False},
+            "seanet": {"dimension": 32, "channels": 1, "n_filters": 4, "n_residual_layers": 1,
+                       "ratios": RATIOS[sample_rate], "encoder": {}, "decoder": {}},
+            "rvq": {"n_q": 4, "bins": 400}}
+
+
+def lm_config(segment_duration: int) -> dict[str, Any]:
+    """The `xp.cfg` of a tiny causal language model over 4 delayed codebooks, conditioned on the description."""
+    return {
+        "lm_model": "transformer_lm", "device": "cpu", "dtype": "float32",
+        "transformer_lm": {"n_q": 4, "card": 400, "dim": 16, "num_heads": 4, "num_layers": 2, "hidden_scale": 2,
+                           "custom": True, "causal": True, "memory_efficient": False},
+        "codebooks_pattern": {"modeling": "delay", "delay": {"delays": [0, 1, 2, 3]}},
+        "attribute_dropout": {}, "classifier_free_guidance": {"training_dropout": 0.1, "inference_coef": 3.0},
+        "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [], "prepend": [],
+                  "cross": ["description"], "input_interpolate": []},
+        "conditioners": {"description": {"model": "lut", "lut": {"n_bins": 128, "dim": 16,
+                                                                 "tokenizer": "whitespace"}}},
+        "dataset": {"segment_duration": segment_duration},
+    }
+
+
+def build_audiocraft(path: str | os.PathLike[str], family: str = "musicgen", *, segment_duration: int | None = None,
+                     seed: int = 0) -> Path:
+    """Write a tiny random checkpoint of `family` ("musicgen" or "audiogen") into `path`; `segment_duration` is the
+    model's window in seconds (default 30 for MusicGen, 10 for AudioGen, as released)."""
+    import audiocraft
+    import torch
+    from audiocraft.models import builders
+    from omegaconf import OmegaConf
+
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}")
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    rate = FAMILIES[family]
+    duration = int(segment_duration or (10 if family == "audiogen" else 30))
+    torch.manual_seed(seed)
+    compression_cfg = OmegaConf.create(compression_config(rate))
+    compression = builders.get_compression_model(compression_cfg)
+    compression.quantizer(torch.randn(8, 32, 128), 1)  # initialise the codebooks (k-means) as training would
+    lm_cfg = OmegaConf.create(lm_config(duration))
+    lm = builders.get_lm_model(lm_cfg)
+    for name, cfg, model in (("compression_state_dict.bin", compression_cfg, compression),
+                             ("state_dict.bin", lm_cfg, lm)):
+        torch.save({"xp.cfg": OmegaConf.to_yaml(cfg), "best_state": model.state_dict(),
+                    "version": audiocraft.__version__, "exported": True}, folder / name)
+    return folder
