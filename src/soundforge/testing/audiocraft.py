@@ -19,33 +19,43 @@ RATIOS = {32000: [10, 8, 16], 16000: [10, 8, 8]}  # 25 frames per second, like a
 
 
 def compression_config(sample_rate: int) -> dict[str, Any]:
-    """The `xp.cfg` of a tiny EnCodec (SEANet autoencoder, 4 residual codebooks of 400 entries)."""
+    """The `xp.cfg` of a tiny EnCodec (SEANet autoencoder, 4 residual codebooks of 256 entries)."""
     return {"compression_model": "encodec", "device": "cpu", "sample_rate": sample_rate, "channels": 1,
             "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": sample_rate, "channels": 1,
                         "causal": False, "renormalize": False},
             "seanet": {"dimension": 32, "channels": 1, "n_filters": 4, "n_residual_layers": 1,
                        "ratios": RATIOS[sample_rate], "encoder": {}, "decoder": {}},
-            "rvq": {"n_q": 4, "bins": 400}}
+            "rvq": {"n_q": 4, "bins": 256}}
 
 
-def lm_config(segment_duration: int) -> dict[str, Any]:
-    """The `xp.cfg` of a tiny causal language model over 4 delayed codebooks, conditioned on the description."""
+def lm_config(segment_duration: int, text_encoder: str = "lut") -> dict[str, Any]:
+    """The `xp.cfg` of a tiny causal language model over 4 delayed codebooks, conditioned on the description.
+
+    The transformer's structural choices are those of MusicGen's released `musicgen_lm` config (pre-norm, no
+    biases in attention, feed-forward and output heads, GELU, sinusoidal positions), so a checkpoint converts
+    to transformers' MusicGen. `text_encoder` "t5" uses audiocraft's T5 conditioner on `t5-base` (which must be
+    in the Hugging Face cache), "lut" a lookup table over whitespace tokens.
+    """
+    description = {"model": "t5", "t5": {"name": "t5-base", "finetune": False, "word_dropout": 0.0,
+                                         "normalize_text": False}} if text_encoder == "t5" else \
+        {"model": "lut", "lut": {"n_bins": 128, "dim": 16, "tokenizer": "whitespace"}}
     return {
         "lm_model": "transformer_lm", "device": "cpu", "dtype": "float32",
-        "transformer_lm": {"n_q": 4, "card": 400, "dim": 16, "num_heads": 4, "num_layers": 2, "hidden_scale": 2,
-                           "custom": True, "causal": True, "memory_efficient": False},
+        "transformer_lm": {"n_q": 4, "card": 256, "dim": 16, "num_heads": 4, "num_layers": 2, "hidden_scale": 4,
+                           "custom": True, "causal": True, "memory_efficient": True, "norm_first": True,
+                           "bias_ff": False, "bias_attn": False, "bias_proj": False, "activation": "gelu",
+                           "positional_embedding": "sin"},
         "codebooks_pattern": {"modeling": "delay", "delay": {"delays": [0, 1, 2, 3]}},
         "attribute_dropout": {}, "classifier_free_guidance": {"training_dropout": 0.1, "inference_coef": 3.0},
         "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [], "prepend": [],
                   "cross": ["description"], "input_interpolate": []},
-        "conditioners": {"description": {"model": "lut", "lut": {"n_bins": 128, "dim": 16,
-                                                                 "tokenizer": "whitespace"}}},
+        "conditioners": {"description": description},
         "dataset": {"segment_duration": segment_duration},
     }
 
 
 def build_audiocraft(path: str | os.PathLike[str], family: str = "musicgen", *, segment_duration: int | None = None,
-                     seed: int = 0) -> Path:
+                     text_encoder: str = "lut", seed: int = 0) -> Path:
     """Write a tiny random checkpoint of `family` ("musicgen" or "audiogen") into `path`; `segment_duration` is the
     model's window in seconds (default 30 for MusicGen, 10 for AudioGen, as released)."""
     import audiocraft
@@ -63,7 +73,7 @@ def build_audiocraft(path: str | os.PathLike[str], family: str = "musicgen", *, 
     compression_cfg = OmegaConf.create(compression_config(rate))
     compression = builders.get_compression_model(compression_cfg)
     compression.quantizer(torch.randn(8, 32, 128), 1)  # initialise the codebooks (k-means) as training would
-    lm_cfg = OmegaConf.create(lm_config(duration))
+    lm_cfg = OmegaConf.create(lm_config(duration, text_encoder))
     lm = builders.get_lm_model(lm_cfg)
     for name, cfg, model in (("compression_state_dict.bin", compression_cfg, compression),
                              ("state_dict.bin", lm_cfg, lm)):
