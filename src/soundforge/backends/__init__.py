@@ -46,7 +46,8 @@ class PlannedProvider:
 
 PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
     PlannedProvider("magnet", "Meta MAGNeT through audiocraft (local)",
-                    "not implemented yet in this version (planned: soundforge[audiocraft])",
+                    "not implemented yet: audiocraft's MAGNeT needs xformers' CUDA attention kernels (it cannot run "
+                    "on CPU), so it waits for a GPU-tested release; use musicgen or audiogen",
                     "magnet", "facebook/magnet-small-10secs", local=True),
     PlannedProvider("suno", "Suno (hosted app)",
                     "Suno publishes no official public API; only unofficial third-party wrappers exist",
