@@ -56,3 +56,56 @@ def build_stable_audio(path: str | os.PathLike[str], *, full_size: bool = False,
                                    tokenizer=tokenizer, projection_model=projection)
     pipeline.save_pretrained(target)
     return target
+
+
+def stable_audio_tools_config(*, sample_rate: int = 8000, sample_size: int = 8192) -> dict[str, Any]:
+    """A tiny `diffusion_cond` model config shaped like Stable Audio Open 1.0's `model_config.json`.
+
+    Oobleck VAE (8 channels, 4x downsampling, 8 latent channels), T5 (`t5-base`) prompt conditioning plus
+    `seconds_start` / `seconds_total` timing conditioning, and a 2-layer DiT of width 64 (heads of 32: the rotary
+    embedding needs at least 32).
+    """
+    return {
+        "model_type": "diffusion_cond", "sample_size": sample_size, "sample_rate": sample_rate, "audio_channels": 2,
+        "model": {
+            "pretransform": {"type": "autoencoder", "iterate_batch": True, "config": {
+                "encoder": {"type": "oobleck", "requires_grad": False, "config": {
+                    "in_channels": 2, "channels": 8, "c_mults": [1, 2], "strides": [2, 2], "latent_dim": 16}},
+                "decoder": {"type": "oobleck", "config": {
+                    "out_channels": 2, "channels": 8, "c_mults": [1, 2], "strides": [2, 2], "latent_dim": 8,
+                    "final_tanh": False}},
+                "bottleneck": {"type": "vae"}, "latent_dim": 8, "downsampling_ratio": 4, "io_channels": 2}},
+            "conditioning": {"configs": [
+                {"id": "prompt", "type": "t5", "config": {"t5_model_name": "t5-base", "max_length": 32}},
+                {"id": "seconds_start", "type": "number", "config": {"min_val": 0, "max_val": 512}},
+                {"id": "seconds_total", "type": "number", "config": {"min_val": 0, "max_val": 512}}],
+                "cond_dim": 32},
+            "diffusion": {"cross_attention_cond_ids": ["prompt", "seconds_start", "seconds_total"],
+                          "global_cond_ids": ["seconds_start", "seconds_total"], "type": "dit",
+                          "config": {"io_channels": 8, "embed_dim": 64, "depth": 2, "num_heads": 2,
+                                     "cond_token_dim": 32, "global_cond_dim": 64, "project_cond_tokens": False,
+                                     "transformer_type": "continuous_transformer"}},
+            "io_channels": 8},
+    }
+
+
+def build_stable_audio_tools(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Write a tiny random Stable Audio model for stable-audio-tools: `model_config.json` + `model.safetensors`.
+
+    Loading it needs `t5-base` in the Hugging Face cache (the T5 encoder is not part of the checkpoint, as in the
+    released models) and stable-audio-tools installed (docs/providers/stable-audio.md).
+    """
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from stable_audio_tools.models.factory import create_model_from_config
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = stable_audio_tools_config()
+    torch.manual_seed(seed)
+    model = create_model_from_config(config)
+    (folder / "model_config.json").write_text(json.dumps(config, indent=1), "utf-8")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    return folder

@@ -33,7 +33,9 @@ SMALL = "stabilityai/stable-audio-open-small"
 GATED = ("Stable Audio Open is gated on the Hugging Face hub: accept its licence at "
          f"https://huggingface.co/{OPEN_1_0} and log in (`hf auth login`), then ")
 #: Extra parameters: pipeline arguments and scheduler settings a user may pass through `extra`.
-EXTRA_KEYS: dict[str, tuple[type, ...]] = {"audio_start": (int, float), "eta": (int, float), "scheduler": (dict,)}
+EXTRA_KEYS: dict[str, tuple[type, ...]] = {"audio_start": (int, float), "eta": (int, float), "scheduler": (dict,),
+                                           "engine": (str,)}
+ENGINES = ("diffusers", "stable-audio-tools")
 SCHEDULER_KEYS = {"sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "solver_order", "rho",
                   "final_sigmas_type"}
 _FIELDS = frozenset({"seed", "num_outputs", "negative_prompt", "guidance", "steps", "audio_prompt",
@@ -71,9 +73,30 @@ class StableAudioBackend(Backend):
         self._cache: ModelCache[LoadedPipeline] = ModelCache(
             lambda: int(self.settings.get("max_loaded_models", 1)), owner=self.name, memory=lambda: self.memory,
             footprint=lambda loaded: (loaded.device, module_bytes(*loaded.pipeline.components.values())))
+        self._sat_engine: Any = None
+
+    def engine(self, request: GenerationRequest | None = None) -> str:
+        """The engine for a request: `extra["engine"]`, else the `engine` setting, else diffusers."""
+        chosen = (request.extra.get("engine") if request is not None else None) or \
+            self.settings.get("engine", "diffusers")
+        if chosen not in ENGINES:
+            raise InvalidRequestError(f"unknown stable-audio engine {chosen!r}; choose {' or '.join(ENGINES)}",
+                                      field="extra", provider=self.name)
+        return str(chosen)
+
+    def _sat(self) -> Any:
+        if self._sat_engine is None:
+            from .sat import SatEngine
+
+            self._sat_engine = SatEngine(self)
+        return self._sat_engine
 
     # --- declared facts ---------------------------------------------------------------------------
     def availability(self) -> Availability:
+        if self.settings.get("engine") == "stable-audio-tools":
+            from .sat import sat_availability
+
+            return sat_availability()
         missing = [m for m in ("torch", "diffusers", "transformers", "torchsde") if importlib.util.find_spec(m) is None]
         if missing:
             return Availability(False, f"{', '.join(missing)} not installed", fix=EXTRA)
@@ -83,11 +106,13 @@ class StableAudioBackend(Backend):
         return [ModelInfo(id=OPEN_1_0, description="44.1 kHz stereo, up to 47.55 s", capabilities=_caps())]
 
     def model_info(self, model: str) -> ModelInfo:
+        if model == SMALL and self.settings.get("engine") == "stable-audio-tools":
+            return ModelInfo(id=model, capabilities=_caps(max_duration=11.0))
         if model == SMALL:
             raise ModelNotAvailableError(
                 self.name, model, "Stable Audio Open Small is published for stable-audio-tools only; diffusers' "
                 "StableAudioPipeline cannot load it", fix="use stabilityai/stable-audio-open-1.0 (the "
-                "stable-audio-tools engine is planned)")
+                "stable-audio-tools engine runs it: [providers.stable-audio] engine = \"stable-audio-tools\")")
         if model == OPEN_1_0:
             return super().model_info(model)
         index = Path(model).expanduser()
@@ -101,6 +126,10 @@ class StableAudioBackend(Backend):
         return ModelInfo(id=model, capabilities=_caps())
 
     def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        if self.settings.get("engine") == "stable-audio-tools":
+            from .sat import checkpoint_state
+
+            return checkpoint_state(model, self.settings, allow_fetch=allow_fetch)
         if model in self._cache:
             return Availability(True)
         return checkpoint_availability(self.name, model, self.settings, marker="model_index.json",
@@ -132,8 +161,10 @@ class StableAudioBackend(Backend):
                               device=device, revision=revision(folder), lock=threading.Lock())
 
     def unload(self, model: str | None = None) -> None:
-        """Forget one loaded pipeline, or all of them."""
+        """Forget one loaded pipeline, or all of them (either engine)."""
         self._cache.unload(model)
+        if self._sat_engine is not None:
+            self._sat_engine.unload(model)
 
     def close(self) -> None:
         self.unload()
@@ -142,6 +173,8 @@ class StableAudioBackend(Backend):
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         import torch
 
+        if self.engine(request) == "stable-audio-tools":
+            return self._sat().generate(request, model, context)  # type: ignore[no-any-return]
         extra = _extra(request)
         started = time.perf_counter()
         loaded = self.load(model)

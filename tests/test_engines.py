@@ -1,5 +1,5 @@
-"""The audiocraft engine: its tests run in their own process (tests/engines/) with test-only stand-ins on the path;
-here, what a user without a working audiocraft install sees."""
+"""The second engines (audiocraft, stable-audio-tools): their tests run in their own process (tests/engines/) with
+test-only stand-ins on the path; here, what a user without a working install of them sees."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_engine_suite_in_its_own_process() -> None:
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 9 and "skipped" not in summary, summary
+    assert passed and int(passed.group(1)) >= 13 and "skipped" not in summary, summary
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchaudio") is not None, reason="a real torchaudio is installed")
@@ -40,3 +40,6 @@ def test_without_torchaudio_the_engine_says_what_is_missing() -> None:
         assert "docs/providers/audiocraft.md" in (rows[name].fix or "")
     with pytest.raises(ProviderUnavailableError, match="torchaudio"):
         client.generate("x", provider="audiogen:debug", duration=1)
+    sat = Client(Config.load(user_file=False, providers={"stable-audio": {"engine": "stable-audio-tools"}}))
+    row = next(r for r in sat.providers() if r.name == "stable-audio")
+    assert not row.available and "torchaudio" in row.reason and "stable-audio.md" in (row.fix or "")

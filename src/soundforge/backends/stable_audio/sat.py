@@ -1,0 +1,207 @@
+"""stable-audio-tools as an engine for Stable Audio Open (`[providers.stable-audio] engine = "stable-audio-tools"`).
+
+Stability AI's own library: `get_pretrained_model` (hub id) or `create_model_from_config` + `load_ckpt_state_dict`
+(a folder with `model_config.json` and `model.safetensors`), then `generate_diffusion_cond` with timing
+conditioning. It also runs Stable Audio Open Small, which diffusers cannot load. Installing it next to a current
+torch takes care: see docs/providers/stable-audio.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...audio import resample, to_channels
+from ...errors import InvalidRequestError, ModelNotAvailableError
+from ...request import GenerationRequest
+from .._hub import ModelCache, offline, pick_device
+from .._memory import module_bytes
+from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
+
+RECIPE = "see docs/providers/stable-audio.md (stable-audio-tools engine) for an install recipe"
+FILES = ("model_config.json", "model.safetensors")
+EXTRA_KEYS: dict[str, tuple[type, ...]] = {"engine": (str,), "sampler_type": (str,), "sigma_min": (int, float),
+                                           "sigma_max": (int, float), "init_noise_level": (int, float)}
+SAMPLERS = ("dpmpp-3m-sde", "dpmpp-2m-sde", "dpmpp-2m", "k-heun", "k-lms", "k-dpmpp-2s-ancestral", "k-dpm-2",
+            "k-dpm-fast")
+_RNG_LOCK = threading.Lock()  # generate_diffusion_cond seeds torch's global RNG (and prints): one call at a time
+
+
+@dataclass
+class LoadedSat:
+    """A stable-audio-tools model in memory, with the facts generation needs."""
+
+    model: Any
+    sample_rate: int
+    sample_size: int
+    channels: int
+    device: str
+    rectified_flow: bool
+
+    @property
+    def max_duration(self) -> float:
+        """The model's window in seconds."""
+        return self.sample_size / self.sample_rate
+
+
+def sat_availability() -> Availability:
+    """Whether stable-audio-tools and what it imports at load time are installed."""
+    missing = [m for m in ("torch", "stable_audio_tools", "k_diffusion", "torchaudio")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        return Availability(False, f"{', '.join(missing)} not installed (stable-audio-tools engine)", fix=RECIPE)
+    return Availability(True)
+
+
+def checkpoint_state(model: str, settings: dict[str, Any], *, allow_fetch: bool) -> Availability:
+    """Whether the model's config and weights are here (a folder, or the Hugging Face cache)."""
+    path = Path(model).expanduser()
+    if path.is_dir() or model.startswith(("/", ".", "~")):
+        missing = [f for f in FILES if not (path / f).is_file()]
+        if missing:
+            return Availability(False, f"{path} has no {', '.join(missing)}",
+                                fix="point to a folder with model_config.json and model.safetensors")
+        return Availability(True)
+    from huggingface_hub import try_to_load_from_cache
+
+    if all(isinstance(try_to_load_from_cache(model, f), str) for f in FILES):
+        return Availability(True)
+    if allow_fetch and not offline(settings):
+        return Availability(True)
+    return Availability(False, "model_config.json and model.safetensors are not in the Hugging Face cache",
+                        fix=f"accept the licence on https://huggingface.co/{model}, log in, then "
+                            f"`hf download {model} model_config.json model.safetensors`")
+
+
+def _options(request: GenerationRequest) -> dict[str, Any]:
+    unknown = set(request.extra) - set(EXTRA_KEYS)
+    if unknown:
+        raise InvalidRequestError(f"unknown stable-audio (stable-audio-tools) extra parameter(s): "
+                                  f"{', '.join(sorted(unknown))}", field="extra", provider="stable-audio",
+                                  hint=f"known: {', '.join(EXTRA_KEYS)}")
+    for key, kinds in EXTRA_KEYS.items():
+        value = request.extra.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise InvalidRequestError(f"extra[{key!r}] has the wrong type", field="extra", provider="stable-audio")
+    sampler = request.extra.get("sampler_type", "dpmpp-3m-sde")
+    if sampler not in SAMPLERS:
+        raise InvalidRequestError(f"sampler_type {sampler!r} is not one of {', '.join(SAMPLERS)}", field="extra",
+                                  provider="stable-audio")
+    return dict(request.extra)
+
+
+class SatEngine:
+    """Loads and runs Stable Audio Open through stable-audio-tools for the `stable-audio` backend."""
+
+    def __init__(self, owner: Backend) -> None:
+        self.owner = owner
+        self._cache: ModelCache[LoadedSat] = ModelCache(
+            lambda: int(owner.settings.get("max_loaded_models", 1)), owner=f"{owner.name}:stable-audio-tools",
+            memory=lambda: owner.memory, footprint=lambda loaded: (loaded.device, module_bytes(loaded.model)))
+
+    def load(self, model: str) -> LoadedSat:
+        """Load (or reuse) a model."""
+        device = pick_device(self.owner.settings.get("device", "auto"))
+        return self._cache.get(model, lambda: self._load(model, device), device=device,
+                               estimate=lambda: _weights_size(model))
+
+    def unload(self, model: str | None = None) -> None:
+        """Forget one loaded model, or all of them."""
+        self._cache.unload(model)
+
+    def _load(self, model: str, device: str) -> LoadedSat:
+        state = checkpoint_state(model, self.owner.settings, allow_fetch=True)
+        if not state.available:
+            raise ModelNotAvailableError(self.owner.name, model, state.reason, fix=state.fix)
+        folder = Path(model).expanduser()
+        if folder.is_dir():
+            from stable_audio_tools.models.factory import create_model_from_config
+            from stable_audio_tools.models.utils import load_ckpt_state_dict
+
+            config = json.loads((folder / "model_config.json").read_text("utf-8"))
+            net = create_model_from_config(config)
+            net.load_state_dict(load_ckpt_state_dict(str(folder / "model.safetensors")))
+        else:
+            from stable_audio_tools import get_pretrained_model
+
+            net, config = get_pretrained_model(model)
+        net = net.to(device).eval().requires_grad_(False)
+        return LoadedSat(model=net, sample_rate=int(config["sample_rate"]), sample_size=int(config["sample_size"]),
+                         channels=int(config.get("audio_channels", 2)), device=device,
+                         rectified_flow=getattr(net, "diffusion_objective", "v") in ("rectified_flow", "rf_denoiser"))
+
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        """Run one request through `generate_diffusion_cond`."""
+        import torch
+        from stable_audio_tools.inference.generation import generate_diffusion_cond
+
+        options = _options(request)
+        started = time.perf_counter()
+        loaded = self.load(model)
+        load_seconds = time.perf_counter() - started
+        if request.duration > loaded.max_duration + 1e-9:
+            raise InvalidRequestError(f"duration {request.duration:g} s is over the {loaded.max_duration:g} s window "
+                                      f"of {model}", field="duration", provider=self.owner.name)
+        if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
+            raise InvalidRequestError(f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
+                                      field="channels" if request.channels else "sample_rate", provider=self.owner.name)
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        steps = request.steps or 100
+        conditioning = [{"prompt": request.prompt, "seconds_start": 0, "seconds_total": request.duration}]
+        kwargs: dict[str, Any] = {
+            "steps": steps, "cfg_scale": request.guidance if request.guidance is not None else 7.0,
+            "batch_size": request.num_outputs, "sample_size": loaded.sample_size, "seed": seed,
+            "device": loaded.device, "sampler_type": options.get("sampler_type", "dpmpp-3m-sde")}
+        if not loaded.rectified_flow:
+            kwargs |= {"sigma_min": float(options.get("sigma_min", 0.3)),
+                       "sigma_max": float(options.get("sigma_max", 500.0))}
+        if request.negative_prompt is not None:
+            kwargs["negative_conditioning"] = [{**conditioning[0], "prompt": request.negative_prompt}] * \
+                request.num_outputs
+        if request.audio_prompt is not None:
+            if request.audio_prompt_mode == "continuation":
+                raise InvalidRequestError("Stable Audio Open transforms an input clip (variation) but does not "
+                                          "continue it", field="audio_prompt_mode", provider=self.owner.name,
+                                          hint="use audio_prompt_mode='variation'")
+            audio, rate = request.audio_prompt.load()
+            audio = to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
+            kwargs["init_audio"] = (loaded.sample_rate, torch.from_numpy(np.ascontiguousarray(audio)))
+            kwargs["init_noise_level"] = float(options.get("init_noise_level", 1.0))
+
+        def on_step(info: dict[str, Any]) -> None:
+            context.progress("denoise", int(info["i"]) + 1, steps)  # raises when the caller cancelled
+
+        with _RNG_LOCK, contextlib.redirect_stdout(io.StringIO()), torch.inference_mode():
+            wav = generate_diffusion_cond(loaded.model, conditioning=conditioning * request.num_outputs,
+                                          callback=on_step, **kwargs)
+        total = round(request.duration * loaded.sample_rate)
+        audio_out = wav.float().cpu().numpy()[:, :, :total]
+        if audio_out.shape[2] < total:
+            audio_out = np.pad(audio_out, ((0, 0), (0, 0), (0, total - audio_out.shape[2])))
+        parameters = {k: v for k, v in kwargs.items() if k not in ("init_audio", "negative_conditioning", "device")}
+        parameters |= {"engine": "stable-audio-tools", "sample_rate": loaded.sample_rate, "seed_scope": "batch",
+                       "batch_size": request.num_outputs}
+        if request.negative_prompt is not None:
+            parameters["negative_prompt"] = request.negative_prompt
+        tracks = [RawTrack(audio=np.ascontiguousarray(audio_out[i], dtype=np.float32), sample_rate=loaded.sample_rate,
+                           seed=seed, parameters={**parameters, "batch_index": i}) for i in range(audio_out.shape[0])]
+        from importlib.metadata import version
+
+        return RawGeneration(tracks=tracks, device=loaded.device, load_seconds=load_seconds,
+                             engine_versions={"torch": torch.__version__,
+                                              "stable-audio-tools": version("stable-audio-tools")})
+
+
+def _weights_size(model: str) -> int:
+    path = Path(model).expanduser() / "model.safetensors"
+    return path.stat().st_size if path.is_file() else 0
