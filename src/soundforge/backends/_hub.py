@@ -77,6 +77,26 @@ def checkpoint_availability(provider: str, model: str, settings: dict[str, Any],
         return Availability(False, exc.message.split(": ", 1)[-1], fix=exc.hint)
 
 
+def files_availability(model: str, files: tuple[str, ...], settings: dict[str, Any], *, allow_fetch: bool,
+                       folder_fix: str, download_note: str = "") -> Availability:
+    """Whether an engine's checkpoint files are here: in a folder, or in the Hugging Face cache (or may be
+    downloaded when `allow_fetch` and downloads are on). Nothing is loaded or downloaded."""
+    path = Path(model).expanduser()
+    if path.is_dir() or looks_like_path(model):
+        missing = [f for f in files if not (path / f).is_file()]
+        if missing:
+            return Availability(False, f"{path} has no {', '.join(missing)}", fix=folder_fix)
+        return Availability(True)
+    from huggingface_hub import try_to_load_from_cache
+
+    if all(isinstance(try_to_load_from_cache(model, f), str) for f in files):
+        return Availability(True)
+    if allow_fetch and not offline(settings):
+        return Availability(True)
+    return Availability(False, f"{', '.join(files)} not in the Hugging Face cache",
+                        fix=f"{download_note}hf download {model} {' '.join(files)}")
+
+
 def revision(folder: str) -> str | None:
     """The hub commit of a cached snapshot (`.../snapshots/<sha>`), else None for a plain folder."""
     path = Path(folder)

@@ -125,6 +125,18 @@ class Backend(ABC):
         #: The client's model memory ledger, set by the client; local backends register what they load in it.
         self.memory: ModelMemory | None = None
 
+    #: Engines that can run this provider, the default first (e.g. transformers, audiocraft).
+    engines: ClassVar[tuple[str, ...]] = ()
+
+    def engine(self, request: GenerationRequest | None = None) -> str:
+        """The engine for a request: `extra["engine"]`, else the `engine` setting, else the default."""
+        chosen = (request.extra.get("engine") if request is not None else None) or \
+            self.settings.get("engine", self.engines[0] if self.engines else "")
+        if chosen not in self.engines:
+            raise InvalidRequestError(f"unknown {self.name} engine {chosen!r}; choose {' or '.join(self.engines)}",
+                                      field="extra", provider=self.name)
+        return str(chosen)
+
     # --- declared facts ---
     @abstractmethod
     def models(self) -> list[ModelInfo]:

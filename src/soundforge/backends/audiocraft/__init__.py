@@ -24,7 +24,7 @@ from ...audio import resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
-from .._hub import ModelCache, offline, pick_device
+from .._hub import ModelCache, files_availability, pick_device
 from .._memory import module_bytes
 from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
 
@@ -59,21 +59,8 @@ def checkpoint_state(provider: str, model: str, settings: dict[str, Any], *, all
     """Whether audiocraft can load `model` here without a download (or may download it when allowed)."""
     if model == "debug":
         return Availability(True)
-    path = Path(model).expanduser()
-    if path.is_dir() or model.startswith(("/", ".", "~")):
-        missing = [f for f in CHECKPOINT_FILES if not (path / f).is_file()]
-        if missing:
-            return Availability(False, f"{path} has no {', '.join(missing)}",
-                                fix="point to a folder exported by audiocraft (audiocraft.utils.export)")
-        return Availability(True)
-    from huggingface_hub import try_to_load_from_cache
-
-    if all(isinstance(try_to_load_from_cache(model, f), str) for f in CHECKPOINT_FILES):
-        return Availability(True)
-    if allow_fetch and not offline(settings):
-        return Availability(True)
-    return Availability(False, "audiocraft weights (state_dict.bin, compression_state_dict.bin) are not in the "
-                        "Hugging Face cache", fix=f"hf download {model} state_dict.bin compression_state_dict.bin")
+    return files_availability(model, CHECKPOINT_FILES, settings, allow_fetch=allow_fetch,
+                              folder_fix="point to a folder exported by audiocraft (audiocraft.utils.export)")
 
 
 def extra_options(provider: str, request: GenerationRequest, settings: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +216,7 @@ class AudiogenBackend(Backend):
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
-        self.engine = AudiocraftEngine("audiogen", self)
+        self.runner = AudiocraftEngine("audiogen", self)
 
     def availability(self) -> Availability:
         return audiocraft_availability()
@@ -245,11 +232,11 @@ class AudiogenBackend(Backend):
         return checkpoint_state(self.name, model, self.settings, allow_fetch=allow_fetch)
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
-        return self.engine.generate(request, model, context)
+        return self.runner.generate(request, model, context)
 
     def unload(self, model: str | None = None) -> None:
         """Forget one loaded model, or all of them."""
-        self.engine.unload(model)
+        self.runner.unload(model)
 
     def close(self) -> None:
         self.unload()

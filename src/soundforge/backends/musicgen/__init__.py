@@ -49,7 +49,6 @@ EXTEND_STRIDE = 18.0  # audiocraft's default: keep 12 s of context, add 18 s per
 MAX_DURATION = 600.0
 SEAM_SECONDS = 0.02  # cross-fade where a long-form chunk joins the audio before it
 EXTRA_KEYS = {"do_sample": bool, "window": float, "extend_stride": float, "engine": str}
-ENGINES = ("transformers", "audiocraft")
 _RNG_LOCK = threading.Lock()  # transformers samples from torch's global RNG: one seeded call at a time
 
 
@@ -84,6 +83,7 @@ class MusicgenBackend(Backend):
     name = "musicgen"
     description = "Meta MusicGen / MusicGen-Melody through transformers (local)"
     default_model = "facebook/musicgen-small"
+    engines = ("transformers", "audiocraft")
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
@@ -96,15 +96,6 @@ class MusicgenBackend(Backend):
         self._audiocraft_engine: Any = None
 
     # --- declared facts ---------------------------------------------------------------------------
-    def engine(self, request: GenerationRequest | None = None) -> str:
-        """The engine for a request: `extra["engine"]`, else the `engine` setting, else transformers."""
-        chosen = (request.extra.get("engine") if request is not None else None) or \
-            self.settings.get("engine", "transformers")
-        if chosen not in ENGINES:
-            raise InvalidRequestError(f"unknown musicgen engine {chosen!r}; choose {' or '.join(ENGINES)}",
-                                      field="extra", provider=self.name)
-        return str(chosen)
-
     def _audiocraft(self) -> Any:
         if self._audiocraft_engine is None:
             from ..audiocraft import AudiocraftEngine

@@ -35,7 +35,6 @@ GATED = ("Stable Audio Open is gated on the Hugging Face hub: accept its licence
 #: Extra parameters: pipeline arguments and scheduler settings a user may pass through `extra`.
 EXTRA_KEYS: dict[str, tuple[type, ...]] = {"audio_start": (int, float), "eta": (int, float), "scheduler": (dict,),
                                            "engine": (str,)}
-ENGINES = ("diffusers", "stable-audio-tools")
 SCHEDULER_KEYS = {"sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "solver_order", "rho",
                   "final_sigmas_type"}
 _FIELDS = frozenset({"seed", "num_outputs", "negative_prompt", "guidance", "steps", "audio_prompt",
@@ -67,6 +66,7 @@ class StableAudioBackend(Backend):
     name = "stable-audio"
     description = "Stable Audio Open through diffusers (local)"
     default_model = OPEN_1_0
+    engines = ("diffusers", "stable-audio-tools")
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
@@ -74,15 +74,6 @@ class StableAudioBackend(Backend):
             lambda: int(self.settings.get("max_loaded_models", 1)), owner=self.name, memory=lambda: self.memory,
             footprint=lambda loaded: (loaded.device, module_bytes(*loaded.pipeline.components.values())))
         self._sat_engine: Any = None
-
-    def engine(self, request: GenerationRequest | None = None) -> str:
-        """The engine for a request: `extra["engine"]`, else the `engine` setting, else diffusers."""
-        chosen = (request.extra.get("engine") if request is not None else None) or \
-            self.settings.get("engine", "diffusers")
-        if chosen not in ENGINES:
-            raise InvalidRequestError(f"unknown stable-audio engine {chosen!r}; choose {' or '.join(ENGINES)}",
-                                      field="extra", provider=self.name)
-        return str(chosen)
 
     def _sat(self) -> Any:
         if self._sat_engine is None:

@@ -24,7 +24,7 @@ import numpy as np
 from ...audio import resample, to_channels
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
-from .._hub import ModelCache, offline, pick_device
+from .._hub import ModelCache, files_availability, pick_device
 from .._memory import module_bytes
 from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
 
@@ -65,22 +65,9 @@ def sat_availability() -> Availability:
 
 def checkpoint_state(model: str, settings: dict[str, Any], *, allow_fetch: bool) -> Availability:
     """Whether the model's config and weights are here (a folder, or the Hugging Face cache)."""
-    path = Path(model).expanduser()
-    if path.is_dir() or model.startswith(("/", ".", "~")):
-        missing = [f for f in FILES if not (path / f).is_file()]
-        if missing:
-            return Availability(False, f"{path} has no {', '.join(missing)}",
-                                fix="point to a folder with model_config.json and model.safetensors")
-        return Availability(True)
-    from huggingface_hub import try_to_load_from_cache
-
-    if all(isinstance(try_to_load_from_cache(model, f), str) for f in FILES):
-        return Availability(True)
-    if allow_fetch and not offline(settings):
-        return Availability(True)
-    return Availability(False, "model_config.json and model.safetensors are not in the Hugging Face cache",
-                        fix=f"accept the licence on https://huggingface.co/{model}, log in, then "
-                            f"`hf download {model} model_config.json model.safetensors`")
+    return files_availability(model, FILES, settings, allow_fetch=allow_fetch,
+                              folder_fix="point to a folder with model_config.json and model.safetensors",
+                              download_note=f"accept the licence on https://huggingface.co/{model}, log in, then ")
 
 
 def _options(request: GenerationRequest) -> dict[str, Any]:
