@@ -108,3 +108,33 @@ def test_released_checkpoint_folders_load_through_get_pretrained(tmp_path, famil
     assert np.abs(a.audio).max() > 0 and a.provenance.model == str(folder)
     [entry] = [m for m in c.loaded_models() if m.model == str(folder)]
     assert entry.nbytes > 0  # the loaded model is in the client's memory ledger
+
+
+def test_multiband_diffusion_decoder(tmp_path) -> None:
+    """The same tokens decoded by MultiBand Diffusion instead of EnCodec; equal to audiocraft's own call.
+    (0.48 s: a whole number of the debug codec's 25 Hz frames.)"""
+    from soundforge.testing.audiocraft import build_multiband_diffusion
+
+    mbd_folder = build_multiband_diffusion(tmp_path / "mbd")
+    c = client(mbd_model=str(mbd_folder))
+    extra = {"decoder": "multiband-diffusion"}
+    a = c.generate("calm piano", provider="musicgen:debug", duration=0.48, seed=9, extra=extra)
+    b = c.generate("calm piano", provider="musicgen:debug", duration=0.48, seed=9, extra=extra)
+    plain = c.generate("calm piano", provider="musicgen:debug", duration=0.48, seed=9)
+    assert a.audio.shape == plain.audio.shape == (1, 15360) and np.array_equal(a.audio, b.audio)
+    assert not np.allclose(a.audio, plain.audio) and a.provenance.parameters["decoder"] == "multiband-diffusion"
+    engine = c.backend("musicgen")._audiocraft()
+    net = engine.load("debug").model
+    diffusion = engine.multiband_diffusion("debug", engine.load("debug"))
+    net.set_generation_params(duration=0.48)
+    torch.manual_seed(9)
+    with torch.inference_mode():
+        _, tokens = net.generate(["calm piano"], return_tokens=True)
+        direct = diffusion.tokens_to_wav(tokens)
+    assert np.array_equal(a.audio[0], direct[0, 0, :15360].numpy())
+    with pytest.raises(InvalidRequestError, match="decoder"):
+        c.generate("x", provider="musicgen:debug", duration=0.5, extra={"decoder": "vocos"})
+    with pytest.raises(InvalidRequestError, match="32 kHz"):
+        c.generate("x", provider="audiogen:debug", duration=0.5, extra=extra)
+    with pytest.raises(ModelNotAvailableError, match="mbd_musicgen_32khz"):
+        client(mbd_model=str(tmp_path / "empty")).generate("x", provider="musicgen:debug", duration=0.5, extra=extra)

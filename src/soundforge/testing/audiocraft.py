@@ -80,3 +80,29 @@ def build_audiocraft(path: str | os.PathLike[str], family: str = "musicgen", *, 
         torch.save({"xp.cfg": OmegaConf.to_yaml(cfg), "best_state": model.state_dict(),
                     "version": audiocraft.__version__, "exported": True}, folder / name)
     return folder
+
+
+def build_multiband_diffusion(path: str | os.PathLike[str], *, n_bands: int = 2, codec_dim: int = 32,
+                              seed: int = 0) -> Path:
+    """Write a tiny random MultiBand Diffusion checkpoint (`mbd_musicgen_32khz.th`, audiocraft's format: per band
+    its config, U-Net weights and sample processor) for the 32 kHz codecs above (latent dimension `codec_dim`)."""
+    import torch
+    from audiocraft.models import builders
+    from omegaconf import OmegaConf
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    cfg = OmegaConf.create({
+        "channels": 1,
+        "schedule": {"beta_t0": 1e-4, "beta_t1": 0.02, "num_steps": 1000, "variance": "beta", "clip": 5.0,
+                     "rescale": 1.0, "n_bands": None},
+        "diffusion_unet": {"hidden": 8, "depth": 2, "codec_dim": codec_dim},
+        "processor": {"use": False, "name": "none"}})
+    package: dict[Any, Any] = {"sample_rate": 32000, "n_bands": n_bands}
+    for band in range(n_bands):
+        unet = builders.get_diffusion_model(cfg)
+        processor = builders.get_processor(cfg.processor, 32000)
+        package[band] = {"cfg": cfg, "model_state": unet.state_dict(), "processor_state": processor.state_dict()}
+    torch.save(package, folder / "mbd_musicgen_32khz.th")
+    return folder

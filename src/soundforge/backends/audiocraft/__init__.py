@@ -30,7 +30,10 @@ from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
 
 RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
-EXTRA_KEYS = {"do_sample": bool, "extend_stride": float, "two_step_cfg": bool, "engine": str}
+EXTRA_KEYS = {"do_sample": bool, "extend_stride": float, "two_step_cfg": bool, "engine": str, "decoder": str}
+DECODERS = ("encodec", "multiband-diffusion")
+MBD_REPO = "facebook/multiband-diffusion"
+MBD_FILE = "mbd_musicgen_32khz.th"  # MultiBand Diffusion trained on MusicGen's 32 kHz EnCodec tokens
 _RNG_LOCK = threading.Lock()  # audiocraft samples from torch's global RNG: one seeded call at a time
 
 
@@ -70,7 +73,8 @@ def extra_options(provider: str, request: GenerationRequest, settings: dict[str,
         raise InvalidRequestError(f"unknown {provider} (audiocraft) extra parameter(s): {', '.join(sorted(unknown))}",
                                   field="extra", provider=provider, hint=f"known: {', '.join(EXTRA_KEYS)}")
     options: dict[str, Any] = {"do_sample": True, "two_step_cfg": False,
-                               "extend_stride": float(settings.get("extend_stride", 0) or 0)}
+                               "extend_stride": float(settings.get("extend_stride", 0) or 0),
+                               "decoder": str(settings.get("decoder", "encodec"))}
     for key, kind in EXTRA_KEYS.items():
         if key in request.extra:
             value = request.extra[key]
@@ -78,7 +82,26 @@ def extra_options(provider: str, request: GenerationRequest, settings: dict[str,
                                                     and not isinstance(value, bool)):
                 raise InvalidRequestError(f"extra[{key!r}] must be {kind.__name__}", field="extra", provider=provider)
             options[key] = kind(value)
+    if options["decoder"] not in DECODERS:
+        raise InvalidRequestError(f"decoder {options['decoder']!r} is not one of {', '.join(DECODERS)}", field="extra",
+                                  provider=provider)
     return options
+
+
+def _checkpoint_globals() -> list[Any]:
+    """Classes a MultiBand Diffusion checkpoint pickles besides tensors: its OmegaConf configs.
+
+    torch >= 2.6 loads with `weights_only=True`, which refuses them; allowing these plain data classes (and nothing
+    that runs code) lets audiocraft's own loader read the file.
+    """
+    import collections
+    import typing
+
+    from omegaconf import DictConfig, ListConfig, nodes
+    from omegaconf.base import ContainerMetadata, Metadata
+
+    return [DictConfig, ListConfig, ContainerMetadata, Metadata, typing.Any, dict, list, collections.defaultdict,
+            nodes.AnyNode, nodes.IntegerNode, nodes.FloatNode, nodes.StringNode, nodes.BooleanNode]
 
 
 class AudiocraftEngine:
@@ -91,6 +114,7 @@ class AudiocraftEngine:
             lambda: int(owner.settings.get("max_loaded_models", 1)), owner=f"{owner.name}:audiocraft",
             memory=lambda: owner.memory,
             footprint=lambda loaded: (loaded.device, module_bytes(loaded.model.lm, loaded.model.compression_model)))
+        self._decoders: dict[str, Any] = {}  # model id -> MultiBandDiffusion over that model's codec
 
     def load(self, model: str) -> LoadedAudiocraft:
         """Load (or reuse) a model through audiocraft's `get_pretrained`."""
@@ -101,6 +125,34 @@ class AudiocraftEngine:
     def unload(self, model: str | None = None) -> None:
         """Forget one loaded model, or all of them."""
         self._cache.unload(model)
+        for key in [k for k in self._decoders if model is None or k == model]:
+            del self._decoders[key]
+
+    def multiband_diffusion(self, model: str, loaded: LoadedAudiocraft) -> Any:
+        """MultiBand Diffusion for a loaded MusicGen (`mbd_model` setting: hub id or folder), loaded once."""
+        if self.family != "musicgen" or loaded.sample_rate != 32000 or loaded.channels != 1:
+            raise InvalidRequestError("MultiBand Diffusion decodes MusicGen's 32 kHz mono tokens only",
+                                      field="extra", provider=self.owner.name, hint="use decoder 'encodec'")
+        if model not in self._decoders:
+            import torch
+            from audiocraft.models.loaders import load_diffusion_models
+            from audiocraft.models.multibanddiffusion import DiffusionProcess, MultiBandDiffusion
+            from audiocraft.modules.diffusion_schedule import NoiseSchedule
+
+            source = str(self.owner.settings.get("mbd_model", MBD_REPO))
+            state = files_availability(source, (MBD_FILE,), self.owner.settings, allow_fetch=True,
+                                       folder_fix=f"point mbd_model to a folder holding {MBD_FILE}")
+            if not state.available:
+                raise ModelNotAvailableError(self.owner.name, source, state.reason, fix=state.fix)
+            folder = Path(source).expanduser()
+            with torch.serialization.safe_globals(_checkpoint_globals()):
+                models, processors, cfgs = load_diffusion_models(str(folder) if folder.is_dir() else source,
+                                                                 filename=MBD_FILE, device=loaded.device)
+            processes = [DiffusionProcess(model=m.eval(), noise_schedule=NoiseSchedule(
+                **cfg.schedule, sample_processor=processor, device=loaded.device))
+                for m, processor, cfg in zip(models, processors, cfgs, strict=True)]
+            self._decoders[model] = MultiBandDiffusion(DPs=processes, codec_model=loaded.model.compression_model)
+        return self._decoders[model]
 
     def _load(self, model: str, device: str) -> LoadedAudiocraft:
         state = checkpoint_state(self.owner.name, model, self.owner.settings, allow_fetch=True)
@@ -144,6 +196,7 @@ class AudiocraftEngine:
                 params[arg] = value
         descriptions = [request.prompt] * request.num_outputs
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        diffusion = self.multiband_diffusion(model, loaded) if options["decoder"] == "multiband-diffusion" else None
 
         def on_step(done: int, total: int) -> None:
             context.progress("decode", min(done, total), total)  # raises when the caller cancelled
@@ -154,21 +207,24 @@ class AudiocraftEngine:
             torch.manual_seed(seed)
             with torch.inference_mode():
                 if request.audio_prompt is not None:
-                    wav = self._continue(request, loaded, descriptions)
+                    wav, tokens = self._continue(request, loaded, descriptions)
                 elif request.melody is not None:
                     melody, rate = request.melody.load()
-                    wav = net.generate_with_chroma(descriptions, torch.from_numpy(melody)[None].expand(
-                        len(descriptions), -1, -1), rate, progress=True)
+                    wav, tokens = net.generate_with_chroma(descriptions, torch.from_numpy(melody)[None].expand(
+                        len(descriptions), -1, -1), rate, progress=True, return_tokens=True)
                 else:
-                    wav = net.generate(descriptions, progress=True)
+                    wav, tokens = net.generate(descriptions, progress=True, return_tokens=True)
+                if diffusion is not None:  # the same tokens, decoded by diffusion instead of EnCodec's decoder
+                    wav = diffusion.tokens_to_wav(tokens)
             net.set_custom_progress_callback(None)
         audio = wav.float().cpu().numpy()
         total = round(request.duration * loaded.sample_rate)
         audio = audio[:, :, :total]
         if audio.shape[2] < total:  # the codec's last frame can fall a few samples short
             audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
-        parameters = {**{k: v for k, v in params.items()}, "engine": "audiocraft", "sample_rate": loaded.sample_rate,
-                      "frame_rate": loaded.frame_rate, "seed_scope": "batch", "batch_size": request.num_outputs}
+        parameters = {**params, "engine": "audiocraft", "decoder": options["decoder"],
+                      "sample_rate": loaded.sample_rate, "frame_rate": loaded.frame_rate, "seed_scope": "batch",
+                      "batch_size": request.num_outputs}
         tracks = [RawTrack(audio=np.ascontiguousarray(audio[i], dtype=np.float32), sample_rate=loaded.sample_rate,
                            seed=seed, parameters={**parameters, "batch_index": i}) for i in range(audio.shape[0])]
         import audiocraft
@@ -190,7 +246,8 @@ class AudiocraftEngine:
             raise InvalidRequestError("the audio prompt is not shorter than the requested duration; duration counts "
                                       "the prompt too", field="duration", provider=self.owner.name)
         batch = torch.from_numpy(np.ascontiguousarray(prompt))[None].expand(len(descriptions), -1, -1)
-        return loaded.model.generate_continuation(batch, loaded.sample_rate, descriptions, progress=True)
+        return loaded.model.generate_continuation(batch, loaded.sample_rate, descriptions, progress=True,
+                                                  return_tokens=True)
 
 
 def _weights_size(model: str) -> int:
