@@ -206,7 +206,7 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
 
 
 def serve_rows(jobs: int = 48, concurrency: int = 16, seconds: float = 2.0) -> list[tuple[str, str, str]]:
-    """`soundforge serve` in its own process (as deployed): POST + long poll + download of 2 s synth tracks at
+    """`soundforge serve` in its own process (as deployed): POST + waiting download of 2 s synth tracks at
     concurrency 16 from a loopback client, against the same jobs through the library directly."""
     import asyncio
     import socket
@@ -240,10 +240,8 @@ def serve_rows(jobs: int = 48, concurrency: int = 16, seconds: float = 2.0) -> l
                 async with bound:
                     job = (await http.post("/v1/generations", json={"request": {
                         "prompt": "house 124 BPM", "duration": seconds, "seed": i}, "provider": "synth"})).json()
-                    while (await http.get(f"/v1/generations/{job['id']}", params={"wait": 30})).json()[
-                            "status"] in ("queued", "running"):
-                        pass
-                    (await http.get(f"/v1/generations/{job['id']}/audio")).raise_for_status()
+                    # One download that waits for the job (`?wait=`): two requests per job in all.
+                    (await http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 30})).raise_for_status()
             start = time.perf_counter()
             await asyncio.gather(*(one(i) for i in range(jobs)))
             return time.perf_counter() - start

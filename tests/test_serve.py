@@ -149,6 +149,11 @@ def test_long_poll_answers_when_the_job_ends(tmp_path) -> None:
         record = http.get(f"/v1/generations/{job['id']}", params={"wait": 20}).json()
         assert record["status"] == "succeeded", "one long poll is enough: it returns when the job has ended"
         assert http.get(f"/v1/generations/{job['id']}", params={"wait": 61}).status_code == 422
+        # Submit, then one download that waits for the job: two requests in all.
+        job = http.post("/v1/generations", json={"request": {"prompt": "dub techno", "duration": 3, "seed": 2},
+                                                 "provider": "synth"}).json()
+        audio = http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 20, "format": "flac"})
+        assert audio.status_code == 200 and audio.content[:4] == b"fLaC"
 
 
 def test_cli_serve_reads_its_config_section(tmp_path) -> None:

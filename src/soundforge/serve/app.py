@@ -214,6 +214,15 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         queue.put_nowait((job_id, request, job.provider))
         return JSONResponse({"id": job_id, "status": "queued", "url": f"/v1/generations/{job_id}"}, status_code=202)
 
+    async def _settled(job_id: str, record: dict[str, Any], wait: float) -> dict[str, Any]:
+        """The record once the job has ended, or as it stands after `wait` seconds (long poll)."""
+        if wait and record["status"] in ("queued", "running"):
+            event = finished.setdefault(job_id, asyncio.Event())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), wait)
+            record = _record(job_id) or record
+        return record
+
     def _record(job_id: str) -> dict[str, Any] | None:
         try:
             return store.load(job_id)
@@ -226,16 +235,16 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         record = _record(job_id)
         if record is None:
             return JSONResponse({"error": {"code": "not_found", "message": f"no job {job_id}"}}, status_code=404)
-        if wait and record["status"] in ("queued", "running"):
-            event = finished.setdefault(job_id, asyncio.Event())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), wait)
-            record = _record(job_id) or record
+        record = await _settled(job_id, record, wait)
         return JSONResponse(record)
 
     @app.get("/v1/generations/{job_id}/audio")
-    async def audio(job_id: str, format: str = "wav") -> Response:
+    async def audio(job_id: str, format: str = "wav", wait: float = Query(0, ge=0, le=60, description=(
+            "hold the answer up to this many seconds until the job has finished: submit, then one download"))
+                    ) -> Response:
         record = _record(job_id)
+        if record is not None:
+            record = await _settled(job_id, record, wait)
         if record is None or record.get("status") != "succeeded":
             return JSONResponse({"error": {"code": "not_ready", "message": "no finished audio for this job"}},
                                 status_code=404)
