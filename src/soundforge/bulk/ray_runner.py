@@ -83,9 +83,8 @@ class RayExecutor:
         ray = self.ray = _ray()
         self.started_cluster = False
         if not ray.is_initialized():
-            if address in (None, "", "local"):
-                ray.init(num_cpus=max(2, workers or 2), include_dashboard=False, log_to_driver=False,
-                         object_store_memory=256 * 1024 * 1024)
+            if address in (None, "", "local"):  # this machine's CPUs and GPUs, as Ray detects them
+                ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 * 1024)
                 self.started_cluster = True
             else:
                 ray.init(address=address, log_to_driver=False)
