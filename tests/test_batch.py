@@ -139,3 +139,11 @@ def test_output_to_an_fsspec_url_with_a_local_journal(tmp_path) -> None:
     again = batch(manifest, "memory://library/cues", client=client, provider="synth", journal=journal, resume=True)
     assert sorted(again.skipped) == ["x1", "x2"] and not again.done
     fs.rm("/library", recursive=True)
+
+
+def test_batch_example_runs(tmp_path) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "batch_library.py"
+    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "generated ['battle', 'menu-theme', 'victory']" in out.stdout and "CC0-1.0: 3 file(s)" in out.stdout
+    assert "resumed: 3 already done, 0 generated" in out.stdout
