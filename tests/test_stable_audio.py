@@ -128,3 +128,33 @@ def test_policy_conditional_licence(folder) -> None:
         annual_revenue_usd=250_000, attestations=frozenset({"stability_registered"})))
     assert allowed.generate("x", provider=spec, duration=0.5, steps=2, seed=1).license.commercial_use.value \
         == "conditional"
+
+
+def test_concurrent_requests_share_one_pipeline_call(folder) -> None:
+    """Compatible concurrent requests are batched; each output row's noise comes from its own seeded generator."""
+    import asyncio
+
+    from diffusers import StableAudioPipeline
+
+    c = client(batch_window=0.5)
+    spec = f"stable-audio:{folder}"
+    prompts = ["rain", "wind in trees", "distant thunder"]
+
+    async def together():
+        return await asyncio.gather(*(c.agenerate(p, provider=spec, duration=1.0, seed=10 * i, steps=3)
+                                      for i, p in enumerate(prompts)))
+
+    batched = asyncio.run(together())
+    assert [g.provenance.parameters["batched_requests"] for g in batched] == [3, 3, 3]
+    assert [g.provenance.parameters["batch_offset"] for g in batched] == [0, 1, 2]
+    pipe = StableAudioPipeline.from_pretrained(folder, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(prompts, audio_end_in_s=1.0, num_inference_steps=3, output_type="np",
+                    generator=[torch.Generator().manual_seed(10 * i) for i in range(3)]).audios
+    for i, g in enumerate(batched):
+        assert np.array_equal(g.audio, expected[i, :, :g.audio.shape[1]]), i
+    # Different settings never share a call; a request alone is exactly the unbatched call (seeded once).
+    other_steps = asyncio.run(asyncio.wait_for(c.agenerate("rain", provider=spec, duration=1.0, seed=0, steps=2), 60))
+    assert other_steps.provenance.parameters["batched_requests"] == 1
+    alone = client(batching=False).generate("rain", provider=spec, duration=1.0, seed=0, steps=3)
+    assert np.array_equal(alone.audio, c.generate("rain", provider=spec, duration=1.0, seed=0, steps=3).audio)

@@ -23,9 +23,10 @@ from ...audio import resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
+from .._batching import Batcher
 from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
 from .._memory import module_bytes, weights_on_disk
-from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
+from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
 OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
@@ -74,6 +75,9 @@ class StableAudioBackend(Backend):
             lambda: int(self.settings.get("max_loaded_models", 1)), owner=self.name, memory=lambda: self.memory,
             footprint=lambda loaded: (loaded.device, module_bytes(*loaded.pipeline.components.values())))
         self._sat_engine: Any = None
+        self._batcher: Batcher[_BatchItem, tuple[Any, dict[str, Any]]] = Batcher(
+            self._run_batch, window=float(self.settings.get("batch_window", 0.02)),
+            max_batch=int(self.settings.get("max_batch_size", 8)))
 
     def _sat(self) -> Any:
         if self._sat_engine is None:
@@ -177,30 +181,24 @@ class StableAudioBackend(Backend):
                                       provider=self.name)
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         kwargs = self._pipeline_kwargs(request, loaded, extra, start_s)
-        steps = int(kwargs.get("num_inference_steps", 100))
-
-        def on_step(step: int, timestep: Any, latents: Any) -> None:
-            context.progress("denoise", step + 1, steps)
-
-        with loaded.lock:  # a pipeline (and its scheduler) serves one call at a time
-            pipeline = loaded.pipeline
-            original_scheduler = pipeline.scheduler
-            if "scheduler" in extra:
-                pipeline.scheduler = type(original_scheduler).from_config(original_scheduler.config,
-                                                                          **extra["scheduler"])
-            try:
-                generator = torch.Generator(device="cpu" if loaded.device == "mps" else loaded.device).manual_seed(seed)
-                with torch.inference_mode():
-                    audio = pipeline(**kwargs, generator=generator, callback=on_step, callback_steps=1,
-                                     output_type="np").audios
-            finally:
-                pipeline.scheduler = original_scheduler
+        batch_info: dict[str, Any] = {}
+        if bool(self.settings.get("batching", True)) and request.audio_prompt is None:
+            # Same window, steps, guidance, eta and scheduler: concurrent requests share one pipeline call.
+            shared = tuple(sorted((k, repr(v)) for k, v in kwargs.items()
+                                  if k not in ("prompt", "negative_prompt", "num_waveforms_per_prompt")))
+            key = (model, shared, "negative_prompt" in kwargs, repr(extra.get("scheduler")))
+            audio, batch_info = self._batcher.submit(key, _BatchItem(request, kwargs, seed, context, loaded, extra),
+                                                     size=request.num_outputs)
+            context.cancel.raise_if_cancelled()
+        else:
+            audio = self._call(loaded, kwargs, extra, _generator(loaded, seed), [context])
         total = round(request.duration * loaded.sample_rate)
         audio = np.asarray(audio, dtype=np.float32)[:, :, :total]
         if audio.shape[2] < total:
             audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
         parameters = {k: v for k, v in kwargs.items() if k not in ("initial_audio_waveforms", "prompt")}
         parameters |= {"sample_rate": loaded.sample_rate, "seed_scope": "batch", "batch_size": request.num_outputs}
+        parameters |= batch_info
         if "scheduler" in extra:
             parameters["scheduler"] = extra["scheduler"]
         tracks = [RawTrack(audio=np.ascontiguousarray(audio[i]), sample_rate=loaded.sample_rate, seed=seed,
@@ -210,6 +208,60 @@ class StableAudioBackend(Backend):
         return RawGeneration(tracks=tracks, model_revision=loaded.revision, device=loaded.device,
                              engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
                              load_seconds=load_seconds)
+
+    def _call(self, loaded: LoadedPipeline, kwargs: dict[str, Any], extra: dict[str, Any], generator: Any,
+              contexts: list[RunContext]) -> Any:
+        """One pipeline call (under the pipeline's lock, with the request's scheduler settings); numpy (B, C, N).
+
+        Progress goes to every caller still waiting; the call stops only when all of them cancelled.
+        """
+        import torch
+
+        steps = int(kwargs.get("num_inference_steps", 100))
+
+        def on_step(step: int, timestep: Any, latents: Any) -> None:
+            waiting = [c for c in contexts if not c.cancel.cancelled]
+            if not waiting:
+                contexts[0].cancel.raise_if_cancelled()
+            for context in waiting:
+                if context.on_progress is not None:
+                    context.on_progress(ProgressEvent("denoise", step + 1, steps))
+
+        with loaded.lock:  # a pipeline (and its scheduler) serves one call at a time
+            pipeline = loaded.pipeline
+            original_scheduler = pipeline.scheduler
+            if "scheduler" in extra:
+                pipeline.scheduler = type(original_scheduler).from_config(original_scheduler.config,
+                                                                          **extra["scheduler"])
+            try:
+                with torch.inference_mode():
+                    return pipeline(**kwargs, generator=generator, callback=on_step, callback_steps=1,
+                                    output_type="np").audios
+            finally:
+                pipeline.scheduler = original_scheduler
+
+    def _run_batch(self, items: list[_BatchItem]) -> list[tuple[Any, dict[str, Any]]]:
+        """One pipeline call for several requests. A request alone runs exactly as unbatched; in a batch each
+        output row draws its noise from its own generator, seeded `seed + i` for the request's i-th output."""
+        first = items[0]
+        if len(items) == 1:
+            audio = self._call(first.loaded, first.kwargs, first.extra, _generator(first.loaded, first.seed),
+                               [first.context])
+            return [(audio, {"batched_requests": 1})]
+        kwargs = {**first.kwargs, "num_waveforms_per_prompt": 1,
+                  "prompt": [it.request.prompt for it in items for _ in range(it.request.num_outputs)]}
+        if "negative_prompt" in first.kwargs:
+            kwargs["negative_prompt"] = [it.request.negative_prompt for it in items
+                                         for _ in range(it.request.num_outputs)]
+        generators = [_generator(it.loaded, it.seed + i) for it in items for i in range(it.request.num_outputs)]
+        audio = self._call(first.loaded, kwargs, first.extra, generators, [it.context for it in items])
+        results, start = [], 0
+        for it in items:
+            end = start + it.request.num_outputs
+            results.append((audio[start:end], {"batched_requests": len(items), "batch_outputs": len(kwargs["prompt"]),
+                                               "batch_offset": start, "seed_scope": "output"}))
+            start = end
+        return results
 
     def _pipeline_kwargs(self, request: GenerationRequest, loaded: LoadedPipeline, extra: dict[str, Any],
                          start_s: float) -> dict[str, Any]:
@@ -238,6 +290,24 @@ class StableAudioBackend(Backend):
                                                                                   loaded.pipeline.vae.dtype)
             kwargs["initial_audio_sampling_rate"] = loaded.sample_rate
         return kwargs
+
+
+@dataclass
+class _BatchItem:
+    """One request waiting in the batcher."""
+
+    request: GenerationRequest
+    kwargs: dict[str, Any]
+    seed: int
+    context: RunContext
+    loaded: LoadedPipeline
+    extra: dict[str, Any]
+
+
+def _generator(loaded: LoadedPipeline, seed: int) -> Any:
+    import torch
+
+    return torch.Generator(device="cpu" if loaded.device == "mps" else loaded.device).manual_seed(seed)
 
 
 def _extra(request: GenerationRequest) -> dict[str, Any]:
