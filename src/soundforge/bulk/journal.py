@@ -24,11 +24,6 @@ class Journal:
         self.db.execute("CREATE TABLE IF NOT EXISTS rows (name TEXT PRIMARY KEY, fingerprint TEXT, state TEXT, "
                         "output TEXT, error TEXT, license TEXT, attempts INTEGER DEFAULT 0, updated REAL)")
 
-    def state(self, name: str) -> tuple[str, str] | None:
-        """(state, fingerprint) of a row, or None when the journal has not seen it."""
-        found = self.db.execute("SELECT state, fingerprint FROM rows WHERE name = ?", (name,)).fetchone()
-        return (found[0], found[1]) if found else None
-
     def states(self) -> dict[str, tuple[str, str]]:
         """Every row the journal has seen: name -> (state, fingerprint), read in one query (fast resume)."""
         return {name: (state, fp) for name, state, fp in self.db.execute("SELECT name, state, fingerprint FROM rows")}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
@@ -50,10 +49,6 @@ class RowWorker:
     async def generate(self, row: BatchRow, spec: str | None) -> Outcome:
         """Generate one row and write its file."""
         return await produce(self.client, row, spec, self.out, self.sign)
-
-    def pid(self) -> int:
-        """The worker's process id (for operators and tests)."""
-        return os.getpid()
 
 
 def cloud_row(config: Config, out_url: str, row: BatchRow, spec: str | None) -> Outcome:
@@ -128,10 +123,6 @@ class RayExecutor:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return Outcome(error=f"Ray: {first_line}")
         return outcome
-
-    def worker_pids(self) -> list[int]:
-        """Process ids of the model actors (for operators and tests)."""
-        return list(self.ray.get([actor.pid.remote() for actor in self.actors]))
 
     def close(self) -> None:
         """Stop the actors, and the cluster when this executor started it."""
