@@ -75,3 +75,15 @@ def test_validation_never_lets_bad_values_through(duration: float, seed: int, to
         assert not ok
     else:
         assert ok and req.duration == duration and req.seed == seed
+
+
+def test_backend_extra_is_checked_by_key_and_type() -> None:
+    from soundforge.backends.base import checked_extra
+
+    kinds = {"steps": int, "strength": float, "sampler": (str,), "flag": bool}
+    request = GenerationRequest(prompt="x", extra={"steps": 4, "strength": 1, "flag": True, "sampler": None})
+    assert checked_extra(request, kinds, provider="p") == {"steps": 4, "strength": 1.0, "flag": True}
+    for bad, message in (({"steps": True}, "must be int"), ({"strength": "a"}, "must be float"),
+                         ({"nope": 1}, "unknown p extra parameter")):
+        with pytest.raises(InvalidRequestError, match=message):
+            checked_extra(GenerationRequest(prompt="x", extra=bad), kinds, provider="p")

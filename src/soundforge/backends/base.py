@@ -28,6 +28,32 @@ if TYPE_CHECKING:
     from ._memory import ModelMemory
 
 
+def checked_extra(request: GenerationRequest, kinds: dict[str, Any], *, provider: str,
+                  label: str | None = None) -> dict[str, Any]:
+    """The request's `extra` checked against a backend's known keys and types (a type or a tuple of types).
+
+    Unknown keys and wrong types raise InvalidRequestError naming them; an int is accepted (and converted) where
+    a float is expected, a bool never stands for a number. Keys set to None count as absent.
+    """
+    unknown = set(request.extra) - set(kinds)
+    if unknown:
+        raise InvalidRequestError(f"unknown {label or provider} extra parameter(s): {', '.join(sorted(unknown))}",
+                                  field="extra", provider=provider, hint=f"known: {', '.join(kinds)}")
+    checked: dict[str, Any] = {}
+    for key, kind in kinds.items():
+        value = request.extra.get(key)
+        if value is None:
+            continue
+        allowed = kind if isinstance(kind, tuple) else (kind,)
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            names = " or ".join(k.__name__ for k in allowed)
+            raise InvalidRequestError(f"extra[{key!r}] must be {names}", field="extra", provider=provider)
+        checked[key] = value
+    return checked
+
+
 @dataclass(frozen=True)
 class Availability:
     """Whether a backend can run here; when not, `reason` says why and `fix` what to do."""

@@ -26,7 +26,7 @@ from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from .._hub import ModelCache, files_availability, pick_device
 from .._memory import module_bytes
-from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
+from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra
 
 RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
@@ -68,20 +68,10 @@ def checkpoint_state(provider: str, model: str, settings: dict[str, Any], *, all
 
 def extra_options(provider: str, request: GenerationRequest, settings: dict[str, Any]) -> dict[str, Any]:
     """Validated `extra` for the audiocraft engine, with defaults from the provider settings."""
-    unknown = set(request.extra) - set(EXTRA_KEYS)
-    if unknown:
-        raise InvalidRequestError(f"unknown {provider} (audiocraft) extra parameter(s): {', '.join(sorted(unknown))}",
-                                  field="extra", provider=provider, hint=f"known: {', '.join(EXTRA_KEYS)}")
     options: dict[str, Any] = {"do_sample": True, "two_step_cfg": False,
                                "extend_stride": float(settings.get("extend_stride", 0) or 0),
                                "decoder": str(settings.get("decoder", "encodec"))}
-    for key, kind in EXTRA_KEYS.items():
-        if key in request.extra:
-            value = request.extra[key]
-            if not isinstance(value, kind) and not (kind is float and isinstance(value, int)
-                                                    and not isinstance(value, bool)):
-                raise InvalidRequestError(f"extra[{key!r}] must be {kind.__name__}", field="extra", provider=provider)
-            options[key] = kind(value)
+    options |= checked_extra(request, EXTRA_KEYS, provider=provider, label=f"{provider} (audiocraft)")
     if options["decoder"] not in DECODERS:
         raise InvalidRequestError(f"decoder {options['decoder']!r} is not one of {', '.join(DECODERS)}", field="extra",
                                   provider=provider)
@@ -161,8 +151,8 @@ class AudiocraftEngine:
         from audiocraft.models import AudioGen, MusicGen
 
         cls: Any = MusicGen if self.family == "musicgen" else AudioGen
-        net = cls.get_pretrained(str(Path(model).expanduser()) if model != "debug" and Path(model).expanduser()
-                                 .is_dir() else model, device=device)
+        folder = Path(model).expanduser()
+        net = cls.get_pretrained(str(folder) if model != "debug" and folder.is_dir() else model, device=device)
         conditioners = net.lm.condition_provider.conditioners
         return LoadedAudiocraft(model=net, device=device, sample_rate=int(net.sample_rate),
                                 channels=int(net.audio_channels), frame_rate=float(net.frame_rate),

@@ -27,7 +27,7 @@ from ...request import GenerationRequest
 from .._batching import Batcher
 from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
 from .._memory import module_bytes, weights_on_disk
-from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext
+from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext, checked_extra
 from .chroma import melody_chroma
 
 EXTRA = 'pip install "soundforge[musicgen]"'
@@ -403,19 +403,9 @@ class _BatchItem:
 
 
 def _extra_options(request: GenerationRequest, settings: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(request.extra) - set(EXTRA_KEYS)
-    if unknown:
-        raise InvalidRequestError(f"unknown musicgen extra parameter(s): {', '.join(sorted(unknown))}",
-                                  field="extra", provider="musicgen", hint=f"known: {', '.join(EXTRA_KEYS)}")
     options: dict[str, Any] = {"do_sample": True, "window": float(settings.get("window", WINDOW_SECONDS)),
                                "extend_stride": float(settings.get("extend_stride", EXTEND_STRIDE))}
-    for key, kind in EXTRA_KEYS.items():
-        if key in request.extra:
-            value = request.extra[key]
-            if not isinstance(value, kind) and not (kind is float and isinstance(value, int)
-                                                    and not isinstance(value, bool)):
-                raise InvalidRequestError(f"extra[{key!r}] must be {kind.__name__}", field="extra", provider="musicgen")
-            options[key] = kind(value)
+    options |= checked_extra(request, EXTRA_KEYS, provider="musicgen")
     if not 0 < options["extend_stride"] < options["window"]:
         raise InvalidRequestError("extend_stride must be positive and shorter than the window", field="extra",
                                   provider="musicgen")

@@ -26,7 +26,7 @@ from ...request import GenerationRequest
 from .._batching import Batcher
 from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
 from .._memory import module_bytes, weights_on_disk
-from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext
+from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext, checked_extra
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
 OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
@@ -311,19 +311,12 @@ def _generator(loaded: LoadedPipeline, seed: int) -> Any:
 
 
 def _extra(request: GenerationRequest) -> dict[str, Any]:
-    unknown = set(request.extra) - set(EXTRA_KEYS)
-    if unknown:
-        raise InvalidRequestError(f"unknown stable-audio extra parameter(s): {', '.join(sorted(unknown))}",
-                                  field="extra", provider="stable-audio", hint=f"known: {', '.join(EXTRA_KEYS)}")
-    for key, kinds in EXTRA_KEYS.items():
-        value = request.extra.get(key)
-        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
-            raise InvalidRequestError(f"extra[{key!r}] has the wrong type", field="extra", provider="stable-audio")
-    scheduler = request.extra.get("scheduler", {})
+    extra = checked_extra(request, EXTRA_KEYS, provider="stable-audio")
+    scheduler = extra.get("scheduler", {})
     bad = set(scheduler) - SCHEDULER_KEYS
     if bad:
         raise InvalidRequestError(f"unknown scheduler setting(s): {', '.join(sorted(bad))}", field="extra",
                                   provider="stable-audio", hint=f"known: {', '.join(sorted(SCHEDULER_KEYS))}")
-    if float(request.extra.get("audio_start", 0.0)) < 0:
+    if float(extra.get("audio_start", 0.0)) < 0:
         raise InvalidRequestError("extra['audio_start'] must be >= 0", field="extra", provider="stable-audio")
-    return dict(request.extra)
+    return extra

@@ -26,7 +26,7 @@ from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from .._hub import ModelCache, files_availability, pick_device
 from .._memory import module_bytes
-from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext
+from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra
 
 RECIPE = "see docs/providers/stable-audio.md (stable-audio-tools engine) for an install recipe"
 FILES = ("model_config.json", "model.safetensors")
@@ -71,20 +71,12 @@ def checkpoint_state(model: str, settings: dict[str, Any], *, allow_fetch: bool)
 
 
 def _options(request: GenerationRequest) -> dict[str, Any]:
-    unknown = set(request.extra) - set(EXTRA_KEYS)
-    if unknown:
-        raise InvalidRequestError(f"unknown stable-audio (stable-audio-tools) extra parameter(s): "
-                                  f"{', '.join(sorted(unknown))}", field="extra", provider="stable-audio",
-                                  hint=f"known: {', '.join(EXTRA_KEYS)}")
-    for key, kinds in EXTRA_KEYS.items():
-        value = request.extra.get(key)
-        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
-            raise InvalidRequestError(f"extra[{key!r}] has the wrong type", field="extra", provider="stable-audio")
-    sampler = request.extra.get("sampler_type", "dpmpp-3m-sde")
+    options = checked_extra(request, EXTRA_KEYS, provider="stable-audio", label="stable-audio (stable-audio-tools)")
+    sampler = options.get("sampler_type", "dpmpp-3m-sde")
     if sampler not in SAMPLERS:
         raise InvalidRequestError(f"sampler_type {sampler!r} is not one of {', '.join(SAMPLERS)}", field="extra",
                                   provider="stable-audio")
-    return dict(request.extra)
+    return options
 
 
 class SatEngine:
