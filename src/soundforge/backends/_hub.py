@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from ._memory import ModelMemory
 
 T = TypeVar("T")
+#: torch's global RNG is one per process: every engine that seeds it (MusicGen through transformers or audiocraft,
+#: stable-audio-tools) holds this lock from `manual_seed` to the end of sampling, so seeds mean the same thing
+#: whatever else runs concurrently.
+TORCH_RNG_LOCK = threading.RLock()
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]
 
 

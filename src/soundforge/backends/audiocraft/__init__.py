@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from ...audio import resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
-from .._hub import ModelCache, files_availability, pick_device
+from .._hub import TORCH_RNG_LOCK, ModelCache, files_availability, pick_device
 from .._memory import module_bytes
 from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra
 
@@ -34,7 +33,6 @@ EXTRA_KEYS = {"do_sample": bool, "extend_stride": float, "two_step_cfg": bool, "
 DECODERS = ("encodec", "multiband-diffusion")
 MBD_REPO = "facebook/multiband-diffusion"
 MBD_FILE = "mbd_musicgen_32khz.th"  # MultiBand Diffusion trained on MusicGen's 32 kHz EnCodec tokens
-_RNG_LOCK = threading.Lock()  # audiocraft samples from torch's global RNG: one seeded call at a time
 
 
 @dataclass
@@ -191,7 +189,7 @@ class AudiocraftEngine:
         def on_step(done: int, total: int) -> None:
             context.progress("decode", min(done, total), total)  # raises when the caller cancelled
 
-        with _RNG_LOCK:
+        with TORCH_RNG_LOCK:
             net.set_generation_params(**params)
             net.set_custom_progress_callback(on_step)
             torch.manual_seed(seed)

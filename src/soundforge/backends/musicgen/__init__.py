@@ -12,7 +12,6 @@ import importlib.util
 import json
 import math
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,15 @@ from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError
 from ...request import GenerationRequest
 from .._batching import Batcher
-from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
+from .._hub import (
+    TORCH_RNG_LOCK,
+    ModelCache,
+    checkpoint_availability,
+    pick_device,
+    pick_dtype,
+    resolve_checkpoint,
+    revision,
+)
 from .._memory import module_bytes, weights_on_disk
 from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext, checked_extra
 from .chroma import melody_chroma
@@ -49,7 +56,6 @@ EXTEND_STRIDE = 18.0  # audiocraft's default: keep 12 s of context, add 18 s per
 MAX_DURATION = 600.0
 SEAM_SECONDS = 0.02  # cross-fade where a long-form chunk joins the audio before it
 EXTRA_KEYS = {"do_sample": bool, "window": float, "extend_stride": float, "engine": str}
-_RNG_LOCK = threading.Lock()  # transformers samples from torch's global RNG: one seeded call at a time
 
 
 def _caps(*, stereo: bool, melody: bool, sample_rate: int = 32000, frame_rate: int = 50) -> Capabilities:
@@ -205,7 +211,7 @@ class MusicgenBackend(Backend):
                                                            size=request.num_outputs)
             context.cancel.raise_if_cancelled()
         else:
-            with _RNG_LOCK:
+            with TORCH_RNG_LOCK:
                 import torch
 
                 torch.manual_seed(seed)
@@ -248,7 +254,7 @@ class MusicgenBackend(Backend):
         first = items[0]
         prompts = [it.request.prompt for it in items for _ in range(it.request.num_outputs)]
         kwargs = self._generate_kwargs(first.request, first.loaded, first.options, prompts=prompts)
-        with _RNG_LOCK:
+        with TORCH_RNG_LOCK:
             torch.manual_seed(first.seed)
             with torch.inference_mode():
                 audio = self._run(first.loaded, kwargs, self._frames(first.request.duration, first.loaded),

@@ -13,7 +13,6 @@ import importlib.util
 import io
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 from ...audio import resample, to_channels
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
-from .._hub import ModelCache, files_availability, pick_device
+from .._hub import TORCH_RNG_LOCK, ModelCache, files_availability, pick_device
 from .._memory import module_bytes
 from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra
 
@@ -34,7 +33,6 @@ EXTRA_KEYS: dict[str, tuple[type, ...]] = {"engine": (str,), "sampler_type": (st
                                            "sigma_max": (int, float), "init_noise_level": (int, float)}
 SAMPLERS = ("dpmpp-3m-sde", "dpmpp-2m-sde", "dpmpp-2m", "k-heun", "k-lms", "k-dpmpp-2s-ancestral", "k-dpm-2",
             "k-dpm-fast")
-_RNG_LOCK = threading.Lock()  # generate_diffusion_cond seeds torch's global RNG (and prints): one call at a time
 
 
 @dataclass
@@ -160,7 +158,7 @@ class SatEngine:
         def on_step(info: dict[str, Any]) -> None:
             context.progress("denoise", int(info["i"]) + 1, steps)  # raises when the caller cancelled
 
-        with _RNG_LOCK, contextlib.redirect_stdout(io.StringIO()), torch.inference_mode():
+        with TORCH_RNG_LOCK, contextlib.redirect_stdout(io.StringIO()), torch.inference_mode():
             wav = generate_diffusion_cond(loaded.model, conditioning=conditioning * request.num_outputs,
                                           callback=on_step, **kwargs)
         total = round(request.duration * loaded.sample_rate)
