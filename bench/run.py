@@ -38,6 +38,14 @@ def _subprocess_time(args: list[str], repeat: int = 5) -> float:
     return statistics.median(samples)
 
 
+def _on_engine_thread(fn: Any) -> Any:
+    """Run torch work on the thread where soundforge runs its CPU engines, so the process keeps one OpenMP team,
+    as a script that only calls the engine would (two teams on 2 cores slow both: docs/performance.md)."""
+    from soundforge.backends._compute import run_on_device_thread
+
+    return run_on_device_thread("cpu", fn)
+
+
 def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
     """Full-size musicgen-small architecture (random weights): SDK vs direct transformers call, same seed."""
     import tempfile
@@ -50,7 +58,7 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
     from soundforge.testing.musicgen import build_musicgen, build_tokenizer
 
     folder = Path(tempfile.mkdtemp(prefix="soundforge-bench-")) / "musicgen-small-random"
-    build_musicgen(folder, full_size=True)
+    _on_engine_thread(lambda: build_musicgen(folder, full_size=True))
     build_tokenizer(folder)  # a small word-level tokenizer; T5's real one is not needed for timing
     prompt = "upbeat synthwave with drums and bass"
     client = Client(Config.load(user_file=False, providers={"musicgen": {"device": "cpu"}}))
@@ -67,7 +75,7 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
             return model.generate(**inputs, max_new_tokens=frames + 3).numpy()
 
     start = time.perf_counter()
-    reference = direct()
+    reference = _on_engine_thread(direct)
     t_direct = time.perf_counter() - start
     start = time.perf_counter()
     generation = client.generate(prompt, provider=spec, duration=seconds, seed=7)
@@ -166,7 +174,8 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
     from soundforge.config import Config
     from soundforge.testing.stable_audio import build_stable_audio
 
-    folder = build_stable_audio(Path(tempfile.mkdtemp(prefix="soundforge-bench-")) / "sao-random", full_size=True)
+    folder = _on_engine_thread(lambda: build_stable_audio(Path(tempfile.mkdtemp(prefix="soundforge-bench-"))
+                                                          / "sao-random", full_size=True))
     client = Client(Config.load(user_file=False, providers={"stable-audio": {"device": "cpu"}}))
     spec = f"stable-audio:{folder}"
     pipe = client.backend("stable-audio").load(str(folder)).pipeline  # same object for the direct call
@@ -177,7 +186,7 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
                         generator=torch.Generator().manual_seed(5), output_type="np").audios
 
     start = time.perf_counter()
-    reference = direct()
+    reference = _on_engine_thread(direct)
     t_direct = time.perf_counter() - start
     start = time.perf_counter()
     generation = client.generate("warm analog synth pad", provider=spec, duration=seconds, steps=steps, seed=5)
@@ -194,7 +203,7 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
                  latents=latents, output_type="latent", guidance_scale=7.0)
         return time.perf_counter() - start
 
-    t_full, t_short = one_step(1024), one_step(256)
+    t_full, t_short = _on_engine_thread(lambda: one_step(1024)), _on_engine_thread(lambda: one_step(256))
     pipe.transformer.register_to_config(sample_size=1024)
     return [
         (f"stable-audio-open-1.0 arch, {seconds:g} s, {steps} steps, SDK / direct diffusers (target <= 1.02)",

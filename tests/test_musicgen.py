@@ -260,3 +260,29 @@ def test_cancelling_one_request_of_a_batch_spares_the_others(checkpoints) -> Non
     assert isinstance(outcome["gone"], GenerationCancelledError)
     kept = outcome["kept"]
     assert not isinstance(kept, Exception) and kept.provenance.parameters["batched_requests"] == 2
+
+
+def test_engine_work_runs_on_one_thread_whatever_the_caller(checkpoints) -> None:
+    """Loads and generation go to the CPU compute thread, from sync, threaded and async callers alike (two threads
+    running torch each get an OpenMP team, which slows both: soundforge.backends._compute)."""
+    import asyncio
+    import threading
+
+    spec = f"musicgen:{checkpoints['mono']}"
+    names: set[str] = set()
+
+    def record(event) -> None:
+        names.add(threading.current_thread().name)
+
+    batched, plain = client(batch_window=0.2), client(batching=False)
+    batched.generate("a", provider=spec, duration=0.05, seed=1, on_progress=record)
+    worker = threading.Thread(target=lambda: plain.generate("b", provider=spec, duration=0.05, on_progress=record))
+    worker.start()
+    worker.join()
+
+    async def run():
+        await asyncio.gather(*(c.agenerate(p, provider=spec, duration=0.05, on_progress=record)
+                               for c in (batched, plain) for p in "cd"))
+
+    asyncio.run(run())
+    assert names == {"soundforge-cpu_0"}

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import AudioArray, as_audio, resample, to_channels, write_atomic
+from .backends._compute import run_on_device_thread
 from .errors import InvalidRequestError, ModelNotAvailableError, ProviderUnavailableError
 from .licensing import License, LicenseRegistry
 
@@ -134,8 +135,12 @@ class Codec:
         self.model_id = model
         self.revision = revision(folder)
         self.device = pick_device(device)
-        net: Any = EncodecModel.from_pretrained(folder)
-        self.net = net.to(self.device).eval()
+        # Loads and forward passes run on the device's compute thread (see soundforge.backends._compute).
+        def load() -> Any:
+            net: Any = EncodecModel.from_pretrained(folder)
+            return net.to(self.device).eval()
+
+        self.net: Any = run_on_device_thread(self.device, load)
         config = self.net.config
         if config.model_type != "encodec":
             raise ModelNotAvailableError("encodec", model, f"{folder} holds a {config.model_type} model, not EnCodec")
@@ -166,9 +171,12 @@ class Codec:
         samples = to_channels(samples, self.channels)
         if samples.shape[1] == 0:
             raise InvalidRequestError("cannot encode empty audio", field="audio")
-        with self._lock, torch.inference_mode():
-            out = self.net.encode(torch.from_numpy(np.ascontiguousarray(samples))[None].to(self.device),
-                                  bandwidth=chosen, return_dict=True)
+        def run() -> Any:
+            with self._lock, torch.inference_mode():
+                return self.net.encode(torch.from_numpy(np.ascontiguousarray(samples))[None].to(self.device),
+                                       bandwidth=chosen, return_dict=True)
+
+        out = run_on_device_thread(self.device, run)
         codes = out.audio_codes[:, 0].cpu().numpy().astype(np.int64)
         scales = None if out.audio_scales[0] is None else tuple(float(s.reshape(-1)[0]) for s in out.audio_scales)
         return Tokens(codes=codes, scales=scales, last_frame_pad_length=int(out.last_frame_pad_length or 0),
@@ -185,10 +193,13 @@ class Codec:
         codes = torch.from_numpy(tokens.codes)[:, None].to(self.device)
         scales = [None] * codes.shape[0] if tokens.scales is None else \
             [torch.tensor([[s]], device=self.device) for s in tokens.scales]
-        with self._lock, torch.inference_mode():
-            out = self.net.decode(codes, scales, return_dict=True,
-                                  last_frame_pad_length=tokens.last_frame_pad_length)
-        audio = out.audio_values[0, :, : tokens.num_samples].float().cpu().numpy()
+        def run() -> Any:
+            with self._lock, torch.inference_mode():
+                out = self.net.decode(codes, scales, return_dict=True,
+                                      last_frame_pad_length=tokens.last_frame_pad_length)
+            return out.audio_values[0, :, : tokens.num_samples].float().cpu().numpy()
+
+        audio = run_on_device_thread(self.device, run)
         return np.ascontiguousarray(audio, dtype=np.float32), self.sample_rate
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import ModelNotAvailableError
+from ._compute import run_on_device_thread
 from .base import Availability
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ class ModelCache(Generic[T]):
                 return self._items[key]
             if ledger is not None and device is not None:
                 ledger.admit(self._owner, key, device, estimate() if estimate is not None else 0)
-            value = load()
+            value = run_on_device_thread(device, load)
             self._items[key] = value
             while len(self._items) > max(1, self._limit()):
                 old, _ = self._items.popitem(last=False)

@@ -23,6 +23,7 @@ from ...audio import resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
+from .._compute import run_on_device_thread
 from .._hub import TORCH_RNG_LOCK, ModelCache, files_availability, pick_device
 from .._memory import module_bytes
 from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra
@@ -184,28 +185,34 @@ class AudiocraftEngine:
                 params[arg] = value
         descriptions = [request.prompt] * request.num_outputs
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-        diffusion = self.multiband_diffusion(model, loaded) if options["decoder"] == "multiband-diffusion" else None
 
         def on_step(done: int, total: int) -> None:
             context.progress("decode", min(done, total), total)  # raises when the caller cancelled
 
-        with TORCH_RNG_LOCK:
-            net.set_generation_params(**params)
-            net.set_custom_progress_callback(on_step)
-            torch.manual_seed(seed)
-            with torch.inference_mode():
-                if request.audio_prompt is not None:
-                    wav, tokens = self._continue(request, loaded, descriptions)
-                elif request.melody is not None:
-                    melody, rate = request.melody.load()
-                    wav, tokens = net.generate_with_chroma(descriptions, torch.from_numpy(melody)[None].expand(
-                        len(descriptions), -1, -1), rate, progress=True, return_tokens=True)
-                else:
-                    wav, tokens = net.generate(descriptions, progress=True, return_tokens=True)
-                if diffusion is not None:  # the same tokens, decoded by diffusion instead of EnCodec's decoder
-                    wav = diffusion.tokens_to_wav(tokens)
-            net.set_custom_progress_callback(None)
-        audio = wav.float().cpu().numpy()
+        def run() -> Any:
+            diffusion = self.multiband_diffusion(model, loaded) if options["decoder"] == "multiband-diffusion" \
+                else None
+            with TORCH_RNG_LOCK:
+                net.set_generation_params(**params)
+                net.set_custom_progress_callback(on_step)
+                torch.manual_seed(seed)
+                try:
+                    with torch.inference_mode():
+                        if request.audio_prompt is not None:
+                            wav, tokens = self._continue(request, loaded, descriptions)
+                        elif request.melody is not None:
+                            melody, rate = request.melody.load()
+                            wav, tokens = net.generate_with_chroma(descriptions, torch.from_numpy(melody)[None].expand(
+                                len(descriptions), -1, -1), rate, progress=True, return_tokens=True)
+                        else:
+                            wav, tokens = net.generate(descriptions, progress=True, return_tokens=True)
+                        if diffusion is not None:  # the same tokens, decoded by diffusion instead of EnCodec's
+                            wav = diffusion.tokens_to_wav(tokens)
+                finally:
+                    net.set_custom_progress_callback(None)
+            return wav.float().cpu().numpy()
+
+        audio = run_on_device_thread(loaded.device, run)
         total = round(request.duration * loaded.sample_rate)
         audio = audio[:, :, :total]
         if audio.shape[2] < total:  # the codec's last frame can fall a few samples short

@@ -24,6 +24,7 @@ from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError
 from ...request import GenerationRequest
 from .._batching import Batcher
+from .._compute import run_on_device_thread
 from .._hub import (
     TORCH_RNG_LOCK,
     ModelCache,
@@ -211,17 +212,19 @@ class MusicgenBackend(Backend):
                                                            size=request.num_outputs)
             context.cancel.raise_if_cancelled()
         else:
-            with TORCH_RNG_LOCK:
+            def run() -> Any:
                 import torch
 
-                torch.manual_seed(seed)
-                with torch.inference_mode():
-                    if request.audio_prompt is not None:
-                        audio = self._continue(request, loaded, kwargs, context)
-                    elif request.duration <= options["window"]:
-                        audio = self._run(loaded, kwargs, self._frames(request.duration, loaded), [context])
-                    else:
-                        audio = self._long_form(request, loaded, kwargs, options, context)
+                with TORCH_RNG_LOCK:
+                    torch.manual_seed(seed)
+                    with torch.inference_mode():
+                        if request.audio_prompt is not None:
+                            return self._continue(request, loaded, kwargs, context)
+                        if request.duration <= options["window"]:
+                            return self._run(loaded, kwargs, self._frames(request.duration, loaded), [context])
+                        return self._long_form(request, loaded, kwargs, options, context)
+
+            audio = run_on_device_thread(loaded.device, run)
         audio = audio[:, :, :total]
         if audio.shape[2] < total:  # the codec's last frame can fall a few samples short
             audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
@@ -254,11 +257,14 @@ class MusicgenBackend(Backend):
         first = items[0]
         prompts = [it.request.prompt for it in items for _ in range(it.request.num_outputs)]
         kwargs = self._generate_kwargs(first.request, first.loaded, first.options, prompts=prompts)
-        with TORCH_RNG_LOCK:
-            torch.manual_seed(first.seed)
-            with torch.inference_mode():
-                audio = self._run(first.loaded, kwargs, self._frames(first.request.duration, first.loaded),
-                                  [it.context for it in items])
+        def run() -> Any:
+            with TORCH_RNG_LOCK:
+                torch.manual_seed(first.seed)
+                with torch.inference_mode():
+                    return self._run(first.loaded, kwargs, self._frames(first.request.duration, first.loaded),
+                                     [it.context for it in items])
+
+        audio = run_on_device_thread(first.loaded.device, run)
         results, start = [], 0
         for it in items:
             end = start + it.request.num_outputs

@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from .._batching import Batcher
+from .._compute import run_on_device_thread
 from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
 from .._memory import module_bytes, weights_on_disk
 from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext, checked_extra
@@ -215,8 +217,6 @@ class StableAudioBackend(Backend):
 
         Progress goes to every caller still waiting; the call stops only when all of them cancelled.
         """
-        import torch
-
         steps = int(kwargs.get("num_inference_steps", 100))
 
         def on_step(step: int, timestep: Any, latents: Any) -> None:
@@ -226,6 +226,13 @@ class StableAudioBackend(Backend):
             for context in waiting:
                 if context.on_progress is not None:
                     context.on_progress(ProgressEvent("denoise", step + 1, steps))
+
+        return run_on_device_thread(loaded.device, lambda: self._call_here(loaded, kwargs, extra, generator, on_step))
+
+    @staticmethod
+    def _call_here(loaded: LoadedPipeline, kwargs: dict[str, Any], extra: dict[str, Any], generator: Any,
+                   on_step: Callable[[int, Any, Any], None]) -> Any:
+        import torch
 
         with loaded.lock:  # a pipeline (and its scheduler) serves one call at a time
             pipeline = loaded.pipeline

@@ -23,6 +23,7 @@ import numpy as np
 from ...audio import resample, to_channels
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
+from .._compute import run_on_device_thread
 from .._hub import TORCH_RNG_LOCK, ModelCache, files_availability, pick_device
 from .._memory import module_bytes
 from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra
@@ -158,11 +159,14 @@ class SatEngine:
         def on_step(info: dict[str, Any]) -> None:
             context.progress("denoise", int(info["i"]) + 1, steps)  # raises when the caller cancelled
 
-        with TORCH_RNG_LOCK, contextlib.redirect_stdout(io.StringIO()), torch.inference_mode():
-            wav = generate_diffusion_cond(loaded.model, conditioning=conditioning * request.num_outputs,
-                                          callback=on_step, **kwargs)
+        def run() -> Any:
+            with TORCH_RNG_LOCK, contextlib.redirect_stdout(io.StringIO()), torch.inference_mode():
+                wav = generate_diffusion_cond(loaded.model, conditioning=conditioning * request.num_outputs,
+                                              callback=on_step, **kwargs)
+            return wav.float().cpu().numpy()
+
         total = round(request.duration * loaded.sample_rate)
-        audio_out = wav.float().cpu().numpy()[:, :, :total]
+        audio_out = run_on_device_thread(loaded.device, run)[:, :, :total]
         if audio_out.shape[2] < total:
             audio_out = np.pad(audio_out, ((0, 0), (0, 0), (0, total - audio_out.shape[2])))
         parameters = {k: v for k, v in kwargs.items() if k not in ("init_audio", "negative_conditioning", "device")}

@@ -1,0 +1,41 @@
+"""The per-device compute thread that every local engine's torch work goes through."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from soundforge.backends._compute import device_key, run_on_device_thread
+
+
+def test_every_caller_reaches_the_same_thread_and_gets_its_own_result() -> None:
+    with ThreadPoolExecutor(4) as pool:
+        seen = list(pool.map(lambda i: run_on_device_thread("cpu", lambda: (i, threading.current_thread().name)),
+                             range(8)))
+    assert [i for i, _ in seen] == list(range(8))
+    assert {name for _, name in seen} == {"soundforge-cpu_0"}
+    assert threading.current_thread().name != "soundforge-cpu_0"
+
+
+def test_exceptions_reach_the_caller() -> None:
+    def fail() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        run_on_device_thread("cpu", fail)
+    assert run_on_device_thread("cpu", lambda: 3) == 3  # the thread survives a failure
+
+
+def test_nested_calls_run_inline_and_devices_get_their_own_threads() -> None:
+    def outer() -> tuple[str, str, str]:
+        here = threading.current_thread().name
+        inner = run_on_device_thread("cpu", lambda: threading.current_thread().name)  # would deadlock if queued
+        other = run_on_device_thread("cuda", lambda: threading.current_thread().name)
+        return here, inner, other
+
+    here, inner, other = run_on_device_thread("CPU", outer)
+    assert here == inner == "soundforge-cpu_0"
+    assert other == "soundforge-cuda0_0"
+    assert device_key("cuda") == device_key("cuda:0") == "cuda:0" and device_key(None) == "cpu"
