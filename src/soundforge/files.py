@@ -7,8 +7,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import tags
-from .audio import AudioFormat, decoded_sha256, encode, format_for, normalize_loudness, write_atomic
+from . import pcm16, tags
+from .audio import (
+    AudioFormat,
+    decoded_sha256,
+    encode,
+    format_for,
+    normalize_loudness,
+    pcm_sha256,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from .result import Track
@@ -33,6 +41,13 @@ def encode_track(track: Track, fmt: AudioFormat, *, loudness: float | None = Non
     audio = track.audio
     if loudness is not None:
         audio = normalize_loudness(audio, track.sample_rate, loudness)
+    if fmt.name == "wav" and audio.shape[0] in (1, 2) and pcm16.matches_libsndfile():
+        # 16-bit WAV: the decoded samples follow from the audio alone, so the file is written directly, without
+        # libsndfile's trial encode, decode and second encode (soundforge.pcm16).
+        frames = pcm16.quantize(audio)
+        fields = tags.describe(track, audio_sha256=pcm_sha256(pcm16.dequantize(frames)), loudness=loudness, fmt=fmt)
+        data = pcm16.wav_bytes(frames, track.sample_rate, tags.soundfile_strings(fields))
+        return tags.embed(data, fmt, fields), fields
     untagged = encode(audio, track.sample_rate, fmt)
     fields = tags.describe(track, audio_sha256=decoded_sha256(untagged), loudness=loudness, fmt=fmt)
     data = encode(audio, track.sample_rate, fmt, strings=tags.soundfile_strings(fields))
