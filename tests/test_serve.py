@@ -116,6 +116,11 @@ def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:
             assert wait(http, first)["status"] in ("cancelled", "succeeded")
             huge = http.post("/v1/generations", json={"request": {"prompt": "x" * 5000}})
             assert huge.status_code == 413
+            # Sent in chunks, without a Content-Length: counted as it arrives.
+            chunked = http.post("/v1/generations", headers={"content-type": "application/json"},
+                                content=iter([b'{"request": {"prompt": "', b"x" * 5000, b'"}}']))
+            assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "too_large"
+            assert "content-length" not in chunked.request.headers
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by scripts/test")
