@@ -214,14 +214,26 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
     ]
 
 
-def serve_rows(jobs: int = 48, concurrency: int = 16, seconds: float = 2.0) -> list[tuple[str, str, str]]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, rounds: int = 3
+               ) -> list[tuple[str, str, str]]:
     """`soundforge serve` in its own process (as deployed): POST + waiting download of 2 s synth tracks at
-    concurrency 16 from a loopback client, against the same jobs through the library directly."""
+    concurrency 16 from a loopback client, against the same jobs through the library directly.
+
+    Two clients: httpx (what most Python users would pick) and a minimal asyncio client (bench/lean_http.py),
+    because the client shares the 2 cores and httpx alone costs more CPU per request than the server. Each round
+    runs every variant once; the table gives the median ratio and the range."""
     import asyncio
     import socket
     import tempfile
 
     import httpx
+    from lean_http import LeanHTTP  # bench/ is on sys.path when this file runs as a script
 
     from soundforge.client import Client
     from soundforge.config import Config
@@ -242,18 +254,37 @@ def serve_rows(jobs: int = 48, concurrency: int = 16, seconds: float = 2.0) -> l
         except httpx.TransportError:
             time.sleep(0.05)
 
-    async def over_http() -> float:
+    def body(i: int) -> dict[str, Any]:
+        return {"request": {"prompt": "house 124 BPM", "duration": seconds, "seed": i}, "provider": "synth"}
+
+    async def with_httpx() -> float:
         bound = asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             async def one(i: int) -> None:
                 async with bound:
-                    job = (await http.post("/v1/generations", json={"request": {
-                        "prompt": "house 124 BPM", "duration": seconds, "seed": i}, "provider": "synth"})).json()
+                    job = (await http.post("/v1/generations", json=body(i))).json()
                     # One download that waits for the job (`?wait=`): two requests per job in all.
                     (await http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 30})).raise_for_status()
             start = time.perf_counter()
             await asyncio.gather(*(one(i) for i in range(jobs)))
             return time.perf_counter() - start
+
+    async def with_lean() -> float:
+        import json
+
+        bound = asyncio.Semaphore(concurrency)
+        http = LeanHTTP("127.0.0.1", port)
+
+        async def one(i: int) -> None:
+            async with bound:
+                status, answer = await http.request("POST", "/v1/generations", body(i))
+                assert status == 202, answer
+                status, audio = await http.request("GET", f"/v1/generations/{json.loads(answer)['id']}/audio?wait=30")
+                assert status == 200 and audio[:4] == b"RIFF", audio[:200]
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(jobs)))
+        await http.aclose()
+        return time.perf_counter() - start
 
     saved = Path(tempfile.mkdtemp(prefix="soundforge-direct-"))
 
@@ -273,18 +304,42 @@ def serve_rows(jobs: int = 48, concurrency: int = 16, seconds: float = 2.0) -> l
         await asyncio.gather(*(one(i) for i in range(jobs)))
         return time.perf_counter() - start
 
+    times: dict[str, list[float]] = {"direct": [], "saved": [], "httpx": [], "lean": []}
+    cpu: dict[str, list[float]] = {"server": [], "client_httpx": [], "client_lean": [], "direct": []}
     try:
         asyncio.run(direct(False))  # warm both
-        asyncio.run(over_http())
-        t_direct, t_saved, t_http = asyncio.run(direct(False)), asyncio.run(direct(True)), asyncio.run(over_http())
+        asyncio.run(with_lean())
+        for _ in range(rounds):
+            before = _cpu_seconds(os.getpid())
+            times["direct"].append(asyncio.run(direct(False)))
+            cpu["direct"].append(_cpu_seconds(os.getpid()) - before)
+            times["saved"].append(asyncio.run(direct(True)))
+            for name, run in (("httpx", with_httpx), ("lean", with_lean)):
+                server_before, before = _cpu_seconds(server.pid), _cpu_seconds(os.getpid())
+                times[name].append(asyncio.run(run()))
+                cpu[f"client_{name}"].append(_cpu_seconds(os.getpid()) - before)
+                cpu["server"].append(_cpu_seconds(server.pid) - server_before)
     finally:
         server.terminate()
         server.wait(10)
-    return [(f"serve: {jobs} x {seconds:g} s synth, concurrency {concurrency}: HTTP / library in memory "
-             "(target <= 1.1)", f"{t_http / t_direct:.2f}",
-             f"{jobs / t_http:.1f} jobs/s over HTTP, {jobs / t_direct:.1f} jobs/s direct"),
-            ("  HTTP / library saving each file to disk (what the service stores)", f"{t_http / t_saved:.2f}",
-             f"{jobs / t_saved:.1f} jobs/s direct with save")]
+
+    def ratio(over: str, base: str) -> str:
+        values = sorted(a / b for a, b in zip(times[over], times[base], strict=True))
+        return f"{statistics.median(values):.2f} ({values[0]:.2f}-{values[-1]:.2f})"
+
+    def per_job(name: str) -> str:
+        return f"{1000 * statistics.median(cpu[name]) / jobs:.1f} ms"
+
+    lean_rate = jobs / statistics.median(times["lean"])
+    return [(f"serve: {jobs} x {seconds:g} s synth, concurrency {concurrency}, minimal client: HTTP / library in "
+             "memory (target <= 1.1)", ratio("lean", "direct"),
+             f"{lean_rate:.1f} jobs/s over HTTP, {jobs / statistics.median(times['direct']):.1f} jobs/s direct"),
+            ("  same, HTTP / library saving each file to disk (what the service stores)", ratio("lean", "saved"), ""),
+            ("  same with httpx as the client: HTTP / library in memory", ratio("httpx", "direct"),
+             f"{jobs / statistics.median(times['httpx']):.1f} jobs/s"),
+            ("  CPU per job: library / server process / minimal client / httpx client", per_job("direct"),
+             f"server {per_job('server')} (both clients' runs), client {per_job('client_lean')} minimal, "
+             f"{per_job('client_httpx')} httpx")]
 
 
 def _serve_fake(ready: Any, latency: float) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -158,6 +160,13 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     cancels: dict[str, CancelToken] = {}
     finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls (`?wait=`) wake on it
     workers: list[asyncio.Task[None]] = []
+    reserved = 0  # submissions between the queue-full check and their place in the queue
+    # Durable writes (each ends in an fsync) get threads of their own, so they never hold the default executor's
+    # threads that local generation runs on.
+    writer_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="soundforge-store")
+
+    async def storing(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(writer_pool, functools.partial(fn, *args, **kwargs))
 
     async def worker() -> None:
         while True:
@@ -182,7 +191,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             generation = await client.agenerate(request, provider=provider, on_progress=on_progress, cancel=token)
             folder = store.folder(job_id)
             # job.json holds the full licence and provenance, so the stored file needs no sidecar.
-            await asyncio.to_thread(generation.tracks[0].save, folder / "audio.wav", overwrite=True, sidecar=False)
+            await storing(generation.tracks[0].save, folder / "audio.wav", overwrite=True, sidecar=False)
             record.update(status="succeeded", license=generation.license.model_dump(mode="json"),
                           provenance=generation.provenance.model_dump(mode="json"))
         except GenerationCancelledError as exc:
@@ -195,7 +204,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         finally:
             cancels.pop(job_id, None)
         record["finished_at"] = time.time()
-        await asyncio.to_thread(store.save, record)
+        await storing(store.save, record)
         _finish(job_id)
 
     def _finish(job_id: str) -> None:
@@ -212,6 +221,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             task.cancel()
         for token in cancels.values():
             token.cancel()
+        writer_pool.shutdown(wait=True)
 
     app = FastAPI(title="soundforge", version=__version__, lifespan=lifespan,
                   description="Licence-aware generative audio over HTTP.")
@@ -251,13 +261,18 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             await asyncio.to_thread(client.router.plan, request, job.provider)
         except SoundforgeError as exc:
             return error_response(exc)
-        if queue.full():
+        nonlocal reserved
+        if queue.qsize() + reserved >= queue.maxsize:
             return JSONResponse({"error": {"code": "queue_full", "message": "too many jobs waiting; retry later"}},
                                 status_code=429, headers={"Retry-After": "5"})
         job_id = store.new_id()
         record = {"id": job_id, "status": "queued", "created_at": time.time(), "provider": job.provider,
                   "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}), "progress": None}
-        store.save(record)  # before the job is queued: a worker must find it, and no later save may race it
+        reserved += 1  # the place in the queue is held while the record is written
+        try:
+            await storing(store.save, record)  # before the job is queued: no later save may race it
+        finally:
+            reserved -= 1
         cancels[job_id] = CancelToken()
         queue.put_nowait((job_id, request, job.provider))
         return JSONResponse({"id": job_id, "status": "queued", "url": f"/v1/generations/{job_id}"}, status_code=202)
@@ -320,7 +335,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             token.cancel()
             if record["status"] == "queued":
                 record.update(status="cancelled", finished_at=time.time())
-                await asyncio.to_thread(store.save, record)
+                await storing(store.save, record)
                 _finish(job_id)
         return JSONResponse({"id": job_id, "status": "cancelling" if record["status"] == "running"
                              else record["status"]}, status_code=202)

@@ -42,7 +42,7 @@ class JobStore:
         folder = self.folder(record["id"])
         folder.mkdir(parents=True, exist_ok=True)
         record["updated_at"] = time.time()
-        write_atomic(folder / "job.json", json.dumps(record, indent=1).encode("utf-8"), overwrite=True)
+        write_atomic(folder / "job.json", json.dumps(record, separators=(",", ":")).encode("utf-8"), overwrite=True)
         self._memory[record["id"]] = record
 
     def remember(self, record: dict[str, Any]) -> None:
