@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from soundforge.backends._compute import device_key, run_on_device_thread
+from soundforge.backends import run_on_device_thread
+from soundforge.backends._compute import device_key
 
 
 def test_every_caller_reaches_the_same_thread_and_gets_its_own_result() -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import ProviderNotFoundError, ProviderUnavailableError
+from ._compute import run_on_device_thread
 from .base import Availability, Backend, CancelToken, ProgressEvent, RawGeneration, RawTrack, RunContext
 
 ENTRY_POINT_GROUP = "soundforge.backends"
@@ -95,5 +96,5 @@ def backend_class(name: str) -> type[Backend]:
 
 __all__ = [
     "BUILTIN", "PLANNED", "Availability", "Backend", "CancelToken", "PlannedProvider", "ProgressEvent",
-    "RawGeneration", "RawTrack", "RunContext", "backend_class", "known_providers",
+    "RawGeneration", "RawTrack", "RunContext", "backend_class", "known_providers", "run_on_device_thread",
 ]
