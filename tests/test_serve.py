@@ -96,10 +96,22 @@ def test_policy_refusal_and_invalid_requests(tmp_path) -> None:
 
 
 def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:
-    with running(tmp_path, max_queue=1, workers=1, token="s3cret", max_body_bytes=4096) as url:
+    with running(tmp_path, max_queue=1, workers=1, token="s3cret", max_body_bytes=4096,
+                 cors_origins=("https://app.example",)) as url:
         with httpx.Client(base_url=url, timeout=30) as anonymous:
             assert anonymous.get("/healthz").status_code == 200
             assert anonymous.get("/v1/providers").status_code == 401
+            # A browser's CORS preflight carries no token; it is answered, and the real request still needs one.
+            preflight = anonymous.options("/v1/generations", headers={
+                "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type"})
+            assert preflight.status_code == 200
+            assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+            assert anonymous.post("/v1/generations", json={"request": {"prompt": "x"}},
+                                  headers={"Origin": "https://app.example"}).status_code == 401
+            other = anonymous.options("/v1/generations", headers={
+                "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+            assert "access-control-allow-origin" not in other.headers
         with httpx.Client(base_url=url, timeout=30, headers={"Authorization": "Bearer s3cret"}) as http:
             long = {"request": {"prompt": "ambient", "duration": 600, "channels": 1, "sample_rate": 22050},
                     "provider": "synth"}
