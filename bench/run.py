@@ -358,7 +358,8 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
     lean_rate = jobs / statistics.median(times["lean"])
     return [(f"serve: {jobs} x {seconds:g} s synth, concurrency {concurrency}, minimal client: HTTP / library in "
              "memory (target <= 1.1)", ratio("lean", "direct"),
-             f"{lean_rate:.1f} jobs/s over HTTP, {jobs / statistics.median(times['direct']):.1f} jobs/s direct"),
+             f"{lean_rate:.1f} jobs/s over HTTP, {jobs / statistics.median(times['direct']):.1f} jobs/s direct "
+             f"(its rounds: {min(times['direct']):.2f}-{max(times['direct']):.2f} s)"),
             ("  same, HTTP / library saving each file to disk (what the service stores)", ratio("lean", "saved"), ""),
             ("  same with httpx as the client: HTTP / library in memory", ratio("httpx", "direct"),
              f"{jobs / statistics.median(times['httpx']):.1f} jobs/s"),

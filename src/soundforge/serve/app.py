@@ -162,12 +162,12 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls (`?wait=`) wake on it
     workers: list[asyncio.Task[None]] = []
     reserved = 0  # submissions between the queue-full check and their place in the queue
-    # Durable writes (each ends in an fsync) get threads of their own, so they never hold the default executor's
-    # threads that local generation runs on.
-    writer_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="soundforge-store")
+    # Short blocking work (routing checks, durable writes ending in an fsync) gets threads of its own: it must not
+    # queue behind generation in the default executor, nor block the event loop.
+    side_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="soundforge-serve")
 
-    async def storing(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(writer_pool, functools.partial(fn, *args, **kwargs))
+    async def on_side(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(side_pool, functools.partial(fn, *args, **kwargs))
 
     async def worker() -> None:
         while True:
@@ -192,7 +192,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             generation = await client.agenerate(request, provider=provider, on_progress=on_progress, cancel=token)
             folder = store.folder(job_id)
             # job.json holds the full licence and provenance, so the stored file needs no sidecar.
-            await storing(generation.tracks[0].save, folder / "audio.wav", overwrite=True, sidecar=False)
+            await on_side(generation.tracks[0].save, folder / "audio.wav", overwrite=True, sidecar=False)
             record.update(status="succeeded", license=generation.license.model_dump(mode="json"),
                           provenance=generation.provenance.model_dump(mode="json"))
         except GenerationCancelledError as exc:
@@ -205,7 +205,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         finally:
             cancels.pop(job_id, None)
         record["finished_at"] = time.time()
-        await storing(store.save, record)
+        await on_side(store.save, record)
         _finish(job_id)
 
     def _finish(job_id: str) -> None:
@@ -222,7 +222,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             task.cancel()
         for token in cancels.values():
             token.cancel()
-        writer_pool.shutdown(wait=True)
+        side_pool.shutdown(wait=True)
 
     app = FastAPI(title="soundforge", version=__version__, lifespan=lifespan,
                   description="Licence-aware generative audio over HTTP.")
@@ -259,7 +259,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         try:
             request = build_request(job.request, {})
             # Routing and the licence policy run now, before any compute: refusals come back at once.
-            await asyncio.to_thread(client.router.plan, request, job.provider)
+            await on_side(client.router.plan, request, job.provider)
         except SoundforgeError as exc:
             return error_response(exc)
         nonlocal reserved
@@ -271,7 +271,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                   "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}), "progress": None}
         reserved += 1  # the place in the queue is held while the record is written
         try:
-            await storing(store.save, record)  # before the job is queued: no later save may race it
+            await on_side(store.save, record)  # before the job is queued: no later save may race it
         finally:
             reserved -= 1
         cancels[job_id] = CancelToken()
@@ -336,7 +336,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             token.cancel()
             if record["status"] == "queued":
                 record.update(status="cancelled", finished_at=time.time())
-                await storing(store.save, record)
+                await on_side(store.save, record)
                 _finish(job_id)
         return JSONResponse({"id": job_id, "status": "cancelling" if record["status"] == "running"
                              else record["status"]}, status_code=202)
