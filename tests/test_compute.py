@@ -40,3 +40,31 @@ def test_nested_calls_run_inline_and_devices_get_their_own_threads() -> None:
     assert here == inner == "soundforge-cpu_0"
     assert other == "soundforge-cuda0_0"
     assert device_key("cuda") == device_key("cuda:0") == "cuda:0" and device_key(None) == "cpu"
+
+
+def test_cpu_bound_backends_run_async_work_on_one_thread_per_core() -> None:
+    """`synth` (Backend.cpu_bound) renders on the per-core pool, not on asyncio's larger default executor; the
+    audio is the same as a blocking call's."""
+    import asyncio
+    import os
+
+    from soundforge.backends._compute import cpu_bound_pool
+    from soundforge.client import Client
+    from soundforge.config import Config
+
+    client = Client(Config.load(user_file=False))
+    names: set[str] = set()
+
+    def record(event) -> None:
+        names.add(threading.current_thread().name)
+
+    async def run():
+        return await asyncio.gather(*(client.agenerate("house", provider="synth", duration=1.0, seed=i,
+                                                       on_progress=record) for i in range(6)))
+
+    results = asyncio.run(run())
+    assert names and all(name.startswith("soundforge-render") for name in names)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert cpu_bound_pool()._max_workers == cores
+    blocking = client.generate("house", provider="synth", duration=1.0, seed=3)
+    assert results[3].audio.tobytes() == blocking.audio.tobytes()

@@ -8,6 +8,8 @@ file output are the client's job, so a backend stays a short adapter around one 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from ..errors import (
     UnsupportedFeatureError,
 )
 from ..request import GenerationRequest
+from ._compute import cpu_bound_pool
 
 if TYPE_CHECKING:
     from ._memory import ModelMemory
@@ -145,6 +148,10 @@ class Backend(ABC):
     default_model: ClassVar[str]
     #: Whether the backend runs on this machine (True) or calls a remote API (False).
     local: ClassVar[bool] = True
+    #: Generation is CPU work in Python and numpy that holds the GIL much of the time (the synthesizer): async
+    #: callers run it on a pool of one thread per core rather than asyncio's default executor, because more
+    #: threads than cores only queue for the GIL and delay the event loop (docs/performance.md).
+    cpu_bound: ClassVar[bool] = False
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         self.settings: dict[str, Any] = dict(settings or {})
@@ -224,6 +231,9 @@ class Backend(ABC):
     async def agenerate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         """Async generation; by default runs `generate` in a worker thread, cancelling it if the task is cancelled."""
         try:
+            if self.cpu_bound:
+                call = functools.partial(contextvars.copy_context().run, self.generate, request, model, context)
+                return await asyncio.get_running_loop().run_in_executor(cpu_bound_pool(), call)
             return await asyncio.to_thread(self.generate, request, model, context)
         except asyncio.CancelledError:
             context.cancel.cancel()

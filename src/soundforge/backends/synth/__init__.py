@@ -38,6 +38,7 @@ class SynthBackend(Backend):
     name = "synth"
     description = "built-in offline synthesizer (drums, bass, chords, lead); CC0"
     default_model = "default"
+    cpu_bound = True
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(id="default", description="procedural arrangement from prompt words",
