@@ -2,7 +2,7 @@
 
     python bench/run.py                # results go to stdout; copy them into docs/performance.md with date + machine
     python bench/run.py --no-musicgen  # skip the full-size MusicGen section (about 3 minutes on 2 cores)
-    python bench/run.py --no-stable-audio  # skip the full-size Stable Audio section (about 8 minutes, 13 GB)
+    python bench/run.py --no-stable-audio  # skip the full-size Stable Audio section (about 12 minutes, 13 GB)
     python bench/run.py --no-batch     # skip the batch section (local vs Ray vs loop, journal, resume; about 1 minute)
 
 Never a timed test: numbers depend on the machine; the ratios are what to compare.
@@ -185,6 +185,35 @@ def cloud_fanout_rows(jobs: int = 200, concurrency: int = 32, latency: float = 0
              f"{grown:.0f} MiB on the second run")]
 
 
+def stable_audio_batching_rows(folder: Path, seconds: float = 10.0, steps: int = 2) -> list[tuple[str, str, str]]:
+    """2 concurrent Stable Audio requests: one pipeline call for both (the scheduler) vs one after the other."""
+    import asyncio
+
+    from soundforge.client import Client
+    from soundforge.config import Config
+
+    spec = f"stable-audio:{folder}"
+    prompts = ["warm analog synth pad", "dusty drum loop"]
+
+    def client(**settings: Any) -> Client:
+        return Client(Config.load(user_file=False, providers={"stable-audio": {"device": "cpu", **settings}}))
+
+    async def both(c: Client) -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(c.agenerate(p, provider=spec, duration=seconds, steps=steps, seed=3) for p in prompts))
+        return time.perf_counter() - start
+
+    batched, serial = client(batch_window=0.5, batching=True), client(batching=False)  # on a CPU "auto" is off
+    batched.generate("warm up", provider=spec, duration=1, steps=1, seed=0)
+    t_batched = asyncio.run(both(batched))
+    batched.close()  # one 13 GB model in memory at a time
+    serial.generate("warm up", provider=spec, duration=1, steps=1, seed=0)
+    t_serial = asyncio.run(both(serial))
+    serial.close()
+    return [(f"stable-audio-open-1.0 arch: 2 concurrent {seconds:g} s requests, one by one / batched",
+             f"{t_serial / t_batched:.2f}x", f"{t_serial:.1f} s one by one, {t_batched:.1f} s batched")]
+
+
 def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, str, str]]:
     """Full-size Stable Audio Open 1.0 architecture (random weights): SDK vs direct diffusers call, peak memory,
     and the time of one denoising step with a shorter latent window (speed only: random weights say nothing
@@ -230,12 +259,18 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
 
     t_full, t_short = _on_engine_thread(lambda: one_step(1024)), _on_engine_thread(lambda: one_step(256))
     pipe.transformer.register_to_config(sample_size=1024)
+    pipe = None  # one 13 GB model in memory at a time: drop this one before the batching rows load theirs
+    client.close()
+    import gc
+
+    gc.collect()
     return [
         (f"stable-audio-open-1.0 arch, {seconds:g} s, {steps} steps, SDK / direct diffusers (target <= 1.02)",
          f"{t_sdk / t_direct:.3f}", f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}"),
         ("stable-audio-open-1.0 arch, peak memory (process)", f"{peak_gb:.1f} GiB", ""),
         ("one denoising step: 1024-latent window / 256-latent window (11.9 s)", f"{t_full / t_short:.2f}x",
          f"{t_full:.1f} s vs {t_short:.1f} s; not offered: quality unproven without real weights"),
+        *stable_audio_batching_rows(folder, seconds, steps),
     ]
 
 

@@ -136,7 +136,7 @@ def test_concurrent_requests_share_one_pipeline_call(folder) -> None:
 
     from diffusers import StableAudioPipeline
 
-    c = client(batch_window=0.5)
+    c = client(batch_window=0.5, batching=True)  # on a CPU batching is off unless asked for
     spec = f"stable-audio:{folder}"
     prompts = ["rain", "wind in trees", "distant thunder"]
 
@@ -158,3 +158,21 @@ def test_concurrent_requests_share_one_pipeline_call(folder) -> None:
     assert other_steps.provenance.parameters["batched_requests"] == 1
     alone = client(batching=False).generate("rain", provider=spec, duration=1.0, seed=0, steps=3)
     assert np.array_equal(alone.audio, c.generate("rain", provider=spec, duration=1.0, seed=0, steps=3).audio)
+
+
+def test_batching_is_off_on_a_cpu_by_default_and_checked(folder) -> None:
+    """`batching = "auto"` (the default) batches on CUDA only: on a CPU batched calls gave no throughput."""
+    import asyncio
+
+    from soundforge import ConfigurationError
+
+    spec = f"stable-audio:{folder}"
+
+    async def together(c):
+        return await asyncio.gather(*(c.agenerate(p, provider=spec, duration=1.0, seed=1, steps=2)
+                                      for p in ("rain", "wind")))
+
+    default = asyncio.run(together(client(batch_window=0.5)))
+    assert all("batched_requests" not in g.provenance.parameters for g in default)
+    with pytest.raises(ConfigurationError, match="batching must be true, false or"):
+        client(batching="yes").generate("rain", provider=spec, duration=1.0, seed=1, steps=2)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...audio import resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
-from ...errors import InvalidRequestError, ModelNotAvailableError
+from ...errors import ConfigurationError, InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from .._batching import Batcher
 from .._compute import run_on_device_thread
@@ -184,7 +184,7 @@ class StableAudioBackend(Backend):
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         kwargs = self._pipeline_kwargs(request, loaded, extra, start_s)
         batch_info: dict[str, Any] = {}
-        if bool(self.settings.get("batching", True)) and request.audio_prompt is None:
+        if self._batching(loaded) and request.audio_prompt is None:
             # Same window, steps, guidance, eta and scheduler: concurrent requests share one pipeline call.
             shared = tuple(sorted((k, repr(v)) for k, v in kwargs.items()
                                   if k not in ("prompt", "negative_prompt", "num_waveforms_per_prompt")))
@@ -210,6 +210,18 @@ class StableAudioBackend(Backend):
         return RawGeneration(tracks=tracks, model_revision=loaded.revision, device=loaded.device,
                              engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
                              load_seconds=load_seconds)
+
+    def _batching(self, loaded: LoadedPipeline) -> bool:
+        """`batching` setting: true, false, or "auto" (the default): batch on CUDA only. On a CPU a pipeline call is
+        compute-bound, and two requests in one call took as long as one after the other (0.93-1.11x per step,
+        0.84x end to end, full-size model on 2 cores: docs/performance.md), while each waited for the other."""
+        setting = self.settings.get("batching", "auto")
+        if setting == "auto":
+            return str(loaded.device).startswith("cuda")
+        if not isinstance(setting, bool):
+            raise ConfigurationError(f"[providers.{self.name}] batching must be true, false or \"auto\", "
+                                     f"not {setting!r}")
+        return setting
 
     def _call(self, loaded: LoadedPipeline, kwargs: dict[str, Any], extra: dict[str, Any], generator: Any,
               contexts: list[RunContext]) -> Any:
