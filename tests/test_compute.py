@@ -68,3 +68,16 @@ def test_cpu_bound_backends_run_async_work_on_one_thread_per_core() -> None:
     assert cpu_bound_pool()._max_workers == cores
     blocking = client.generate("house", provider="synth", duration=1.0, seed=3)
     assert results[3].audio.tobytes() == blocking.audio.tobytes()
+
+
+def test_a_forked_child_gets_its_own_compute_thread() -> None:
+    """The parent's thread does not exist in a forked child; work there must not wait for it forever."""
+    import multiprocessing
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    run_on_device_thread("cpu", lambda: None)  # the parent's thread exists before the fork
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        assert pool.apply_async(run_on_device_thread, ("cpu", os.getpid)).get(timeout=30) != os.getpid()

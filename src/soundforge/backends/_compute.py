@@ -59,6 +59,18 @@ def _mark(key: str) -> None:
     _local.device = key
 
 
+def _forget_after_fork() -> None:
+    """A forked child inherits the pools but not their threads: start fresh ones there when needed."""
+    global _lock, _cpu_bound
+    _lock = threading.Lock()
+    _executors.clear()
+    _cpu_bound = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def cpu_bound_pool() -> ThreadPoolExecutor:
     """The process's pool for GIL-holding CPU work: as many threads as cores this process may use.
 
