@@ -257,6 +257,7 @@ class MusicgenBackend(Backend):
         first = items[0]
         prompts = [it.request.prompt for it in items for _ in range(it.request.num_outputs)]
         kwargs = self._generate_kwargs(first.request, first.loaded, first.options, prompts=prompts)
+
         def run() -> Any:
             with TORCH_RNG_LOCK:
                 torch.manual_seed(first.seed)

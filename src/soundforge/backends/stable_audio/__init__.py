@@ -13,7 +13,6 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,25 +238,23 @@ class StableAudioBackend(Backend):
                 if context.on_progress is not None:
                     context.on_progress(ProgressEvent("denoise", step + 1, steps))
 
-        return run_on_device_thread(loaded.device, lambda: self._call_here(loaded, kwargs, extra, generator, on_step))
+        def run() -> Any:  # on the device's compute thread
+            import torch
 
-    @staticmethod
-    def _call_here(loaded: LoadedPipeline, kwargs: dict[str, Any], extra: dict[str, Any], generator: Any,
-                   on_step: Callable[[int, Any, Any], None]) -> Any:
-        import torch
+            with loaded.lock:  # a pipeline (and its scheduler) serves one call at a time
+                pipeline = loaded.pipeline
+                original_scheduler = pipeline.scheduler
+                if "scheduler" in extra:
+                    pipeline.scheduler = type(original_scheduler).from_config(original_scheduler.config,
+                                                                              **extra["scheduler"])
+                try:
+                    with torch.inference_mode():
+                        return pipeline(**kwargs, generator=generator, callback=on_step, callback_steps=1,
+                                        output_type="np").audios
+                finally:
+                    pipeline.scheduler = original_scheduler
 
-        with loaded.lock:  # a pipeline (and its scheduler) serves one call at a time
-            pipeline = loaded.pipeline
-            original_scheduler = pipeline.scheduler
-            if "scheduler" in extra:
-                pipeline.scheduler = type(original_scheduler).from_config(original_scheduler.config,
-                                                                          **extra["scheduler"])
-            try:
-                with torch.inference_mode():
-                    return pipeline(**kwargs, generator=generator, callback=on_step, callback_steps=1,
-                                    output_type="np").audios
-            finally:
-                pipeline.scheduler = original_scheduler
+        return run_on_device_thread(loaded.device, run)
 
     def _run_batch(self, items: list[_BatchItem]) -> list[tuple[Any, dict[str, Any]]]:
         """One pipeline call for several requests. A request alone runs exactly as unbatched; in a batch each
