@@ -27,6 +27,13 @@ from soundforge.serve.app import ServeSettings, create_app  # noqa: E402
 @contextmanager
 def running(store: Path, *, policy: LicensePolicy | None = None, **settings):
     """Serve the app on a free loopback port for the duration of the block; yields its base URL."""
+    with serving(store, policy=policy, **settings) as (url, _):
+        yield url
+
+
+@contextmanager
+def serving(store: Path, *, policy: LicensePolicy | None = None, **settings):
+    """Like `running`, yielding the base URL and the app."""
     app = create_app(Client(Config.load(user_file=False), policy=policy), ServeSettings(store=store, **settings))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -37,7 +44,7 @@ def running(store: Path, *, policy: LicensePolicy | None = None, **settings):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
     finally:
         server.should_exit = True
         thread.join(10)
@@ -159,8 +166,10 @@ def test_web_page_in_headless_chromium(tmp_path) -> None:
             browser.close()
 
 
-def test_long_poll_answers_when_the_job_ends(tmp_path) -> None:
-    with running(tmp_path) as url, httpx.Client(base_url=url, timeout=30) as http:
+@pytest.mark.parametrize("engine", ["process", "inline"])
+def test_long_poll_answers_when_the_job_ends(tmp_path, engine: str) -> None:
+    with serving(tmp_path, engine=engine) as (url, app), httpx.Client(base_url=url, timeout=30) as http:
+        assert app.state.engine.mode == engine
         job = http.post("/v1/generations", json={"request": {"prompt": "techno 128 BPM", "duration": 3, "seed": 1},
                                                  "provider": "synth"}).json()
         record = http.get(f"/v1/generations/{job['id']}", params={"wait": 20}).json()
@@ -171,6 +180,45 @@ def test_long_poll_answers_when_the_job_ends(tmp_path) -> None:
                                                  "provider": "synth"}).json()
         audio = http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 20, "format": "flac"})
         assert audio.status_code == 200 and audio.content[:4] == b"fLaC"
+
+
+def test_a_killed_engine_fails_its_jobs_and_the_next_job_gets_a_new_one(tmp_path) -> None:
+    import os
+    import signal
+
+    with serving(tmp_path) as (url, app), httpx.Client(base_url=url, timeout=30) as http:
+        first_pid = app.state.engine.pid
+        assert first_pid is not None and first_pid != os.getpid()
+        long = {"request": {"prompt": "drone", "duration": 600, "channels": 1, "sample_rate": 22050},
+                "provider": "synth"}
+        doomed = http.post("/v1/generations", json=long).json()["id"]
+        deadline = time.monotonic() + 20
+        while http.get(f"/v1/generations/{doomed}").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(first_pid, signal.SIGKILL)
+        record = wait(http, doomed)
+        assert record["status"] == "failed" and record["error"]["code"] == "engine_stopped"
+        assert "exit code -9" in record["error"]["message"]
+        assert http.get("/healthz").status_code == 200  # the server itself stayed up
+        after = http.post("/v1/generations", json={"request": {"prompt": "lofi", "duration": 1, "seed": 5},
+                                                   "provider": "synth"}).json()["id"]
+        assert wait(http, after)["status"] == "succeeded"
+        assert app.state.engine.pid not in (None, first_pid)
+        # Cancelling a job that runs in the engine process stops it there.
+        running_job = http.post("/v1/generations", json=long).json()["id"]
+        while http.get(f"/v1/generations/{running_job}").json()["status"] != "running":
+            time.sleep(0.01)
+        assert http.delete(f"/v1/generations/{running_job}").json()["status"] == "cancelling"
+        record = wait(http, running_job)
+        assert record["status"] == "cancelled" and record["error"]["code"] == "cancelled"
+
+
+def test_unknown_engine_setting_is_a_configuration_error(tmp_path) -> None:
+    from soundforge.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="engine must be auto, process or inline"):
+        create_app(Client(Config.load(user_file=False)), ServeSettings(store=tmp_path, engine="threads"))
 
 
 def test_cli_serve_reads_its_config_section(tmp_path) -> None:

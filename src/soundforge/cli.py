@@ -278,9 +278,12 @@ def verify(ctx: click.Context, file: Path) -> None:
                    "SOUNDFORGE_SERVE_TOKEN (or the one [serve] token_env names): flags show in `ps`.")
 @click.option("--max-queue", type=int, default=None, help="Jobs waiting before 429 ([serve] max_queue; 64).")
 @click.option("--workers", type=int, default=None, help="Jobs generated at once ([serve] workers; 4).")
+@click.option("--engine", type=click.Choice(["auto", "process", "inline"]), default=None,
+              help="Run jobs in a child engine process or in the server's own ([serve] engine; auto: a child "
+                   "process on Linux and macOS).")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, store: str | None, token: str | None,
-          max_queue: int | None, workers: int | None) -> None:
+          max_queue: int | None, workers: int | None, engine: str | None) -> None:
     """Serve the API and web page (needs soundforge[serve]); settings from [serve] in config, flags win."""
     try:
         import fastapi  # noqa: F401
@@ -295,7 +298,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, store: str | N
         config = Config.load(ctx.obj["config"])
     except SoundforgeError as exc:
         _fail(exc, ctx.obj["debug"])
-    run(config, host=host, port=port, store=store, token=token, max_queue=max_queue, workers=workers)
+    run(config, host=host, port=port, store=store, token=token, max_queue=max_queue, workers=workers, engine=engine)
 
 
 @cli.command("batch")

@@ -52,6 +52,8 @@ class ServeConfig(BaseModel):
     max_body_mb: float = Field(32, gt=0)
     retention_days: float = Field(7, gt=0)
     cors_origins: tuple[str, ...] = ()
+    engine: Literal["auto", "process", "inline"] = Field(
+        "auto", description="where jobs run: a child engine process (auto on POSIX) or the server's own process")
 
     def token(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The bearer token from the environment variable `token_env`, or None when unset or empty."""

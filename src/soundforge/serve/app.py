@@ -3,7 +3,8 @@
 Endpoints: `GET /healthz`, `GET /v1/providers`, `POST /v1/generations` (a GenerationRequest as JSON, plus
 optional `provider`; answers a job id at once), `GET /v1/generations/{id}`, `GET /v1/generations/{id}/audio
 ?format=wav|flac|ogg|mp3`, `DELETE /v1/generations/{id}` (cancel), and the web page at `/`.
-Jobs run on the library's async client with a bounded queue; a full queue answers 429 with Retry-After.
+Jobs wait in a bounded queue (full: 429 with Retry-After) and run on the library's async client in an engine
+(`engine.py`: a child process by default); this process keeps HTTP, the queue and the job records.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from ..client import Client, build_request
 from ..config import ServeConfig
 from ..errors import (
     ConfigurationError,
-    GenerationCancelledError,
     InvalidRequestError,
     LicensePolicyError,
     ModelNotAvailableError,
@@ -43,6 +43,7 @@ from ..licensing import License
 from ..provenance import Provenance
 from ..request import GenerationRequest
 from ..result import Track
+from .engine import JobOutcome, create_engine
 from .store import JobStore
 
 
@@ -66,10 +67,12 @@ class ServeSettings:
     max_body_bytes: int = 32 * 1024 * 1024
     retention_s: float = 7 * 24 * 3600
     cors_origins: tuple[str, ...] = ()
+    engine: str = "auto"  # "process" (auto on POSIX): jobs run in a child process; "inline": in this one
 
     @classmethod
     def from_config(cls, serve: ServeConfig, *, store: str | Path | None = None, token: str | None = None,
-                    max_queue: int | None = None, workers: int | None = None) -> ServeSettings:
+                    max_queue: int | None = None, workers: int | None = None, engine: str | None = None
+                    ) -> ServeSettings:
         """Settings from the `[serve]` section, with explicit arguments (CLI flags) winning."""
         from platformdirs import user_data_dir
 
@@ -78,7 +81,7 @@ class ServeSettings:
                    max_queue=serve.max_queue if max_queue is None else max_queue,
                    workers=serve.workers if workers is None else workers,
                    max_body_bytes=int(serve.max_body_mb * 1024 * 1024), retention_s=serve.retention_days * 86400,
-                   cors_origins=tuple(serve.cors_origins))
+                   cors_origins=tuple(serve.cors_origins), engine=engine or serve.engine)
 
 
 _STATUS = {InvalidRequestError: 422, LicensePolicyError: 403, ProviderNotFoundError: 404,
@@ -157,6 +160,7 @@ async def _reply(scope: Any, receive: Any, send: Any, status: int, code: str, me
 def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     """Build the ASGI app around a client (its config, policy, batching and cloud bounds)."""
     store = JobStore(settings.store, settings.retention_s)
+    engine = create_engine(client, settings.engine)
     queue: asyncio.Queue[tuple[str, GenerationRequest, str | None]] = asyncio.Queue(maxsize=settings.max_queue)
     cancels: dict[str, CancelToken] = {}
     finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls (`?wait=`) wake on it
@@ -178,34 +182,30 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                 queue.task_done()
 
     async def run_job(job_id: str, request: GenerationRequest, provider: str | None) -> None:
-        record = store.load(job_id)
         token = cancels.setdefault(job_id, CancelToken())
         if token.cancelled:
             return
-        record.update(status="running", started_at=time.time())
-        store.remember(record)  # on disk the job stays "queued": either way a restart reports it failed
+        # In memory only: on disk the job stays "queued", and either way a restart reports it failed.
+        store.remember({**store.load(job_id), "status": "running", "started_at": time.time()})
 
-        def on_progress(event: Any) -> None:
-            record["progress"] = {"phase": event.phase, "done": event.done, "total": event.total}
+        def on_progress(phase: str, done: int, total: int) -> None:
+            current = store.load(job_id)
+            if current["status"] == "running":
+                store.remember({**current, "progress": {"phase": phase, "done": done, "total": total}})
 
         try:
-            generation = await client.agenerate(request, provider=provider, on_progress=on_progress, cancel=token)
-            folder = store.folder(job_id)
-            # job.json holds the full licence and provenance, so the stored file needs no sidecar.
-            await on_side(generation.tracks[0].save, folder / "audio.wav", overwrite=True, sidecar=False)
-            record.update(status="succeeded", license=generation.license.model_dump(mode="json"),
-                          provenance=generation.provenance.model_dump(mode="json"))
-        except GenerationCancelledError as exc:
-            record.update(status="cancelled", error=exc.to_dict())
-        except SoundforgeError as exc:
-            record.update(status="failed", error=exc.to_dict())
-        except Exception as exc:  # a bug must still end the job, never leave it "running"
-            record.update(status="failed", error={"code": "internal_error", "type": type(exc).__name__,
-                                                  "message": "internal error"})
+            outcome = await engine.run(job_id, request, provider, store.folder(job_id) / "audio.wav", on_progress)
+        except Exception as exc:  # the engine itself failed (it could not start): the job still ends
+            outcome = JobOutcome("failed", error={"code": "engine_error", "type": type(exc).__name__,
+                                                  "message": f"the engine could not run the job: {exc}"})
         finally:
             cancels.pop(job_id, None)
-        record["finished_at"] = time.time()
-        await on_side(store.save, record)
+        ending = {"status": outcome.status, "finished_at": time.time()}
+        if outcome.status == "succeeded":
+            ending.update(license=outcome.license, provenance=outcome.provenance)
+        else:
+            ending["error"] = outcome.error
+        await on_side(store.save, {**store.load(job_id), **ending})
         _finish(job_id)
 
     def _finish(job_id: str) -> None:
@@ -216,16 +216,19 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         store.recover()
+        await engine.start()
         workers.extend(asyncio.create_task(worker()) for _ in range(max(1, settings.workers)))
         yield
         for task in workers:
             task.cancel()
         for token in cancels.values():
             token.cancel()
+        await engine.close()
         side_pool.shutdown(wait=True)
 
     app = FastAPI(title="soundforge", version=__version__, lifespan=lifespan,
                   description="Licence-aware generative audio over HTTP.")
+    app.state.engine = engine
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -256,34 +259,44 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
 
     @app.post("/v1/generations", status_code=202)
     async def submit(job: GenerationJob) -> Response:
+        nonlocal reserved
+        # The place in the queue is held from this check until the job is in it. A full queue still checks the
+        # request first: a refusal by the policy is final, a 429 only says "later".
+        has_room = queue.qsize() + reserved < queue.maxsize
+        reserved += has_room
         try:
-            request = build_request(job.request, {})
-            # Routing and the licence policy run now, before any compute: refusals come back at once.
-            await on_side(client.router.plan, request, job.provider)
+            admitted = await on_side(_admit, job, has_room)
         except SoundforgeError as exc:
             return error_response(exc)
-        nonlocal reserved
-        if queue.qsize() + reserved >= queue.maxsize:
+        finally:
+            reserved -= has_room
+        if admitted is None:
             return JSONResponse({"error": {"code": "queue_full", "message": "too many jobs waiting; retry later"}},
                                 status_code=429, headers={"Retry-After": "5"})
-        job_id = store.new_id()
-        record = {"id": job_id, "status": "queued", "created_at": time.time(), "provider": job.provider,
-                  "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}), "progress": None}
-        reserved += 1  # the place in the queue is held while the record is written
-        try:
-            await on_side(store.save, record)  # before the job is queued: no later save may race it
-        finally:
-            reserved -= 1
+        job_id, request = admitted
         cancels[job_id] = CancelToken()
         queue.put_nowait((job_id, request, job.provider))
         return JSONResponse({"id": job_id, "status": "queued", "url": f"/v1/generations/{job_id}"}, status_code=202)
+
+    def _admit(job: GenerationJob, has_room: bool) -> tuple[str, GenerationRequest] | None:
+        """On a service thread: route and check the licence policy before any compute (refusals raise), then write
+        the job's record before it is queued, so that no later save can race it. None when there is no room."""
+        request = build_request(job.request, {})
+        client.router.plan(request, job.provider)
+        if not has_room:
+            return None
+        job_id = store.new_id()
+        store.save({"id": job_id, "status": "queued", "created_at": time.time(), "provider": job.provider,
+                    "progress": None, "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"})})
+        return job_id, request
 
     async def _settled(job_id: str, record: dict[str, Any], wait: float) -> dict[str, Any]:
         """The record once the job has ended, or as it stands after `wait` seconds (long poll)."""
         if wait and record["status"] in ("queued", "running"):
             event = finished.setdefault(job_id, asyncio.Event())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), wait)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await event.wait()
             record = _record(job_id) or record
         return record
 
@@ -334,9 +347,9 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         token = cancels.get(job_id)
         if token is not None:
             token.cancel()
+            engine.cancel(job_id)
             if record["status"] == "queued":
-                record.update(status="cancelled", finished_at=time.time())
-                await on_side(store.save, record)
+                record = await on_side(store.save, {**record, "status": "cancelled", "finished_at": time.time()})
                 _finish(job_id)
         return JSONResponse({"id": job_id, "status": "cancelling" if record["status"] == "running"
                              else record["status"]}, status_code=202)

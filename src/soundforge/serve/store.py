@@ -37,18 +37,25 @@ class JobStore:
             raise KeyError(job_id)
         return self.root / job_id
 
-    def save(self, record: dict[str, Any]) -> None:
-        """Write a job record atomically."""
-        folder = self.folder(record["id"])
-        folder.mkdir(parents=True, exist_ok=True)
-        record["updated_at"] = time.time()
-        write_atomic(folder / "job.json", json.dumps(record, separators=(",", ":")).encode("utf-8"), overwrite=True)
-        self._memory[record["id"]] = record
+    def save(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Write a job record atomically; returns the stored snapshot (with `updated_at`).
 
-    def remember(self, record: dict[str, Any]) -> None:
-        """Update a record in memory only: for states a restart would not need (running, progress)."""
-        record["updated_at"] = time.time()
-        self._memory[record["id"]] = record
+        Records are snapshots, never changed in place: a request may be serialising the previous one on the
+        event loop while a service thread writes the next.
+        """
+        snapshot = {**record, "updated_at": time.time()}
+        folder = self.folder(snapshot["id"])
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / "job.json", json.dumps(snapshot, separators=(",", ":")).encode("utf-8"),
+                     overwrite=True)
+        self._memory[snapshot["id"]] = snapshot
+        return snapshot
+
+    def remember(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Replace a record in memory only, for states a restart would not need (running, progress)."""
+        snapshot = {**record, "updated_at": time.time()}
+        self._memory[snapshot["id"]] = snapshot
+        return snapshot
 
     def load(self, job_id: str) -> dict[str, Any]:
         """A job record; KeyError when there is none."""
@@ -73,8 +80,8 @@ class JobStore:
                 shutil.rmtree(path.parent, ignore_errors=True)
                 continue
             if record.get("status") in ACTIVE:
-                record.update(status="failed", error={"code": "server_restarted", "type": "ServerRestarted",
-                                                      "message": "the server stopped before this job finished"})
-                self.save(record)
+                self.save({**record, "status": "failed", "error": {
+                    "code": "server_restarted", "type": "ServerRestarted",
+                    "message": "the server stopped before this job finished"}})
                 failed += 1
         return failed

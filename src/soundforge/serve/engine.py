@@ -1,0 +1,325 @@
+"""Where `soundforge serve` runs its jobs: in a child engine process (default on POSIX) or in the server's own.
+
+The engine process runs the library's async client (its batching, model cache and cloud bounds) and saves each
+result; the server process keeps HTTP, the queue and the job records. Why a second process:
+- the HTTP side stays responsive while an engine holds the GIL (the synth renderer, the Python loop around a
+  torch model), and the two use different cores instead of taking turns on one interpreter lock;
+- an engine that crashes or is killed (a segfault in a native library, the kernel's OOM killer) fails the jobs it
+  was running, and the next job starts a fresh engine; the server, its queue and finished results stay up.
+
+The two talk over a private socket pair: length-prefixed pickles, both ends being this same installed code.
+`InlineEngine` runs jobs in the server's process instead (`[serve] engine = "inline"`): for platforms without
+`pass_fds`, and for backends registered in code rather than through an entry point, which a child cannot see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..backends import CancelToken
+from ..errors import ConfigurationError, GenerationCancelledError, SoundforgeError
+from ..request import GenerationRequest
+
+log = logging.getLogger("soundforge.serve")
+
+_HEADER = struct.Struct("!I")
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended: status "succeeded" with its licence and provenance, or "failed"/"cancelled" with an error."""
+
+    status: str
+    license: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def _outcome_of(exc: BaseException) -> JobOutcome:
+    """The outcome for an exception raised while a job ran; a bug still ends the job, with no internals shown."""
+    if isinstance(exc, GenerationCancelledError):
+        return JobOutcome("cancelled", error=exc.to_dict())
+    if isinstance(exc, SoundforgeError):
+        return JobOutcome("failed", error=exc.to_dict())
+    log.error("job failed with an internal error", exc_info=exc)
+    return JobOutcome("failed", error={"code": "internal_error", "type": type(exc).__name__,
+                                       "message": "internal error"})
+
+
+async def _run_and_save(client: Any, request: GenerationRequest, provider: str | None, audio_path: Path,
+                        token: CancelToken, on_progress: ProgressFn) -> JobOutcome:
+    """Generate with the library's async client and save the first track (tags embedded, no sidecar: the job
+    record holds the full licence and provenance)."""
+    try:
+        generation = await client.agenerate(request, provider=provider, cancel=token,
+                                            on_progress=lambda e: on_progress(e.phase, e.done, e.total))
+        await asyncio.to_thread(generation.tracks[0].save, audio_path, overwrite=True, sidecar=False)
+        return JobOutcome("succeeded", license=generation.license.model_dump(mode="json"),
+                          provenance=generation.provenance.model_dump(mode="json"))
+    except Exception as exc:
+        return _outcome_of(exc)
+
+
+class InlineEngine:
+    """Runs jobs on the server's own event loop and threads."""
+
+    mode = "inline"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._tokens: dict[str, CancelToken] = {}
+
+    async def start(self) -> None:
+        """Nothing to start: the client is already here."""
+
+    async def run(self, job_id: str, request: GenerationRequest, provider: str | None, audio_path: Path,
+                  on_progress: ProgressFn) -> JobOutcome:
+        """Run one job to its end; never raises for the job's own failures."""
+        token = self._tokens.setdefault(job_id, CancelToken())
+        try:
+            return await _run_and_save(self.client, request, provider, audio_path, token, on_progress)
+        finally:
+            self._tokens.pop(job_id, None)
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a running job to stop at its next step."""
+        token = self._tokens.get(job_id)
+        if token is not None:
+            token.cancel()
+
+    async def close(self) -> None:
+        """Cancel what still runs."""
+        for token in self._tokens.values():
+            token.cancel()
+
+
+class _Child:
+    """One engine process, its socket and the jobs sent to it."""
+
+    def __init__(self, process: asyncio.subprocess.Process, writer: asyncio.StreamWriter) -> None:
+        self.process = process
+        self.writer = writer
+        self.pending: dict[str, tuple[asyncio.Future[JobOutcome], ProgressFn]] = {}
+        self.gone: JobOutcome | None = None  # set once the process has exited and its jobs were failed
+        self.reader_task: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.gone is None and self.process.returncode is None and not self.writer.is_closing()
+
+    async def read(self, reader: asyncio.StreamReader, closing: Callable[[], bool]) -> None:
+        """Deliver progress and outcomes until the process goes; then fail the jobs it still had."""
+        try:
+            while True:
+                kind, job_id, *rest = await _read_message(reader)
+                pending = self.pending.get(job_id)
+                if pending is None:
+                    continue
+                if kind == "progress":
+                    pending[1](*rest)
+                elif not pending[0].done():
+                    pending[0].set_result(JobOutcome(*rest))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass  # the engine exited or was killed
+        except Exception:  # a message this side cannot read: the stream is no longer trustworthy
+            log.exception("unreadable message from the engine process; stopping it")
+            self.process.kill()
+        finally:
+            self.writer.close()
+            code = await self.process.wait()
+            if not closing():
+                log.error("the engine process stopped (exit code %s); its running jobs failed, the next job starts "
+                          "a new one", code)
+            self.gone = JobOutcome("failed", error={
+                "code": "engine_stopped", "type": "EngineStopped",
+                "message": f"the engine process stopped (exit code {code}) before this job finished; try again"})
+            for future, _ in self.pending.values():
+                if not future.done():
+                    future.set_result(self.gone)
+
+
+class ProcessEngine:
+    """Runs jobs in a child process started with this interpreter; starts a new one when it has died."""
+
+    mode = "process"
+    PROGRESS_INTERVAL_S = 0.1  # at most this often per job, plus each phase's first and last event
+
+    def __init__(self, client: Any) -> None:
+        self._spec = pickle.dumps((client.config, client.registry), protocol=pickle.HIGHEST_PROTOCOL)
+        self._child: _Child | None = None
+        self._starting: asyncio.Lock | None = None
+        self._closing = False
+
+    @property
+    def pid(self) -> int | None:
+        """The engine process's id while one runs."""
+        return self._child.process.pid if self._child is not None and self._child.alive else None
+
+    async def start(self) -> _Child:
+        """The running engine process; starts one at server start, and again after one died."""
+        self._starting = self._starting or asyncio.Lock()
+        async with self._starting:
+            if self._child is not None and self._child.alive:
+                return self._child
+            ours, theirs = socket.socketpair()
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "soundforge.serve.engine", str(theirs.fileno()),
+                    pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL)
+            except BaseException:
+                ours.close()
+                raise
+            finally:
+                theirs.close()
+            reader, writer = await asyncio.open_connection(sock=ours)
+            writer.write(_frame(self._spec))
+            child = self._child = _Child(process, writer)
+            child.reader_task = asyncio.create_task(child.read(reader, lambda: self._closing))
+            return child
+
+    async def run(self, job_id: str, request: GenerationRequest, provider: str | None, audio_path: Path,
+                  on_progress: ProgressFn) -> JobOutcome:
+        """Send one job to the engine and wait for its outcome; never raises for the job's own failures."""
+        child = await self.start()
+        future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
+        child.pending[job_id] = (future, on_progress)
+        try:
+            if child.gone is not None:
+                return child.gone
+            with contextlib.suppress(ConnectionError, OSError):  # a dead engine: its reader fails the job
+                child.writer.write(_message("job", job_id, request, provider, str(audio_path)))
+                await child.writer.drain()  # a request with a large melody upload waits here, not in memory
+            return await future
+        finally:
+            child.pending.pop(job_id, None)
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a running job to stop at its next step."""
+        child = self._child
+        if child is not None and job_id in child.pending and child.alive:
+            child.writer.write(_message("cancel", job_id))
+
+    async def close(self) -> None:
+        """Stop the engine: it cancels what runs and exits; killed if it has not after a few seconds."""
+        self._closing = True
+        child = self._child
+        if child is None:
+            return
+        child.writer.close()
+        if child.process.returncode is None:
+            try:
+                await asyncio.wait_for(child.process.wait(), 5)
+            except asyncio.TimeoutError:
+                child.process.kill()
+        if child.reader_task is not None:
+            await child.reader_task
+
+
+def create_engine(client: Any, mode: str) -> InlineEngine | ProcessEngine:
+    """The engine for `[serve] engine`: "process", "inline", or "auto" (process where the OS can pass sockets)."""
+    if mode == "auto":
+        mode = "process" if os.name == "posix" else "inline"
+    if mode == "process":
+        return ProcessEngine(client)
+    if mode == "inline":
+        return InlineEngine(client)
+    raise ConfigurationError(f"[serve] engine must be auto, process or inline, not {mode!r}")
+
+
+# --- the wire: 4-byte length + pickle ---
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload)) + payload
+
+
+def _message(*fields: Any) -> bytes:
+    return _frame(pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    return await reader.readexactly(size)
+
+
+async def _read_message(reader: asyncio.StreamReader) -> tuple[Any, ...]:
+    message: tuple[Any, ...] = pickle.loads(await _read_frame(reader))
+    return message
+
+
+# --- the engine process ---
+async def _engine_main(fd: int) -> None:
+    from ..client import Client
+
+    reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
+    config, registry = pickle.loads(await _read_frame(reader))
+    client = Client(config, registry=registry)
+    loop = asyncio.get_running_loop()
+    tokens: dict[str, CancelToken] = {}
+    running: set[asyncio.Task[None]] = set()
+
+    def send(*fields: Any) -> None:
+        if not writer.is_closing():
+            writer.write(_message(*fields))
+
+    async def job(job_id: str, request: GenerationRequest, provider: str | None, audio_path: str) -> None:
+        token = tokens.setdefault(job_id, CancelToken())
+        last_sent, last_phase = 0.0, ""
+
+        def on_progress(phase: str, done: int, total: int) -> None:  # from whichever thread the backend runs on
+            nonlocal last_sent, last_phase
+            now = time.monotonic()
+            if phase != last_phase or done >= total or now - last_sent >= ProcessEngine.PROGRESS_INTERVAL_S:
+                last_sent, last_phase = now, phase
+                loop.call_soon_threadsafe(send, "progress", job_id, phase, done, total)
+
+        try:
+            outcome = await _run_and_save(client, request, provider, Path(audio_path), token, on_progress)
+        finally:
+            tokens.pop(job_id, None)
+        send("ended", job_id, outcome.status, outcome.license, outcome.provenance, outcome.error)
+
+    try:
+        while True:
+            kind, job_id, *rest = await _read_message(reader)
+            if kind == "job":
+                task = asyncio.create_task(job(job_id, *rest))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            elif kind == "cancel" and job_id in tokens:
+                tokens[job_id].cancel()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass  # the server closed the socket (or died): cancel what runs and leave
+    for token in tokens.values():
+        token.cancel()
+    if running:
+        await asyncio.wait(running, timeout=3)
+
+
+def main() -> None:
+    """Entry point of the engine process: `python -m soundforge.serve.engine FD`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal reaches the server, which stops us
+    asyncio.run(_engine_main(int(sys.argv[1])))
+    # Backends may leave non-daemon threads (compute pools): the server asked us to go, so go now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    # Run the imported module's copy, not this `__main__` one: both ends must name the same module.
+    from soundforge.serve.engine import main as engine_main
+
+    engine_main()
