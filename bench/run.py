@@ -274,10 +274,15 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
     ]
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+def _cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU time of a process so far (Linux /proc); with `children`, plus that of its live children
+    (a server and its engine process)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir() if children else ():
+        for child in (task / "children").read_text().split():
+            total += _cpu_seconds(int(child), children=True)
+    return total
 
 
 def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, rounds: int = 3
@@ -285,9 +290,11 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
     """`soundforge serve` in its own process (as deployed): POST + waiting download of 2 s synth tracks at
     concurrency 16 from a loopback client, against the same jobs through the library directly.
 
-    Two clients: httpx (what most Python users would pick) and a minimal asyncio client (bench/lean_http.py),
-    because the client shares the 2 cores and httpx alone costs more CPU per request than the server. Each round
-    runs every variant once; the table gives the median ratio and the range."""
+    Two servers: as shipped (jobs in a child engine process) and `--engine inline` (jobs in the server's own
+    process, as before the engine process existed). Two clients: httpx (what most Python users would pick) and a
+    minimal asyncio client (bench/lean_http.py), because the client shares the 2 cores and httpx alone costs more
+    CPU per request than the server. Each round runs every variant once; the table gives the median ratio and
+    the range."""
     import asyncio
     import socket
     import tempfile
@@ -299,27 +306,29 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
     from soundforge.config import Config
 
     client = Client(Config.load(user_file=False))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     exe = str(Path(sys.executable).with_name("soundforge"))
-    store = tempfile.mkdtemp(prefix="soundforge-serve-")
-    server = subprocess.Popen([exe, "serve", "--port", str(port), "--store", store, "--workers", str(concurrency),
-                               "--max-queue", str(jobs * 2)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    for engine in ("process", "inline"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        store = tempfile.mkdtemp(prefix="soundforge-serve-")
+        servers[engine] = (subprocess.Popen(
+            [exe, "serve", "--port", str(port), "--store", store, "--workers", str(concurrency), "--max-queue",
+             str(jobs * 2), "--engine", engine], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
 
     def body(i: int) -> dict[str, Any]:
         return {"request": {"prompt": "house 124 BPM", "duration": seconds, "seed": i}, "provider": "synth"}
 
-    async def with_httpx() -> float:
+    async def with_httpx(port: int) -> float:
         bound = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             async def one(i: int) -> None:
                 async with bound:
                     job = (await http.post("/v1/generations", json=body(i))).json()
@@ -329,7 +338,7 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
             await asyncio.gather(*(one(i) for i in range(jobs)))
             return time.perf_counter() - start
 
-    async def with_lean() -> float:
+    async def with_lean(port: int) -> float:
         import json
 
         bound = asyncio.Semaphore(concurrency)
@@ -364,24 +373,29 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
         await asyncio.gather(*(one(i) for i in range(jobs)))
         return time.perf_counter() - start
 
-    times: dict[str, list[float]] = {"direct": [], "saved": [], "httpx": [], "lean": []}
-    cpu: dict[str, list[float]] = {"server": [], "client_httpx": [], "client_lean": [], "direct": []}
+    variants = {"lean": (with_lean, "process"), "httpx": (with_httpx, "process"), "inline": (with_lean, "inline")}
+    times: dict[str, list[float]] = {name: [] for name in ("direct", "saved", *variants)}
+    cpu: dict[str, list[float]] = {name: [] for name in ("direct", "server_lean", "server_inline", "client_lean",
+                                                         "client_httpx")}
     try:
-        asyncio.run(direct(False))  # warm both
-        asyncio.run(with_lean())
+        asyncio.run(direct(False))  # warm every path
+        for run, engine in variants.values():
+            asyncio.run(run(servers[engine][1]))
         for _ in range(rounds):
             before = _cpu_seconds(os.getpid())
             times["direct"].append(asyncio.run(direct(False)))
             cpu["direct"].append(_cpu_seconds(os.getpid()) - before)
             times["saved"].append(asyncio.run(direct(True)))
-            for name, run in (("httpx", with_httpx), ("lean", with_lean)):
-                server_before, before = _cpu_seconds(server.pid), _cpu_seconds(os.getpid())
-                times[name].append(asyncio.run(run()))
-                cpu[f"client_{name}"].append(_cpu_seconds(os.getpid()) - before)
-                cpu["server"].append(_cpu_seconds(server.pid) - server_before)
+            for name, (run, engine) in variants.items():
+                server, port = servers[engine]
+                server_before, before = _cpu_seconds(server.pid, children=True), _cpu_seconds(os.getpid())
+                times[name].append(asyncio.run(run(port)))
+                cpu.setdefault(f"client_{name}", []).append(_cpu_seconds(os.getpid()) - before)
+                cpu.setdefault(f"server_{name}", []).append(_cpu_seconds(server.pid, children=True) - server_before)
     finally:
-        server.terminate()
-        server.wait(10)
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(10)
 
     def ratio(over: str, base: str) -> str:
         values = sorted(a / b for a, b in zip(times[over], times[base], strict=True))
@@ -390,17 +404,21 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
     def per_job(name: str) -> str:
         return f"{1000 * statistics.median(cpu[name]) / jobs:.1f} ms"
 
-    lean_rate = jobs / statistics.median(times["lean"])
+    def rate(name: str) -> str:
+        return f"{jobs / statistics.median(times[name]):.1f} jobs/s"
+
     return [(f"serve: {jobs} x {seconds:g} s synth, concurrency {concurrency}, minimal client: HTTP / library in "
              "memory (target <= 1.1)", ratio("lean", "direct"),
-             f"{lean_rate:.1f} jobs/s over HTTP, {jobs / statistics.median(times['direct']):.1f} jobs/s direct "
+             f"{rate('lean')} over HTTP, {rate('direct')} direct "
              f"(its rounds: {min(times['direct']):.2f}-{max(times['direct']):.2f} s)"),
-            ("  same, HTTP / library saving each file to disk (what the service stores)", ratio("lean", "saved"), ""),
-            ("  same with httpx as the client: HTTP / library in memory", ratio("httpx", "direct"),
-             f"{jobs / statistics.median(times['httpx']):.1f} jobs/s"),
-            ("  CPU per job: library / server process / minimal client / httpx client", per_job("direct"),
-             f"server {per_job('server')} (both clients' runs), client {per_job('client_lean')} minimal, "
-             f"{per_job('client_httpx')} httpx")]
+            ("  same, HTTP / library saving each file to disk (what the service stores)", ratio("lean", "saved"),
+             rate("saved")),
+            ("  same with httpx as the client: HTTP / library in memory", ratio("httpx", "direct"), rate("httpx")),
+            ("  same with --engine inline (jobs in the server's process): HTTP / library in memory",
+             ratio("inline", "direct"), rate("inline")),
+            ("  CPU per job: library / server with its engine / minimal client / httpx client", per_job("direct"),
+             f"server {per_job('server_lean')} (inline {per_job('server_inline')}), client "
+             f"{per_job('client_lean')} minimal, {per_job('client_httpx')} httpx")]
 
 
 def _serve_fake(ready: Any, latency: float) -> None:
