@@ -252,3 +252,28 @@ def test_cli_serve_reads_its_config_section(tmp_path) -> None:
         output = server.communicate(timeout=15)[0]
     assert "t0ken" not in output, "the token is never logged"
     assert (tmp_path / "jobs").is_dir()
+
+
+@pytest.mark.parametrize("mode", ["process", "inline"])
+def test_a_job_cancelled_before_it_reaches_the_engine_is_cancelled_there(tmp_path, mode: str) -> None:
+    import asyncio
+
+    from soundforge.backends import CancelToken
+    from soundforge.request import GenerationRequest
+    from soundforge.serve.engine import create_engine
+
+    async def scenario() -> tuple[str, str, bool]:
+        engine = create_engine(Client(Config.load(user_file=False)), mode)
+        await engine.start()
+        try:
+            token = CancelToken()
+            token.cancel()
+            request = GenerationRequest(prompt="ambient", duration=1)
+            cancelled = await engine.run("j1", request, "synth", tmp_path / "a.wav", token, lambda *_: None)
+            done = await engine.run("j2", request, "synth", tmp_path / "b.wav", CancelToken(), lambda *_: None)
+            return cancelled.status, done.status, (tmp_path / "b.wav").exists()
+        finally:
+            await engine.close()
+
+    assert asyncio.run(scenario()) == ("cancelled", "succeeded", True)
+    assert not (tmp_path / "a.wav").exists()

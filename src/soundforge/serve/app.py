@@ -194,7 +194,8 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                 store.remember({**current, "progress": {"phase": phase, "done": done, "total": total}})
 
         try:
-            outcome = await engine.run(job_id, request, provider, store.folder(job_id) / "audio.wav", on_progress)
+            outcome = await engine.run(job_id, request, provider, store.folder(job_id) / "audio.wav", token,
+                                       on_progress)
         except Exception as exc:  # the engine itself failed (it could not start): the job still ends
             outcome = JobOutcome("failed", error={"code": "engine_error", "type": type(exc).__name__,
                                                   "message": f"the engine could not run the job: {exc}"})

@@ -27,11 +27,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends import CancelToken
 from ..errors import ConfigurationError, GenerationCancelledError, SoundforgeError
 from ..request import GenerationRequest
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 log = logging.getLogger("soundforge.serve")
 
@@ -60,7 +63,7 @@ def _outcome_of(exc: BaseException) -> JobOutcome:
                                        "message": "internal error"})
 
 
-async def _run_and_save(client: Any, request: GenerationRequest, provider: str | None, audio_path: Path,
+async def _run_and_save(client: Client, request: GenerationRequest, provider: str | None, audio_path: Path,
                         token: CancelToken, on_progress: ProgressFn) -> JobOutcome:
     """Generate with the library's async client and save the first track (tags embedded, no sidecar: the job
     record holds the full licence and provenance)."""
@@ -79,32 +82,22 @@ class InlineEngine:
 
     mode = "inline"
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
-        self._tokens: dict[str, CancelToken] = {}
 
     async def start(self) -> None:
         """Nothing to start: the client is already here."""
 
     async def run(self, job_id: str, request: GenerationRequest, provider: str | None, audio_path: Path,
-                  on_progress: ProgressFn) -> JobOutcome:
-        """Run one job to its end; never raises for the job's own failures."""
-        token = self._tokens.setdefault(job_id, CancelToken())
-        try:
-            return await _run_and_save(self.client, request, provider, audio_path, token, on_progress)
-        finally:
-            self._tokens.pop(job_id, None)
+                  token: CancelToken, on_progress: ProgressFn) -> JobOutcome:
+        """Run one job to its end; `token` cancels it. Never raises for the job's own failures."""
+        return await _run_and_save(self.client, request, provider, audio_path, token, on_progress)
 
     def cancel(self, job_id: str) -> None:
-        """Ask a running job to stop at its next step."""
-        token = self._tokens.get(job_id)
-        if token is not None:
-            token.cancel()
+        """Nothing to pass on: the job's token, which the caller cancels, is the one it runs with."""
 
     async def close(self) -> None:
-        """Cancel what still runs."""
-        for token in self._tokens.values():
-            token.cancel()
+        """Nothing to stop: the server cancels its jobs' tokens."""
 
 
 class _Child:
@@ -158,7 +151,7 @@ class ProcessEngine:
     mode = "process"
     PROGRESS_INTERVAL_S = 0.1  # at most this often per job, plus each phase's first and last event
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Client) -> None:
         self._spec = pickle.dumps((client.config, client.registry), protocol=pickle.HIGHEST_PROTOCOL)
         self._child: _Child | None = None
         self._starting: asyncio.Lock | None = None
@@ -192,8 +185,9 @@ class ProcessEngine:
             return child
 
     async def run(self, job_id: str, request: GenerationRequest, provider: str | None, audio_path: Path,
-                  on_progress: ProgressFn) -> JobOutcome:
-        """Send one job to the engine and wait for its outcome; never raises for the job's own failures."""
+                  token: CancelToken, on_progress: ProgressFn) -> JobOutcome:
+        """Send one job to the engine and wait for its outcome; `token` (or `cancel`) cancels it there. Never
+        raises for the job's own failures."""
         child = await self.start()
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
         child.pending[job_id] = (future, on_progress)
@@ -202,6 +196,8 @@ class ProcessEngine:
                 return child.gone
             with contextlib.suppress(ConnectionError, OSError):  # a dead engine: its reader fails the job
                 child.writer.write(_message("job", job_id, request, provider, str(audio_path)))
+                if token.cancelled:  # cancelled while the engine was starting, before `cancel` could see the job
+                    child.writer.write(_message("cancel", job_id))
                 await child.writer.drain()  # a request with a large melody upload waits here, not in memory
             return await future
         finally:
@@ -229,7 +225,7 @@ class ProcessEngine:
             await child.reader_task
 
 
-def create_engine(client: Any, mode: str) -> InlineEngine | ProcessEngine:
+def create_engine(client: Client, mode: str) -> InlineEngine | ProcessEngine:
     """The engine for `[serve] engine`: "process", "inline", or "auto" (process where the OS can pass sockets)."""
     if mode == "auto":
         mode = "process" if os.name == "posix" else "inline"
@@ -274,8 +270,8 @@ async def _engine_main(fd: int) -> None:
         if not writer.is_closing():
             writer.write(_message(*fields))
 
-    async def job(job_id: str, request: GenerationRequest, provider: str | None, audio_path: str) -> None:
-        token = tokens.setdefault(job_id, CancelToken())
+    async def job(job_id: str, token: CancelToken, request: GenerationRequest, provider: str | None,
+                  audio_path: str) -> None:
         last_sent, last_phase = 0.0, ""
 
         def on_progress(phase: str, done: int, total: int) -> None:  # from whichever thread the backend runs on
@@ -294,8 +290,9 @@ async def _engine_main(fd: int) -> None:
     try:
         while True:
             kind, job_id, *rest = await _read_message(reader)
-            if kind == "job":
-                task = asyncio.create_task(job(job_id, *rest))
+            if kind == "job":  # the token exists before the task runs: a cancel right behind the job finds it
+                tokens[job_id] = CancelToken()
+                task = asyncio.create_task(job(job_id, tokens[job_id], *rest))
                 running.add(task)
                 task.add_done_callback(running.discard)
             elif kind == "cancel" and job_id in tokens:
