@@ -9,7 +9,8 @@ result; the server process keeps HTTP, the queue and the job records. Why a seco
 
 The two talk over a private socket pair: length-prefixed pickles, both ends being this same installed code.
 `InlineEngine` runs jobs in the server's process instead (`[serve] engine = "inline"`): for platforms without
-`pass_fds`, and for backends registered in code rather than through an entry point, which a child cannot see.
+`pass_fds`, and for a client changed at run time beyond its config and registry (the child rebuilds it from
+those two).
 """
 
 from __future__ import annotations
