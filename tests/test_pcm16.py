@@ -29,9 +29,10 @@ def _awkward(channels: int, n: int = 20000) -> np.ndarray:
 @pytest.mark.parametrize("channels", [1, 2])
 def test_quantized_samples_equal_libsndfiles_round_trip(channels: int) -> None:
     audio = _awkward(channels)
-    frames = pcm16.quantize(audio)
+    samples = pcm16.quantize(audio)
     via_libsndfile, _ = load_audio(encode(audio, 44100, FORMATS["wav"]))
-    assert np.array_equal(pcm16.dequantize(frames), via_libsndfile)
+    assert samples.shape == audio.shape and samples.dtype == np.int16
+    assert np.array_equal(pcm16.dequantize(samples), via_libsndfile)
 
 
 def test_wav_bytes_match_libsndfiles_layout() -> None:

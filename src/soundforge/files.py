@@ -44,9 +44,10 @@ def encode_track(track: Track, fmt: AudioFormat, *, loudness: float | None = Non
     if fmt.name == "wav" and audio.shape[0] in (1, 2) and pcm16.matches_libsndfile():
         # 16-bit WAV: the decoded samples follow from the audio alone, so the file is written directly, without
         # libsndfile's trial encode, decode and second encode (soundforge.pcm16).
-        frames = pcm16.quantize(audio)
-        fields = tags.describe(track, audio_sha256=pcm_sha256(pcm16.dequantize(frames)), loudness=loudness, fmt=fmt)
-        data = pcm16.wav_bytes(frames, track.sample_rate, tags.soundfile_strings(fields))
+        samples = pcm16.quantize(audio)
+        fields = tags.describe(track, audio_sha256=pcm_sha256(pcm16.dequantize(samples)), loudness=loudness,
+                               fmt=fmt)
+        data = pcm16.wav_bytes(samples, track.sample_rate, tags.soundfile_strings(fields))
         return tags.embed(data, fmt, fields), fields
     untagged = encode(audio, track.sample_rate, fmt)
     fields = tags.describe(track, audio_sha256=decoded_sha256(untagged), loudness=loudness, fmt=fmt)

@@ -25,16 +25,17 @@ INFO_IDS = {"title": b"INAM", "artist": b"IART", "copyright": b"ICOP", "software
 
 
 def quantize(audio: AudioArray) -> npt.NDArray[np.int16]:
-    """Float audio (channels, samples) to interleaved int16 frames (samples, channels) as libsndfile converts
-    it: clipped to [-1, 1], scaled by 32768 (exact in float32), floored, and 1.0 clipped to 32767."""
+    """Float audio (channels, samples) to int16 (channels, samples) as libsndfile converts it: clipped to
+    [-1, 1], scaled by 32768 (exact in float32), floored, and 1.0 clipped to 32767."""
     scaled = np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False) * np.float32(32768.0)
-    frames: npt.NDArray[np.int16] = np.clip(np.floor(scaled), -32768, 32767).astype(np.int16).T
-    return frames
+    np.floor(scaled, out=scaled)
+    np.clip(scaled, -32768, 32767, out=scaled)
+    return scaled.astype(np.int16)
 
 
-def dequantize(frames: npt.NDArray[np.int16]) -> AudioArray:
-    """int16 frames (samples, channels) to the float32 (channels, samples) libsndfile reads back from them."""
-    return np.ascontiguousarray(frames.T.astype(np.float32) * np.float32(1.0 / 32768.0))
+def dequantize(samples: npt.NDArray[np.int16]) -> AudioArray:
+    """int16 (channels, samples) to the float32 libsndfile reads back from them."""
+    return samples.astype(np.float32) * np.float32(1.0 / 32768.0)
 
 
 @functools.cache
@@ -49,10 +50,11 @@ def matches_libsndfile() -> bool:
     return bool(np.array_equal(dequantize(quantize(probe)), decoded))
 
 
-def wav_bytes(frames: npt.NDArray[np.int16], sample_rate: int, strings: dict[str, str] | None = None) -> bytes:
-    """A PCM-16 WAV file: `fmt `, a LIST/INFO chunk with `strings` (laid out as libsndfile lays them out),
-    then `data`. Mono and stereo only (more channels need WAVE_FORMAT_EXTENSIBLE: use libsndfile)."""
-    channels = frames.shape[1]
+def wav_bytes(samples: npt.NDArray[np.int16], sample_rate: int, strings: dict[str, str] | None = None) -> bytes:
+    """A PCM-16 WAV file of int16 (channels, samples): `fmt `, a LIST/INFO chunk with `strings` (laid out as
+    libsndfile lays them out), then `data`. Mono and stereo only (more channels need WAVE_FORMAT_EXTENSIBLE:
+    use libsndfile)."""
+    channels = samples.shape[0]
     if channels not in (1, 2):
         raise ValueError("wav_bytes writes mono or stereo; use soundforge.audio.encode for more channels")
     fmt = struct.pack("<HHIIHH", 1, channels, sample_rate, sample_rate * channels * 2, channels * 2, 16)
@@ -60,7 +62,11 @@ def wav_bytes(frames: npt.NDArray[np.int16], sample_rate: int, strings: dict[str
     info = b"".join(_info(INFO_IDS[key], value) for key, value in (strings or {}).items() if key in INFO_IDS)
     if info:
         chunks.append(_chunk(b"LIST", b"INFO" + info))
-    chunks.append(_chunk(b"data", np.ascontiguousarray(frames, dtype="<i2").tobytes()))
+    # Interleaved frames, one channel column at a time: twice as fast as copying the transposed array.
+    frames = np.empty((samples.shape[1], channels), dtype="<i2")
+    for channel in range(channels):
+        frames[:, channel] = samples[channel]
+    chunks.append(_chunk(b"data", frames.tobytes()))
     body = b"WAVE" + b"".join(chunks)
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
