@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
@@ -100,6 +101,19 @@ def test_policy_refusal_and_invalid_requests(tmp_path) -> None:
         assert bad.status_code == 422
         unknown = http.post("/v1/generations", json={"request": {"prompt": "x"}, "provider": "nope"})
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "provider_not_found"
+        # Audio inputs come in the body; a path on the server is refused alike whether or not the file exists.
+        on_server = tmp_path / "private.wav"
+        sf.write(on_server, [0.0] * 800, 8000)
+        for path in (str(on_server), str(tmp_path / "missing.wav")):
+            for value in (path, {"path": path}):
+                named = http.post("/v1/generations", json={"request": {"prompt": "x", "audio_prompt": value}})
+                assert named.status_code == 422
+                assert "does not read files named by path" in named.text and "does not exist" not in named.text
+        wav = io.BytesIO()
+        sf.write(wav, [0.0] * 800, 8000, format="WAV")
+        sent = http.post("/v1/generations", json={"request": {"prompt": "x", "melody": {
+            "wav": base64.b64encode(wav.getvalue()).decode()}}, "provider": "synth"})
+        assert sent.status_code == 422 and sent.json()["error"]["code"] == "unsupported_feature"  # synth: no melody
 
 
 def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException
 
 from .. import __version__
@@ -54,6 +54,21 @@ class GenerationJob(BaseModel):
 
     request: GenerationRequest
     provider: str | None = Field(None, description="provider spec, e.g. synth or musicgen:MODEL; default: config")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _audio_sent_not_named(cls, data: Any) -> Any:
+        """Melody and audio prompt must come in the body: a path would let a caller make the server read (and,
+        through a continuation, hand back) any audio file it can open, or probe which files exist. Checked before
+        the request's own validation, which would look the path up."""
+        request = data.get("request") if isinstance(data, dict) else None
+        if isinstance(request, dict):
+            for name in ("melody", "audio_prompt"):
+                value = request.get(name)
+                if value is not None and not (isinstance(value, dict) and set(value) == {"wav"}):
+                    raise ValueError(f"request.{name} must be the audio itself, {{\"wav\": \"<base64 WAV>\"}}: "
+                                     "the service does not read files named by path")
+        return data
 
 
 @dataclass
