@@ -14,6 +14,7 @@ from soundforge import (
     ProviderUnavailableError,
     UnsupportedFeatureError,
 )
+from soundforge.audio import pcm_sha256
 from soundforge.client import Client
 from soundforge.config import Config
 
@@ -137,6 +138,29 @@ def test_async_generate_matches_sync(client: Client) -> None:
     sync = client.generate("house 124 BPM", provider="synth", duration=2, seed=1)
     assert a.audio.tobytes() == sync.audio.tobytes()
     assert b.audio.tobytes() != a.audio.tobytes()
+
+
+def test_async_generate_builds_long_results_off_the_event_loop(client: Client, monkeypatch) -> None:
+    import threading
+
+    import soundforge.client as client_module
+
+    hashed_on = []
+
+    def recording_hash(audio):
+        hashed_on.append((audio.shape[1], threading.current_thread() is threading.main_thread()))
+        return pcm_sha256(audio)
+
+    monkeypatch.setattr(client_module, "pcm_sha256", recording_hash)
+
+    async def run():
+        await client.agenerate("house", provider="synth", duration=1, seed=1)
+        return await client.agenerate("house", provider="synth", duration=15, seed=1)
+
+    long = asyncio.run(run())
+    assert hashed_on == [(44100, True), (15 * 44100, False)]  # the loop runs on the main thread here
+    assert long.provenance.pcm_sha256 == pcm_sha256(long.audio)
+    assert long.audio.tobytes() == client.generate("house", provider="synth", duration=15, seed=1).audio.tobytes()
 
 
 def test_request_object_with_overrides(client: Client) -> None:
