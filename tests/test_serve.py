@@ -291,3 +291,16 @@ def test_a_job_cancelled_before_it_reaches_the_engine_is_cancelled_there(tmp_pat
 
     assert asyncio.run(scenario()) == ("cancelled", "succeeded", True)
     assert not (tmp_path / "a.wav").exists()
+
+
+def test_an_engine_that_cannot_start_says_how_to_run_without_one(tmp_path, monkeypatch) -> None:
+    import asyncio
+    import sys
+
+    from soundforge.errors import ConfigurationError
+    from soundforge.serve.engine import ProcessEngine
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    engine = ProcessEngine(Client(Config.load(user_file=False)))
+    with pytest.raises(ConfigurationError, match="--engine inline"):
+        asyncio.run(engine.start())

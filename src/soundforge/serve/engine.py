@@ -174,6 +174,11 @@ class ProcessEngine:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "soundforge.serve.engine", str(theirs.fileno()),
                     pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL)
+            except OSError as exc:
+                ours.close()
+                raise ConfigurationError(f"could not start the engine process with {sys.executable!r}: {exc}; "
+                                         "run jobs in the server's process with --engine inline "
+                                         "([serve] engine = \"inline\")") from exc
             except BaseException:
                 ours.close()
                 raise
