@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -304,3 +305,31 @@ def test_an_engine_that_cannot_start_says_how_to_run_without_one(tmp_path, monke
     engine = ProcessEngine(Client(Config.load(user_file=False)))
     with pytest.raises(ConfigurationError, match="--engine inline"):
         asyncio.run(engine.start())
+
+
+def test_a_torch_model_runs_in_the_engine_process(tmp_path) -> None:
+    """Tiny random MusicGen checkpoints through the service: torch in the engine process, a melody sent in the
+    body reaching the model, and the stored audio identical to the library's for the same request."""
+    pytest.importorskip("transformers")
+    from soundforge.audio import decoded_sha256
+    from soundforge.testing.musicgen import build_musicgen
+
+    mono = str(build_musicgen(tmp_path / "mono"))
+    melody_model = str(build_musicgen(tmp_path / "melody", melody=True))
+    with serving(tmp_path / "jobs") as (url, app), httpx.Client(base_url=url, timeout=60) as http:
+        assert app.state.engine.mode == "process"
+        job = http.post("/v1/generations", json={"request": {"prompt": "calm piano", "duration": 0.1, "seed": 42},
+                                                 "provider": f"musicgen:{mono}"}).json()
+        audio = http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 60})
+        assert audio.status_code == 200
+        library = Client(Config.load(user_file=False)).generate("calm piano", provider=f"musicgen:{mono}",
+                                                                duration=0.1, seed=42).tracks[0]
+        assert decoded_sha256(audio.content) == decoded_sha256(library.to_bytes("wav"))
+        tune = io.BytesIO()
+        sf.write(tune, 0.3 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000), 16000, format="WAV")
+        job = http.post("/v1/generations", json={"request": {
+            "prompt": "jazz melody", "duration": 0.04, "seed": 5,
+            "melody": {"wav": base64.b64encode(tune.getvalue()).decode()}}, "provider": f"musicgen:{melody_model}"})
+        record = http.get(f"/v1/generations/{job.json()['id']}", params={"wait": 60}).json()
+        assert record["status"] == "succeeded", record
+        assert record["provenance"]["request"]["melody"] is not None
