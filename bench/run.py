@@ -146,7 +146,52 @@ def musicgen_batching_rows(client, spec: str, folder: Path, seconds: float = 2.0
          f"{t_batched / t_direct_batch:.2f}"),
         ("cold request (loads the model) / warm request", f"{t_cold / t_warm:.1f}x",
          f"{t_cold:.1f} s cold (load {cold.provenance.timings.load:.1f} s), {t_warm:.2f} s warm"),
+        musicgen_serve_row(spec, prompts, seconds, t_batched),
     ]
+
+
+def musicgen_serve_row(spec: str, prompts: list[str], seconds: float, t_library: float) -> tuple[str, str, str]:
+    """The same 4 concurrent requests through `soundforge serve` (jobs in its engine process, batched there):
+    POST + one waiting download each, against the library's batched time measured just before."""
+    import asyncio
+    import socket
+    import tempfile
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = str(Path(sys.executable).with_name("soundforge"))
+    env = {**os.environ, "SOUNDFORGE_MUSICGEN_DEVICE": "cpu", "SOUNDFORGE_MUSICGEN_BATCH_WINDOW": "0.2"}
+    server = subprocess.Popen([exe, "serve", "--port", str(port), "--store", tempfile.mkdtemp(), "--workers", "4"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    async def jobs(texts: list[str], duration: float) -> float:
+        async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+            async def one(text: str) -> None:
+                job = (await http.post("/v1/generations", json={"request": {"prompt": text, "duration": duration,
+                                                                            "seed": 1}, "provider": spec})).json()
+                (await http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 60})).raise_for_status()
+            start = time.perf_counter()
+            await asyncio.gather(*(one(text) for text in texts))
+            return time.perf_counter() - start
+
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        asyncio.run(jobs(["warm up"], 0.1))  # the engine loads the model, like a warm server
+        t_served = asyncio.run(jobs(prompts, seconds))
+    finally:
+        server.terminate()
+        server.wait(30)
+    return ("  the same 4 requests through soundforge serve (engine process) / the library, batched",
+            f"{t_served / t_library:.2f}", f"{t_served:.1f} s served, {t_library:.1f} s library")
 
 
 def cloud_fanout_rows(jobs: int = 200, concurrency: int = 32, latency: float = 0.2) -> list[tuple[str, str, str]]:
