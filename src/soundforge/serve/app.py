@@ -198,7 +198,8 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
 
     async def run_job(job_id: str, request: GenerationRequest, provider: str | None) -> None:
         token = cancels.setdefault(job_id, CancelToken())
-        if token.cancelled:
+        if token.cancelled:  # cancelled while queued: its record already says so
+            cancels.pop(job_id, None)
             return
         # In memory only: on disk the job stays "queued", and either way a restart reports it failed.
         store.remember({**store.load(job_id), "status": "running", "started_at": time.time()})
