@@ -12,6 +12,7 @@ import pytest
 
 from soundforge import InvalidRequestError, LicensePolicy, LicensePolicyError
 from soundforge.bulk import JOURNAL, batch, load_manifest
+from soundforge.bulk.output import OutputLocation, delivered
 from soundforge.client import Client
 from soundforge.config import Config
 
@@ -76,14 +77,37 @@ def test_run_resume_and_licence_report(tmp_path, test_backends) -> None:
     db.close()
     third = batch(manifest, out, client=client, provider="synth", resume=True)
     assert "sfx" in third.skipped and NonCommercialBackend.calls == calls
-    # A truncated file from a crash mid-write does not verify: it is reported, never silently kept.
+    # A truncated file of a row this run made (a crash mid-write, or damage later): detected and generated again.
     (out / "cue0.wav").write_bytes((out / "cue0.wav").read_bytes()[:1000])
-    db = sqlite3.connect(out / JOURNAL)
-    db.execute("UPDATE rows SET state = 'running' WHERE name = 'cue0'")
-    db.commit()
-    db.close()
     fourth = batch(manifest, out, client=client, provider="synth", resume=True)
-    assert "does not verify" in fourth.failed["cue0"]
+    assert fourth.done == ["cue0"] and "cue0" not in fourth.skipped
+    assert delivered(load_manifest(manifest)[0], OutputLocation(out))
+    # A file nobody in this run wrote is reported and kept, never overwritten.
+    foreign = write_jsonl(tmp_path / "f.jsonl", [{"name": "mine", "prompt": "x", "duration": 1}])
+    (out / "mine.wav").write_bytes(b"RIFF my own file")
+    fifth = batch(foreign, out, client=client, provider="synth", resume=True)
+    assert "does not verify" in fifth.failed["mine"] and (out / "mine.wav").read_bytes() == b"RIFF my own file"
+
+
+def test_resume_regenerates_a_row_that_changed(tmp_path) -> None:
+    out = tmp_path / "out"
+    client = Client(Config.load(user_file=False))
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "a", "prompt": "calm piano", "duration": 2, "seed": 1}])
+    assert batch(manifest, out, client=client, provider="synth").done == ["a"]
+    first = (out / "a.wav").read_bytes()
+    for change in ({"prompt": "fast techno"}, {"duration": 1.5}, {"seed": 2}):
+        row = {"name": "a", "prompt": "calm piano", "duration": 2, "seed": 1, **change}
+        write_jsonl(manifest, [row])
+        again = batch(manifest, out, client=client, provider="synth", resume=True)
+        assert again.done == ["a"] and not again.skipped, change
+        now = (out / "a.wav").read_bytes()
+        assert now != first, change
+        sidecar = json.loads((out / "a.wav.json").read_text())
+        assert sidecar["provenance"]["request"]["seed"] == row["seed"]
+        assert sidecar["batch"]["fingerprint"] == load_manifest(manifest)[0].fingerprint
+        first = now
+        # The row as it is now is finished: a further resume generates nothing.
+        assert batch(manifest, out, client=client, provider="synth", resume=True).skipped == ["a"]
 
 
 def test_policy_is_checked_for_every_row_before_any_generation(tmp_path, test_backends) -> None:

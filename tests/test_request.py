@@ -87,3 +87,43 @@ def test_backend_extra_is_checked_by_key_and_type() -> None:
                          ({"nope": 1}, "unknown p extra parameter")):
         with pytest.raises(InvalidRequestError, match=message):
             checked_extra(GenerationRequest(prompt="x", extra=bad), kinds, provider="p")
+
+
+def test_a_bad_request_is_an_invalid_request_error_on_every_path() -> None:
+    from soundforge import InvalidRequestError, SoundforgeError
+
+    for make in (lambda: GenerationRequest(prompt="x", duration=-1),
+                 lambda: GenerationRequest.model_validate({"prompt": "x", "bogus": 1}),
+                 lambda: GenerationRequest.model_validate_json('{"prompt": "x", "seed": -3}')):
+        with pytest.raises(SoundforgeError) as info:
+            make()
+        assert isinstance(info.value, InvalidRequestError) and info.value.field in ("duration", "bogus", "seed")
+
+
+@pytest.mark.parametrize("params", [
+    {"prompt": "calm \ud800 piano"}, {"prompt": "x", "negative_prompt": "\udcff"}, {"prompt": "x", "lyrics": "\ud83d"},
+    {"prompt": "x", "extra": {"tag": "\ud800"}}, {"prompt": "x", "extra": {"nested": ["ok", "\udc80"]}}])
+def test_text_that_is_not_unicode_is_refused_at_validation(params) -> None:
+    from soundforge import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="not valid Unicode"):
+        GenerationRequest(**params)
+
+
+@pytest.mark.parametrize("params", [
+    {"temperature": float("inf")}, {"guidance": float("nan")}, {"top_p": float("nan")}, {"duration": float("nan")},
+    {"extra": {"x": float("inf")}}, {"extra": {"y": [1.0, float("nan")]}}])
+def test_non_finite_numbers_are_refused(params) -> None:
+    from soundforge import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError):
+        GenerationRequest(prompt="x", **params)
+    with pytest.raises(InvalidRequestError):
+        GenerationRequest.model_validate_json(
+            '{"prompt": "x", ' + ", ".join(f'"{k}": {_json(v)}' for k, v in params.items()) + "}")
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value)  # writes NaN / Infinity, as a careless client would

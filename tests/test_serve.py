@@ -34,9 +34,10 @@ def running(store: Path, *, policy: LicensePolicy | None = None, **settings):
 
 
 @contextmanager
-def serving(store: Path, *, policy: LicensePolicy | None = None, **settings):
+def serving(store: Path, *, policy: LicensePolicy | None = None, client: Client | None = None, **settings):
     """Like `running`, yielding the base URL and the app."""
-    app = create_app(Client(Config.load(user_file=False), policy=policy), ServeSettings(store=store, **settings))
+    client = client or Client(Config.load(user_file=False), policy=policy)
+    app = create_app(client, ServeSettings(store=store, **settings))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,9 +212,12 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, overwrite: bool =
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # A temp name of its own per writer (not per process): two threads saving one record at once must not
+    # write, rename or delete each other's half-written file.
+    # (open mode "x" and a random name; mkstemp would make the file private, 0600, unlike any other save).
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with open(tmp, "wb") as handle:
+        with open(tmp, "xb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -11,8 +11,6 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from . import __version__
 from .audio import as_audio, pcm_sha256
 from .backends import PLANNED, Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
@@ -65,29 +63,15 @@ def build_request(prompt_or_request: str | GenerationRequest, params: Mapping[st
 
     Raises InvalidRequestError (a ValueError) naming each bad field.
     """
-    try:
-        if isinstance(prompt_or_request, GenerationRequest):
-            if not params:
-                return prompt_or_request
-            data = {k: getattr(prompt_or_request, k) for k in prompt_or_request.model_fields_set}
-            return GenerationRequest(**{**data, **params})
-        if not isinstance(prompt_or_request, str):
-            raise InvalidRequestError("the first argument must be a prompt string or a GenerationRequest",
-                                      field="prompt")
-        return GenerationRequest(prompt=prompt_or_request, **params)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        details = "; ".join(_explain(e) for e in exc.errors())
-        raise InvalidRequestError(f"invalid request: {details}", field=field) from None
-
-
-def _explain(error: Any) -> str:
-    loc = ".".join(str(p) for p in error["loc"])
-    if error["type"] == "extra_forbidden":
-        return f"unknown field {loc!r} (provider-specific parameters go in extra={{...}})"
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
+    if isinstance(prompt_or_request, GenerationRequest):
+        if not params:
+            return prompt_or_request
+        data = {k: getattr(prompt_or_request, k) for k in prompt_or_request.model_fields_set}
+        return GenerationRequest(**{**data, **params})
+    if not isinstance(prompt_or_request, str):
+        raise InvalidRequestError("the first argument must be a prompt string or a GenerationRequest",
+                                  field="prompt")
+    return GenerationRequest(prompt=prompt_or_request, **params)
 
 
 class Client:

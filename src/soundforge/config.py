@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigurationError
 from .policy import LicensePolicy
+from .secrets import is_secret_setting, register
 
 if TYPE_CHECKING:
     from .signing import C2paSigner
@@ -52,12 +53,15 @@ class ServeConfig(BaseModel):
     max_body_mb: float = Field(32, gt=0)
     retention_days: float = Field(7, gt=0)
     cors_origins: tuple[str, ...] = ()
+    max_job_seconds: float = Field(
+        600, gt=0, description="longest audio one job may ask for (duration x outputs), in seconds")
     engine: Literal["auto", "process", "inline"] = Field(
         "auto", description="where jobs run: a child engine process (auto on POSIX) or the server's own process")
 
     def token(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The bearer token from the environment variable `token_env`, or None when unset or empty."""
         value = (os.environ if environ is None else environ).get(self.token_env, "")
+        register(value)
         return value or None
 
 
@@ -89,6 +93,15 @@ class Config(BaseModel):
         "auto", description="model memory budget per device (GiB), 'auto' or 'off'")
     c2pa: dict[str, str] = Field(default_factory=dict, description="cert, key, alg, tsa_url for C2PA signing")
     serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Config:
+        """Keys written in provider settings are hidden from every error message from now on."""
+        for settings in self.providers.values():
+            for key, value in settings.items():
+                if isinstance(value, str) and is_secret_setting(key):
+                    register(value)
+        return self
 
     def c2pa_signer(self) -> C2paSigner | None:
         """The configured C2PA signer, when `[c2pa]` names a certificate chain and a key."""

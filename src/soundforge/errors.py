@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .secrets import redact
+
 
 class SoundforgeError(Exception):
     """Base class of every error raised by soundforge."""
@@ -21,19 +23,25 @@ class SoundforgeError(Exception):
     code: str = "soundforge_error"
 
     def __init__(self, message: str, *, provider: str | None = None, hint: str | None = None) -> None:
-        self.message = message
+        # Every error passes through here: a key a provider echoed back (a 401 quoting the Authorization
+        # header) is redacted before the text reaches a log, a journal, a record or an HTTP body.
+        self.message = redact(message)
         self.provider = provider
         self.hint = hint
-        super().__init__(message)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         text = self.message
         if self.hint:
             text = f"{text} ({self.hint})"
-        return text
+        return redact(text)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description of the error, free of secrets."""
+        return {key: redact(value) if isinstance(value, str) else value for key, value in self._describe().items()}
+
+    def _describe(self) -> dict[str, Any]:
+        """The fields of `to_dict` before redaction; subclasses add their own."""
         return {"code": self.code, "type": type(self).__name__, "message": self.message,
                 "provider": self.provider, "hint": self.hint}
 
@@ -97,9 +105,12 @@ class InvalidRequestError(SoundforgeError, ValueError):
                  hint: str | None = None) -> None:
         super().__init__(message, provider=provider, hint=hint)
         self.field = field
+        #: (field, message) for each problem, when several fields were checked at once.
+        self.details: list[tuple[str, str]] = [(field or "", self.message)]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "field": self.field}
+    def _describe(self) -> dict[str, Any]:
+        return {**super()._describe(), "field": self.field,
+                "errors": [{"field": name or None, "message": text} for name, text in self.details]}
 
 
 class UnsupportedFeatureError(InvalidRequestError):
@@ -117,8 +128,8 @@ class UnsupportedFeatureError(InvalidRequestError):
                          hint=f"providers that support it: {others}")
         self.supported_by = list(supported_by)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "supported_by": self.supported_by}
+    def _describe(self) -> dict[str, Any]:
+        return {**super()._describe(), "supported_by": self.supported_by}
 
 
 class LicensePolicyError(SoundforgeError):
@@ -136,8 +147,8 @@ class LicensePolicyError(SoundforgeError):
         self.clause = clause
         self.allowed_providers = list(allowed_providers)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "model": self.model, "license": self.license_id,
+    def _describe(self) -> dict[str, Any]:
+        return {**super()._describe(), "model": self.model, "license": self.license_id,
                 "clause": self.clause, "allowed_providers": self.allowed_providers}
 
 
@@ -160,8 +171,8 @@ class ProviderError(SoundforgeError):
         self.status = status
         self.request_id = request_id
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "status": self.status, "request_id": self.request_id}
+    def _describe(self) -> dict[str, Any]:
+        return {**super()._describe(), "status": self.status, "request_id": self.request_id}
 
 
 class RateLimitError(ProviderError):

@@ -7,14 +7,16 @@ field they cannot honour with `UnsupportedFeatureError`; nothing is silently dro
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .audio import AudioArray, as_audio, encode, format_for, load_audio
+from .errors import InvalidRequestError
 
 MAX_PROMPT_CHARS = 4000
 MAX_DURATION_S = 3600.0
@@ -55,6 +57,52 @@ class AudioInput(BaseModel):
         return load_audio(self.wav if self.wav is not None else os.fspath(self.path))  # type: ignore[arg-type]
 
 
+def invalid_request(exc: ValidationError, *, prefix: str = "invalid request") -> InvalidRequestError:
+    """One `InvalidRequestError` for pydantic's errors: every bad field named, no input echoed back.
+
+    `details` holds (field, message) per problem, for callers that list them (manifests, the HTTP service).
+    """
+    details = [(".".join(str(p) for p in e["loc"]), explain_validation_error(e))
+               for e in exc.errors(include_input=False)]
+    text = "; ".join(f"{field}: {message}" if field else message for field, message in details)
+    error = InvalidRequestError(f"{prefix}: {text}", field=details[0][0] if details and details[0][0] else None)
+    error.details = details
+    return error
+
+
+def explain_validation_error(error: Any) -> str:
+    """One pydantic error as a short sentence (unknown fields say where provider parameters go)."""
+    if error["type"] == "extra_forbidden":
+        return "unknown field (provider-specific parameters go in extra={...})"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def check_text(value: str, name: str) -> str:
+    """Refuse text that cannot be written as UTF-8 (a lone surrogate such as "\\ud800", which JSON allows and
+    Python makes of a non-UTF-8 byte in a command line): it would pass here and fail later, in a file's tags."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} holds a character that is not valid Unicode text ({value[exc.start]!r} at "
+                         f"position {exc.start}); check the text's encoding") from None
+    return value
+
+
+def _check_extra(value: Any, path: str) -> None:
+    """Provider parameters are written into records and tags too: the same text and number rules apply."""
+    if isinstance(value, str):
+        check_text(value, path)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path} is {value}; numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(str(key), f"{path} key")
+            _check_extra(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_extra(item, f"{path}[{index}]")
+
+
 def _coerce_audio(value: Any) -> Any:
     if value is None or isinstance(value, (AudioInput, dict)):
         return value
@@ -67,7 +115,21 @@ def _coerce_audio(value: Any) -> Any:
     return value
 
 
-class GenerationRequest(BaseModel):
+class _InvalidRequestOnCall(type(BaseModel)):  # type: ignore[misc]
+    """Makes `GenerationRequest(...)` raise `InvalidRequestError` instead of pydantic's `ValidationError`.
+
+    On the metaclass, not in `__init__`: a custom `__init__` would also run when the request is validated inside
+    another model (the HTTP service's job body), where pydantic must see its own error to report the field.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            raise invalid_request(exc) from None
+
+
+class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     """What to generate. Only `prompt` is required; unset fields use the backend's defaults.
 
     Args:
@@ -87,7 +149,9 @@ class GenerationRequest(BaseModel):
         extra: provider-specific parameters, validated by that backend.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+    # allow_inf_nan=False: NaN, Infinity and 1e999 (which JSON parsers read as inf) are refused like any bad number.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64",
+                              allow_inf_nan=False)
 
     prompt: str = Field(..., description="text description of the audio to generate")
     negative_prompt: str | None = None
@@ -111,9 +175,38 @@ class GenerationRequest(BaseModel):
     loudness: float | None = Field(None, ge=-70, le=0, description="LUFS target when saving")
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> GenerationRequest:  # type: ignore[override]
+        """Like pydantic's, raising `InvalidRequestError` for a bad request."""
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as exc:
+            raise invalid_request(exc) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any  # type: ignore[override]
+                            ) -> GenerationRequest:
+        """Like pydantic's, raising `InvalidRequestError` for a bad request."""
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as exc:
+            raise invalid_request(exc) from None
+
+    @field_validator("negative_prompt", "lyrics")
+    @classmethod
+    def _text(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else check_text(value, info.field_name)
+
+    @field_validator("extra")
+    @classmethod
+    def _extra(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_extra(value, "extra")
+        return value
+
     @field_validator("prompt")
     @classmethod
     def _prompt_text(cls, value: str) -> str:
+        check_text(value, "prompt")
         text = value.strip()
         if not text:
             raise ValueError("prompt is empty; describe the audio you want, e.g. 'calm piano at 70 BPM'")

@@ -37,27 +37,14 @@ from ..errors import (
     RateLimitError,
     SoundforgeError,
 )
+from ..secrets import Secret
 from .base import RunContext
+
+__all__ = ["HttpCore", "HttpReply", "HttpSettings", "Secret", "check_output_url"]
 
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 ErrorMapper = Callable[[int, Any, str | None], SoundforgeError | None]
-
-
-class Secret:
-    """An API key that prints as `***`."""
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        """The key itself, for the one header that needs it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
 
 
 @dataclass

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..errors import InvalidRequestError
 from ..request import GenerationRequest
 
@@ -87,9 +85,8 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
             names[name] = number
         try:
             request = GenerationRequest(**data)
-        except ValidationError as exc:
-            problems.extend(f"row {number}, field {'.'.join(map(str, e['loc'])) or '-'!r}: "
-                            f"{str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors())
+        except InvalidRequestError as exc:
+            problems.extend(f"row {number}, field {field or '-'!r}: {message}" for field, message in exc.details)
             continue
         if request.num_outputs != 1:
             problems.append(f"row {number}, field 'num_outputs': one row makes one file; repeat the row with "

@@ -107,15 +107,47 @@ class OutputLocation:
 
 
 def delivered(row: BatchRow, out: OutputLocation) -> bool:
-    """Whether the row's file is there, complete and verifying (its `AUDIO_SHA256` tag matches its decoded audio)."""
-    if not out.exists(row.file_name):
+    """Whether the row's file is there, complete, verifying and made for this row as it is now.
+
+    Three checks: the file's `AUDIO_SHA256` tag matches its decoded audio (nothing truncated or edited), its
+    sidecar names this row's fingerprint (the file answers the row's current prompt, seed, duration, ...), and
+    the sidecar describes this very file (same audio hash). A file left by an earlier version of the row is not
+    delivered, so a changed row runs again.
+    """
+    sidecar = row.file_name + SIDECAR_SUFFIX
+    if not (out.exists(row.file_name) and out.exists(sidecar)):
         return False
     try:
+        document = _sidecar(out.read_bytes(sidecar))
+        batch = document.get("batch")
+        if not isinstance(batch, dict) or batch.get("fingerprint") != row.fingerprint:
+            return False
         data = out.read_bytes(row.file_name)
         fields = read_tags_bytes(data)
-        return bool(fields) and fields.get("AUDIO_SHA256") == decoded_sha256(data)
+        side_tags = document.get("tags")
+        return bool(fields) and isinstance(side_tags, dict) \
+            and fields.get("AUDIO_SHA256") == decoded_sha256(data) == side_tags.get("AUDIO_SHA256")
     except (OSError, ValueError, SoundforgeError):
         return False
+
+
+def _sidecar(data: bytes) -> dict[str, Any]:
+    """A sidecar's JSON object ({} when it is not one)."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def owned(row: BatchRow, out: OutputLocation) -> bool:
+    """Whether the row's sidecar says a batch wrote it for this row name (any fingerprint): ours to replace."""
+    sidecar = row.file_name + SIDECAR_SUFFIX
+    try:
+        batch = _sidecar(out.read_bytes(sidecar)).get("batch") if out.exists(sidecar) else None
+    except OSError:
+        return False
+    return isinstance(batch, dict) and batch.get("row") == row.name
 
 
 def stale(row: BatchRow, out: OutputLocation) -> bool:
@@ -134,7 +166,9 @@ def deliver(track: Any, row: BatchRow, out: OutputLocation, sign: Any = None) ->
         from ..signing import sign_bytes
 
         data = sign_bytes(data, fmt, fields, sign)
-    document = json.dumps(sidecar_document(track, fields, row.file_name), indent=2, ensure_ascii=False)
+    record = {**sidecar_document(track, fields, row.file_name),
+              "batch": {"row": row.name, "fingerprint": row.fingerprint}}
+    document = json.dumps(record, indent=2, ensure_ascii=False)
     sidecar = row.file_name + SIDECAR_SUFFIX
     out.write(sidecar, document.encode("utf-8"))
     try:

@@ -21,7 +21,7 @@ from ..errors import InvalidRequestError, LicensePolicyError, SoundforgeError
 from ..licensing import License
 from .journal import JOURNAL, Journal
 from .manifest import BatchRow, load_manifest
-from .output import OutputLocation, deliver, delivered, stale
+from .output import OutputLocation, deliver, delivered, owned, stale
 
 
 @dataclass(frozen=True)
@@ -208,23 +208,27 @@ async def abatch(manifest: str | Path, out_dir: str | os.PathLike[str], *, clien
 
 def _pending(rows: list[BatchRow], book: Journal, out: OutputLocation, retry_failed: bool, report: BatchReport,
              tell: Callable[[str, str], None]) -> list[BatchRow]:
-    """The rows still to generate; finished, failed (unless retried) and unverifiable rows are reported instead."""
+    """The rows still to generate; finished, failed (unless retried) and foreign files are reported instead.
+
+    A row counts as finished only while its file verifies and was made for the row as it is now (`delivered`):
+    a row whose prompt, seed, duration, ... changed since, or whose file was truncated or edited, runs again and
+    its file is replaced. A file the journal and its sidecar do not tie to the row is someone else's: reported,
+    never overwritten.
+    """
     known = book.states()
     todo: list[BatchRow] = []
     for row in rows:
         state, fingerprint = known.get(row.name, (None, None))
         same = fingerprint == row.fingerprint
-        if same and state == "done":
-            report.skipped.append(row.name)
-            tell(row.name, "skipped")
-        elif same and state == "failed" and not retry_failed:
+        if same and state == "failed" and not retry_failed:
             report.failed[row.name] = "failed in an earlier run (use retry_failed / --retry-failed)"
             tell(row.name, "failed")
-        elif delivered(row, out):  # the journal missed it (a crash between the file and the commit)
-            book.mark(row.name, row.fingerprint, "done", output=row.file_name)
+        elif delivered(row, out):  # done, or the journal missed it (a crash between the file and the commit)
+            if not (same and state == "done"):
+                book.mark(row.name, row.fingerprint, "done", output=row.file_name)
             report.skipped.append(row.name)
             tell(row.name, "skipped")
-        elif stale(row, out):
+        elif stale(row, out) and state is None and not owned(row, out):
             book.mark(row.name, row.fingerprint, "failed", error="output exists and does not verify")
             report.failed[row.name] = f"{row.file_name} exists and does not verify; remove it"
             tell(row.name, "failed")

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..audio import FORMATS, load_audio
+from ..audio import FORMATS, load_audio, write_atomic
 from ..backends import CancelToken
 from ..client import Client, build_request
 from ..config import ServeConfig
@@ -41,7 +42,7 @@ from ..errors import (
 )
 from ..licensing import License
 from ..provenance import Provenance
-from ..request import GenerationRequest
+from ..request import GenerationRequest, explain_validation_error
 from ..result import Track
 from .engine import JobOutcome, create_engine
 from .store import JobStore
@@ -83,6 +84,7 @@ class ServeSettings:
     retention_s: float = 7 * 24 * 3600
     cors_origins: tuple[str, ...] = ()
     engine: str = "auto"  # "process" (auto on POSIX): jobs run in a child process; "inline": in this one
+    max_job_seconds: float = 600.0  # the most audio one job may ask for: a bound on what a caller can make us compute
 
     @classmethod
     def from_config(cls, serve: ServeConfig, *, store: str | Path | None = None, token: str | None = None,
@@ -96,7 +98,8 @@ class ServeSettings:
                    max_queue=serve.max_queue if max_queue is None else max_queue,
                    workers=serve.workers if workers is None else workers,
                    max_body_bytes=int(serve.max_body_mb * 1024 * 1024), retention_s=serve.retention_days * 86400,
-                   cors_origins=tuple(serve.cors_origins), engine=engine or serve.engine)
+                   cors_origins=tuple(serve.cors_origins), engine=engine or serve.engine,
+                   max_job_seconds=serve.max_job_seconds)
 
 
 _STATUS = {InvalidRequestError: 422, LicensePolicyError: 403, ProviderNotFoundError: 404,
@@ -113,6 +116,54 @@ def _status_for(exc: SoundforgeError) -> int:
 def error_response(exc: SoundforgeError) -> JSONResponse:
     """The typed error body the library's `to_dict` gives, with a matching status code."""
     return JSONResponse({"error": exc.to_dict()}, status_code=_status_for(exc))
+
+
+class ErrorDetail(BaseModel):
+    """One problem of a refused request."""
+
+    field: str | None = None
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    """The error itself: a stable `code`, the exception `type`, a message and what to do about it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+    type: str | None = None
+    hint: str | None = None
+    field: str | None = None
+    errors: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer of the service has this shape."""
+
+    error: ErrorInfo
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the error answers a route really gives."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+def validation_error_response(exc: Any) -> JSONResponse:
+    """A 422 in the service's own error shape for a body that fails validation.
+
+    The caller's input is never echoed back: a 31 MB prompt would come back as a 32 MB error, and a value that is
+    not valid JSON output (NaN) would turn a 422 into a 500.
+    """
+    details = []
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        details.append({"field": ".".join(loc) or None, "message": explain_validation_error(error)})
+    text = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details[:10])
+    return JSONResponse({"error": {"code": "invalid_request", "type": "InvalidRequestError",
+                                   "message": f"invalid request: {text}"[:2000],
+                                   "field": details[0]["field"] if details else None, "errors": details[:50]}},
+                        status_code=422)
 
 
 class _BodyTooLarge(HTTPException):
@@ -178,6 +229,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     engine = create_engine(client, settings.engine)
     queue: asyncio.Queue[tuple[str, GenerationRequest, str | None]] = asyncio.Queue(maxsize=settings.max_queue)
     cancels: dict[str, CancelToken] = {}
+    encoding: dict[tuple[str, str], asyncio.Lock] = {}  # downloads being encoded into a new format
     finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls (`?wait=`) wake on it
     workers: list[asyncio.Task[None]] = []
     reserved = 0  # submissions between the queue-full check and their place in the queue
@@ -258,6 +310,16 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     async def too_large(request: Request, exc: _BodyTooLarge) -> Response:
         return JSONResponse({"error": {"code": "too_large", "message": exc.detail}}, status_code=413)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> Response:
+        return validation_error_response(exc)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "queued": queue.qsize()}
@@ -274,7 +336,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                  "license": r.license.model_dump(mode="json", exclude={"components"}) if r.license else None,
                  "policy_allows": r.policy_allows, "policy_clause": r.policy_clause} for r in rows]
 
-    @app.post("/v1/generations", status_code=202)
+    @app.post("/v1/generations", status_code=202, responses=_errors(401, 403, 404, 413, 422, 429, 500, 503))
     async def submit(job: GenerationJob) -> Response:
         nonlocal reserved
         # The place in the queue is held from this check until the job is in it. A full queue still checks the
@@ -299,6 +361,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         """On a service thread: route and check the licence policy before any compute (refusals raise), then write
         the job's record before it is queued, so that no later save can race it. None when there is no room."""
         request = build_request(job.request, {})
+        _within_limits(request)
         client.router.plan(request, job.provider)
         if not has_room:
             return None
@@ -306,6 +369,17 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         store.save({"id": job_id, "status": "queued", "created_at": time.time(), "provider": job.provider,
                     "progress": None, "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"})})
         return job_id, request
+
+    def _within_limits(request: GenerationRequest) -> None:
+        """What one job may cost, checked before anything runs."""
+        if request.num_outputs > 1:
+            # The service stores and serves one track per job: computing more would throw them away.
+            raise InvalidRequestError("the service makes one track per job; submit one job per variation "
+                                      "(with its own seed) instead of num_outputs > 1", field="num_outputs")
+        if request.duration * request.num_outputs > settings.max_job_seconds:
+            raise InvalidRequestError(f"this job asks for {request.duration * request.num_outputs:g} s of audio; "
+                                      f"this server allows {settings.max_job_seconds:g} s per job", field="duration",
+                                      hint="ask the operator to raise [serve] max_job_seconds, or ask for less")
 
     async def _settled(job_id: str, record: dict[str, Any], wait: float) -> dict[str, Any]:
         """The record once the job has ended, or as it stands after `wait` seconds (long poll)."""
@@ -323,7 +397,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         except KeyError:
             return None
 
-    @app.get("/v1/generations/{job_id}")
+    @app.get("/v1/generations/{job_id}", responses=_errors(401, 404, 422))
     async def status(job_id: str, wait: float = Query(0, ge=0, le=60, description=(
             "long poll: hold the answer up to this many seconds until the job has finished"))) -> Response:
         record = _record(job_id)
@@ -332,7 +406,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         record = await _settled(job_id, record, wait)
         return JSONResponse(record)
 
-    @app.get("/v1/generations/{job_id}/audio")
+    @app.get("/v1/generations/{job_id}/audio", responses=_errors(401, 404, 422))
     async def audio(job_id: str, format: str = "wav", wait: float = Query(0, ge=0, le=60, description=(
             "hold the answer up to this many seconds until the job has finished: submit, then one download"))
                     ) -> Response:
@@ -347,16 +421,36 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                                            f"{', '.join(FORMATS)}"}}, status_code=422)
         path = store.folder(job_id) / "audio.wav"
         if format == "wav":
-            data = path.read_bytes()
-        else:  # rebuild the track from the stored audio and records, then encode with that format's tags
-            samples, rate = await asyncio.to_thread(load_audio, path)
-            track = Track(audio=samples, sample_rate=rate, license=License.model_validate(record["license"]),
-                          provenance=Provenance.model_validate(record["provenance"]))
-            data = await asyncio.to_thread(track.to_bytes, format)
+            data = await asyncio.to_thread(path.read_bytes)
+        else:
+            data = await _encoded(job_id, record, format)
         return Response(data, media_type=FORMATS[format].mime,
                         headers={"Content-Disposition": f'attachment; filename="{job_id}.{format}"'})
 
-    @app.delete("/v1/generations/{job_id}")
+    async def _encoded(job_id: str, record: dict[str, Any], format: str) -> bytes:
+        """The result in another format, encoded once and kept beside the WAV (a 600 s mp3 takes ~50 s of CPU)."""
+        cached = store.folder(job_id) / f"audio.{format}"
+        if cached.is_file():
+            return await asyncio.to_thread(cached.read_bytes)
+        lock = encoding.setdefault((job_id, format), asyncio.Lock())
+        async with lock:  # concurrent downloads of one new format wait for one encode
+            if cached.is_file():
+                return await asyncio.to_thread(cached.read_bytes)
+
+            def encode() -> bytes:
+                samples, rate = load_audio(store.folder(job_id) / "audio.wav")
+                track = Track(audio=samples, sample_rate=rate, license=License.model_validate(record["license"]),
+                              provenance=Provenance.model_validate(record["provenance"]))
+                data = track.to_bytes(format)
+                write_atomic(cached, data, overwrite=True)
+                return data
+
+            try:
+                return await on_side(encode)
+            finally:
+                encoding.pop((job_id, format), None)
+
+    @app.delete("/v1/generations/{job_id}", responses=_errors(401, 404))
     async def cancel(job_id: str) -> Response:
         record = _record(job_id)
         if record is None:
