@@ -140,46 +140,6 @@ def to_channels(audio: AudioArray, channels: int) -> AudioArray:
     return np.ascontiguousarray(np.repeat(audio[:1], channels, axis=0), dtype=np.float32)
 
 
-def true_peak(audio: AudioArray, oversample: int = 4) -> float:
-    """Estimate the true peak (linear) by band-limited oversampling, as BS.1770 asks."""
-    if audio.shape[1] < 2:
-        return float(np.max(np.abs(audio)))
-    n = audio.shape[1]
-    spectrum = np.fft.rfft(audio.astype(np.float64), axis=1)
-    upsampled = np.fft.irfft(spectrum, n=n * oversample, axis=1) * oversample
-    return float(max(np.max(np.abs(upsampled)), np.max(np.abs(audio))))
-
-
-def integrated_loudness(audio: AudioArray, sample_rate: int) -> float:
-    """Integrated loudness in LUFS (ITU-R BS.1770-4, measured with pyloudnorm)."""
-    import pyloudnorm
-
-    meter = pyloudnorm.Meter(sample_rate)
-    block = meter.block_size
-    if audio.shape[1] < int(block * sample_rate):
-        raise InvalidRequestError(f"audio shorter than {block:g} s cannot be loudness-measured",
-                                  field="loudness", hint="drop the loudness target for very short clips")
-    return float(meter.integrated_loudness(audio.T.astype(np.float64)))
-
-
-def normalize_loudness(audio: AudioArray, sample_rate: int, target_lufs: float,
-                       true_peak_dbtp: float = -1.0) -> AudioArray:
-    """Scale to `target_lufs` integrated loudness, then lower the gain if the true peak would pass the ceiling.
-
-    The ceiling wins over the target: a quiet target is always met, a loud one may end a little under.
-    """
-    current = integrated_loudness(audio, sample_rate)
-    if not np.isfinite(current):  # silence: nothing to scale
-        return audio
-    gain = 10.0 ** ((target_lufs - current) / 20.0)
-    scaled = audio * np.float32(gain)
-    ceiling = 10.0 ** (true_peak_dbtp / 20.0)
-    peak = true_peak(scaled)
-    if peak > ceiling:
-        scaled = scaled * np.float32(ceiling / peak)
-    return scaled.astype(np.float32)
-
-
 def encode(audio: AudioArray, sample_rate: int, fmt: AudioFormat, strings: dict[str, str] | None = None) -> bytes:
     """Encode audio to `fmt` in memory, with libsndfile's string tags (RIFF INFO / Vorbis comments / ID3 basics)."""
     import soundfile as sf

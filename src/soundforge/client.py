@@ -28,7 +28,7 @@ from .policy import LicensePolicy
 from .provenance import Attempt, Provenance, Timings
 from .request import GenerationRequest
 from .result import Generation, Track
-from .routing import Candidate, Router
+from .routing import Candidate, Router, parse_spec
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class Client:
             except SoundforgeError as exc:
                 self._record_failure(candidate, exc, started, attempts, errors)
                 continue
-            return self._finish(request, candidate, raw, started, attempts)
+            return self._finish(request, candidate, raw, started, attempts, provider)
         raise _exhausted(errors)
 
     async def agenerate(self, prompt_or_request: str | GenerationRequest, *, provider: str | None = None,
@@ -182,8 +182,8 @@ class Client:
                 # event loop, where it would hold up every other request.
                 import asyncio
 
-                return await asyncio.to_thread(self._finish, request, candidate, raw, started, attempts)
-            return self._finish(request, candidate, raw, started, attempts)
+                return await asyncio.to_thread(self._finish, request, candidate, raw, started, attempts, provider)
+            return self._finish(request, candidate, raw, started, attempts, provider)
         raise _exhausted(errors)
 
     def _context(self, candidate: Candidate, on_progress: ProgressCallback | None,
@@ -202,7 +202,7 @@ class Client:
             raise exc
 
     def _finish(self, request: GenerationRequest, candidate: Candidate, raw: RawGeneration, started: float,
-                attempts: list[Attempt]) -> Generation:
+                attempts: list[Attempt], requested: str | None) -> Generation:
         elapsed = time.perf_counter() - started
         backend, model = candidate.backend, candidate.model
         attempts = [*attempts, Attempt(provider=backend.name, model=model, outcome="ok", seconds=elapsed)]
@@ -217,10 +217,14 @@ class Client:
                 engine=raw.engine_versions, device=raw.device,
                 timings=Timings(load=raw.load_seconds, generate=max(0.0, elapsed - raw.load_seconds), total=elapsed),
                 pcm_sha256=pcm_sha256(audio), sample_rate=raw_track.sample_rate, channels=audio.shape[0],
-                attempts=attempts, unofficial=raw.unofficial)
+                attempts=attempts, requested=self._resolved(requested), unofficial=raw.unofficial)
             tracks.append(Track(audio=audio, sample_rate=raw_track.sample_rate, license=candidate.license,
                                 provenance=provenance))
         return Generation(tracks)
+
+    def _resolved(self, spec: str | None) -> str:
+        """The spec as asked for, aliases resolved (`hq` -> `musicgen:facebook/musicgen-large`)."""
+        return str(parse_spec(spec or self.config.default_provider, self.config.aliases))
 
     # --- life cycle ---
     def loaded_models(self) -> list[LoadedModelInfo]:

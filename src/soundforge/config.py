@@ -9,7 +9,6 @@ without repeating the rest.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -23,10 +22,7 @@ from .secrets import is_secret_setting, register
 if TYPE_CHECKING:
     from .signing import C2paSigner
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+import tomllib
 
 ENV_PREFIX = "SOUNDFORGE_"
 PROJECT_FILE = "soundforge.toml"

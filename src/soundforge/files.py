@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from . import pcm16, tags
 from .audio import (
+    FORMATS,
     AudioFormat,
     decoded_sha256,
     encode,
     format_for,
-    normalize_loudness,
     pcm_sha256,
     write_atomic,
 )
+from .errors import InvalidRequestError
+from .loudness import check_target, normalize_loudness
 
 if TYPE_CHECKING:
     from .result import Track
@@ -31,6 +33,57 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return target.with_name(target.name + SIDECAR_SUFFIX)
 
 
+def output_paths(path: str | os.PathLike[str], count: int) -> list[Path]:
+    """The files `count` tracks saved to `path` go to: `path` itself for one, `name-1.ext`, `name-2.ext`… for more."""
+    target = Path(path)
+    if count == 1:
+        return [target]
+    return [target.with_name(f"{target.stem}-{i + 1}{target.suffix}") for i in range(count)]
+
+
+def check_destination(path: str | os.PathLike[str], *, format: str | None = None, count: int = 1,
+                      overwrite: bool = False, sidecar: bool = True, loudness: float | None = None) -> AudioFormat:
+    """Find every problem with where tracks will be saved, before anything is generated; returns the format.
+
+    Checked: the format (from `format` or the extension), a `format` that contradicts the extension, the loudness
+    target's range, files that
+    exist (each track's and its sidecar) unless `overwrite`, and a folder that cannot be made or written. Raises
+    InvalidRequestError, or FileExistsError for an existing file, so a paid or slow result is never lost at save.
+    """
+    target = Path(path)
+    fmt = format_for(target, format)
+    if loudness is not None:
+        check_target(loudness)
+    suffix = target.suffix.lower().lstrip(".")
+    if format and suffix and suffix != fmt.name and not (suffix in ("oga",) and fmt.name == "ogg"):
+        raise InvalidRequestError(f"the file name {target.name!r} ends in .{suffix} but the format asked for is "
+                                  f"{fmt.name}", field="format",
+                                  hint=f"name the file .{fmt.name}, or leave out the format to follow the name"
+                                  if suffix not in FORMATS else f"use -o {target.with_suffix('.' + fmt.name)}, "
+                                  f"or --format {suffix}")
+    paths = output_paths(target, count)
+    if not overwrite:
+        for candidate in paths:
+            for existing in [candidate, *([sidecar_path(candidate)] if sidecar else [])]:
+                if existing.exists():
+                    raise FileExistsError(f"{existing} already exists; pass overwrite=True (CLI: --overwrite) "
+                                          "to replace it")
+    _check_folder(target.parent if str(target.parent) else Path("."))
+    return fmt
+
+
+def _check_folder(folder: Path) -> None:
+    """The folder exists and is writable, or its nearest existing parent is (then saving creates it)."""
+    probe = folder.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InvalidRequestError(f"cannot save into {folder}: {probe} is a file, not a folder", field="output")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InvalidRequestError(f"cannot save into {folder}: {probe} is not writable", field="output",
+                                  hint="choose another output folder, or change its permissions")
+
+
 def encode_track(track: Track, fmt: AudioFormat, *, loudness: float | None = None
                  ) -> tuple[bytes, dict[str, str]]:
     """Encode a track with its tags; returns the file bytes and the tag fields written into them.
@@ -40,7 +93,8 @@ def encode_track(track: Track, fmt: AudioFormat, *, loudness: float | None = Non
     """
     audio = track.audio
     if loudness is not None:
-        audio = normalize_loudness(audio, track.sample_rate, loudness)
+        # The tag records the loudness the file has, measured after normalising, not the target asked for.
+        audio, loudness = normalize_loudness(audio, track.sample_rate, loudness)
     if fmt.name == "wav" and audio.shape[0] in (1, 2) and pcm16.matches_libsndfile():
         # 16-bit WAV: the decoded samples follow from the audio alone, so the file is written directly, without
         # libsndfile's trial encode, decode and second encode (soundforge.pcm16).
@@ -71,11 +125,8 @@ def save_track(track: Track, path: str | os.PathLike[str], *, format: str | None
                sign: C2paSigner | None = None) -> Path:
     """Write `track` to `path` (and its sidecar) atomically; see `Track.save`."""
     target = Path(path)
-    fmt = format_for(target, format)
+    fmt = check_destination(target, format=format, overwrite=overwrite, sidecar=sidecar, loudness=loudness)
     side = sidecar_path(target)
-    for existing in [target, *([side] if sidecar else [])]:
-        if existing.exists() and not overwrite:
-            raise FileExistsError(f"{existing} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     data, fields = encode_track(track, fmt, loudness=loudness)
     if sign is not None:  # last: C2PA hashes the finished file, tags included
         from .signing import sign_bytes

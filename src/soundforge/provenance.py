@@ -56,4 +56,20 @@ class Provenance(BaseModel):
     sample_rate: int
     channels: int
     attempts: list[Attempt] = Field(default_factory=list)
+    requested: str | None = Field(None, description="the provider spec the caller asked for (`auto` included)")
     unofficial: bool = False
+
+    @property
+    def substitution(self) -> str | None:
+        """When a fallback made the result instead of the provider asked for: what was asked, what ran and why.
+
+        None when the provider asked for made it (or `auto` chose it, which is no substitution).
+        """
+        if self.requested is None or self.requested == "auto":
+            return None
+        asked = self.requested.partition(":")[0]
+        if asked == self.provider:
+            return None
+        why = next((a.error for a in self.attempts if a.outcome != "ok" and a.error), None)
+        return f"{self.requested} was asked for; the fallback {self.provider}:{self.model} made this" + \
+            (f" ({self.requested}: {why})" if why else "")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .audio import AudioArray, as_audio, encode, format_for, load_audio
 from .errors import InvalidRequestError
+from .loudness import MAX_LUFS, MIN_LUFS
 
 MAX_PROMPT_CHARS = 4000
 MAX_DURATION_S = 3600.0
@@ -172,7 +173,7 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     lyrics: str | None = None
     instrumental: bool | None = None
     output_format: Literal["wav", "flac", "ogg", "mp3"] | None = None
-    loudness: float | None = Field(None, ge=-70, le=0, description="LUFS target when saving")
+    loudness: float | None = Field(None, ge=MIN_LUFS, le=MAX_LUFS, description="LUFS target when saving")
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod

@@ -109,14 +109,26 @@ class Generation:
         """Provenance of the first track."""
         return self._single().provenance
 
+    @property
+    def provider(self) -> str:
+        """The provider that made the result (compare `substitution` when a fallback may have run)."""
+        return self._single().provenance.provider
+
+    @property
+    def substitution(self) -> str | None:
+        """Why a fallback made this instead of the provider asked for, or None when the one asked for made it."""
+        return self._single().provenance.substitution
+
     def save(self, path: str | os.PathLike[str], format: str | None = None, loudness: float | None = None,
              overwrite: bool = False, sidecar: bool = True, sign: C2paSigner | None = None) -> list[Path]:
         """Save every track; with several tracks, `-1`, `-2`… is added before the extension."""
-        target = Path(path)
-        if len(self.tracks) == 1:
-            return [self.tracks[0].save(target, format, loudness, overwrite, sidecar, sign)]
-        return [track.save(target.with_name(f"{target.stem}-{i + 1}{target.suffix}"), format, loudness,
-                           overwrite, sidecar, sign) for i, track in enumerate(self.tracks)]
+        from .files import check_destination, output_paths
+
+        # Every track's file is checked before the first is written: no half-saved set of variations.
+        check_destination(path, format=format, count=len(self.tracks), overwrite=overwrite, sidecar=sidecar,
+                          loudness=loudness)
+        return [track.save(target, format, loudness, overwrite, sidecar, sign)
+                for target, track in zip(output_paths(path, len(self.tracks)), self.tracks, strict=True)]
 
     def __len__(self) -> int:
         return len(self.tracks)

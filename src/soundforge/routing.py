@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backends import Backend, known_providers
+from .backends import PLANNED, Backend, known_providers
 from .config import Config
 from .errors import (
     InvalidRequestError,
@@ -119,21 +119,41 @@ class Router:
 
         The licence policy is checked before the weights, so a refused model is never looked for or fetched.
         """
-        backend = self.get_backend(spec.provider)
+        try:
+            backend = self.get_backend(spec.provider)
+        except ProviderUnavailableError:
+            self._check_planned(spec, request)
+            raise
+        model = self._model(backend, spec.model)
+        # The licence is known without the engine: a refused model says so even where it could not run anyway.
+        license = self.license_for(backend, model)
+        self._check_policy(backend.name, model, license, request)
         status = backend.availability()
         if not status.available:
             raise ProviderUnavailableError(spec.provider, status.reason, fix=status.fix)
-        model = self._model(backend, spec.model)
         backend.check(request, model, self.supported_by)
-        license = self.license_for(backend, model)
-        decision = self.config.policy.check(backend.name, model, license)
-        if not decision.allowed:
-            raise LicensePolicyError(backend.name, model, license.id, decision.clause,
-                                     self.passing_policy(request))
         ready = backend.model_availability(model, allow_fetch=explicit)
         if not ready.available:
             raise ModelNotAvailableError(backend.name, model, ready.reason, fix=ready.fix)
         return Candidate(backend, model, license)
+
+    def _check_policy(self, provider: str, model: str, license: License, request: GenerationRequest) -> None:
+        decision = self.config.policy.check(provider, model, license)
+        if not decision.allowed:
+            raise LicensePolicyError(provider, model, license.id, decision.clause, self.passing_policy(request))
+
+    def _check_planned(self, spec: ProviderSpec, request: GenerationRequest) -> None:
+        """A provider soundforge names but cannot run (planned, no public API) is still checked by the policy."""
+        planned = PLANNED.get(spec.provider)
+        if planned is None:
+            return
+        model = spec.model or planned.default_model
+        plan = self.config.provider_settings(spec.provider).get("plan")
+        try:
+            license = self.registry.license_for(planned.license_key, model, plan=plan)
+        except SoundforgeError:
+            return
+        self._check_policy(spec.provider, model, license, request)
 
     def plan(self, request: GenerationRequest, spec: str | None) -> tuple[list[Candidate], list[Attempt]]:
         """The candidates to try in order, and the attempts already skipped while choosing them.

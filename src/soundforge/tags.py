@@ -12,6 +12,7 @@ tag reader shows them and `read_tags` can recover them from any of the four form
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from typing import TYPE_CHECKING
@@ -47,8 +48,8 @@ def describe(track: Track, *, audio_sha256: str, loudness: float | None, fmt: Au
     fields["GENERATED_PCM_SHA256"] = prov.pcm_sha256
     if prov.seed is not None:
         fields["SEED"] = str(prov.seed)
-    if loudness is not None:
-        fields["LOUDNESS_LUFS"] = f"{loudness:g}"
+    if loudness is not None and math.isfinite(loudness):  # measured after normalising; silence has none
+        fields["LOUDNESS_LUFS"] = f"{loudness:.1f}"
     fields["CREATED_AT"] = prov.created_at.isoformat()
     fields["SOUNDFORGE_VERSION"] = prov.soundforge_version
     fields["PROMPT"] = str(prov.request.get("prompt", ""))[:1000]
