@@ -62,3 +62,45 @@ def test_providers_and_version(tmp_path: Path) -> None:
     assert verdicts["synth"] and not verdicts["musicgen"] and not verdicts["stable-audio"]
     assert run("--version", cwd=tmp_path).stdout.strip().endswith("0.1.0")
     assert "generate" in run("--help", cwd=tmp_path).stdout
+
+
+def test_every_output_problem_is_found_before_generating(tmp_path: Path) -> None:
+    import time
+
+    # A 600 s render takes seconds; each of these must fail at once, before any of it.
+    for args, expected in [(("-o", "long.xyz"), "format"), (("--format", "flac", "-o", "x.wav"), "ends in .wav"),
+                           (("-o", "not-a-folder/x.wav"), "is a file"), (("--loudness", "5"), "loudness"),
+                           (("--loudness", "-80"), "loudness")]:
+        (tmp_path / "not-a-folder").write_text("")
+        started = time.monotonic()
+        out = run("generate", "calm piano", "-d", "600", *args, cwd=tmp_path)
+        assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+        assert time.monotonic() - started < 60, args
+    (tmp_path / "taken.wav").write_bytes(b"mine")
+    taken = run("generate", "calm piano", "-d", "600", "-o", "taken.wav", cwd=tmp_path)
+    assert taken.returncode == 2 and "already exists" in taken.stderr
+    assert (tmp_path / "taken.wav").read_bytes() == b"mine"
+    (tmp_path / "v-2.flac").write_bytes(b"mine")
+    several = run("generate", "calm", "-d", "1", "-n", "2", "-o", "v.flac", cwd=tmp_path)
+    assert several.returncode == 2 and "v-2.flac already exists" in several.stderr
+    assert not (tmp_path / "v-1.flac").exists()
+    assert not list(tmp_path.glob("*.wav.json"))
+
+
+def test_a_prompt_that_is_not_text_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    out = subprocess.run([EXE.encode(), b"generate", b"calm \xff piano", b"-d", b"1"], capture_output=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and b"not valid Unicode" in out.stderr and b"Traceback" not in out.stderr
+
+
+def test_a_substitution_is_reported_on_stderr(tmp_path: Path) -> None:
+    (tmp_path / "soundforge.toml").write_text('fallbacks = ["synth"]\n[aliases]\nhq = "musicgen:facebook/musicgen-large"\n')
+    out = run("generate", "calm", "-p", "hq", "-d", "1", "-o", "s.wav", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "note: musicgen:facebook/musicgen-large was asked for; the fallback synth" in out.stderr
+
+
+def test_auto_explains_a_bad_request_in_one_short_line(tmp_path: Path) -> None:
+    out = run("generate", "x", "-d", "601", cwd=tmp_path)
+    assert out.returncode == 2 and "601 s is over" in out.stderr.splitlines()[0]
+    assert len(out.stderr) < 600, out.stderr

@@ -185,3 +185,32 @@ def test_generate_front_door(tmp_path) -> None:
 
     g = soundforge.generate("lofi", provider="synth", duration=1, seed=1)
     assert g.tracks[0].save(tmp_path / "t.flac").exists()
+
+
+def test_the_readme_policy_example_refuses_by_licence_even_without_the_engine() -> None:
+    # musicgen cannot run in this process's config (no weights); the licence is known all the same.
+    client = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(
+        annual_revenue_usd=200_000, attestations={"stability_registered"}))
+    with pytest.raises(LicensePolicyError, match="CC-BY-NC-4.0"):
+        client.generate("ambient pad", provider="musicgen")
+    # A planned provider (no engine at all) is judged by its licence record too.
+    with pytest.raises(LicensePolicyError):
+        client.generate("ambient pad", provider="udio")
+
+
+def test_a_policy_refusal_of_an_explicit_provider_is_never_replaced_by_a_fallback(test_backends) -> None:
+    client = make(fallbacks=["synth"], policy={"require_commercial_use": True})
+    with pytest.raises(LicensePolicyError):
+        client.generate("x", provider="nc", duration=1)
+    with pytest.raises(LicensePolicyError):
+        client.generate("x", provider="udio", duration=1)
+    assert NonCommercialBackend.calls == 0
+
+
+def test_a_substitution_is_reported_in_the_result(test_backends) -> None:
+    client = make(fallbacks=["synth"], aliases={"hq": "musicgen:facebook/musicgen-large", "fast": "synth"})
+    g = client.generate("x", provider="hq", duration=1, seed=1)
+    assert g.provider == "synth" and g.provenance.requested == "musicgen:facebook/musicgen-large"
+    assert g.substitution and g.substitution.startswith("musicgen:facebook/musicgen-large was asked for")
+    assert client.generate("x", provider="fast", duration=1).substitution is None
+    assert client.generate("x", duration=1).substitution is None  # auto chose: no substitution

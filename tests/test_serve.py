@@ -111,11 +111,59 @@ def test_policy_refusal_and_invalid_requests(tmp_path) -> None:
                 named = http.post("/v1/generations", json={"request": {"prompt": "x", "audio_prompt": value}})
                 assert named.status_code == 422
                 assert "does not read files named by path" in named.text and "does not exist" not in named.text
+    with running(tmp_path / "open", max_job_seconds=30) as url, httpx.Client(base_url=url) as http:
         wav = io.BytesIO()
         sf.write(wav, [0.0] * 800, 8000, format="WAV")
         sent = http.post("/v1/generations", json={"request": {"prompt": "x", "melody": {
             "wav": base64.b64encode(wav.getvalue()).decode()}}, "provider": "synth"})
         assert sent.status_code == 422 and sent.json()["error"]["code"] == "unsupported_feature"  # synth: no melody
+
+
+def test_every_refusal_has_the_documented_error_shape(tmp_path) -> None:
+    with running(tmp_path, max_job_seconds=30) as url, httpx.Client(base_url=url) as http:
+        def refused(body: bytes | dict, status: int = 422) -> dict:
+            kwargs = {"json": body} if isinstance(body, dict) else {
+                "content": body, "headers": {"Content-Type": "application/json"}}
+            answer = http.post("/v1/generations", **kwargs)
+            assert answer.status_code == status, answer.text
+            assert set(answer.json()) == {"error"} and isinstance(answer.json()["error"]["message"], str)
+            return answer.json()["error"]
+
+        assert refused({"request": {"prompt": "x", "duration": -1}})["field"] == "request.duration"
+        # NaN, Infinity and 1e999 are valid to Python's JSON parser: refused as numbers, never a 500.
+        for raw in (b'{"request": {"prompt": "x", "temperature": NaN}}',
+                    b'{"request": {"prompt": "x", "guidance": Infinity}}',
+                    b'{"request": {"prompt": "x", "duration": 1e999}}',
+                    b'{"request": {"prompt": "x", "extra": {"k": NaN}}}'):
+            refused(raw)
+        # A lone surrogate is valid JSON and no text: refused up front.
+        assert "not valid Unicode" in refused(b'{"request": {"prompt": "calm \\ud800 piano"}}')["message"]
+        # A huge prompt is refused without being sent back.
+        big = http.post("/v1/generations", json={"request": {"prompt": "y" * 2_000_000}})
+        assert big.status_code == 422 and len(big.content) < 4000
+        # One track per job, and no more audio per job than the server allows, refused before any compute.
+        assert refused({"request": {"prompt": "x", "num_outputs": 3}})["field"] == "num_outputs"
+        assert "30 s per job" in refused({"request": {"prompt": "x", "duration": 60}})["message"]
+        # Route-level problems come in the same shape.
+        assert set(http.get("/v1/generations/abc", params={"wait": "soon"}).json()) == {"error"}
+        assert set(http.get("/v1/nowhere").json()) == {"error"}
+        spec = http.get("/openapi.json").json()
+        responses = spec["paths"]["/v1/generations"]["post"]["responses"]
+        assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+        assert {"403", "429", "503"} <= set(responses)
+
+
+def test_encoded_downloads_are_encoded_once(tmp_path) -> None:
+    with running(tmp_path) as url, httpx.Client(base_url=url, timeout=30) as http:
+        job = http.post("/v1/generations", json={"request": {"prompt": "lofi", "duration": 2, "seed": 1},
+                                                 "provider": "synth"}).json()
+        assert wait(http, job["id"])["status"] == "succeeded"
+        first = http.get(f"/v1/generations/{job['id']}/audio", params={"format": "flac"})
+        cached = tmp_path / job["id"] / "audio.flac"
+        assert first.status_code == 200 and cached.read_bytes() == first.content
+        stamp = cached.stat().st_mtime_ns
+        again = http.get(f"/v1/generations/{job['id']}/audio", params={"format": "flac"})
+        assert again.content == first.content and cached.stat().st_mtime_ns == stamp
 
 
 def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:

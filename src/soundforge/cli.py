@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
+from .secrets import redact
 from .errors import (
     ConfigurationError,
     InvalidRequestError,
@@ -31,6 +32,8 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_POLICY
     if isinstance(exc, (InvalidRequestError, FileExistsError)):
         return EXIT_USAGE
+    if isinstance(exc, OSError):
+        return EXIT_FAILURE
     if isinstance(exc, (ProviderUnavailableError, ModelNotAvailableError, ConfigurationError)):
         return EXIT_PROVIDER
     return EXIT_FAILURE
@@ -39,7 +42,13 @@ def _exit_code(exc: BaseException) -> int:
 def _fail(exc: BaseException, debug: bool) -> NoReturn:
     if debug:
         raise exc
-    click.echo(f"error: {exc}", err=True)
+    if isinstance(exc, OSError) and not isinstance(exc, FileExistsError):
+        # A full disk, a read-only folder: the system's reason and the path, not a traceback.
+        where = f" {exc.filename}" if exc.filename else ""
+        message = f"cannot write{where}: {exc.strerror or exc}"
+    else:
+        message = str(exc)
+    click.echo(f"error: {redact(message)}", err=True)
     sys.exit(_exit_code(exc))
 
 
@@ -109,6 +118,11 @@ def generate(ctx: click.Context, prompt: str, provider: str | None, duration: fl
     if (sign_cert is None) != (sign_key is None):
         raise click.UsageError("--sign-cert and --sign-key go together")
     try:
+        from .files import check_destination
+
+        # Every problem with the output is found before anything is generated (or paid for).
+        check_destination(output, format=fmt, count=int(fields.get("num_outputs") or 1), overwrite=overwrite,
+                          sidecar=not no_sidecar, loudness=loudness)
         client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
         signer = client.config.c2pa_signer()
         if sign_cert is not None and sign_key is not None:
@@ -117,9 +131,11 @@ def generate(ctx: click.Context, prompt: str, provider: str | None, duration: fl
             signer = C2paSigner.from_files(sign_cert, sign_key)
         with client:
             generation = _run_with_progress(client, prompt, provider, fields, quiet)
+            if generation.substitution:
+                click.echo(f"note: {generation.substitution}", err=True)
             paths = generation.save(output, format=fmt, loudness=loudness, overwrite=overwrite,
                                     sidecar=not no_sidecar, sign=signer)
-    except (SoundforgeError, FileExistsError) as exc:
+    except (SoundforgeError, OSError) as exc:
         _fail(exc, debug)
     for path, track in zip(paths, generation.tracks, strict=True):
         click.echo(f"{path}  {track.duration:.1f} s  {track.provenance.provider}:{track.provenance.model}  "

@@ -176,8 +176,7 @@ class Router:
                 continue
             self._try_add(fb, request, candidates, skipped, strict=False, explicit=True)
         if not candidates:
-            reasons = "; ".join(f"{a.provider}: {a.error}" for a in skipped)
-            raise ProviderUnavailableError(str(wanted), f"no provider fits this request and the policy ({reasons})")
+            raise _nothing_fits(wanted, skipped)
         return candidates, skipped
 
     def _try_add(self, spec: ProviderSpec, request: GenerationRequest, candidates: list[Candidate],
@@ -193,3 +192,32 @@ class Router:
             if strict:
                 raise
             skipped.append(Attempt(provider=str(spec), outcome="skipped", error=str(exc), error_code=exc.code))
+
+
+#: Skips that say something about the request itself, not about this machine's set-up.
+_ABOUT_THE_REQUEST = ("invalid_request", "unsupported_feature", "license_policy")
+
+
+def _nothing_fits(wanted: ProviderSpec, skipped: list[Attempt]) -> SoundforgeError:
+    """One short error when no provider can take the request: the cause that applies to the request first, then
+    the providers grouped by why they were passed over (not every provider's full message on one line)."""
+    groups: dict[str, list[str]] = {}
+    for attempt in skipped:
+        groups.setdefault(_WHY.get(attempt.error_code or "", "failed"), []).append(attempt.provider)
+    summary = "; ".join(f"{why}: {', '.join(names)}" for why, names in groups.items())
+    about_request = [a for a in skipped if a.error_code in _ABOUT_THE_REQUEST]
+    if about_request:
+        lead = about_request[0]
+        if lead.error_code == "license_policy":
+            return ProviderUnavailableError(str(wanted), f"no provider fits the licence policy: {lead.error}",
+                                            fix=summary)
+        return InvalidRequestError(f"no provider can make this request: {lead.provider}: {lead.error}",
+                                   hint=summary)
+    return ProviderUnavailableError(str(wanted), "no provider that fits this request can run here", fix=summary)
+
+
+#: Skips that say something about the request itself, not about this machine's set-up.
+_ABOUT_THE_REQUEST = ("invalid_request", "unsupported_feature", "license_policy")
+_WHY = {"invalid_request": "cannot make this request", "unsupported_feature": "cannot make this request",
+        "license_policy": "refused by the licence policy", "provider_unavailable": "not set up here",
+        "model_not_available": "weights not here", "authentication_failed": "no valid key"}

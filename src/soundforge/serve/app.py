@@ -271,7 +271,8 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             cancels.pop(job_id, None)
         ending = {"status": outcome.status, "finished_at": time.time()}
         if outcome.status == "succeeded":
-            ending.update(license=outcome.license, provenance=outcome.provenance)
+            ending.update(license=outcome.license, provenance=outcome.provenance,
+                          substitution=Provenance.model_validate(outcome.provenance).substitution)
         else:
             ending["error"] = outcome.error
         await on_side(store.save, {**store.load(job_id), **ending})
