@@ -33,7 +33,7 @@ def _usage(**on: bool) -> x509.KeyUsage:
 @pytest.fixture(scope="module")
 def pem_files(tmp_path_factory) -> tuple[Path, Path]:
     """A test CA and an ES256 signing certificate (EKU emailProtection), valid for a day."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
 
     def builder(subject: x509.Name, issuer: x509.Name, public) -> x509.CertificateBuilder:

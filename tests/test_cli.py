@@ -94,7 +94,8 @@ def test_a_prompt_that_is_not_text_exits_2_without_a_traceback(tmp_path: Path) -
 
 
 def test_a_substitution_is_reported_on_stderr(tmp_path: Path) -> None:
-    (tmp_path / "soundforge.toml").write_text('fallbacks = ["synth"]\n[aliases]\nhq = "musicgen:facebook/musicgen-large"\n')
+    (tmp_path / "soundforge.toml").write_text(
+        'fallbacks = ["synth"]\n[aliases]\nhq = "musicgen:facebook/musicgen-large"\n')
     out = run("generate", "calm", "-p", "hq", "-d", "1", "-o", "s.wav", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "note: musicgen:facebook/musicgen-large was asked for; the fallback synth" in out.stderr

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from soundforge import InvalidRequestError
+from soundforge import InvalidRequestError, loudness
 from soundforge import audio as audio_mod
-from soundforge import loudness
 from soundforge.client import Client
 from soundforge.tags import read_tags
 
@@ -116,7 +115,7 @@ def test_concurrent_writers_of_one_file_never_collide(tmp_path) -> None:
         try:
             for round_ in range(25):
                 audio_mod.write_atomic(target, f"{index}:{round_}".encode() * 1000, overwrite=True)
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]

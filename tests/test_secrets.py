@@ -101,9 +101,9 @@ def test_an_echoed_key_stays_out_of_cli_stderr(upstream, tmp_path) -> None:
 
 def test_an_echoed_key_stays_out_of_serve_records_and_bodies(upstream, tmp_path) -> None:
     pytest.importorskip("fastapi")
-    from .test_serve import serving, wait
-
     import httpx
+
+    from .test_serve import serving, wait
 
     store = tmp_path / "jobs"
     with serving(store, engine="inline", client=echoing_client(upstream)) as (url, _), \

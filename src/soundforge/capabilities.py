@@ -21,11 +21,19 @@ class Capabilities(BaseModel):
     max_outputs: int = 1
     seed_deterministic: bool = True
     streaming: bool = False
+    vocals: bool = Field(False, description="whether the model can sing; one that cannot is always instrumental")
     cost_hint: str = "free, local"
 
     def supports(self, field: str) -> bool:
         """Whether the model honours an optional request field."""
         return field in self.fields or field in SDK_FIELDS
+
+    def honours(self, field: str, value: object) -> bool:
+        """Whether the model honours `field` set to `value`: `supports`, plus what follows from the model itself
+        (`instrumental=True` from a model that never sings)."""
+        if field == "instrumental" and value is True and not self.vocals:
+            return True
+        return self.supports(field)
 
 
 class ModelInfo(BaseModel):

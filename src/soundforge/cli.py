@@ -14,7 +14,6 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
-from .secrets import redact
 from .errors import (
     ConfigurationError,
     InvalidRequestError,
@@ -23,6 +22,7 @@ from .errors import (
     ProviderUnavailableError,
     SoundforgeError,
 )
+from .secrets import redact
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_PROVIDER, EXIT_POLICY, EXIT_MODIFIED = 1, 2, 3, 4, 5
 
@@ -164,8 +164,9 @@ def _run_with_progress(client: Any, prompt: str, provider: str | None, fields: d
 @cli.command()
 @click.option("--commercial", is_flag=True, help="Judge with a policy that requires commercial use.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("-v", "--verbose", is_flag=True, help="Print every reason and fix in full.")
 @click.pass_context
-def providers(ctx: click.Context, commercial: bool, as_json: bool) -> None:
+def providers(ctx: click.Context, commercial: bool, as_json: bool, verbose: bool) -> None:
     """List every provider: available or why not, models, licence, commercial use."""
     try:
         rows = _client(ctx, **({"require_commercial_use": True} if commercial else {})).providers()
@@ -174,26 +175,40 @@ def providers(ctx: click.Context, commercial: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    _print_provider_table(rows, commercial=commercial, verbose=verbose)
 
-    table = Table(title="soundforge providers" + (" (commercial policy)" if commercial else ""))
-    for column in ("provider", "status", "default model", "licence", "commercial use"):
-        table.add_column(column, overflow="fold")
-    if commercial:
-        table.add_column("policy", overflow="fold")
+
+def _print_provider_table(rows: list[Any], *, commercial: bool, verbose: bool) -> None:
+    """One line per provider (status, default model, licence, verdict); the reasons after, one line each, cut to
+    the terminal's width unless `verbose`."""
+    import shutil
+
+    width = shutil.get_terminal_size((100, 24)).columns
+    header = ["provider", "status", "licence", "commercial use", *(["policy"] if commercial else []), "default model"]
+    lines = []
     for r in rows:
-        status = "[green]available[/]" if r.available else f"[red]unavailable[/]: {escape(r.reason)}"
-        if r.fix and not r.available:
-            status += f" ({escape(r.fix)})"
         lic = r.license
-        cells = [r.name, status, r.default_model, lic.id if lic else "?",
-                 lic.commercial_use.value.replace("_", " ") if lic else "?"]
-        if commercial:
-            cells.append("[green]allowed[/]" if r.policy_allows else f"[red]refused[/]: {escape(r.policy_clause)}")
-        table.add_row(*cells)
-    Console().print(table)
+        lines.append([r.name, "available" if r.available else "unavailable", lic.id if lic else "?",
+                      lic.commercial_use.value.replace("_", " ") if lic else "?",
+                      *([("allowed" if r.policy_allows else "refused")] if commercial else []), r.default_model])
+    sizes = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
+    if sum(sizes) + 2 * (len(sizes) - 1) > width:  # narrow terminal: the model column goes (it is in --json)
+        header, lines, sizes = header[:-1], [line[:-1] for line in lines], sizes[:-1]
+    click.echo("  ".join(h.ljust(n) for h, n in zip(header, sizes, strict=True)).rstrip())
+    for line in lines:
+        click.echo("  ".join(str(c).ljust(n) for c, n in zip(line, sizes, strict=True)).rstrip())
+    notes = []
+    for r in rows:
+        if not r.available:
+            notes.append(f"{r.name}: {r.reason}" + (f" ({r.fix})" if r.fix and verbose else ""))
+        if commercial and not r.policy_allows:
+            notes.append(f"{r.name}: refused: {r.policy_clause}")
+    if notes:
+        click.echo("")
+        for note in notes:
+            click.echo(note if verbose or len(note) <= width else note[: width - 1] + "…")
+        if not verbose:
+            click.echo("(`soundforge providers -v` shows every reason and fix in full)")
 
 
 def _row_dict(row: Any) -> dict[str, Any]:

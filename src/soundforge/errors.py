@@ -120,7 +120,7 @@ class UnsupportedFeatureError(InvalidRequestError):
 
     def __init__(self, field: str, provider: str, supported_by: Sequence[str] = (), *,
                  detail: str | None = None) -> None:
-        others = ", ".join(supported_by) if supported_by else "no installed provider"
+        others = ", ".join(supported_by) if supported_by else "none of the known providers"
         msg = f"provider {provider!r} does not support {field!r}"
         if detail:
             msg += f": {detail}"

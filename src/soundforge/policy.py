@@ -84,7 +84,7 @@ class LicensePolicy(BaseModel):
                                          "does not accept conditional terms")
         unmet = [c for c in license.conditions if not self._meets(c, license.plan)]
         if unmet:
-            texts = "; ".join(c.text for c in unmet)
+            texts = "; ".join(f"{c.text} [{_how_to_declare(c, provider)}]" for c in unmet)
             return PolicyDecision(False, f"commercial use is conditional and these conditions are not declared met: "
                                          f"{texts}")
         return PolicyDecision(True)
@@ -98,6 +98,20 @@ class LicensePolicy(BaseModel):
         if condition.kind == "plan_in":
             return plan in condition.plans
         return False
+
+
+def _how_to_declare(condition: Condition, provider: str) -> str:
+    """What a user sets to declare a condition met: the policy field or attestation, by name."""
+    if condition.kind == "revenue_below":
+        limit = f" (below US${condition.limit:,.0f})" if condition.limit is not None else ""
+        return f"declare annual_revenue_usd{limit}: LicensePolicy(annual_revenue_usd=...) or [policy] " \
+               "annual_revenue_usd"
+    if condition.kind == "attestation":
+        return f"declare the attestation {condition.fact!r}: LicensePolicy(attestations={{{condition.fact!r}}}) " \
+               f"or [policy] attestations = [{condition.fact!r}]"
+    if condition.kind == "plan_in":
+        return f"set [providers.{provider}] plan to one of: {', '.join(condition.plans)}"
+    return "no declaration meets this condition"
 
 
 def _matches(pattern: str, provider: str, spec: str) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,7 +51,7 @@ class Provenance(BaseModel):
     engine: dict[str, str] = Field(default_factory=dict, description="engine package versions")
     device: str = "cpu"
     timings: Timings = Field(default_factory=Timings)
-    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     pcm_sha256: str
     sample_rate: int
     channels: int

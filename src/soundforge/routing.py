@@ -16,6 +16,7 @@ from .errors import (
     ModelNotAvailableError,
     ProviderUnavailableError,
     SoundforgeError,
+    UnsupportedFeatureError,
 )
 from .licensing import License, LicenseRegistry
 from .provenance import Attempt
@@ -77,17 +78,29 @@ class Router:
         return self.registry.license_for(backend.name, model, plan=plan)
 
     def supported_by(self, field: str) -> list[str]:
-        """Providers available here whose default model supports `field`."""
+        """Providers whose default model supports `field`, installed here or not (`setup_hint` says what the
+        others need): a user asking for a melody should hear that musicgen can, even before installing it."""
         names = []
         for name in known_providers():
             try:
                 backend = self.get_backend(name)
-                if backend.availability().available and \
-                        backend.capabilities(self._model(backend, None)).supports(field):
+                if backend.capabilities(self._model(backend, None)).supports(field):
                     names.append(name)
             except SoundforgeError:
                 continue
         return names
+
+    def setup_hint(self, names: list[str]) -> str:
+        """For the providers in `names` that cannot run here: what each needs (the install or key to set)."""
+        needs = []
+        for name in names:
+            try:
+                status = self.get_backend(name).availability()
+            except SoundforgeError:
+                continue
+            if not status.available:
+                needs.append(f"{name}: {status.fix or status.reason}")
+        return "; ".join(needs)
 
     def passing_policy(self, request: GenerationRequest | None = None) -> list[str]:
         """Available providers (default models) that the policy allows."""
@@ -131,7 +144,13 @@ class Router:
         status = backend.availability()
         if not status.available:
             raise ProviderUnavailableError(spec.provider, status.reason, fix=status.fix)
-        backend.check(request, model, self.supported_by)
+        try:
+            backend.check(request, model, self.supported_by)
+        except UnsupportedFeatureError as exc:
+            needs = self.setup_hint(exc.supported_by)
+            if needs:
+                exc.hint = f"{exc.hint}; not set up here: {needs}"
+            raise
         ready = backend.model_availability(model, allow_fetch=explicit)
         if not ready.available:
             raise ModelNotAvailableError(backend.name, model, ready.reason, fix=ready.fix)

@@ -22,10 +22,16 @@ from .base import Availability, Backend, RawGeneration, RunContext
 T = TypeVar("T")
 
 
+#: What every cloud provider reads: the connection (HttpSettings' fields), the key, and job polling.
+CLOUD_SETTINGS = frozenset({f for f in HttpSettings.__dataclass_fields__} | {
+    "api_key_env", "poll_interval", "poll_max_interval", "job_timeout"})
+
+
 class CloudBackend(Backend):
     """A backend that calls a remote API through the shared HTTP core."""
 
     local = False
+    settings_keys: ClassVar[frozenset[str] | None] = CLOUD_SETTINGS
     #: Environment variable the vendor's own SDK reads the key from.
     key_env: ClassVar[str]
     default_base_url: ClassVar[str]

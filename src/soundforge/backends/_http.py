@@ -24,6 +24,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -205,7 +206,7 @@ class HttpCore:
             return await asyncio.wait_for(with_retries(), s.total_timeout)
         except _Retryable as exc:
             raise exc.error from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise GenerationTimeoutError(f"{self.provider} did not answer within {s.total_timeout:g} s",
                                          provider=self.provider) from None
 
@@ -371,9 +372,9 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         try:
-            from datetime import datetime, timezone
+            from datetime import datetime
 
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
 

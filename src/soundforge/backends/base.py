@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..audio import TRAINED_ALGORITHMIC_MEDIA, AudioArray
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import (
+    ConfigurationError,
     GenerationCancelledError,
     InvalidRequestError,
     ModelNotAvailableError,
@@ -137,6 +138,12 @@ class RawGeneration:
     unofficial: bool = False
 
 
+#: Settings every provider accepts: the default model, the licence plan, the engine.
+COMMON_SETTINGS = frozenset({"model", "plan", "engine"})
+#: Settings of every local engine that loads weights from the Hugging Face hub or a folder.
+LOCAL_SETTINGS = frozenset({"device", "dtype", "max_loaded_models", "allow_download"})
+
+
 class Backend(ABC):
     """Base class of all providers. Subclasses set `name`, `default_model` and implement the abstract methods."""
 
@@ -153,8 +160,20 @@ class Backend(ABC):
     #: threads than cores only queue for the GIL and delay the event loop (docs/performance.md).
     cpu_bound: ClassVar[bool] = False
 
+    #: The `[providers.NAME]` keys this backend reads, besides `model`, `plan` and `engine` (which every provider
+    #: has); any other key is a ConfigurationError naming the known ones, so a typo is not silently ignored. None
+    #: (third-party backends that declare nothing) skips the check.
+    settings_keys: ClassVar[frozenset[str] | None] = None
+
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         self.settings: dict[str, Any] = dict(settings or {})
+        if self.settings_keys is not None:
+            known = COMMON_SETTINGS | self.settings_keys
+            unknown = sorted(set(self.settings) - known)
+            if unknown:
+                raise ConfigurationError(
+                    f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} under "
+                    f"[providers.{self.name}]", hint=f"{self.name} reads: {', '.join(sorted(known))}")
         #: The client's model memory ledger, set by the client; local backends register what they load in it.
         self.memory: ModelMemory | None = None
 
@@ -202,7 +221,7 @@ class Backend(ABC):
         """Refuse a request this model cannot honour, before any work. `supported_by(field)` names alternatives."""
         caps = self.capabilities(model)
         for name in sorted(request.set_fields()):
-            if not caps.supports(name):
+            if not caps.honours(name, getattr(request, name)):
                 raise UnsupportedFeatureError(name, f"{self.name}:{model}", supported_by(name))
         if request.duration > caps.max_duration:
             raise InvalidRequestError(

@@ -25,7 +25,7 @@ DEFAULT_FORMAT = "mp3_44100_192"
 
 def _caps() -> Capabilities:
     return Capabilities(min_duration=MIN_MS / 1000, max_duration=MAX_MS / 1000, sample_rates=(44100, 48000),
-                        channels=(1, 2), fields=frozenset({"instrumental", "extra"}), max_outputs=1,
+                        channels=(1, 2), fields=frozenset({"instrumental", "extra"}), max_outputs=1, vocals=True,
                         seed_deterministic=False, cost_hint="paid ElevenLabs plan; credits per minute of music")
 
 

@@ -19,7 +19,7 @@ from ..audio import load_audio
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CloudBackend
+from ._cloud import CLOUD_SETTINGS, CloudBackend
 from ._http import HttpSettings
 from .base import Availability, RawGeneration, RawTrack, RunContext
 
@@ -35,6 +35,8 @@ def _caps() -> Capabilities:
 
 class LyriaBackend(CloudBackend):
     """Lyria 2 through the Vertex AI predict endpoint."""
+
+    settings_keys = CLOUD_SETTINGS | {"project", "location", "use_google_auth"}
 
     name = "lyria"
     description = "Google Lyria 2 on Vertex AI (cloud, SynthID-watermarked)"

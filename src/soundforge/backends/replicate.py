@@ -17,7 +17,7 @@ from ..audio import encode, format_for, resample, to_channels
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CloudBackend, decode_reply, poll_job
+from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply, poll_job
 from .base import RawGeneration, RawTrack, RunContext
 
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -44,6 +44,8 @@ def _data_uri(audio_input: Any) -> str:
 
 class ReplicateBackend(CloudBackend):
     """Replicate predictions; `replicate:owner/name` or `replicate:owner/name:version`."""
+
+    settings_keys = CLOUD_SETTINGS | {"prefer_wait"}
 
     name = "replicate"
     description = "Replicate predictions (cloud), e.g. meta/musicgen"

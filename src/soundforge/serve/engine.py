@@ -225,7 +225,7 @@ class ProcessEngine:
         if child.process.returncode is None:
             try:
                 await asyncio.wait_for(child.process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 child.process.kill()
         if child.reader_task is not None:
             await child.reader_task

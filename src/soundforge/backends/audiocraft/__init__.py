@@ -26,7 +26,15 @@ from ...request import GenerationRequest
 from .._compute import run_on_device_thread
 from .._hub import TORCH_RNG_LOCK, ModelCache, files_availability, pick_device
 from .._memory import module_bytes
-from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra
+from ..base import (
+    LOCAL_SETTINGS,
+    Availability,
+    Backend,
+    RawGeneration,
+    RawTrack,
+    RunContext,
+    checked_extra,
+)
 
 RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
@@ -261,6 +269,8 @@ def audiogen_caps(max_duration: float = 600.0) -> Capabilities:
 
 class AudiogenBackend(Backend):
     """Meta AudioGen (text to sound effects) through audiocraft."""
+
+    settings_keys = LOCAL_SETTINGS | {"extend_stride", "decoder", "mbd_model"}
 
     name = "audiogen"
     description = "Meta AudioGen through audiocraft (local, sound effects)"

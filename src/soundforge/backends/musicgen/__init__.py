@@ -35,7 +35,16 @@ from .._hub import (
     revision,
 )
 from .._memory import module_bytes, weights_on_disk
-from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext, checked_extra
+from ..base import (
+    LOCAL_SETTINGS,
+    Availability,
+    Backend,
+    ProgressEvent,
+    RawGeneration,
+    RawTrack,
+    RunContext,
+    checked_extra,
+)
 from .chroma import melody_chroma
 
 EXTRA = 'pip install "soundforge[musicgen]"'
@@ -86,6 +95,10 @@ class LoadedModel:
 
 class MusicgenBackend(Backend):
     """MusicGen through transformers' `MusicgenForConditionalGeneration` / `MusicgenMelodyForConditionalGeneration`."""
+
+    # The transformers engine's settings, and the audiocraft engine's (engine = "audiocraft").
+    settings_keys = LOCAL_SETTINGS | {"batching", "batch_window", "max_batch_size", "extend_stride", "window",
+                                      "decoder", "mbd_model"}
 
     name = "musicgen"
     description = "Meta MusicGen / MusicGen-Melody through transformers (local)"

@@ -27,7 +27,16 @@ from .._batching import Batcher
 from .._compute import run_on_device_thread
 from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
 from .._memory import module_bytes, weights_on_disk
-from ..base import Availability, Backend, ProgressEvent, RawGeneration, RawTrack, RunContext, checked_extra
+from ..base import (
+    LOCAL_SETTINGS,
+    Availability,
+    Backend,
+    ProgressEvent,
+    RawGeneration,
+    RawTrack,
+    RunContext,
+    checked_extra,
+)
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
 OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
@@ -64,6 +73,8 @@ class LoadedPipeline:
 
 class StableAudioBackend(Backend):
     """Stable Audio Open through diffusers."""
+
+    settings_keys = LOCAL_SETTINGS | {"batching", "batch_window", "max_batch_size"}
 
     name = "stable-audio"
     description = "Stable Audio Open through diffusers (local)"

@@ -35,6 +35,8 @@ _CAPABILITIES = Capabilities(
 class SynthBackend(Backend):
     """The embedded procedural synthesizer."""
 
+    settings_keys = frozenset()
+
     name = "synth"
     description = "built-in offline synthesizer (drums, bass, chords, lead); CC0"
     default_model = "default"
