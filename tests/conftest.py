@@ -15,7 +15,14 @@ from soundforge import backends
 from soundforge.client import Client
 from soundforge.config import Config
 
+from soundforge.testing import BLOCK_REMOTE_ENV
+
 from .helpers import FlakyBackend, NonCommercialBackend
+
+#: Keys the vendors' SDKs (and soundforge's cloud backends) read: a developer's real keys never reach a test.
+VENDOR_KEYS = frozenset({"STABILITY_API_KEY", "ELEVENLABS_API_KEY", "XI_API_KEY", "REPLICATE_API_TOKEN", "FAL_KEY",
+                         "FAL_KEY_ID", "FAL_KEY_SECRET", "GOOGLE_ACCESS_TOKEN", "GOOGLE_API_KEY", "GEMINI_API_KEY",
+                         "GOOGLE_APPLICATION_CREDENTIALS", "MINIMAX_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
 
 # tests/engines/ run in their own process with test-only stand-ins on the path (tests/test_audiocraft.py);
 # tests/stand_ins/ hold those stand-ins. Neither is collected by the main run.
@@ -28,9 +35,11 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    for name in list(__import__("os").environ):
-        if name.startswith("SOUNDFORGE_"):
+    for name in list(os.environ):
+        if name.startswith("SOUNDFORGE_") or name in VENDOR_KEYS:
             monkeypatch.delenv(name)
+    # The kill switch: any request to a host that is not loopback fails before it is sent (engine processes too).
+    monkeypatch.setenv(BLOCK_REMOTE_ENV, "1")
     monkeypatch.chdir(home)
 
 

@@ -216,3 +216,28 @@ def test_output_url_guard(url: str, ok: bool) -> None:
         with pytest.raises(ProviderError):
             check_output_url(url, settings)
     check_output_url("http://127.0.0.1:9/x", HttpSettings(base_url="x", api_key=None, allow_loopback_urls=True))
+
+
+def test_tests_cannot_reach_a_real_provider_whatever_keys_are_set(monkeypatch) -> None:
+    # A developer's machine with a real key: the request is refused before it leaves, by the kill switch.
+    monkeypatch.setenv("STABILITY_API_KEY", "sk-real-looking-key-000000")
+    client = Client(Config.load(user_file=False, providers={"stability": {"max_retries": 0}}))
+    with pytest.raises(ProviderError, match="remote requests are blocked"):
+        client.generate("techno", provider="stability", duration=2)
+
+
+def test_async_client_closes_the_connections_it_opened_on_the_callers_loop(stability, downloads) -> None:
+    import warnings
+
+    seen = {}
+
+    async def main() -> None:
+        async with cloud("stability", stability, downloads) as client:
+            await client.agenerate("techno", provider="stability", duration=2)
+            http = client.backend("stability")._http
+            seen["client"] = http._clients[asyncio.get_running_loop()]
+        assert seen["client"].is_closed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        asyncio.run(main())

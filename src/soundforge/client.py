@@ -258,7 +258,15 @@ class Client:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Like `close`, from async code: connections opened on this event loop are closed on it."""
+        with self._lock:
+            backends = list(self._backends.values())
+            self._backends.clear()
+        for backend in backends:
+            await backend.aclose()
 
 
 #: Above this many samples (about 11 s of stereo at 44.1 kHz, ~4 ms of checks and hashing) `agenerate` builds the

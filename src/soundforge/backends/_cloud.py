@@ -86,6 +86,12 @@ class CloudBackend(Backend):
             self._http.close()
             self._http = None
 
+    async def aclose(self) -> None:
+        """Close the connections opened on the caller's event loop too (`close` reaches only the background one)."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
 
 async def poll_job(fetch: Callable[[], Awaitable[T]], finished: Callable[[T], bool], *, context: RunContext,
                    settings: dict[str, Any], cancel: Callable[[], Awaitable[None]], provider: str) -> T:

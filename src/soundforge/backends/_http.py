@@ -44,6 +44,11 @@ from .base import RunContext
 __all__ = ["HttpCore", "HttpReply", "HttpSettings", "Secret", "check_output_url"]
 
 T = TypeVar("T")
+#: Set to "1" (test suites set it) and every request to a host that is not loopback is refused before it is
+#: sent: whatever keys the machine has, a test cannot reach a real provider (like pydantic-ai's
+#: ALLOW_MODEL_REQUESTS). An environment variable, so child processes (serve's engine) inherit it.
+BLOCK_REMOTE_ENV = "SOUNDFORGE_BLOCK_REMOTE_REQUESTS"
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 ErrorMapper = Callable[[int, Any, str | None], SoundforgeError | None]
 
@@ -136,6 +141,13 @@ class HttpCore:
                 context.cancel.raise_if_cancelled()
         return future.result()
 
+    async def aclose(self) -> None:
+        """Close the pooled connections made on the running loop (an async caller's), then the background loop's."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+        self.close()
+
     def close(self) -> None:
         """Close pooled connections of the background loop and stop it."""
         loop = self._loop
@@ -223,6 +235,9 @@ class HttpCore:
 
         client = self._client()
         request = client.build_request(method, path, headers=headers, **kwargs)
+        if os.environ.get(BLOCK_REMOTE_ENV) == "1" and request.url.host not in _LOOPBACK_HOSTS:
+            raise ProviderError(f"refusing to send a request to {request.url.host}: remote requests are blocked "
+                                f"({BLOCK_REMOTE_ENV}=1, set by test suites)", provider=self.provider)
         if "files" in kwargs:
             # Render a multipart body once: streamed, httpx sends each part's pieces as separate socket writes
             # (about 20 for a form), which cost more CPU per request than the whole form in memory.

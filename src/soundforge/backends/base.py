@@ -258,5 +258,9 @@ class Backend(ABC):
             context.cancel.cancel()
             raise
 
+    async def aclose(self) -> None:
+        """Release resources from an async caller, including those tied to its event loop; default: `close`."""
+        self.close()
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release models, sessions and other resources."""

@@ -3,3 +3,7 @@
 Each builder writes a complete, loadable model folder (config, weights, tokenizer) so the real
 loading and generation code paths run, in seconds, on a CPU.
 """
+
+from ..backends._http import BLOCK_REMOTE_ENV
+
+__all__ = ["BLOCK_REMOTE_ENV"]
