@@ -171,3 +171,44 @@ def test_batch_example_runs(tmp_path) -> None:
     assert out.returncode == 0, out.stderr
     assert "generated ['battle', 'menu-theme', 'victory']" in out.stdout and "CC0-1.0: 3 file(s)" in out.stdout
     assert "resumed: 3 already done, 0 generated" in out.stdout
+
+
+def test_manifest_edge_cases_are_read_as_written(tmp_path) -> None:
+    # A UTF-8 BOM (Excel's export), a name that looks like a number, an extra cell, a line separator in a prompt.
+    (tmp_path / "m.csv").write_bytes('\ufeffname,prompt,duration\n1e3,"calm, slow",2\n'.encode())
+    rows = load_manifest(tmp_path / "m.csv")
+    assert rows[0].name == "1e3" and rows[0].file_name == "1e3.wav" and rows[0].request.prompt == "calm, slow"
+    (tmp_path / "extra.csv").write_text("name,prompt\na,calm,unexpected\n")
+    with pytest.raises(InvalidRequestError, match="more than the header"):
+        load_manifest(tmp_path / "extra.csv")
+    (tmp_path / "sep.jsonl").write_text(json.dumps({"name": "a", "prompt": "verse\u2028chorus"}, ensure_ascii=False)
+                                        + "\n")
+    assert load_manifest(tmp_path / "sep.jsonl")[0].request.prompt == "verse\u2028chorus"
+    write_jsonl(tmp_path / "nl.jsonl", [{"name": "a\n", "prompt": "x"}])
+    with pytest.raises(InvalidRequestError, match="not a safe file name"):
+        load_manifest(tmp_path / "nl.jsonl")
+
+
+def test_an_unwritable_output_fails_its_row_and_the_run_goes_on(tmp_path, monkeypatch) -> None:
+    from soundforge.bulk import output
+
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "a", "prompt": "x", "duration": 1, "seed": 1},
+                                                  {"name": "b", "prompt": "y", "duration": 1, "seed": 2}])
+    real = output.OutputLocation.write
+
+    def full_disk(self, name, data):
+        if name.startswith("a."):
+            raise OSError(28, "No space left on device")
+        return real(self, name, data)
+
+    monkeypatch.setattr(output.OutputLocation, "write", full_disk)
+    report = batch(manifest, tmp_path / "out", client=Client(Config.load(user_file=False)), provider="synth")
+    assert report.done == ["b"] and "No space left on device" in report.failed["a"]
+
+
+def test_cli_dry_run_prints_the_plan(tmp_path) -> None:
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "x1", "prompt": "lofi", "duration": 1}])
+    exe = str(Path(sys.executable).with_name("soundforge"))
+    dry = subprocess.run([exe, "batch", str(manifest), "-o", str(tmp_path / "d"), "--dry-run"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert dry.returncode == 0 and "x1  synth:default" in dry.stdout

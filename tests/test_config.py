@@ -54,3 +54,16 @@ def test_serve_section_and_its_environment_variables(tmp_path) -> None:
     (tmp_path / "soundforge.toml").write_text("[serve]\nmax_queue = 0\n")
     with pytest.raises(ConfigurationError, match=r"serve\.max_queue"):
         Config.load(user_file=False, cwd=tmp_path, env={})
+
+
+def test_unknown_provider_settings_are_refused_with_the_known_ones() -> None:
+    from soundforge.client import Client
+
+    client = Client(Config.load(user_file=False, providers={"stability": {"api_kee": "x"}, "synth": {"tempo": 1}}))
+    for name, typo in (("stability", "api_kee"), ("synth", "tempo")):
+        with pytest.raises(ConfigurationError, match=typo) as info:
+            client.generate("x", provider=name, duration=1)
+        assert "reads:" in str(info.value)
+    # Every setting the docs name for a provider is accepted.
+    Client(Config.load(user_file=False, providers={"musicgen": {"device": "cpu", "batch_window": 0.01, "plan": "x"},
+                                                   "replicate": {"prefer_wait": 0, "poll_interval": 0.1}}))

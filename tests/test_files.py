@@ -126,3 +126,19 @@ def test_concurrent_writers_of_one_file_never_collide(tmp_path) -> None:
     assert not errors and sorted(os.listdir(tmp_path)) == ["job.json"]
     text = target.read_text()
     assert text == text[: len(text) // 1000] * 1000  # one writer's whole content, never a mix
+
+
+def test_notebook_preview_is_compressed() -> None:
+    from soundforge import generate
+
+    track = generate("calm piano", provider="synth", duration=60, seed=1).tracks[0]
+    html = track._repr_html_()
+    assert "data:audio/ogg;base64," in html and len(html) < 2_000_000  # a WAV would be ~14 MB of base64
+
+
+def test_flac_tags_are_listed_once(tmp_path) -> None:
+    from soundforge import generate
+
+    path = generate("calm", provider="synth", duration=2, seed=1).save(tmp_path / "t.flac")[0]
+    fields = read_tags(path)
+    assert "COMMENT" not in {k.upper() for k in fields} and fields["AI_GENERATED"] == "true"

@@ -62,3 +62,27 @@ def test_num_outputs_gives_distinct_seeded_tracks(client: Client) -> None:
     assert [t.provenance.seed for t in g.tracks] == [100, 101, 102]
     assert len({t.provenance.pcm_sha256 for t in g.tracks}) == 3
     assert [t.provenance.track_index for t in g.tracks] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("prompt, tonic", [("deep house in A minor", 9), ("house in C major", 0),
+                                           ("house in G major", 7), ("techno in E minor", 4)])
+def test_the_low_end_sits_on_the_key_root(client: Client, prompt: str, tonic: int) -> None:
+    g = client.generate(prompt, provider="synth", duration=8, seed=3)
+    mono = g.audio.mean(axis=0).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(mono * np.hanning(mono.size)))
+    freqs = np.fft.rfftfreq(mono.size, 1 / g.sample_rate)
+    low = (freqs > 35) & (freqs < 90)  # the kick's and the bass's fundamentals
+    peak = freqs[low][np.argmax(spectrum[low])]
+    pitch_class = round(12 * np.log2(peak / 440.0) + 69) % 12
+    assert pitch_class == tonic, (prompt, peak)
+
+
+def test_seeds_vary_the_groove(client: Client) -> None:
+    def envelope(seed: int) -> np.ndarray:
+        audio = client.generate("house 120 BPM in A minor", provider="synth", duration=8, seed=seed).audio
+        frames = audio.mean(axis=0)[: (audio.shape[1] // 441) * 441].reshape(-1, 441)
+        return np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))
+
+    envelopes = [envelope(seed) for seed in range(6)]
+    correlations = [np.corrcoef(envelopes[0], other)[0, 1] for other in envelopes[1:]]
+    assert min(correlations) < 0.9, correlations

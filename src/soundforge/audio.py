@@ -140,6 +140,10 @@ def to_channels(audio: AudioArray, channels: int) -> AudioArray:
     return np.ascontiguousarray(np.repeat(audio[:1], channels, axis=0), dtype=np.float32)
 
 
+#: Frames handed to libsndfile per write call when encoding.
+_ENCODE_BLOCK_FRAMES = 1 << 15
+
+
 def encode(audio: AudioArray, sample_rate: int, fmt: AudioFormat, strings: dict[str, str] | None = None) -> bytes:
     """Encode audio to `fmt` in memory, with libsndfile's string tags (RIFF INFO / Vorbis comments / ID3 basics)."""
     import soundfile as sf
@@ -153,7 +157,10 @@ def encode(audio: AudioArray, sample_rate: int, fmt: AudioFormat, strings: dict[
                       format=fmt.sf_format, subtype=fmt.sf_subtype, **extra) as handle:
         for key, value in (strings or {}).items():
             setattr(handle, key, value)
-        handle.write(clipped)
+        # In blocks: libsndfile's Ogg Vorbis encoder crashes the process (SIGSEGV) on one long write (tens of
+        # seconds of stereo in one call); blocks give the same bytes for every format and bound its buffers.
+        for start in range(0, clipped.shape[0], _ENCODE_BLOCK_FRAMES):
+            handle.write(clipped[start:start + _ENCODE_BLOCK_FRAMES])
     return buffer.getvalue()
 
 

@@ -377,8 +377,13 @@ def batch_command(ctx: click.Context, manifest: Path, out_dir: str, provider: st
             report = asyncio.run(abatch(manifest, out_dir, client=client, provider=provider, concurrency=concurrency,
                                         resume=resume, retry_failed=retry_failed, dry_run=dry_run,
                                         journal=journal, ray=ray_address, ray_workers=ray_workers, on_row=on_row))
-    except SoundforgeError as exc:
+    except (SoundforgeError, OSError) as exc:
         _fail(exc, ctx.obj["debug"])
+    if dry_run:
+        click.echo("plan (dry run: nothing generated):")
+        width = max(len(name) for name in report.plan)
+        for name, target in report.plan.items():
+            click.echo(f"  {name:<{width}}  {target}")
     table = Table(title="licences" + (" (dry run: nothing generated)" if dry_run else ""))
     for column in ("licence", "commercial use", "attribution", "rows"):
         table.add_column(column, overflow="fold")

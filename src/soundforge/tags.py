@@ -267,7 +267,8 @@ def read_tags_bytes(data: bytes) -> dict[str, str]:
     elif data[:3] == b"ID3":
         fields = read_id3v2(data)
     if "AI_GENERATED" in fields:
-        return fields
+        # The comment block repeats every field for readers that show only the comment: once is enough here.
+        return {key: value for key, value in fields.items() if not (key.upper() == "COMMENT" and parse_comment(value))}
     import io
 
     import soundfile as sf  # OGG, or a file whose custom tags were stripped: fall back to the comment field

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -37,10 +38,17 @@ class BatchRow:
         return f"{self.name}.{self.request.output_format or 'wav'}"
 
 
-def _cell(value: str) -> Any:
+#: CSV columns that are text whatever they look like: a name `1e3` stays "1e3", a prompt "true" stays "true".
+_TEXT_COLUMNS = frozenset({"name", "provider", "prompt", "negative_prompt", "lyrics", "output_format",
+                           "audio_prompt_mode"})
+
+
+def _cell(column: str, value: str) -> Any:
     text = value.strip()
     if text == "":
         return None
+    if column in _TEXT_COLUMNS:
+        return text
     try:
         return json.loads(text)
     except ValueError:
@@ -54,13 +62,23 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
         raise InvalidRequestError(f"manifest {source} does not exist", field="manifest")
     raw: list[tuple[int, dict[str, Any]]] = []
     problems: list[str] = []
+    try:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8" export starts with one) is not part of the first name.
+        text = source.read_text("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"manifest {source.name} is not UTF-8 text (byte {exc.start}); save it as UTF-8",
+                                  field="manifest") from None
     if source.suffix.lower() == ".csv":
-        with source.open(newline="", encoding="utf-8") as handle:
-            for number, row in enumerate(csv.DictReader(handle), start=2):
-                raw.append((number, {k.strip(): _cell(v) for k, v in row.items() if k and v is not None
-                                     and v.strip() != ""}))
+        for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+            if None in row:  # more cells than the header has columns: nothing is dropped silently
+                problems.append(f"row {number}: {len(row[None])} cell(s) more than the header's columns "
+                                f"({row[None]!r}); quote cells that contain commas")
+                continue
+            raw.append((number, {k.strip(): _cell(k.strip(), v) for k, v in row.items() if k and v is not None
+                                 and v.strip() != ""}))
     else:
-        for number, line in enumerate(source.read_text("utf-8").splitlines(), start=1):
+        # Only \n ends a JSON Lines row: str.splitlines would also split on U+2028 inside a prompt.
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             try:
@@ -77,7 +95,7 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
     for number, data in raw:
         name = str(data.pop("name", "") or "")
         provider = data.pop("provider", None)
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             problems.append(f"row {number}, field 'name': {name!r} is not a safe file name (letters, digits, . _ -)")
         elif name in names:
             problems.append(f"row {number}, field 'name': {name!r} is already used by row {names[name]}")

@@ -51,6 +51,8 @@ class BatchReport:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     licenses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Row name -> "provider:model" it was routed to (every row, in manifest order; the dry run's plan).
+    plan: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -74,6 +76,8 @@ async def produce(client: Client, row: BatchRow, spec: str | None, out: OutputLo
         file = await asyncio.to_thread(deliver, generation.tracks[0], row, out, sign)
     except SoundforgeError as exc:
         return Outcome(error=str(exc))
+    except OSError as exc:  # a full disk, a folder made read-only: this row fails, the run goes on
+        return Outcome(error=f"cannot write {row.file_name}: {exc.strerror or exc}")
     return Outcome(file=file, license=generation.license.id)
 
 
@@ -152,6 +156,7 @@ async def abatch(manifest: str | Path, out_dir: str | os.PathLike[str], *, clien
 
     try:
         licenses, targets = plan(rows, client, provider)
+        report.plan = {row.name: f"{targets[row.name].provider}:{targets[row.name].model}" for row in rows}
         if dry_run:
             report.licenses = license_report(licenses)
             return report

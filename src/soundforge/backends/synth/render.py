@@ -132,12 +132,19 @@ class Track:
         self.right[start:end] += chunk * math.sin(angle)
 
 
-def _drum_kit(sr: int, rng: np.random.Generator) -> dict[str, Buffer]:
+def kick_hz(tonic: int) -> float:
+    """The kick's resting pitch: the key's root in the lowest octave that is above 40 Hz (41-78 Hz)."""
+    hz = midi_to_hz(24 + tonic)  # C1 = 32.7 Hz
+    return hz * 2 if hz < 40 else hz
+
+
+def _drum_kit(sr: int, rng: np.random.Generator, tonic: int) -> dict[str, Buffer]:
     def t(seconds: float) -> Buffer:
         return np.arange(int(seconds * sr)) / sr
 
     tk = t(0.45)
-    kick_freq = 45 + 110 * np.exp(-tk * 30)
+    # The pitch sweeps down onto the key's root, so the kick sits in the key instead of on one fixed ~45 Hz.
+    kick_freq = kick_hz(tonic) + 110 * np.exp(-tk * 60)
     kick = np.sin(2 * np.pi * np.cumsum(kick_freq) / sr) * np.exp(-tk * 7)
     kick[: int(0.003 * sr)] += rng.standard_normal(int(0.003 * sr)) * 0.3
     ts = t(0.25)
@@ -160,8 +167,33 @@ DRUM_PATTERNS: dict[str, dict[str, list[int]]] = {
     "breakbeat": {"kick": [0, 10], "snare": [4, 12], "hat": [0, 2, 4, 6, 8, 10, 12, 14]},
     "none": {},
 }
-DRUM_GAIN = {"kick": 0.9, "snare": 0.45, "clap": 0.45, "hat": 0.22, "open_hat": 0.15}
-DRUM_PAN = {"kick": 0.0, "snare": 0.05, "clap": -0.05, "hat": -0.3, "open_hat": 0.3}
+def groove(base: dict[str, list[int]], rng: np.random.Generator) -> dict[str, list[int]]:
+    """The style's pattern varied by the seed: extra kicks on off-steps, a denser or sparser hat, ghost snares.
+
+    Each seed gets its own groove over the same style, so two seeds differ in rhythm, not only in notes.
+    """
+    pattern = {name: list(steps) for name, steps in base.items()}
+    if "kick" in pattern:
+        free = [s for s in (3, 6, 7, 11, 14, 15) if s not in pattern["kick"]]
+        count = int(rng.integers(0, 3))
+        pattern["kick"] += [int(s) for s in rng.choice(free, size=min(count, len(free)), replace=False)]
+    if "hat" in pattern and pattern["hat"]:
+        variant = int(rng.integers(3))
+        if variant == 1:  # sixteenths here and there
+            pattern["hat"] += [s for s in range(1, 16, 2) if rng.random() < 0.5]
+        elif variant == 2:  # sparser: drop some
+            pattern["hat"] = [s for s in pattern["hat"] if rng.random() < 0.7] or pattern["hat"][:1]
+    if "snare" in pattern and rng.random() < 0.6:
+        pattern["ghost"] = [int(s) for s in rng.choice([2, 7, 9, 15], size=int(rng.integers(1, 3)), replace=False)]
+    if "open_hat" in pattern and rng.random() < 0.5:
+        pattern["open_hat"] = [s for s in (2, 6, 10, 14) if s not in pattern.get("hat", [])] or [14]
+    return {name: sorted(set(steps)) for name, steps in pattern.items()}
+
+
+DRUM_GAIN = {"kick": 0.9, "snare": 0.45, "ghost": 0.12, "clap": 0.45, "hat": 0.22, "open_hat": 0.15}
+DRUM_PAN = {"kick": 0.0, "snare": 0.05, "ghost": 0.05, "clap": -0.05, "hat": -0.3, "open_hat": 0.3}
+#: The sample each part plays (a ghost note is a quiet snare).
+DRUM_SOUND = {"ghost": "snare"}
 
 
 def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) -> Buffer:
@@ -183,8 +215,8 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
     intro_bars = 4 if bars > 12 else 0
 
     # Drums: the pattern every bar, a fill-like variation every 8th bar.
-    kit = _drum_kit(sr, rng)
-    pattern = DRUM_PATTERNS[style.drums]
+    kit = _drum_kit(sr, rng, plan.tonic)
+    pattern = groove(DRUM_PATTERNS[style.drums], rng)
     for bar in range(bars):
         for name, steps in pattern.items():
             hits = list(steps)
@@ -192,7 +224,8 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
                 hits += [13, 14, 15]
             for s in hits:
                 velocity = 0.85 + 0.15 * rng.random()
-                mix.add(kit[name], step_start(bar, s), DRUM_GAIN[name] * velocity, DRUM_PAN[name])
+                mix.add(kit[DRUM_SOUND.get(name, name)], step_start(bar, s), DRUM_GAIN[name] * velocity,
+                        DRUM_PAN[name])
 
     # Chords: one per bar from the progression.
     chord_voice = VOICES[style.chords]
