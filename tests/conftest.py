@@ -14,7 +14,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from soundforge import backends
 from soundforge.client import Client
 from soundforge.config import Config
-
 from soundforge.testing import BLOCK_REMOTE_ENV
 
 from .helpers import FlakyBackend, NonCommercialBackend

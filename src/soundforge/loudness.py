@@ -98,7 +98,7 @@ def limit(audio: AudioArray, sample_rate: int, ceiling: float) -> AudioArray:
     peak = true_peak(limited)
     if peak > ceiling:  # rounding: never leave the ceiling passed
         limited *= np.float32(ceiling / peak)
-    return limited
+    return np.asarray(limited, dtype=np.float32)
 
 
 def normalize_loudness(audio: AudioArray, sample_rate: int, target_lufs: float,

@@ -177,7 +177,7 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> GenerationRequest:  # type: ignore[override]
+    def model_validate(cls, obj: Any, **kwargs: Any) -> GenerationRequest:
         """Like pydantic's, raising `InvalidRequestError` for a bad request."""
         try:
             return super().model_validate(obj, **kwargs)
@@ -185,8 +185,7 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             raise invalid_request(exc) from None
 
     @classmethod
-    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any  # type: ignore[override]
-                            ) -> GenerationRequest:
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> GenerationRequest:
         """Like pydantic's, raising `InvalidRequestError` for a bad request."""
         try:
             return super().model_validate_json(json_data, **kwargs)

@@ -155,11 +155,11 @@ def validation_error_response(exc: Any) -> JSONResponse:
     The caller's input is never echoed back: a 31 MB prompt would come back as a 32 MB error, and a value that is
     not valid JSON output (NaN) would turn a 422 into a 500.
     """
-    details = []
+    details: list[dict[str, str | None]] = []
     for error in exc.errors():
         loc = [str(p) for p in error.get("loc", ()) if p != "body"]
         details.append({"field": ".".join(loc) or None, "message": explain_validation_error(error)})
-    text = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details[:10])
+    text = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else str(d["message"]) for d in details[:10])
     return JSONResponse({"error": {"code": "invalid_request", "type": "InvalidRequestError",
                                    "message": f"invalid request: {text}"[:2000],
                                    "field": details[0]["field"] if details else None, "errors": details[:50]}},
@@ -447,7 +447,8 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                 return data
 
             try:
-                return await on_side(encode)
+                encoded: bytes = await on_side(encode)
+                return encoded
             finally:
                 encoding.pop((job_id, format), None)
 

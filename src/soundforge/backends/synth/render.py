@@ -177,7 +177,7 @@ def groove(base: dict[str, list[int]], rng: np.random.Generator) -> dict[str, li
         free = [s for s in (3, 6, 7, 11, 14, 15) if s not in pattern["kick"]]
         count = int(rng.integers(0, 3))
         pattern["kick"] += [int(s) for s in rng.choice(free, size=min(count, len(free)), replace=False)]
-    if "hat" in pattern and pattern["hat"]:
+    if pattern.get("hat"):
         variant = int(rng.integers(3))
         if variant == 1:  # sixteenths here and there
             pattern["hat"] += [s for s in range(1, 16, 2) if rng.random() < 0.5]
