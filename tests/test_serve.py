@@ -75,6 +75,7 @@ def test_synth_end_to_end_and_restart(tmp_path) -> None:
         job_id = answer.json()["id"]
         record = wait(http, job_id)
         assert record["status"] == "succeeded" and record["license"]["id"] == "CC0-1.0"
+        assert record["substitution"] is None and record["provenance"]["requested"] == "synth"
         assert record["provenance"]["seed"] == 3 and record["progress"]["done"] == record["progress"]["total"]
         wav = http.get(f"/v1/generations/{job_id}/audio")
         data, rate = sf.read(io.BytesIO(wav.content))
