@@ -8,6 +8,7 @@ plan, the strictest reading applies and the licence says so.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from datetime import date
 from enum import Enum
@@ -47,6 +48,9 @@ class Condition(BaseModel):
     fact: str | None = None
     limit: float | None = None
     plans: list[str] = Field(default_factory=list)
+    #: "commercial": a condition of commercial use; "any_use": the licence itself ends when it is not met
+    #: (the Stability AI Community License terminates above US$1M revenue), so every policy checks it.
+    scope: str = "commercial"
 
 
 class LicenseTerms(BaseModel):
@@ -65,6 +69,7 @@ class LicenseTerms(BaseModel):
     output_ownership: str = "unspecified"
     restrictions: list[str] = Field(default_factory=list)
     source: str
+    quote: str | None = Field(None, description="a short quote of the clause the record relies on, from `source`")
     checked_on: date
     notes: str | None = None
 
@@ -77,6 +82,9 @@ class LicenseComponent(BaseModel):
     role: str
     name: str
     license: LicenseTerms
+    source: str | None = Field(None, description="where this model's licence is stated (its card, its LICENSE)")
+    quote: str | None = Field(None, description="the line of `source` that applies the licence to this model")
+    checked_on: date | None = None
 
 
 class License(BaseModel):
@@ -133,9 +141,10 @@ class License(BaseModel):
             name=strictest.name,
             url=strictest.url,
             commercial_use=strictest.commercial_use,
-            condition=("; ".join(condition_texts) or None)
-            if strictest.commercial_use is not CommercialUse.ALLOWED else None,
-            conditions=conditions if strictest.commercial_use is not CommercialUse.ALLOWED else [],
+            condition="; ".join(condition_texts) or None,
+            # Every component's conditions, whatever else is stricter: an unknown host must not hide the revenue
+            # cap of the weights it runs.
+            conditions=conditions,
             attribution_required=bool(attributions),
             attribution=" / ".join(attributions) or None,
             output_ownership=strictest.output_ownership,
@@ -164,28 +173,85 @@ def _unique_models(items: Any) -> list[Condition]:
     return seen
 
 
-class ModelLicenseRecord(BaseModel):
-    """Registry entry for one provider/model: its components, or per-plan components."""
+class ComponentRecord(BaseModel):
+    """One component of a model record: its role, its licence and where that licence is stated for this model."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    components: list[dict[str, str]] = Field(default_factory=list)
-    plans: dict[str, list[dict[str, str]]] = Field(default_factory=dict)
+    role: str
+    name: str
+    license: str
+    source: str
+    quote: str
+    checked_on: date
+
+
+class LicenseHistory(BaseModel):
+    """An earlier licence of the same model id (revisions published before `until`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    until: str
+    license: str
+    note: str
+
+
+class ModelLicenseRecord(BaseModel):
+    """Registry entry: the model ids of one provider it covers (or an explicit pattern, with the reason it is safe),
+    and their components, or per-plan components."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    ids: list[str] = Field(default_factory=list)
+    pattern: str | None = None
+    pattern_reason: str | None = None
+    components: list[ComponentRecord] = Field(default_factory=list)
+    plans: dict[str, list[ComponentRecord]] = Field(default_factory=dict)
     strictest_plan: str | None = None
     inherits: bool = False
+    history: list[LicenseHistory] = Field(default_factory=list)
     notes: str | None = None
+
+    @property
+    def key(self) -> str:
+        """How the record is named in docs: `provider:id, id…` or `provider:pattern`."""
+        return f"{self.provider}:{', '.join(self.ids) if self.ids else self.pattern}"
+
+    def covers(self, provider: str, model: str) -> bool:
+        """Whether the record applies to `provider:model`: a named id, or a match of its pattern."""
+        if provider != self.provider:
+            return False
+        if model in self.ids:
+            return True
+        return self.pattern is not None and fnmatch.fnmatchcase(model, self.pattern)
+
+    def all_components(self) -> list[ComponentRecord]:
+        """Every component the record names, in its plans too."""
+        return [*self.components, *(c for cs in self.plans.values() for c in cs)]
+
+
+#: The licence of a model no record names.
+UNKNOWN_LICENSE = "LicenseRef-Unknown"
 
 
 class LicenseRegistry:
-    """The licence facts shipped with soundforge: licences by id and model records by `provider:model` key."""
+    """The licence facts shipped with soundforge: licences by id, and model records naming the ids they cover."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.licenses = {key: LicenseTerms(id=key, **value) for key, value in data["licenses"].items()}
-        self.models = {key: ModelLicenseRecord(**value) for key, value in data["models"].items()}
-        for key, record in self.models.items():
-            for comp in [*record.components, *(c for cs in record.plans.values() for c in cs)]:
-                if comp["license"] not in self.licenses:
-                    raise ConfigurationError(f"licence registry: {key} names unknown licence {comp['license']!r}")
+        self.models = [ModelLicenseRecord(**value) for value in data["models"]]
+        for record in self.models:
+            if record.pattern is not None and not record.pattern_reason:
+                raise ConfigurationError(f"licence registry: {record.key} has a pattern without pattern_reason")
+            if not record.ids and record.pattern is None:
+                raise ConfigurationError(f"licence registry: a {record.provider} record names no model ids")
+            names = [c.license for c in record.all_components()] + [h.license for h in record.history]
+            for name in names:
+                if name not in self.licenses:
+                    raise ConfigurationError(f"licence registry: {record.key} names unknown licence {name!r}")
+        if UNKNOWN_LICENSE not in self.licenses:
+            raise ConfigurationError(f"licence registry: {UNKNOWN_LICENSE} is missing")
 
     @classmethod
     @lru_cache(maxsize=1)
@@ -195,24 +261,26 @@ class LicenseRegistry:
         return cls(json.loads(text))
 
     def record_for(self, provider: str, model: str) -> ModelLicenseRecord | None:
-        """The most specific record: `provider:model`, then a `provider:prefix*` pattern, then `provider`."""
-        exact = self.models.get(f"{provider}:{model}")
-        if exact:
-            return exact
-        for key, record in self.models.items():
-            if key.endswith("*") and f"{provider}:{model}".startswith(key[:-1]):
+        """The record that names `model` among its ids, else one whose explicit pattern matches; None otherwise."""
+        for record in self.models:
+            if record.provider == provider and model in record.ids:
                 return record
-        return self.models.get(provider)
+        for record in self.models:
+            if record.pattern is not None and record.covers(provider, model):
+                return record
+        return None
 
     def license_for(self, provider: str, model: str, *, plan: str | None = None) -> License:
         """The licence of outputs of `model` run by `provider`, for the given plan (strictest when None).
 
-        Raises ConfigurationError when the registry has no record (a backend must ship one).
+        A model no record names gets `LicenseRef-Unknown`: never the terms of a sibling (a fine-tune, a local
+        folder or a newer release may be licensed differently).
         """
         record = self.record_for(provider, model)
         if record is None:
-            raise ConfigurationError(f"no licence record for {provider}:{model}",
-                                     hint="add one to soundforge/data/licenses.json with its source")
+            return License.effective([LicenseComponent(
+                role="model", name=f"{provider}:{model} (no licence record names it)",
+                license=self.licenses[UNKNOWN_LICENSE])])
         plan_note = None
         comps = record.components
         if record.plans:
@@ -225,6 +293,6 @@ class LicenseRegistry:
             else:
                 chosen = plan
             comps = record.plans[chosen]
-        components = [LicenseComponent(role=c["role"], name=c["name"], license=self.licenses[c["license"]])
-                      for c in comps]
+        components = [LicenseComponent(role=c.role, name=c.name, license=self.licenses[c.license], source=c.source,
+                                       quote=c.quote, checked_on=c.checked_on) for c in comps]
         return License.effective(components, plan=plan, plan_note=plan_note)

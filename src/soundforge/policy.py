@@ -66,20 +66,24 @@ class LicensePolicy(BaseModel):
         if license.attribution_required and not self.allow_attribution:
             return PolicyDecision(False, f"requires attribution ({license.attribution!r}) and the policy "
                                          "does not accept attribution duties")
+        # A licence that ends when a fact is not met (the Stability AI Community License above US$1M revenue)
+        # allows nothing, commercial or not, to whoever declared that fact.
+        for condition in license.conditions:
+            if condition.scope == "any_use" and self._declared(condition) and not self._meets(condition, license.plan):
+                return PolicyDecision(False, f"the licence's grants terminate: {condition.text} "
+                                             f"[{_how_to_declare(condition, provider)}]")
         if not self.require_commercial_use:
             return PolicyDecision(True)
         status = license.commercial_use
-        if status is CommercialUse.ALLOWED:
-            return PolicyDecision(True)
         if status is CommercialUse.NOT_ALLOWED:
             why = license.restrictions[0] if license.restrictions else license.output_ownership
             return PolicyDecision(False, f"commercial use is not allowed under {license.name} ({why})")
-        if status is CommercialUse.UNKNOWN:
-            if self.allow_unknown:
-                return PolicyDecision(True)
+        if status is CommercialUse.UNKNOWN and not self.allow_unknown:
             return PolicyDecision(False, "the commercial status of this licence is unknown "
                                          "(set allow_unknown to accept it at your own risk)")
-        if not self.allow_conditional:
+        # Conditions of every component are checked, whatever else is unknown: allow_unknown accepts the unknown
+        # part, never the conditions of the parts that are known.
+        if license.conditions and not self.allow_conditional:
             return PolicyDecision(False, f"commercial use is conditional ({license.condition}) and the policy "
                                          "does not accept conditional terms")
         unmet = [c for c in license.conditions if not self._meets(c, license.plan)]
@@ -88,6 +92,12 @@ class LicensePolicy(BaseModel):
             return PolicyDecision(False, f"commercial use is conditional and these conditions are not declared met: "
                                          f"{texts}")
         return PolicyDecision(True)
+
+    def _declared(self, condition: Condition) -> bool:
+        """Whether the policy states the fact a condition is about (revenue, an attestation)."""
+        if condition.kind == "revenue_below":
+            return self.annual_revenue_usd is not None
+        return True
 
     def _meets(self, condition: Condition, plan: str | None) -> bool:
         if condition.kind == "revenue_below":
