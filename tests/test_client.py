@@ -217,3 +217,36 @@ def test_a_substitution_is_reported_in_the_result(test_backends) -> None:
     assert g.substitution and g.substitution.startswith("musicgen:facebook/musicgen-large was asked for")
     assert client.generate("x", provider="fast", duration=1).substitution is None
     assert client.generate("x", duration=1).substitution is None  # auto chose: no substitution
+
+
+def test_every_error_pickles_and_carries_its_status_and_exit_code() -> None:
+    import pickle
+
+    from soundforge import errors
+    from soundforge.errors import SoundforgeError
+
+    samples = [
+        errors.ConfigurationError("bad", hint="fix it"),
+        errors.ProviderNotFoundError("nope", ["synth"]),
+        errors.ProviderUnavailableError("musicgen", "torch missing", fix="pip install"),
+        errors.ModelNotAvailableError("musicgen", "m", "no weights", fix="download"),
+        errors.AuthenticationError("no key", provider="stability"),
+        errors.InvalidRequestError("bad duration", field="duration"),
+        errors.UnsupportedFeatureError("melody", "synth:default", ["musicgen"], detail="no"),
+        errors.LicensePolicyError("musicgen", "m", "CC-BY-NC-4.0", "not commercial", ["synth"]),
+        errors.ContentRefusedError("refused", provider="stability"),
+        errors.ProviderError("503", provider="fal", status=503, request_id="r"),
+        errors.RateLimitError("slow down", provider="fal", retry_after=2.0),
+        errors.GenerationTimeoutError("late"),
+        errors.GenerationCancelledError("cancelled"),
+    ]
+    samples.append(errors.AllProvidersFailedError([("a", samples[3]), ("b", samples[9])]))
+    classes = {cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, SoundforgeError)}
+    assert {type(e) for e in samples} == classes - {SoundforgeError}
+    for error in samples:
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error) and again.to_dict() == error.to_dict()
+    codes = {type(e).__name__: (e.http_status, e.exit_code) for e in samples}
+    assert codes["InvalidRequestError"] == codes["UnsupportedFeatureError"] == (422, 2)
+    assert codes["LicensePolicyError"] == (403, 4) and codes["ProviderNotFoundError"] == (404, 3)
+    assert codes["ProviderUnavailableError"] == (503, 3) and codes["ConfigurationError"] == (500, 3)

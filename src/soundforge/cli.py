@@ -15,10 +15,6 @@ import click
 
 from . import __version__
 from .errors import (
-    ConfigurationError,
-    InvalidRequestError,
-    LicensePolicyError,
-    ModelNotAvailableError,
     ProviderUnavailableError,
     SoundforgeError,
 )
@@ -28,14 +24,10 @@ EXIT_FAILURE, EXIT_USAGE, EXIT_PROVIDER, EXIT_POLICY, EXIT_MODIFIED = 1, 2, 3, 4
 
 
 def _exit_code(exc: BaseException) -> int:
-    if isinstance(exc, LicensePolicyError):
-        return EXIT_POLICY
-    if isinstance(exc, (InvalidRequestError, FileExistsError)):
+    if isinstance(exc, SoundforgeError):
+        return exc.exit_code
+    if isinstance(exc, FileExistsError):
         return EXIT_USAGE
-    if isinstance(exc, OSError):
-        return EXIT_FAILURE
-    if isinstance(exc, (ProviderUnavailableError, ModelNotAvailableError, ConfigurationError)):
-        return EXIT_PROVIDER
     return EXIT_FAILURE
 
 

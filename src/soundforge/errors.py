@@ -21,6 +21,10 @@ class SoundforgeError(Exception):
     fallback_allowed: bool = False
     #: Short machine-readable code, stable across versions (used by the CLI and the HTTP service).
     code: str = "soundforge_error"
+    #: The HTTP status `soundforge serve` answers with, and the exit code of the `soundforge` command: the error
+    #: policy lives with the error, so the two front doors cannot disagree.
+    http_status: int = 502
+    exit_code: int = 1
 
     def __init__(self, message: str, *, provider: str | None = None, hint: str | None = None) -> None:
         # Every error passes through here: a key a provider echoed back (a 401 quoting the Authorization
@@ -29,6 +33,11 @@ class SoundforgeError(Exception):
         self.provider = provider
         self.hint = hint
         super().__init__(self.message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its attributes, not by calling __init__ again with the message (subclasses take other
+        # arguments): errors cross process boundaries (Ray workers, serve's engine process, process pools).
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
     def __str__(self) -> str:
         text = self.message
@@ -51,12 +60,15 @@ class ConfigurationError(SoundforgeError):
     """A config file, environment variable or argument is malformed."""
 
     code = "configuration_error"
+    http_status = 500
+    exit_code = 3
 
 
 class ProviderNotFoundError(ConfigurationError):
     """The provider spec names no known backend."""
 
     code = "provider_not_found"
+    http_status = 404
 
     def __init__(self, name: str, known: Sequence[str]) -> None:
         super().__init__(f"unknown provider {name!r}; known providers: {', '.join(sorted(known))}",
@@ -69,6 +81,8 @@ class ProviderUnavailableError(SoundforgeError):
 
     code = "provider_unavailable"
     fallback_allowed = True
+    http_status = 503
+    exit_code = 3
 
     def __init__(self, provider: str, reason: str, *, fix: str | None = None) -> None:
         super().__init__(f"provider {provider!r} is not available: {reason}", provider=provider, hint=fix)
@@ -81,6 +95,8 @@ class ModelNotAvailableError(SoundforgeError):
 
     code = "model_not_available"
     fallback_allowed = True
+    http_status = 503
+    exit_code = 3
 
     def __init__(self, provider: str, model: str, reason: str, *, fix: str | None = None) -> None:
         super().__init__(f"model {model!r} of provider {provider!r} is not available: {reason}",
@@ -100,6 +116,8 @@ class InvalidRequestError(SoundforgeError, ValueError):
     """The request itself is wrong; retrying it anywhere gives the same answer."""
 
     code = "invalid_request"
+    http_status = 422
+    exit_code = 2
 
     def __init__(self, message: str, *, field: str | None = None, provider: str | None = None,
                  hint: str | None = None) -> None:
@@ -136,6 +154,8 @@ class LicensePolicyError(SoundforgeError):
     """The licence policy forbids the model; raised before any model loads or any request leaves the machine."""
 
     code = "license_policy"
+    http_status = 403
+    exit_code = 4
 
     def __init__(self, provider: str, model: str, license_id: str, clause: str,
                  allowed_providers: Sequence[str] = ()) -> None:
@@ -209,3 +229,11 @@ class AllProvidersFailedError(SoundforgeError):
         lines = "; ".join(f"{spec}: {err}" for spec, err in errors)
         super().__init__(f"all {len(errors)} provider attempts failed: {lines}")
         self.errors = list(errors)
+
+
+def _rebuild(cls: type[SoundforgeError], args: tuple[Any, ...], state: dict[str, Any]) -> SoundforgeError:
+    """Unpickle an error: a bare instance of its class with its attributes restored."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error

@@ -32,12 +32,7 @@ from ..backends import CancelToken
 from ..client import Client, build_request
 from ..config import ServeConfig
 from ..errors import (
-    ConfigurationError,
     InvalidRequestError,
-    LicensePolicyError,
-    ModelNotAvailableError,
-    ProviderNotFoundError,
-    ProviderUnavailableError,
     SoundforgeError,
 )
 from ..licensing import License
@@ -102,20 +97,9 @@ class ServeSettings:
                    max_job_seconds=serve.max_job_seconds)
 
 
-_STATUS = {InvalidRequestError: 422, LicensePolicyError: 403, ProviderNotFoundError: 404,
-           ProviderUnavailableError: 503, ModelNotAvailableError: 503, ConfigurationError: 500}
-
-
-def _status_for(exc: SoundforgeError) -> int:
-    for kind, status in _STATUS.items():
-        if isinstance(exc, kind):
-            return status
-    return 502
-
-
 def error_response(exc: SoundforgeError) -> JSONResponse:
     """The typed error body the library's `to_dict` gives, with a matching status code."""
-    return JSONResponse({"error": exc.to_dict()}, status_code=_status_for(exc))
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
 
 
 class ErrorDetail(BaseModel):
