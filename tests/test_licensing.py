@@ -154,3 +154,15 @@ def test_conditions_are_checked_whatever_else_is_unknown() -> None:
     declared = LicensePolicy.commercial(allow_unknown=True, annual_revenue_usd=100_000,
                                         attestations=frozenset({"stability_registered"}))
     assert declared.check("fal", "fal-ai/stable-audio", hosted).allowed
+
+
+def test_a_folder_is_licensed_only_when_the_user_declares_what_it_holds() -> None:
+    from soundforge import ConfigurationError
+
+    assert REG.license_for("musicgen", "/models/mg").commercial_use is CommercialUse.UNKNOWN
+    declared = REG.declare("musicgen", "/models/mg", same_as="facebook/musicgen-small", reason="downloaded copy")
+    assert declared.license_for("musicgen", "/models/mg").id == "CC-BY-NC-4.0"
+    assert "declared by the user" in (declared.record_for("musicgen", "/models/mg").notes or "")
+    assert REG.license_for("musicgen", "/models/mg").commercial_use is CommercialUse.UNKNOWN  # the default is unchanged
+    with pytest.raises(ConfigurationError):
+        REG.declare("musicgen", "/models/x", same_as="someone/else", reason="?")

@@ -19,6 +19,7 @@ from soundforge import (  # noqa: E402
 )
 from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
+from soundforge.licensing import LicenseRegistry  # noqa: E402
 from soundforge.testing.musicgen import build_musicgen  # noqa: E402
 
 SR, FRAME_RATE = 16000, 500  # the tiny checkpoints: 16 kHz EnCodec, hop 32
@@ -57,7 +58,13 @@ def test_identical_to_direct_transformers_call(checkpoints) -> None:
     assert track.audio.shape == (1, 1600) and track.sample_rate == SR
     assert np.array_equal(track.audio[0], expected[0, 0, :1600])
     assert track.provenance.parameters["guidance_scale"] == 3.0 and track.provenance.seed == 42
-    assert track.license.id == "CC-BY-NC-4.0" and track.provenance.engine["transformers"]
+    # A folder is no published model: unknown, unless the user declares which model it holds.
+    assert track.license.id == "LicenseRef-Unknown" and track.provenance.engine["transformers"]
+    declared = LicenseRegistry.default().declare("musicgen", folder, same_as="facebook/musicgen-small",
+                                                 reason="a copy of the published weights")
+    again = Client(Config.load(user_file=False), registry=declared).generate(
+        "calm piano with strings", provider=f"musicgen:{folder}", duration=0.1, seed=42)
+    assert again.license.id == "CC-BY-NC-4.0"
 
 
 def test_seeds_and_batches(checkpoints) -> None:
@@ -177,7 +184,9 @@ def test_extra_validation_and_policy(checkpoints) -> None:
     greedy_a = client().generate("x", provider=spec, duration=0.02, seed=1, extra={"do_sample": False})
     greedy_b = client().generate("x", provider=spec, duration=0.02, seed=2, extra={"do_sample": False})
     assert greedy_a.audio.tobytes() == greedy_b.audio.tobytes()
-    commercial = Client(Config.load(user_file=False), policy=LicensePolicy.commercial())
+    declared = LicenseRegistry.default().declare("musicgen", checkpoints["mono"], same_as="facebook/musicgen-small",
+                                                 reason="test")
+    commercial = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(), registry=declared)
     with pytest.raises(LicensePolicyError, match=r"CC-BY-NC-4\.0"):
         commercial.generate("x", provider=spec, duration=0.02)
     assert "musicgen" not in commercial._backends or not commercial.backend("musicgen")._cache.keys()

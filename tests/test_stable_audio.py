@@ -20,6 +20,7 @@ from soundforge import (  # noqa: E402
 )
 from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
+from soundforge.licensing import LicenseRegistry  # noqa: E402
 from soundforge.testing.stable_audio import build_stable_audio  # noqa: E402
 
 SR = 800  # the tiny VAE's rate; window 1024 latents x hop 2 = 2.56 s
@@ -45,7 +46,7 @@ def test_identical_to_direct_pipeline_call(folder) -> None:
                     negative_prompt="drums", generator=torch.Generator().manual_seed(3), output_type="np").audios
     assert g.audio.shape == (2, 1200) and g.sample_rate == SR
     assert np.array_equal(g.audio, expected[0])
-    assert g.license.id == "LicenseRef-Stability-AI-Community" and g.license.attribution == "Powered by Stability AI"
+    assert g.license.id == "LicenseRef-Unknown"  # a folder: unknown unless declared (test_policy_conditional_licence)
     assert g.provenance.parameters["num_inference_steps"] == 4 and g.provenance.engine["diffusers"]
 
 
@@ -121,13 +122,20 @@ def test_missing_weights_mention_the_gate() -> None:
 
 def test_policy_conditional_licence(folder) -> None:
     spec = f"stable-audio:{folder}"
-    refused = Client(Config.load(user_file=False), policy=LicensePolicy.commercial())
+    undeclared = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(
+        annual_revenue_usd=250_000, attestations=frozenset({"stability_registered"})))
+    with pytest.raises(LicensePolicyError, match="unknown"):
+        undeclared.generate("x", provider=spec, duration=0.5, steps=2)
+    # The user declares the folder holds Stable Audio Open 1.0: its Community License applies, conditions and all.
+    registry = LicenseRegistry.default().declare("stable-audio", folder, same_as="stabilityai/stable-audio-open-1.0",
+                                                 reason="a copy of the published weights")
+    refused = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(), registry=registry)
     with pytest.raises(LicensePolicyError, match="1,000,000"):
         refused.generate("x", provider=spec, duration=0.5, steps=2)
     allowed = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(
-        annual_revenue_usd=250_000, attestations=frozenset({"stability_registered"})))
-    assert allowed.generate("x", provider=spec, duration=0.5, steps=2, seed=1).license.commercial_use.value \
-        == "conditional"
+        annual_revenue_usd=250_000, attestations=frozenset({"stability_registered"})), registry=registry)
+    made = allowed.generate("x", provider=spec, duration=0.5, steps=2, seed=1)
+    assert made.license.commercial_use.value == "conditional" and made.license.attribution == "Powered by Stability AI"
 
 
 def test_concurrent_requests_share_one_pipeline_call(folder) -> None:

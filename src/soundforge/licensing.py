@@ -8,6 +8,7 @@ plan, the strictest reading applies and the licence says so.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 from datetime import date
@@ -259,6 +260,22 @@ class LicenseRegistry:
         """The registry shipped in the package (read once)."""
         text = resources.files("soundforge").joinpath("data/licenses.json").read_text("utf-8")
         return cls(json.loads(text))
+
+    def declare(self, provider: str, model: str, *, same_as: str, reason: str) -> LicenseRegistry:
+        """A registry that also licenses `provider:model` like `provider:same_as`, on your word.
+
+        For weights you hold in a folder (or under another name) that are a published model: soundforge cannot
+        tell a folder's licence, so without this it is unknown. The record notes who said so and why.
+        """
+        source = self.record_for(provider, same_as)
+        if source is None:
+            raise ConfigurationError(f"no licence record names {provider}:{same_as} to declare {model!r} like it")
+        declared = source.model_copy(update={
+            "ids": [model], "pattern": None, "pattern_reason": None,
+            "notes": f"declared by the user to be {same_as}: {reason}"})
+        registry = copy.copy(self)
+        registry.models = [declared, *self.models]
+        return registry
 
     def record_for(self, provider: str, model: str) -> ModelLicenseRecord | None:
         """The record that names `model` among its ids, else one whose explicit pattern matches; None otherwise."""

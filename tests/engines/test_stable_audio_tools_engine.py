@@ -53,7 +53,7 @@ def test_identical_to_the_direct_stable_audio_tools_call(sat, folder) -> None:
     assert np.array_equal(g.audio, direct[0, :, :6000].float().numpy())
     prov = g.provenance
     assert prov.parameters["engine"] == "stable-audio-tools" and prov.parameters["steps"] == 4
-    assert "stable-audio-tools" in prov.engine and g.license.id == "LicenseRef-Stability-AI-Community"
+    assert "stable-audio-tools" in prov.engine and g.license.id == "LicenseRef-Unknown"  # a local folder
 
 
 def test_seeds_batches_progress_and_cancel(sat, folder) -> None:
