@@ -23,7 +23,7 @@ from soundforge import (
     RateLimitError,
     SoundforgeError,
 )
-from soundforge.backends._http import HttpSettings, check_output_url
+from soundforge.backends.cloud import HttpSettings, check_output_url
 from soundforge.client import Client
 from soundforge.config import Config
 

@@ -11,10 +11,10 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .audio import as_audio, pcm_sha256
 from .backends import PLANNED, Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
-from .backends._memory import ModelMemory
+from .backends.runtime import ModelMemory
 from .backends.base import ProgressCallback
 from .config import Config
 from .errors import (

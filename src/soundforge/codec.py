@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import AudioArray, as_audio, resample, to_channels, write_atomic
-from .backends._compute import run_on_device_thread
+from .backends.runtime import run_on_device_thread
 from .errors import InvalidRequestError, ModelNotAvailableError, ProviderUnavailableError
 from .licensing import License, LicenseRegistry
 
@@ -129,13 +129,13 @@ class Codec:
             from transformers import EncodecModel
         except ImportError:
             raise ProviderUnavailableError("encodec", "torch and transformers are not installed", fix=EXTRA) from None
-        from .backends._hub import pick_device, resolve_checkpoint, revision
+        from .backends.runtime import pick_device, resolve_checkpoint, revision
 
         folder = resolve_checkpoint("encodec", model, {"allow_download": allow_download}, marker="config.json")
         self.model_id = model
         self.revision = revision(folder)
         self.device = pick_device(device)
-        # Loads and forward passes run on the device's compute thread (see soundforge.backends._compute).
+        # Loads and forward passes run on the device's compute thread (see soundforge.backends.runtime).
         def load() -> Any:
             net: Any = EncodecModel.from_pretrained(folder)
             return net.to(self.device).eval()
@@ -205,7 +205,7 @@ class Codec:
 
     def decode_track(self, tokens: Tokens) -> Track:
         """Decode tokens to a `Track` carrying the codec's licence and a provenance record, ready to `save`."""
-        from . import __version__
+        from ._version import __version__
         from .audio import pcm_sha256
         from .provenance import Provenance
         from .result import Track

@@ -19,9 +19,9 @@ from .audio import (
 )
 from .errors import InvalidRequestError
 from .loudness import check_target, normalize_loudness
+from .tags import TaggedAudio
 
 if TYPE_CHECKING:
-    from .result import Track
     from .signing import C2paSigner
 
 SIDECAR_SUFFIX = ".json"
@@ -84,7 +84,7 @@ def _check_folder(folder: Path) -> None:
                                   hint="choose another output folder, or change its permissions")
 
 
-def encode_track(track: Track, fmt: AudioFormat, *, loudness: float | None = None
+def encode_track(track: TaggedAudio, fmt: AudioFormat, *, loudness: float | None = None
                  ) -> tuple[bytes, dict[str, str]]:
     """Encode a track with its tags; returns the file bytes and the tag fields written into them.
 
@@ -109,7 +109,7 @@ def encode_track(track: Track, fmt: AudioFormat, *, loudness: float | None = Non
     return tags.embed(data, fmt, fields), fields
 
 
-def sidecar_document(track: Track, fields: dict[str, str], file_name: str) -> dict[str, Any]:
+def sidecar_document(track: TaggedAudio, fields: dict[str, str], file_name: str) -> dict[str, Any]:
     """The JSON sidecar: the file's tags, the full licence and the full provenance."""
     return {
         "soundforge_sidecar": 1,
@@ -120,7 +120,7 @@ def sidecar_document(track: Track, fields: dict[str, str], file_name: str) -> di
     }
 
 
-def save_track(track: Track, path: str | os.PathLike[str], *, format: str | None = None,
+def save_track(track: TaggedAudio, path: str | os.PathLike[str], *, format: str | None = None,
                loudness: float | None = None, overwrite: bool = False, sidecar: bool = True,
                sign: C2paSigner | None = None) -> Path:
     """Write `track` to `path` (and its sidecar) atomically; see `Track.save`."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .audio import AudioArray, encode, format_for
+from .files import check_destination, encode_track, output_paths, save_track
 from .licensing import License
 from .provenance import Provenance
 
@@ -51,15 +52,11 @@ class Track:
             sidecar: also write `<file>.json` with the full provenance and licence.
             sign: sign a C2PA manifest into the file (WAV, MP3, FLAC; needs `soundforge[c2pa]`).
         """
-        from .files import save_track
-
         return save_track(self, path, format=format, loudness=loudness, overwrite=overwrite, sidecar=sidecar,
                           sign=sign)
 
     def to_bytes(self, format: str = "wav", loudness: float | None = None) -> bytes:
         """The encoded file, tags included, as bytes (what `save` would write)."""
-        from .files import encode_track
-
         return encode_track(self, format_for(None, format), loudness=loudness)[0]
 
     def _repr_html_(self) -> str:
@@ -124,8 +121,6 @@ class Generation:
     def save(self, path: str | os.PathLike[str], format: str | None = None, loudness: float | None = None,
              overwrite: bool = False, sidecar: bool = True, sign: C2paSigner | None = None) -> list[Path]:
         """Save every track; with several tracks, `-1`, `-2`… is added before the extension."""
-        from .files import check_destination, output_paths
-
         # Every track's file is checked before the first is written: no half-saved set of variations.
         check_destination(path, format=format, count=len(self.tracks), overwrite=overwrite, sidecar=sidecar,
                           loudness=loudness)

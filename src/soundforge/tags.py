@@ -15,17 +15,37 @@ from __future__ import annotations
 import math
 import os
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from .audio import AudioFormat
+from .audio import AudioArray, AudioFormat
 
 if TYPE_CHECKING:
-    from .result import Track
+    from .licensing import License
+    from .provenance import Provenance
 
 COMMENT_HEADER = "soundforge provenance"
 
 
-def describe(track: Track, *, audio_sha256: str, loudness: float | None, fmt: AudioFormat) -> dict[str, str]:
+class TaggedAudio(Protocol):
+    """What tagging and saving need of a track (`soundforge.result.Track` is one): its audio and its records.
+
+    A protocol, so that `tags` and `files` depend on the records, not on the result class that uses them.
+    """
+
+    @property
+    def audio(self) -> AudioArray: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def license(self) -> License: ...
+
+    @property
+    def provenance(self) -> Provenance: ...
+
+
+def describe(track: TaggedAudio, *, audio_sha256: str, loudness: float | None, fmt: AudioFormat) -> dict[str, str]:
     """The tag fields of one saved track, in a stable order."""
     lic, prov = track.license, track.provenance
     fields = {

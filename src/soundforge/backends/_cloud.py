@@ -51,7 +51,7 @@ class CloudBackend(Backend):
     def http(self) -> HttpCore:
         """The provider's HTTP core, created on first use."""
         if self._http is None:
-            from .. import __version__
+            from .._version import __version__
 
             self._http = HttpCore(self.name, self.http_settings(), auth=self.auth_headers, map_error=self.map_error,
                                   user_agent=f"soundforge/{__version__}")

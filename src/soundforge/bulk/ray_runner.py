@@ -13,9 +13,9 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+from .executors import Outcome, Target, produce
 from .manifest import BatchRow
 from .output import OutputLocation
-from .runner import Outcome, Target, produce
 
 if TYPE_CHECKING:
     from ..config import Config

@@ -14,33 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ..client import Client, build_request
+from ..client import Client
 from ..errors import InvalidRequestError, LicensePolicyError, SoundforgeError
 from ..licensing import License
+from .executors import Executor, LocalExecutor, Target
 from .journal import JOURNAL, Journal
 from .manifest import BatchRow, load_manifest
-from .output import OutputLocation, deliver, delivered, owned, stale
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the router sends a row: provider, model, and whether it runs on local compute."""
-
-    provider: str
-    model: str
-    local: bool
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one row on a worker: its file and licence, or the error that stopped it."""
-
-    file: str | None = None
-    license: str | None = None
-    error: str | None = None
-    reused: bool = False  # the file was already there and verified: nothing was generated
+from .output import OutputLocation, delivered, owned, stale
 
 
 @dataclass
@@ -54,47 +36,6 @@ class BatchReport:
     #: Row name -> "provider:model" it was routed to (every row, in manifest order; the dry run's plan).
     plan: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-class Executor(Protocol):
-    """Turns rows into delivered files; `run` never raises for a row's own failure (it returns an Outcome)."""
-
-    async def run(self, row: BatchRow, spec: str | None, target: Target) -> Outcome: ...
-
-    def close(self) -> None: ...
-
-
-async def produce(client: Client, row: BatchRow, spec: str | None, out: OutputLocation, sign: Any) -> Outcome:
-    """Generate one row and deliver its file; a row whose file already verifies is not generated again.
-
-    Shared by every executor, so a retried row (a Ray worker that died mid-row) costs nothing twice.
-    """
-    if await asyncio.to_thread(delivered, row, out):
-        return Outcome(file=row.file_name, reused=True)
-    try:
-        generation = await client.agenerate(build_request(row.request, {}), provider=spec)
-        file = await asyncio.to_thread(deliver, generation.tracks[0], row, out, sign)
-    except SoundforgeError as exc:
-        return Outcome(error=str(exc))
-    except OSError as exc:  # a full disk, a folder made read-only: this row fails, the run goes on
-        return Outcome(error=f"cannot write {row.file_name}: {exc.strerror or exc}")
-    return Outcome(file=file, license=generation.license.id)
-
-
-class LocalExecutor:
-    """Rows on this machine, through the client's async path (its batching of local models, its cloud bounds)."""
-
-    def __init__(self, client: Client, out: OutputLocation) -> None:
-        self.client = client
-        self.out = out
-        self.sign = client.config.c2pa_signer()
-
-    async def run(self, row: BatchRow, spec: str | None, target: Target) -> Outcome:
-        """Generate and deliver one row."""
-        return await produce(self.client, row, spec, self.out, self.sign)
-
-    def close(self) -> None:
-        """Nothing to release: the client belongs to the caller."""
 
 
 def plan(rows: list[BatchRow], client: Client, provider: str | None) -> tuple[dict[str, License], dict[str, Target]]:

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException
 
-from .. import __version__
+from .._version import __version__
 from ..audio import FORMATS, load_audio, write_atomic
 from ..backends import CancelToken
 from ..client import Client, build_request

@@ -4,6 +4,6 @@ Each builder writes a complete, loadable model folder (config, weights, tokenize
 loading and generation code paths run, in seconds, on a CPU.
 """
 
-from ..backends._http import BLOCK_REMOTE_ENV
+from ..backends.cloud import BLOCK_REMOTE_ENV
 
 __all__ = ["BLOCK_REMOTE_ENV"]

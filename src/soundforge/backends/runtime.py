@@ -1,0 +1,31 @@
+"""The runtime helpers a local engine is built from, public for engines in this package and in plug-ins.
+
+- `run_on_device_thread(device, fn)`: run torch work on the one compute thread of its device (OpenMP teams
+  stay per thread, docs/performance.md).
+- `ModelCache`: loaded models per key, with load timing and the memory ledger.
+- `ModelMemory`: the per-device memory budget the client keeps for every loaded model.
+- `Batcher`: coalesce concurrent compatible requests into one engine call.
+- `resolve_checkpoint`, `checkpoint_availability`, `files_availability`, `revision`: weights from a folder or
+  the Hugging Face cache, with the errors that say how to get them (`HF_HUB_OFFLINE` honoured).
+- `pick_device`, `pick_dtype`: the `device` / `dtype` settings turned into torch's.
+"""
+
+from __future__ import annotations
+
+from ._batching import Batcher
+from ._compute import run_on_device_thread
+from ._hub import (
+    ModelCache,
+    checkpoint_availability,
+    files_availability,
+    pick_device,
+    pick_dtype,
+    resolve_checkpoint,
+    revision,
+)
+from ._memory import ModelMemory
+
+__all__ = [
+    "Batcher", "ModelCache", "ModelMemory", "checkpoint_availability", "files_availability", "pick_device",
+    "pick_dtype", "resolve_checkpoint", "revision", "run_on_device_thread",
+]
