@@ -14,8 +14,8 @@ from typing import Any
 from ._version import __version__
 from .audio import as_audio, pcm_sha256
 from .backends import PLANNED, Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
-from .backends.runtime import ModelMemory
 from .backends.base import ProgressCallback
+from .backends.runtime import ModelMemory
 from .config import Config
 from .errors import (
     AllProvidersFailedError,
