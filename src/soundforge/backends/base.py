@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -56,6 +57,25 @@ def checked_extra(request: GenerationRequest, kinds: dict[str, Any], *, provider
             raise InvalidRequestError(f"extra[{key!r}] must be {names}", field="extra", provider=provider)
         checked[key] = value
     return checked
+
+
+def default_seed(request: GenerationRequest, upper: int = 2**31) -> int:
+    """The request's seed, or a fresh random one below `upper` (recorded in the provenance either way)."""
+    return request.seed if request.seed is not None else secrets.randbelow(upper)
+
+
+def fit_length(audio: Any, samples: int) -> Any:
+    """Audio (samples on the last axis) cut or zero-padded to exactly `samples`: the length the request asked for.
+
+    Engines produce whole frames or latent blocks, so their output runs a little over or (by a codec frame) under.
+    """
+    import numpy as np
+
+    audio = audio[..., :samples]
+    short = samples - audio.shape[-1]
+    if short > 0:
+        audio = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(0, short)])
+    return audio
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ outcome is unknown.
 from __future__ import annotations
 
 import math
-import secrets
 from typing import Any
 
 from ..audio import encode, format_for, resample, to_channels
@@ -17,7 +16,7 @@ from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
 from ..request import GenerationRequest
 from ._cloud import CloudBackend, decode_reply
-from .base import RawGeneration, RawTrack, RunContext
+from .base import RawGeneration, RawTrack, RunContext, default_seed
 
 MODELS = {"stable-audio-2.5": (4, 8), "stable-audio-2": (1, 100)}  # model: allowed steps
 MAX_SECONDS = 190
@@ -73,7 +72,7 @@ class StabilityBackend(CloudBackend):
         if output_format not in ("wav", "mp3"):
             raise InvalidRequestError("extra['output_format'] must be 'wav' or 'mp3'", field="extra",
                                       provider=self.name)
-        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        seed = default_seed(request, MAX_SEED + 1)
         if seed > MAX_SEED:
             raise InvalidRequestError(f"Stability seeds go up to {MAX_SEED}", field="seed", provider=self.name)
         fields: dict[str, Any] = {"prompt": request.prompt, "model": model,

@@ -11,7 +11,6 @@ docs/providers/audiocraft.md.
 from __future__ import annotations
 
 import importlib.util
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,8 @@ from ..base import (
     RawTrack,
     RunContext,
     checked_extra,
+    default_seed,
+    fit_length,
 )
 
 RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
@@ -192,7 +193,7 @@ class AudiocraftEngine:
             if value is not None:
                 params[arg] = value
         descriptions = [request.prompt] * request.num_outputs
-        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        seed = default_seed(request)
 
         def on_step(done: int, total: int) -> None:
             context.progress("decode", min(done, total), total)  # raises when the caller cancelled
@@ -222,9 +223,7 @@ class AudiocraftEngine:
 
         audio = run_on_device_thread(loaded.device, run)
         total = round(request.duration * loaded.sample_rate)
-        audio = audio[:, :, :total]
-        if audio.shape[2] < total:  # the codec's last frame can fall a few samples short
-            audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
+        audio = fit_length(audio, total)  # the codec's last frame can fall a few samples short
         parameters = {**params, "engine": "audiocraft", "decoder": options["decoder"],
                       "sample_rate": loaded.sample_rate, "frame_rate": loaded.frame_rate, "seed_scope": "batch",
                       "batch_size": request.num_outputs}

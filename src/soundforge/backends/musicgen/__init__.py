@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,8 @@ from ..base import (
     RawTrack,
     RunContext,
     checked_extra,
+    default_seed,
+    fit_length,
 )
 from .chroma import melody_chroma
 
@@ -212,7 +213,7 @@ class MusicgenBackend(Backend):
         if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
             raise InvalidRequestError(f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
                                       field="channels" if request.channels else "sample_rate", provider=self.name)
-        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        seed = default_seed(request)
         kwargs = self._generate_kwargs(request, loaded, options)
         total = round(request.duration * loaded.sample_rate)
         batch_info: dict[str, Any] = {}
@@ -238,9 +239,7 @@ class MusicgenBackend(Backend):
                         return self._long_form(request, loaded, kwargs, options, context)
 
             audio = run_on_device_thread(loaded.device, run)
-        audio = audio[:, :, :total]
-        if audio.shape[2] < total:  # the codec's last frame can fall a few samples short
-            audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
+        audio = fit_length(audio, total)  # the codec's last frame can fall a few samples short
         parameters = {**{k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask",
                                                                        "input_features")},
                       "duration": request.duration, "sample_rate": loaded.sample_rate, "seed_scope": "batch",

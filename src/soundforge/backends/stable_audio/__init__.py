@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from ..base import (
     RawTrack,
     RunContext,
     checked_extra,
+    default_seed,
+    fit_length,
 )
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
@@ -191,7 +192,7 @@ class StableAudioBackend(Backend):
             raise InvalidRequestError(f"audio_start + duration ({start_s + request.duration:g} s) is over the "
                                       f"{loaded.max_duration:g} s window of {model}", field="duration",
                                       provider=self.name)
-        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        seed = default_seed(request)
         kwargs = self._pipeline_kwargs(request, loaded, extra, start_s)
         batch_info: dict[str, Any] = {}
         if self._batching(loaded) and request.audio_prompt is None:
@@ -205,9 +206,7 @@ class StableAudioBackend(Backend):
         else:
             audio = self._call(loaded, kwargs, extra, _generator(loaded, seed), [context])
         total = round(request.duration * loaded.sample_rate)
-        audio = np.asarray(audio, dtype=np.float32)[:, :, :total]
-        if audio.shape[2] < total:
-            audio = np.pad(audio, ((0, 0), (0, 0), (0, total - audio.shape[2])))
+        audio = fit_length(np.asarray(audio, dtype=np.float32), total)
         parameters = {k: v for k, v in kwargs.items() if k not in ("initial_audio_waveforms", "prompt")}
         parameters |= {"sample_rate": loaded.sample_rate, "seed_scope": "batch", "batch_size": request.num_outputs}
         parameters |= batch_info

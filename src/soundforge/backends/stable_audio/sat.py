@@ -12,7 +12,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from ...request import GenerationRequest
 from .._compute import run_on_device_thread
 from .._hub import TORCH_RNG_LOCK, ModelCache, files_availability, pick_device
 from .._memory import module_bytes
-from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra
+from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra, default_seed, fit_length
 
 RECIPE = "see docs/providers/stable-audio.md (stable-audio-tools engine) for an install recipe"
 FILES = ("model_config.json", "model.safetensors")
@@ -133,7 +132,7 @@ class SatEngine:
         if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
             raise InvalidRequestError(f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
                                       field="channels" if request.channels else "sample_rate", provider=self.owner.name)
-        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        seed = default_seed(request)
         steps = request.steps or 100
         conditioning = [{"prompt": request.prompt, "seconds_start": 0, "seconds_total": request.duration}]
         kwargs: dict[str, Any] = {
@@ -166,9 +165,7 @@ class SatEngine:
             return wav.float().cpu().numpy()
 
         total = round(request.duration * loaded.sample_rate)
-        audio_out = run_on_device_thread(loaded.device, run)[:, :, :total]
-        if audio_out.shape[2] < total:
-            audio_out = np.pad(audio_out, ((0, 0), (0, 0), (0, total - audio_out.shape[2])))
+        audio_out = fit_length(run_on_device_thread(loaded.device, run), total)
         parameters = {k: v for k, v in kwargs.items() if k not in ("init_audio", "negative_conditioning", "device")}
         parameters |= {"engine": "stable-audio-tools", "sample_rate": loaded.sample_rate, "seed_scope": "batch",
                        "batch_size": request.num_outputs}

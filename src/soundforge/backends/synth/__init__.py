@@ -8,14 +8,12 @@ fresh machine and the workhorse of fast tests.
 
 from __future__ import annotations
 
-import secrets
-
 import numpy as np
 
 from ...audio import ALGORITHMIC_MEDIA
 from ...capabilities import Capabilities, ModelInfo
 from ...request import GenerationRequest
-from ..base import Backend, RawGeneration, RawTrack, RunContext
+from ..base import Backend, RawGeneration, RawTrack, RunContext, default_seed
 from .render import render
 from .theory import plan_from_prompt
 
@@ -49,7 +47,7 @@ class SynthBackend(Backend):
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         sample_rate = request.sample_rate or DEFAULT_SAMPLE_RATE
         channels = request.channels or 2
-        base_seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        base_seed = default_seed(request)
         tracks = []
         for index in range(request.num_outputs):
             context.progress("render", index, request.num_outputs)
