@@ -295,3 +295,25 @@ def test_engine_work_runs_on_one_thread_whatever_the_caller(checkpoints) -> None
 
     asyncio.run(run())
     assert names == {"soundforge-cpu_0"}
+
+
+def test_routing_checks_the_engine_the_request_will_run_on(checkpoints, monkeypatch) -> None:
+    from soundforge.backends.musicgen import MusicgenBackend
+
+    backend = MusicgenBackend()
+    chosen: list[str] = []
+    real = MusicgenBackend.engine
+
+    def spy(self, request=None):
+        chosen.append(real(self, request))
+        return chosen[-1]
+
+    monkeypatch.setattr(MusicgenBackend, "engine", spy)
+    from soundforge.request import GenerationRequest
+
+    per_request = GenerationRequest(prompt="x", duration=0.5, extra={"engine": "audiocraft"})
+    backend.availability(per_request)
+    backend.model_availability(checkpoints["mono"], allow_fetch=False, request=per_request)
+    assert chosen == ["audiocraft", "audiocraft"]  # not the configured (default) transformers engine
+    with pytest.raises(InvalidRequestError, match="unknown musicgen engine"):
+        client().generate("x", provider=f"musicgen:{checkpoints['mono']}", duration=0.5, extra={"engine": "jax"})

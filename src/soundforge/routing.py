@@ -141,7 +141,7 @@ class Router:
         # The licence is known without the engine: a refused model says so even where it could not run anyway.
         license = self.license_for(backend, model)
         self._check_policy(backend.name, model, license, request)
-        status = backend.availability()
+        status = backend.availability(request)
         if not status.available:
             raise ProviderUnavailableError(spec.provider, status.reason, fix=status.fix)
         try:
@@ -151,7 +151,7 @@ class Router:
             if needs:
                 exc.hint = f"{exc.hint}; not set up here: {needs}"
             raise
-        ready = backend.model_availability(model, allow_fetch=explicit)
+        ready = backend.model_availability(model, allow_fetch=explicit, request=request)
         if not ready.available:
             raise ModelNotAvailableError(backend.name, model, ready.reason, fix=ready.fix)
         return Candidate(backend, model, license)

@@ -57,7 +57,7 @@ class CloudBackend(Backend):
                                   user_agent=f"soundforge/{__version__}")
         return self._http
 
-    def availability(self) -> Availability:
+    def availability(self, request: GenerationRequest | None = None) -> Availability:
         env = str(self.settings.get("api_key_env", self.key_env))
         if not (self.settings.get("api_key") or os.environ.get(env)):
             return Availability(False, f"no API key ({env} is not set)", fix=f"export {env}=...")

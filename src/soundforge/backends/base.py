@@ -201,7 +201,11 @@ class Backend(ABC):
     engines: ClassVar[tuple[str, ...]] = ()
 
     def engine(self, request: GenerationRequest | None = None) -> str:
-        """The engine for a request: `extra["engine"]`, else the `engine` setting, else the default."""
+        """The engine for a request: `extra["engine"]`, else the `engine` setting, else the default.
+
+        The one place the choice is made: availability, weights and generation all ask it, so routing checks the
+        install and the weights of the engine that will run.
+        """
         chosen = (request.extra.get("engine") if request is not None else None) or \
             self.settings.get("engine", self.engines[0] if self.engines else "")
         if chosen not in self.engines:
@@ -214,12 +218,15 @@ class Backend(ABC):
     def models(self) -> list[ModelInfo]:
         """The models this backend offers (known ones; others may still load by id or path)."""
 
-    def availability(self) -> Availability:
-        """Whether this backend can run here. Cheap: never loads a model or calls the network."""
+    def availability(self, request: GenerationRequest | None = None) -> Availability:
+        """Whether this backend can run here (for `request`'s engine, when given). Cheap: never loads a model or
+        calls the network."""
         return Availability(True)
 
-    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
-        """Whether `model` can run now (weights present, or fetchable when `allow_fetch`). Cheap, no loading.
+    def model_availability(self, model: str, *, allow_fetch: bool,
+                           request: GenerationRequest | None = None) -> Availability:
+        """Whether `model` can run now (weights present, or fetchable when `allow_fetch`), on the engine `request`
+        would run on. Cheap, no loading.
 
         `auto` routing passes allow_fetch=False so it never starts a large download on its own.
         """

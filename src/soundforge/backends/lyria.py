@@ -57,11 +57,11 @@ class LyriaBackend(CloudBackend):
                 settings["api_key"] = token
         return HttpSettings.from_settings(settings, default_base_url=self.default_base_url, key_env=self.key_env)
 
-    def availability(self) -> Availability:
+    def availability(self, request: GenerationRequest | None = None) -> Availability:
         if not self.settings.get("project"):
             return Availability(False, "no Google Cloud project configured",
                                 fix='set [providers.lyria] project = "my-project" (and location)')
-        status = super().availability()
+        status = super().availability(request)
         if not status.available and not self.settings.get("use_google_auth"):
             return Availability(False, f"no access token ({self.key_env} is not set)",
                                 fix=f"export {self.key_env}=$(gcloud auth print-access-token), or set "

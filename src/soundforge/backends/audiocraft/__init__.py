@@ -279,7 +279,7 @@ class AudiogenBackend(Backend):
         super().__init__(settings)
         self.runner = AudiocraftEngine("audiogen", self)
 
-    def availability(self) -> Availability:
+    def availability(self, request: GenerationRequest | None = None) -> Availability:
         return audiocraft_availability()
 
     def models(self) -> list[ModelInfo]:
@@ -289,7 +289,8 @@ class AudiogenBackend(Backend):
     def model_info(self, model: str) -> ModelInfo:
         return ModelInfo(id=model, capabilities=audiogen_caps())
 
-    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+    def model_availability(self, model: str, *, allow_fetch: bool,
+                           request: GenerationRequest | None = None) -> Availability:
         return checkpoint_state(self.name, model, self.settings, allow_fetch=allow_fetch)
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:

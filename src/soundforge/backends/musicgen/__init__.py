@@ -124,8 +124,8 @@ class MusicgenBackend(Backend):
             self._audiocraft_engine = AudiocraftEngine("musicgen", self)
         return self._audiocraft_engine
 
-    def availability(self) -> Availability:
-        if self.settings.get("engine") == "audiocraft":
+    def availability(self, request: GenerationRequest | None = None) -> Availability:
+        if self.engine(request) == "audiocraft":
             from ..audiocraft import audiocraft_availability
 
             return audiocraft_availability()
@@ -153,8 +153,9 @@ class MusicgenBackend(Backend):
             sample_rate=sample_rate, frame_rate=math.ceil(sample_rate / hop)))
 
     # --- loading ----------------------------------------------------------------------------------
-    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
-        if self.settings.get("engine") == "audiocraft":
+    def model_availability(self, model: str, *, allow_fetch: bool,
+                           request: GenerationRequest | None = None) -> Availability:
+        if self.engine(request) == "audiocraft":
             from ..audiocraft import checkpoint_state
 
             return checkpoint_state(self.name, model, self.settings, allow_fetch=allow_fetch)

@@ -100,8 +100,8 @@ class StableAudioBackend(Backend):
         return self._sat_engine
 
     # --- declared facts ---------------------------------------------------------------------------
-    def availability(self) -> Availability:
-        if self.settings.get("engine") == "stable-audio-tools":
+    def availability(self, request: GenerationRequest | None = None) -> Availability:
+        if self.engine(request) == "stable-audio-tools":
             from .sat import sat_availability
 
             return sat_availability()
@@ -133,8 +133,9 @@ class StableAudioBackend(Backend):
                                                           int(vae.get("audio_channels", 2))))
         return ModelInfo(id=model, capabilities=_caps())
 
-    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
-        if self.settings.get("engine") == "stable-audio-tools":
+    def model_availability(self, model: str, *, allow_fetch: bool,
+                           request: GenerationRequest | None = None) -> Availability:
+        if self.engine(request) == "stable-audio-tools":
             from .sat import checkpoint_state
 
             return checkpoint_state(model, self.settings, allow_fetch=allow_fetch)
