@@ -250,3 +250,30 @@ def test_every_error_pickles_and_carries_its_status_and_exit_code() -> None:
     assert codes["InvalidRequestError"] == codes["UnsupportedFeatureError"] == (422, 2)
     assert codes["LicensePolicyError"] == (403, 4) and codes["ProviderNotFoundError"] == (404, 3)
     assert codes["ProviderUnavailableError"] == (503, 3) and codes["ConfigurationError"] == (500, 3)
+
+
+def test_an_app_injects_its_own_backend_and_tests_with_a_function() -> None:
+    import numpy as np
+
+    from soundforge.testing import FunctionBackend
+
+    def tone(request, context):
+        context.progress("render", 1, 1)
+        t = np.arange(int(request.duration * 8000)) / 8000
+        return [np.sin(2 * np.pi * 220 * (i + 1) * t) * 0.5 for i in range(request.num_outputs)]
+
+    fake = FunctionBackend(tone, name="fake", sample_rate=8000, license="CC0-1.0")
+    client = Client(Config.load(user_file=False, auto_order=["fake", "synth"]), backends={"fake": fake})
+    events = []
+    g = client.generate("a tone", provider="fake", duration=1.5, num_outputs=2, seed=4, on_progress=events.append)
+    assert fake.calls == 1 and len(g.tracks) == 2 and g.audio.shape == (1, 12000) and g.sample_rate == 8000
+    assert g.license.id == "CC0-1.0" and g.provenance.provider == "fake" and events[0].phase == "render"
+    assert client.generate("a tone", duration=1).provider == "fake"  # joins auto through auto_order
+    assert "fake" in {row.name for row in client.providers()}
+    refused = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(),
+                     backends={"nc": FunctionBackend(tone, name="nc", sample_rate=8000, license="CC-BY-NC-4.0")})
+    with pytest.raises(LicensePolicyError):
+        refused.generate("x", provider="nc", duration=1)
+    # A class works too, built with the provider's settings; and an injected backend replaces a built-in.
+    assert Client(Config.load(user_file=False), backends={"synth": FunctionBackend(
+        tone, name="synth", sample_rate=8000, license="CC0-1.0")}).generate("x", provider="synth").sample_rate == 8000

@@ -80,10 +80,15 @@ class Client:
     Args:
         config: a `Config`, a path to a TOML file, or None to load the usual sources.
         policy: a licence policy that replaces the configured one.
+        registry: the licence registry (default: the one shipped; see `LicenseRegistry.declare`).
+        backends: providers of your own by name, an instance or a class (e.g. `soundforge.testing.FunctionBackend`
+            in your tests): they join routing, `auto` (when named in `auto_order`) and `providers()` like the
+            built-in ones, and replace a built-in of the same name.
     """
 
     def __init__(self, config: Config | str | os.PathLike[str] | None = None, *,
-                 policy: LicensePolicy | None = None, registry: LicenseRegistry | None = None) -> None:
+                 policy: LicensePolicy | None = None, registry: LicenseRegistry | None = None,
+                 backends: Mapping[str, Backend | type[Backend]] | None = None) -> None:
         if config is None or isinstance(config, (str, os.PathLike)):
             config = Config.load(config)
         if policy is not None:
@@ -91,25 +96,39 @@ class Client:
         self.config: Config = config
         self.registry = registry or LicenseRegistry.default()
         self._backends: dict[str, Backend] = {}
+        self._given: dict[str, Backend | type[Backend]] = dict(backends or {})
         self._lock = threading.Lock()
         self.memory = ModelMemory(config.model_memory_gb)
-        self.router = Router(self.config, self.registry, self.backend)
+        self.router = Router(self.config, self.registry, self.backend, names=self.provider_names)
 
     # --- backends ---
     def backend(self, name: str) -> Backend:
         """The (cached) backend instance for a provider name."""
         with self._lock:
             if name not in self._backends:
-                cls = backend_class(name)
-                backend = cls(self.config.provider_settings(name))
+                given = self._given.get(name)
+                if isinstance(given, Backend):
+                    backend = given
+                else:
+                    cls = given or backend_class(name)
+                    backend = cls(self.config.provider_settings(name))
                 backend.memory = self.memory
                 self._backends[name] = backend
             return self._backends[name]
 
+    def provider_names(self) -> list[str]:
+        """Every provider this client knows: built in, planned, from entry points, and given to it."""
+        return sorted({*known_providers(), *self._given})
+
+    @property
+    def has_own_backends(self) -> bool:
+        """Whether backends were given to this client in code (they exist only in this process)."""
+        return bool(self._given)
+
     def providers(self) -> list[ProviderStatus]:
         """Every known provider with its availability, models, licence and the policy's verdict."""
         rows = []
-        for name in known_providers():
+        for name in self.provider_names():
             try:
                 backend = self.backend(name)
             except ProviderUnavailableError as exc:
@@ -237,9 +256,7 @@ class Client:
             backends = [self._backends[provider]] if provider in self._backends else \
                 [] if provider is not None else list(self._backends.values())
         for backend in backends:
-            unload = getattr(backend, "unload", None)
-            if unload is not None:
-                unload(model)
+            backend.unload(model)
 
     def close(self) -> None:
         """Release every loaded backend (models, HTTP sessions)."""

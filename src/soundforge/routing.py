@@ -62,18 +62,18 @@ class Candidate:
 class Router:
     """Turns a request and a spec into the ordered candidates to try, recording every skip."""
 
-    def __init__(self, config: Config, registry: LicenseRegistry, get_backend: BackendGetter) -> None:
+    def __init__(self, config: Config, registry: LicenseRegistry, get_backend: BackendGetter, *,
+                 names: Callable[[], list[str]] = known_providers) -> None:
         self.config = config
         self.registry = registry
         self.get_backend = get_backend
+        self.names = names
 
     def license_for(self, backend: Backend, model: str) -> License:
         """The licence of `model` run by `backend`, for the plan configured for that provider."""
-        own = getattr(backend, "license_for", None)
-        if callable(own):
-            found = own(model)
-            if isinstance(found, License):
-                return found
+        found = backend.license_for(model)
+        if found is not None:
+            return found
         plan = self.config.provider_settings(backend.name).get("plan")
         return self.registry.license_for(backend.name, model, plan=plan)
 
@@ -81,7 +81,7 @@ class Router:
         """Providers whose default model supports `field`, installed here or not (`setup_hint` says what the
         others need): a user asking for a melody should hear that musicgen can, even before installing it."""
         names = []
-        for name in known_providers():
+        for name in self.names():
             try:
                 backend = self.get_backend(name)
                 if backend.capabilities(self._model(backend, None)).supports(field):
@@ -105,7 +105,7 @@ class Router:
     def passing_policy(self, request: GenerationRequest | None = None) -> list[str]:
         """Available providers (default models) that the policy allows."""
         names = []
-        for name in known_providers():
+        for name in self.names():
             try:
                 backend = self.get_backend(name)
                 model = self._model(backend, None)

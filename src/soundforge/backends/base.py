@@ -30,6 +30,7 @@ from ..request import GenerationRequest
 from ._compute import cpu_bound_pool
 
 if TYPE_CHECKING:
+    from ..licensing import License
     from ._memory import ModelMemory
 
 
@@ -284,6 +285,14 @@ class Backend(ABC):
         except asyncio.CancelledError:
             context.cancel.cancel()
             raise
+
+    def license_for(self, model: str) -> License | None:
+        """The licence of `model`'s outputs when this backend knows it itself (a plug-in with its own terms);
+        None (the default) lets the client look the model up in the licence registry."""
+        return None
+
+    def unload(self, model: str | None = None) -> None:  # noqa: B027 - optional hook
+        """Drop one loaded model, or every one (local engines); nothing by default."""
 
     async def aclose(self) -> None:
         """Release resources from an async caller, including those tied to its event loop; default: `close`."""

@@ -234,7 +234,11 @@ class ProcessEngine:
 def create_engine(client: Client, mode: str) -> InlineEngine | ProcessEngine:
     """The engine for `[serve] engine`: "process", "inline", or "auto" (process where the OS can pass sockets)."""
     if mode == "auto":
-        mode = "process" if os.name == "posix" else "inline"
+        # Backends given to the client in code exist only in this process: the engine process would not have them.
+        mode = "process" if os.name == "posix" and not client.has_own_backends else "inline"
+    if mode == "process" and client.has_own_backends:
+        raise ConfigurationError("backends given to Client(backends=...) exist only in this process; serve them "
+                                 "with engine = \"inline\" (--engine inline), or register them as entry points")
     if mode == "process":
         return ProcessEngine(client)
     if mode == "inline":
