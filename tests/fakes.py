@@ -234,6 +234,8 @@ class JobServer(FakeServer):
     make the job fail, vanish (404 on status) or run for 100 s. Output files are served from /files/."""
 
     job_seconds = 0.2
+    #: The rate of the model the fake stands for (MusicGen on Replicate: 32 kHz).
+    output_rate = 32000
 
     def __init__(self) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -261,7 +263,7 @@ class JobServer(FakeServer):
     def serve_file(self, h: BaseHTTPRequestHandler, job_id: str, fault: str | None) -> None:
         job_input = self.jobs[job_id]["input"] if job_id in self.jobs else {}
         seconds = float(job_input.get("duration", job_input.get("seconds_total", 3)))
-        self.send(h, 200, audio_bytes(seconds, "wav", 32000), content_type="audio/wav", fault=fault)
+        self.send(h, 200, audio_bytes(seconds, "wav", self.output_rate), content_type="audio/wav", fault=fault)
 
 
 class FakeReplicate(JobServer):
@@ -313,6 +315,8 @@ class FakeReplicate(JobServer):
 
 class FakeFal(JobServer):
     """fal queue API (see docs/providers/fal.md)."""
+
+    output_rate = 44100  # fal-ai/stable-audio runs Stable Audio Open: 44.1 kHz stereo (its model card)
 
     def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
         path = urlsplit(h.path).path

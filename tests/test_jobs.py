@@ -88,7 +88,7 @@ def test_fal_queue_job(fal, downloads) -> None:
     g = client.generate("ambient pad", provider="fal:fal-ai/stable-audio", duration=3.2, seed=9, steps=50,
                         on_progress=events.append)
     assert fal.bodies[-1] == {"prompt": "ambient pad", "seconds_total": 4, "steps": 50, "seed": 9}
-    assert g.provenance.parameters["request_id"] in fal.jobs and g.audio.shape[1] == round(3.2 * 32000)
+    assert g.provenance.parameters["request_id"] in fal.jobs and g.audio.shape[1] == round(3.2 * 44100)
     assert g.license.id == "LicenseRef-Unknown-Fal-Model" and g.license.attribution == "Powered by Stability AI"
     assert events and events[0].phase == "queued"
     with pytest.raises(ProviderError, match="runner_error"):

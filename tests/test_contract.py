@@ -1,0 +1,158 @@
+"""The contract every backend keeps, run against each one that can run here (diffusers' PipelineTesterMixin is the
+model): local engines on tiny random checkpoints, cloud adapters against their loopback fakes, the test double.
+
+A new backend is added to `CASES` (or, for a provider with no fake yet, to `LICENCE_ONLY`) and gets every check:
+the exact duration and rate asked for, a declared channel layout, identical audio for a repeated seed where the
+model declares it, refusal of an unsupported field naming it, cancellation before work, progress for local
+engines, and a licence record for its default model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from soundforge import CancelToken, GenerationCancelledError, UnsupportedFeatureError
+from soundforge.backends import BUILTIN, PLANNED
+from soundforge.client import Client
+from soundforge.config import Config
+from soundforge.licensing import LicenseRegistry
+from soundforge.testing import FunctionBackend
+
+from .fakes import KEY
+
+#: Fields tried, in order, for the "refuses what it cannot do" check: the first one the model does not declare.
+PROBE_FIELDS = {"melody": lambda: (np.zeros(8000, dtype=np.float32), 8000), "negative_prompt": lambda: "drums",
+                "temperature": lambda: 0.9, "steps": lambda: 4, "lyrics": lambda: "la la", "top_k": lambda: 20}
+
+
+@dataclass
+class Case:
+    client: Client
+    spec: str
+    duration: float
+    params: dict[str, Any]
+
+
+def _tone(request, context):
+    context.progress("render", 1, 1)
+    return np.sin(np.arange(int(request.duration * 8000)) * 0.1)
+
+
+@contextmanager
+def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
+    if kind == "synth":
+        yield Case(Client(Config.load(user_file=False)), "synth", 1.3, {})
+    elif kind == "function":
+        fake = FunctionBackend(_tone, name="fake", sample_rate=8000, license="CC0-1.0")
+        yield Case(Client(Config.load(user_file=False), backends={"fake": fake}), "fake", 0.7, {})
+    elif kind == "musicgen":
+        pytest.importorskip("transformers")
+        from soundforge.testing.musicgen import build_musicgen
+
+        folder = build_musicgen(tmp_path_factory.mktemp("contract-mg") / "tiny")
+        yield Case(Client(Config.load(user_file=False)), f"musicgen:{folder}", 0.05, {})
+    elif kind == "stable-audio":
+        pytest.importorskip("diffusers")
+        from soundforge.testing.stable_audio import build_stable_audio
+
+        folder = build_stable_audio(tmp_path_factory.mktemp("contract-sao") / "tiny")
+        yield Case(Client(Config.load(user_file=False)), f"stable-audio:{folder}", 0.5, {"steps": 2})
+    else:
+        from . import fakes
+
+        server = {"stability": fakes.FakeStability, "elevenlabs": fakes.FakeElevenLabs,
+                  "replicate": fakes.FakeReplicate, "fal": fakes.FakeFal, "lyria": fakes.FakeLyria}[kind]()
+        downloads = tmp_path_factory.mktemp(f"contract-{kind}")
+        settings: dict[str, Any] = {"base_url": server.url, "api_key": KEY, "download_dir": str(downloads),
+                                    "backoff_initial": 0.01, "backoff_max": 0.05, "allow_loopback_urls": True}
+        if kind in ("replicate", "fal"):
+            settings |= {"poll_interval": 0.02, "poll_max_interval": 0.05}
+        if kind == "lyria":
+            settings |= {"project": "demo"}
+        try:
+            duration = {"elevenlabs": 3.0, "stability": 2.0, "lyria": 5.0}.get(kind, 2.0)
+            yield Case(Client(Config.load(user_file=False, providers={kind: settings})), kind, duration, {})
+        finally:
+            server.close()
+
+
+CASES = ["synth", "function", "musicgen", "stable-audio", "stability", "elevenlabs", "replicate", "fal", "lyria"]
+
+
+@pytest.fixture(scope="module", params=CASES)
+def case(request, tmp_path_factory) -> Iterator[Case]:
+    with _case(request.param, tmp_path_factory) as made:
+        yield made
+
+
+def _caps(case: Case):
+    backend_name, _, model = case.spec.partition(":")
+    backend = case.client.backend(backend_name)
+    return backend, backend.capabilities(model or case.client.router._model(backend, None))
+
+
+def test_exact_duration_rate_and_layout(case: Case) -> None:
+    backend, caps = _caps(case)
+    seed = {"seed": 3} if caps.supports("seed") else {}
+    g = case.client.generate("contract check", provider=case.spec, duration=case.duration, **seed, **case.params)
+    for track in g.tracks:
+        assert track.audio.dtype == np.float32 and track.audio.ndim == 2 and track.audio.flags.c_contiguous
+        assert track.sample_rate in caps.sample_rates and track.audio.shape[0] in caps.channels
+        assert track.audio.shape[1] == round(case.duration * track.sample_rate), "the duration asked for, exactly"
+        assert np.isfinite(track.audio).all()
+
+
+def test_a_repeated_seed_repeats_the_audio_where_declared(case: Case) -> None:
+    _, caps = _caps(case)
+    if not caps.seed_deterministic:
+        pytest.skip("the model does not declare seed determinism")
+    first = case.client.generate("contract seed", provider=case.spec, duration=case.duration, seed=11, **case.params)
+    again = case.client.generate("contract seed", provider=case.spec, duration=case.duration, seed=11, **case.params)
+    assert first.provenance.seed == again.provenance.seed == 11
+    assert np.array_equal(first.audio, again.audio)
+
+
+def test_an_unsupported_field_is_refused_by_name(case: Case) -> None:
+    _, caps = _caps(case)
+    probe = next((f for f in PROBE_FIELDS if not caps.supports(f)), None)
+    if probe is None:
+        pytest.skip("the model supports every probe field")
+    with pytest.raises(UnsupportedFeatureError) as info:
+        case.client.generate("x", provider=case.spec, duration=case.duration, **{probe: PROBE_FIELDS[probe]()})
+    assert info.value.field == probe and probe in str(info.value)
+
+
+def test_a_cancelled_request_does_no_work(case: Case) -> None:
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(GenerationCancelledError):
+        case.client.generate("x", provider=case.spec, duration=case.duration, cancel=token, **case.params)
+
+
+def test_local_engines_report_progress(case: Case) -> None:
+    backend, _ = _caps(case)
+    if not backend.local:
+        pytest.skip("cloud calls report job progress only where the API has jobs")
+    events = []
+    case.client.generate("x", provider=case.spec, duration=case.duration, on_progress=events.append, **case.params)
+    assert events and all(0 <= e.done <= e.total for e in events)
+
+
+@pytest.mark.parametrize("name", sorted({*BUILTIN, *PLANNED}))
+def test_every_provider_has_a_licence_record_for_its_default_model(name: str) -> None:
+    registry = LicenseRegistry.default()
+    client = Client(Config.load(user_file=False))
+    try:
+        backend = client.backend(name)
+    except Exception:  # a planned provider: its record is under its licence key
+        planned = PLANNED[name]
+        assert registry.record_for(planned.license_key, planned.default_model) is not None
+        return
+    model = client.router._model(backend, None)
+    assert backend.license_for(model) is not None or registry.record_for(name, model) is not None, name
