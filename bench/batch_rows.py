@@ -18,8 +18,18 @@ def _manifest(folder: Path, rows: int, seconds: float) -> Path:
     path = folder / f"m{rows}.jsonl"
     with path.open("w") as handle:
         for i in range(rows):
-            handle.write(json.dumps({"name": f"r{i:05d}", "prompt": f"synthwave {80 + i % 60} BPM", "seed": i,
-                                     "duration": seconds, "provider": "synth"}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "name": f"r{i:05d}",
+                        "prompt": f"synthwave {80 + i % 60} BPM",
+                        "seed": i,
+                        "duration": seconds,
+                        "provider": "synth",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -95,11 +105,17 @@ def batch_rows(rows: int = 200, seconds: float = 5.0, resume_rows: int = 10_000)
         (f"batch {rows} synth rows x {seconds:g} s: plain loop", f"{rows / t_loop:.1f} rows/s", f"{t_loop:.2f} s"),
         ("  local runner (concurrency 4) / loop, wall", f"{t_local / t_loop:.3f}", f"{t_local:.2f} s"),
         ("  Ray runner (2 workers, cluster up) / loop, wall", f"{t_ray / t_loop:.3f}", f"{t_ray:.2f} s"),
-        ("  Ray runner incl. starting a local cluster / loop", f"{t_ray_cold_wall / t_loop:.3f}",
-         f"{t_ray_cold_wall:.2f} s ({t_ray_cold:.2f} s in batch)"),
+        (
+            "  Ray runner incl. starting a local cluster / loop",
+            f"{t_ray_cold_wall / t_loop:.3f}",
+            f"{t_ray_cold_wall:.2f} s ({t_ray_cold:.2f} s in batch)",
+        ),
         ("journal cost per row (target < 2 ms)", f"{t_journal * 1000:.2f} ms", "running + done, WAL"),
-        (f"resume of {resume_rows} rows, half done: first new generation (target < 2 s)", f"{t_resume:.2f} s",
-         "manifest + policy check + journal"),
+        (
+            f"resume of {resume_rows} rows, half done: first new generation (target < 2 s)",
+            f"{t_resume:.2f} s",
+            "manifest + policy check + journal",
+        ),
     ]
 
 

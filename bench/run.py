@@ -85,10 +85,16 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
     identical = bool(np.array_equal(generation.audio[0], reference[0, 0, :n]))
     batch_rows = musicgen_batching_rows(client, spec, folder)
     return [
-        (f"musicgen-small arch, {seconds:g} s, SDK / direct transformers (target <= 1.02)", f"{t_sdk / t_direct:.3f}",
-         f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}"),
-        ("musicgen-small arch, decoding speed", f"{(frames + 3) / t_sdk:.2f} tok/s",
-         f"real-time factor {t_sdk / seconds:.1f} (seconds per second of audio)"),
+        (
+            f"musicgen-small arch, {seconds:g} s, SDK / direct transformers (target <= 1.02)",
+            f"{t_sdk / t_direct:.3f}",
+            f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}",
+        ),
+        (
+            "musicgen-small arch, decoding speed",
+            f"{(frames + 3) / t_sdk:.2f} tok/s",
+            f"real-time factor {t_sdk / seconds:.1f} (seconds per second of audio)",
+        ),
         *batch_rows,
     ]
 
@@ -138,14 +144,22 @@ def musicgen_batching_rows(client, spec: str, folder: Path, seconds: float = 2.0
         _on_engine_thread(lambda prompt=prompt: direct([prompt]))
     t_direct_serial = time.perf_counter() - start
     return [
-        (f"4 concurrent {seconds:g} s requests: one by one / batched (target >= 3x)", f"{t_serial / t_batched:.2f}x",
-         f"{t_serial:.1f} s one by one, {t_batched:.1f} s batched"),
-        ("  the engine's ceiling: 4 direct generate() calls / one batched call",
-         f"{t_direct_serial / t_direct_batch:.2f}x",
-         f"{t_direct_serial:.1f} s vs {t_direct_batch:.1f} s; SDK batched / direct batched "
-         f"{t_batched / t_direct_batch:.2f}"),
-        ("cold request (loads the model) / warm request", f"{t_cold / t_warm:.1f}x",
-         f"{t_cold:.1f} s cold (load {cold.provenance.timings.load:.1f} s), {t_warm:.2f} s warm"),
+        (
+            f"4 concurrent {seconds:g} s requests: one by one / batched (target >= 3x)",
+            f"{t_serial / t_batched:.2f}x",
+            f"{t_serial:.1f} s one by one, {t_batched:.1f} s batched",
+        ),
+        (
+            "  the engine's ceiling: 4 direct generate() calls / one batched call",
+            f"{t_direct_serial / t_direct_batch:.2f}x",
+            f"{t_direct_serial:.1f} s vs {t_direct_batch:.1f} s; SDK batched / direct batched "
+            f"{t_batched / t_direct_batch:.2f}",
+        ),
+        (
+            "cold request (loads the model) / warm request",
+            f"{t_cold / t_warm:.1f}x",
+            f"{t_cold:.1f} s cold (load {cold.provenance.timings.load:.1f} s), {t_warm:.2f} s warm",
+        ),
         musicgen_serve_row(spec, prompts, seconds, t_batched),
     ]
 
@@ -164,16 +178,26 @@ def musicgen_serve_row(spec: str, prompts: list[str], seconds: float, t_library:
         port = sock.getsockname()[1]
     exe = str(Path(sys.executable).with_name("soundforge"))
     env = {**os.environ, "SOUNDFORGE_MUSICGEN_DEVICE": "cpu", "SOUNDFORGE_MUSICGEN_BATCH_WINDOW": "0.2"}
-    server = subprocess.Popen([exe, "serve", "--port", str(port), "--store", tempfile.mkdtemp(), "--workers", "4"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [exe, "serve", "--port", str(port), "--store", tempfile.mkdtemp(), "--workers", "4"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
 
     async def jobs(texts: list[str], duration: float) -> float:
         async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+
             async def one(text: str) -> None:
-                job = (await http.post("/v1/generations", json={"request": {"prompt": text, "duration": duration,
-                                                                            "seed": 1}, "provider": spec})).json()
+                job = (
+                    await http.post(
+                        "/v1/generations",
+                        json={"request": {"prompt": text, "duration": duration, "seed": 1}, "provider": spec},
+                    )
+                ).json()
                 (await http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 60})).raise_for_status()
+
             start = time.perf_counter()
             await asyncio.gather(*(one(text) for text in texts))
             return time.perf_counter() - start
@@ -190,8 +214,11 @@ def musicgen_serve_row(spec: str, prompts: list[str], seconds: float, t_library:
     finally:
         server.terminate()
         server.wait(30)
-    return ("  the same 4 requests through soundforge serve (engine process) / the library, batched",
-            f"{t_served / t_library:.2f}", f"{t_served:.1f} s served, {t_library:.1f} s library")
+    return (
+        "  the same 4 requests through soundforge serve (engine process) / the library, batched",
+        f"{t_served / t_library:.2f}",
+        f"{t_served:.1f} s served, {t_library:.1f} s library",
+    )
 
 
 def cloud_fanout_rows(jobs: int = 200, concurrency: int = 32, latency: float = 0.2) -> list[tuple[str, str, str]]:
@@ -211,8 +238,11 @@ def cloud_fanout_rows(jobs: int = 200, concurrency: int = 32, latency: float = 0
     process = multiprocessing.Process(target=_serve_fake, args=(ready, latency), daemon=True)
     process.start()
     url = ready.get(timeout=30)
-    client = Client(Config.load(user_file=False, providers={"stability": {
-        "base_url": url, "api_key": KEY, "max_concurrency": concurrency}}))
+    client = Client(
+        Config.load(
+            user_file=False, providers={"stability": {"base_url": url, "api_key": KEY, "max_concurrency": concurrency}}
+        )
+    )
 
     async def run() -> float:
         start = time.perf_counter()
@@ -225,9 +255,14 @@ def cloud_fanout_rows(jobs: int = 200, concurrency: int = 32, latency: float = 0
     grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     process.terminate()
     ideal = -(-jobs // concurrency) * latency
-    return [(f"cloud fan-out: {jobs} jobs, concurrency {concurrency}, {latency * 1000:.0f} ms latency: wall / ideal "
-             "(target <= 1.2)", f"{wall / ideal:.2f}", f"{wall:.2f} s vs {ideal:.2f} s ideal; peak RSS grew "
-             f"{grown:.0f} MiB on the second run")]
+    return [
+        (
+            f"cloud fan-out: {jobs} jobs, concurrency {concurrency}, {latency * 1000:.0f} ms latency: wall / ideal "
+            "(target <= 1.2)",
+            f"{wall / ideal:.2f}",
+            f"{wall:.2f} s vs {ideal:.2f} s ideal; peak RSS grew {grown:.0f} MiB on the second run",
+        )
+    ]
 
 
 def stable_audio_batching_rows(folder: Path, seconds: float = 10.0, steps: int = 2) -> list[tuple[str, str, str]]:
@@ -255,8 +290,13 @@ def stable_audio_batching_rows(folder: Path, seconds: float = 10.0, steps: int =
     serial.generate("warm up", provider=spec, duration=1, steps=1, seed=0)
     t_serial = asyncio.run(both(serial))
     serial.close()
-    return [(f"stable-audio-open-1.0 arch: 2 concurrent {seconds:g} s requests, one by one / batched",
-             f"{t_serial / t_batched:.2f}x", f"{t_serial:.1f} s one by one, {t_batched:.1f} s batched")]
+    return [
+        (
+            f"stable-audio-open-1.0 arch: 2 concurrent {seconds:g} s requests, one by one / batched",
+            f"{t_serial / t_batched:.2f}x",
+            f"{t_serial:.1f} s one by one, {t_batched:.1f} s batched",
+        )
+    ]
 
 
 def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, str, str]]:
@@ -273,16 +313,22 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
     from soundforge.config import Config
     from soundforge.testing.stable_audio import build_stable_audio
 
-    folder = _on_engine_thread(lambda: build_stable_audio(Path(tempfile.mkdtemp(prefix="soundforge-bench-"))
-                                                          / "sao-random", full_size=True))
+    folder = _on_engine_thread(
+        lambda: build_stable_audio(Path(tempfile.mkdtemp(prefix="soundforge-bench-")) / "sao-random", full_size=True)
+    )
     client = Client(Config.load(user_file=False, providers={"stable-audio": {"device": "cpu"}}))
     spec = f"stable-audio:{folder}"
     pipe = client.backend("stable-audio").load(str(folder)).pipeline  # same object for the direct call
 
     def direct() -> np.ndarray:
         with torch.inference_mode():
-            return pipe("warm analog synth pad", audio_end_in_s=seconds, num_inference_steps=steps,
-                        generator=torch.Generator().manual_seed(5), output_type="np").audios
+            return pipe(
+                "warm analog synth pad",
+                audio_end_in_s=seconds,
+                num_inference_steps=steps,
+                generator=torch.Generator().manual_seed(5),
+                output_type="np",
+            ).audios
 
     start = time.perf_counter()
     reference = _on_engine_thread(direct)
@@ -298,8 +344,14 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
         latents = torch.randn(1, 64, sample_size)
         start = time.perf_counter()
         with torch.inference_mode():
-            pipe("x", audio_end_in_s=min(seconds, sample_size * 2048 / 44100), num_inference_steps=1,
-                 latents=latents, output_type="latent", guidance_scale=7.0)
+            pipe(
+                "x",
+                audio_end_in_s=min(seconds, sample_size * 2048 / 44100),
+                num_inference_steps=1,
+                latents=latents,
+                output_type="latent",
+                guidance_scale=7.0,
+            )
         return time.perf_counter() - start
 
     t_full, t_short = _on_engine_thread(lambda: one_step(1024)), _on_engine_thread(lambda: one_step(256))
@@ -310,11 +362,17 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
 
     gc.collect()
     return [
-        (f"stable-audio-open-1.0 arch, {seconds:g} s, {steps} steps, SDK / direct diffusers (target <= 1.02)",
-         f"{t_sdk / t_direct:.3f}", f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}"),
+        (
+            f"stable-audio-open-1.0 arch, {seconds:g} s, {steps} steps, SDK / direct diffusers (target <= 1.02)",
+            f"{t_sdk / t_direct:.3f}",
+            f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}",
+        ),
         ("stable-audio-open-1.0 arch, peak memory (process)", f"{peak_gb:.1f} GiB", ""),
-        ("one denoising step: 1024-latent window / 256-latent window (11.9 s)", f"{t_full / t_short:.2f}x",
-         f"{t_full:.1f} s vs {t_short:.1f} s; not offered: quality unproven without real weights"),
+        (
+            "one denoising step: 1024-latent window / 256-latent window (11.9 s)",
+            f"{t_full / t_short:.2f}x",
+            f"{t_full:.1f} s vs {t_short:.1f} s; not offered: quality unproven without real weights",
+        ),
         *stable_audio_batching_rows(folder, seconds, steps),
     ]
 
@@ -330,8 +388,9 @@ def _cpu_seconds(pid: int, children: bool = False) -> float:
     return total
 
 
-def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, rounds: int = 3
-               ) -> list[tuple[str, str, str]]:
+def serve_rows(
+    jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, rounds: int = 3
+) -> list[tuple[str, str, str]]:
     """`soundforge serve` in its own process (as deployed): POST + waiting download of 2 s synth tracks at
     concurrency 16 from a loopback client, against the same jobs through the library directly.
 
@@ -358,9 +417,27 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         store = tempfile.mkdtemp(prefix="soundforge-serve-")
-        servers[engine] = (subprocess.Popen(
-            [exe, "serve", "--port", str(port), "--store", store, "--workers", str(concurrency), "--max-queue",
-             str(jobs * 2), "--engine", engine], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
+        servers[engine] = (
+            subprocess.Popen(
+                [
+                    exe,
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--store",
+                    store,
+                    "--workers",
+                    str(concurrency),
+                    "--max-queue",
+                    str(jobs * 2),
+                    "--engine",
+                    engine,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+            port,
+        )
         for _ in range(300):
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
@@ -374,11 +451,13 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
     async def with_httpx(port: int) -> float:
         bound = asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+
             async def one(i: int) -> None:
                 async with bound:
                     job = (await http.post("/v1/generations", json=body(i))).json()
                     # One download that waits for the job (`?wait=`): two requests per job in all.
                     (await http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 30})).raise_for_status()
+
             start = time.perf_counter()
             await asyncio.gather(*(one(i) for i in range(jobs)))
             return time.perf_counter() - start
@@ -395,6 +474,7 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
                 assert status == 202, answer
                 status, audio = await http.request("GET", f"/v1/generations/{json.loads(answer)['id']}/audio?wait=30")
                 assert status == 200 and audio[:4] == b"RIFF", audio[:200]
+
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(jobs)))
         await http.aclose()
@@ -410,18 +490,21 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
             async with bound:
                 generation = await client.agenerate("house 124 BPM", provider="synth", duration=seconds, seed=i)
                 if keep:
-                    await asyncio.to_thread(generation.tracks[0].save, saved / f"{i}.wav", overwrite=True,
-                                            sidecar=False)
+                    await asyncio.to_thread(
+                        generation.tracks[0].save, saved / f"{i}.wav", overwrite=True, sidecar=False
+                    )
                 else:
                     await asyncio.to_thread(generation.tracks[0].to_bytes, "wav")
+
         start = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(jobs)))
         return time.perf_counter() - start
 
     variants = {"lean": (with_lean, "process"), "httpx": (with_httpx, "process"), "inline": (with_lean, "inline")}
     times: dict[str, list[float]] = {name: [] for name in ("direct", "saved", *variants)}
-    cpu: dict[str, list[float]] = {name: [] for name in ("direct", "server_lean", "server_inline", "client_lean",
-                                                         "client_httpx")}
+    cpu: dict[str, list[float]] = {
+        name: [] for name in ("direct", "server_lean", "server_inline", "client_lean", "client_httpx")
+    }
     try:
         asyncio.run(direct(False))  # warm every path
         for run, engine in variants.values():
@@ -452,18 +535,32 @@ def serve_rows(jobs: int = 96, concurrency: int = 16, seconds: float = 2.0, roun
     def rate(name: str) -> str:
         return f"{jobs / statistics.median(times[name]):.1f} jobs/s"
 
-    return [(f"serve: {jobs} x {seconds:g} s synth, concurrency {concurrency}, minimal client: HTTP / library in "
-             "memory (target <= 1.1)", ratio("lean", "direct"),
-             f"{rate('lean')} over HTTP, {rate('direct')} direct "
-             f"(its rounds: {min(times['direct']):.2f}-{max(times['direct']):.2f} s)"),
-            ("  same, HTTP / library saving each file to disk (what the service stores)", ratio("lean", "saved"),
-             rate("saved")),
-            ("  same with httpx as the client: HTTP / library in memory", ratio("httpx", "direct"), rate("httpx")),
-            ("  same with --engine inline (jobs in the server's process): HTTP / library in memory",
-             ratio("inline", "direct"), rate("inline")),
-            ("  CPU per job: library / server with its engine / minimal client / httpx client", per_job("direct"),
-             f"server {per_job('server_lean')} (inline {per_job('server_inline')}), client "
-             f"{per_job('client_lean')} minimal, {per_job('client_httpx')} httpx")]
+    return [
+        (
+            f"serve: {jobs} x {seconds:g} s synth, concurrency {concurrency}, minimal client: HTTP / library in "
+            "memory (target <= 1.1)",
+            ratio("lean", "direct"),
+            f"{rate('lean')} over HTTP, {rate('direct')} direct "
+            f"(its rounds: {min(times['direct']):.2f}-{max(times['direct']):.2f} s)",
+        ),
+        (
+            "  same, HTTP / library saving each file to disk (what the service stores)",
+            ratio("lean", "saved"),
+            rate("saved"),
+        ),
+        ("  same with httpx as the client: HTTP / library in memory", ratio("httpx", "direct"), rate("httpx")),
+        (
+            "  same with --engine inline (jobs in the server's process): HTTP / library in memory",
+            ratio("inline", "direct"),
+            rate("inline"),
+        ),
+        (
+            "  CPU per job: library / server with its engine / minimal client / httpx client",
+            per_job("direct"),
+            f"server {per_job('server_lean')} (inline {per_job('server_inline')}), client "
+            f"{per_job('client_lean')} minimal, {per_job('client_httpx')} httpx",
+        ),
+    ]
 
 
 def _serve_fake(ready: Any, latency: float) -> None:
@@ -509,8 +606,11 @@ def main() -> None:
         ("synth 60 s stereo, real-time factor (target >= 50x)", f"{seconds / t_sdk:.0f}x", f"{t_sdk:.3f} s"),
         ("SDK generate / direct render (same seed)", f"{t_sdk / t_direct:.3f}", f"{t_direct:.3f} s direct"),
         ("save 60 s WAV with tags + sidecar", f"{seconds / t_save:.0f}x real time", f"{t_save:.3f} s"),
-        ("import soundforge (target 150 ms), minus bare python", f"{(t_import - t_python) * 1000:.0f} ms",
-         f"{t_import * 1000:.0f} ms total"),
+        (
+            "import soundforge (target 150 ms), minus bare python",
+            f"{(t_import - t_python) * 1000:.0f} ms",
+            f"{t_import * 1000:.0f} ms total",
+        ),
         ("soundforge --help (target 300 ms)", f"{t_help * 1000:.0f} ms", ""),
     ]
     rows += cloud_fanout_rows()
@@ -523,8 +623,10 @@ def main() -> None:
         rows += musicgen_rows()
     if "--no-stable-audio" not in sys.argv:
         rows += stable_audio_rows()
-    print(f"# soundforge bench — {time.strftime('%Y-%m-%d')} — {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"# soundforge bench — {time.strftime('%Y-%m-%d')} — {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     width = max(len(r[0]) for r in rows)
     for name, ratio, detail in rows:
         print(f"{name:<{width}}  {ratio:>16}  {detail}")

@@ -18,8 +18,13 @@ from soundforge import Client, LicensePolicy
 rows = [
     {"name": "menu-theme", "prompt": "calm piano, 70 BPM, in D major", "duration": 8, "seed": 1},
     {"name": "battle", "prompt": "driving synthwave, 140 BPM, in E minor", "duration": 8, "seed": 2},
-    {"name": "victory", "prompt": "bright house, 124 BPM, in C major", "duration": 4, "seed": 3,
-     "output_format": "flac"},
+    {
+        "name": "victory",
+        "prompt": "bright house, 124 BPM, in C major",
+        "duration": 4,
+        "seed": 3,
+        "output_format": "flac",
+    },
 ]
 work = Path(tempfile.mkdtemp(prefix="soundforge-library-"))
 manifest = work / "cues.jsonl"
@@ -27,8 +32,9 @@ manifest.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
 
 # A commercial product: refuse any model whose outputs may not be sold, before anything is generated.
 client = Client(policy=LicensePolicy.commercial())
-report = soundforge.batch(manifest, work / "out", client=client, provider="synth", concurrency=3,
-                          ray="local" if "--ray" in sys.argv else None)
+report = soundforge.batch(
+    manifest, work / "out", client=client, provider="synth", concurrency=3, ray="local" if "--ray" in sys.argv else None
+)
 print(f"generated {sorted(report.done)} in {report.seconds:.1f} s into {work / 'out'}")
 for licence, entry in report.licenses.items():
     print(f"{licence}: {len(entry['rows'])} file(s), commercial use {entry['commercial_use']}")

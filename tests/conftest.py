@@ -19,9 +19,24 @@ from soundforge.testing import BLOCK_REMOTE_ENV
 from .helpers import FlakyBackend, NonCommercialBackend
 
 #: Keys the vendors' SDKs (and soundforge's cloud backends) read: a developer's real keys never reach a test.
-VENDOR_KEYS = frozenset({"STABILITY_API_KEY", "ELEVENLABS_API_KEY", "XI_API_KEY", "REPLICATE_API_TOKEN", "FAL_KEY",
-                         "FAL_KEY_ID", "FAL_KEY_SECRET", "GOOGLE_ACCESS_TOKEN", "GOOGLE_API_KEY", "GEMINI_API_KEY",
-                         "GOOGLE_APPLICATION_CREDENTIALS", "MINIMAX_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
+VENDOR_KEYS = frozenset(
+    {
+        "STABILITY_API_KEY",
+        "ELEVENLABS_API_KEY",
+        "XI_API_KEY",
+        "REPLICATE_API_TOKEN",
+        "FAL_KEY",
+        "FAL_KEY_ID",
+        "FAL_KEY_SECRET",
+        "GOOGLE_ACCESS_TOKEN",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "MINIMAX_API_KEY",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+    }
+)
 
 # tests/engines/ run in their own process with test-only stand-ins on the path (tests/test_audiocraft.py);
 # tests/stand_ins/ hold those stand-ins. Neither is collected by the main run.

@@ -104,8 +104,16 @@ class FakeServer:
             with self.lock:
                 self.in_flight -= 1
 
-    def send(self, h: BaseHTTPRequestHandler, status: int, body: Any, *, content_type: str = "application/json",
-             headers: dict[str, str] | None = None, fault: str | None = None) -> None:
+    def send(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: Any,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        fault: str | None = None,
+    ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         if fault == "malformed":
             data = b"\x00garbage" * 50
@@ -126,7 +134,7 @@ class FakeServer:
         h.end_headers()
         if fault == "slow_body":
             for start in range(0, len(data), 4096):
-                h.wfile.write(data[start:start + 4096])
+                h.wfile.write(data[start : start + 4096])
                 h.wfile.flush()
                 time.sleep(0.05)
         else:
@@ -182,10 +190,24 @@ class FakeStability(FakeServer):
         if accept.startswith("application/json"):
             import base64
 
-            return self.send(h, 200, {"audio": base64.b64encode(audio).decode(), "finish_reason": "SUCCESS",
-                                      "seed": int(form.get("seed", 0))}, fault=fault)
-        self.send(h, 200, audio, content_type="audio/mpeg" if fmt == "mp3" else "audio/wav",
-                  headers={"finish-reason": "SUCCESS", "seed": str(form.get("seed", 0))}, fault=fault)
+            return self.send(
+                h,
+                200,
+                {
+                    "audio": base64.b64encode(audio).decode(),
+                    "finish_reason": "SUCCESS",
+                    "seed": int(form.get("seed", 0)),
+                },
+                fault=fault,
+            )
+        self.send(
+            h,
+            200,
+            audio,
+            content_type="audio/mpeg" if fmt == "mp3" else "audio/wav",
+            headers={"finish-reason": "SUCCESS", "seed": str(form.get("seed", 0))},
+            fault=fault,
+        )
 
 
 class FakeElevenLabs(FakeServer):
@@ -195,8 +217,9 @@ class FakeElevenLabs(FakeServer):
         if h.headers.get("xi-api-key") != KEY:
             return self.send(h, 401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})
         if fault == "invalid":
-            return self.send(h, 422, {"detail": [{"loc": ["body", "model_id"], "msg": "unknown model",
-                                                  "type": "value_error"}]})
+            return self.send(
+                h, 422, {"detail": [{"loc": ["body", "model_id"], "msg": "unknown model", "type": "value_error"}]}
+            )
         parts = urlsplit(h.path)
         if parts.path != "/v1/music":
             return self.send(h, 404, {"detail": "Not Found"})
@@ -208,23 +231,54 @@ class FakeElevenLabs(FakeServer):
         query = parse_qs(parts.query)
         fmt = query.get("output_format", ["mp3_44100_128"])[0]
         if ("prompt" in body) == ("composition_plan" in body):
-            return self.send(h, 422, {"detail": [{"loc": ["body"], "msg": "give prompt or composition_plan",
-                                                  "type": "value_error"}]})
+            return self.send(
+                h, 422, {"detail": [{"loc": ["body"], "msg": "give prompt or composition_plan", "type": "value_error"}]}
+            )
         if "prompt" in body and "seed" in body:
-            return self.send(h, 422, {"detail": [{"loc": ["body", "seed"], "msg": "seed cannot be used with prompt",
-                                                  "type": "value_error"}]})
+            return self.send(
+                h,
+                422,
+                {
+                    "detail": [
+                        {"loc": ["body", "seed"], "msg": "seed cannot be used with prompt", "type": "value_error"}
+                    ]
+                },
+            )
         length = body.get("music_length_ms", 10000)
         if "composition_plan" in body:
             length = sum(s.get("duration_ms", 0) for s in body["composition_plan"].get("sections", []))
         if not 3000 <= length <= 600000:
-            return self.send(h, 422, {"detail": [{"loc": ["body", "music_length_ms"],
-                                                  "msg": "must be between 3000 and 600000", "type": "value_error"}]})
+            return self.send(
+                h,
+                422,
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", "music_length_ms"],
+                            "msg": "must be between 3000 and 600000",
+                            "type": "value_error",
+                        }
+                    ]
+                },
+            )
         if "forbidden" in body.get("prompt", ""):
-            return self.send(h, 400, {"detail": {"status": "bad_prompt", "message": "The prompt references a "
-                                                 "copyrighted artist", "data": {"prompt_suggestion": "upbeat pop"}}})
+            return self.send(
+                h,
+                400,
+                {
+                    "detail": {
+                        "status": "bad_prompt",
+                        "message": "The prompt references a copyrighted artist",
+                        "data": {"prompt_suggestion": "upbeat pop"},
+                    }
+                },
+            )
         if not fmt.startswith("mp3_"):
-            return self.send(h, 422, {"detail": [{"loc": ["query", "output_format"], "msg": "unsupported here",
-                                                  "type": "value_error"}]})
+            return self.send(
+                h,
+                422,
+                {"detail": [{"loc": ["query", "output_format"], "msg": "unsupported here", "type": "value_error"}]},
+            )
         rate = int(fmt.split("_")[1])
         self.send(h, 200, audio_bytes(length / 1000, "mp3", rate), content_type="audio/mpeg", fault=fault)
 
@@ -244,9 +298,15 @@ class JobServer(FakeServer):
 
     def new_job(self, job_input: dict[str, Any]) -> dict[str, Any]:
         prompt = str(job_input.get("prompt", ""))
-        job = {"id": uuid.uuid4().hex[:12], "input": job_input, "created": time.monotonic(), "canceled": False,
-               "fail": "fail" in prompt, "lost": "lost" in prompt,
-               "seconds": 100.0 if "slow" in prompt else self.job_seconds}
+        job = {
+            "id": uuid.uuid4().hex[:12],
+            "input": job_input,
+            "created": time.monotonic(),
+            "canceled": False,
+            "fail": "fail" in prompt,
+            "lost": "lost" in prompt,
+            "seconds": 100.0 if "slow" in prompt else self.job_seconds,
+        }
         self.jobs[job["id"]] = job
         return job
 
@@ -272,28 +332,40 @@ class FakeReplicate(JobServer):
     def prediction(self, job: dict[str, Any]) -> dict[str, Any]:
         phase = self.phase(job)
         status = {"queued": "starting", "running": "processing"}.get(phase, phase)
-        urls = {"get": f"{self.url}/v1/predictions/{job['id']}",
-                "cancel": f"{self.url}/v1/predictions/{job['id']}/cancel"}
-        return {"id": job["id"], "model": job.get("model"), "version": job.get("version") or "v1hash",
-                "status": status, "input": job["input"], "logs": "",
-                "output": f"{self.url}/files/{job['id']}.wav" if status == "succeeded" else None,
-                "error": "CUDA out of memory" if status == "failed" else None, "metrics": {},
-                "created_at": "2026-11-27T00:00:00Z", "urls": urls}
+        urls = {
+            "get": f"{self.url}/v1/predictions/{job['id']}",
+            "cancel": f"{self.url}/v1/predictions/{job['id']}/cancel",
+        }
+        return {
+            "id": job["id"],
+            "model": job.get("model"),
+            "version": job.get("version") or "v1hash",
+            "status": status,
+            "input": job["input"],
+            "logs": "",
+            "output": f"{self.url}/files/{job['id']}.wav" if status == "succeeded" else None,
+            "error": "CUDA out of memory" if status == "failed" else None,
+            "metrics": {},
+            "created_at": "2026-11-27T00:00:00Z",
+            "urls": urls,
+        }
 
     def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
         path = urlsplit(h.path).path
         if path.startswith("/files/"):
             return self.serve_file(h, path.removeprefix("/files/").removesuffix(".wav"), fault)
         if h.headers.get("Authorization") != f"Bearer {KEY}":
-            return self.send(h, 401, {"title": "Unauthenticated", "detail": "You did not pass a valid token",
-                                      "status": 401})
+            return self.send(
+                h, 401, {"title": "Unauthenticated", "detail": "You did not pass a valid token", "status": 401}
+            )
         parts = path.strip("/").split("/")
         if h.command == "POST" and (path == "/v1/predictions" or (len(parts) == 5 and parts[4] == "predictions")):
             body = json.loads(raw or b"{}")
             self.bodies.append(body)
             if not isinstance(body.get("input"), dict) or "prompt" not in body["input"]:
-                return self.send(h, 422, {"title": "Input validation failed", "detail": "input.prompt is required",
-                                          "status": 422})
+                return self.send(
+                    h, 422, {"title": "Input validation failed", "detail": "input.prompt is required", "status": 422}
+                )
             if path == "/v1/predictions" and "version" not in body:
                 return self.send(h, 422, {"title": "Invalid version", "detail": "version is required", "status": 422})
             job = self.new_job(body["input"])
@@ -329,12 +401,22 @@ class FakeFal(JobServer):
             body = json.loads(raw or b"{}")
             self.bodies.append(body)
             if "prompt" not in body:
-                return self.send(h, 422, {"detail": [{"loc": ["body", "prompt"], "msg": "field required",
-                                                      "type": "missing"}]})
+                return self.send(
+                    h, 422, {"detail": [{"loc": ["body", "prompt"], "msg": "field required", "type": "missing"}]}
+                )
             job = self.new_job(body)
             base = f"{self.url}/{parts[0]}/{parts[1]}/requests/{job['id']}"
-            return self.send(h, 200, {"request_id": job["id"], "status_url": f"{base}/status", "response_url": base,
-                                      "cancel_url": f"{base}/cancel", "queue_position": 0})
+            return self.send(
+                h,
+                200,
+                {
+                    "request_id": job["id"],
+                    "status_url": f"{base}/status",
+                    "response_url": base,
+                    "cancel_url": f"{base}/cancel",
+                    "queue_position": 0,
+                },
+            )
         if len(parts) >= 4 and parts[2] == "requests":
             job = self.jobs.get(parts[3])
             if job is None or job["lost"]:
@@ -356,8 +438,11 @@ class FakeFal(JobServer):
             if phase != "succeeded":
                 return self.send(h, 400, {"detail": "Request is still in progress"})
             url = f"{self.url}/files/{job['id']}.wav"
-            return self.send(h, 200, {"audio_file": {"url": url, "content_type": "audio/wav",
-                                                     "file_name": "out.wav", "file_size": 1}})
+            return self.send(
+                h,
+                200,
+                {"audio_file": {"url": url, "content_type": "audio/wav", "file_name": "out.wav", "file_size": 1}},
+            )
         self.send(h, 404, {"detail": "Not Found"})
 
 
@@ -370,8 +455,17 @@ class FakeLyria(FakeServer):
         import base64
 
         if h.headers.get("Authorization") != f"Bearer {KEY}":
-            return self.send(h, 401, {"error": {"code": 401, "message": "Request had invalid authentication "
-                                                "credentials.", "status": "UNAUTHENTICATED"}})
+            return self.send(
+                h,
+                401,
+                {
+                    "error": {
+                        "code": 401,
+                        "message": "Request had invalid authentication credentials.",
+                        "status": "UNAUTHENTICATED",
+                    }
+                },
+            )
         path = urlsplit(h.path).path
         if not path.endswith("/publishers/google/models/lyria-002:predict"):
             return self.send(h, 404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
@@ -380,11 +474,29 @@ class FakeLyria(FakeServer):
         instance = (body.get("instances") or [{}])[0]
         count = body.get("parameters", {}).get("sample_count", 1)
         if "seed" in instance and count > 1:
-            return self.send(h, 400, {"error": {"code": 400, "message": "seed and sample_count are mutually "
-                                                "exclusive", "status": "INVALID_ARGUMENT"}})
+            return self.send(
+                h,
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "message": "seed and sample_count are mutually exclusive",
+                        "status": "INVALID_ARGUMENT",
+                    }
+                },
+            )
         if "forbidden" in instance.get("prompt", ""):
-            return self.send(h, 400, {"error": {"code": 400, "message": "The prompt was blocked by safety filters",
-                                                "status": "INVALID_ARGUMENT"}})
+            return self.send(
+                h,
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "message": "The prompt was blocked by safety filters",
+                        "status": "INVALID_ARGUMENT",
+                    }
+                },
+            )
         clip = base64.b64encode(audio_bytes(32.8, "wav", 48000)).decode()
         predictions = [{self.audio_key: clip, "mimeType": "audio/wav"} for _ in range(count)]
         model = "projects/p/locations/l/publishers/google/models/lyria-002"

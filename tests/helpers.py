@@ -65,7 +65,15 @@ def cloud(name: str, server, downloads, **extra) -> Client:
     """A client whose `name` provider talks to a fake server, with fast retries and polls for tests."""
     from .fakes import KEY
 
-    settings = {"base_url": server.url, "api_key": KEY, "download_dir": str(downloads), "backoff_initial": 0.01,
-                "backoff_max": 0.05, "poll_interval": 0.02, "poll_max_interval": 0.05, "allow_loopback_urls": True,
-                **extra}
+    settings = {
+        "base_url": server.url,
+        "api_key": KEY,
+        "download_dir": str(downloads),
+        "backoff_initial": 0.01,
+        "backoff_max": 0.05,
+        "poll_interval": 0.02,
+        "poll_max_interval": 0.05,
+        "allow_loopback_urls": True,
+        **extra,
+    }
     return Client(Config.load(user_file=False, providers={name: settings}))

@@ -49,7 +49,7 @@ def test_no_import_cycles() -> None:
         stack.append(node)
         for dep in sorted(graph[node]):
             if state.get(dep) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(dep):], dep]))
+                raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(dep) :], dep]))
             if dep not in state:
                 visit(dep)
         stack.pop()
@@ -65,6 +65,9 @@ def test_private_backends_modules_stay_inside_backends() -> None:
     for name, path in modules.items():
         if name.startswith("soundforge.backends"):
             continue
-        private = {d for d in _imports(name, path, modules)
-                   if d.startswith("soundforge.backends.") and d.rpartition(".")[2].startswith("_")}
+        private = {
+            d
+            for d in _imports(name, path, modules)
+            if d.startswith("soundforge.backends.") and d.rpartition(".")[2].startswith("_")
+        }
         assert not private, f"{name} imports {sorted(private)}: use soundforge.backends.runtime / .cloud"

@@ -25,9 +25,13 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_jsonl_and_csv_manifests(tmp_path) -> None:
-    jsonl = write_jsonl(tmp_path / "m.jsonl", [
-        {"name": "a", "prompt": "lofi", "duration": 1, "seed": 1},
-        {"name": "b", "prompt": "rock", "duration": 1.5, "output_format": "flac"}])
+    jsonl = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"name": "a", "prompt": "lofi", "duration": 1, "seed": 1},
+            {"name": "b", "prompt": "rock", "duration": 1.5, "output_format": "flac"},
+        ],
+    )
     rows = load_manifest(jsonl)
     assert [r.name for r in rows] == ["a", "b"] and rows[1].request.output_format == "flac"
     (tmp_path / "m.csv").write_text('name,prompt,duration,seed,extra\nc,"jazz, slow",2,5,\nd,house,1,,"{""k"": 1}"\n')
@@ -36,24 +40,41 @@ def test_jsonl_and_csv_manifests(tmp_path) -> None:
 
 
 def test_every_problem_is_reported_with_its_row(tmp_path) -> None:
-    bad = write_jsonl(tmp_path / "bad.jsonl", [{"name": "ok", "prompt": "x"}, {"name": "../evil", "prompt": "x"},
-                                               {"name": "two", "prompt": "x", "duration": -2},
-                                               {"name": "ok", "prompt": "y"}, {"name": "m", "prompt": "x", "bogus": 1},
-                                               {"name": "n", "prompt": "x", "num_outputs": 3}])
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"name": "ok", "prompt": "x"},
+            {"name": "../evil", "prompt": "x"},
+            {"name": "two", "prompt": "x", "duration": -2},
+            {"name": "ok", "prompt": "y"},
+            {"name": "m", "prompt": "x", "bogus": 1},
+            {"name": "n", "prompt": "x", "num_outputs": 3},
+        ],
+    )
     (tmp_path / "bad.jsonl").write_text(bad.read_text() + "{not json\n")
     with pytest.raises(InvalidRequestError) as info:
         load_manifest(bad)
     text = str(info.value)
-    for expected in ("row 2, field 'name'", "row 3, field 'duration'", "row 4, field 'name': 'ok' is already used",
-                     "row 5, field 'bogus'", "row 6, field 'num_outputs'", "row 7: not valid JSON"):
+    for expected in (
+        "row 2, field 'name'",
+        "row 3, field 'duration'",
+        "row 4, field 'name': 'ok' is already used",
+        "row 5, field 'bogus'",
+        "row 6, field 'num_outputs'",
+        "row 7: not valid JSON",
+    ):
         assert expected in text, expected
 
 
 def test_run_resume_and_licence_report(tmp_path, test_backends) -> None:
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"name": f"cue{i}", "prompt": "synthwave 110 BPM", "duration": 1, "seed": i} for i in range(4)] + [
-        {"name": "broken", "prompt": "x", "duration": 1, "provider": "flaky"},
-        {"name": "sfx", "prompt": "door", "duration": 1, "provider": "nc"}])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"name": f"cue{i}", "prompt": "synthwave 110 BPM", "duration": 1, "seed": i} for i in range(4)]
+        + [
+            {"name": "broken", "prompt": "x", "duration": 1, "provider": "flaky"},
+            {"name": "sfx", "prompt": "door", "duration": 1, "provider": "nc"},
+        ],
+    )
     out = tmp_path / "out"
     client = Client(Config.load(user_file=False))
     report = batch(manifest, out, client=client, provider="synth", concurrency=3)
@@ -111,36 +132,54 @@ def test_resume_regenerates_a_row_that_changed(tmp_path) -> None:
 
 
 def test_policy_is_checked_for_every_row_before_any_generation(tmp_path, test_backends) -> None:
-    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "a", "prompt": "x", "duration": 1},
-                                                  {"name": "b", "prompt": "x", "duration": 1, "provider": "nc"}])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"name": "a", "prompt": "x", "duration": 1}, {"name": "b", "prompt": "x", "duration": 1, "provider": "nc"}],
+    )
     client = Client(Config.load(user_file=False), policy=LicensePolicy.commercial())
     with pytest.raises(LicensePolicyError, match="row 2"):
         batch(manifest, tmp_path / "out", client=client, provider="synth")
     assert NonCommercialBackend.calls == 0 and not (tmp_path / "out").exists()
-    dry = batch(manifest, tmp_path / "dry", client=Client(Config.load(user_file=False)), provider="synth",
-                dry_run=True)
+    dry = batch(manifest, tmp_path / "dry", client=Client(Config.load(user_file=False)), provider="synth", dry_run=True)
     assert set(dry.licenses) == {"CC0-1.0", "CC-BY-NC-4.0"} and not (tmp_path / "dry").exists()
 
 
 def test_cli_batch(tmp_path) -> None:
-    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "x1", "prompt": "lofi", "duration": 1, "seed": 1},
-                                                  {"name": "x2", "prompt": "rock", "duration": 1, "seed": 2}])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"name": "x1", "prompt": "lofi", "duration": 1, "seed": 1},
+            {"name": "x2", "prompt": "rock", "duration": 1, "seed": 2},
+        ],
+    )
     exe = str(Path(sys.executable).with_name("soundforge"))
-    out = subprocess.run([exe, "batch", str(manifest), "-o", str(tmp_path / "o"), "-p", "synth"],
-                         capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [exe, "batch", str(manifest), "-o", str(tmp_path / "o"), "-p", "synth"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "2 generated" in out.stdout and "CC0-1.0" in out.stdout
-    dry = subprocess.run([exe, "batch", str(manifest), "-o", str(tmp_path / "d"), "--dry-run"], capture_output=True,
-                         text=True, cwd=tmp_path)
+    dry = subprocess.run(
+        [exe, "batch", str(manifest), "-o", str(tmp_path / "d"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert dry.returncode == 0 and "dry run" in dry.stdout
 
 
 def test_output_to_an_fsspec_url_with_a_local_journal(tmp_path) -> None:
     import fsspec
 
-    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "x1", "prompt": "lofi", "duration": 1, "seed": 1},
-                                                  {"name": "x2", "prompt": "rock", "duration": 1, "seed": 2,
-                                                   "output_format": "flac"}])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"name": "x1", "prompt": "lofi", "duration": 1, "seed": 1},
+            {"name": "x2", "prompt": "rock", "duration": 1, "seed": 2, "output_format": "flac"},
+        ],
+    )
     client = Client(Config.load(user_file=False))
     with pytest.raises(InvalidRequestError, match="journal"):
         batch(manifest, "memory://library/cues", client=client, provider="synth")
@@ -181,8 +220,9 @@ def test_manifest_edge_cases_are_read_as_written(tmp_path) -> None:
     (tmp_path / "extra.csv").write_text("name,prompt\na,calm,unexpected\n")
     with pytest.raises(InvalidRequestError, match="more than the header"):
         load_manifest(tmp_path / "extra.csv")
-    (tmp_path / "sep.jsonl").write_text(json.dumps({"name": "a", "prompt": "verse\u2028chorus"}, ensure_ascii=False)
-                                        + "\n")
+    (tmp_path / "sep.jsonl").write_text(
+        json.dumps({"name": "a", "prompt": "verse\u2028chorus"}, ensure_ascii=False) + "\n"
+    )
     assert load_manifest(tmp_path / "sep.jsonl")[0].request.prompt == "verse\u2028chorus"
     write_jsonl(tmp_path / "nl.jsonl", [{"name": "a\n", "prompt": "x"}])
     with pytest.raises(InvalidRequestError, match="not a safe file name"):
@@ -192,8 +232,13 @@ def test_manifest_edge_cases_are_read_as_written(tmp_path) -> None:
 def test_an_unwritable_output_fails_its_row_and_the_run_goes_on(tmp_path, monkeypatch) -> None:
     from soundforge.bulk import output
 
-    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "a", "prompt": "x", "duration": 1, "seed": 1},
-                                                  {"name": "b", "prompt": "y", "duration": 1, "seed": 2}])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"name": "a", "prompt": "x", "duration": 1, "seed": 1},
+            {"name": "b", "prompt": "y", "duration": 1, "seed": 2},
+        ],
+    )
     real = output.OutputLocation.write
 
     def full_disk(self, name, data):
@@ -209,6 +254,10 @@ def test_an_unwritable_output_fails_its_row_and_the_run_goes_on(tmp_path, monkey
 def test_cli_dry_run_prints_the_plan(tmp_path) -> None:
     manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "x1", "prompt": "lofi", "duration": 1}])
     exe = str(Path(sys.executable).with_name("soundforge"))
-    dry = subprocess.run([exe, "batch", str(manifest), "-o", str(tmp_path / "d"), "--dry-run"], capture_output=True,
-                         text=True, cwd=tmp_path)
+    dry = subprocess.run(
+        [exe, "batch", str(manifest), "-o", str(tmp_path / "d"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert dry.returncode == 0 and "x1  synth:default" in dry.stdout

@@ -58,10 +58,14 @@ def tiny_musicgen(tmp_path_factory) -> str:
 
 
 def test_ray_run_survives_a_killed_worker_with_every_row_once(tmp_path, cluster, tiny_musicgen) -> None:
-    rows = [{"name": f"cue{i:02d}", "prompt": f"synthwave {90 + i} BPM", "duration": 1, "seed": i, "provider": "synth"}
-            for i in range(12)]
-    rows += [{"name": f"mg{i}", "prompt": "calm piano", "duration": 0.06, "seed": i,
-              "provider": f"musicgen:{tiny_musicgen}"} for i in range(4)]
+    rows = [
+        {"name": f"cue{i:02d}", "prompt": f"synthwave {90 + i} BPM", "duration": 1, "seed": i, "provider": "synth"}
+        for i in range(12)
+    ]
+    rows += [
+        {"name": f"mg{i}", "prompt": "calm piano", "duration": 0.06, "seed": i, "provider": f"musicgen:{tiny_musicgen}"}
+        for i in range(4)
+    ]
     manifest = write_jsonl(tmp_path / "m.jsonl", rows)
     # Batched MusicGen rows depend on what shares their batch (docs/providers/musicgen.md); unbatched, a seed
     # means the same audio on any worker, which the comparison with a local run below relies on.
@@ -98,8 +102,10 @@ def test_ray_run_survives_a_killed_worker_with_every_row_once(tmp_path, cluster,
     local = tmp_path / "local-out"
     batch(manifest, local, client=client, concurrency=4)
     for row in rows:
-        assert read_tags(local / f"{row['name']}.wav")["AUDIO_SHA256"] == read_tags(out / f"{row['name']}.wav")[
-            "AUDIO_SHA256"], row["name"]
+        assert (
+            read_tags(local / f"{row['name']}.wav")["AUDIO_SHA256"]
+            == read_tags(out / f"{row['name']}.wav")["AUDIO_SHA256"]
+        ), row["name"]
 
     # Resume is the driver's business alone: nothing left to do, nothing sent to the cluster.
     again = batch(manifest, out, client=client, resume=True, ray="auto")
@@ -107,21 +113,34 @@ def test_ray_run_survives_a_killed_worker_with_every_row_once(tmp_path, cluster,
 
 
 def test_cloud_rows_run_as_ray_tasks(tmp_path, cluster, stability, downloads) -> None:
-    manifest = write_jsonl(tmp_path / "m.jsonl", [
-        {"name": f"sfx{i}", "prompt": "rain on a tin roof", "duration": 2, "seed": i} for i in range(3)])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"name": f"sfx{i}", "prompt": "rain on a tin roof", "duration": 2, "seed": i} for i in range(3)],
+    )
     client = cloud("stability", stability, downloads)
-    report = batch(manifest, f"file://{tmp_path / 'out'}", client=client, provider="stability", ray="auto",
-                   concurrency=3)
+    report = batch(
+        manifest, f"file://{tmp_path / 'out'}", client=client, provider="stability", ray="auto", concurrency=3
+    )
     assert sorted(report.done) == ["sfx0", "sfx1", "sfx2"] and stability.requests == 3
     assert [b["seed"] for b in sorted(stability.bodies, key=lambda b: b["seed"])] == ["0", "1", "2"]
     assert read_tags(tmp_path / "out" / "sfx1.wav")["PROVIDER"] == "stability"
 
 
 def test_cli_ray_flag_starts_and_stops_its_own_cluster(tmp_path) -> None:
-    manifest = write_jsonl(tmp_path / "m.jsonl", [{"name": "a", "prompt": "lofi", "duration": 1, "seed": 1},
-                                                  {"name": "b", "prompt": "rock", "duration": 1, "seed": 2}])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"name": "a", "prompt": "lofi", "duration": 1, "seed": 1},
+            {"name": "b", "prompt": "rock", "duration": 1, "seed": 2},
+        ],
+    )
     exe = str(Path(sys.executable).with_name("soundforge"))
-    result = subprocess.run([exe, "batch", str(manifest), "-o", str(tmp_path / "o"), "-p", "synth", "--ray"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [exe, "batch", str(manifest), "-o", str(tmp_path / "o"), "-p", "synth", "--ray"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "2 generated" in result.stdout and (tmp_path / "o" / "b.wav").exists()

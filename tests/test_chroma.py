@@ -34,9 +34,18 @@ class TorchaudioSpectrogramStandIn:
 
     def __call__(self, waveform):
         shape = waveform.shape
-        spec = torch.stft(waveform.reshape(-1, shape[-1]), n_fft=self.n_fft, hop_length=self.hop,
-                          win_length=self.n_fft, window=self.window, center=True, pad_mode="reflect",
-                          normalized=False, onesided=True, return_complex=True)
+        spec = torch.stft(
+            waveform.reshape(-1, shape[-1]),
+            n_fft=self.n_fft,
+            hop_length=self.hop,
+            win_length=self.n_fft,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
         spec = spec / self.window.pow(2.0).sum().sqrt()
         spec = spec.reshape(shape[:-1] + spec.shape[-2:])
         return spec.abs().pow(2.0)
@@ -44,9 +53,12 @@ class TorchaudioSpectrogramStandIn:
 
 def extractor_chroma(wave: np.ndarray) -> np.ndarray:
     fake_self = types.SimpleNamespace(
-        n_fft=N_FFT, spectrogram=TorchaudioSpectrogramStandIn(N_FFT, HOP),
-        chroma_filters=torch.from_numpy(chroma_filter_bank(sampling_rate=SAMPLE_RATE, num_frequency_bins=N_FFT,
-                                                           tuning=0, num_chroma=12)).float())
+        n_fft=N_FFT,
+        spectrogram=TorchaudioSpectrogramStandIn(N_FFT, HOP),
+        chroma_filters=torch.from_numpy(
+            chroma_filter_bank(sampling_rate=SAMPLE_RATE, num_frequency_bins=N_FFT, tuning=0, num_chroma=12)
+        ).float(),
+    )
     waveform = torch.from_numpy(wave.astype(np.float32))[None, None, :]  # (batch, channel, samples)
     out = MusicgenMelodyFeatureExtractor._torch_extract_fbank_features(fake_self, waveform)
     return out[0].numpy()

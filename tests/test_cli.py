@@ -25,7 +25,7 @@ def test_generate_info_verify(tmp_path: Path) -> None:
     # Change the audio but keep the tags: verify must notice.
     data = bytearray((tmp_path / "t.wav").read_bytes())
     idx = data.index(b"data") + 8 + 20000
-    data[idx:idx + 4] = b"\x10\x20\x30\x40"
+    data[idx : idx + 4] = b"\x10\x20\x30\x40"
     (tmp_path / "t.wav").write_bytes(bytes(data))
     changed = run("verify", "t.wav", cwd=tmp_path)
     assert changed.returncode == 5 and "MODIFIED" in changed.stderr
@@ -46,8 +46,21 @@ def test_no_overwrite_and_params(tmp_path: Path) -> None:
     assert run("generate", "x", "-d", "1", "-q", cwd=tmp_path).returncode == 0
     again = run("generate", "x", "-d", "1", cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr
-    ok = run("generate", "x", "-d", "1", "--param", "channels=1", "--param", "sample_rate=22050",
-             "-n", "2", "-o", "v.flac", cwd=tmp_path)
+    ok = run(
+        "generate",
+        "x",
+        "-d",
+        "1",
+        "--param",
+        "channels=1",
+        "--param",
+        "sample_rate=22050",
+        "-n",
+        "2",
+        "-o",
+        "v.flac",
+        cwd=tmp_path,
+    )
     assert ok.returncode == 0, ok.stderr
     data, rate = sf.read(tmp_path / "v-2.flac", always_2d=True)
     assert rate == 22050 and data.shape[1] == 1 and np.max(np.abs(data)) > 0.1
@@ -68,9 +81,13 @@ def test_every_output_problem_is_found_before_generating(tmp_path: Path) -> None
     import time
 
     # A 600 s render takes seconds; each of these must fail at once, before any of it.
-    for args, expected in [(("-o", "long.xyz"), "format"), (("--format", "flac", "-o", "x.wav"), "ends in .wav"),
-                           (("-o", "not-a-folder/x.wav"), "is a file"), (("--loudness", "5"), "loudness"),
-                           (("--loudness", "-80"), "loudness")]:
+    for args, expected in [
+        (("-o", "long.xyz"), "format"),
+        (("--format", "flac", "-o", "x.wav"), "ends in .wav"),
+        (("-o", "not-a-folder/x.wav"), "is a file"),
+        (("--loudness", "5"), "loudness"),
+        (("--loudness", "-80"), "loudness"),
+    ]:
         (tmp_path / "not-a-folder").write_text("")
         started = time.monotonic()
         out = run("generate", "calm piano", "-d", "600", *args, cwd=tmp_path)
@@ -88,14 +105,16 @@ def test_every_output_problem_is_found_before_generating(tmp_path: Path) -> None
 
 
 def test_a_prompt_that_is_not_text_exits_2_without_a_traceback(tmp_path: Path) -> None:
-    out = subprocess.run([EXE.encode(), b"generate", b"calm \xff piano", b"-d", b"1"], capture_output=True,
-                         cwd=tmp_path, timeout=120)
+    out = subprocess.run(
+        [EXE.encode(), b"generate", b"calm \xff piano", b"-d", b"1"], capture_output=True, cwd=tmp_path, timeout=120
+    )
     assert out.returncode == 2 and b"not valid Unicode" in out.stderr and b"Traceback" not in out.stderr
 
 
 def test_a_substitution_is_reported_on_stderr(tmp_path: Path) -> None:
     (tmp_path / "soundforge.toml").write_text(
-        'fallbacks = ["synth"]\n[aliases]\nhq = "musicgen:facebook/musicgen-large"\n')
+        'fallbacks = ["synth"]\n[aliases]\nhq = "musicgen:facebook/musicgen-large"\n'
+    )
     out = run("generate", "calm", "-p", "hq", "-d", "1", "-o", "s.wav", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "note: musicgen:facebook/musicgen-large was asked for; the fallback synth" in out.stderr

@@ -134,8 +134,9 @@ def test_progress_and_cancellation(test_backends) -> None:
 def test_async_generate_matches_sync(client: Client) -> None:
     async def run():
         async with make() as c:
-            return await asyncio.gather(*(c.agenerate("house 124 BPM", provider="synth", duration=2, seed=s)
-                                          for s in (1, 2)))
+            return await asyncio.gather(
+                *(c.agenerate("house 124 BPM", provider="synth", duration=2, seed=s) for s in (1, 2))
+            )
 
     a, b = asyncio.run(run())
     sync = client.generate("house 124 BPM", provider="synth", duration=2, seed=1)
@@ -192,8 +193,10 @@ def test_generate_front_door(tmp_path) -> None:
 
 def test_the_readme_policy_example_refuses_by_licence_even_without_the_engine() -> None:
     # musicgen cannot run in this process's config (no weights); the licence is known all the same.
-    client = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(
-        annual_revenue_usd=200_000, attestations={"stability_registered"}))
+    client = Client(
+        Config.load(user_file=False),
+        policy=LicensePolicy.commercial(annual_revenue_usd=200_000, attestations={"stability_registered"}),
+    )
     with pytest.raises(LicensePolicyError, match=r"CC-BY-NC-4\.0"):
         client.generate("ambient pad", provider="musicgen")
     # A planned provider (no engine at all) is judged by its licence record too.
@@ -270,10 +273,20 @@ def test_an_app_injects_its_own_backend_and_tests_with_a_function() -> None:
     assert g.license.id == "CC0-1.0" and g.provenance.provider == "fake" and events[0].phase == "render"
     assert client.generate("a tone", duration=1).provider == "fake"  # joins auto through auto_order
     assert "fake" in {row.name for row in client.providers()}
-    refused = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(),
-                     backends={"nc": FunctionBackend(tone, name="nc", sample_rate=8000, license="CC-BY-NC-4.0")})
+    refused = Client(
+        Config.load(user_file=False),
+        policy=LicensePolicy.commercial(),
+        backends={"nc": FunctionBackend(tone, name="nc", sample_rate=8000, license="CC-BY-NC-4.0")},
+    )
     with pytest.raises(LicensePolicyError):
         refused.generate("x", provider="nc", duration=1)
     # A class works too, built with the provider's settings; and an injected backend replaces a built-in.
-    assert Client(Config.load(user_file=False), backends={"synth": FunctionBackend(
-        tone, name="synth", sample_rate=8000, license="CC0-1.0")}).generate("x", provider="synth").sample_rate == 8000
+    assert (
+        Client(
+            Config.load(user_file=False),
+            backends={"synth": FunctionBackend(tone, name="synth", sample_rate=8000, license="CC0-1.0")},
+        )
+        .generate("x", provider="synth")
+        .sample_rate
+        == 8000
+    )

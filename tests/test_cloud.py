@@ -33,8 +33,9 @@ from .helpers import cloud
 
 # --- Stability ---------------------------------------------------------------------------------------
 def test_stability_text_to_audio(stability, downloads) -> None:
-    g = cloud("stability", stability, downloads).generate("driving techno", provider="stability", duration=3.5,
-                                                           seed=7, steps=8, guidance=3)
+    g = cloud("stability", stability, downloads).generate(
+        "driving techno", provider="stability", duration=3.5, seed=7, steps=8, guidance=3
+    )
     assert g.audio.shape == (2, round(3.5 * 44100)) and g.sample_rate == 44100
     form = stability.bodies[-1]
     assert form["model"] == "stable-audio-2.5" and form["duration"] == "4" and form["seed"] == "7"
@@ -45,9 +46,15 @@ def test_stability_text_to_audio(stability, downloads) -> None:
 
 def test_stability_audio_to_audio(stability, downloads) -> None:
     clip = (np.sin(np.linspace(0, 2000, 44100 * 6)).astype(np.float32), 44100)
-    g = cloud("stability", stability, downloads).generate("make it jazz", provider="stability", duration=6,
-                                                           audio_prompt=clip, audio_prompt_mode="variation",
-                                                           strength=0.4, seed=1)
+    g = cloud("stability", stability, downloads).generate(
+        "make it jazz",
+        provider="stability",
+        duration=6,
+        audio_prompt=clip,
+        audio_prompt_mode="variation",
+        strength=0.4,
+        seed=1,
+    )
     form = stability.bodies[-1]
     assert form["strength"] == "0.4" and form["audio"][:4] == b"RIFF"
     assert g.provenance.parameters["endpoint"] == "audio-to-audio"
@@ -64,8 +71,9 @@ def test_stability_error_mapping(stability, downloads) -> None:
         client.generate("x", provider="stability", duration=2, steps=50)
     with pytest.raises(InvalidRequestError, match="maximum"):
         client.generate("x", provider="stability", duration=191)
-    bad_key = Client(Config.load(user_file=False, providers={"stability": {"base_url": stability.url,
-                                                                           "api_key": "sk-wrong-secret"}}))
+    bad_key = Client(
+        Config.load(user_file=False, providers={"stability": {"base_url": stability.url, "api_key": "sk-wrong-secret"}})
+    )
     with pytest.raises(AuthenticationError) as info:
         bad_key.generate("x", provider="stability", duration=2)
     assert "sk-wrong-secret" not in str(info.value) and "sk-wrong-secret" not in repr(bad_key.backend("stability"))
@@ -107,17 +115,36 @@ def test_elevenlabs_compose_and_plan_dependent_licence(eleven, downloads) -> Non
     client = cloud("elevenlabs", eleven, downloads)
     g = client.generate("warm lo-fi beat", provider="elevenlabs", duration=4.5, instrumental=True)
     body = eleven.bodies[-1]
-    assert body == {"model_id": "music_v1", "prompt": "warm lo-fi beat", "music_length_ms": 4500,
-                    "force_instrumental": True}
+    assert body == {
+        "model_id": "music_v1",
+        "prompt": "warm lo-fi beat",
+        "music_length_ms": 4500,
+        "force_instrumental": True,
+    }
     assert g.audio.shape[1] == round(4.5 * 44100) and g.license.commercial_use.value == "not_allowed"
     assert "strictest" in g.license.plan_note
     pro = cloud("elevenlabs", eleven, downloads, plan="pro").generate("x", provider="elevenlabs", duration=3)
     assert pro.license.commercial_use.value == "conditional" and pro.license.plan == "pro"
-    plan = {"positive_global_styles": ["synthwave"], "negative_global_styles": [],
-            "sections": [{"section_name": "intro", "positive_local_styles": [], "negative_local_styles": [],
-                          "duration_ms": 3000, "lines": []},
-                         {"section_name": "verse", "positive_local_styles": ["drums"], "negative_local_styles": [],
-                          "duration_ms": 4000, "lines": ["la la"]}]}
+    plan = {
+        "positive_global_styles": ["synthwave"],
+        "negative_global_styles": [],
+        "sections": [
+            {
+                "section_name": "intro",
+                "positive_local_styles": [],
+                "negative_local_styles": [],
+                "duration_ms": 3000,
+                "lines": [],
+            },
+            {
+                "section_name": "verse",
+                "positive_local_styles": ["drums"],
+                "negative_local_styles": [],
+                "duration_ms": 4000,
+                "lines": ["la la"],
+            },
+        ],
+    }
     planned = client.generate("synthwave song", provider="elevenlabs", duration=7, extra={"composition_plan": plan})
     assert "prompt" not in eleven.bodies[-1] and planned.duration == pytest.approx(7.0, abs=0.1)
 
@@ -164,8 +191,10 @@ def test_two_hundred_requests_with_faults(stability, downloads) -> None:
     client = cloud("stability", stability, downloads, max_concurrency=8)
 
     async def run() -> list[object]:
-        return await asyncio.gather(*(client.agenerate("x", provider="stability", duration=1, seed=i)
-                                      for i in range(200)), return_exceptions=True)
+        return await asyncio.gather(
+            *(client.agenerate("x", provider="stability", duration=1, seed=i) for i in range(200)),
+            return_exceptions=True,
+        )
 
     results = asyncio.run(run())
     successes = [r for r in results if not isinstance(r, BaseException)]
@@ -203,11 +232,18 @@ def test_no_secret_in_provenance_or_sidecar(stability, downloads, tmp_path) -> N
     assert KEY not in repr(HttpSettings.from_settings({"api_key": KEY}, default_base_url="x", key_env="Y"))
 
 
-@pytest.mark.parametrize("url, ok", [
-    ("https://93.184.216.34/out.wav", True), ("http://93.184.216.34/out.wav", False),
-    ("https://10.0.0.5/out.wav", False), ("https://169.254.169.254/latest", False),
-    ("https://127.0.0.1/x", False), ("ftp://93.184.216.34/x", False), ("https://[::1]/x", False),
-])
+@pytest.mark.parametrize(
+    "url, ok",
+    [
+        ("https://93.184.216.34/out.wav", True),
+        ("http://93.184.216.34/out.wav", False),
+        ("https://10.0.0.5/out.wav", False),
+        ("https://169.254.169.254/latest", False),
+        ("https://127.0.0.1/x", False),
+        ("ftp://93.184.216.34/x", False),
+        ("https://[::1]/x", False),
+    ],
+)
 def test_output_url_guard(url: str, ok: bool) -> None:
     settings = HttpSettings(base_url="x", api_key=None)
     if ok:

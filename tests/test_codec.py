@@ -20,10 +20,20 @@ from soundforge.tags import read_tags  # noqa: E402
 def build_encodec(folder: Path, *, stereo_chunked: bool) -> str:
     """A tiny EnCodec: 24 kHz-like (mono, whole clip) or 48 kHz-like (stereo, 1 s chunks, normalised)."""
     config = transformers.EncodecConfig(
-        target_bandwidths=[2.5, 5.0], sampling_rate=8000, audio_channels=2 if stereo_chunked else 1,
-        normalize=stereo_chunked, chunk_length_s=0.25 if stereo_chunked else None,
-        overlap=0.01 if stereo_chunked else None, hidden_size=16, num_filters=4, num_residual_layers=1,
-        upsampling_ratios=[8, 4], codebook_size=32, num_lstm_layers=1, codebook_dim=16)
+        target_bandwidths=[2.5, 5.0],
+        sampling_rate=8000,
+        audio_channels=2 if stereo_chunked else 1,
+        normalize=stereo_chunked,
+        chunk_length_s=0.25 if stereo_chunked else None,
+        overlap=0.01 if stereo_chunked else None,
+        hidden_size=16,
+        num_filters=4,
+        num_residual_layers=1,
+        upsampling_ratios=[8, 4],
+        codebook_size=32,
+        num_lstm_layers=1,
+        codebook_dim=16,
+    )
     torch.manual_seed(0)
     model = transformers.EncodecModel(config).eval()
     # transformers starts codebooks at zero; seed each from encoder outputs (like k-means init) so codes vary.
@@ -38,8 +48,10 @@ def build_encodec(folder: Path, *, stereo_chunked: bool) -> str:
 @pytest.fixture(scope="module")
 def codecs(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("encodec")
-    return {"mono": build_encodec(root / "mono", stereo_chunked=False),
-            "stereo": build_encodec(root / "stereo", stereo_chunked=True)}
+    return {
+        "mono": build_encodec(root / "mono", stereo_chunked=False),
+        "stereo": build_encodec(root / "stereo", stereo_chunked=True),
+    }
 
 
 def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
@@ -55,16 +67,19 @@ def test_same_codes_and_audio_as_the_direct_transformers_call(codecs, kind) -> N
     net = transformers.EncodecModel.from_pretrained(codecs[kind]).eval()
     with torch.inference_mode():
         direct = net.encode(torch.from_numpy(audio)[None], bandwidth=5.0)
-        decoded = net.decode(direct.audio_codes, direct.audio_scales,
-                             last_frame_pad_length=direct.last_frame_pad_length).audio_values
+        decoded = net.decode(
+            direct.audio_codes, direct.audio_scales, last_frame_pad_length=direct.last_frame_pad_length
+        ).audio_values
     assert np.array_equal(tokens.codes, direct.audio_codes[:, 0].numpy())
     assert tokens.codebooks == 4 and tokens.codes.max() < 32  # 5 kbps keeps all 4 codebooks (1.25 kbps each)
     assert (tokens.scales is not None) == (kind == "stereo") and tokens.codes.shape[0] == (3 if kind == "stereo" else 1)
     audio_back, rate = codec.decode(tokens)
     assert rate == codec.sample_rate and audio_back.shape == audio.shape
     assert np.allclose(audio_back, decoded[0, :, : audio.shape[1]].numpy(), atol=1e-6)
-    assert not np.array_equal(codec.encode(audio, codec.sample_rate, bandwidth=2.5).codes[:, :2],
-                              codec.encode(audio * 0.1 + 0.2, codec.sample_rate, bandwidth=2.5).codes[:, :2])
+    assert not np.array_equal(
+        codec.encode(audio, codec.sample_rate, bandwidth=2.5).codes[:, :2],
+        codec.encode(audio * 0.1 + 0.2, codec.sample_rate, bandwidth=2.5).codes[:, :2],
+    )
 
 
 def test_input_is_resampled_and_mixed_and_tokens_round_trip_a_file(codecs, tmp_path) -> None:
@@ -99,17 +114,46 @@ def test_cli_encode_and_decode(codecs, tmp_path) -> None:
 
     sf.write(tmp_path / "in.wav", tone(0.5, 16000).T, 16000)
     exe = str(Path(sys.executable).with_name("soundforge"))
-    enc = subprocess.run([exe, "codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "t.npz"), "-m",
-                          codecs["mono"], "-b", "5"], capture_output=True, text=True)
+    enc = subprocess.run(
+        [
+            exe,
+            "codec",
+            "encode",
+            str(tmp_path / "in.wav"),
+            "-o",
+            str(tmp_path / "t.npz"),
+            "-m",
+            codecs["mono"],
+            "-b",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert enc.returncode == 0, enc.stderr
     assert "4 codebooks" in enc.stdout and "LicenseRef-Unknown" in enc.stdout
-    dec = subprocess.run([exe, "codec", "decode", str(tmp_path / "t.npz"), "-o", str(tmp_path / "out.flac")],
-                         capture_output=True, text=True)
+    dec = subprocess.run(
+        [exe, "codec", "decode", str(tmp_path / "t.npz"), "-o", str(tmp_path / "out.flac")],
+        capture_output=True,
+        text=True,
+    )
     assert dec.returncode == 0, dec.stderr
     data, rate = sf.read(tmp_path / "out.flac")
     assert rate == 8000 and len(data) == 4000
     tags = read_tags(tmp_path / "out.flac")
     assert tags["PROVIDER"] == "encodec" and tags["LICENSE"] == "LicenseRef-Unknown"
-    missing = subprocess.run([exe, "codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "x.npz"),
-                              "-m", str(tmp_path / "no-such-codec")], capture_output=True, text=True)
+    missing = subprocess.run(
+        [
+            exe,
+            "codec",
+            "encode",
+            str(tmp_path / "in.wav"),
+            "-o",
+            str(tmp_path / "x.npz"),
+            "-m",
+            str(tmp_path / "no-such-codec"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 3 and "does not exist" in missing.stderr

@@ -13,8 +13,9 @@ from soundforge.backends._compute import device_key
 
 def test_every_caller_reaches_the_same_thread_and_gets_its_own_result() -> None:
     with ThreadPoolExecutor(4) as pool:
-        seen = list(pool.map(lambda i: run_on_device_thread("cpu", lambda: (i, threading.current_thread().name)),
-                             range(8)))
+        seen = list(
+            pool.map(lambda i: run_on_device_thread("cpu", lambda: (i, threading.current_thread().name)), range(8))
+        )
     assert [i for i, _ in seen] == list(range(8))
     assert {name for _, name in seen} == {"soundforge-cpu_0"}
     assert threading.current_thread().name != "soundforge-cpu_0"
@@ -59,8 +60,9 @@ def test_cpu_bound_backends_run_async_work_on_one_thread_per_core() -> None:
         names.add(threading.current_thread().name)
 
     async def run():
-        return await asyncio.gather(*(client.agenerate("house", provider="synth", duration=1.0, seed=i,
-                                                       on_progress=record) for i in range(6)))
+        return await asyncio.gather(
+            *(client.agenerate("house", provider="synth", duration=1.0, seed=i, on_progress=record) for i in range(6))
+        )
 
     results = asyncio.run(run())
     assert names and all(name.startswith("soundforge-render") for name in names)

@@ -12,8 +12,12 @@ def test_layers_later_wins(tmp_path, monkeypatch) -> None:
     project.write_text('[providers.musicgen]\nmodel = "b"\n[policy]\nrequire_commercial_use = true\n')
     extra = tmp_path / "extra.toml"
     extra.write_text('fallbacks = ["synth"]\n[aliases]\nfast = "synth"\n')
-    env = {"SOUNDFORGE_CONFIG": str(extra), "SOUNDFORGE_MUSICGEN_DEVICE": "cuda",
-           "SOUNDFORGE_POLICY_ANNUAL_REVENUE_USD": "250000", "SOUNDFORGE_STABLE_AUDIO_STEPS": "50"}
+    env = {
+        "SOUNDFORGE_CONFIG": str(extra),
+        "SOUNDFORGE_MUSICGEN_DEVICE": "cuda",
+        "SOUNDFORGE_POLICY_ANNUAL_REVENUE_USD": "250000",
+        "SOUNDFORGE_STABLE_AUDIO_STEPS": "50",
+    }
     cfg = Config.load(env=env, cwd=tmp_path, default_provider="auto")
     assert cfg.default_provider == "auto"  # argument beats user file
     assert cfg.providers["musicgen"] == {"model": "b", "device": "cuda"}  # merged key by key
@@ -45,10 +49,14 @@ def test_alias_resolves_in_client(tmp_path) -> None:
 
 
 def test_serve_section_and_its_environment_variables(tmp_path) -> None:
-    (tmp_path / "soundforge.toml").write_text('[serve]\nport = 9001\nworkers = 2\ncors_origins = ["https://a.example"]\n')
+    (tmp_path / "soundforge.toml").write_text(
+        '[serve]\nport = 9001\nworkers = 2\ncors_origins = ["https://a.example"]\n'
+    )
     env = {"SOUNDFORGE_SERVE_PORT": "9002", "SOUNDFORGE_SERVE_TOKEN": "secret-value"}
     config = Config.load(user_file=False, cwd=tmp_path, env=env)
-    assert config.serve.port == 9002 and config.serve.workers == 2 and config.serve.cors_origins == ("https://a.example",)
+    assert (
+        config.serve.port == 9002 and config.serve.workers == 2 and config.serve.cors_origins == ("https://a.example",)
+    )
     assert config.serve.token(env) == "secret-value" and "secret-value" not in repr(config)
     assert Config.load(user_file=False, cwd=tmp_path, env={}).serve.token({}) is None
     (tmp_path / "soundforge.toml").write_text("[serve]\nmax_queue = 0\n")
@@ -65,5 +73,12 @@ def test_unknown_provider_settings_are_refused_with_the_known_ones() -> None:
             client.generate("x", provider=name, duration=1)
         assert "reads:" in str(info.value)
     # Every setting the docs name for a provider is accepted.
-    Client(Config.load(user_file=False, providers={"musicgen": {"device": "cpu", "batch_window": 0.01, "plan": "x"},
-                                                   "replicate": {"prefer_wait": 0, "poll_interval": 0.1}}))
+    Client(
+        Config.load(
+            user_file=False,
+            providers={
+                "musicgen": {"device": "cpu", "batch_window": 0.01, "plan": "x"},
+                "replicate": {"prefer_wait": 0, "poll_interval": 0.1},
+            },
+        )
+    )

@@ -27,8 +27,14 @@ from soundforge.testing import FunctionBackend
 from .fakes import KEY
 
 #: Fields tried, in order, for the "refuses what it cannot do" check: the first one the model does not declare.
-PROBE_FIELDS = {"melody": lambda: (np.zeros(8000, dtype=np.float32), 8000), "negative_prompt": lambda: "drums",
-                "temperature": lambda: 0.9, "steps": lambda: 4, "lyrics": lambda: "la la", "top_k": lambda: 20}
+PROBE_FIELDS = {
+    "melody": lambda: (np.zeros(8000, dtype=np.float32), 8000),
+    "negative_prompt": lambda: "drums",
+    "temperature": lambda: 0.9,
+    "steps": lambda: 4,
+    "lyrics": lambda: "la la",
+    "top_k": lambda: 20,
+}
 
 
 @dataclass
@@ -66,11 +72,22 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
     else:
         from . import fakes
 
-        server = {"stability": fakes.FakeStability, "elevenlabs": fakes.FakeElevenLabs,
-                  "replicate": fakes.FakeReplicate, "fal": fakes.FakeFal, "lyria": fakes.FakeLyria}[kind]()
+        server = {
+            "stability": fakes.FakeStability,
+            "elevenlabs": fakes.FakeElevenLabs,
+            "replicate": fakes.FakeReplicate,
+            "fal": fakes.FakeFal,
+            "lyria": fakes.FakeLyria,
+        }[kind]()
         downloads = tmp_path_factory.mktemp(f"contract-{kind}")
-        settings: dict[str, Any] = {"base_url": server.url, "api_key": KEY, "download_dir": str(downloads),
-                                    "backoff_initial": 0.01, "backoff_max": 0.05, "allow_loopback_urls": True}
+        settings: dict[str, Any] = {
+            "base_url": server.url,
+            "api_key": KEY,
+            "download_dir": str(downloads),
+            "backoff_initial": 0.01,
+            "backoff_max": 0.05,
+            "allow_loopback_urls": True,
+        }
         if kind in ("replicate", "fal"):
             settings |= {"poll_interval": 0.02, "poll_max_interval": 0.05}
         if kind == "lyria":
@@ -98,7 +115,7 @@ def _caps(case: Case):
 
 
 def test_exact_duration_rate_and_layout(case: Case) -> None:
-    backend, caps = _caps(case)
+    _, caps = _caps(case)
     seed = {"seed": 3} if caps.supports("seed") else {}
     g = case.client.generate("contract check", provider=case.spec, duration=case.duration, **seed, **case.params)
     for track in g.tracks:

@@ -21,10 +21,19 @@ TESTS = Path(__file__).resolve().parent
 
 def test_engine_suite_in_its_own_process() -> None:
     """tests/engines/ put a torchaudio stand-in on sys.path; a separate process keeps it out of every other test."""
-    env = {**os.environ, "SOUNDFORGE_ENGINE_TESTS": "1",
-           "PYTHONPATH": os.pathsep.join([str(TESTS / "stand_ins"), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS / "engines")],
-                            capture_output=True, text=True, env=env, cwd=TESTS.parent, timeout=900)
+    env = {
+        **os.environ,
+        "SOUNDFORGE_ENGINE_TESTS": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS / "stand_ins"), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS / "engines")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=TESTS.parent,
+        timeout=900,
+    )
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     passed = re.search(r"(\d+) passed", summary)

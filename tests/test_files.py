@@ -17,8 +17,11 @@ from soundforge.tags import read_tags
 def track():
     from soundforge.config import Config
 
-    return Client(Config.load(user_file=False)).generate(
-        "dreamy synthwave in C major", provider="synth", duration=4, seed=9).tracks[0]
+    return (
+        Client(Config.load(user_file=False))
+        .generate("dreamy synthwave in C major", provider="synth", duration=4, seed=9)
+        .tracks[0]
+    )
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3"])
@@ -42,8 +45,12 @@ def test_save_every_format_with_tags_and_sidecar(track, tmp_path, fmt: str) -> N
 @pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3"])
 def test_independent_reader_sees_licence(track, tmp_path, fmt: str) -> None:
     path = track.save(tmp_path / f"song.{fmt}")
-    out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams", str(path)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     info = json.loads(out.stdout)
     tags = {k.lower(): v for k, v in info["format"].get("tags", {}).items()}
     for stream in info["streams"]:

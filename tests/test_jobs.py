@@ -26,11 +26,25 @@ from .helpers import cloud
 
 def test_replicate_musicgen_prediction(replicate, downloads) -> None:
     client = cloud("replicate", replicate, downloads)
-    g = client.generate("lofi beat", provider="replicate:meta/musicgen", duration=4.5, seed=3, guidance=3.2,
-                        temperature=0.9, extra={"model_version": "stereo-melody-large"})
+    g = client.generate(
+        "lofi beat",
+        provider="replicate:meta/musicgen",
+        duration=4.5,
+        seed=3,
+        guidance=3.2,
+        temperature=0.9,
+        extra={"model_version": "stereo-melody-large"},
+    )
     body = replicate.bodies[-1]["input"]
-    assert body == {"prompt": "lofi beat", "duration": 5, "output_format": "wav", "temperature": 0.9,
-                    "classifier_free_guidance": 3, "seed": 3, "model_version": "stereo-melody-large"}
+    assert body == {
+        "prompt": "lofi beat",
+        "duration": 5,
+        "output_format": "wav",
+        "temperature": 0.9,
+        "classifier_free_guidance": 3,
+        "seed": 3,
+        "model_version": "stereo-melody-large",
+    }
     prov = g.provenance
     assert prov.parameters["prediction_id"] in replicate.jobs and g.audio.shape[1] == round(4.5 * 32000)
     assert g.license.id == "CC-BY-NC-4.0" and not list(downloads.iterdir())
@@ -49,8 +63,9 @@ def test_replicate_pinned_version_melody_and_errors(replicate, downloads) -> Non
         client.generate("lost job", provider="replicate:meta/musicgen", duration=2)
     with pytest.raises(InvalidRequestError, match="unknown replicate extra"):
         client.generate("x", provider="replicate:meta/musicgen", duration=2, extra={"cfg": 3})
-    other = client.generate("x", provider="replicate:someone/sfx-model", duration=2,
-                            extra={"input": {"style": "retro"}})
+    other = client.generate(
+        "x", provider="replicate:someone/sfx-model", duration=2, extra={"input": {"style": "retro"}}
+    )
     assert other.license.commercial_use.value == "unknown" and replicate.bodies[-1]["input"]["style"] == "retro"
 
 
@@ -64,8 +79,13 @@ def test_replicate_timeout_and_cancel_cancel_the_remote_job(replicate, downloads
     # Cancel once the job is known to be running remotely (its first poll), not after a guessed delay: on a
     # loaded machine a timer can fire before the submit has been answered, or long after.
     with pytest.raises(GenerationCancelledError):
-        slow.generate("slow piece", provider="replicate:meta/musicgen", duration=2, cancel=token,
-                      on_progress=lambda event: token.cancel())
+        slow.generate(
+            "slow piece",
+            provider="replicate:meta/musicgen",
+            duration=2,
+            cancel=token,
+            on_progress=lambda event: token.cancel(),
+        )
     deadline = time.monotonic() + 5  # the remote cancel goes out as the job unwinds
     while (len(replicate.cancelled) < 2 or list(downloads.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -85,8 +105,9 @@ def test_official_replicate_client_speaks_to_the_fake(replicate, monkeypatch) ->
 def test_fal_queue_job(fal, downloads) -> None:
     client = cloud("fal", fal, downloads)
     events = []
-    g = client.generate("ambient pad", provider="fal:fal-ai/stable-audio", duration=3.2, seed=9, steps=50,
-                        on_progress=events.append)
+    g = client.generate(
+        "ambient pad", provider="fal:fal-ai/stable-audio", duration=3.2, seed=9, steps=50, on_progress=events.append
+    )
     assert fal.bodies[-1] == {"prompt": "ambient pad", "seconds_total": 4, "steps": 50, "seed": 9}
     assert g.provenance.parameters["request_id"] in fal.jobs and g.audio.shape[1] == round(3.2 * 44100)
     assert g.license.id == "LicenseRef-Unknown-Fal-Model" and g.license.attribution == "Powered by Stability AI"
@@ -94,8 +115,7 @@ def test_fal_queue_job(fal, downloads) -> None:
     with pytest.raises(ProviderError, match="runner_error"):
         client.generate("fail please", provider="fal:fal-ai/stable-audio", duration=2)
     with pytest.raises(GenerationTimeoutError):
-        cloud("fal", fal, downloads, job_timeout=0.2).generate("slow", provider="fal:fal-ai/stable-audio",
-                                                                duration=2)
+        cloud("fal", fal, downloads, job_timeout=0.2).generate("slow", provider="fal:fal-ai/stable-audio", duration=2)
     assert fal.cancelled and not list(downloads.iterdir())
 
 
@@ -115,13 +135,15 @@ def test_fal_never_sends_the_key_elsewhere(fal, downloads) -> None:
 def test_job_fault_suite(kind: str, spec: str, request, downloads) -> None:
     server = request.getfixturevalue(kind)
     rng = np.random.default_rng(1)
-    server.faults.extend(str(rng.choice(["429", "503", "500", "truncate"])) if rng.random() < 0.1 else "ok"
-                         for _ in range(4000))
+    server.faults.extend(
+        str(rng.choice(["429", "503", "500", "truncate"])) if rng.random() < 0.1 else "ok" for _ in range(4000)
+    )
     client = cloud(kind, server, downloads, max_concurrency=8, **({"prefer_wait": 0} if kind == "replicate" else {}))
 
     async def run():
-        return await asyncio.gather(*(client.agenerate("x", provider=spec, duration=1, seed=i) for i in range(60)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(client.agenerate("x", provider=spec, duration=1, seed=i) for i in range(60)), return_exceptions=True
+        )
 
     results = asyncio.run(run())
     failures = [r for r in results if isinstance(r, BaseException)]
@@ -147,11 +169,18 @@ def test_lyria_predict(tmp_path, audio_key: str) -> None:
     server = FakeLyria()
     server.audio_key = audio_key
     try:
-        client = Client(Config.load(user_file=False, providers={"lyria": {
-            "base_url": server.url, "api_key": KEY, "project": "demo", "location": "europe-west4"}}))
+        client = Client(
+            Config.load(
+                user_file=False,
+                providers={
+                    "lyria": {"base_url": server.url, "api_key": KEY, "project": "demo", "location": "europe-west4"}
+                },
+            )
+        )
         g = client.generate("orchestral swell", provider="lyria", duration=12, negative_prompt="drums", seed=4)
-        assert server.bodies[-1] == {"instances": [{"prompt": "orchestral swell", "negative_prompt": "drums",
-                                                    "seed": 4}]}
+        assert server.bodies[-1] == {
+            "instances": [{"prompt": "orchestral swell", "negative_prompt": "drums", "seed": 4}]
+        }
         assert g.sample_rate == 48000 and g.audio.shape == (2, 12 * 48000)
         assert any("SynthID" in r for r in g.license.restrictions)
         many = client.generate("x", provider="lyria", duration=5, num_outputs=3)

@@ -6,24 +6,27 @@ from soundforge.policy import LicensePolicy
 REG = LicenseRegistry.default()
 
 
-@pytest.mark.parametrize("provider, model, lid, commercial", [
-    ("synth", "default", "CC0-1.0", "allowed"),
-    ("musicgen", "facebook/musicgen-small", "CC-BY-NC-4.0", "not_allowed"),
-    ("musicgen", "facebook/musicgen-stereo-melody-large", "CC-BY-NC-4.0", "not_allowed"),
-    ("audiogen", "facebook/audiogen-medium", "CC-BY-NC-4.0", "not_allowed"),
-    ("magnet", "facebook/magnet-small-10secs", "CC-BY-NC-4.0", "not_allowed"),
-    ("encodec", "facebook/encodec_32khz", "CC-BY-NC-4.0", "not_allowed"),
-    ("encodec", "facebook/encodec_48khz", "MIT", "allowed"),
-    ("encodec", "facebook/encodec_24khz", "LicenseRef-Unknown-Weights", "unknown"),
-    ("stable-audio", "stabilityai/stable-audio-open-1.0", "LicenseRef-Stability-AI-Community", "conditional"),
-    ("stable-audio", "stabilityai/stable-audio-open-small", "LicenseRef-Stability-AI-Community", "conditional"),
-    ("stability", "stable-audio-2.5", "LicenseRef-Stability-API-ToS", "allowed"),
-    ("replicate", "meta/musicgen", "CC-BY-NC-4.0", "not_allowed"),
-    ("replicate", "someone/unknown", "LicenseRef-Unknown-Replicate-Model", "unknown"),
-    ("fal", "fal-ai/stable-audio", "LicenseRef-Unknown-Fal-Model", "unknown"),
-    ("lyria", "lyria-002", "LicenseRef-Unknown-Google-Cloud-GenAI", "unknown"),
-    ("udio", "udio", "LicenseRef-Udio-ToS-2025-11", "not_allowed"),
-])
+@pytest.mark.parametrize(
+    "provider, model, lid, commercial",
+    [
+        ("synth", "default", "CC0-1.0", "allowed"),
+        ("musicgen", "facebook/musicgen-small", "CC-BY-NC-4.0", "not_allowed"),
+        ("musicgen", "facebook/musicgen-stereo-melody-large", "CC-BY-NC-4.0", "not_allowed"),
+        ("audiogen", "facebook/audiogen-medium", "CC-BY-NC-4.0", "not_allowed"),
+        ("magnet", "facebook/magnet-small-10secs", "CC-BY-NC-4.0", "not_allowed"),
+        ("encodec", "facebook/encodec_32khz", "CC-BY-NC-4.0", "not_allowed"),
+        ("encodec", "facebook/encodec_48khz", "MIT", "allowed"),
+        ("encodec", "facebook/encodec_24khz", "LicenseRef-Unknown-Weights", "unknown"),
+        ("stable-audio", "stabilityai/stable-audio-open-1.0", "LicenseRef-Stability-AI-Community", "conditional"),
+        ("stable-audio", "stabilityai/stable-audio-open-small", "LicenseRef-Stability-AI-Community", "conditional"),
+        ("stability", "stable-audio-2.5", "LicenseRef-Stability-API-ToS", "allowed"),
+        ("replicate", "meta/musicgen", "CC-BY-NC-4.0", "not_allowed"),
+        ("replicate", "someone/unknown", "LicenseRef-Unknown-Replicate-Model", "unknown"),
+        ("fal", "fal-ai/stable-audio", "LicenseRef-Unknown-Fal-Model", "unknown"),
+        ("lyria", "lyria-002", "LicenseRef-Unknown-Google-Cloud-GenAI", "unknown"),
+        ("udio", "udio", "LicenseRef-Udio-ToS-2025-11", "not_allowed"),
+    ],
+)
 def test_registry_records(provider: str, model: str, lid: str, commercial: str) -> None:
     lic = REG.license_for(provider, model)
     assert lic.id == lid and lic.commercial_use.value == commercial
@@ -35,10 +38,12 @@ def test_effective_licence_is_the_strictest_component() -> None:
     lic = REG.license_for("musicgen", "facebook/musicgen-small")
     roles = {c.role: c.license.id for c in lic.components}
     assert roles == {"weights": "CC-BY-NC-4.0", "codec": "CC-BY-NC-4.0", "text_encoder": "Apache-2.0"}
-    mixed = License.effective([
-        LicenseComponent(role="dit", name="a", license=REG.licenses["Apache-2.0"]),
-        LicenseComponent(role="vae", name="b", license=REG.licenses["LicenseRef-Stability-AI-Community"]),
-    ])
+    mixed = License.effective(
+        [
+            LicenseComponent(role="dit", name="a", license=REG.licenses["Apache-2.0"]),
+            LicenseComponent(role="vae", name="b", license=REG.licenses["LicenseRef-Stability-AI-Community"]),
+        ]
+    )
     assert mixed.commercial_use is CommercialUse.CONDITIONAL
     assert mixed.attribution == "Powered by Stability AI" and mixed.attribution_required
 
@@ -109,10 +114,16 @@ def test_records_cover_only_the_ids_they_name() -> None:
             assert (record.provider, model) not in seen, (record.key, seen.get((record.provider, model)))
             seen[(record.provider, model)] = record.key
     # Fine-tunes, local folders and new releases get unknown, never a sibling's terms.
-    for provider, model in [("stable-audio", "someone/finetune"), ("stable-audio", "stabilityai/stable-audio-3-medium"),
-                            ("musicgen", "someone/musicgen-finetune"), ("musicgen", "/models/my-musicgen"),
-                            ("lyria", "lyria-3-pro-preview"), ("elevenlabs", "eleven_text_to_sound_v2"),
-                            ("audiogen", "facebook/audiogen-large"), ("nobody", "nothing")]:
+    for provider, model in [
+        ("stable-audio", "someone/finetune"),
+        ("stable-audio", "stabilityai/stable-audio-3-medium"),
+        ("musicgen", "someone/musicgen-finetune"),
+        ("musicgen", "/models/my-musicgen"),
+        ("lyria", "lyria-3-pro-preview"),
+        ("elevenlabs", "eleven_text_to_sound_v2"),
+        ("audiogen", "facebook/audiogen-large"),
+        ("nobody", "nothing"),
+    ]:
         lic = REG.license_for(provider, model)
         assert lic.commercial_use is CommercialUse.UNKNOWN, (provider, model, lic.id)
 
@@ -151,8 +162,9 @@ def test_conditions_are_checked_whatever_else_is_unknown() -> None:
     lenient = LicensePolicy.commercial(allow_unknown=True)
     refused = lenient.check("fal", "fal-ai/stable-audio", hosted)
     assert not refused.allowed and "stability_registered" in refused.clause
-    declared = LicensePolicy.commercial(allow_unknown=True, annual_revenue_usd=100_000,
-                                        attestations=frozenset({"stability_registered"}))
+    declared = LicensePolicy.commercial(
+        allow_unknown=True, annual_revenue_usd=100_000, attestations=frozenset({"stability_registered"})
+    )
     assert declared.check("fal", "fal-ai/stable-audio", hosted).allowed
 
 

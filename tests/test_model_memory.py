@@ -15,14 +15,18 @@ from soundforge.testing.stable_audio import build_stable_audio
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("models")
-    return {"mono": str(build_musicgen(root / "mono")), "stereo": str(build_musicgen(root / "stereo", stereo=True)),
-            "sao": str(build_stable_audio(root / "sao"))}
+    return {
+        "mono": str(build_musicgen(root / "mono")),
+        "stereo": str(build_musicgen(root / "stereo", stereo=True)),
+        "sao": str(build_stable_audio(root / "sao")),
+    }
 
 
 def client(budget: float | str) -> Client:
     many = {"max_loaded_models": 8}  # the count limit out of the way: only the byte budget evicts
-    return Client(Config.load(user_file=False, model_memory_gb=budget, providers={"musicgen": many,
-                                                                                  "stable-audio": many}))
+    return Client(
+        Config.load(user_file=False, model_memory_gb=budget, providers={"musicgen": many, "stable-audio": many})
+    )
 
 
 def generate(c: Client, spec: str) -> None:
@@ -35,8 +39,11 @@ def generate(c: Client, spec: str) -> None:
 def test_budget_evicts_least_recently_used_across_backends(tiny) -> None:
     # Measure each model alone first: the ledger records parameters and buffers, not a guess.
     sizes = {}
-    for kind, spec in (("mono", f"musicgen:{tiny['mono']}"), ("stereo", f"musicgen:{tiny['stereo']}"),
-                       ("sao", f"stable-audio:{tiny['sao']}")):
+    for kind, spec in (
+        ("mono", f"musicgen:{tiny['mono']}"),
+        ("stereo", f"musicgen:{tiny['stereo']}"),
+        ("sao", f"stable-audio:{tiny['sao']}"),
+    ):
         c = client("off")
         generate(c, spec)
         [entry] = c.loaded_models()
@@ -52,8 +59,10 @@ def test_budget_evicts_least_recently_used_across_backends(tiny) -> None:
     assert [m.model for m in c.loaded_models()] == [tiny["mono"], tiny["stereo"]]
     generate(c, f"musicgen:{tiny['mono']}")  # now the stereo one is least recently used
     generate(c, f"stable-audio:{tiny['sao']}")  # another backend: the LRU model of any backend makes room
-    assert [(m.provider, m.model) for m in c.loaded_models()] == [("musicgen", tiny["mono"]),
-                                                                   ("stable-audio", tiny["sao"])]
+    assert [(m.provider, m.model) for m in c.loaded_models()] == [
+        ("musicgen", tiny["mono"]),
+        ("stable-audio", tiny["sao"]),
+    ]
     assert c.memory.used("cpu") <= budget
     backend = c.backend("musicgen")
     assert tiny["stereo"] not in backend._cache and tiny["mono"] in backend._cache

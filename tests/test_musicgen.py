@@ -28,8 +28,10 @@ SR, FRAME_RATE = 16000, 500  # the tiny checkpoints: 16 kHz EnCodec, hop 32
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("musicgen")
-    return {kind: str(build_musicgen(root / kind, melody=kind == "melody", stereo=kind == "stereo"))
-            for kind in ("mono", "melody", "stereo")}
+    return {
+        kind: str(build_musicgen(root / kind, melody=kind == "melody", stereo=kind == "stereo"))
+        for kind in ("mono", "melody", "stereo")
+    }
 
 
 def client(**settings) -> Client:
@@ -49,21 +51,31 @@ def direct(folder: str, prompts: list[str], seed: int, new_tokens: int, **kwargs
 
 def test_identical_to_direct_transformers_call(checkpoints) -> None:
     folder = checkpoints["mono"]
-    g = client().generate("calm piano with strings", provider=f"musicgen:{folder}", duration=0.1, seed=42,
-                          guidance=3.0, temperature=0.9, top_k=20)
+    g = client().generate(
+        "calm piano with strings",
+        provider=f"musicgen:{folder}",
+        duration=0.1,
+        seed=42,
+        guidance=3.0,
+        temperature=0.9,
+        top_k=20,
+    )
     frames = 50  # 0.1 s at 500 frames/s
-    expected = direct(folder, ["calm piano with strings"], 42, frames + 3, guidance_scale=3.0, temperature=0.9,
-                      top_k=20)
+    expected = direct(
+        folder, ["calm piano with strings"], 42, frames + 3, guidance_scale=3.0, temperature=0.9, top_k=20
+    )
     track = g.tracks[0]
     assert track.audio.shape == (1, 1600) and track.sample_rate == SR
     assert np.array_equal(track.audio[0], expected[0, 0, :1600])
     assert track.provenance.parameters["guidance_scale"] == 3.0 and track.provenance.seed == 42
     # A folder is no published model: unknown, unless the user declares which model it holds.
     assert track.license.id == "LicenseRef-Unknown" and track.provenance.engine["transformers"]
-    declared = LicenseRegistry.default().declare("musicgen", folder, same_as="facebook/musicgen-small",
-                                                 reason="a copy of the published weights")
+    declared = LicenseRegistry.default().declare(
+        "musicgen", folder, same_as="facebook/musicgen-small", reason="a copy of the published weights"
+    )
     again = Client(Config.load(user_file=False), registry=declared).generate(
-        "calm piano with strings", provider=f"musicgen:{folder}", duration=0.1, seed=42)
+        "calm piano with strings", provider=f"musicgen:{folder}", duration=0.1, seed=42
+    )
     assert again.license.id == "CC-BY-NC-4.0"
 
 
@@ -120,8 +132,9 @@ def test_continuation_keeps_the_prompt(checkpoints) -> None:
 def test_long_form_exact_length_and_smooth_seams(checkpoints) -> None:
     spec = f"musicgen:{checkpoints['mono']}"
     events = []
-    g = client(window=0.2, extend_stride=0.1).generate("ambient strings", provider=spec, duration=0.55, seed=4,
-                                                        on_progress=events.append)
+    g = client(window=0.2, extend_stride=0.1).generate(
+        "ambient strings", provider=spec, duration=0.55, seed=4, on_progress=events.append
+    )
     audio = g.audio[0]
     assert audio.shape == (round(0.55 * SR),)
     assert g.provenance.parameters["extend_stride"] == 0.1
@@ -131,7 +144,7 @@ def test_long_form_exact_length_and_smooth_seams(checkpoints) -> None:
     jumps = np.abs(np.diff(audio))
     typical = np.percentile(jumps, 99.9)
     for seam_at in (round(0.2 * SR) + k * round(0.1 * SR) for k in range(3)):
-        assert jumps[seam_at - 40:seam_at + 40].max() <= typical * 1.5 + 1e-6
+        assert jumps[seam_at - 40 : seam_at + 40].max() <= typical * 1.5 + 1e-6
 
 
 def test_cancellation_between_steps(checkpoints) -> None:
@@ -144,8 +157,9 @@ def test_cancellation_between_steps(checkpoints) -> None:
             token.cancel()
 
     with pytest.raises(GenerationCancelledError):
-        client().generate("x", provider=f"musicgen:{checkpoints['mono']}", duration=0.1, seed=1,
-                          on_progress=on_progress, cancel=token)
+        client().generate(
+            "x", provider=f"musicgen:{checkpoints['mono']}", duration=0.1, seed=1, on_progress=on_progress, cancel=token
+        )
     assert steps[-1] == 5
 
 
@@ -184,8 +198,9 @@ def test_extra_validation_and_policy(checkpoints) -> None:
     greedy_a = client().generate("x", provider=spec, duration=0.02, seed=1, extra={"do_sample": False})
     greedy_b = client().generate("x", provider=spec, duration=0.02, seed=2, extra={"do_sample": False})
     assert greedy_a.audio.tobytes() == greedy_b.audio.tobytes()
-    declared = LicenseRegistry.default().declare("musicgen", checkpoints["mono"], same_as="facebook/musicgen-small",
-                                                 reason="test")
+    declared = LicenseRegistry.default().declare(
+        "musicgen", checkpoints["mono"], same_as="facebook/musicgen-small", reason="test"
+    )
     commercial = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(), registry=declared)
     with pytest.raises(LicensePolicyError, match=r"CC-BY-NC-4\.0"):
         commercial.generate("x", provider=spec, duration=0.02)
@@ -211,8 +226,9 @@ def test_concurrent_requests_share_one_batch_and_match_the_direct_batch(checkpoi
     prompts = ["calm piano", "upbeat drums", "dark techno", "jazz guitar"]
 
     async def run():
-        return await asyncio.gather(*(c.agenerate(p, provider=spec, duration=0.05, seed=10 + i, temperature=0.8)
-                                      for i, p in enumerate(prompts)))
+        return await asyncio.gather(
+            *(c.agenerate(p, provider=spec, duration=0.05, seed=10 + i, temperature=0.8) for i, p in enumerate(prompts))
+        )
 
     results = asyncio.run(run())
     params = [g.provenance.parameters for g in results]
@@ -235,7 +251,8 @@ def test_batching_keeps_different_settings_apart_and_can_be_switched_off(checkpo
             c.agenerate("a", provider=spec, duration=0.05, seed=1, temperature=0.7),
             c.agenerate("b", provider=spec, duration=0.05, seed=2, temperature=0.7),
             c.agenerate("c", provider=spec, duration=0.05, seed=3, temperature=1.3),
-            c.agenerate("d", provider=spec, duration=0.1, seed=4, temperature=0.7))
+            c.agenerate("d", provider=spec, duration=0.1, seed=4, temperature=0.7),
+        )
 
     mixed = asyncio.run(run(client(batch_window=0.5)))
     assert [g.provenance.parameters["batched_requests"] for g in mixed] == [2, 2, 1, 1]
@@ -255,9 +272,14 @@ def test_cancelling_one_request_of_a_batch_spares_the_others(checkpoints) -> Non
 
     def run(name: str, cancel: CancelToken | None) -> None:
         try:
-            outcome[name] = c.generate(name, provider=spec, duration=0.2, seed=1, cancel=cancel,
-                                       on_progress=(lambda e: token.cancel() if e.done == 3 else None)
-                                       if cancel else None)
+            outcome[name] = c.generate(
+                name,
+                provider=spec,
+                duration=0.2,
+                seed=1,
+                cancel=cancel,
+                on_progress=(lambda e: token.cancel() if e.done == 3 else None) if cancel else None,
+            )
         except GenerationCancelledError as exc:
             outcome[name] = exc
 
@@ -290,8 +312,9 @@ def test_engine_work_runs_on_one_thread_whatever_the_caller(checkpoints) -> None
     worker.join()
 
     async def run():
-        await asyncio.gather(*(c.agenerate(p, provider=spec, duration=0.05, on_progress=record)
-                               for c in (batched, plain) for p in "cd"))
+        await asyncio.gather(
+            *(c.agenerate(p, provider=spec, duration=0.05, on_progress=record) for c in (batched, plain) for p in "cd")
+        )
 
     asyncio.run(run())
     assert names == {"soundforge-cpu_0"}

@@ -18,11 +18,26 @@ def _awkward(channels: int, n: int = 20000) -> np.ndarray:
     """Random audio plus the values where rounding and clipping could differ: halves, ±1, beyond ±1."""
     rng = np.random.default_rng(channels)
     audio = rng.uniform(-1.2, 1.2, (channels, n)).astype(np.float32)
-    edges = np.array([0.0, 1.0, -1.0, 1.5, -1.5, 0.5 / 32767, -0.5 / 32767, 1.5 / 32767, 2.5 / 32767,
-                      np.nextafter(np.float32(1.0), np.float32(0.0)), 1e-9, -1e-9], dtype=np.float32)
+    edges = np.array(
+        [
+            0.0,
+            1.0,
+            -1.0,
+            1.5,
+            -1.5,
+            0.5 / 32767,
+            -0.5 / 32767,
+            1.5 / 32767,
+            2.5 / 32767,
+            np.nextafter(np.float32(1.0), np.float32(0.0)),
+            1e-9,
+            -1e-9,
+        ],
+        dtype=np.float32,
+    )
     audio[:, : edges.size] = edges
     halves = (np.arange(-200, 200, dtype=np.float32) + np.float32(0.5)) / np.float32(32768)
-    audio[:, edges.size: edges.size + halves.size] = halves
+    audio[:, edges.size : edges.size + halves.size] = halves
     return audio
 
 
@@ -37,8 +52,14 @@ def test_quantized_samples_equal_libsndfiles_round_trip(channels: int) -> None:
 
 def test_wav_bytes_match_libsndfiles_layout() -> None:
     audio = _awkward(2, 999)
-    strings = {"title": "a title", "artist": "odd", "copyright": "© someone", "date": "2026-11-28",
-               "comment": "line one\nline=two", "license": "https://example.org/licence"}
+    strings = {
+        "title": "a title",
+        "artist": "odd",
+        "copyright": "© someone",
+        "date": "2026-11-28",
+        "comment": "line one\nline=two",
+        "license": "https://example.org/licence",
+    }
     ours = pcm16.wav_bytes(pcm16.quantize(audio), 32000, strings)
     buffer = io.BytesIO()
     with sf.SoundFile(buffer, mode="w", samplerate=32000, channels=2, format="WAV", subtype="PCM_16") as handle:

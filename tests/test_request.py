@@ -25,18 +25,21 @@ def test_frozen() -> None:
         req.duration = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"prompt": "   "}, "prompt"),
-    ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, "prompt"),
-    ({"prompt": "x", "duration": 0}, "duration"),
-    ({"prompt": "x", "seed": -1}, "seed"),
-    ({"prompt": "x", "num_outputs": 0}, "num_outputs"),
-    ({"prompt": "x", "num_outputs": 99}, "num_outputs"),
-    ({"prompt": "x", "temperature": 0}, "temperature"),
-    ({"prompt": "x", "top_p": 1.5}, "top_p"),
-    ({"prompt": "x", "guidance": 0.5}, "guidance"),
-    ({"prompt": "x", "bogus": 1}, "bogus"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"prompt": "   "}, "prompt"),
+        ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, "prompt"),
+        ({"prompt": "x", "duration": 0}, "duration"),
+        ({"prompt": "x", "seed": -1}, "seed"),
+        ({"prompt": "x", "num_outputs": 0}, "num_outputs"),
+        ({"prompt": "x", "num_outputs": 99}, "num_outputs"),
+        ({"prompt": "x", "temperature": 0}, "temperature"),
+        ({"prompt": "x", "top_p": 1.5}, "top_p"),
+        ({"prompt": "x", "guidance": 0.5}, "guidance"),
+        ({"prompt": "x", "bogus": 1}, "bogus"),
+    ],
+)
 def test_invalid_fields_are_named(params: dict, field: str) -> None:
     prompt = params.pop("prompt")
     with pytest.raises(InvalidRequestError) as info:
@@ -64,8 +67,12 @@ def test_audio_input_needs_existing_file(tmp_path) -> None:
         AudioInput()
 
 
-@given(duration=st.floats(allow_nan=True, allow_infinity=True), seed=st.integers(-10, 2**64),
-       top_p=st.floats(-2, 3), n=st.integers(-5, 40))
+@given(
+    duration=st.floats(allow_nan=True, allow_infinity=True),
+    seed=st.integers(-10, 2**64),
+    top_p=st.floats(-2, 3),
+    n=st.integers(-5, 40),
+)
 def test_validation_never_lets_bad_values_through(duration: float, seed: int, top_p: float, n: int) -> None:
     params = {"duration": duration, "seed": seed, "top_p": top_p, "num_outputs": n}
     ok = (0 < duration <= 3600) and 0 <= seed < 2**63 and 0 <= top_p <= 1 and 1 <= n <= 16
@@ -83,8 +90,11 @@ def test_backend_extra_is_checked_by_key_and_type() -> None:
     kinds = {"steps": int, "strength": float, "sampler": (str,), "flag": bool}
     request = GenerationRequest(prompt="x", extra={"steps": 4, "strength": 1, "flag": True, "sampler": None})
     assert checked_extra(request, kinds, provider="p") == {"steps": 4, "strength": 1.0, "flag": True}
-    for bad, message in (({"steps": True}, "must be int"), ({"strength": "a"}, "must be float"),
-                         ({"nope": 1}, "unknown p extra parameter")):
+    for bad, message in (
+        ({"steps": True}, "must be int"),
+        ({"strength": "a"}, "must be float"),
+        ({"nope": 1}, "unknown p extra parameter"),
+    ):
         with pytest.raises(InvalidRequestError, match=message):
             checked_extra(GenerationRequest(prompt="x", extra=bad), kinds, provider="p")
 
@@ -92,17 +102,26 @@ def test_backend_extra_is_checked_by_key_and_type() -> None:
 def test_a_bad_request_is_an_invalid_request_error_on_every_path() -> None:
     from soundforge import InvalidRequestError, SoundforgeError
 
-    for make in (lambda: GenerationRequest(prompt="x", duration=-1),
-                 lambda: GenerationRequest.model_validate({"prompt": "x", "bogus": 1}),
-                 lambda: GenerationRequest.model_validate_json('{"prompt": "x", "seed": -3}')):
+    for make in (
+        lambda: GenerationRequest(prompt="x", duration=-1),
+        lambda: GenerationRequest.model_validate({"prompt": "x", "bogus": 1}),
+        lambda: GenerationRequest.model_validate_json('{"prompt": "x", "seed": -3}'),
+    ):
         with pytest.raises(SoundforgeError) as info:
             make()
         assert isinstance(info.value, InvalidRequestError) and info.value.field in ("duration", "bogus", "seed")
 
 
-@pytest.mark.parametrize("params", [
-    {"prompt": "calm \ud800 piano"}, {"prompt": "x", "negative_prompt": "\udcff"}, {"prompt": "x", "lyrics": "\ud83d"},
-    {"prompt": "x", "extra": {"tag": "\ud800"}}, {"prompt": "x", "extra": {"nested": ["ok", "\udc80"]}}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"prompt": "calm \ud800 piano"},
+        {"prompt": "x", "negative_prompt": "\udcff"},
+        {"prompt": "x", "lyrics": "\ud83d"},
+        {"prompt": "x", "extra": {"tag": "\ud800"}},
+        {"prompt": "x", "extra": {"nested": ["ok", "\udc80"]}},
+    ],
+)
 def test_text_that_is_not_unicode_is_refused_at_validation(params) -> None:
     from soundforge import InvalidRequestError
 
@@ -110,9 +129,17 @@ def test_text_that_is_not_unicode_is_refused_at_validation(params) -> None:
         GenerationRequest(**params)
 
 
-@pytest.mark.parametrize("params", [
-    {"temperature": float("inf")}, {"guidance": float("nan")}, {"top_p": float("nan")}, {"duration": float("nan")},
-    {"extra": {"x": float("inf")}}, {"extra": {"y": [1.0, float("nan")]}}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"temperature": float("inf")},
+        {"guidance": float("nan")},
+        {"top_p": float("nan")},
+        {"duration": float("nan")},
+        {"extra": {"x": float("inf")}},
+        {"extra": {"y": [1.0, float("nan")]}},
+    ],
+)
 def test_non_finite_numbers_are_refused(params) -> None:
     from soundforge import InvalidRequestError
 
@@ -120,7 +147,8 @@ def test_non_finite_numbers_are_refused(params) -> None:
         GenerationRequest(prompt="x", **params)
     with pytest.raises(InvalidRequestError):
         GenerationRequest.model_validate_json(
-            '{"prompt": "x", ' + ", ".join(f'"{k}": {_json(v)}' for k, v in params.items()) + "}")
+            '{"prompt": "x", ' + ", ".join(f'"{k}": {_json(v)}' for k, v in params.items()) + "}"
+        )
 
 
 def _json(value) -> str:

@@ -64,8 +64,11 @@ def upstream(request):
 
 
 def echoing_client(upstream: EchoingUpstream) -> Client:
-    return Client(Config.load(user_file=False, providers={"stability": {
-        "base_url": upstream.url, "api_key": KEY, "max_retries": 0}}))
+    return Client(
+        Config.load(
+            user_file=False, providers={"stability": {"base_url": upstream.url, "api_key": KEY, "max_retries": 0}}
+        )
+    )
 
 
 def test_an_echoed_key_is_redacted_from_the_error_and_its_dict(upstream) -> None:
@@ -89,12 +92,17 @@ def test_an_echoed_key_stays_out_of_the_batch_journal(upstream, tmp_path) -> Non
 
 
 def test_an_echoed_key_stays_out_of_cli_stderr(upstream, tmp_path) -> None:
-    (tmp_path / "soundforge.toml").write_text(
-        f'[providers.stability]\nbase_url = "{upstream.url}"\nmax_retries = 0\n')
+    (tmp_path / "soundforge.toml").write_text(f'[providers.stability]\nbase_url = "{upstream.url}"\nmax_retries = 0\n')
     exe = str(Path(sys.executable).with_name("soundforge"))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "STABILITY_API_KEY": KEY}
-    out = subprocess.run([exe, "generate", "techno", "-p", "stability", "-d", "2", "-o", "x.wav"], cwd=tmp_path,
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [exe, "generate", "techno", "-p", "stability", "-d", "2", "-o", "x.wav"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert KEY not in out.stderr + out.stdout and REDACTED in out.stderr
 
@@ -106,10 +114,13 @@ def test_an_echoed_key_stays_out_of_serve_records_and_bodies(upstream, tmp_path)
     from .test_serve import serving, wait
 
     store = tmp_path / "jobs"
-    with serving(store, engine="inline", client=echoing_client(upstream)) as (url, _), \
-            httpx.Client(base_url=url, timeout=30) as http:
-        job = http.post("/v1/generations", json={"request": {"prompt": "techno", "duration": 2},
-                                                 "provider": "stability"}).json()
+    with (
+        serving(store, engine="inline", client=echoing_client(upstream)) as (url, _),
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        job = http.post(
+            "/v1/generations", json={"request": {"prompt": "techno", "duration": 2}, "provider": "stability"}
+        ).json()
         record = wait(http, job["id"])
         assert record["status"] == "failed" and REDACTED in json.dumps(record)
         assert KEY not in http.get(f"/v1/generations/{job['id']}").text
@@ -119,12 +130,14 @@ def test_an_echoed_key_stays_out_of_serve_records_and_bodies(upstream, tmp_path)
 def test_redaction_rules() -> None:
     Secret("configured-secret-value")
     assert redact("the key configured-secret-value was refused") == "the key *** was refused"
-    for text, hidden in [("Authorization: Bearer abc.def-ghi", "abc.def-ghi"),
-                         ('{"xi-api-key": "k-12345678"}', "k-12345678"),
-                         ("x-goog-api-key=AIzaSyXXXX", "AIzaSyXXXX"),
-                         ("Authorization: Key fal-123:456", "fal-123:456"),
-                         ("GET /v1/x?key=AIza123456&alt=json", "AIza123456"),
-                         ("token: r8_abcdefghijk", "r8_abcdefghijk")]:
+    for text, hidden in [
+        ("Authorization: Bearer abc.def-ghi", "abc.def-ghi"),
+        ('{"xi-api-key": "k-12345678"}', "k-12345678"),
+        ("x-goog-api-key=AIzaSyXXXX", "AIzaSyXXXX"),
+        ("Authorization: Key fal-123:456", "fal-123:456"),
+        ("GET /v1/x?key=AIza123456&alt=json", "AIza123456"),
+        ("token: r8_abcdefghijk", "r8_abcdefghijk"),
+    ]:
         assert hidden not in redact(text), text
     # Ordinary words are left alone.
     for text in ("max_new_tokens=512 tokens", "provider 'x' needs api_key_env", "short key abc"):

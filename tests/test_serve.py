@@ -69,8 +69,10 @@ def test_synth_end_to_end_and_restart(tmp_path) -> None:
         assert http.get("/healthz").json()["status"] == "ok"
         rows = {r["name"]: r for r in http.get("/v1/providers").json()}
         assert rows["synth"]["available"] and "musicgen" in rows
-        answer = http.post("/v1/generations", json={"request": {"prompt": "lofi 85 BPM", "duration": 2, "seed": 3},
-                                                    "provider": "synth"})
+        answer = http.post(
+            "/v1/generations",
+            json={"request": {"prompt": "lofi 85 BPM", "duration": 2, "seed": 3}, "provider": "synth"},
+        )
         assert answer.status_code == 202
         job_id = answer.json()["id"]
         record = wait(http, job_id)
@@ -86,8 +88,9 @@ def test_synth_end_to_end_and_restart(tmp_path) -> None:
         assert http.get("/v1/generations/nope").status_code == 404
     # A job a crashed server left running, and a restart: finished results stay, unfinished ones fail.
     (store / "deadbeef").mkdir()
-    (store / "deadbeef" / "job.json").write_text(json.dumps({"id": "deadbeef", "status": "running",
-                                                             "created_at": time.time()}))
+    (store / "deadbeef" / "job.json").write_text(
+        json.dumps({"id": "deadbeef", "status": "running", "created_at": time.time()})
+    )
     with running(store) as url, httpx.Client(base_url=url, timeout=30) as http:
         assert http.get(f"/v1/generations/{job_id}").json()["status"] == "succeeded"
         assert http.get(f"/v1/generations/{job_id}/audio").status_code == 200
@@ -115,16 +118,25 @@ def test_policy_refusal_and_invalid_requests(tmp_path) -> None:
     with running(tmp_path / "open", max_job_seconds=30) as url, httpx.Client(base_url=url) as http:
         wav = io.BytesIO()
         sf.write(wav, [0.0] * 800, 8000, format="WAV")
-        sent = http.post("/v1/generations", json={"request": {"prompt": "x", "melody": {
-            "wav": base64.b64encode(wav.getvalue()).decode()}}, "provider": "synth"})
+        sent = http.post(
+            "/v1/generations",
+            json={
+                "request": {"prompt": "x", "melody": {"wav": base64.b64encode(wav.getvalue()).decode()}},
+                "provider": "synth",
+            },
+        )
         assert sent.status_code == 422 and sent.json()["error"]["code"] == "unsupported_feature"  # synth: no melody
 
 
 def test_every_refusal_has_the_documented_error_shape(tmp_path) -> None:
     with running(tmp_path, max_job_seconds=30) as url, httpx.Client(base_url=url) as http:
+
         def refused(body: bytes | dict, status: int = 422) -> dict:
-            kwargs = {"json": body} if isinstance(body, dict) else {
-                "content": body, "headers": {"Content-Type": "application/json"}}
+            kwargs = (
+                {"json": body}
+                if isinstance(body, dict)
+                else {"content": body, "headers": {"Content-Type": "application/json"}}
+            )
             answer = http.post("/v1/generations", **kwargs)
             assert answer.status_code == status, answer.text
             assert set(answer.json()) == {"error"} and isinstance(answer.json()["error"]["message"], str)
@@ -132,10 +144,12 @@ def test_every_refusal_has_the_documented_error_shape(tmp_path) -> None:
 
         assert refused({"request": {"prompt": "x", "duration": -1}})["field"] == "request.duration"
         # NaN, Infinity and 1e999 are valid to Python's JSON parser: refused as numbers, never a 500.
-        for raw in (b'{"request": {"prompt": "x", "temperature": NaN}}',
-                    b'{"request": {"prompt": "x", "guidance": Infinity}}',
-                    b'{"request": {"prompt": "x", "duration": 1e999}}',
-                    b'{"request": {"prompt": "x", "extra": {"k": NaN}}}'):
+        for raw in (
+            b'{"request": {"prompt": "x", "temperature": NaN}}',
+            b'{"request": {"prompt": "x", "guidance": Infinity}}',
+            b'{"request": {"prompt": "x", "duration": 1e999}}',
+            b'{"request": {"prompt": "x", "extra": {"k": NaN}}}',
+        ):
             refused(raw)
         # A lone surrogate is valid JSON and no text: refused up front.
         assert "not valid Unicode" in refused(b'{"request": {"prompt": "calm \\ud800 piano"}}')["message"]
@@ -156,8 +170,9 @@ def test_every_refusal_has_the_documented_error_shape(tmp_path) -> None:
 
 def test_encoded_downloads_are_encoded_once(tmp_path) -> None:
     with running(tmp_path) as url, httpx.Client(base_url=url, timeout=30) as http:
-        job = http.post("/v1/generations", json={"request": {"prompt": "lofi", "duration": 2, "seed": 1},
-                                                 "provider": "synth"}).json()
+        job = http.post(
+            "/v1/generations", json={"request": {"prompt": "lofi", "duration": 2, "seed": 1}, "provider": "synth"}
+        ).json()
         assert wait(http, job["id"])["status"] == "succeeded"
         first = http.get(f"/v1/generations/{job['id']}/audio", params={"format": "flac"})
         cached = tmp_path / job["id"] / "audio.flac"
@@ -168,25 +183,38 @@ def test_encoded_downloads_are_encoded_once(tmp_path) -> None:
 
 
 def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:
-    with running(tmp_path, max_queue=1, workers=1, token="s3cret", max_body_bytes=4096,
-                 cors_origins=("https://app.example",)) as url:
+    with running(
+        tmp_path, max_queue=1, workers=1, token="s3cret", max_body_bytes=4096, cors_origins=("https://app.example",)
+    ) as url:
         with httpx.Client(base_url=url, timeout=30) as anonymous:
             assert anonymous.get("/healthz").status_code == 200
             assert anonymous.get("/v1/providers").status_code == 401
             # A browser's CORS preflight carries no token; it is answered, and the real request still needs one.
-            preflight = anonymous.options("/v1/generations", headers={
-                "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization, content-type"})
+            preflight = anonymous.options(
+                "/v1/generations",
+                headers={
+                    "Origin": "https://app.example",
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization, content-type",
+                },
+            )
             assert preflight.status_code == 200
             assert preflight.headers["access-control-allow-origin"] == "https://app.example"
-            assert anonymous.post("/v1/generations", json={"request": {"prompt": "x"}},
-                                  headers={"Origin": "https://app.example"}).status_code == 401
-            other = anonymous.options("/v1/generations", headers={
-                "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+            assert (
+                anonymous.post(
+                    "/v1/generations", json={"request": {"prompt": "x"}}, headers={"Origin": "https://app.example"}
+                ).status_code
+                == 401
+            )
+            other = anonymous.options(
+                "/v1/generations", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+            )
             assert "access-control-allow-origin" not in other.headers
         with httpx.Client(base_url=url, timeout=30, headers={"Authorization": "Bearer s3cret"}) as http:
-            long = {"request": {"prompt": "ambient", "duration": 600, "channels": 1, "sample_rate": 22050},
-                    "provider": "synth"}
+            long = {
+                "request": {"prompt": "ambient", "duration": 600, "channels": 1, "sample_rate": 22050},
+                "provider": "synth",
+            }
             first = http.post("/v1/generations", json=long).json()["id"]
             deadline = time.monotonic() + 20
             while http.get(f"/v1/generations/{first}").json()["status"] == "queued":  # until the worker takes it
@@ -201,8 +229,11 @@ def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:
             huge = http.post("/v1/generations", json={"request": {"prompt": "x" * 5000}})
             assert huge.status_code == 413
             # Sent in chunks, without a Content-Length: counted as it arrives.
-            chunked = http.post("/v1/generations", headers={"content-type": "application/json"},
-                                content=iter([b'{"request": {"prompt": "', b"x" * 5000, b'"}}']))
+            chunked = http.post(
+                "/v1/generations",
+                headers={"content-type": "application/json"},
+                content=iter([b'{"request": {"prompt": "', b"x" * 5000, b'"}}']),
+            )
             assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "too_large"
             assert "content-length" not in chunked.request.headers
 
@@ -211,9 +242,19 @@ def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:
 def test_web_page_in_headless_chromium(tmp_path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     with running(tmp_path) as url, playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page()
             page.goto(url + "/")
@@ -235,14 +276,17 @@ def test_web_page_in_headless_chromium(tmp_path) -> None:
 def test_long_poll_answers_when_the_job_ends(tmp_path, engine: str) -> None:
     with serving(tmp_path, engine=engine) as (url, app), httpx.Client(base_url=url, timeout=30) as http:
         assert app.state.engine.mode == engine
-        job = http.post("/v1/generations", json={"request": {"prompt": "techno 128 BPM", "duration": 3, "seed": 1},
-                                                 "provider": "synth"}).json()
+        job = http.post(
+            "/v1/generations",
+            json={"request": {"prompt": "techno 128 BPM", "duration": 3, "seed": 1}, "provider": "synth"},
+        ).json()
         record = http.get(f"/v1/generations/{job['id']}", params={"wait": 20}).json()
         assert record["status"] == "succeeded", "one long poll is enough: it returns when the job has ended"
         assert http.get(f"/v1/generations/{job['id']}", params={"wait": 61}).status_code == 422
         # Submit, then one download that waits for the job: two requests in all.
-        job = http.post("/v1/generations", json={"request": {"prompt": "dub techno", "duration": 3, "seed": 2},
-                                                 "provider": "synth"}).json()
+        job = http.post(
+            "/v1/generations", json={"request": {"prompt": "dub techno", "duration": 3, "seed": 2}, "provider": "synth"}
+        ).json()
         audio = http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 20, "format": "flac"})
         assert audio.status_code == 200 and audio.content[:4] == b"fLaC"
 
@@ -254,8 +298,10 @@ def test_a_killed_engine_fails_its_jobs_and_the_next_job_gets_a_new_one(tmp_path
     with serving(tmp_path) as (url, app), httpx.Client(base_url=url, timeout=30) as http:
         first_pid = app.state.engine.pid
         assert first_pid is not None and first_pid != os.getpid()
-        long = {"request": {"prompt": "drone", "duration": 600, "channels": 1, "sample_rate": 22050},
-                "provider": "synth"}
+        long = {
+            "request": {"prompt": "drone", "duration": 600, "channels": 1, "sample_rate": 22050},
+            "provider": "synth",
+        }
         doomed = http.post("/v1/generations", json=long).json()["id"]
         deadline = time.monotonic() + 20
         while http.get(f"/v1/generations/{doomed}").json()["status"] != "running":
@@ -266,8 +312,9 @@ def test_a_killed_engine_fails_its_jobs_and_the_next_job_gets_a_new_one(tmp_path
         assert record["status"] == "failed" and record["error"]["code"] == "engine_stopped"
         assert "exit code -9" in record["error"]["message"]
         assert http.get("/healthz").status_code == 200  # the server itself stayed up
-        after = http.post("/v1/generations", json={"request": {"prompt": "lofi", "duration": 1, "seed": 5},
-                                                   "provider": "synth"}).json()["id"]
+        after = http.post(
+            "/v1/generations", json={"request": {"prompt": "lofi", "duration": 1, "seed": 5}, "provider": "synth"}
+        ).json()["id"]
         assert wait(http, after)["status"] == "succeeded"
         assert app.state.engine.pid not in (None, first_pid)
         # Cancelling a job that runs in the engine process stops it there.
@@ -295,11 +342,13 @@ def test_cli_serve_reads_its_config_section(tmp_path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     (tmp_path / "soundforge.toml").write_text(
-        f'[serve]\nport = {port}\nstore = "{tmp_path / "jobs"}"\ntoken_env = "STUDIO_TOKEN"\nmax_queue = 3\n')
+        f'[serve]\nport = {port}\nstore = "{tmp_path / "jobs"}"\ntoken_env = "STUDIO_TOKEN"\nmax_queue = 3\n'
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDFORGE_")} | {"STUDIO_TOKEN": "t0ken"}
     exe = str(Path(sys.executable).with_name("soundforge"))
-    server = subprocess.Popen([exe, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [exe, "serve"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -368,18 +417,32 @@ def test_a_torch_model_runs_in_the_engine_process(tmp_path) -> None:
     melody_model = str(build_musicgen(tmp_path / "melody", melody=True))
     with serving(tmp_path / "jobs") as (url, app), httpx.Client(base_url=url, timeout=60) as http:
         assert app.state.engine.mode == "process"
-        job = http.post("/v1/generations", json={"request": {"prompt": "calm piano", "duration": 0.1, "seed": 42},
-                                                 "provider": f"musicgen:{mono}"}).json()
+        job = http.post(
+            "/v1/generations",
+            json={"request": {"prompt": "calm piano", "duration": 0.1, "seed": 42}, "provider": f"musicgen:{mono}"},
+        ).json()
         audio = http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 60})
         assert audio.status_code == 200
-        library = Client(Config.load(user_file=False)).generate("calm piano", provider=f"musicgen:{mono}",
-                                                                duration=0.1, seed=42).tracks[0]
+        library = (
+            Client(Config.load(user_file=False))
+            .generate("calm piano", provider=f"musicgen:{mono}", duration=0.1, seed=42)
+            .tracks[0]
+        )
         assert decoded_sha256(audio.content) == decoded_sha256(library.to_bytes("wav"))
         tune = io.BytesIO()
         sf.write(tune, 0.3 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000), 16000, format="WAV")
-        job = http.post("/v1/generations", json={"request": {
-            "prompt": "jazz melody", "duration": 0.04, "seed": 5,
-            "melody": {"wav": base64.b64encode(tune.getvalue()).decode()}}, "provider": f"musicgen:{melody_model}"})
+        job = http.post(
+            "/v1/generations",
+            json={
+                "request": {
+                    "prompt": "jazz melody",
+                    "duration": 0.04,
+                    "seed": 5,
+                    "melody": {"wav": base64.b64encode(tune.getvalue()).decode()},
+                },
+                "provider": f"musicgen:{melody_model}",
+            },
+        )
         record = http.get(f"/v1/generations/{job.json()['id']}", params={"wait": 60}).json()
         assert record["status"] == "succeeded", record
         assert record["provenance"]["request"]["melody"] is not None

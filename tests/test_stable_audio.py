@@ -38,12 +38,26 @@ def client(**settings) -> Client:
 def test_identical_to_direct_pipeline_call(folder) -> None:
     from diffusers import StableAudioPipeline
 
-    g = client().generate("calm piano", provider=f"stable-audio:{folder}", duration=1.5, seed=3, steps=4,
-                          guidance=7.0, negative_prompt="drums")
+    g = client().generate(
+        "calm piano",
+        provider=f"stable-audio:{folder}",
+        duration=1.5,
+        seed=3,
+        steps=4,
+        guidance=7.0,
+        negative_prompt="drums",
+    )
     pipe = StableAudioPipeline.from_pretrained(folder, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    expected = pipe("calm piano", audio_end_in_s=1.5, num_inference_steps=4, guidance_scale=7.0,
-                    negative_prompt="drums", generator=torch.Generator().manual_seed(3), output_type="np").audios
+    expected = pipe(
+        "calm piano",
+        audio_end_in_s=1.5,
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        negative_prompt="drums",
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+    ).audios
     assert g.audio.shape == (2, 1200) and g.sample_rate == SR
     assert np.array_equal(g.audio, expected[0])
     assert g.license.id == "LicenseRef-Unknown"  # a folder: unknown unless declared (test_policy_conditional_licence)
@@ -73,8 +87,9 @@ def test_audio_to_audio_variation(folder) -> None:
     t = np.arange(SR * 2) / SR
     clip = (0.5 * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
     plain = c.generate("rock", provider=spec, duration=1.0, seed=4, steps=3)
-    varied = c.generate("rock", provider=spec, duration=1.0, seed=4, steps=3, audio_prompt=(clip, SR),
-                        audio_prompt_mode="variation")
+    varied = c.generate(
+        "rock", provider=spec, duration=1.0, seed=4, steps=3, audio_prompt=(clip, SR), audio_prompt_mode="variation"
+    )
     assert varied.audio.shape == plain.audio.shape and not np.array_equal(varied.audio, plain.audio)
     assert "audio_prompt" in varied.provenance.request
     with pytest.raises(UnsupportedFeatureError, match="strength"):
@@ -122,18 +137,24 @@ def test_missing_weights_mention_the_gate() -> None:
 
 def test_policy_conditional_licence(folder) -> None:
     spec = f"stable-audio:{folder}"
-    undeclared = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(
-        annual_revenue_usd=250_000, attestations=frozenset({"stability_registered"})))
+    undeclared = Client(
+        Config.load(user_file=False),
+        policy=LicensePolicy.commercial(annual_revenue_usd=250_000, attestations=frozenset({"stability_registered"})),
+    )
     with pytest.raises(LicensePolicyError, match="unknown"):
         undeclared.generate("x", provider=spec, duration=0.5, steps=2)
     # The user declares the folder holds Stable Audio Open 1.0: its Community License applies, conditions and all.
-    registry = LicenseRegistry.default().declare("stable-audio", folder, same_as="stabilityai/stable-audio-open-1.0",
-                                                 reason="a copy of the published weights")
+    registry = LicenseRegistry.default().declare(
+        "stable-audio", folder, same_as="stabilityai/stable-audio-open-1.0", reason="a copy of the published weights"
+    )
     refused = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(), registry=registry)
     with pytest.raises(LicensePolicyError, match="1,000,000"):
         refused.generate("x", provider=spec, duration=0.5, steps=2)
-    allowed = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(
-        annual_revenue_usd=250_000, attestations=frozenset({"stability_registered"})), registry=registry)
+    allowed = Client(
+        Config.load(user_file=False),
+        policy=LicensePolicy.commercial(annual_revenue_usd=250_000, attestations=frozenset({"stability_registered"})),
+        registry=registry,
+    )
     made = allowed.generate("x", provider=spec, duration=0.5, steps=2, seed=1)
     assert made.license.commercial_use.value == "conditional" and made.license.attribution == "Powered by Stability AI"
 
@@ -149,18 +170,24 @@ def test_concurrent_requests_share_one_pipeline_call(folder) -> None:
     prompts = ["rain", "wind in trees", "distant thunder"]
 
     async def together():
-        return await asyncio.gather(*(c.agenerate(p, provider=spec, duration=1.0, seed=10 * i, steps=3)
-                                      for i, p in enumerate(prompts)))
+        return await asyncio.gather(
+            *(c.agenerate(p, provider=spec, duration=1.0, seed=10 * i, steps=3) for i, p in enumerate(prompts))
+        )
 
     batched = asyncio.run(together())
     assert [g.provenance.parameters["batched_requests"] for g in batched] == [3, 3, 3]
     assert [g.provenance.parameters["batch_offset"] for g in batched] == [0, 1, 2]
     pipe = StableAudioPipeline.from_pretrained(folder, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    expected = pipe(prompts, audio_end_in_s=1.0, num_inference_steps=3, output_type="np",
-                    generator=[torch.Generator().manual_seed(10 * i) for i in range(3)]).audios
+    expected = pipe(
+        prompts,
+        audio_end_in_s=1.0,
+        num_inference_steps=3,
+        output_type="np",
+        generator=[torch.Generator().manual_seed(10 * i) for i in range(3)],
+    ).audios
     for i, g in enumerate(batched):
-        assert np.array_equal(g.audio, expected[i, :, :g.audio.shape[1]]), i
+        assert np.array_equal(g.audio, expected[i, :, : g.audio.shape[1]]), i
     # Different settings never share a call; a request alone is exactly the unbatched call (seeded once).
     other_steps = asyncio.run(asyncio.wait_for(c.agenerate("rain", provider=spec, duration=1.0, seed=0, steps=2), 60))
     assert other_steps.provenance.parameters["batched_requests"] == 1
@@ -177,8 +204,9 @@ def test_batching_is_off_on_a_cpu_by_default_and_checked(folder) -> None:
     spec = f"stable-audio:{folder}"
 
     async def together(c):
-        return await asyncio.gather(*(c.agenerate(p, provider=spec, duration=1.0, seed=1, steps=2)
-                                      for p in ("rain", "wind")))
+        return await asyncio.gather(
+            *(c.agenerate(p, provider=spec, duration=1.0, seed=1, steps=2) for p in ("rain", "wind"))
+        )
 
     default = asyncio.run(together(client(batch_window=0.5)))
     assert all("batched_requests" not in g.provenance.parameters for g in default)

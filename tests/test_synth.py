@@ -24,10 +24,17 @@ def test_output_shape_and_level(client: Client) -> None:
     assert mono.audio.shape == (1, 44100) and mono.sample_rate == 22050
 
 
-@pytest.mark.parametrize("prompt, bpm", [
-    ("lo-fi hip hop, 85 BPM", 85), ("rock anthem 100 bpm", 100), ("synthwave at 110 BPM", 110),
-    ("deep house 124 BPM", 124), ("techno 132 BPM", 132), ("chiptune 140 bpm", 140),
-])
+@pytest.mark.parametrize(
+    "prompt, bpm",
+    [
+        ("lo-fi hip hop, 85 BPM", 85),
+        ("rock anthem 100 bpm", 100),
+        ("synthwave at 110 BPM", 110),
+        ("deep house 124 BPM", 124),
+        ("techno 132 BPM", 132),
+        ("chiptune 140 bpm", 140),
+    ],
+)
 def test_beat_tracker_finds_requested_tempo(client: Client, prompt: str, bpm: float) -> None:
     librosa = pytest.importorskip("librosa")
     g = client.generate(prompt, provider="synth", duration=30, seed=5)
@@ -64,8 +71,10 @@ def test_num_outputs_gives_distinct_seeded_tracks(client: Client) -> None:
     assert [t.provenance.track_index for t in g.tracks] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("prompt, tonic", [("deep house in A minor", 9), ("house in C major", 0),
-                                           ("house in G major", 7), ("techno in E minor", 4)])
+@pytest.mark.parametrize(
+    "prompt, tonic",
+    [("deep house in A minor", 9), ("house in C major", 0), ("house in G major", 7), ("techno in E minor", 4)],
+)
 def test_the_low_end_sits_on_the_key_root(client: Client, prompt: str, tonic: int) -> None:
     g = client.generate(prompt, provider="synth", duration=8, seed=3)
     mono = g.audio.mean(axis=0).astype(np.float64)

@@ -45,11 +45,24 @@ if TYPE_CHECKING:
     from .result import Generation, Track
 
 _LAZY = {
-    "Client": "client", "ProviderStatus": "client", "Config": "config", "GenerationRequest": "request",
-    "AudioInput": "request", "Generation": "result", "Track": "result", "License": "licensing",
-    "CommercialUse": "licensing", "LicensePolicy": "policy", "Provenance": "provenance",
-    "Capabilities": "capabilities", "Backend": "backends.base", "CancelToken": "backends.base",
-    "ProgressEvent": "backends.base", "batch": "bulk", "abatch": "bulk", "BatchReport": "bulk",
+    "Client": "client",
+    "ProviderStatus": "client",
+    "Config": "config",
+    "GenerationRequest": "request",
+    "AudioInput": "request",
+    "Generation": "result",
+    "Track": "result",
+    "License": "licensing",
+    "CommercialUse": "licensing",
+    "LicensePolicy": "policy",
+    "Provenance": "provenance",
+    "Capabilities": "capabilities",
+    "Backend": "backends.base",
+    "CancelToken": "backends.base",
+    "ProgressEvent": "backends.base",
+    "batch": "bulk",
+    "abatch": "bulk",
+    "BatchReport": "bulk",
 }
 
 
@@ -80,9 +93,14 @@ def default_client() -> Client:
         return _default_client
 
 
-def generate(prompt_or_request: str | GenerationRequest, *, provider: str | None = None,
-             on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-             **params: Any) -> Generation:
+def generate(
+    prompt_or_request: str | GenerationRequest,
+    *,
+    provider: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    **params: Any,
+) -> Generation:
     """Generate audio from a prompt (or a `GenerationRequest`) and return it with licence and provenance.
 
     Args:
@@ -92,16 +110,23 @@ def generate(prompt_or_request: str | GenerationRequest, *, provider: str | None
         cancel: a `CancelToken` to stop the generation between steps.
         **params: request fields (`duration=`, `seed=`, `num_outputs=`, …).
     """
-    return default_client().generate(prompt_or_request, provider=provider, on_progress=on_progress,
-                                     cancel=cancel, **params)
+    return default_client().generate(
+        prompt_or_request, provider=provider, on_progress=on_progress, cancel=cancel, **params
+    )
 
 
-async def agenerate(prompt_or_request: str | GenerationRequest, *, provider: str | None = None,
-                    on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                    **params: Any) -> Generation:
+async def agenerate(
+    prompt_or_request: str | GenerationRequest,
+    *,
+    provider: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    **params: Any,
+) -> Generation:
     """Async `generate`: runs local engines in a worker thread and never blocks the event loop."""
-    return await default_client().agenerate(prompt_or_request, provider=provider, on_progress=on_progress,
-                                            cancel=cancel, **params)
+    return await default_client().agenerate(
+        prompt_or_request, provider=provider, on_progress=on_progress, cancel=cancel, **params
+    )
 
 
 __all__ = [

@@ -52,16 +52,19 @@ def format_for(path: str | os.PathLike[str] | None, explicit: str | None = None)
     if explicit:
         key = explicit.lower().lstrip(".")
         if key not in FORMATS:
-            raise InvalidRequestError(f"unknown audio format {explicit!r}", field="format",
-                                      hint=f"use one of: {', '.join(FORMATS)}")
+            raise InvalidRequestError(
+                f"unknown audio format {explicit!r}", field="format", hint=f"use one of: {', '.join(FORMATS)}"
+            )
         return FORMATS[key]
     if path is None:
         return FORMATS["wav"]
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in FORMATS:
         raise InvalidRequestError(
-            f"cannot tell the audio format from {str(path)!r}", field="format",
-            hint=f"end the file name with one of {', '.join('.' + f for f in FORMATS)} or pass format=...")
+            f"cannot tell the audio format from {str(path)!r}",
+            field="format",
+            hint=f"end the file name with one of {', '.join('.' + f for f in FORMATS)} or pass format=...",
+        )
     return FORMATS[suffix]
 
 
@@ -74,8 +77,7 @@ def as_audio(array: Any, *, name: str = "audio") -> AudioArray:
     if data.ndim == 1:
         data = data[np.newaxis, :]
     if data.ndim != 2:
-        raise InvalidRequestError(f"{name} must be 1-D or (channels, samples); got shape {data.shape}",
-                                  field=name)
+        raise InvalidRequestError(f"{name} must be 1-D or (channels, samples); got shape {data.shape}", field=name)
     if data.shape[0] > data.shape[1] and data.shape[1] <= 8:
         # (samples, channels) as soundfile returns it: turn it round rather than make 40,000 channels.
         data = data.T
@@ -103,8 +105,9 @@ def load_audio(source: str | os.PathLike[str] | bytes) -> tuple[AudioArray, int]
             data, rate = sf.read(os.fspath(source), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         where = "the given bytes" if isinstance(source, bytes) else repr(os.fspath(source))
-        raise InvalidRequestError(f"cannot read audio from {where}: {exc}", field="audio",
-                                  hint="use a WAV, FLAC, OGG or MP3 file") from exc
+        raise InvalidRequestError(
+            f"cannot read audio from {where}: {exc}", field="audio", hint="use a WAV, FLAC, OGG or MP3 file"
+        ) from exc
     return np.ascontiguousarray(data.T, dtype=np.float32), int(rate)
 
 
@@ -128,7 +131,7 @@ def resample(audio: AudioArray, rate_in: int, rate_out: int) -> AudioArray:
     out_spectrum[:, :keep] = spectrum[:, :keep]
     out = np.fft.irfft(out_spectrum, n=n_padded_out, axis=1) * (n_padded_out / padded.shape[1])
     start = round(pad * rate_out / rate_in)
-    return np.ascontiguousarray(out[:, start:start + n_out], dtype=np.float32)
+    return np.ascontiguousarray(out[:, start : start + n_out], dtype=np.float32)
 
 
 def to_channels(audio: AudioArray, channels: int) -> AudioArray:
@@ -153,14 +156,21 @@ def encode(audio: AudioArray, sample_rate: int, fmt: AudioFormat, strings: dict[
     extra: dict[str, Any] = {}
     if fmt.name == "mp3":
         extra = {"compression_level": 0.0, "bitrate_mode": "CONSTANT"}
-    with sf.SoundFile(buffer, mode="w", samplerate=sample_rate, channels=audio.shape[0],
-                      format=fmt.sf_format, subtype=fmt.sf_subtype, **extra) as handle:
+    with sf.SoundFile(
+        buffer,
+        mode="w",
+        samplerate=sample_rate,
+        channels=audio.shape[0],
+        format=fmt.sf_format,
+        subtype=fmt.sf_subtype,
+        **extra,
+    ) as handle:
         for key, value in (strings or {}).items():
             setattr(handle, key, value)
         # In blocks: libsndfile's Ogg Vorbis encoder crashes the process (SIGSEGV) on one long write (tens of
         # seconds of stereo in one call); blocks give the same bytes for every format and bound its buffers.
         for start in range(0, clipped.shape[0], _ENCODE_BLOCK_FRAMES):
-            handle.write(clipped[start:start + _ENCODE_BLOCK_FRAMES])
+            handle.write(clipped[start : start + _ENCODE_BLOCK_FRAMES])
     return buffer.getvalue()
 
 

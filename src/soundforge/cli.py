@@ -57,8 +57,13 @@ def _parse_param(text: str) -> tuple[str, Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="soundforge")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Extra TOML config file, read after the usual ones.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Extra TOML config file, read after the usual ones.",
+)
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
@@ -82,25 +87,58 @@ def _client(ctx: click.Context, **policy: Any) -> Any:
 @click.option("-d", "--duration", type=float, default=None, help="Seconds of audio.")
 @click.option("-n", "--num-outputs", type=int, default=None, help="How many variations.")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed, same audio).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("track.wav"),
-              show_default=True, help="Output file; the extension picks the format.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("track.wav"),
+    show_default=True,
+    help="Output file; the extension picks the format.",
+)
 @click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "mp3"]), default=None)
 @click.option("--loudness", type=float, default=None, help="Normalise to this LUFS target (e.g. -14).")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Any request field (JSON values), e.g. --param temperature=0.9 --param extra='{\"x\":1}'.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any request field (JSON values), e.g. --param temperature=0.9 --param extra='{\"x\":1}'.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
 @click.option("--no-sidecar", is_flag=True, help="Do not write the JSON sidecar.")
 @click.option("--commercial", is_flag=True, help="Refuse models whose outputs may not be used commercially.")
-@click.option("--sign-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="PEM certificate chain: sign a C2PA manifest into the file (or set [c2pa] in config).")
-@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="PEM private key for --sign-cert.")
+@click.option(
+    "--sign-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM certificate chain: sign a C2PA manifest into the file (or set [c2pa] in config).",
+)
+@click.option(
+    "--sign-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM private key for --sign-cert.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def generate(ctx: click.Context, prompt: str, provider: str | None, duration: float | None,
-             num_outputs: int | None, seed: int | None, output: Path, fmt: str | None, loudness: float | None,
-             params: tuple[str, ...], overwrite: bool, no_sidecar: bool, commercial: bool,
-             sign_cert: Path | None, sign_key: Path | None, quiet: bool) -> None:
+def generate(
+    ctx: click.Context,
+    prompt: str,
+    provider: str | None,
+    duration: float | None,
+    num_outputs: int | None,
+    seed: int | None,
+    output: Path,
+    fmt: str | None,
+    loudness: float | None,
+    params: tuple[str, ...],
+    overwrite: bool,
+    no_sidecar: bool,
+    commercial: bool,
+    sign_cert: Path | None,
+    sign_key: Path | None,
+    quiet: bool,
+) -> None:
     """Generate audio from PROMPT and save it with licence and provenance."""
     debug = ctx.obj["debug"]
     fields: dict[str, Any] = dict(_parse_param(p) for p in params)
@@ -113,8 +151,14 @@ def generate(ctx: click.Context, prompt: str, provider: str | None, duration: fl
         from .files import check_destination
 
         # Every problem with the output is found before anything is generated (or paid for).
-        check_destination(output, format=fmt, count=int(fields.get("num_outputs") or 1), overwrite=overwrite,
-                          sidecar=not no_sidecar, loudness=loudness)
+        check_destination(
+            output,
+            format=fmt,
+            count=int(fields.get("num_outputs") or 1),
+            overwrite=overwrite,
+            sidecar=not no_sidecar,
+            loudness=loudness,
+        )
         client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
         signer = client.config.c2pa_signer()
         if sign_cert is not None and sign_key is not None:
@@ -125,13 +169,16 @@ def generate(ctx: click.Context, prompt: str, provider: str | None, duration: fl
             generation = _run_with_progress(client, prompt, provider, fields, quiet)
             if generation.substitution:
                 click.echo(f"note: {generation.substitution}", err=True)
-            paths = generation.save(output, format=fmt, loudness=loudness, overwrite=overwrite,
-                                    sidecar=not no_sidecar, sign=signer)
+            paths = generation.save(
+                output, format=fmt, loudness=loudness, overwrite=overwrite, sidecar=not no_sidecar, sign=signer
+            )
     except (SoundforgeError, OSError) as exc:
         _fail(exc, debug)
     for path, track in zip(paths, generation.tracks, strict=True):
-        click.echo(f"{path}  {track.duration:.1f} s  {track.provenance.provider}:{track.provenance.model}  "
-                   f"seed {track.provenance.seed}")
+        click.echo(
+            f"{path}  {track.duration:.1f} s  {track.provenance.provider}:{track.provenance.model}  "
+            f"seed {track.provenance.seed}"
+        )
         click.echo(f"  licence: {track.license.summary()}")
         if track.license.attribution_required:
             click.echo(f"  attribution: {track.license.attribution}")
@@ -180,9 +227,16 @@ def _print_provider_table(rows: list[Any], *, commercial: bool, verbose: bool) -
     lines = []
     for r in rows:
         lic = r.license
-        lines.append([r.name, "available" if r.available else "unavailable", lic.id if lic else "?",
-                      lic.commercial_use.value.replace("_", " ") if lic else "?",
-                      *([("allowed" if r.policy_allows else "refused")] if commercial else []), r.default_model])
+        lines.append(
+            [
+                r.name,
+                "available" if r.available else "unavailable",
+                lic.id if lic else "?",
+                lic.commercial_use.value.replace("_", " ") if lic else "?",
+                *([("allowed" if r.policy_allows else "refused")] if commercial else []),
+                r.default_model,
+            ]
+        )
     sizes = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
     if sum(sizes) + 2 * (len(sizes) - 1) > width:  # narrow terminal: the model column goes (it is in --json)
         header, lines, sizes = header[:-1], [line[:-1] for line in lines], sizes[:-1]
@@ -204,10 +258,18 @@ def _print_provider_table(rows: list[Any], *, commercial: bool, verbose: bool) -
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
-    return {"name": row.name, "available": row.available, "reason": row.reason, "fix": row.fix,
-            "default_model": row.default_model, "models": row.models, "local": row.local,
-            "license": row.license.model_dump(mode="json", exclude={"components"}) if row.license else None,
-            "policy_allows": row.policy_allows, "policy_clause": row.policy_clause}
+    return {
+        "name": row.name,
+        "available": row.available,
+        "reason": row.reason,
+        "fix": row.fix,
+        "default_model": row.default_model,
+        "models": row.models,
+        "local": row.local,
+        "license": row.license.model_dump(mode="json", exclude={"components"}) if row.license else None,
+        "policy_allows": row.policy_allows,
+        "policy_clause": row.policy_clause,
+    }
 
 
 def _file_fields(path: Path) -> tuple[dict[str, str], dict[str, Any] | None]:
@@ -259,8 +321,9 @@ def _c2pa_state(file: Path) -> str | None:
     if not store:
         return None
     problems = validation_problems(store)
-    return "signed manifest, " + ("valid (signer not on a trust list)" if not problems
-                                  else "INVALID: " + ", ".join(problems))
+    return "signed manifest, " + (
+        "valid (signer not on a trust list)" if not problems else "INVALID: " + ", ".join(problems)
+    )
 
 
 @cli.command()
@@ -284,8 +347,10 @@ def verify(ctx: click.Context, file: Path) -> None:
         click.echo(f"{file}: MODIFIED, C2PA {c2pa_state}", err=True)
         sys.exit(EXIT_MODIFIED)
     if actual == expected:
-        click.echo(f"{file}: OK, audio unchanged since generation by {fields.get('PROVIDER')}:{fields.get('MODEL')} "
-                   f"(licence {fields.get('LICENSE')})")
+        click.echo(
+            f"{file}: OK, audio unchanged since generation by {fields.get('PROVIDER')}:{fields.get('MODEL')} "
+            f"(licence {fields.get('LICENSE')})"
+        )
         return
     click.echo(f"{file}: MODIFIED, the audio no longer matches its recorded hash", err=True)
     sys.exit(EXIT_MODIFIED)
@@ -294,26 +359,49 @@ def verify(ctx: click.Context, file: Path) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Address to bind ([serve] host; default 127.0.0.1, loopback).")
 @click.option("--port", type=int, default=None, help="Port ([serve] port; default 8000).")
-@click.option("--store", type=click.Path(file_okay=False), default=None,
-              help="Folder for job results ([serve] store; default: the user data dir).")
-@click.option("--token", default=None,
-              help="Require this bearer token on every endpoint but /healthz; prefer the environment variable "
-                   "SOUNDFORGE_SERVE_TOKEN (or the one [serve] token_env names): flags show in `ps`.")
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for job results ([serve] store; default: the user data dir).",
+)
+@click.option(
+    "--token",
+    default=None,
+    help="Require this bearer token on every endpoint but /healthz; prefer the environment variable "
+    "SOUNDFORGE_SERVE_TOKEN (or the one [serve] token_env names): flags show in `ps`.",
+)
 @click.option("--max-queue", type=int, default=None, help="Jobs waiting before 429 ([serve] max_queue; 64).")
 @click.option("--workers", type=int, default=None, help="Jobs generated at once ([serve] workers; 4).")
-@click.option("--engine", type=click.Choice(["auto", "process", "inline"]), default=None,
-              help="Run jobs in a child engine process or in the server's own ([serve] engine; auto: a child "
-                   "process on Linux and macOS).")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "process", "inline"]),
+    default=None,
+    help="Run jobs in a child engine process or in the server's own ([serve] engine; auto: a child "
+    "process on Linux and macOS).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, store: str | None, token: str | None,
-          max_queue: int | None, workers: int | None, engine: str | None) -> None:
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    store: str | None,
+    token: str | None,
+    max_queue: int | None,
+    workers: int | None,
+    engine: str | None,
+) -> None:
     """Serve the API and web page (needs soundforge[serve]); settings from [serve] in config, flags win."""
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        _fail(ProviderUnavailableError("serve", "fastapi and uvicorn are not installed",
-                                       fix='pip install "soundforge[serve]"'), ctx.obj["debug"])
+        _fail(
+            ProviderUnavailableError(
+                "serve", "fastapi and uvicorn are not installed", fix='pip install "soundforge[serve]"'
+            ),
+            ctx.obj["debug"],
+        )
     from .config import Config
     from .serve import run
 
@@ -326,23 +414,50 @@ def serve(ctx: click.Context, host: str | None, port: int | None, store: str | N
 
 @cli.command("batch")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", required=True,
-              help="Output folder (holds the journal too), or an fsspec URL such as s3://bucket/cues.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    help="Output folder (holds the journal too), or an fsspec URL such as s3://bucket/cues.",
+)
 @click.option("-p", "--provider", default=None, help="Provider for rows that name none.")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Rows in flight at once.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT; finished rows are skipped.")
 @click.option("--retry-failed", is_flag=True, help="With --resume, try failed rows again.")
 @click.option("--dry-run", is_flag=True, help="Validate, check the policy and print the licence report only.")
 @click.option("--commercial", is_flag=True, help="Refuse models whose outputs may not be used commercially.")
-@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Local path of the run journal (default OUT/.soundforge-batch.sqlite; needed when OUT is a URL).")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Run on Ray: alone starts a local cluster; or 'auto', 'ray://HOST:10001'. Needs soundforge[ray].")
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Local path of the run journal (default OUT/.soundforge-batch.sqlite; needed when OUT is a URL).",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run on Ray: alone starts a local cluster; or 'auto', 'ray://HOST:10001'. Needs soundforge[ray].",
+)
 @click.option("--ray-workers", type=int, default=None, help="Ray actors per local model on CPU-only clusters (2).")
 @click.pass_context
-def batch_command(ctx: click.Context, manifest: Path, out_dir: str, provider: str | None, concurrency: int,
-                  resume: bool, retry_failed: bool, dry_run: bool, commercial: bool, journal: Path | None,
-                  ray_address: str | None, ray_workers: int | None) -> None:
+def batch_command(
+    ctx: click.Context,
+    manifest: Path,
+    out_dir: str,
+    provider: str | None,
+    concurrency: int,
+    resume: bool,
+    retry_failed: bool,
+    dry_run: bool,
+    commercial: bool,
+    journal: Path | None,
+    ray_address: str | None,
+    ray_workers: int | None,
+) -> None:
     """Generate every row of a JSONL/CSV MANIFEST into OUT, resumably, with a licence report."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -354,8 +469,14 @@ def batch_command(ctx: click.Context, manifest: Path, out_dir: str, provider: st
     try:
         rows = len(load_manifest(manifest))
         client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console, disable=dry_run or not console.is_terminal) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=dry_run or not console.is_terminal,
+        ) as bar:
             task = bar.add_task("generating", total=rows)
             failed = 0
 
@@ -366,9 +487,22 @@ def batch_command(ctx: click.Context, manifest: Path, out_dir: str, provider: st
 
             import asyncio
 
-            report = asyncio.run(abatch(manifest, out_dir, client=client, provider=provider, concurrency=concurrency,
-                                        resume=resume, retry_failed=retry_failed, dry_run=dry_run,
-                                        journal=journal, ray=ray_address, ray_workers=ray_workers, on_row=on_row))
+            report = asyncio.run(
+                abatch(
+                    manifest,
+                    out_dir,
+                    client=client,
+                    provider=provider,
+                    concurrency=concurrency,
+                    resume=resume,
+                    retry_failed=retry_failed,
+                    dry_run=dry_run,
+                    journal=journal,
+                    ray=ray_address,
+                    ray_workers=ray_workers,
+                    on_row=on_row,
+                )
+            )
     except (SoundforgeError, OSError) as exc:
         _fail(exc, ctx.obj["debug"])
     if dry_run:
@@ -380,12 +514,15 @@ def batch_command(ctx: click.Context, manifest: Path, out_dir: str, provider: st
     for column in ("licence", "commercial use", "attribution", "rows"):
         table.add_column(column, overflow="fold")
     for lid, entry in report.licenses.items():
-        table.add_row(lid, entry["commercial_use"].replace("_", " "), entry["attribution"] or "none",
-                      str(len(entry["rows"])))
+        table.add_row(
+            lid, entry["commercial_use"].replace("_", " "), entry["attribution"] or "none", str(len(entry["rows"]))
+        )
     Console().print(table)
     if not dry_run:
-        click.echo(f"{len(report.done)} generated, {len(report.skipped)} already done, {len(report.failed)} failed "
-                   f"in {report.seconds:.1f} s; licences in {out_dir}/licenses.json and {out_dir}/ATTRIBUTIONS.md")
+        click.echo(
+            f"{len(report.done)} generated, {len(report.skipped)} already done, {len(report.failed)} failed "
+            f"in {report.seconds:.1f} s; licences in {out_dir}/licenses.json and {out_dir}/ATTRIBUTIONS.md"
+        )
         for name, error in sorted(report.failed.items()):
             click.echo(f"  failed {name}: {error}", err=True)
         if report.failed:
@@ -399,15 +536,27 @@ def codec() -> None:
 
 @codec.command("encode")
 @click.argument("audio_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Token file to write (.npz: codes, metadata and the codec's licence).")
-@click.option("-m", "--model", default="facebook/encodec_24khz", show_default=True,
-              help="Hub id (encodec_24khz / _48khz: MIT; encodec_32khz: CC-BY-NC-4.0) or a local folder.")
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Token file to write (.npz: codes, metadata and the codec's licence).",
+)
+@click.option(
+    "-m",
+    "--model",
+    default="facebook/encodec_24khz",
+    show_default=True,
+    help="Hub id (encodec_24khz / _48khz: MIT; encodec_32khz: CC-BY-NC-4.0) or a local folder.",
+)
 @click.option("-b", "--bandwidth", type=float, default=None, help="kbps; default: the codec's smallest.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing token file.")
 @click.pass_context
-def codec_encode(ctx: click.Context, audio_file: Path, out: Path, model: str, bandwidth: float | None,
-                 overwrite: bool) -> None:
+def codec_encode(
+    ctx: click.Context, audio_file: Path, out: Path, model: str, bandwidth: float | None, overwrite: bool
+) -> None:
     """Encode AUDIO_FILE to EnCodec tokens."""
     from .audio import load_audio
     from .codec import Codec
@@ -418,15 +567,23 @@ def codec_encode(ctx: click.Context, audio_file: Path, out: Path, model: str, ba
         tokens.save(out, overwrite=overwrite)
     except (SoundforgeError, FileExistsError) as exc:
         _fail(exc, ctx.obj["debug"])
-    click.echo(f"{out}: {tokens.codes.shape[0]} chunk(s) x {tokens.codebooks} codebooks x {tokens.codes.shape[2]} "
-               f"frames, {tokens.bandwidth:g} kbps, {tokens.duration:.2f} s; licence {tokens.license.id} "
-               f"({tokens.license.summary()})")
+    click.echo(
+        f"{out}: {tokens.codes.shape[0]} chunk(s) x {tokens.codebooks} codebooks x {tokens.codes.shape[2]} "
+        f"frames, {tokens.bandwidth:g} kbps, {tokens.duration:.2f} s; licence {tokens.license.id} "
+        f"({tokens.license.summary()})"
+    )
 
 
 @codec.command("decode")
 @click.argument("tokens_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Audio file to write (wav, flac, ogg, mp3) with licence and provenance tags.")
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Audio file to write (wav, flac, ogg, mp3) with licence and provenance tags.",
+)
 @click.option("-m", "--model", default=None, help="Codec to decode with (default: the one named in the file).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 @click.pass_context
@@ -440,8 +597,9 @@ def codec_decode(ctx: click.Context, tokens_file: Path, out: Path, model: str | 
         track.save(out, overwrite=overwrite)
     except (SoundforgeError, FileExistsError) as exc:
         _fail(exc, ctx.obj["debug"])
-    click.echo(f"{out}: {track.duration:.2f} s, {track.sample_rate} Hz, {track.channels} ch; licence "
-               f"{track.license.id}")
+    click.echo(
+        f"{out}: {track.duration:.2f} s, {track.sample_rate} Hz, {track.channels} ch; licence {track.license.id}"
+    )
 
 
 def main() -> None:

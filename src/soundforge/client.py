@@ -69,8 +69,7 @@ def build_request(prompt_or_request: str | GenerationRequest, params: Mapping[st
         data = {k: getattr(prompt_or_request, k) for k in prompt_or_request.model_fields_set}
         return GenerationRequest(**{**data, **params})
     if not isinstance(prompt_or_request, str):
-        raise InvalidRequestError("the first argument must be a prompt string or a GenerationRequest",
-                                  field="prompt")
+        raise InvalidRequestError("the first argument must be a prompt string or a GenerationRequest", field="prompt")
     return GenerationRequest(prompt=prompt_or_request, **params)
 
 
@@ -86,9 +85,14 @@ class Client:
             built-in ones, and replace a built-in of the same name.
     """
 
-    def __init__(self, config: Config | str | os.PathLike[str] | None = None, *,
-                 policy: LicensePolicy | None = None, registry: LicenseRegistry | None = None,
-                 backends: Mapping[str, Backend | type[Backend]] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | str | os.PathLike[str] | None = None,
+        *,
+        policy: LicensePolicy | None = None,
+        registry: LicenseRegistry | None = None,
+        backends: Mapping[str, Backend | type[Backend]] | None = None,
+    ) -> None:
         if config is None or isinstance(config, (str, os.PathLike)):
             config = Config.load(config)
         if policy is not None:
@@ -136,12 +140,21 @@ class Client:
                 model = planned.default_model if planned else ""
                 license = self._registry_license(planned.license_key if planned else name, model)
                 decision = self.config.policy.check(name, model, license) if license else None
-                rows.append(ProviderStatus(
-                    name=name, description=planned.description if planned else "", available=False,
-                    reason=exc.reason, fix=exc.fix, default_model=model, models=[model] if model else [],
-                    license=license, local=bool(planned and planned.local),
-                    policy_allows=bool(decision and decision.allowed),
-                    policy_clause=decision.clause if decision else "no licence record"))
+                rows.append(
+                    ProviderStatus(
+                        name=name,
+                        description=planned.description if planned else "",
+                        available=False,
+                        reason=exc.reason,
+                        fix=exc.fix,
+                        default_model=model,
+                        models=[model] if model else [],
+                        license=license,
+                        local=bool(planned and planned.local),
+                        policy_allows=bool(decision and decision.allowed),
+                        policy_clause=decision.clause if decision else "no licence record",
+                    )
+                )
                 continue
             model = self.router._model(backend, None)
             status = backend.availability()
@@ -149,10 +162,21 @@ class Client:
                 status = backend.model_availability(model, allow_fetch=False)
             license = self.router.license_for(backend, model)
             decision = self.config.policy.check(name, model, license)
-            rows.append(ProviderStatus(
-                name=name, description=backend.description, available=status.available, reason=status.reason,
-                fix=status.fix, default_model=model, models=[m.id for m in backend.models()], license=license,
-                local=backend.local, policy_allows=decision.allowed, policy_clause=decision.clause))
+            rows.append(
+                ProviderStatus(
+                    name=name,
+                    description=backend.description,
+                    available=status.available,
+                    reason=status.reason,
+                    fix=status.fix,
+                    default_model=model,
+                    models=[m.id for m in backend.models()],
+                    license=license,
+                    local=backend.local,
+                    policy_allows=decision.allowed,
+                    policy_clause=decision.clause,
+                )
+            )
         return rows
 
     def _registry_license(self, provider: str, model: str) -> License | None:
@@ -163,9 +187,15 @@ class Client:
             return None
 
     # --- generation ---
-    def generate(self, prompt_or_request: str | GenerationRequest, *, provider: str | None = None,
-                 on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                 **params: Any) -> Generation:
+    def generate(
+        self,
+        prompt_or_request: str | GenerationRequest,
+        *,
+        provider: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        **params: Any,
+    ) -> Generation:
         """Generate audio (blocking). See `soundforge.generate` for the arguments."""
         request = build_request(prompt_or_request, params)
         candidates, attempts = self.router.plan(request, provider)
@@ -181,9 +211,15 @@ class Client:
             return self._finish(request, candidate, raw, started, attempts, provider)
         raise _exhausted(errors)
 
-    async def agenerate(self, prompt_or_request: str | GenerationRequest, *, provider: str | None = None,
-                        on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                        **params: Any) -> Generation:
+    async def agenerate(
+        self,
+        prompt_or_request: str | GenerationRequest,
+        *,
+        provider: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        **params: Any,
+    ) -> Generation:
         """Generate audio without blocking the event loop; cancelling the task cancels the generation."""
         request = build_request(prompt_or_request, params)
         candidates, attempts = self.router.plan(request, provider)
@@ -205,23 +241,47 @@ class Client:
             return self._finish(request, candidate, raw, started, attempts, provider)
         raise _exhausted(errors)
 
-    def _context(self, candidate: Candidate, on_progress: ProgressCallback | None,
-                 cancel: CancelToken | None) -> RunContext:
-        return RunContext(settings=self.config.provider_settings(candidate.backend.name),
-                          on_progress=on_progress, cancel=cancel or CancelToken())
+    def _context(
+        self, candidate: Candidate, on_progress: ProgressCallback | None, cancel: CancelToken | None
+    ) -> RunContext:
+        return RunContext(
+            settings=self.config.provider_settings(candidate.backend.name),
+            on_progress=on_progress,
+            cancel=cancel or CancelToken(),
+        )
 
     @staticmethod
-    def _record_failure(candidate: Candidate, exc: SoundforgeError, started: float, attempts: list[Attempt],
-                        errors: list[tuple[str, SoundforgeError]]) -> None:
+    def _record_failure(
+        candidate: Candidate,
+        exc: SoundforgeError,
+        started: float,
+        attempts: list[Attempt],
+        errors: list[tuple[str, SoundforgeError]],
+    ) -> None:
         spec = f"{candidate.backend.name}:{candidate.model}"
-        attempts.append(Attempt(provider=candidate.backend.name, model=candidate.model, outcome="failed",
-                                error=str(exc), error_code=exc.code, seconds=time.perf_counter() - started))
+        attempts.append(
+            Attempt(
+                provider=candidate.backend.name,
+                model=candidate.model,
+                outcome="failed",
+                error=str(exc),
+                error_code=exc.code,
+                seconds=time.perf_counter() - started,
+            )
+        )
         errors.append((spec, exc))
         if not exc.fallback_allowed:
             raise exc
 
-    def _finish(self, request: GenerationRequest, candidate: Candidate, raw: RawGeneration, started: float,
-                attempts: list[Attempt], requested: str | None) -> Generation:
+    def _finish(
+        self,
+        request: GenerationRequest,
+        candidate: Candidate,
+        raw: RawGeneration,
+        started: float,
+        attempts: list[Attempt],
+        requested: str | None,
+    ) -> Generation:
         elapsed = time.perf_counter() - started
         backend, model = candidate.backend, candidate.model
         attempts = [*attempts, Attempt(provider=backend.name, model=model, outcome="ok", seconds=elapsed)]
@@ -230,15 +290,28 @@ class Client:
         for index, raw_track in enumerate(raw.tracks):
             audio = as_audio(raw_track.audio, name=f"{backend.name} output")
             provenance = Provenance(
-                digital_source_type=raw.digital_source_type, provider=backend.name, model=model,
-                model_revision=raw.model_revision, track_index=index, seed=raw_track.seed,
-                parameters=raw_track.parameters, request=request_record, soundforge_version=__version__,
-                engine=raw.engine_versions, device=raw.device,
+                digital_source_type=raw.digital_source_type,
+                provider=backend.name,
+                model=model,
+                model_revision=raw.model_revision,
+                track_index=index,
+                seed=raw_track.seed,
+                parameters=raw_track.parameters,
+                request=request_record,
+                soundforge_version=__version__,
+                engine=raw.engine_versions,
+                device=raw.device,
                 timings=Timings(load=raw.load_seconds, generate=max(0.0, elapsed - raw.load_seconds), total=elapsed),
-                pcm_sha256=pcm_sha256(audio), sample_rate=raw_track.sample_rate, channels=audio.shape[0],
-                attempts=attempts, requested=self._resolved(requested), unofficial=raw.unofficial)
-            tracks.append(Track(audio=audio, sample_rate=raw_track.sample_rate, license=candidate.license,
-                                provenance=provenance))
+                pcm_sha256=pcm_sha256(audio),
+                sample_rate=raw_track.sample_rate,
+                channels=audio.shape[0],
+                attempts=attempts,
+                requested=self._resolved(requested),
+                unofficial=raw.unofficial,
+            )
+            tracks.append(
+                Track(audio=audio, sample_rate=raw_track.sample_rate, license=candidate.license, provenance=provenance)
+            )
         return Generation(tracks)
 
     def _resolved(self, spec: str | None) -> str:
@@ -253,8 +326,13 @@ class Client:
     def unload(self, provider: str | None = None, model: str | None = None) -> None:
         """Unload one model, every model of one provider, or (no arguments) every model this client holds."""
         with self._lock:
-            backends = [self._backends[provider]] if provider in self._backends else \
-                [] if provider is not None else list(self._backends.values())
+            backends = (
+                [self._backends[provider]]
+                if provider in self._backends
+                else []
+                if provider is not None
+                else list(self._backends.values())
+            )
         for backend in backends:
             backend.unload(model)
 
@@ -304,6 +382,8 @@ def _request_record(request: GenerationRequest) -> dict[str, Any]:
         value = getattr(request, name)
         if value is not None:
             blob = value.wav if value.wav is not None else Path(value.path).read_bytes()
-            record[name] = {"sha256": sha256(blob).hexdigest(),
-                            **({"path": str(value.path)} if value.path is not None else {})}
+            record[name] = {
+                "sha256": sha256(blob).hexdigest(),
+                **({"path": str(value.path)} if value.path is not None else {}),
+            }
     return record

@@ -71,18 +71,26 @@ class Tokens:
 
     def metadata(self) -> dict[str, Any]:
         """Everything but the codes, JSON-ready (stored next to them by `save`)."""
-        return {"soundforge_codes": FORMAT_VERSION, "model": self.model, "model_revision": self.model_revision,
-                "sample_rate": self.sample_rate, "channels": self.channels, "num_samples": self.num_samples,
-                "bandwidth": self.bandwidth, "scales": list(self.scales) if self.scales is not None else None,
-                "last_frame_pad_length": self.last_frame_pad_length,
-                "license": self.license.model_dump(mode="json")}
+        return {
+            "soundforge_codes": FORMAT_VERSION,
+            "model": self.model,
+            "model_revision": self.model_revision,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "num_samples": self.num_samples,
+            "bandwidth": self.bandwidth,
+            "scales": list(self.scales) if self.scales is not None else None,
+            "last_frame_pad_length": self.last_frame_pad_length,
+            "license": self.license.model_dump(mode="json"),
+        }
 
     def to_bytes(self) -> bytes:
         """An `.npz` file: the codes as int16 when they fit (codebooks have at most 2048 entries) and the metadata."""
         buffer = io.BytesIO()
         small = self.codes.astype(np.int16) if self.codes.max(initial=0) < 2**15 else self.codes
-        np.savez_compressed(buffer, codes=small, metadata=np.frombuffer(
-            json.dumps(self.metadata()).encode("utf-8"), dtype=np.uint8))
+        np.savez_compressed(
+            buffer, codes=small, metadata=np.frombuffer(json.dumps(self.metadata()).encode("utf-8"), dtype=np.uint8)
+        )
         return buffer.getvalue()
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -101,11 +109,18 @@ class Tokens:
         if meta.get("soundforge_codes") != FORMAT_VERSION or codes.ndim != 3:
             raise InvalidRequestError("not a soundforge token file (unknown version or shape)", field="tokens")
         scales = meta.get("scales")
-        return cls(codes=codes, scales=tuple(scales) if scales is not None else None,
-                   last_frame_pad_length=int(meta["last_frame_pad_length"]), sample_rate=int(meta["sample_rate"]),
-                   channels=int(meta["channels"]), num_samples=int(meta["num_samples"]),
-                   bandwidth=float(meta["bandwidth"]), model=str(meta["model"]),
-                   license=License.model_validate(meta["license"]), model_revision=meta.get("model_revision"))
+        return cls(
+            codes=codes,
+            scales=tuple(scales) if scales is not None else None,
+            last_frame_pad_length=int(meta["last_frame_pad_length"]),
+            sample_rate=int(meta["sample_rate"]),
+            channels=int(meta["channels"]),
+            num_samples=int(meta["num_samples"]),
+            bandwidth=float(meta["bandwidth"]),
+            model=str(meta["model"]),
+            license=License.model_validate(meta["license"]),
+            model_revision=meta.get("model_revision"),
+        )
 
 
 def codec_license(model: str, registry: LicenseRegistry | None = None) -> License:
@@ -135,6 +150,7 @@ class Codec:
         self.model_id = model
         self.revision = revision(folder)
         self.device = pick_device(device)
+
         # Loads and forward passes run on the device's compute thread (see soundforge.backends.runtime).
         def load() -> Any:
             net: Any = EncodecModel.from_pretrained(folder)
@@ -151,8 +167,10 @@ class Codec:
         self._lock = threading.Lock()  # one forward pass at a time per loaded model
 
     def __repr__(self) -> str:
-        return (f"Codec({self.model_id!r}, {self.sample_rate} Hz, {self.channels} ch, bandwidths {self.bandwidths}, "
-                f"licence {self.license.id})")
+        return (
+            f"Codec({self.model_id!r}, {self.sample_rate} Hz, {self.channels} ch, bandwidths {self.bandwidths}, "
+            f"licence {self.license.id})"
+        )
 
     def encode(self, audio: Any, sample_rate: int, *, bandwidth: float | None = None) -> Tokens:
         """Encode audio shaped (channels, samples) or (samples,), resampled and mixed to the codec's format.
@@ -163,45 +181,68 @@ class Codec:
 
         chosen = self.bandwidths[0] if bandwidth is None else float(bandwidth)
         if chosen not in self.bandwidths:
-            raise InvalidRequestError(f"bandwidth {bandwidth} is not offered by {self.model_id}; choose one of "
-                                      f"{', '.join(f'{b:g}' for b in self.bandwidths)}", field="bandwidth")
+            raise InvalidRequestError(
+                f"bandwidth {bandwidth} is not offered by {self.model_id}; choose one of "
+                f"{', '.join(f'{b:g}' for b in self.bandwidths)}",
+                field="bandwidth",
+            )
         samples = as_audio(audio)
         if sample_rate != self.sample_rate:
             samples = resample(samples, sample_rate, self.sample_rate)
         samples = to_channels(samples, self.channels)
         if samples.shape[1] == 0:
             raise InvalidRequestError("cannot encode empty audio", field="audio")
+
         def run() -> Any:
             with self._lock, torch.inference_mode():
-                return self.net.encode(torch.from_numpy(np.ascontiguousarray(samples))[None].to(self.device),
-                                       bandwidth=chosen, return_dict=True)
+                return self.net.encode(
+                    torch.from_numpy(np.ascontiguousarray(samples))[None].to(self.device),
+                    bandwidth=chosen,
+                    return_dict=True,
+                )
 
         out = run_on_device_thread(self.device, run)
         codes = out.audio_codes[:, 0].cpu().numpy().astype(np.int64)
         scales = None if out.audio_scales[0] is None else tuple(float(s.reshape(-1)[0]) for s in out.audio_scales)
-        return Tokens(codes=codes, scales=scales, last_frame_pad_length=int(out.last_frame_pad_length or 0),
-                      sample_rate=self.sample_rate, channels=self.channels, num_samples=int(samples.shape[1]),
-                      bandwidth=chosen, model=self.model_id, license=self.license, model_revision=self.revision)
+        return Tokens(
+            codes=codes,
+            scales=scales,
+            last_frame_pad_length=int(out.last_frame_pad_length or 0),
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+            num_samples=int(samples.shape[1]),
+            bandwidth=chosen,
+            model=self.model_id,
+            license=self.license,
+            model_revision=self.revision,
+        )
 
     def decode(self, tokens: Tokens) -> tuple[AudioArray, int]:
         """Decode tokens to float32 audio shaped (channels, samples), trimmed to the encoded length."""
         import torch
 
         if tokens.sample_rate != self.sample_rate or tokens.channels != self.channels:
-            raise InvalidRequestError(f"these tokens come from {tokens.model} ({tokens.sample_rate} Hz, "
-                                      f"{tokens.channels} ch); decode them with that codec", field="tokens")
+            raise InvalidRequestError(
+                f"these tokens come from {tokens.model} ({tokens.sample_rate} Hz, "
+                f"{tokens.channels} ch); decode them with that codec",
+                field="tokens",
+            )
         codes = torch.from_numpy(tokens.codes)[:, None].to(self.device)
-        scales = [None] * codes.shape[0] if tokens.scales is None else \
-            [torch.tensor([[s]], device=self.device) for s in tokens.scales]
+        scales = (
+            [None] * codes.shape[0]
+            if tokens.scales is None
+            else [torch.tensor([[s]], device=self.device) for s in tokens.scales]
+        )
+
         def run() -> Any:
             with self._lock, torch.inference_mode():
-                out = self.net.decode(codes, scales, return_dict=True,
-                                      last_frame_pad_length=tokens.last_frame_pad_length)
+                out = self.net.decode(
+                    codes, scales, return_dict=True, last_frame_pad_length=tokens.last_frame_pad_length
+                )
             return out.audio_values[0, :, : tokens.num_samples].float().cpu().numpy()
 
         audio = run_on_device_thread(self.device, run)
         return np.ascontiguousarray(audio, dtype=np.float32), self.sample_rate
-
 
     def decode_track(self, tokens: Tokens) -> Track:
         """Decode tokens to a `Track` carrying the codec's licence and a provenance record, ready to `save`."""
@@ -212,10 +253,17 @@ class Codec:
 
         audio, rate = self.decode(tokens)
         provenance = Provenance(
-            provider="encodec", model=self.model_id, model_revision=self.revision, device=self.device,
+            provider="encodec",
+            model=self.model_id,
+            model_revision=self.revision,
+            device=self.device,
             parameters={"bandwidth": tokens.bandwidth, "codebooks": tokens.codebooks, "decoded_from": "tokens"},
-            soundforge_version=__version__, engine=_engine_versions(), pcm_sha256=pcm_sha256(audio),
-            sample_rate=rate, channels=int(audio.shape[0]))
+            soundforge_version=__version__,
+            engine=_engine_versions(),
+            pcm_sha256=pcm_sha256(audio),
+            sample_rate=rate,
+            channels=int(audio.shape[0]),
+        )
         return Track(audio=audio, sample_rate=rate, license=tokens.license, provenance=provenance)
 
 
@@ -225,8 +273,9 @@ def _engine_versions() -> dict[str, str]:
     return {name: version(name) for name in ("torch", "transformers")}
 
 
-def encode(audio: Any, sample_rate: int, *, model: str = DEFAULT_MODEL, bandwidth: float | None = None,
-           device: str = "auto") -> Tokens:
+def encode(
+    audio: Any, sample_rate: int, *, model: str = DEFAULT_MODEL, bandwidth: float | None = None, device: str = "auto"
+) -> Tokens:
     """Encode audio to EnCodec tokens with a codec loaded for this call (keep a `Codec` to reuse one)."""
     return Codec(model, device=device).encode(audio, sample_rate, bandwidth=bandwidth)
 

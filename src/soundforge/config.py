@@ -28,8 +28,18 @@ ENV_PREFIX = "SOUNDFORGE_"
 PROJECT_FILE = "soundforge.toml"
 
 #: Order in which `auto` considers providers: local and free first, then cloud.
-DEFAULT_AUTO_ORDER = ("musicgen", "stable-audio", "audiogen", "magnet", "stability", "elevenlabs", "lyria",
-                      "replicate", "fal", "synth")
+DEFAULT_AUTO_ORDER = (
+    "musicgen",
+    "stable-audio",
+    "audiogen",
+    "magnet",
+    "stability",
+    "elevenlabs",
+    "lyria",
+    "replicate",
+    "fal",
+    "synth",
+)
 
 
 class ServeConfig(BaseModel):
@@ -50,9 +60,11 @@ class ServeConfig(BaseModel):
     retention_days: float = Field(7, gt=0)
     cors_origins: tuple[str, ...] = ()
     max_job_seconds: float = Field(
-        600, gt=0, description="longest audio one job may ask for (duration x outputs), in seconds")
+        600, gt=0, description="longest audio one job may ask for (duration x outputs), in seconds"
+    )
     engine: Literal["auto", "process", "inline"] = Field(
-        "auto", description="where jobs run: a child engine process (auto on POSIX) or the server's own process")
+        "auto", description="where jobs run: a child engine process (auto on POSIX) or the server's own process"
+    )
 
     def token(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The bearer token from the environment variable `token_env`, or None when unset or empty."""
@@ -86,7 +98,8 @@ class Config(BaseModel):
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: LicensePolicy = Field(default_factory=lambda: LicensePolicy())
     model_memory_gb: Annotated[float, Field(gt=0)] | Literal["auto", "off"] = Field(
-        "auto", description="model memory budget per device (GiB), 'auto' or 'off'")
+        "auto", description="model memory budget per device (GiB), 'auto' or 'off'"
+    )
     c2pa: dict[str, str] = Field(default_factory=dict, description="cert, key, alg, tsa_url for C2PA signing")
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
@@ -105,20 +118,30 @@ class Config(BaseModel):
             return None
         unknown = set(self.c2pa) - {"cert", "key", "alg", "tsa_url"}
         if unknown or "cert" not in self.c2pa or "key" not in self.c2pa:
-            raise ConfigurationError("the [c2pa] section needs `cert` and `key` (PEM paths), optionally `alg` "
-                                     f"and `tsa_url`{'; unknown: ' + ', '.join(sorted(unknown)) if unknown else ''}")
+            raise ConfigurationError(
+                "the [c2pa] section needs `cert` and `key` (PEM paths), optionally `alg` "
+                f"and `tsa_url`{'; unknown: ' + ', '.join(sorted(unknown)) if unknown else ''}"
+            )
         from .signing import C2paSigner
 
-        return C2paSigner.from_files(self.c2pa["cert"], self.c2pa["key"], self.c2pa.get("alg", "es256"),
-                                     self.c2pa.get("tsa_url"))
+        return C2paSigner.from_files(
+            self.c2pa["cert"], self.c2pa["key"], self.c2pa.get("alg", "es256"), self.c2pa.get("tsa_url")
+        )
 
     def provider_settings(self, name: str) -> dict[str, Any]:
         """Settings of one provider (empty when none are configured)."""
         return dict(self.providers.get(name, {}))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None,
-             cwd: str | os.PathLike[str] | None = None, user_file: bool = True, **overrides: Any) -> Config:
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        user_file: bool = True,
+        **overrides: Any,
+    ) -> Config:
         """Merge every source in order; `path` is an extra file read after the others, `overrides` win last."""
         environ = os.environ if env is None else env
         layers: list[tuple[str, dict[str, Any]]] = []
@@ -138,8 +161,9 @@ class Config(BaseModel):
             return cls.model_validate(merged)
         except ValidationError as exc:
             sources = ", ".join(name for name, layer in layers if layer)
-            raise ConfigurationError(f"invalid configuration (from {sources or 'defaults'}): {_brief(exc)}",
-                                     hint="see docs/config.md") from None
+            raise ConfigurationError(
+                f"invalid configuration (from {sources or 'defaults'}): {_brief(exc)}", hint="see docs/config.md"
+            ) from None
 
 
 def user_config_path() -> Path:
@@ -201,7 +225,7 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
-        key = name[len(ENV_PREFIX):]
+        key = name[len(ENV_PREFIX) :]
         if key == "PROVIDER":
             out["default_provider"] = raw
         elif key == "MODEL_MEMORY_GB":
@@ -209,22 +233,27 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         elif key == "SERVE_TOKEN":
             continue  # a secret, read by `soundforge serve` from the variable named by serve.token_env
         elif key.startswith("SERVE_"):
-            field = key[len("SERVE_"):].lower()
-            out.setdefault("serve", {})[field] = [s.strip() for s in raw.split(",") if s.strip()] \
-                if field == "cors_origins" else _env_value(raw)
+            field = key[len("SERVE_") :].lower()
+            out.setdefault("serve", {})[field] = (
+                [s.strip() for s in raw.split(",") if s.strip()] if field == "cors_origins" else _env_value(raw)
+            )
         elif key == "FALLBACKS":
             out["fallbacks"] = [s.strip() for s in raw.split(",") if s.strip()]
         elif key.startswith("POLICY_"):
-            field = key[len("POLICY_"):].lower()
-            value: Any = [s.strip() for s in raw.split(",") if s.strip()] \
-                if field in ("allow", "deny", "attestations") else _env_value(raw)
+            field = key[len("POLICY_") :].lower()
+            value: Any = (
+                [s.strip() for s in raw.split(",") if s.strip()]
+                if field in ("allow", "deny", "attestations")
+                else _env_value(raw)
+            )
             out.setdefault("policy", {})[field] = value
         else:
             for provider in providers:
                 prefix = provider.upper().replace("-", "_") + "_"
                 if key.startswith(prefix):
-                    out.setdefault("providers", {}).setdefault(provider, {})[key[len(prefix):].lower()] = \
-                        _env_value(raw)
+                    out.setdefault("providers", {}).setdefault(provider, {})[key[len(prefix) :].lower()] = _env_value(
+                        raw
+                    )
                     break
     return out
 

@@ -51,8 +51,13 @@ class SoundforgeError(Exception):
 
     def _describe(self) -> dict[str, Any]:
         """The fields of `to_dict` before redaction; subclasses add their own."""
-        return {"code": self.code, "type": type(self).__name__, "message": self.message,
-                "provider": self.provider, "hint": self.hint}
+        return {
+            "code": self.code,
+            "type": type(self).__name__,
+            "message": self.message,
+            "provider": self.provider,
+            "hint": self.hint,
+        }
 
 
 # --- set-up ---------------------------------------------------------------------------------------
@@ -71,8 +76,11 @@ class ProviderNotFoundError(ConfigurationError):
     http_status = 404
 
     def __init__(self, name: str, known: Sequence[str]) -> None:
-        super().__init__(f"unknown provider {name!r}; known providers: {', '.join(sorted(known))}",
-                         provider=name, hint="run `soundforge providers` to see them all")
+        super().__init__(
+            f"unknown provider {name!r}; known providers: {', '.join(sorted(known))}",
+            provider=name,
+            hint="run `soundforge providers` to see them all",
+        )
         self.known = list(known)
 
 
@@ -99,8 +107,9 @@ class ModelNotAvailableError(SoundforgeError):
     exit_code = 3
 
     def __init__(self, provider: str, model: str, reason: str, *, fix: str | None = None) -> None:
-        super().__init__(f"model {model!r} of provider {provider!r} is not available: {reason}",
-                         provider=provider, hint=fix)
+        super().__init__(
+            f"model {model!r} of provider {provider!r} is not available: {reason}", provider=provider, hint=fix
+        )
         self.model = model
 
 
@@ -119,16 +128,20 @@ class InvalidRequestError(SoundforgeError, ValueError):
     http_status = 422
     exit_code = 2
 
-    def __init__(self, message: str, *, field: str | None = None, provider: str | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, provider: str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message, provider=provider, hint=hint)
         self.field = field
         #: (field, message) for each problem, when several fields were checked at once.
         self.details: list[tuple[str, str]] = [(field or "", self.message)]
 
     def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "field": self.field,
-                "errors": [{"field": name or None, "message": text} for name, text in self.details]}
+        return {
+            **super()._describe(),
+            "field": self.field,
+            "errors": [{"field": name or None, "message": text} for name, text in self.details],
+        }
 
 
 class UnsupportedFeatureError(InvalidRequestError):
@@ -136,14 +149,14 @@ class UnsupportedFeatureError(InvalidRequestError):
 
     code = "unsupported_feature"
 
-    def __init__(self, field: str, provider: str, supported_by: Sequence[str] = (), *,
-                 detail: str | None = None) -> None:
+    def __init__(
+        self, field: str, provider: str, supported_by: Sequence[str] = (), *, detail: str | None = None
+    ) -> None:
         others = ", ".join(supported_by) if supported_by else "none of the known providers"
         msg = f"provider {provider!r} does not support {field!r}"
         if detail:
             msg += f": {detail}"
-        super().__init__(msg, field=field, provider=provider,
-                         hint=f"providers that support it: {others}")
+        super().__init__(msg, field=field, provider=provider, hint=f"providers that support it: {others}")
         self.supported_by = list(supported_by)
 
     def _describe(self) -> dict[str, Any]:
@@ -157,19 +170,28 @@ class LicensePolicyError(SoundforgeError):
     http_status = 403
     exit_code = 4
 
-    def __init__(self, provider: str, model: str, license_id: str, clause: str,
-                 allowed_providers: Sequence[str] = ()) -> None:
+    def __init__(
+        self, provider: str, model: str, license_id: str, clause: str, allowed_providers: Sequence[str] = ()
+    ) -> None:
         passing = ", ".join(allowed_providers) if allowed_providers else "none of the known providers"
-        super().__init__(f"licence policy refuses {provider}:{model} ({license_id}): {clause}",
-                         provider=provider, hint=f"providers that pass the policy: {passing}")
+        super().__init__(
+            f"licence policy refuses {provider}:{model} ({license_id}): {clause}",
+            provider=provider,
+            hint=f"providers that pass the policy: {passing}",
+        )
         self.model = model
         self.license_id = license_id
         self.clause = clause
         self.allowed_providers = list(allowed_providers)
 
     def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "model": self.model, "license": self.license_id,
-                "clause": self.clause, "allowed_providers": self.allowed_providers}
+        return {
+            **super()._describe(),
+            "model": self.model,
+            "license": self.license_id,
+            "clause": self.clause,
+            "allowed_providers": self.allowed_providers,
+        }
 
 
 class ContentRefusedError(SoundforgeError):
@@ -185,8 +207,15 @@ class ProviderError(SoundforgeError):
     code = "provider_error"
     fallback_allowed = True
 
-    def __init__(self, message: str, *, provider: str | None = None, status: int | None = None,
-                 request_id: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         super().__init__(message, provider=provider, hint=hint)
         self.status = status
         self.request_id = request_id
@@ -200,10 +229,22 @@ class RateLimitError(ProviderError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, *, provider: str | None = None, retry_after: float | None = None,
-                 status: int | None = 429, request_id: str | None = None) -> None:
-        super().__init__(message, provider=provider, status=status, request_id=request_id,
-                         hint=f"retry after {retry_after:g} s" if retry_after is not None else None)
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        retry_after: float | None = None,
+        status: int | None = 429,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            provider=provider,
+            status=status,
+            request_id=request_id,
+            hint=f"retry after {retry_after:g} s" if retry_after is not None else None,
+        )
         self.retry_after = retry_after
 
 

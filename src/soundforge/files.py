@@ -41,8 +41,15 @@ def output_paths(path: str | os.PathLike[str], count: int) -> list[Path]:
     return [target.with_name(f"{target.stem}-{i + 1}{target.suffix}") for i in range(count)]
 
 
-def check_destination(path: str | os.PathLike[str], *, format: str | None = None, count: int = 1,
-                      overwrite: bool = False, sidecar: bool = True, loudness: float | None = None) -> AudioFormat:
+def check_destination(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    count: int = 1,
+    overwrite: bool = False,
+    sidecar: bool = True,
+    loudness: float | None = None,
+) -> AudioFormat:
     """Find every problem with where tracks will be saved, before anything is generated; returns the format.
 
     Checked: the format (from `format` or the extension), a `format` that contradicts the extension, the loudness
@@ -56,18 +63,21 @@ def check_destination(path: str | os.PathLike[str], *, format: str | None = None
         check_target(loudness)
     suffix = target.suffix.lower().lstrip(".")
     if format and suffix and suffix != fmt.name and not (suffix in ("oga",) and fmt.name == "ogg"):
-        raise InvalidRequestError(f"the file name {target.name!r} ends in .{suffix} but the format asked for is "
-                                  f"{fmt.name}", field="format",
-                                  hint=f"name the file .{fmt.name}, or leave out the format to follow the name"
-                                  if suffix not in FORMATS else f"use -o {target.with_suffix('.' + fmt.name)}, "
-                                  f"or --format {suffix}")
+        raise InvalidRequestError(
+            f"the file name {target.name!r} ends in .{suffix} but the format asked for is {fmt.name}",
+            field="format",
+            hint=f"name the file .{fmt.name}, or leave out the format to follow the name"
+            if suffix not in FORMATS
+            else f"use -o {target.with_suffix('.' + fmt.name)}, or --format {suffix}",
+        )
     paths = output_paths(target, count)
     if not overwrite:
         for candidate in paths:
             for existing in [candidate, *([sidecar_path(candidate)] if sidecar else [])]:
                 if existing.exists():
-                    raise FileExistsError(f"{existing} already exists; pass overwrite=True (CLI: --overwrite) "
-                                          "to replace it")
+                    raise FileExistsError(
+                        f"{existing} already exists; pass overwrite=True (CLI: --overwrite) to replace it"
+                    )
     _check_folder(target.parent if str(target.parent) else Path("."))
     return fmt
 
@@ -80,12 +90,16 @@ def _check_folder(folder: Path) -> None:
     if not probe.is_dir():
         raise InvalidRequestError(f"cannot save into {folder}: {probe} is a file, not a folder", field="output")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise InvalidRequestError(f"cannot save into {folder}: {probe} is not writable", field="output",
-                                  hint="choose another output folder, or change its permissions")
+        raise InvalidRequestError(
+            f"cannot save into {folder}: {probe} is not writable",
+            field="output",
+            hint="choose another output folder, or change its permissions",
+        )
 
 
-def encode_track(track: TaggedAudio, fmt: AudioFormat, *, loudness: float | None = None
-                 ) -> tuple[bytes, dict[str, str]]:
+def encode_track(
+    track: TaggedAudio, fmt: AudioFormat, *, loudness: float | None = None
+) -> tuple[bytes, dict[str, str]]:
     """Encode a track with its tags; returns the file bytes and the tag fields written into them.
 
     The file's `AUDIO_SHA256` tag is the hash of the samples the file decodes to, so `verify` can tell
@@ -99,8 +113,7 @@ def encode_track(track: TaggedAudio, fmt: AudioFormat, *, loudness: float | None
         # 16-bit WAV: the decoded samples follow from the audio alone, so the file is written directly, without
         # libsndfile's trial encode, decode and second encode (soundforge.pcm16).
         samples = pcm16.quantize(audio)
-        fields = tags.describe(track, audio_sha256=pcm_sha256(pcm16.dequantize(samples)), loudness=loudness,
-                               fmt=fmt)
+        fields = tags.describe(track, audio_sha256=pcm_sha256(pcm16.dequantize(samples)), loudness=loudness, fmt=fmt)
         data = pcm16.wav_bytes(samples, track.sample_rate, tags.soundfile_strings(fields))
         return tags.embed(data, fmt, fields), fields
     untagged = encode(audio, track.sample_rate, fmt)
@@ -120,9 +133,16 @@ def sidecar_document(track: TaggedAudio, fields: dict[str, str], file_name: str)
     }
 
 
-def save_track(track: TaggedAudio, path: str | os.PathLike[str], *, format: str | None = None,
-               loudness: float | None = None, overwrite: bool = False, sidecar: bool = True,
-               sign: C2paSigner | None = None) -> Path:
+def save_track(
+    track: TaggedAudio,
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    loudness: float | None = None,
+    overwrite: bool = False,
+    sidecar: bool = True,
+    sign: C2paSigner | None = None,
+) -> Path:
     """Write `track` to `path` (and its sidecar) atomically; see `Track.save`."""
     target = Path(path)
     fmt = check_destination(target, format=format, overwrite=overwrite, sidecar=sidecar, loudness=loudness)

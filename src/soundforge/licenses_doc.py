@@ -16,20 +16,31 @@ def registry_table(registry: LicenseRegistry | None = None) -> str:
     """The model records (ids, components with the quote that applies each licence, effective licence, commercial
     use), then one section per licence (terms, source, the quoted clause, the date it was checked)."""
     reg = registry or LicenseRegistry.default()
-    lines = ["| provider: model ids | components (licence: quoted source) | effective licence | commercial use |",
-             "|---|---|---|---|"]
+    lines = [
+        "| provider: model ids | components (licence: quoted source) | effective licence | commercial use |",
+        "|---|---|---|---|",
+    ]
     for record in reg.models:
         model = record.ids[0] if record.ids else "any-model"
         lic = reg.license_for(record.provider, model)
-        comps = "<br>".join(f"{c.role}: `{c.license}` — “{_cell(c.quote)}” ([source]({c.source}), {c.checked_on})"
-                            for c in record.components) or "by plan"
+        comps = (
+            "<br>".join(
+                f"{c.role}: `{c.license}` — “{_cell(c.quote)}” ([source]({c.source}), {c.checked_on})"
+                for c in record.components
+            )
+            or "by plan"
+        )
         use = lic.commercial_use.value.replace("_", " ")
         if record.plans:
             use += " — by plan: " + ", ".join(
                 f"{plan} {reg.license_for(record.provider, model, plan=plan).commercial_use.value}"
-                for plan in record.plans)
-        ids = ", ".join(f"`{i}`" for i in record.ids) if record.ids else \
-            f"`{record.pattern}` ({_cell(record.pattern_reason or '')})"
+                for plan in record.plans
+            )
+        ids = (
+            ", ".join(f"`{i}`" for i in record.ids)
+            if record.ids
+            else f"`{record.pattern}` ({_cell(record.pattern_reason or '')})"
+        )
         history = "".join(f"<br>until {h.until}: `{h.license}` ({_cell(h.note)})" for h in record.history)
         lines.append(f"| **{record.provider}**: {ids} | {comps}{history} | `{lic.id}` | {_cell(use)} |")
     lines += ["", "### The licences", ""]

@@ -127,8 +127,9 @@ class License(BaseModel):
         return text + ")"
 
     @classmethod
-    def effective(cls, components: list[LicenseComponent], *, plan: str | None = None,
-                  plan_note: str | None = None) -> License:
+    def effective(
+        cls, components: list[LicenseComponent], *, plan: str | None = None, plan_note: str | None = None
+    ) -> License:
         """Combine component licences: the strictest commercial status wins, duties and restrictions add up."""
         if not components:
             raise ValueError("a licence needs at least one component")
@@ -270,9 +271,14 @@ class LicenseRegistry:
         source = self.record_for(provider, same_as)
         if source is None:
             raise ConfigurationError(f"no licence record names {provider}:{same_as} to declare {model!r} like it")
-        declared = source.model_copy(update={
-            "ids": [model], "pattern": None, "pattern_reason": None,
-            "notes": f"declared by the user to be {same_as}: {reason}"})
+        declared = source.model_copy(
+            update={
+                "ids": [model],
+                "pattern": None,
+                "pattern_reason": None,
+                "notes": f"declared by the user to be {same_as}: {reason}",
+            }
+        )
         registry = copy.copy(self)
         registry.models = [declared, *self.models]
         return registry
@@ -295,21 +301,38 @@ class LicenseRegistry:
         """
         record = self.record_for(provider, model)
         if record is None:
-            return License.effective([LicenseComponent(
-                role="model", name=f"{provider}:{model} (no licence record names it)",
-                license=self.licenses[UNKNOWN_LICENSE])])
+            return License.effective(
+                [
+                    LicenseComponent(
+                        role="model",
+                        name=f"{provider}:{model} (no licence record names it)",
+                        license=self.licenses[UNKNOWN_LICENSE],
+                    )
+                ]
+            )
         plan_note = None
         comps = record.components
         if record.plans:
             if plan is None or plan not in record.plans:
                 chosen = record.strictest_plan or next(iter(record.plans))
-                plan_note = (f"no plan configured for {provider}; the strictest reading ({chosen!r} plan) applies"
-                             if plan is None else
-                             f"unknown plan {plan!r} for {provider}; the strictest reading ({chosen!r}) applies")
+                plan_note = (
+                    f"no plan configured for {provider}; the strictest reading ({chosen!r} plan) applies"
+                    if plan is None
+                    else f"unknown plan {plan!r} for {provider}; the strictest reading ({chosen!r}) applies"
+                )
                 plan = None
             else:
                 chosen = plan
             comps = record.plans[chosen]
-        components = [LicenseComponent(role=c.role, name=c.name, license=self.licenses[c.license], source=c.source,
-                                       quote=c.quote, checked_on=c.checked_on) for c in comps]
+        components = [
+            LicenseComponent(
+                role=c.role,
+                name=c.name,
+                license=self.licenses[c.license],
+                source=c.source,
+                quote=c.quote,
+                checked_on=c.checked_on,
+            )
+            for c in comps
+        ]
         return License.effective(components, plan=plan, plan_note=plan_note)

@@ -32,8 +32,11 @@ _MAX_PASSES = 8
 def check_target(target_lufs: float) -> float:
     """Refuse a loudness target outside [-70, 0] LUFS (a positive target is no loudness at all)."""
     if not np.isfinite(target_lufs) or not MIN_LUFS <= target_lufs <= MAX_LUFS:
-        raise InvalidRequestError(f"loudness target {target_lufs:g} LUFS is outside {MIN_LUFS:g} .. {MAX_LUFS:g}",
-                                  field="loudness", hint="streaming services use about -14, broadcast -23")
+        raise InvalidRequestError(
+            f"loudness target {target_lufs:g} LUFS is outside {MIN_LUFS:g} .. {MAX_LUFS:g}",
+            field="loudness",
+            hint="streaming services use about -14, broadcast -23",
+        )
     return float(target_lufs)
 
 
@@ -44,8 +47,11 @@ def integrated_loudness(audio: AudioArray, sample_rate: int) -> float:
     meter = pyloudnorm.Meter(sample_rate)
     block = meter.block_size
     if audio.shape[1] < int(block * sample_rate):
-        raise InvalidRequestError(f"audio shorter than {block:g} s cannot be loudness-measured",
-                                  field="loudness", hint="drop the loudness target for very short clips")
+        raise InvalidRequestError(
+            f"audio shorter than {block:g} s cannot be loudness-measured",
+            field="loudness",
+            hint="drop the loudness target for very short clips",
+        )
     return float(meter.integrated_loudness(audio.T.astype(np.float64)))
 
 
@@ -64,7 +70,7 @@ def peak_envelope(audio: AudioArray, oversample: int = OVERSAMPLE) -> np.ndarray
         lo, hi = max(0, start - _MARGIN), min(n, stop + _MARGIN)
         up = resample_poly(audio[:, lo:hi].astype(np.float64), oversample, 1, axis=1)
         offset = (start - lo) * oversample
-        part = np.abs(up[:, offset:offset + (stop - start) * oversample])
+        part = np.abs(up[:, offset : offset + (stop - start) * oversample])
         part = part.reshape(channels, stop - start, oversample).max(axis=(0, 2))
         envelope[start:stop] = np.maximum(part, np.abs(audio[:, start:stop]).max(axis=0))
     return envelope
@@ -101,8 +107,9 @@ def limit(audio: AudioArray, sample_rate: int, ceiling: float) -> AudioArray:
     return np.asarray(limited, dtype=np.float32)
 
 
-def normalize_loudness(audio: AudioArray, sample_rate: int, target_lufs: float,
-                       true_peak_dbtp: float = DEFAULT_CEILING_DBTP) -> tuple[AudioArray, float]:
+def normalize_loudness(
+    audio: AudioArray, sample_rate: int, target_lufs: float, true_peak_dbtp: float = DEFAULT_CEILING_DBTP
+) -> tuple[AudioArray, float]:
     """Bring `audio` to `target_lufs` with its true peak under `true_peak_dbtp`; returns it and its measured LUFS.
 
     Quiet targets are a plain gain. Loud ones raise the gain and limit the peaks, correcting the gain by what the

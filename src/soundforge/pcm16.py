@@ -20,8 +20,14 @@ import numpy.typing as npt
 from .audio import AudioArray
 
 #: libsndfile's RIFF INFO chunk ids for the string tags soundforge writes (the licence URL has none in WAV).
-INFO_IDS = {"title": b"INAM", "artist": b"IART", "copyright": b"ICOP", "software": b"ISFT", "date": b"ICRD",
-            "comment": b"ICMT"}
+INFO_IDS = {
+    "title": b"INAM",
+    "artist": b"IART",
+    "copyright": b"ICOP",
+    "software": b"ISFT",
+    "date": b"ICRD",
+    "comment": b"ICMT",
+}
 
 
 def quantize(audio: AudioArray) -> npt.NDArray[np.int16]:

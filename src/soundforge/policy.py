@@ -64,14 +64,17 @@ class LicensePolicy(BaseModel):
         if self.allow and not any(_matches(p, provider, spec) for p in self.allow):
             return PolicyDecision(False, f"not in the policy's allow list ({', '.join(self.allow)})")
         if license.attribution_required and not self.allow_attribution:
-            return PolicyDecision(False, f"requires attribution ({license.attribution!r}) and the policy "
-                                         "does not accept attribution duties")
+            return PolicyDecision(
+                False,
+                f"requires attribution ({license.attribution!r}) and the policy does not accept attribution duties",
+            )
         # A licence that ends when a fact is not met (the Stability AI Community License above US$1M revenue)
         # allows nothing, commercial or not, to whoever declared that fact.
         for condition in license.conditions:
             if condition.scope == "any_use" and self._declared(condition) and not self._meets(condition, license.plan):
-                return PolicyDecision(False, f"the licence's grants terminate: {condition.text} "
-                                             f"[{_how_to_declare(condition, provider)}]")
+                return PolicyDecision(
+                    False, f"the licence's grants terminate: {condition.text} [{_how_to_declare(condition, provider)}]"
+                )
         if not self.require_commercial_use:
             return PolicyDecision(True)
         status = license.commercial_use
@@ -79,18 +82,23 @@ class LicensePolicy(BaseModel):
             why = license.restrictions[0] if license.restrictions else license.output_ownership
             return PolicyDecision(False, f"commercial use is not allowed under {license.name} ({why})")
         if status is CommercialUse.UNKNOWN and not self.allow_unknown:
-            return PolicyDecision(False, "the commercial status of this licence is unknown "
-                                         "(set allow_unknown to accept it at your own risk)")
+            return PolicyDecision(
+                False,
+                "the commercial status of this licence is unknown (set allow_unknown to accept it at your own risk)",
+            )
         # Conditions of every component are checked, whatever else is unknown: allow_unknown accepts the unknown
         # part, never the conditions of the parts that are known.
         if license.conditions and not self.allow_conditional:
-            return PolicyDecision(False, f"commercial use is conditional ({license.condition}) and the policy "
-                                         "does not accept conditional terms")
+            return PolicyDecision(
+                False,
+                f"commercial use is conditional ({license.condition}) and the policy does not accept conditional terms",
+            )
         unmet = [c for c in license.conditions if not self._meets(c, license.plan)]
         if unmet:
             texts = "; ".join(f"{c.text} [{_how_to_declare(c, provider)}]" for c in unmet)
-            return PolicyDecision(False, f"commercial use is conditional and these conditions are not declared met: "
-                                         f"{texts}")
+            return PolicyDecision(
+                False, f"commercial use is conditional and these conditions are not declared met: {texts}"
+            )
         return PolicyDecision(True)
 
     def _declared(self, condition: Condition) -> bool:
@@ -101,8 +109,11 @@ class LicensePolicy(BaseModel):
 
     def _meets(self, condition: Condition, plan: str | None) -> bool:
         if condition.kind == "revenue_below":
-            return self.annual_revenue_usd is not None and condition.limit is not None \
+            return (
+                self.annual_revenue_usd is not None
+                and condition.limit is not None
                 and self.annual_revenue_usd < condition.limit
+            )
         if condition.kind == "attestation":
             return condition.fact in self.attestations
         if condition.kind == "plan_in":
@@ -114,11 +125,14 @@ def _how_to_declare(condition: Condition, provider: str) -> str:
     """What a user sets to declare a condition met: the policy field or attestation, by name."""
     if condition.kind == "revenue_below":
         limit = f" (below US${condition.limit:,.0f})" if condition.limit is not None else ""
-        return f"declare annual_revenue_usd{limit}: LicensePolicy(annual_revenue_usd=...) or [policy] " \
-               "annual_revenue_usd"
+        return (
+            f"declare annual_revenue_usd{limit}: LicensePolicy(annual_revenue_usd=...) or [policy] annual_revenue_usd"
+        )
     if condition.kind == "attestation":
-        return f"declare the attestation {condition.fact!r}: LicensePolicy(attestations={{{condition.fact!r}}}) " \
-               f"or [policy] attestations = [{condition.fact!r}]"
+        return (
+            f"declare the attestation {condition.fact!r}: LicensePolicy(attestations={{{condition.fact!r}}}) "
+            f"or [policy] attestations = [{condition.fact!r}]"
+        )
     if condition.kind == "plan_in":
         return f"set [providers.{provider}] plan to one of: {', '.join(condition.plans)}"
     return "no declaration meets this condition"

@@ -71,5 +71,6 @@ class Provenance(BaseModel):
         if asked == self.provider:
             return None
         why = next((a.error for a in self.attempts if a.outcome != "ok" and a.error), None)
-        return f"{self.requested} was asked for; the fallback {self.provider}:{self.model} made this" + \
-            (f" ({self.requested}: {why})" if why else "")
+        return f"{self.requested} was asked for; the fallback {self.provider}:{self.model} made this" + (
+            f" ({self.requested}: {why})" if why else ""
+        )

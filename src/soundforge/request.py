@@ -63,8 +63,9 @@ def invalid_request(exc: ValidationError, *, prefix: str = "invalid request") ->
 
     `details` holds (field, message) per problem, for callers that list them (manifests, the HTTP service).
     """
-    details = [(".".join(str(p) for p in e["loc"]), explain_validation_error(e))
-               for e in exc.errors(include_input=False)]
+    details = [
+        (".".join(str(p) for p in e["loc"]), explain_validation_error(e)) for e in exc.errors(include_input=False)
+    ]
     text = "; ".join(f"{field}: {message}" if field else message for field, message in details)
     error = InvalidRequestError(f"{prefix}: {text}", field=details[0][0] if details and details[0][0] else None)
     error.details = details
@@ -84,8 +85,10 @@ def check_text(value: str, name: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(f"{name} holds a character that is not valid Unicode text ({value[exc.start]!r} at "
-                         f"position {exc.start}); check the text's encoding") from None
+        raise ValueError(
+            f"{name} holds a character that is not valid Unicode text ({value[exc.start]!r} at "
+            f"position {exc.start}); check the text's encoding"
+        ) from None
     return value
 
 
@@ -151,8 +154,9 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     """
 
     # allow_inf_nan=False: NaN, Infinity and 1e999 (which JSON parsers read as inf) are refused like any bad number.
-    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64",
-                              allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64", allow_inf_nan=False
+    )
 
     prompt: str = Field(..., description="text description of the audio to generate")
     negative_prompt: str | None = None
@@ -231,5 +235,8 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
 
     def set_fields(self) -> set[str]:
         """Fields the caller gave (not defaults), minus the always-present ones; backends check these."""
-        return {name for name in self.model_fields_set if name not in {"prompt", "duration", "extra"}
-                and getattr(self, name) is not None} | ({"extra"} if self.extra else set())
+        return {
+            name
+            for name in self.model_fields_set
+            if name not in {"prompt", "duration", "extra"} and getattr(self, name) is not None
+        } | ({"extra"} if self.extra else set())

@@ -37,11 +37,20 @@ class Track:
         return int(self.audio.shape[0])
 
     def __repr__(self) -> str:
-        return (f"Track({self.duration:.2f} s, {self.sample_rate} Hz, {self.channels} ch, "
-                f"{self.provenance.provider}:{self.provenance.model}, licence {self.license.id})")
+        return (
+            f"Track({self.duration:.2f} s, {self.sample_rate} Hz, {self.channels} ch, "
+            f"{self.provenance.provider}:{self.provenance.model}, licence {self.license.id})"
+        )
 
-    def save(self, path: str | os.PathLike[str], format: str | None = None, loudness: float | None = None,
-             overwrite: bool = False, sidecar: bool = True, sign: C2paSigner | None = None) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        format: str | None = None,
+        loudness: float | None = None,
+        overwrite: bool = False,
+        sidecar: bool = True,
+        sign: C2paSigner | None = None,
+    ) -> Path:
         """Write the track with embedded licence/provenance tags (and a JSON sidecar) atomically.
 
         Args:
@@ -52,8 +61,7 @@ class Track:
             sidecar: also write `<file>.json` with the full provenance and licence.
             sign: sign a C2PA manifest into the file (WAV, MP3, FLAC; needs `soundforge[c2pa]`).
         """
-        return save_track(self, path, format=format, loudness=loudness, overwrite=overwrite, sidecar=sidecar,
-                          sign=sign)
+        return save_track(self, path, format=format, loudness=loudness, overwrite=overwrite, sidecar=sidecar, sign=sign)
 
     def to_bytes(self, format: str = "wav", loudness: float | None = None) -> bytes:
         """The encoded file, tags included, as bytes (what `save` would write)."""
@@ -65,8 +73,10 @@ class Track:
 
         preview = encode(self.audio, self.sample_rate, format_for(None, "ogg"))
         data = base64.b64encode(preview).decode("ascii")
-        caption = html.escape(f"{self.provenance.provider}:{self.provenance.model} · {self.duration:.1f} s · "
-                              f"{self.license.summary()} · preview (Ogg Vorbis); save() writes the full quality")
+        caption = html.escape(
+            f"{self.provenance.provider}:{self.provenance.model} · {self.duration:.1f} s · "
+            f"{self.license.summary()} · preview (Ogg Vorbis); save() writes the full quality"
+        )
         return f'<div><audio controls src="data:audio/ogg;base64,{data}"></audio><br><small>{caption}</small></div>'
 
 
@@ -118,14 +128,24 @@ class Generation:
         """Why a fallback made this instead of the provider asked for, or None when the one asked for made it."""
         return self._single().provenance.substitution
 
-    def save(self, path: str | os.PathLike[str], format: str | None = None, loudness: float | None = None,
-             overwrite: bool = False, sidecar: bool = True, sign: C2paSigner | None = None) -> list[Path]:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        format: str | None = None,
+        loudness: float | None = None,
+        overwrite: bool = False,
+        sidecar: bool = True,
+        sign: C2paSigner | None = None,
+    ) -> list[Path]:
         """Save every track; with several tracks, `-1`, `-2`… is added before the extension."""
         # Every track's file is checked before the first is written: no half-saved set of variations.
-        check_destination(path, format=format, count=len(self.tracks), overwrite=overwrite, sidecar=sidecar,
-                          loudness=loudness)
-        return [track.save(target, format, loudness, overwrite, sidecar, sign)
-                for target, track in zip(output_paths(path, len(self.tracks)), self.tracks, strict=True)]
+        check_destination(
+            path, format=format, count=len(self.tracks), overwrite=overwrite, sidecar=sidecar, loudness=loudness
+        )
+        return [
+            track.save(target, format, loudness, overwrite, sidecar, sign)
+            for target, track in zip(output_paths(path, len(self.tracks)), self.tracks, strict=True)
+        ]
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -138,4 +158,3 @@ class Generation:
 
     def _repr_html_(self) -> str:
         return "".join(t._repr_html_() for t in self.tracks)
-

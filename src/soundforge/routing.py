@@ -62,8 +62,14 @@ class Candidate:
 class Router:
     """Turns a request and a spec into the ordered candidates to try, recording every skip."""
 
-    def __init__(self, config: Config, registry: LicenseRegistry, get_backend: BackendGetter, *,
-                 names: Callable[[], list[str]] = known_providers) -> None:
+    def __init__(
+        self,
+        config: Config,
+        registry: LicenseRegistry,
+        get_backend: BackendGetter,
+        *,
+        names: Callable[[], list[str]] = known_providers,
+    ) -> None:
         self.config = config
         self.registry = registry
         self.get_backend = get_backend
@@ -109,9 +115,11 @@ class Router:
             try:
                 backend = self.get_backend(name)
                 model = self._model(backend, None)
-                if backend.availability().available \
-                        and self.config.policy.check(name, model, self.license_for(backend, model)).allowed \
-                        and (request is None or self._fits(backend, model, request)):
+                if (
+                    backend.availability().available
+                    and self.config.policy.check(name, model, self.license_for(backend, model)).allowed
+                    and (request is None or self._fits(backend, model, request))
+                ):
                     names.append(name)
             except SoundforgeError:
                 continue
@@ -185,8 +193,9 @@ class Router:
         candidates: list[Candidate] = []
         if wanted.provider == AUTO:
             for name in self.config.auto_order:
-                self._try_add(ProviderSpec(name, wanted.model), request, candidates, skipped, strict=False,
-                              explicit=False)
+                self._try_add(
+                    ProviderSpec(name, wanted.model), request, candidates, skipped, strict=False, explicit=False
+                )
         else:
             self._try_add(wanted, request, candidates, skipped, strict=True, explicit=True)
         for fallback in self.config.fallbacks:
@@ -198,8 +207,16 @@ class Router:
             raise _nothing_fits(wanted, skipped)
         return candidates, skipped
 
-    def _try_add(self, spec: ProviderSpec, request: GenerationRequest, candidates: list[Candidate],
-                 skipped: list[Attempt], *, strict: bool, explicit: bool) -> None:
+    def _try_add(
+        self,
+        spec: ProviderSpec,
+        request: GenerationRequest,
+        candidates: list[Candidate],
+        skipped: list[Attempt],
+        *,
+        strict: bool,
+        explicit: bool,
+    ) -> None:
         try:
             candidates.append(self._prepare(spec, request, explicit=explicit))
         except (ProviderUnavailableError, ModelNotAvailableError) as exc:
@@ -228,15 +245,20 @@ def _nothing_fits(wanted: ProviderSpec, skipped: list[Attempt]) -> SoundforgeErr
     if about_request:
         lead = about_request[0]
         if lead.error_code == "license_policy":
-            return ProviderUnavailableError(str(wanted), f"no provider fits the licence policy: {lead.error}",
-                                            fix=summary)
-        return InvalidRequestError(f"no provider can make this request: {lead.provider}: {lead.error}",
-                                   hint=summary)
+            return ProviderUnavailableError(
+                str(wanted), f"no provider fits the licence policy: {lead.error}", fix=summary
+            )
+        return InvalidRequestError(f"no provider can make this request: {lead.provider}: {lead.error}", hint=summary)
     return ProviderUnavailableError(str(wanted), "no provider that fits this request can run here", fix=summary)
 
 
 #: Skips that say something about the request itself, not about this machine's set-up.
 _ABOUT_THE_REQUEST = ("invalid_request", "unsupported_feature", "license_policy")
-_WHY = {"invalid_request": "cannot make this request", "unsupported_feature": "cannot make this request",
-        "license_policy": "refused by the licence policy", "provider_unavailable": "not set up here",
-        "model_not_available": "weights not here", "authentication_failed": "no valid key"}
+_WHY = {
+    "invalid_request": "cannot make this request",
+    "unsupported_feature": "cannot make this request",
+    "license_policy": "refused by the licence policy",
+    "provider_unavailable": "not set up here",
+    "model_not_available": "weights not here",
+    "authentication_failed": "no valid key",
+}

@@ -31,12 +31,12 @@ _FIELD = re.compile(
     r"""(?P<name>\b(?:authorization|proxy-authorization|x[-_]?goog[-_]?api[-_]?key|xi[-_]?api[-_]?key|x[-_]?api[-_]?key|"""
     r"""api[-_]?key|api[-_]?token|access[-_]?token|auth[-_]?token|client[-_]?secret|secret|password|token)"""
     r"""["']?\s*[:=]\s*["']?)(?P<scheme>(?:bearer|basic|key|token)\s+)?(?P<value>[^\s"',;&}\]]+)""",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # A bare `Bearer x` / `Key x` / `Token x` credential outside a field.
 _SCHEME = re.compile(r"\b(?P<scheme>bearer|basic)\s+(?P<value>[A-Za-z0-9._~+/=-]{8,})", re.IGNORECASE)
 # `?key=...` / `&api_key=...` in a URL.
-_QUERY = re.compile(r"(?P<name>[?&](?:key|api_key|apikey|token|access_token)=)(?P<value>[^&\s\"']+)",
-                    re.IGNORECASE)
+_QUERY = re.compile(r"(?P<name>[?&](?:key|api_key|apikey|token|access_token)=)(?P<value>[^&\s\"']+)", re.IGNORECASE)
 
 
 def register(value: str | None) -> None:

@@ -27,8 +27,9 @@ def _c2pa() -> Any:
     try:
         import c2pa
     except ImportError as exc:
-        raise ProviderUnavailableError("c2pa", "the c2pa-python package is not installed",
-                                       fix='pip install "soundforge[c2pa]"') from exc
+        raise ProviderUnavailableError(
+            "c2pa", "the c2pa-python package is not installed", fix='pip install "soundforge[c2pa]"'
+        ) from exc
     return c2pa
 
 
@@ -42,14 +43,21 @@ class C2paSigner:
     tsa_url: str | None = None
 
     @classmethod
-    def from_files(cls, cert_chain: str | os.PathLike[str], private_key: str | os.PathLike[str],
-                   alg: str = "es256", tsa_url: str | None = None) -> C2paSigner:
+    def from_files(
+        cls,
+        cert_chain: str | os.PathLike[str],
+        private_key: str | os.PathLike[str],
+        alg: str = "es256",
+        tsa_url: str | None = None,
+    ) -> C2paSigner:
         """Read the chain and key from PEM files."""
         try:
             return cls(Path(cert_chain).read_bytes(), Path(private_key).read_bytes(), alg, tsa_url)
         except OSError as exc:
-            raise ConfigurationError(f"cannot read the C2PA certificate or key: {exc.strerror}",
-                                     hint="give PEM files for the certificate chain and the private key") from None
+            raise ConfigurationError(
+                f"cannot read the C2PA certificate or key: {exc.strerror}",
+                hint="give PEM files for the certificate chain and the private key",
+            ) from None
 
 
 def manifest_for(fields: dict[str, str], version: str) -> dict[str, Any]:
@@ -60,11 +68,18 @@ def manifest_for(fields: dict[str, str], version: str) -> dict[str, Any]:
         "claim_generator_info": [{"name": "soundforge", "version": version}],
         "title": fields.get("PROMPT", "soundforge generation")[:200] or "soundforge generation",
         "assertions": [
-            {"label": "c2pa.actions", "data": {"actions": [{
-                "action": "c2pa.created",
-                "digitalSourceType": fields["DIGITAL_SOURCE_TYPE"],
-                "softwareAgent": {"name": agent},
-            }]}},
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": fields["DIGITAL_SOURCE_TYPE"],
+                            "softwareAgent": {"name": agent},
+                        }
+                    ]
+                },
+            },
             {"label": ASSERTION_LABEL, "data": facts},
         ],
     }
@@ -73,12 +88,17 @@ def manifest_for(fields: dict[str, str], version: str) -> dict[str, Any]:
 def sign_bytes(data: bytes, fmt: AudioFormat, fields: dict[str, str], signer: C2paSigner) -> bytes:
     """Return `data` (a complete, tagged file) with a signed C2PA manifest embedded."""
     if fmt.name not in SIGNABLE:
-        raise ConfigurationError(f"C2PA signing is not available for {fmt.name.upper()} files",
-                                 hint=f"save as {', '.join(sorted(SIGNABLE))} to sign")
+        raise ConfigurationError(
+            f"C2PA signing is not available for {fmt.name.upper()} files",
+            hint=f"save as {', '.join(sorted(SIGNABLE))} to sign",
+        )
     c2pa = _c2pa()
-    info = c2pa.C2paSignerInfo(alg=signer.alg.encode(), sign_cert=signer.cert_chain,
-                               private_key=signer.private_key,
-                               ta_url=signer.tsa_url.encode() if signer.tsa_url else None)
+    info = c2pa.C2paSignerInfo(
+        alg=signer.alg.encode(),
+        sign_cert=signer.cert_chain,
+        private_key=signer.private_key,
+        ta_url=signer.tsa_url.encode() if signer.tsa_url else None,
+    )
     manifest = manifest_for(fields, fields.get("SOUNDFORGE_VERSION", ""))
     with tempfile.TemporaryDirectory(prefix="soundforge-c2pa-") as tmp:
         source, dest = Path(tmp) / f"in{fmt.extension}", Path(tmp) / f"out{fmt.extension}"
@@ -87,8 +107,9 @@ def sign_bytes(data: bytes, fmt: AudioFormat, fields: dict[str, str], signer: C2
             with c2pa.Signer.from_info(info) as handle, c2pa.Builder(manifest) as builder:
                 builder.sign_file(str(source), str(dest), handle)
         except c2pa.C2paError as exc:
-            raise ConfigurationError(f"C2PA signing failed: {exc}",
-                                     hint="check that the certificate chain matches the key and algorithm") from None
+            raise ConfigurationError(
+                f"C2PA signing failed: {exc}", hint="check that the certificate chain matches the key and algorithm"
+            ) from None
         return dest.read_bytes()
 
 

@@ -49,8 +49,16 @@ class _Placeholder(types.ModuleType):
         return type(name, (), {"__init__": lambda self, *a, **k: None})
 
 
-_IMPORT_ONLY = ["torchvision", "torchvision.transforms", "torchvision.transforms.functional", "clip", "cleanfid",
-                "cleanfid.inception_torchscript", "skimage", "skimage.transform"]
+_IMPORT_ONLY = [
+    "torchvision",
+    "torchvision.transforms",
+    "torchvision.transforms.functional",
+    "clip",
+    "cleanfid",
+    "cleanfid.inception_torchscript",
+    "skimage",
+    "skimage.transform",
+]
 sys.modules.update({name: _Placeholder(name) for name in _IMPORT_ONLY})
 try:
     import k_diffusion  # noqa: F401

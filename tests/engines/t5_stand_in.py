@@ -20,17 +20,38 @@ def fabricate_t5_base(hf_home: Path, work: Path) -> Path:
         return snapshot
     work.mkdir(parents=True, exist_ok=True)
     corpus = work / "corpus.txt"
-    corpus.write_text("\n".join(["calm piano with soft strings", "upbeat drums and bass", "dark techno at night",
-                                 "a jazz guitar solo", "rain on a tin roof", "lofi beat for study"] * 20))
-    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(work / "spiece"), vocab_size=60,
-                                   hard_vocab_limit=False, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    corpus.write_text(
+        "\n".join(
+            [
+                "calm piano with soft strings",
+                "upbeat drums and bass",
+                "dark techno at night",
+                "a jazz guitar solo",
+                "rain on a tin roof",
+                "lofi beat for study",
+            ]
+            * 20
+        )
+    )
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(work / "spiece"),
+        vocab_size=60,
+        hard_vocab_limit=False,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        minloglevel=2,
+    )
     snapshot.mkdir(parents=True)
     (snapshot.parent.parent / "refs").mkdir(exist_ok=True)
     (snapshot.parent.parent / "refs" / "main").write_text(REVISION)
     tokenizer = transformers.T5Tokenizer(vocab_file=str(work / "spiece.model"), extra_ids=0)
     tokenizer.save_pretrained(snapshot)
-    config = transformers.T5Config(vocab_size=len(tokenizer), d_model=768, d_kv=16, d_ff=64, num_layers=1,
-                                   num_heads=2, dropout_rate=0.0)
+    config = transformers.T5Config(
+        vocab_size=len(tokenizer), d_model=768, d_kv=16, d_ff=64, num_layers=1, num_heads=2, dropout_rate=0.0
+    )
     torch.manual_seed(1)
     transformers.T5EncoderModel(config).eval().save_pretrained(snapshot)
     return snapshot

@@ -14,8 +14,9 @@ from soundforge.config import Config
 
 
 def client(**settings) -> Client:
-    return Client(Config.load(user_file=False, providers={"musicgen": {"engine": "audiocraft", **settings},
-                                                          "audiogen": settings}))
+    return Client(
+        Config.load(user_file=False, providers={"musicgen": {"engine": "audiocraft", **settings}, "audiogen": settings})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,9 @@ def musicgen() -> Client:
 
 
 def test_identical_to_the_direct_audiocraft_call(musicgen) -> None:
-    g = musicgen.generate("calm piano with strings", provider="musicgen:debug", duration=1.0, seed=42, top_k=50,
-                          guidance=2.0)
+    g = musicgen.generate(
+        "calm piano with strings", provider="musicgen:debug", duration=1.0, seed=42, top_k=50, guidance=2.0
+    )
     net = musicgen.backend("musicgen")._audiocraft().load("debug").model  # the same weights: a fair comparison
     net.set_generation_params(duration=1.0, top_k=50, cfg_coef=2.0)
     torch.manual_seed(42)
@@ -51,12 +53,18 @@ def test_seeds_batches_and_progress(musicgen) -> None:
 
 def test_continuation_and_long_form(musicgen) -> None:
     prompt = musicgen.generate("lofi", provider="musicgen:debug", duration=0.4, seed=3)
-    cont = musicgen.generate("lofi", provider="musicgen:debug", duration=1.0, seed=4,
-                             audio_prompt=(prompt.audio, prompt.sample_rate))
+    cont = musicgen.generate(
+        "lofi", provider="musicgen:debug", duration=1.0, seed=4, audio_prompt=(prompt.audio, prompt.sample_rate)
+    )
     assert cont.audio.shape == (1, 32000) and np.isfinite(cont.audio).all()
     with pytest.raises(InvalidRequestError, match="variations"):
-        musicgen.generate("x", provider="musicgen:debug", duration=1.0, audio_prompt=(prompt.audio, 32000),
-                          audio_prompt_mode="variation")
+        musicgen.generate(
+            "x",
+            provider="musicgen:debug",
+            duration=1.0,
+            audio_prompt=(prompt.audio, 32000),
+            audio_prompt_mode="variation",
+        )
     # Past the 30 s window audiocraft extends by `extend_stride`: the exact length comes back.
     long = musicgen.generate("ambient", provider="musicgen:debug", duration=31.0, seed=5, extra={"extend_stride": 25})
     assert long.audio.shape == (1, 31 * 32000) and long.provenance.parameters["extend_stride"] == 25

@@ -28,8 +28,9 @@ def folder(tmp_path_factory) -> str:
 
 
 def client(**settings) -> Client:
-    return Client(Config.load(user_file=False, providers={"stable-audio": {"engine": "stable-audio-tools",
-                                                                           **settings}}))
+    return Client(
+        Config.load(user_file=False, providers={"stable-audio": {"engine": "stable-audio-tools", **settings}})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +41,32 @@ def sat() -> Client:
 def test_identical_to_the_direct_stable_audio_tools_call(sat, folder) -> None:
     from stable_audio_tools.inference.generation import generate_diffusion_cond
 
-    g = sat.generate("rain on a tin roof", provider=f"stable-audio:{folder}", duration=0.75, seed=5, steps=4,
-                     guidance=5.0, negative_prompt="low quality")
+    g = sat.generate(
+        "rain on a tin roof",
+        provider=f"stable-audio:{folder}",
+        duration=0.75,
+        seed=5,
+        steps=4,
+        guidance=5.0,
+        negative_prompt="low quality",
+    )
     model = sat.backend("stable-audio")._sat().load(folder).model  # the same weights: a fair comparison
     conditioning = [{"prompt": "rain on a tin roof", "seconds_start": 0, "seconds_total": 0.75}]
     negative = [{"prompt": "low quality", "seconds_start": 0, "seconds_total": 0.75}]
     with contextlib.redirect_stdout(io.StringIO()), torch.inference_mode():
-        direct = generate_diffusion_cond(model, steps=4, cfg_scale=5.0, conditioning=conditioning,
-                                         negative_conditioning=negative, sample_size=8192, seed=5, device="cpu",
-                                         sampler_type="dpmpp-3m-sde", sigma_min=0.3, sigma_max=500.0)
+        direct = generate_diffusion_cond(
+            model,
+            steps=4,
+            cfg_scale=5.0,
+            conditioning=conditioning,
+            negative_conditioning=negative,
+            sample_size=8192,
+            seed=5,
+            device="cpu",
+            sampler_type="dpmpp-3m-sde",
+            sigma_min=0.3,
+            sigma_max=500.0,
+        )
     assert g.sample_rate == 8000 and g.audio.shape == (2, 6000)
     assert np.array_equal(g.audio, direct[0, :, :6000].float().numpy())
     prov = g.provenance
@@ -78,13 +96,21 @@ def test_seeds_batches_progress_and_cancel(sat, folder) -> None:
 def test_variation_of_an_input_clip(sat, folder) -> None:
     spec = f"stable-audio:{folder}"
     clip = sat.generate("pads", provider=spec, duration=1.0, seed=3, steps=3)
-    varied = sat.generate("pads", provider=spec, duration=1.0, seed=4, steps=3,
-                          audio_prompt=(clip.audio, clip.sample_rate), extra={"init_noise_level": 0.5})
+    varied = sat.generate(
+        "pads",
+        provider=spec,
+        duration=1.0,
+        seed=4,
+        steps=3,
+        audio_prompt=(clip.audio, clip.sample_rate),
+        extra={"init_noise_level": 0.5},
+    )
     assert varied.audio.shape == (2, 8000) and np.isfinite(varied.audio).all()
     assert varied.provenance.parameters["init_noise_level"] == 0.5
     with pytest.raises(InvalidRequestError, match="does not continue"):
-        sat.generate("x", provider=spec, duration=1.0, audio_prompt=(clip.audio, 8000),
-                     audio_prompt_mode="continuation")
+        sat.generate(
+            "x", provider=spec, duration=1.0, audio_prompt=(clip.audio, 8000), audio_prompt_mode="continuation"
+        )
 
 
 def test_window_extras_and_missing_weights(sat, folder, tmp_path) -> None:

@@ -45,18 +45,34 @@ class PlannedProvider:
     local: bool = False
 
 
-PLANNED: dict[str, PlannedProvider] = {p.name: p for p in [
-    PlannedProvider("magnet", "Meta MAGNeT through audiocraft (local)",
-                    "not implemented yet: audiocraft's MAGNeT needs xformers' CUDA attention kernels (it cannot run "
-                    "on CPU), so it waits for a GPU-tested release; use musicgen or audiogen",
-                    "magnet", "facebook/magnet-small-10secs", local=True),
-    PlannedProvider("suno", "Suno (hosted app)",
-                    "Suno publishes no official public API; only unofficial third-party wrappers exist",
-                    "suno", "suno"),
-    PlannedProvider("udio", "Udio (hosted app)",
-                    "Udio publishes no official public API and its current terms forbid downloading outputs",
-                    "udio", "udio"),
-]}
+PLANNED: dict[str, PlannedProvider] = {
+    p.name: p
+    for p in [
+        PlannedProvider(
+            "magnet",
+            "Meta MAGNeT through audiocraft (local)",
+            "not implemented yet: audiocraft's MAGNeT needs xformers' CUDA attention kernels (it cannot run "
+            "on CPU), so it waits for a GPU-tested release; use musicgen or audiogen",
+            "magnet",
+            "facebook/magnet-small-10secs",
+            local=True,
+        ),
+        PlannedProvider(
+            "suno",
+            "Suno (hosted app)",
+            "Suno publishes no official public API; only unofficial third-party wrappers exist",
+            "suno",
+            "suno",
+        ),
+        PlannedProvider(
+            "udio",
+            "Udio (hosted app)",
+            "Udio publishes no official public API and its current terms forbid downloading outputs",
+            "udio",
+            "udio",
+        ),
+    ]
+}
 
 
 @lru_cache(maxsize=1)
@@ -86,8 +102,11 @@ def backend_class(name: str) -> type[Backend]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ProviderUnavailableError(name, f"its module {module_name!r} cannot be imported ({exc})",
-                                       fix=f"reinstall the package that provides {name!r}") from exc
+        raise ProviderUnavailableError(
+            name,
+            f"its module {module_name!r} cannot be imported ({exc})",
+            fix=f"reinstall the package that provides {name!r}",
+        ) from exc
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise ProviderUnavailableError(name, f"{target} is not a soundforge Backend subclass")
@@ -95,6 +114,17 @@ def backend_class(name: str) -> type[Backend]:
 
 
 __all__ = [
-    "BUILTIN", "PLANNED", "Availability", "Backend", "CancelToken", "PlannedProvider", "ProgressEvent",
-    "RawGeneration", "RawTrack", "RunContext", "backend_class", "known_providers", "run_on_device_thread",
+    "BUILTIN",
+    "PLANNED",
+    "Availability",
+    "Backend",
+    "CancelToken",
+    "PlannedProvider",
+    "ProgressEvent",
+    "RawGeneration",
+    "RawTrack",
+    "RunContext",
+    "backend_class",
+    "known_providers",
+    "run_on_device_thread",
 ]

@@ -69,5 +69,3 @@ class Batcher(Generic[I, R]):
             return
         for future, result in zip(pending.futures, results, strict=True):
             future.set_result(result)
-
-

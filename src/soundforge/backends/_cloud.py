@@ -23,8 +23,10 @@ T = TypeVar("T")
 
 
 #: What every cloud provider reads: the connection (HttpSettings' fields), the key, and job polling.
-CLOUD_SETTINGS = frozenset({f for f in HttpSettings.__dataclass_fields__} | {
-    "api_key_env", "poll_interval", "poll_max_interval", "job_timeout"})
+CLOUD_SETTINGS = frozenset(
+    {f for f in HttpSettings.__dataclass_fields__}
+    | {"api_key_env", "poll_interval", "poll_max_interval", "job_timeout"}
+)
 
 
 class CloudBackend(Backend):
@@ -53,8 +55,13 @@ class CloudBackend(Backend):
         if self._http is None:
             from .._version import __version__
 
-            self._http = HttpCore(self.name, self.http_settings(), auth=self.auth_headers, map_error=self.map_error,
-                                  user_agent=f"soundforge/{__version__}")
+            self._http = HttpCore(
+                self.name,
+                self.http_settings(),
+                auth=self.auth_headers,
+                map_error=self.map_error,
+                user_agent=f"soundforge/{__version__}",
+            )
         return self._http
 
     def availability(self, request: GenerationRequest | None = None) -> Availability:
@@ -93,8 +100,15 @@ class CloudBackend(Backend):
             self._http = None
 
 
-async def poll_job(fetch: Callable[[], Awaitable[T]], finished: Callable[[T], bool], *, context: RunContext,
-                   settings: dict[str, Any], cancel: Callable[[], Awaitable[None]], provider: str) -> T:
+async def poll_job(
+    fetch: Callable[[], Awaitable[T]],
+    finished: Callable[[T], bool],
+    *,
+    context: RunContext,
+    settings: dict[str, Any],
+    cancel: Callable[[], Awaitable[None]],
+    provider: str,
+) -> T:
     """Poll a remote job until `finished`, with growing intervals; cancel it remotely on timeout or cancel.
 
     Settings: `poll_interval` (first wait, default 0.5 s), `poll_max_interval` (5 s), `job_timeout` (600 s).
@@ -111,9 +125,11 @@ async def poll_job(fetch: Callable[[], Awaitable[T]], finished: Callable[[T], bo
             polls += 1
             context.progress("queued", polls, polls + 1)
             if asyncio.get_running_loop().time() + interval > deadline:
-                raise GenerationTimeoutError(f"the {provider} job did not finish within "
-                                             f"{settings.get('job_timeout', 600.0)} s; it was cancelled",
-                                             provider=provider)
+                raise GenerationTimeoutError(
+                    f"the {provider} job did not finish within "
+                    f"{settings.get('job_timeout', 600.0)} s; it was cancelled",
+                    provider=provider,
+                )
             await asyncio.sleep(interval)
             interval = min(ceiling, interval * 1.5)
     except (GenerationTimeoutError, GenerationCancelledError, asyncio.CancelledError):

@@ -50,8 +50,11 @@ def run_on_device_thread(device: str | None, fn: Callable[[], T]) -> T:
         executor = _executors.get(key)
         if executor is None:
             executor = _executors[key] = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"soundforge-{key.replace(':', '')}",
-                initializer=_mark, initargs=(key,))
+                max_workers=1,
+                thread_name_prefix=f"soundforge-{key.replace(':', '')}",
+                initializer=_mark,
+                initargs=(key,),
+            )
     return executor.submit(fn).result()
 
 

@@ -78,8 +78,11 @@ class HttpSettings:
         key = settings.get("api_key") or os.environ.get(str(settings.get("api_key_env", key_env)), "")
         known = {f for f in cls.__dataclass_fields__ if f not in ("base_url", "api_key")}
         values = {k: v for k, v in settings.items() if k in known}
-        return cls(base_url=str(settings.get("base_url", default_base_url)).rstrip("/"),
-                   api_key=Secret(str(key)) if key else None, **values)
+        return cls(
+            base_url=str(settings.get("base_url", default_base_url)).rstrip("/"),
+            api_key=Secret(str(key)) if key else None,
+            **values,
+        )
 
 
 @dataclass
@@ -109,16 +112,24 @@ class _OutcomeUnknown(Exception):
 class HttpCore:
     """One provider's HTTP client: retries, error mapping, streamed bodies, concurrency bound."""
 
-    def __init__(self, provider: str, settings: HttpSettings, *, auth: Callable[[str], dict[str, str]],
-                 map_error: ErrorMapper, user_agent: str) -> None:
+    def __init__(
+        self,
+        provider: str,
+        settings: HttpSettings,
+        *,
+        auth: Callable[[str], dict[str, str]],
+        map_error: ErrorMapper,
+        user_agent: str,
+    ) -> None:
         self.provider = provider
         self.settings = settings
         self._auth = auth
         self._map_error = map_error
         self._user_agent = user_agent
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-        self._bounds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+        self._bounds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
 
@@ -131,8 +142,7 @@ class HttpCore:
         with self._loop_lock:
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name=f"soundforge-{self.provider}",
-                                 daemon=True).start()
+                threading.Thread(target=self._loop.run_forever, name=f"soundforge-{self.provider}", daemon=True).start()
         future = asyncio.run_coroutine_threadsafe(make(), self._loop)
         # Poll with wait(), not result(timeout): GenerationTimeoutError is itself a TimeoutError.
         while not concurrent.futures.wait([future], timeout=0.05).done:
@@ -167,9 +177,12 @@ class HttpCore:
         if client is None:
             s = self.settings
             client = httpx.AsyncClient(
-                base_url=s.base_url, timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
-                limits=httpx.Limits(max_connections=max(s.max_concurrency, 1)), follow_redirects=False,
-                headers={"User-Agent": self._user_agent})
+                base_url=s.base_url,
+                timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
+                limits=httpx.Limits(max_connections=max(s.max_concurrency, 1)),
+                follow_redirects=False,
+                headers={"User-Agent": self._user_agent},
+            )
             self._clients[loop] = client
         return client
 
@@ -183,12 +196,24 @@ class HttpCore:
     # --- requests ---
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
         if self.settings.api_key is None:
-            raise AuthenticationError(f"no API key configured for {self.provider}", provider=self.provider,
-                                      hint=f"set [providers.{self.provider}] api_key_env or the vendor's variable")
+            raise AuthenticationError(
+                f"no API key configured for {self.provider}",
+                provider=self.provider,
+                hint=f"set [providers.{self.provider}] api_key_env or the vendor's variable",
+            )
         return {**self._auth(self.settings.api_key.get()), **(extra or {})}
 
-    async def request(self, method: str, path: str, *, idempotent: bool, context: RunContext,
-                      headers: dict[str, str] | None = None, auth: bool = True, **kwargs: Any) -> HttpReply:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        context: RunContext,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+        **kwargs: Any,
+    ) -> HttpReply:
         """Send with retries; return the body streamed to a temp file, or raise a mapped SoundforgeError.
 
         `path` is relative to `base_url`, or an absolute URL; `auth=False` sends no key (third-party hosts).
@@ -207,8 +232,12 @@ class HttpCore:
                 return await self._once(method, path, idempotent, send_headers, context, kwargs)
 
         async def with_retries() -> HttpReply:
-            retrying = AsyncRetrying(stop=stop_after_attempt(s.max_retries + 1),
-                                     retry=retry_if_exception(should_retry), wait=self._wait, reraise=True)
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(s.max_retries + 1),
+                retry=retry_if_exception(should_retry),
+                wait=self._wait,
+                reraise=True,
+            )
             async for trial in retrying:
                 with trial:
                     return await attempt()
@@ -219,8 +248,9 @@ class HttpCore:
         except _Retryable as exc:
             raise exc.error from None
         except TimeoutError:
-            raise GenerationTimeoutError(f"{self.provider} did not answer within {s.total_timeout:g} s",
-                                         provider=self.provider) from None
+            raise GenerationTimeoutError(
+                f"{self.provider} did not answer within {s.total_timeout:g} s", provider=self.provider
+            ) from None
 
     def _wait(self, state: Any) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -229,15 +259,25 @@ class HttpCore:
         after = getattr(getattr(exc, "error", None), "retry_after", None)
         return float(max(backoff, after or 0.0))
 
-    async def _once(self, method: str, path: str, idempotent: bool, headers: dict[str, str], context: RunContext,
-                    kwargs: dict[str, Any]) -> HttpReply:
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        idempotent: bool,
+        headers: dict[str, str],
+        context: RunContext,
+        kwargs: dict[str, Any],
+    ) -> HttpReply:
         import httpx
 
         client = self._client()
         request = client.build_request(method, path, headers=headers, **kwargs)
         if os.environ.get(BLOCK_REMOTE_ENV) == "1" and request.url.host not in _LOOPBACK_HOSTS:
-            raise ProviderError(f"refusing to send a request to {request.url.host}: remote requests are blocked "
-                                f"({BLOCK_REMOTE_ENV}=1, set by test suites)", provider=self.provider)
+            raise ProviderError(
+                f"refusing to send a request to {request.url.host}: remote requests are blocked "
+                f"({BLOCK_REMOTE_ENV}=1, set by test suites)",
+                provider=self.provider,
+            )
         if "files" in kwargs:
             # Render a multipart body once: streamed, httpx sends each part's pieces as separate socket writes
             # (about 20 for a form), which cost more CPU per request than the whole form in memory.
@@ -253,25 +293,37 @@ class HttpCore:
                 await response.aclose()
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing was sent: always safe to try again.
-            raise _Retryable(ProviderError(f"cannot connect to {self.provider}: {type(exc).__name__}",
-                                           provider=self.provider)) from None
-        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-                httpx.WriteError, _OutcomeUnknown) as exc:
+            raise _Retryable(
+                ProviderError(f"cannot connect to {self.provider}: {type(exc).__name__}", provider=self.provider)
+            ) from None
+        except (
+            httpx.ReadTimeout,
+            httpx.WriteTimeout,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+            _OutcomeUnknown,
+        ) as exc:
             error: SoundforgeError
             if isinstance(exc, httpx.ReadTimeout):
-                error = GenerationTimeoutError(f"{self.provider} did not answer within "
-                                               f"{self.settings.read_timeout:g} s", provider=self.provider)
+                error = GenerationTimeoutError(
+                    f"{self.provider} did not answer within {self.settings.read_timeout:g} s", provider=self.provider
+                )
             else:
-                error = ProviderError(f"the answer from {self.provider} was cut off ({type(exc).__name__})",
-                                      provider=self.provider)
+                error = ProviderError(
+                    f"the answer from {self.provider} was cut off ({type(exc).__name__})", provider=self.provider
+                )
             if idempotent:
                 raise _Retryable(error) from None
-            error.hint = ("the request was sent but its outcome is unknown; soundforge does not re-send it, "
-                          "so you are not charged twice: try again yourself if you wish")
+            error.hint = (
+                "the request was sent but its outcome is unknown; soundforge does not re-send it, "
+                "so you are not charged twice: try again yourself if you wish"
+            )
             raise error from None
 
-    async def request_json(self, method: str, path: str, *, idempotent: bool, context: RunContext,
-                           **kwargs: Any) -> dict[str, Any]:
+    async def request_json(
+        self, method: str, path: str, *, idempotent: bool, context: RunContext, **kwargs: Any
+    ) -> dict[str, Any]:
         """`request`, then the answer as a JSON object; the body file is always removed, even when malformed."""
         reply = await self.request(method, path, idempotent=idempotent, context=context, **kwargs)
         try:
@@ -299,17 +351,27 @@ class HttpCore:
         if mapped is None:
             message = _message(body)
             if status in (401, 403):
-                mapped = AuthenticationError(f"{self.provider} rejected the API key ({status}): {message}",
-                                             provider=self.provider)
+                mapped = AuthenticationError(
+                    f"{self.provider} rejected the API key ({status}): {message}", provider=self.provider
+                )
             elif status == 429:
-                mapped = RateLimitError(f"{self.provider} rate limit: {message}", provider=self.provider,
-                                        retry_after=retry_after, request_id=request_id)
+                mapped = RateLimitError(
+                    f"{self.provider} rate limit: {message}",
+                    provider=self.provider,
+                    retry_after=retry_after,
+                    request_id=request_id,
+                )
             elif status >= 500 or status == 408:
-                mapped = ProviderError(f"{self.provider} failed ({status}): {message}", provider=self.provider,
-                                       status=status, request_id=request_id)
+                mapped = ProviderError(
+                    f"{self.provider} failed ({status}): {message}",
+                    provider=self.provider,
+                    status=status,
+                    request_id=request_id,
+                )
             else:
-                mapped = InvalidRequestError(f"{self.provider} refused the request ({status}): {message}",
-                                             provider=self.provider)
+                mapped = InvalidRequestError(
+                    f"{self.provider} refused the request ({status}): {message}", provider=self.provider
+                )
         if isinstance(mapped, RateLimitError) and mapped.retry_after is None:
             mapped.retry_after = retry_after
         if status in RETRY_STATUSES:
@@ -323,11 +385,14 @@ class HttpCore:
         cap = self.settings.max_download_bytes
         expected = response.headers.get("content-length")
         if expected is not None and int(expected) > cap:
-            raise ProviderError(f"{self.provider} answer is {int(expected)} bytes, over the {cap}-byte cap",
-                                provider=self.provider, hint="raise max_download_bytes if this is expected")
+            raise ProviderError(
+                f"{self.provider} answer is {int(expected)} bytes, over the {cap}-byte cap",
+                provider=self.provider,
+                hint="raise max_download_bytes if this is expected",
+            )
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, kept on success
-            prefix="soundforge-", suffix=".part", dir=self.settings.download_dir,
-            delete=False)
+            prefix="soundforge-", suffix=".part", dir=self.settings.download_dir, delete=False
+        )
         path = Path(handle.name)
         try:
             size = 0
@@ -336,8 +401,7 @@ class HttpCore:
                     context.cancel.raise_if_cancelled()
                     size += len(chunk)
                     if size > cap:
-                        raise ProviderError(f"{self.provider} answer passed the {cap}-byte cap",
-                                            provider=self.provider)
+                        raise ProviderError(f"{self.provider} answer passed the {cap}-byte cap", provider=self.provider)
                     handle.write(chunk)
             if expected is not None and size != int(expected):
                 raise _OutcomeUnknown(f"{size} of {expected} bytes")
@@ -411,12 +475,16 @@ def check_output_url(url: str, settings: HttpSettings) -> None:
     loopback = all(a.is_loopback for a in addresses)
     if loopback:
         if not settings.allow_loopback_urls:
-            raise ProviderError(f"refusing to fetch output URL on a loopback address ({host})",
-                                hint="set allow_loopback_urls = true only for local test servers")
+            raise ProviderError(
+                f"refusing to fetch output URL on a loopback address ({host})",
+                hint="set allow_loopback_urls = true only for local test servers",
+            )
         return
     if parts.scheme != "https":
         raise ProviderError("refusing to fetch an output URL over plain http")
     inside = [a for a in addresses if a.is_private or a.is_link_local or a.is_reserved or a.is_multicast]
     if inside and not settings.allow_private_urls:
-        raise ProviderError(f"refusing to fetch output URL on an internal address ({host} -> {inside[0]})",
-                            hint="set allow_private_urls = true if your gateway serves outputs internally")
+        raise ProviderError(
+            f"refusing to fetch output URL on an internal address ({host} -> {inside[0]})",
+            hint="set allow_private_urls = true if your gateway serves outputs internally",
+        )

@@ -36,8 +36,9 @@ def looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") > 1
 
 
-def resolve_checkpoint(provider: str, model: str, settings: dict[str, Any], *, marker: str,
-                       allow_fetch: bool = True, access_note: str = "") -> str:
+def resolve_checkpoint(
+    provider: str, model: str, settings: dict[str, Any], *, marker: str, allow_fetch: bool = True, access_note: str = ""
+) -> str:
     """The local folder of a checkpoint: given directly, found in the Hugging Face cache, or downloaded.
 
     Raises ModelNotAvailableError at once (never a retry loop) with where it looked and the command to fix it.
@@ -45,33 +46,42 @@ def resolve_checkpoint(provider: str, model: str, settings: dict[str, Any], *, m
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / marker).is_file():
-            raise ModelNotAvailableError(provider, model, f"{path} has no {marker}",
-                                         fix="point to a folder written by save_pretrained()")
+            raise ModelNotAvailableError(
+                provider, model, f"{path} has no {marker}", fix="point to a folder written by save_pretrained()"
+            )
         return str(path)
     if looks_like_path(model):
         raise ModelNotAvailableError(provider, model, f"folder {path} does not exist")
     from huggingface_hub import snapshot_download
 
-    fix = f"{access_note}download it first (`hf download {model}`), or set [providers.{provider}] model = " \
-          "\"/path/to/checkpoint\""
+    fix = (
+        f"{access_note}download it first (`hf download {model}`), or set [providers.{provider}] model = "
+        '"/path/to/checkpoint"'
+    )
     try:
         return str(snapshot_download(model, local_files_only=True, allow_patterns=WEIGHT_PATTERNS))
     except Exception as cached_miss:
         if offline(settings) or not allow_fetch:
             hub = os.environ.get("HF_HOME", "~/.cache/huggingface")
-            why = ("downloads are off (HF_HUB_OFFLINE or allow_download = false)" if offline(settings)
-                   else "not downloaded yet (an explicit request downloads them; `auto` never does)")
-            raise ModelNotAvailableError(provider, model, f"weights not in the Hugging Face cache ({hub}) and {why}",
-                                         fix=fix) from cached_miss
+            why = (
+                "downloads are off (HF_HUB_OFFLINE or allow_download = false)"
+                if offline(settings)
+                else "not downloaded yet (an explicit request downloads them; `auto` never does)"
+            )
+            raise ModelNotAvailableError(
+                provider, model, f"weights not in the Hugging Face cache ({hub}) and {why}", fix=fix
+            ) from cached_miss
     try:
         return str(snapshot_download(model, allow_patterns=WEIGHT_PATTERNS, etag_timeout=10))
     except Exception as exc:
-        raise ModelNotAvailableError(provider, model, f"could not download the weights: {type(exc).__name__}: "
-                                     f"{str(exc)[:200]}", fix=fix) from exc
+        raise ModelNotAvailableError(
+            provider, model, f"could not download the weights: {type(exc).__name__}: {str(exc)[:200]}", fix=fix
+        ) from exc
 
 
-def checkpoint_availability(provider: str, model: str, settings: dict[str, Any], *, marker: str,
-                            allow_fetch: bool, access_note: str = "") -> Availability:
+def checkpoint_availability(
+    provider: str, model: str, settings: dict[str, Any], *, marker: str, allow_fetch: bool, access_note: str = ""
+) -> Availability:
     """Whether a checkpoint is on disk (or may be downloaded when `allow_fetch`), without loading it."""
     try:
         resolve_checkpoint(provider, model, settings, marker=marker, allow_fetch=False, access_note=access_note)
@@ -82,8 +92,15 @@ def checkpoint_availability(provider: str, model: str, settings: dict[str, Any],
         return Availability(False, exc.message.split(": ", 1)[-1], fix=exc.hint)
 
 
-def files_availability(model: str, files: tuple[str, ...], settings: dict[str, Any], *, allow_fetch: bool,
-                       folder_fix: str, download_note: str = "") -> Availability:
+def files_availability(
+    model: str,
+    files: tuple[str, ...],
+    settings: dict[str, Any],
+    *,
+    allow_fetch: bool,
+    folder_fix: str,
+    download_note: str = "",
+) -> Availability:
     """Whether an engine's checkpoint files are here: in a folder, or in the Hugging Face cache (or may be
     downloaded when `allow_fetch` and downloads are on). Nothing is loaded or downloaded."""
     path = Path(model).expanduser()
@@ -98,8 +115,11 @@ def files_availability(model: str, files: tuple[str, ...], settings: dict[str, A
         return Availability(True)
     if allow_fetch and not offline(settings):
         return Availability(True)
-    return Availability(False, f"{', '.join(files)} not in the Hugging Face cache",
-                        fix=f"{download_note}hf download {model} {' '.join(files)}")
+    return Availability(
+        False,
+        f"{', '.join(files)} not in the Hugging Face cache",
+        fix=f"{download_note}hf download {model} {' '.join(files)}",
+    )
 
 
 def revision(folder: str) -> str | None:
@@ -137,8 +157,14 @@ class ModelCache(Generic[T]):
     local backend on the same device until the new one fits the memory budget.
     """
 
-    def __init__(self, limit: Callable[[], int], *, owner: str = "", memory: Callable[[], ModelMemory | None]
-                 = lambda: None, footprint: Callable[[T], tuple[str, int]] | None = None) -> None:
+    def __init__(
+        self,
+        limit: Callable[[], int],
+        *,
+        owner: str = "",
+        memory: Callable[[], ModelMemory | None] = lambda: None,
+        footprint: Callable[[T], tuple[str, int]] | None = None,
+    ) -> None:
         self._items: OrderedDict[str, T] = OrderedDict()
         self._lock = threading.Lock()
         self._limit = limit
@@ -146,8 +172,9 @@ class ModelCache(Generic[T]):
         self._memory = memory
         self._footprint = footprint
 
-    def get(self, key: str, load: Callable[[], T], *, device: str | None = None,
-            estimate: Callable[[], int] | None = None) -> T:
+    def get(
+        self, key: str, load: Callable[[], T], *, device: str | None = None, estimate: Callable[[], int] | None = None
+    ) -> T:
         """The cached value for `key`, loading it (under the lock) the first time.
 
         `device` and `estimate` (bytes, e.g. the weight files' size; asked only before a load) let the memory

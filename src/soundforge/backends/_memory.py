@@ -85,8 +85,11 @@ class ModelMemory:
     def __init__(self, budget_gb: float | str | None = "auto") -> None:
         if budget_gb == "off":
             budget_gb = None
-        if budget_gb is not None and budget_gb != "auto" and not (isinstance(budget_gb, (int, float))
-                                                                    and budget_gb > 0):
+        if (
+            budget_gb is not None
+            and budget_gb != "auto"
+            and not (isinstance(budget_gb, (int, float)) and budget_gb > 0)
+        ):
             raise ConfigurationError(f"model_memory_gb must be a positive number, 'auto' or 'off', not {budget_gb!r}")
         self.budget_gb = budget_gb
         self._entries: OrderedDict[tuple[str, str], LoadedEntry] = OrderedDict()
@@ -124,7 +127,9 @@ class ModelMemory:
         if estimate > budget:
             raise ConfigurationError(
                 f"{owner}:{key} needs about {estimate / GIB:.2f} GiB on {device}, more than the model memory "
-                f"budget of {budget / GIB:.2f} GiB", hint="raise model_memory_gb in the config (or set it to 'auto')")
+                f"budget of {budget / GIB:.2f} GiB",
+                hint="raise model_memory_gb in the config (or set it to 'auto')",
+            )
         self._evict(device, budget - estimate, keep=(owner, key))
 
     def record(self, owner: str, key: str, device: str, nbytes: int, drop: Callable[[], None]) -> None:
@@ -137,8 +142,14 @@ class ModelMemory:
         if budget is not None:
             self._evict(device, budget - nbytes, keep=(owner, key))
             if nbytes > budget:
-                log.warning("%s:%s takes %.2f GiB on %s, above the model memory budget of %.2f GiB", owner, key,
-                            nbytes / GIB, device, budget / GIB)
+                log.warning(
+                    "%s:%s takes %.2f GiB on %s, above the model memory budget of %.2f GiB",
+                    owner,
+                    key,
+                    nbytes / GIB,
+                    device,
+                    budget / GIB,
+                )
 
     def touch(self, owner: str, key: str) -> None:
         """A model was used: it becomes the most recently used."""
@@ -164,8 +175,13 @@ class ModelMemory:
                 del self._entries[ident]
                 dropped.append(entry)
         for entry in dropped:
-            log.info("unloading %s:%s (%.2f GiB on %s) to stay within the model memory budget", entry.owner,
-                     entry.key, entry.nbytes / GIB, entry.device)
+            log.info(
+                "unloading %s:%s (%.2f GiB on %s) to stay within the model memory budget",
+                entry.owner,
+                entry.key,
+                entry.nbytes / GIB,
+                entry.device,
+            )
             entry.drop()
         if dropped:
             gc.collect()

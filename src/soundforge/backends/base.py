@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from ._memory import ModelMemory
 
 
-def checked_extra(request: GenerationRequest, kinds: dict[str, Any], *, provider: str,
-                  label: str | None = None) -> dict[str, Any]:
+def checked_extra(
+    request: GenerationRequest, kinds: dict[str, Any], *, provider: str, label: str | None = None
+) -> dict[str, Any]:
     """The request's `extra` checked against a backend's known keys and types (a type or a tuple of types).
 
     Unknown keys and wrong types raise InvalidRequestError naming them; an int is accepted (and converted) where
@@ -43,8 +44,12 @@ def checked_extra(request: GenerationRequest, kinds: dict[str, Any], *, provider
     """
     unknown = set(request.extra) - set(kinds)
     if unknown:
-        raise InvalidRequestError(f"unknown {label or provider} extra parameter(s): {', '.join(sorted(unknown))}",
-                                  field="extra", provider=provider, hint=f"known: {', '.join(kinds)}")
+        raise InvalidRequestError(
+            f"unknown {label or provider} extra parameter(s): {', '.join(sorted(unknown))}",
+            field="extra",
+            provider=provider,
+            hint=f"known: {', '.join(kinds)}",
+        )
     checked: dict[str, Any] = {}
     for key, kind in kinds.items():
         value = request.extra.get(key)
@@ -194,7 +199,9 @@ class Backend(ABC):
             if unknown:
                 raise ConfigurationError(
                     f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} under "
-                    f"[providers.{self.name}]", hint=f"{self.name} reads: {', '.join(sorted(known))}")
+                    f"[providers.{self.name}]",
+                    hint=f"{self.name} reads: {', '.join(sorted(known))}",
+                )
         #: The client's model memory ledger, set by the client; local backends register what they load in it.
         self.memory: ModelMemory | None = None
 
@@ -207,11 +214,15 @@ class Backend(ABC):
         The one place the choice is made: availability, weights and generation all ask it, so routing checks the
         install and the weights of the engine that will run.
         """
-        chosen = (request.extra.get("engine") if request is not None else None) or \
-            self.settings.get("engine", self.engines[0] if self.engines else "")
+        chosen = (request.extra.get("engine") if request is not None else None) or self.settings.get(
+            "engine", self.engines[0] if self.engines else ""
+        )
         if chosen not in self.engines:
-            raise InvalidRequestError(f"unknown {self.name} engine {chosen!r}; choose {' or '.join(self.engines)}",
-                                      field="extra", provider=self.name)
+            raise InvalidRequestError(
+                f"unknown {self.name} engine {chosen!r}; choose {' or '.join(self.engines)}",
+                field="extra",
+                provider=self.name,
+            )
         return str(chosen)
 
     # --- declared facts ---
@@ -224,8 +235,9 @@ class Backend(ABC):
         calls the network."""
         return Availability(True)
 
-    def model_availability(self, model: str, *, allow_fetch: bool,
-                           request: GenerationRequest | None = None) -> Availability:
+    def model_availability(
+        self, model: str, *, allow_fetch: bool, request: GenerationRequest | None = None
+    ) -> Availability:
         """Whether `model` can run now (weights present, or fetchable when `allow_fetch`), on the engine `request`
         would run on. Cheap, no loading.
 
@@ -254,21 +266,36 @@ class Backend(ABC):
         if request.duration > caps.max_duration:
             raise InvalidRequestError(
                 f"duration {request.duration:g} s is over the {caps.max_duration:g} s maximum of {self.name}:{model}",
-                field="duration", provider=self.name, hint="ask for a shorter duration or pick another model")
+                field="duration",
+                provider=self.name,
+                hint="ask for a shorter duration or pick another model",
+            )
         if request.duration < caps.min_duration:
             raise InvalidRequestError(
                 f"duration {request.duration:g} s is under the {caps.min_duration:g} s minimum of {self.name}:{model}",
-                field="duration", provider=self.name)
+                field="duration",
+                provider=self.name,
+            )
         if request.num_outputs > caps.max_outputs:
             raise InvalidRequestError(
                 f"num_outputs {request.num_outputs} is over the {caps.max_outputs} maximum of {self.name}:{model}",
-                field="num_outputs", provider=self.name)
+                field="num_outputs",
+                provider=self.name,
+            )
         if request.sample_rate is not None and request.sample_rate not in caps.sample_rates:
-            raise UnsupportedFeatureError("sample_rate", f"{self.name}:{model}", supported_by("sample_rate"),
-                                          detail=f"it produces {', '.join(map(str, caps.sample_rates))} Hz")
+            raise UnsupportedFeatureError(
+                "sample_rate",
+                f"{self.name}:{model}",
+                supported_by("sample_rate"),
+                detail=f"it produces {', '.join(map(str, caps.sample_rates))} Hz",
+            )
         if request.channels is not None and request.channels not in caps.channels:
-            raise UnsupportedFeatureError("channels", f"{self.name}:{model}", supported_by("channels"),
-                                          detail=f"it produces {', '.join(map(str, caps.channels))} channel(s)")
+            raise UnsupportedFeatureError(
+                "channels",
+                f"{self.name}:{model}",
+                supported_by("channels"),
+                detail=f"it produces {', '.join(map(str, caps.channels))} channel(s)",
+            )
 
     # --- work ---
     @abstractmethod

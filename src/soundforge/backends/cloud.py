@@ -13,6 +13,14 @@ from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply, poll_job
 from ._http import BLOCK_REMOTE_ENV, HttpCore, HttpReply, HttpSettings, check_output_url
 
 __all__ = [
-    "BLOCK_REMOTE_ENV", "CLOUD_SETTINGS", "CloudBackend", "HttpCore", "HttpReply", "HttpSettings", "Secret",
-    "check_output_url", "decode_reply", "poll_job",
+    "BLOCK_REMOTE_ENV",
+    "CLOUD_SETTINGS",
+    "CloudBackend",
+    "HttpCore",
+    "HttpReply",
+    "HttpSettings",
+    "Secret",
+    "check_output_url",
+    "decode_reply",
+    "poll_job",
 ]

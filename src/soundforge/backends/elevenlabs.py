@@ -18,15 +18,29 @@ from .base import RawGeneration, RawTrack, RunContext
 
 MODELS = ("music_v1", "music_v2")
 MIN_MS, MAX_MS = 3000, 600000
-EXTRA_KEYS = {"output_format", "composition_plan", "respect_sections_durations", "finetune_id",
-              "finetune_strength", "sign_with_c2pa"}
+EXTRA_KEYS = {
+    "output_format",
+    "composition_plan",
+    "respect_sections_durations",
+    "finetune_id",
+    "finetune_strength",
+    "sign_with_c2pa",
+}
 DEFAULT_FORMAT = "mp3_44100_192"
 
 
 def _caps() -> Capabilities:
-    return Capabilities(min_duration=MIN_MS / 1000, max_duration=MAX_MS / 1000, sample_rates=(44100, 48000),
-                        channels=(1, 2), fields=frozenset({"instrumental", "extra"}), max_outputs=1, vocals=True,
-                        seed_deterministic=False, cost_hint="paid ElevenLabs plan; credits per minute of music")
+    return Capabilities(
+        min_duration=MIN_MS / 1000,
+        max_duration=MAX_MS / 1000,
+        sample_rates=(44100, 48000),
+        channels=(1, 2),
+        fields=frozenset({"instrumental", "extra"}),
+        max_outputs=1,
+        vocals=True,
+        seed_deterministic=False,
+        cost_hint="paid ElevenLabs plan; credits per minute of music",
+    )
 
 
 class ElevenLabsBackend(CloudBackend):
@@ -53,9 +67,11 @@ class ElevenLabsBackend(CloudBackend):
                 raw = detail.get("data")
                 data: dict[str, Any] = raw if isinstance(raw, dict) else {}
                 suggestion = data.get("prompt_suggestion") or data.get("composition_plan_suggestion")
-                return ContentRefusedError(f"ElevenLabs refused the {code.removeprefix('bad_')}: {message}",
-                                           provider=self.name,
-                                           hint=f"suggestion: {suggestion}" if suggestion else None)
+                return ContentRefusedError(
+                    f"ElevenLabs refused the {code.removeprefix('bad_')}: {message}",
+                    provider=self.name,
+                    hint=f"suggestion: {suggestion}" if suggestion else None,
+                )
         if status in (400, 422):
             text = detail if isinstance(detail, str) else str(body)[:300]
             return InvalidRequestError(f"ElevenLabs refused the request ({status}): {text}", provider=self.name)
@@ -64,18 +80,26 @@ class ElevenLabsBackend(CloudBackend):
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         unknown = set(request.extra) - EXTRA_KEYS
         if unknown:
-            raise InvalidRequestError(f"unknown elevenlabs extra parameter(s): {', '.join(sorted(unknown))}",
-                                      field="extra", provider=self.name, hint=f"known: {', '.join(sorted(EXTRA_KEYS))}")
+            raise InvalidRequestError(
+                f"unknown elevenlabs extra parameter(s): {', '.join(sorted(unknown))}",
+                field="extra",
+                provider=self.name,
+                hint=f"known: {', '.join(sorted(EXTRA_KEYS))}",
+            )
         output_format = str(request.extra.get("output_format", DEFAULT_FORMAT))
         if not output_format.startswith(("mp3_", "opus_")):
-            raise InvalidRequestError("extra['output_format'] must be an mp3_* or opus_* format (e.g. mp3_44100_192)",
-                                      field="extra", provider=self.name)
+            raise InvalidRequestError(
+                "extra['output_format'] must be an mp3_* or opus_* format (e.g. mp3_44100_192)",
+                field="extra",
+                provider=self.name,
+            )
         body: dict[str, Any] = {"model_id": model}
         plan = request.extra.get("composition_plan")
         if plan is not None:
             if not isinstance(plan, dict) or "sections" not in plan:
-                raise InvalidRequestError("extra['composition_plan'] must be a plan object with 'sections'",
-                                          field="extra", provider=self.name)
+                raise InvalidRequestError(
+                    "extra['composition_plan'] must be a plan object with 'sections'", field="extra", provider=self.name
+                )
             body["composition_plan"] = plan  # the plan carries its own section lengths; the prompt is recorded
         else:
             body["prompt"] = request.prompt
@@ -85,8 +109,9 @@ class ElevenLabsBackend(CloudBackend):
         for key in ("respect_sections_durations", "finetune_id", "finetune_strength", "sign_with_c2pa"):
             if key in request.extra:
                 body[key] = request.extra[key]
-        reply = await self.http.request("POST", "/v1/music", idempotent=False, context=context,
-                                        params={"output_format": output_format}, json=body)
+        reply = await self.http.request(
+            "POST", "/v1/music", idempotent=False, context=context, params={"output_format": output_format}, json=body
+        )
         audio, rate = decode_reply(reply, self.name)
         if plan is None:
             audio = audio[:, : round(request.duration * rate)]
@@ -94,5 +119,8 @@ class ElevenLabsBackend(CloudBackend):
         parameters["output_format"] = output_format
         if plan is not None:
             parameters["composition_plan"] = True
-        return RawGeneration(tracks=[RawTrack(audio=audio, sample_rate=rate, seed=None, parameters=parameters)],
-                             engine_versions={"api": "v1"}, device="cloud")
+        return RawGeneration(
+            tracks=[RawTrack(audio=audio, sample_rate=rate, seed=None, parameters=parameters)],
+            engine_versions={"api": "v1"},
+            device="cloud",
+        )

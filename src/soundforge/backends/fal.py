@@ -25,9 +25,16 @@ AUDIO_KEYS = ("audio_file", "audio", "audio_url", "output")
 
 def _caps(model: str) -> Capabilities:
     fields = {"seed", "steps", "extra"} if model == STABLE_AUDIO else {"seed", "extra", "negative_prompt"}
-    return Capabilities(min_duration=1.0, max_duration=47.0 if model == STABLE_AUDIO else 600.0,
-                        sample_rates=(44100, 48000), channels=(1, 2), fields=frozenset(fields), max_outputs=1,
-                        seed_deterministic=model == STABLE_AUDIO, cost_hint="billed per request by fal")
+    return Capabilities(
+        min_duration=1.0,
+        max_duration=47.0 if model == STABLE_AUDIO else 600.0,
+        sample_rates=(44100, 48000),
+        channels=(1, 2),
+        fields=frozenset(fields),
+        max_outputs=1,
+        seed_deterministic=model == STABLE_AUDIO,
+        cost_hint="billed per request by fal",
+    )
 
 
 class FalBackend(CloudBackend):
@@ -44,8 +51,9 @@ class FalBackend(CloudBackend):
 
     def model_info(self, model: str) -> ModelInfo:
         if model.count("/") < 1:
-            raise InvalidRequestError(f"fal apps are named owner/alias[/path], not {model!r}", field="provider",
-                                      provider=self.name)
+            raise InvalidRequestError(
+                f"fal apps are named owner/alias[/path], not {model!r}", field="provider", provider=self.name
+            )
         return ModelInfo(id=model, capabilities=_caps(model))
 
     def auth_headers(self, key: str) -> dict[str, str]:
@@ -54,8 +62,11 @@ class FalBackend(CloudBackend):
     def map_error(self, status: int, body: Any, request_id: str | None) -> SoundforgeError | None:
         if status == 422 and isinstance(body, dict):
             detail = body.get("detail")
-            text = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail) \
-                if isinstance(detail, list) else str(detail)
+            text = (
+                "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
+                if isinstance(detail, list)
+                else str(detail)
+            )
             return InvalidRequestError(f"fal refused the input: {text}", provider=self.name)
         return None
 
@@ -63,8 +74,9 @@ class FalBackend(CloudBackend):
         extra = dict(request.extra)
         passthrough = extra.pop("input", {})
         if extra or not isinstance(passthrough, dict):
-            raise InvalidRequestError("pass fal model inputs as extra={'input': {...}}", field="extra",
-                                      provider=self.name)
+            raise InvalidRequestError(
+                "pass fal model inputs as extra={'input': {...}}", field="extra", provider=self.name
+            )
         data: dict[str, Any] = {"prompt": request.prompt}
         if model == STABLE_AUDIO:
             data["seconds_total"] = math.ceil(request.duration)
@@ -100,20 +112,32 @@ class FalBackend(CloudBackend):
         async def cancel() -> None:
             await json_of("PUT", cancel_url, RunContext())  # fresh context: the caller's may be cancelled
 
-        status = await poll_job(lambda: json_of("GET", status_url, params={"logs": "0"}),
-                                lambda s: s.get("status") == "COMPLETED", context=context, settings=self.settings,
-                                cancel=cancel, provider=self.name)
+        status = await poll_job(
+            lambda: json_of("GET", status_url, params={"logs": "0"}),
+            lambda s: s.get("status") == "COMPLETED",
+            context=context,
+            settings=self.settings,
+            cancel=cancel,
+            provider=self.name,
+        )
         if status.get("error"):
-            raise ProviderError(f"fal request {job_id} failed: {status.get('error')} "
-                                f"({status.get('error_type', 'no type')})", provider=self.name, request_id=job_id)
+            raise ProviderError(
+                f"fal request {job_id} failed: {status.get('error')} ({status.get('error_type', 'no type')})",
+                provider=self.name,
+                request_id=job_id,
+            )
         result = await json_of("GET", response_url)
         audio_file = next((result[k] for k in AUDIO_KEYS if k in result), None)
         url = audio_file.get("url") if isinstance(audio_file, dict) else audio_file
         if not isinstance(url, str):
-            raise ProviderError(f"fal request {job_id} returned no audio file ({sorted(result)})", provider=self.name,
-                                request_id=job_id)
+            raise ProviderError(
+                f"fal request {job_id} returned no audio file ({sorted(result)})", provider=self.name, request_id=job_id
+            )
         audio, rate = decode_reply(await self.http.download(url, context), self.name)
         audio = audio[:, : round(request.duration * rate)]
         parameters = {k: v for k, v in payload.items() if k != "prompt"} | {"request_id": job_id}
-        return RawGeneration(tracks=[RawTrack(audio=audio, sample_rate=rate, seed=request.seed, parameters=parameters)],
-                             engine_versions={"api": "queue"}, device="cloud")
+        return RawGeneration(
+            tracks=[RawTrack(audio=audio, sample_rate=rate, seed=request.seed, parameters=parameters)],
+            engine_versions={"api": "queue"},
+            device="cloud",
+        )

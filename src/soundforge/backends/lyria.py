@@ -28,9 +28,16 @@ AUDIO_KEYS = ("bytesBase64Encoded", "audioContent")  # the docs' sample and work
 
 
 def _caps() -> Capabilities:
-    return Capabilities(min_duration=1.0, max_duration=CLIP_SECONDS, sample_rates=(48000,), channels=(2,),
-                        fields=frozenset({"negative_prompt", "seed", "num_outputs", "sample_rate", "channels"}),
-                        max_outputs=4, seed_deterministic=True, cost_hint="billed per 30 s clip by Google Cloud")
+    return Capabilities(
+        min_duration=1.0,
+        max_duration=CLIP_SECONDS,
+        sample_rates=(48000,),
+        channels=(2,),
+        fields=frozenset({"negative_prompt", "seed", "num_outputs", "sample_rate", "channels"}),
+        max_outputs=4,
+        seed_deterministic=True,
+        cost_hint="billed per 30 s clip by Google Cloud",
+    )
 
 
 class LyriaBackend(CloudBackend):
@@ -59,13 +66,19 @@ class LyriaBackend(CloudBackend):
 
     def availability(self, request: GenerationRequest | None = None) -> Availability:
         if not self.settings.get("project"):
-            return Availability(False, "no Google Cloud project configured",
-                                fix='set [providers.lyria] project = "my-project" (and location)')
+            return Availability(
+                False,
+                "no Google Cloud project configured",
+                fix='set [providers.lyria] project = "my-project" (and location)',
+            )
         status = super().availability(request)
         if not status.available and not self.settings.get("use_google_auth"):
-            return Availability(False, f"no access token ({self.key_env} is not set)",
-                                fix=f"export {self.key_env}=$(gcloud auth print-access-token), or set "
-                                    "use_google_auth = true with google-auth installed")
+            return Availability(
+                False,
+                f"no access token ({self.key_env} is not set)",
+                fix=f"export {self.key_env}=$(gcloud auth print-access-token), or set "
+                "use_google_auth = true with google-auth installed",
+            )
         return Availability(True)
 
     def auth_headers(self, key: str) -> dict[str, str]:
@@ -79,14 +92,19 @@ class LyriaBackend(CloudBackend):
         if status == 400 and any(w in message.lower() for w in ("safety", "blocked", "recitation", "artist")):
             return ContentRefusedError(f"Lyria refused the prompt: {message}", provider=self.name)
         if status == 400:
-            return InvalidRequestError(f"Lyria refused the request ({error.get('status')}): {message}",
-                                       provider=self.name)
+            return InvalidRequestError(
+                f"Lyria refused the request ({error.get('status')}): {message}", provider=self.name
+            )
         return None
 
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         if request.seed is not None and request.num_outputs > 1:
-            raise InvalidRequestError("Lyria takes either a seed or several samples, not both", field="seed",
-                                      provider=self.name, hint="drop the seed or ask for one output")
+            raise InvalidRequestError(
+                "Lyria takes either a seed or several samples, not both",
+                field="seed",
+                provider=self.name,
+                hint="drop the seed or ask for one output",
+            )
         instance: dict[str, Any] = {"prompt": request.prompt}
         if request.negative_prompt is not None:
             instance["negative_prompt"] = request.negative_prompt
@@ -104,18 +122,26 @@ class LyriaBackend(CloudBackend):
             raise ProviderError("Lyria answered without predictions", provider=self.name)
         tracks = []
         for index, prediction in enumerate(predictions):
-            encoded = next((prediction.get(k) for k in AUDIO_KEYS if isinstance(prediction, dict) and k in prediction),
-                           None)
+            encoded = next(
+                (prediction.get(k) for k in AUDIO_KEYS if isinstance(prediction, dict) and k in prediction), None
+            )
             try:
                 wav = base64.b64decode(encoded or "", validate=True)
             except (binascii.Error, TypeError):
                 raise ProviderError("Lyria returned malformed base64 audio", provider=self.name) from None
             audio, rate = _decode(wav)
-            tracks.append(RawTrack(audio=audio[:, : round(request.duration * rate)], sample_rate=rate,
-                                   seed=request.seed, parameters={**{k: v for k, v in instance.items()
-                                                                     if k != "prompt"},
-                                                                  "sample_index": index,
-                                                                  "model": answer.get("model", model)}))
+            tracks.append(
+                RawTrack(
+                    audio=audio[:, : round(request.duration * rate)],
+                    sample_rate=rate,
+                    seed=request.seed,
+                    parameters={
+                        **{k: v for k, v in instance.items() if k != "prompt"},
+                        "sample_index": index,
+                        "model": answer.get("model", model),
+                    },
+                )
+            )
         return RawGeneration(tracks=tracks, engine_versions={"api": "vertex-v1"}, device="cloud")
 
 
@@ -141,4 +167,3 @@ def _google_auth_token() -> str | None:
         return str(credentials.token)
     except Exception:  # no credentials configured is the common case
         return None
-

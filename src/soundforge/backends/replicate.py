@@ -22,18 +22,32 @@ from .base import RawGeneration, RawTrack, RunContext
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 MUSICGEN = "meta/musicgen"
-_MUSICGEN_FIELDS = frozenset({"seed", "temperature", "top_k", "top_p", "guidance", "melody", "audio_prompt",
-                              "audio_prompt_mode", "extra"})
+_MUSICGEN_FIELDS = frozenset(
+    {"seed", "temperature", "top_k", "top_p", "guidance", "melody", "audio_prompt", "audio_prompt_mode", "extra"}
+)
 
 
 def _caps(model: str) -> Capabilities:
     if model.split(":")[0] == MUSICGEN:
-        return Capabilities(min_duration=1.0, max_duration=30.0, sample_rates=(32000,), channels=(1, 2),
-                            fields=_MUSICGEN_FIELDS, max_outputs=1, seed_deterministic=True,
-                            cost_hint="billed per second of GPU time")
-    return Capabilities(max_duration=600.0, sample_rates=(16000, 22050, 24000, 32000, 44100, 48000), channels=(1, 2),
-                        fields=frozenset({"seed", "extra"}), max_outputs=1, seed_deterministic=False,
-                        cost_hint="billed per second of GPU time")
+        return Capabilities(
+            min_duration=1.0,
+            max_duration=30.0,
+            sample_rates=(32000,),
+            channels=(1, 2),
+            fields=_MUSICGEN_FIELDS,
+            max_outputs=1,
+            seed_deterministic=True,
+            cost_hint="billed per second of GPU time",
+        )
+    return Capabilities(
+        max_duration=600.0,
+        sample_rates=(16000, 22050, 24000, 32000, 44100, 48000),
+        channels=(1, 2),
+        fields=frozenset({"seed", "extra"}),
+        max_outputs=1,
+        seed_deterministic=False,
+        cost_hint="billed per second of GPU time",
+    )
 
 
 def _data_uri(audio_input: Any) -> str:
@@ -58,8 +72,9 @@ class ReplicateBackend(CloudBackend):
 
     def model_info(self, model: str) -> ModelInfo:
         if "/" not in model.split(":")[0]:
-            raise InvalidRequestError(f"replicate models are named owner/name[:version], not {model!r}",
-                                      field="provider", provider=self.name)
+            raise InvalidRequestError(
+                f"replicate models are named owner/name[:version], not {model!r}", field="provider", provider=self.name
+            )
         return ModelInfo(id=model, capabilities=_caps(model))
 
     def auth_headers(self, key: str) -> dict[str, str]:
@@ -67,27 +82,36 @@ class ReplicateBackend(CloudBackend):
 
     def map_error(self, status: int, body: Any, request_id: str | None) -> SoundforgeError | None:
         if status in (400, 422) and isinstance(body, dict):  # RFC 7807 problem details
-            return InvalidRequestError(f"Replicate refused the input ({status}): {body.get('detail') or body}",
-                                       provider=self.name)
+            return InvalidRequestError(
+                f"Replicate refused the input ({status}): {body.get('detail') or body}", provider=self.name
+            )
         if status == 404:
-            return ProviderError(f"Replicate has no such model or prediction: {body}", provider=self.name,
-                                 status=404, request_id=request_id)
+            return ProviderError(
+                f"Replicate has no such model or prediction: {body}",
+                provider=self.name,
+                status=404,
+                request_id=request_id,
+            )
         return None
 
     def _input(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         extra = dict(request.extra)
         passthrough = extra.pop("input", {})
         if not isinstance(passthrough, dict):
-            raise InvalidRequestError("extra['input'] must be a dict of model inputs", field="extra",
-                                      provider=self.name)
+            raise InvalidRequestError(
+                "extra['input'] must be a dict of model inputs", field="extra", provider=self.name
+            )
         data: dict[str, Any] = {"prompt": request.prompt}
         if model.split(":")[0] == MUSICGEN:
             known = {"model_version", "normalization_strategy", "continuation_start", "continuation_end"}
             unknown = set(extra) - known
             if unknown:
-                raise InvalidRequestError(f"unknown replicate extra parameter(s): {', '.join(sorted(unknown))}",
-                                          field="extra", provider=self.name,
-                                          hint=f"known: input, {', '.join(sorted(known))}")
+                raise InvalidRequestError(
+                    f"unknown replicate extra parameter(s): {', '.join(sorted(unknown))}",
+                    field="extra",
+                    provider=self.name,
+                    hint=f"known: input, {', '.join(sorted(known))}",
+                )
             data |= {"duration": math.ceil(request.duration), "output_format": "wav", **extra}
             for field, key in (("temperature", "temperature"), ("top_k", "top_k"), ("top_p", "top_p")):
                 if getattr(request, field) is not None:
@@ -98,14 +122,18 @@ class ReplicateBackend(CloudBackend):
                 data["input_audio"] = _data_uri(request.melody)
             if request.audio_prompt is not None:
                 if request.audio_prompt_mode == "variation":
-                    raise InvalidRequestError("meta/musicgen continues an audio prompt; it makes no variations",
-                                              field="audio_prompt_mode", provider=self.name)
+                    raise InvalidRequestError(
+                        "meta/musicgen continues an audio prompt; it makes no variations",
+                        field="audio_prompt_mode",
+                        provider=self.name,
+                    )
                 data["input_audio"] = _data_uri(request.audio_prompt)
                 data["continuation"] = True
         else:
             if extra:
-                raise InvalidRequestError("for this model, pass model inputs as extra={'input': {...}}",
-                                          field="extra", provider=self.name)
+                raise InvalidRequestError(
+                    "for this model, pass model inputs as extra={'input': {...}}", field="extra", provider=self.name
+                )
             data["duration"] = request.duration
         if request.seed is not None:
             data["seed"] = request.seed
@@ -120,8 +148,9 @@ class ReplicateBackend(CloudBackend):
             path = f"/v1/models/{name}/predictions"
         wait = int(self.settings.get("prefer_wait", 5))
         headers = {"Prefer": f"wait={wait}"} if wait > 0 else {}
-        prediction = await self.http.request_json("POST", path, idempotent=False, context=context, headers=headers,
-                                                  json=payload)
+        prediction = await self.http.request_json(
+            "POST", path, idempotent=False, context=context, headers=headers, json=payload
+        )
         job_id = str(prediction.get("id", ""))
         if not job_id:
             raise ProviderError("Replicate answered without a prediction id", provider=self.name)
@@ -131,25 +160,39 @@ class ReplicateBackend(CloudBackend):
 
         async def cancel() -> None:
             # A fresh context: the caller's may already be cancelled, and this call must still go out.
-            await self.http.request_json("POST", f"/v1/predictions/{job_id}/cancel", idempotent=True,
-                                         context=RunContext())
+            await self.http.request_json(
+                "POST", f"/v1/predictions/{job_id}/cancel", idempotent=True, context=RunContext()
+            )
 
         if prediction.get("status") not in TERMINAL:
-            prediction = await poll_job(fetch, lambda p: p.get("status") in TERMINAL, context=context,
-                                        settings=self.settings, cancel=cancel, provider=self.name)
+            prediction = await poll_job(
+                fetch,
+                lambda p: p.get("status") in TERMINAL,
+                context=context,
+                settings=self.settings,
+                cancel=cancel,
+                provider=self.name,
+            )
         status = prediction.get("status")
         if status != "succeeded":
-            raise ProviderError(f"Replicate prediction {job_id} {status}: {prediction.get('error') or 'no details'}",
-                                provider=self.name, request_id=job_id)
+            raise ProviderError(
+                f"Replicate prediction {job_id} {status}: {prediction.get('error') or 'no details'}",
+                provider=self.name,
+                request_id=job_id,
+            )
         output = prediction.get("output")
         url = output[0] if isinstance(output, list) and output else output
         if not isinstance(url, str):
-            raise ProviderError(f"Replicate prediction {job_id} has no output file", provider=self.name,
-                                request_id=job_id)
+            raise ProviderError(
+                f"Replicate prediction {job_id} has no output file", provider=self.name, request_id=job_id
+            )
         audio, rate = decode_reply(await self.http.download(url, context), self.name)
         audio = audio[:, : round(request.duration * rate)]
         parameters = {k: v for k, v in payload["input"].items() if k not in ("prompt", "input_audio")}
         parameters |= {"prediction_id": job_id, "version": prediction.get("version") or version or None}
-        return RawGeneration(tracks=[RawTrack(audio=audio, sample_rate=rate, seed=request.seed, parameters=parameters)],
-                             model_revision=prediction.get("version") or version or None,
-                             engine_versions={"api": "v1"}, device="cloud")
+        return RawGeneration(
+            tracks=[RawTrack(audio=audio, sample_rate=rate, seed=request.seed, parameters=parameters)],
+            model_revision=prediction.get("version") or version or None,
+            engine_versions={"api": "v1"},
+            device="cloud",
+        )

@@ -26,6 +26,14 @@ from ._hub import (
 from ._memory import ModelMemory
 
 __all__ = [
-    "Batcher", "ModelCache", "ModelMemory", "checkpoint_availability", "files_availability", "pick_device",
-    "pick_dtype", "resolve_checkpoint", "revision", "run_on_device_thread",
+    "Batcher",
+    "ModelCache",
+    "ModelMemory",
+    "checkpoint_availability",
+    "files_availability",
+    "pick_device",
+    "pick_dtype",
+    "resolve_checkpoint",
+    "revision",
+    "run_on_device_thread",
 ]

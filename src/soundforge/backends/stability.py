@@ -25,10 +25,28 @@ EXTRA_KEYS = {"output_format"}
 
 
 def _caps(model: str) -> Capabilities:
-    return Capabilities(min_duration=1.0, max_duration=MAX_SECONDS, sample_rates=(44100,), channels=(2,),
-                        fields=frozenset({"seed", "steps", "guidance", "audio_prompt", "audio_prompt_mode",
-                                          "strength", "extra", "sample_rate", "channels"}),
-                        max_outputs=1, seed_deterministic=True, cost_hint="about 20 credits per generation (2.5)")
+    return Capabilities(
+        min_duration=1.0,
+        max_duration=MAX_SECONDS,
+        sample_rates=(44100,),
+        channels=(2,),
+        fields=frozenset(
+            {
+                "seed",
+                "steps",
+                "guidance",
+                "audio_prompt",
+                "audio_prompt_mode",
+                "strength",
+                "extra",
+                "sample_rate",
+                "channels",
+            }
+        ),
+        max_outputs=1,
+        seed_deterministic=True,
+        cost_hint="about 20 credits per generation (2.5)",
+    )
 
 
 class StabilityBackend(CloudBackend):
@@ -51,11 +69,13 @@ class StabilityBackend(CloudBackend):
         detail = "; ".join(map(str, errors)) if isinstance(errors, list) else str(body)[:300]
         name = body.get("name", "") if isinstance(body, dict) else ""
         if status == 403 and "auth" not in str(name).lower():
-            return ContentRefusedError(f"Stability's moderation refused the request: {detail}", provider=self.name,
-                                       hint="rephrase the prompt or change the input audio")
+            return ContentRefusedError(
+                f"Stability's moderation refused the request: {detail}",
+                provider=self.name,
+                hint="rephrase the prompt or change the input audio",
+            )
         if status in (400, 413, 422):
-            return InvalidRequestError(f"Stability refused the request ({status} {name}): {detail}",
-                                       provider=self.name)
+            return InvalidRequestError(f"Stability refused the request ({status} {name}): {detail}", provider=self.name)
         return None
 
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
@@ -66,18 +86,27 @@ class StabilityBackend(CloudBackend):
             raise InvalidRequestError("Stability's cfg_scale goes up to 25", field="guidance", provider=self.name)
         unknown = set(request.extra) - EXTRA_KEYS
         if unknown:
-            raise InvalidRequestError(f"unknown stability extra parameter(s): {', '.join(sorted(unknown))}",
-                                      field="extra", provider=self.name, hint="known: output_format (wav|mp3)")
+            raise InvalidRequestError(
+                f"unknown stability extra parameter(s): {', '.join(sorted(unknown))}",
+                field="extra",
+                provider=self.name,
+                hint="known: output_format (wav|mp3)",
+            )
         output_format = request.extra.get("output_format", "wav")
         if output_format not in ("wav", "mp3"):
-            raise InvalidRequestError("extra['output_format'] must be 'wav' or 'mp3'", field="extra",
-                                      provider=self.name)
+            raise InvalidRequestError(
+                "extra['output_format'] must be 'wav' or 'mp3'", field="extra", provider=self.name
+            )
         seed = default_seed(request, MAX_SEED + 1)
         if seed > MAX_SEED:
             raise InvalidRequestError(f"Stability seeds go up to {MAX_SEED}", field="seed", provider=self.name)
-        fields: dict[str, Any] = {"prompt": request.prompt, "model": model,
-                                  "duration": str(math.ceil(request.duration)), "seed": str(seed),
-                                  "output_format": output_format}
+        fields: dict[str, Any] = {
+            "prompt": request.prompt,
+            "model": model,
+            "duration": str(math.ceil(request.duration)),
+            "seed": str(seed),
+            "output_format": output_format,
+        }
         if request.steps is not None:
             fields["steps"] = str(request.steps)
         if request.guidance is not None:
@@ -86,9 +115,12 @@ class StabilityBackend(CloudBackend):
         endpoint = "text-to-audio"
         if request.audio_prompt is not None:
             if request.audio_prompt_mode == "continuation":
-                raise InvalidRequestError("Stability's audio-to-audio transforms a clip; it does not continue it",
-                                          field="audio_prompt_mode", provider=self.name,
-                                          hint="use audio_prompt_mode='variation'")
+                raise InvalidRequestError(
+                    "Stability's audio-to-audio transforms a clip; it does not continue it",
+                    field="audio_prompt_mode",
+                    provider=self.name,
+                    hint="use audio_prompt_mode='variation'",
+                )
             audio, rate = request.audio_prompt.load()
             clip = encode(to_channels(resample(audio, rate, 44100), 2), 44100, format_for(None, "wav"))
             files["audio"] = ("input.wav", clip, "audio/wav")
@@ -96,19 +128,31 @@ class StabilityBackend(CloudBackend):
             endpoint = "audio-to-audio"
         elif request.strength is not None:
             raise InvalidRequestError("strength needs an audio_prompt", field="strength", provider=self.name)
-        reply = await self.http.request("POST", f"/v2beta/audio/stable-audio-2/{endpoint}", idempotent=False,
-                                        context=context, headers={"Accept": "audio/*"}, files=files)
+        reply = await self.http.request(
+            "POST",
+            f"/v2beta/audio/stable-audio-2/{endpoint}",
+            idempotent=False,
+            context=context,
+            headers={"Accept": "audio/*"},
+            files=files,
+        )
         finish = reply.headers.get("finish-reason", "SUCCESS")
         if finish.upper() == "CONTENT_FILTERED":
             reply.discard()
-            raise ContentRefusedError("Stability filtered the output (finish-reason CONTENT_FILTERED)",
-                                      provider=self.name)
+            raise ContentRefusedError(
+                "Stability filtered the output (finish-reason CONTENT_FILTERED)", provider=self.name
+            )
         audio, rate = decode_reply(reply, self.name)
         audio = audio[:, : round(request.duration * rate)]
         parameters = {k: v for k, v in fields.items() if k != "prompt"} | {"endpoint": endpoint}
         if "strength" in files:
             parameters["strength"] = files["strength"][1]
         return RawGeneration(
-            tracks=[RawTrack(audio=audio, sample_rate=rate, seed=int(reply.headers.get("seed", seed)),
-                             parameters=parameters)],
-            engine_versions={"api": "v2beta"}, device="cloud")
+            tracks=[
+                RawTrack(
+                    audio=audio, sample_rate=rate, seed=int(reply.headers.get("seed", seed)), parameters=parameters
+                )
+            ],
+            engine_versions={"api": "v2beta"},
+            device="cloud",
+        )

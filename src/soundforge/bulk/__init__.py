@@ -14,5 +14,15 @@ from .manifest import BatchRow, load_manifest
 from .output import OutputLocation
 from .runner import BatchReport, abatch, batch, license_report, plan
 
-__all__ = ["JOURNAL", "BatchReport", "BatchRow", "Journal", "OutputLocation", "abatch", "batch", "license_report",
-           "load_manifest", "plan"]
+__all__ = [
+    "JOURNAL",
+    "BatchReport",
+    "BatchRow",
+    "Journal",
+    "OutputLocation",
+    "abatch",
+    "batch",
+    "license_report",
+    "load_manifest",
+    "plan",
+]

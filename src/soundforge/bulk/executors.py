@@ -35,7 +35,6 @@ class Outcome:
     reused: bool = False  # the file was already there and verified: nothing was generated
 
 
-
 class Executor(Protocol):
     """Turns rows into delivered files; `run` never raises for a row's own failure (it returns an Outcome)."""
 

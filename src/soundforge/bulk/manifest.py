@@ -39,8 +39,9 @@ class BatchRow:
 
 
 #: CSV columns that are text whatever they look like: a name `1e3` stays "1e3", a prompt "true" stays "true".
-_TEXT_COLUMNS = frozenset({"name", "provider", "prompt", "negative_prompt", "lyrics", "output_format",
-                           "audio_prompt_mode"})
+_TEXT_COLUMNS = frozenset(
+    {"name", "provider", "prompt", "negative_prompt", "lyrics", "output_format", "audio_prompt_mode"}
+)
 
 
 def _cell(column: str, value: str) -> Any:
@@ -66,16 +67,23 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8" export starts with one) is not part of the first name.
         text = source.read_text("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidRequestError(f"manifest {source.name} is not UTF-8 text (byte {exc.start}); save it as UTF-8",
-                                  field="manifest") from None
+        raise InvalidRequestError(
+            f"manifest {source.name} is not UTF-8 text (byte {exc.start}); save it as UTF-8", field="manifest"
+        ) from None
     if source.suffix.lower() == ".csv":
         for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
             if None in row:  # more cells than the header has columns: nothing is dropped silently
-                problems.append(f"row {number}: {len(row[None])} cell(s) more than the header's columns "
-                                f"({row[None]!r}); quote cells that contain commas")
+                problems.append(
+                    f"row {number}: {len(row[None])} cell(s) more than the header's columns "
+                    f"({row[None]!r}); quote cells that contain commas"
+                )
                 continue
-            raw.append((number, {k.strip(): _cell(k.strip(), v) for k, v in row.items() if k and v is not None
-                                 and v.strip() != ""}))
+            raw.append(
+                (
+                    number,
+                    {k.strip(): _cell(k.strip(), v) for k, v in row.items() if k and v is not None and v.strip() != ""},
+                )
+            )
     else:
         # Only \n ends a JSON Lines row: str.splitlines would also split on U+2028 inside a prompt.
         for number, line in enumerate(text.split("\n"), start=1):
@@ -107,8 +115,10 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
             problems.extend(f"row {number}, field {field or '-'!r}: {message}" for field, message in exc.details)
             continue
         if request.num_outputs != 1:
-            problems.append(f"row {number}, field 'num_outputs': one row makes one file; repeat the row with "
-                            "another name and seed for variations")
+            problems.append(
+                f"row {number}, field 'num_outputs': one row makes one file; repeat the row with "
+                "another name and seed for variations"
+            )
             continue
         rows.append(BatchRow(number, name, str(provider) if provider else None, request))
     if problems:

@@ -35,9 +35,11 @@ class OutputLocation:
             try:
                 import fsspec
             except ImportError:
-                raise ConfigurationError(f"writing to {text.split('://')[0]}:// URLs needs fsspec; "
-                                         "install soundforge[ray] or `pip install fsspec` and the file system's "
-                                         "package (s3fs, gcsfs, adlfs, …)") from None
+                raise ConfigurationError(
+                    f"writing to {text.split('://')[0]}:// URLs needs fsspec; "
+                    "install soundforge[ray] or `pip install fsspec` and the file system's "
+                    "package (s3fs, gcsfs, adlfs, …)"
+                ) from None
             try:
                 self._fs, self._root = fsspec.core.url_to_fs(text)
             except (ImportError, ValueError) as exc:
@@ -125,8 +127,11 @@ def delivered(row: BatchRow, out: OutputLocation) -> bool:
         data = out.read_bytes(row.file_name)
         fields = read_tags_bytes(data)
         side_tags = document.get("tags")
-        return bool(fields) and isinstance(side_tags, dict) \
+        return (
+            bool(fields)
+            and isinstance(side_tags, dict)
             and fields.get("AUDIO_SHA256") == decoded_sha256(data) == side_tags.get("AUDIO_SHA256")
+        )
     except (OSError, ValueError, SoundforgeError):
         return False
 
@@ -166,8 +171,10 @@ def deliver(track: Any, row: BatchRow, out: OutputLocation, sign: Any = None) ->
         from ..signing import sign_bytes
 
         data = sign_bytes(data, fmt, fields, sign)
-    record = {**sidecar_document(track, fields, row.file_name),
-              "batch": {"row": row.name, "fingerprint": row.fingerprint}}
+    record = {
+        **sidecar_document(track, fields, row.file_name),
+        "batch": {"row": row.name, "fingerprint": row.fingerprint},
+    }
     document = json.dumps(record, indent=2, ensure_ascii=False)
     sidecar = row.file_name + SIDECAR_SUFFIX
     out.write(sidecar, document.encode("utf-8"))

@@ -27,8 +27,9 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ConfigurationError("the Ray runner needs Ray: pip install 'soundforge[ray]' (or run without --ray)"
-                                 ) from None
+        raise ConfigurationError(
+            "the Ray runner needs Ray: pip install 'soundforge[ray]' (or run without --ray)"
+        ) from None
     return ray
 
 
@@ -73,8 +74,16 @@ class RayExecutor:
         targets: where the rows will go (to size the actors' share of the cluster).
     """
 
-    def __init__(self, config: Config, out: OutputLocation, *, address: str | None, workers: int | None,
-                 concurrency: int, targets: list[Target]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        out: OutputLocation,
+        *,
+        address: str | None,
+        workers: int | None,
+        concurrency: int,
+        targets: list[Target],
+    ) -> None:
         ray = self.ray = _ray()
         self.started_cluster = False
         if not ray.is_initialized():
@@ -104,8 +113,11 @@ class RayExecutor:
         key = (target.provider, target.model)
         if key not in self.pools:
             actor_class = self.ray.remote(RowWorker).options(
-                max_restarts=RESTARTS, max_task_retries=RESTARTS, max_concurrency=max(1, self.concurrency),
-                **self.actor_options)
+                max_restarts=RESTARTS,
+                max_task_retries=RESTARTS,
+                max_concurrency=max(1, self.concurrency),
+                **self.actor_options,
+            )
             actors = [actor_class.remote(self.config, self.out.url) for _ in range(self.actors_per_model)]
             self.actors.extend(actors)
             self.pools[key] = itertools.cycle(actors)

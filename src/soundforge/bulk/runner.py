@@ -61,8 +61,9 @@ def plan(rows: list[BatchRow], client: Client, provider: str | None) -> tuple[di
     if refused:
         message = f"{len(refused)} row(s) cannot run: " + "; ".join(refused[:10])
         if isinstance(first, LicensePolicyError):
-            raise LicensePolicyError(first.provider or "?", first.model, first.license_id, message,
-                                     first.allowed_providers)
+            raise LicensePolicyError(
+                first.provider or "?", first.model, first.license_id, message, first.allowed_providers
+            )
         raise InvalidRequestError(message, field="manifest")
     return licenses, targets
 
@@ -71,16 +72,29 @@ def _journal_path(out: OutputLocation, journal: str | os.PathLike[str] | None) -
     if journal is not None:
         return Path(journal)
     if out.folder is None:
-        raise InvalidRequestError(f"the output {out.url} is not a local folder; give the journal a local path "
-                                  "(journal=..., CLI: --journal FILE)", field="journal")
+        raise InvalidRequestError(
+            f"the output {out.url} is not a local folder; give the journal a local path "
+            "(journal=..., CLI: --journal FILE)",
+            field="journal",
+        )
     return out.folder / JOURNAL
 
 
-async def abatch(manifest: str | Path, out_dir: str | os.PathLike[str], *, client: Client | None = None,
-                 provider: str | None = None, concurrency: int = 4, resume: bool = False,
-                 retry_failed: bool = False, dry_run: bool = False, journal: str | os.PathLike[str] | None = None,
-                 ray: str | None = None, ray_workers: int | None = None,
-                 on_row: Callable[[str, str], None] | None = None) -> BatchReport:
+async def abatch(
+    manifest: str | Path,
+    out_dir: str | os.PathLike[str],
+    *,
+    client: Client | None = None,
+    provider: str | None = None,
+    concurrency: int = 4,
+    resume: bool = False,
+    retry_failed: bool = False,
+    dry_run: bool = False,
+    journal: str | os.PathLike[str] | None = None,
+    ray: str | None = None,
+    ray_workers: int | None = None,
+    on_row: Callable[[str, str], None] | None = None,
+) -> BatchReport:
     """Run a manifest (async). See `batch` for the arguments."""
     started = time.perf_counter()
     rows = load_manifest(manifest)
@@ -103,8 +117,10 @@ async def abatch(manifest: str | Path, out_dir: str | os.PathLike[str], *, clien
             return report
         journal_path = _journal_path(out, journal)
         if journal_path.exists() and not resume:
-            raise InvalidRequestError(f"{journal_path.parent} already holds a run; pass resume=True (CLI: --resume) "
-                                      "to continue it", field="resume")
+            raise InvalidRequestError(
+                f"{journal_path.parent} already holds a run; pass resume=True (CLI: --resume) to continue it",
+                field="resume",
+            )
         out.makedirs()
         journal_path.parent.mkdir(parents=True, exist_ok=True)
         book = Journal(journal_path)
@@ -114,8 +130,14 @@ async def abatch(manifest: str | Path, out_dir: str | os.PathLike[str], *, clien
             if todo and ray is not None:
                 from .ray_runner import RayExecutor
 
-                executor = RayExecutor(client.config, out, address=ray, workers=ray_workers,
-                                       concurrency=concurrency, targets=[targets[r.name] for r in todo])
+                executor = RayExecutor(
+                    client.config,
+                    out,
+                    address=ray,
+                    workers=ray_workers,
+                    concurrency=concurrency,
+                    targets=[targets[r.name] for r in todo],
+                )
             elif todo:
                 executor = LocalExecutor(client, out)
             bound = asyncio.Semaphore(concurrency)
@@ -152,8 +174,14 @@ async def abatch(manifest: str | Path, out_dir: str | os.PathLike[str], *, clien
     return report
 
 
-def _pending(rows: list[BatchRow], book: Journal, out: OutputLocation, retry_failed: bool, report: BatchReport,
-             tell: Callable[[str, str], None]) -> list[BatchRow]:
+def _pending(
+    rows: list[BatchRow],
+    book: Journal,
+    out: OutputLocation,
+    retry_failed: bool,
+    report: BatchReport,
+    tell: Callable[[str, str], None],
+) -> list[BatchRow]:
     """The rows still to generate; finished, failed (unless retried) and foreign files are reported instead.
 
     A row counts as finished only while its file verifies and was made for the row as it is now (`delivered`):
@@ -207,9 +235,17 @@ def license_report(licenses: dict[str, License]) -> dict[str, dict[str, Any]]:
     """Licence id -> terms and the rows under it (one line per licence in ATTRIBUTIONS.md)."""
     report: dict[str, dict[str, Any]] = {}
     for name, lic in licenses.items():
-        entry = report.setdefault(lic.id, {"name": lic.name, "url": lic.url, "commercial_use": lic.commercial_use.value,
-                                           "condition": lic.condition, "attribution": lic.attribution
-                                           if lic.attribution_required else None, "rows": []})
+        entry = report.setdefault(
+            lic.id,
+            {
+                "name": lic.name,
+                "url": lic.url,
+                "commercial_use": lic.commercial_use.value,
+                "condition": lic.condition,
+                "attribution": lic.attribution if lic.attribution_required else None,
+                "rows": [],
+            },
+        )
         entry["rows"].append(name)
     return report
 
@@ -220,8 +256,10 @@ def write_license_files(out: OutputLocation, licenses: dict[str, dict[str, Any]]
     lines = ["# Attributions", "", "Generated with soundforge. Publish these notices with the audio they cover.", ""]
     for lid, entry in licenses.items():
         lines.append(f"## {entry['name']} ({lid})")
-        lines.append(f"- licence: {entry['url']}; commercial use: {entry['commercial_use'].replace('_', ' ')}"
-                     + (f" ({entry['condition']})" if entry["condition"] else ""))
+        lines.append(
+            f"- licence: {entry['url']}; commercial use: {entry['commercial_use'].replace('_', ' ')}"
+            + (f" ({entry['condition']})" if entry["condition"] else "")
+        )
         lines.append(f"- attribution: {entry['attribution'] or 'none required'}")
         lines.append(f"- files: {', '.join(sorted(entry['rows']))}")
         lines.append("")

@@ -16,5 +16,9 @@ def run(config: Config, *, host: str | None = None, port: int | None = None, **o
     from .app import ServeSettings, create_app
 
     settings = ServeSettings.from_config(config.serve, **overrides)
-    uvicorn.run(create_app(Client(config), settings), host=host or config.serve.host,
-                port=config.serve.port if port is None else port, log_level="info")
+    uvicorn.run(
+        create_app(Client(config), settings),
+        host=host or config.serve.host,
+        port=config.serve.port if port is None else port,
+        log_level="info",
+    )

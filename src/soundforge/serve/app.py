@@ -62,8 +62,10 @@ class GenerationJob(BaseModel):
             for name in ("melody", "audio_prompt"):
                 value = request.get(name)
                 if value is not None and not (isinstance(value, dict) and set(value) == {"wav"}):
-                    raise ValueError(f"request.{name} must be the audio itself, {{\"wav\": \"<base64 WAV>\"}}: "
-                                     "the service does not read files named by path")
+                    raise ValueError(
+                        f'request.{name} must be the audio itself, {{"wav": "<base64 WAV>"}}: '
+                        "the service does not read files named by path"
+                    )
         return data
 
 
@@ -82,19 +84,31 @@ class ServeSettings:
     max_job_seconds: float = 600.0  # the most audio one job may ask for: a bound on what a caller can make us compute
 
     @classmethod
-    def from_config(cls, serve: ServeConfig, *, store: str | Path | None = None, token: str | None = None,
-                    max_queue: int | None = None, workers: int | None = None, engine: str | None = None
-                    ) -> ServeSettings:
+    def from_config(
+        cls,
+        serve: ServeConfig,
+        *,
+        store: str | Path | None = None,
+        token: str | None = None,
+        max_queue: int | None = None,
+        workers: int | None = None,
+        engine: str | None = None,
+    ) -> ServeSettings:
         """Settings from the `[serve]` section, with explicit arguments (CLI flags) winning."""
         from platformdirs import user_data_dir
 
         folder = store or serve.store or Path(user_data_dir("soundforge")) / "jobs"
-        return cls(store=Path(folder), token=token or serve.token(),
-                   max_queue=serve.max_queue if max_queue is None else max_queue,
-                   workers=serve.workers if workers is None else workers,
-                   max_body_bytes=int(serve.max_body_mb * 1024 * 1024), retention_s=serve.retention_days * 86400,
-                   cors_origins=tuple(serve.cors_origins), engine=engine or serve.engine,
-                   max_job_seconds=serve.max_job_seconds)
+        return cls(
+            store=Path(folder),
+            token=token or serve.token(),
+            max_queue=serve.max_queue if max_queue is None else max_queue,
+            workers=serve.workers if workers is None else workers,
+            max_body_bytes=int(serve.max_body_mb * 1024 * 1024),
+            retention_s=serve.retention_days * 86400,
+            cors_origins=tuple(serve.cors_origins),
+            engine=engine or serve.engine,
+            max_job_seconds=serve.max_job_seconds,
+        )
 
 
 def error_response(exc: SoundforgeError) -> JSONResponse:
@@ -144,10 +158,18 @@ def validation_error_response(exc: Any) -> JSONResponse:
         loc = [str(p) for p in error.get("loc", ()) if p != "body"]
         details.append({"field": ".".join(loc) or None, "message": explain_validation_error(error)})
     text = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else str(d["message"]) for d in details[:10])
-    return JSONResponse({"error": {"code": "invalid_request", "type": "InvalidRequestError",
-                                   "message": f"invalid request: {text}"[:2000],
-                                   "field": details[0]["field"] if details else None, "errors": details[:50]}},
-                        status_code=422)
+    return JSONResponse(
+        {
+            "error": {
+                "code": "invalid_request",
+                "type": "InvalidRequestError",
+                "message": f"invalid request: {text}"[:2000],
+                "field": details[0]["field"] if details else None,
+                "errors": details[:50],
+            }
+        },
+        status_code=422,
+    )
 
 
 class _BodyTooLarge(HTTPException):
@@ -178,10 +200,21 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if self.expected is not None and scope["path"] not in self.OPEN_PATHS and scope["method"] != "OPTIONS" \
-                and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
-            await _reply(scope, receive, send, 401, "unauthorized", "missing or wrong bearer token",
-                         {"WWW-Authenticate": "Bearer"})
+        if (
+            self.expected is not None
+            and scope["path"] not in self.OPEN_PATHS
+            and scope["method"] != "OPTIONS"
+            and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected)
+        ):
+            await _reply(
+                scope,
+                receive,
+                send,
+                401,
+                "unauthorized",
+                "missing or wrong bearer token",
+                {"WWW-Authenticate": "Bearer"},
+            )
             return
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
@@ -201,10 +234,12 @@ class _Guard:
         await self.app(scope, bounded_receive, send)
 
 
-async def _reply(scope: Any, receive: Any, send: Any, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
+async def _reply(
+    scope: Any, receive: Any, send: Any, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> None:
     await JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)(
-        scope, receive, send)
+        scope, receive, send
+    )
 
 
 def create_app(client: Client, settings: ServeSettings) -> FastAPI:
@@ -246,17 +281,27 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                 store.remember({**current, "progress": {"phase": phase, "done": done, "total": total}})
 
         try:
-            outcome = await engine.run(job_id, request, provider, store.folder(job_id) / "audio.wav", token,
-                                       on_progress)
+            outcome = await engine.run(
+                job_id, request, provider, store.folder(job_id) / "audio.wav", token, on_progress
+            )
         except Exception as exc:  # the engine itself failed (it could not start): the job still ends
-            outcome = JobOutcome("failed", error={"code": "engine_error", "type": type(exc).__name__,
-                                                  "message": f"the engine could not run the job: {exc}"})
+            outcome = JobOutcome(
+                "failed",
+                error={
+                    "code": "engine_error",
+                    "type": type(exc).__name__,
+                    "message": f"the engine could not run the job: {exc}",
+                },
+            )
         finally:
             cancels.pop(job_id, None)
         ending = {"status": outcome.status, "finished_at": time.time()}
         if outcome.status == "succeeded":
-            ending.update(license=outcome.license, provenance=outcome.provenance,
-                          substitution=Provenance.model_validate(outcome.provenance).substitution)
+            ending.update(
+                license=outcome.license,
+                provenance=outcome.provenance,
+                substitution=Provenance.model_validate(outcome.provenance).substitution,
+            )
         else:
             ending["error"] = outcome.error
         await on_side(store.save, {**store.load(job_id), **ending})
@@ -280,14 +325,19 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         await engine.close()
         side_pool.shutdown(wait=True)
 
-    app = FastAPI(title="soundforge", version=__version__, lifespan=lifespan,
-                  description="Licence-aware generative audio over HTTP.")
+    app = FastAPI(
+        title="soundforge",
+        version=__version__,
+        lifespan=lifespan,
+        description="Licence-aware generative audio over HTTP.",
+    )
     app.state.engine = engine
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
-                           allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"]
+        )
 
     app.add_middleware(_Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
 
@@ -302,8 +352,11 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": {"code": code, "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -316,10 +369,22 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     @app.get("/v1/providers")
     async def providers() -> list[dict[str, Any]]:
         rows = await asyncio.to_thread(client.providers)
-        return [{"name": r.name, "description": r.description, "available": r.available, "reason": r.reason,
-                 "fix": r.fix, "default_model": r.default_model, "models": r.models, "local": r.local,
-                 "license": r.license.model_dump(mode="json", exclude={"components"}) if r.license else None,
-                 "policy_allows": r.policy_allows, "policy_clause": r.policy_clause} for r in rows]
+        return [
+            {
+                "name": r.name,
+                "description": r.description,
+                "available": r.available,
+                "reason": r.reason,
+                "fix": r.fix,
+                "default_model": r.default_model,
+                "models": r.models,
+                "local": r.local,
+                "license": r.license.model_dump(mode="json", exclude={"components"}) if r.license else None,
+                "policy_allows": r.policy_allows,
+                "policy_clause": r.policy_clause,
+            }
+            for r in rows
+        ]
 
     @app.post("/v1/generations", status_code=202, responses=_errors(401, 403, 404, 413, 422, 429, 500, 503))
     async def submit(job: GenerationJob) -> Response:
@@ -335,8 +400,11 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         finally:
             reserved -= has_room
         if admitted is None:
-            return JSONResponse({"error": {"code": "queue_full", "message": "too many jobs waiting; retry later"}},
-                                status_code=429, headers={"Retry-After": "5"})
+            return JSONResponse(
+                {"error": {"code": "queue_full", "message": "too many jobs waiting; retry later"}},
+                status_code=429,
+                headers={"Retry-After": "5"},
+            )
         job_id, request = admitted
         cancels[job_id] = CancelToken()
         queue.put_nowait((job_id, request, job.provider))
@@ -351,20 +419,34 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         if not has_room:
             return None
         job_id = store.new_id()
-        store.save({"id": job_id, "status": "queued", "created_at": time.time(), "provider": job.provider,
-                    "progress": None, "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"})})
+        store.save(
+            {
+                "id": job_id,
+                "status": "queued",
+                "created_at": time.time(),
+                "provider": job.provider,
+                "progress": None,
+                "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}),
+            }
+        )
         return job_id, request
 
     def _within_limits(request: GenerationRequest) -> None:
         """What one job may cost, checked before anything runs."""
         if request.num_outputs > 1:
             # The service stores and serves one track per job: computing more would throw them away.
-            raise InvalidRequestError("the service makes one track per job; submit one job per variation "
-                                      "(with its own seed) instead of num_outputs > 1", field="num_outputs")
+            raise InvalidRequestError(
+                "the service makes one track per job; submit one job per variation "
+                "(with its own seed) instead of num_outputs > 1",
+                field="num_outputs",
+            )
         if request.duration * request.num_outputs > settings.max_job_seconds:
-            raise InvalidRequestError(f"this job asks for {request.duration * request.num_outputs:g} s of audio; "
-                                      f"this server allows {settings.max_job_seconds:g} s per job", field="duration",
-                                      hint="ask the operator to raise [serve] max_job_seconds, or ask for less")
+            raise InvalidRequestError(
+                f"this job asks for {request.duration * request.num_outputs:g} s of audio; "
+                f"this server allows {settings.max_job_seconds:g} s per job",
+                field="duration",
+                hint="ask the operator to raise [serve] max_job_seconds, or ask for less",
+            )
 
     async def _settled(job_id: str, record: dict[str, Any], wait: float) -> dict[str, Any]:
         """The record once the job has ended, or as it stands after `wait` seconds (long poll)."""
@@ -383,8 +465,15 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             return None
 
     @app.get("/v1/generations/{job_id}", responses=_errors(401, 404, 422))
-    async def status(job_id: str, wait: float = Query(0, ge=0, le=60, description=(
-            "long poll: hold the answer up to this many seconds until the job has finished"))) -> Response:
+    async def status(
+        job_id: str,
+        wait: float = Query(
+            0,
+            ge=0,
+            le=60,
+            description=("long poll: hold the answer up to this many seconds until the job has finished"),
+        ),
+    ) -> Response:
         record = _record(job_id)
         if record is None:
             return JSONResponse({"error": {"code": "not_found", "message": f"no job {job_id}"}}, status_code=404)
@@ -392,25 +481,40 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         return JSONResponse(record)
 
     @app.get("/v1/generations/{job_id}/audio", responses=_errors(401, 404, 422))
-    async def audio(job_id: str, format: str = "wav", wait: float = Query(0, ge=0, le=60, description=(
-            "hold the answer up to this many seconds until the job has finished: submit, then one download"))
-                    ) -> Response:
+    async def audio(
+        job_id: str,
+        format: str = "wav",
+        wait: float = Query(
+            0,
+            ge=0,
+            le=60,
+            description=(
+                "hold the answer up to this many seconds until the job has finished: submit, then one download"
+            ),
+        ),
+    ) -> Response:
         record = _record(job_id)
         if record is not None:
             record = await _settled(job_id, record, wait)
         if record is None or record.get("status") != "succeeded":
-            return JSONResponse({"error": {"code": "not_ready", "message": "no finished audio for this job"}},
-                                status_code=404)
+            return JSONResponse(
+                {"error": {"code": "not_ready", "message": "no finished audio for this job"}}, status_code=404
+            )
         if format not in FORMATS:
-            return JSONResponse({"error": {"code": "invalid_request", "message": f"format must be one of "
-                                           f"{', '.join(FORMATS)}"}}, status_code=422)
+            return JSONResponse(
+                {"error": {"code": "invalid_request", "message": f"format must be one of {', '.join(FORMATS)}"}},
+                status_code=422,
+            )
         path = store.folder(job_id) / "audio.wav"
         if format == "wav":
             data = await asyncio.to_thread(path.read_bytes)
         else:
             data = await _encoded(job_id, record, format)
-        return Response(data, media_type=FORMATS[format].mime,
-                        headers={"Content-Disposition": f'attachment; filename="{job_id}.{format}"'})
+        return Response(
+            data,
+            media_type=FORMATS[format].mime,
+            headers={"Content-Disposition": f'attachment; filename="{job_id}.{format}"'},
+        )
 
     async def _encoded(job_id: str, record: dict[str, Any], format: str) -> bytes:
         """The result in another format, encoded once and kept beside the WAV (a 600 s mp3 takes ~50 s of CPU)."""
@@ -424,8 +528,12 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
 
             def encode() -> bytes:
                 samples, rate = load_audio(store.folder(job_id) / "audio.wav")
-                track = Track(audio=samples, sample_rate=rate, license=License.model_validate(record["license"]),
-                              provenance=Provenance.model_validate(record["provenance"]))
+                track = Track(
+                    audio=samples,
+                    sample_rate=rate,
+                    license=License.model_validate(record["license"]),
+                    provenance=Provenance.model_validate(record["provenance"]),
+                )
                 data = track.to_bytes(format)
                 write_atomic(cached, data, overwrite=True)
                 return data
@@ -448,7 +556,9 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             if record["status"] == "queued":
                 record = await on_side(store.save, {**record, "status": "cancelled", "finished_at": time.time()})
                 _finish(job_id)
-        return JSONResponse({"id": job_id, "status": "cancelling" if record["status"] == "running"
-                             else record["status"]}, status_code=202)
+        return JSONResponse(
+            {"id": job_id, "status": "cancelling" if record["status"] == "running" else record["status"]},
+            status_code=202,
+        )
 
     return app

@@ -60,20 +60,31 @@ def _outcome_of(exc: BaseException) -> JobOutcome:
     if isinstance(exc, SoundforgeError):
         return JobOutcome("failed", error=exc.to_dict())
     log.error("job failed with an internal error", exc_info=exc)
-    return JobOutcome("failed", error={"code": "internal_error", "type": type(exc).__name__,
-                                       "message": "internal error"})
+    return JobOutcome(
+        "failed", error={"code": "internal_error", "type": type(exc).__name__, "message": "internal error"}
+    )
 
 
-async def _run_and_save(client: Client, request: GenerationRequest, provider: str | None, audio_path: Path,
-                        token: CancelToken, on_progress: ProgressFn) -> JobOutcome:
+async def _run_and_save(
+    client: Client,
+    request: GenerationRequest,
+    provider: str | None,
+    audio_path: Path,
+    token: CancelToken,
+    on_progress: ProgressFn,
+) -> JobOutcome:
     """Generate with the library's async client and save the first track (tags embedded, no sidecar: the job
     record holds the full licence and provenance)."""
     try:
-        generation = await client.agenerate(request, provider=provider, cancel=token,
-                                            on_progress=lambda e: on_progress(e.phase, e.done, e.total))
+        generation = await client.agenerate(
+            request, provider=provider, cancel=token, on_progress=lambda e: on_progress(e.phase, e.done, e.total)
+        )
         await asyncio.to_thread(generation.tracks[0].save, audio_path, overwrite=True, sidecar=False)
-        return JobOutcome("succeeded", license=generation.license.model_dump(mode="json"),
-                          provenance=generation.provenance.model_dump(mode="json"))
+        return JobOutcome(
+            "succeeded",
+            license=generation.license.model_dump(mode="json"),
+            provenance=generation.provenance.model_dump(mode="json"),
+        )
     except Exception as exc:
         return _outcome_of(exc)
 
@@ -89,8 +100,15 @@ class InlineEngine:
     async def start(self) -> None:
         """Nothing to start: the client is already here."""
 
-    async def run(self, job_id: str, request: GenerationRequest, provider: str | None, audio_path: Path,
-                  token: CancelToken, on_progress: ProgressFn) -> JobOutcome:
+    async def run(
+        self,
+        job_id: str,
+        request: GenerationRequest,
+        provider: str | None,
+        audio_path: Path,
+        token: CancelToken,
+        on_progress: ProgressFn,
+    ) -> JobOutcome:
         """Run one job to its end; `token` cancels it. Never raises for the job's own failures."""
         return await _run_and_save(self.client, request, provider, audio_path, token, on_progress)
 
@@ -136,11 +154,18 @@ class _Child:
             self.writer.close()
             code = await self.process.wait()
             if not closing():
-                log.error("the engine process stopped (exit code %s); its running jobs failed, the next job starts "
-                          "a new one", code)
-            self.gone = JobOutcome("failed", error={
-                "code": "engine_stopped", "type": "EngineStopped",
-                "message": f"the engine process stopped (exit code {code}) before this job finished; try again"})
+                log.error(
+                    "the engine process stopped (exit code %s); its running jobs failed, the next job starts a new one",
+                    code,
+                )
+            self.gone = JobOutcome(
+                "failed",
+                error={
+                    "code": "engine_stopped",
+                    "type": "EngineStopped",
+                    "message": f"the engine process stopped (exit code {code}) before this job finished; try again",
+                },
+            )
             for future, _ in self.pending.values():
                 if not future.done():
                     future.set_result(self.gone)
@@ -172,13 +197,20 @@ class ProcessEngine:
             ours, theirs = socket.socketpair()
             try:
                 process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "soundforge.serve.engine", str(theirs.fileno()),
-                    pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL)
+                    sys.executable,
+                    "-m",
+                    "soundforge.serve.engine",
+                    str(theirs.fileno()),
+                    pass_fds=(theirs.fileno(),),
+                    stdin=asyncio.subprocess.DEVNULL,
+                )
             except OSError as exc:
                 ours.close()
-                raise ConfigurationError(f"could not start the engine process with {sys.executable!r}: {exc}; "
-                                         "run jobs in the server's process with --engine inline "
-                                         "([serve] engine = \"inline\")") from exc
+                raise ConfigurationError(
+                    f"could not start the engine process with {sys.executable!r}: {exc}; "
+                    "run jobs in the server's process with --engine inline "
+                    '([serve] engine = "inline")'
+                ) from exc
             except BaseException:
                 ours.close()
                 raise
@@ -190,8 +222,15 @@ class ProcessEngine:
             child.reader_task = asyncio.create_task(child.read(reader, lambda: self._closing))
             return child
 
-    async def run(self, job_id: str, request: GenerationRequest, provider: str | None, audio_path: Path,
-                  token: CancelToken, on_progress: ProgressFn) -> JobOutcome:
+    async def run(
+        self,
+        job_id: str,
+        request: GenerationRequest,
+        provider: str | None,
+        audio_path: Path,
+        token: CancelToken,
+        on_progress: ProgressFn,
+    ) -> JobOutcome:
         """Send one job to the engine and wait for its outcome; `token` (or `cancel`) cancels it there. Never
         raises for the job's own failures."""
         child = await self.start()
@@ -237,8 +276,10 @@ def create_engine(client: Client, mode: str) -> InlineEngine | ProcessEngine:
         # Backends given to the client in code exist only in this process: the engine process would not have them.
         mode = "process" if os.name == "posix" and not client.has_own_backends else "inline"
     if mode == "process" and client.has_own_backends:
-        raise ConfigurationError("backends given to Client(backends=...) exist only in this process; serve them "
-                                 "with engine = \"inline\" (--engine inline), or register them as entry points")
+        raise ConfigurationError(
+            "backends given to Client(backends=...) exist only in this process; serve them "
+            'with engine = "inline" (--engine inline), or register them as entry points'
+        )
     if mode == "process":
         return ProcessEngine(client)
     if mode == "inline":
@@ -280,8 +321,9 @@ async def _engine_main(fd: int) -> None:
         if not writer.is_closing():
             writer.write(_message(*fields))
 
-    async def job(job_id: str, token: CancelToken, request: GenerationRequest, provider: str | None,
-                  audio_path: str) -> None:
+    async def job(
+        job_id: str, token: CancelToken, request: GenerationRequest, provider: str | None, audio_path: str
+    ) -> None:
         last_sent, last_phase = 0.0, ""
 
         def on_progress(phase: str, done: int, total: int) -> None:  # from whichever thread the backend runs on

@@ -46,8 +46,7 @@ class JobStore:
         snapshot = {**record, "updated_at": time.time()}
         folder = self.folder(snapshot["id"])
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / "job.json", json.dumps(snapshot, separators=(",", ":")).encode("utf-8"),
-                     overwrite=True)
+        write_atomic(folder / "job.json", json.dumps(snapshot, separators=(",", ":")).encode("utf-8"), overwrite=True)
         self._memory[snapshot["id"]] = snapshot
         return snapshot
 
@@ -80,8 +79,16 @@ class JobStore:
                 shutil.rmtree(path.parent, ignore_errors=True)
                 continue
             if record.get("status") in ACTIVE:
-                self.save({**record, "status": "failed", "error": {
-                    "code": "server_restarted", "type": "ServerRestarted",
-                    "message": "the server stopped before this job finished"}})
+                self.save(
+                    {
+                        **record,
+                        "status": "failed",
+                        "error": {
+                            "code": "server_restarted",
+                            "type": "ServerRestarted",
+                            "message": "the server stopped before this job finished",
+                        },
+                    }
+                )
                 failed += 1
         return failed

@@ -20,12 +20,30 @@ RATIOS = {32000: [10, 8, 16], 16000: [10, 8, 8]}  # 25 frames per second, like a
 
 def compression_config(sample_rate: int) -> dict[str, Any]:
     """The `xp.cfg` of a tiny EnCodec (SEANet autoencoder, 4 residual codebooks of 256 entries)."""
-    return {"compression_model": "encodec", "device": "cpu", "sample_rate": sample_rate, "channels": 1,
-            "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": sample_rate, "channels": 1,
-                        "causal": False, "renormalize": False},
-            "seanet": {"dimension": 32, "channels": 1, "n_filters": 4, "n_residual_layers": 1,
-                       "ratios": RATIOS[sample_rate], "encoder": {}, "decoder": {}},
-            "rvq": {"n_q": 4, "bins": 256}}
+    return {
+        "compression_model": "encodec",
+        "device": "cpu",
+        "sample_rate": sample_rate,
+        "channels": 1,
+        "encodec": {
+            "autoencoder": "seanet",
+            "quantizer": "rvq",
+            "sample_rate": sample_rate,
+            "channels": 1,
+            "causal": False,
+            "renormalize": False,
+        },
+        "seanet": {
+            "dimension": 32,
+            "channels": 1,
+            "n_filters": 4,
+            "n_residual_layers": 1,
+            "ratios": RATIOS[sample_rate],
+            "encoder": {},
+            "decoder": {},
+        },
+        "rvq": {"n_q": 4, "bins": 256},
+    }
 
 
 def lm_config(segment_duration: int, text_encoder: str = "lut") -> dict[str, Any]:
@@ -36,26 +54,56 @@ def lm_config(segment_duration: int, text_encoder: str = "lut") -> dict[str, Any
     to transformers' MusicGen. `text_encoder` "t5" uses audiocraft's T5 conditioner on `t5-base` (which must be
     in the Hugging Face cache), "lut" a lookup table over whitespace tokens.
     """
-    description = {"model": "t5", "t5": {"name": "t5-base", "finetune": False, "word_dropout": 0.0,
-                                         "normalize_text": False}} if text_encoder == "t5" else \
-        {"model": "lut", "lut": {"n_bins": 128, "dim": 16, "tokenizer": "whitespace"}}
+    description = (
+        {"model": "t5", "t5": {"name": "t5-base", "finetune": False, "word_dropout": 0.0, "normalize_text": False}}
+        if text_encoder == "t5"
+        else {"model": "lut", "lut": {"n_bins": 128, "dim": 16, "tokenizer": "whitespace"}}
+    )
     return {
-        "lm_model": "transformer_lm", "device": "cpu", "dtype": "float32",
-        "transformer_lm": {"n_q": 4, "card": 256, "dim": 16, "num_heads": 4, "num_layers": 2, "hidden_scale": 4,
-                           "custom": True, "causal": True, "memory_efficient": True, "norm_first": True,
-                           "bias_ff": False, "bias_attn": False, "bias_proj": False, "activation": "gelu",
-                           "positional_embedding": "sin"},
+        "lm_model": "transformer_lm",
+        "device": "cpu",
+        "dtype": "float32",
+        "transformer_lm": {
+            "n_q": 4,
+            "card": 256,
+            "dim": 16,
+            "num_heads": 4,
+            "num_layers": 2,
+            "hidden_scale": 4,
+            "custom": True,
+            "causal": True,
+            "memory_efficient": True,
+            "norm_first": True,
+            "bias_ff": False,
+            "bias_attn": False,
+            "bias_proj": False,
+            "activation": "gelu",
+            "positional_embedding": "sin",
+        },
         "codebooks_pattern": {"modeling": "delay", "delay": {"delays": [0, 1, 2, 3]}},
-        "attribute_dropout": {}, "classifier_free_guidance": {"training_dropout": 0.1, "inference_coef": 3.0},
-        "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [], "prepend": [],
-                  "cross": ["description"], "input_interpolate": []},
+        "attribute_dropout": {},
+        "classifier_free_guidance": {"training_dropout": 0.1, "inference_coef": 3.0},
+        "fuser": {
+            "cross_attention_pos_emb": False,
+            "cross_attention_pos_emb_scale": 1,
+            "sum": [],
+            "prepend": [],
+            "cross": ["description"],
+            "input_interpolate": [],
+        },
         "conditioners": {"description": description},
         "dataset": {"segment_duration": segment_duration},
     }
 
 
-def build_audiocraft(path: str | os.PathLike[str], family: str = "musicgen", *, segment_duration: int | None = None,
-                     text_encoder: str = "lut", seed: int = 0) -> Path:
+def build_audiocraft(
+    path: str | os.PathLike[str],
+    family: str = "musicgen",
+    *,
+    segment_duration: int | None = None,
+    text_encoder: str = "lut",
+    seed: int = 0,
+) -> Path:
     """Write a tiny random checkpoint of `family` ("musicgen" or "audiogen") into `path`; `segment_duration` is the
     model's window in seconds (default 30 for MusicGen, 10 for AudioGen, as released)."""
     import audiocraft
@@ -75,15 +123,25 @@ def build_audiocraft(path: str | os.PathLike[str], family: str = "musicgen", *, 
     compression.quantizer(torch.randn(8, 32, 128), 1)  # initialise the codebooks (k-means) as training would
     lm_cfg = OmegaConf.create(lm_config(duration, text_encoder))
     lm = builders.get_lm_model(lm_cfg)
-    for name, cfg, model in (("compression_state_dict.bin", compression_cfg, compression),
-                             ("state_dict.bin", lm_cfg, lm)):
-        torch.save({"xp.cfg": OmegaConf.to_yaml(cfg), "best_state": model.state_dict(),
-                    "version": audiocraft.__version__, "exported": True}, folder / name)
+    for name, cfg, model in (
+        ("compression_state_dict.bin", compression_cfg, compression),
+        ("state_dict.bin", lm_cfg, lm),
+    ):
+        torch.save(
+            {
+                "xp.cfg": OmegaConf.to_yaml(cfg),
+                "best_state": model.state_dict(),
+                "version": audiocraft.__version__,
+                "exported": True,
+            },
+            folder / name,
+        )
     return folder
 
 
-def build_multiband_diffusion(path: str | os.PathLike[str], *, n_bands: int = 2, codec_dim: int = 32,
-                              seed: int = 0) -> Path:
+def build_multiband_diffusion(
+    path: str | os.PathLike[str], *, n_bands: int = 2, codec_dim: int = 32, seed: int = 0
+) -> Path:
     """Write a tiny random MultiBand Diffusion checkpoint (`mbd_musicgen_32khz.th`, audiocraft's format: per band
     its config, U-Net weights and sample processor) for the 32 kHz codecs above (latent dimension `codec_dim`)."""
     import torch
@@ -93,12 +151,22 @@ def build_multiband_diffusion(path: str | os.PathLike[str], *, n_bands: int = 2,
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    cfg = OmegaConf.create({
-        "channels": 1,
-        "schedule": {"beta_t0": 1e-4, "beta_t1": 0.02, "num_steps": 1000, "variance": "beta", "clip": 5.0,
-                     "rescale": 1.0, "n_bands": None},
-        "diffusion_unet": {"hidden": 8, "depth": 2, "codec_dim": codec_dim},
-        "processor": {"use": False, "name": "none"}})
+    cfg = OmegaConf.create(
+        {
+            "channels": 1,
+            "schedule": {
+                "beta_t0": 1e-4,
+                "beta_t1": 0.02,
+                "num_steps": 1000,
+                "variance": "beta",
+                "clip": 5.0,
+                "rescale": 1.0,
+                "n_bands": None,
+            },
+            "diffusion_unet": {"hidden": 8, "depth": 2, "codec_dim": codec_dim},
+            "processor": {"use": False, "name": "none"},
+        }
+    )
     package: dict[Any, Any] = {"sample_rate": 32000, "n_bands": n_bands}
     for band in range(n_bands):
         unet = builders.get_diffusion_model(cfg)

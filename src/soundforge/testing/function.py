@@ -52,16 +52,25 @@ class FunctionBackend(Backend):
     default_model = "default"
     settings_keys = None
 
-    def __init__(self, fn: GenerateFunction, *, name: str = "function", sample_rate: int = 44100,
-                 capabilities: Capabilities | None = None, license: License | str | None = None,
-                 local: bool = True, settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        fn: GenerateFunction,
+        *,
+        name: str = "function",
+        sample_rate: int = 44100,
+        capabilities: Capabilities | None = None,
+        license: License | str | None = None,
+        local: bool = True,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.name = name  # type: ignore[misc]  # one class, any provider name
         self.local = local  # type: ignore[misc]
         super().__init__(settings)
         self.fn = fn
         self.sample_rate = sample_rate
-        self.caps = capabilities or Capabilities(max_duration=600.0, sample_rates=(sample_rate,), channels=(1, 2),
-                                                 fields=ALL_FIELDS, max_outputs=16)
+        self.caps = capabilities or Capabilities(
+            max_duration=600.0, sample_rates=(sample_rate,), channels=(1, 2), fields=ALL_FIELDS, max_outputs=16
+        )
         self._license = license
         self.calls = 0
 
@@ -76,8 +85,9 @@ class FunctionBackend(Backend):
             return self._license
         if isinstance(self._license, str):
             terms = LicenseRegistry.default().licenses[self._license]
-            return License.effective([LicenseComponent(role="engine", name=f"{self.name} (test double)",
-                                                       license=terms)])
+            return License.effective(
+                [LicenseComponent(role="engine", name=f"{self.name} (test double)", license=terms)]
+            )
         return None
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
@@ -92,8 +102,16 @@ class FunctionBackend(Backend):
         for index, array in enumerate(arrays):
             audio = np.asarray(array, dtype=np.float32)
             audio = audio[np.newaxis, :] if audio.ndim == 1 else audio
-            tracks.append(RawTrack(audio=np.ascontiguousarray(fit_length(audio, samples)),
-                                   sample_rate=self.sample_rate, seed=seed + index,
-                                   parameters={"function": getattr(self.fn, "__name__", "function")}))
-        return RawGeneration(tracks=tracks, engine_versions={"soundforge.testing": "FunctionBackend"},
-                             device="cpu" if self.local else "cloud")
+            tracks.append(
+                RawTrack(
+                    audio=np.ascontiguousarray(fit_length(audio, samples)),
+                    sample_rate=self.sample_rate,
+                    seed=seed + index,
+                    parameters={"function": getattr(self.fn, "__name__", "function")},
+                )
+            )
+        return RawGeneration(
+            tracks=tracks,
+            engine_versions={"soundforge.testing": "FunctionBackend"},
+            device="cpu" if self.local else "cloud",
+        )

@@ -10,9 +10,40 @@ import os
 from pathlib import Path
 from typing import Any
 
-WORDS = ("<pad>", "</s>", "<unk>", "calm", "piano", "upbeat", "synthwave", "drums", "bass", "lofi", "jazz", "rock",
-         "ambient", "melody", "guitar", "strings", "dark", "happy", "slow", "fast", "80s", "beat", "song", "with",
-         "and", "a", "in", "of", "the", "music", "techno", "house")
+WORDS = (
+    "<pad>",
+    "</s>",
+    "<unk>",
+    "calm",
+    "piano",
+    "upbeat",
+    "synthwave",
+    "drums",
+    "bass",
+    "lofi",
+    "jazz",
+    "rock",
+    "ambient",
+    "melody",
+    "guitar",
+    "strings",
+    "dark",
+    "happy",
+    "slow",
+    "fast",
+    "80s",
+    "beat",
+    "song",
+    "with",
+    "and",
+    "a",
+    "in",
+    "of",
+    "the",
+    "music",
+    "techno",
+    "house",
+)
 
 
 def build_tokenizer(path: str | os.PathLike[str]) -> Any:
@@ -25,8 +56,13 @@ def build_tokenizer(path: str | os.PathLike[str]) -> Any:
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     fast: Any = PreTrainedTokenizerFast
-    tokenizer = fast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>",
-                                        unk_token="<unk>", model_input_names=["input_ids", "attention_mask"])
+    tokenizer = fast(
+        tokenizer_object=core,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
     tokenizer.save_pretrained(path)
     return tokenizer
 
@@ -35,30 +71,68 @@ def _configs(*, full_size: bool, stereo: bool) -> tuple[Any, Any, Any]:
     from transformers import EncodecConfig, MusicgenDecoderConfig, T5Config
 
     if full_size:  # the shapes of facebook/musicgen-small
-        text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
-                        feed_forward_proj="relu")
-        audio = EncodecConfig(sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], num_filters=64,
-                              hidden_size=128, codebook_size=2048, target_bandwidths=[2.2], use_causal_conv=False,
-                              use_conv_shortcut=False, normalize=False, num_lstm_layers=2, audio_channels=1)
+        text = T5Config(
+            vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12, feed_forward_proj="relu"
+        )
+        audio = EncodecConfig(
+            sampling_rate=32000,
+            upsampling_ratios=[8, 5, 4, 4],
+            num_filters=64,
+            hidden_size=128,
+            codebook_size=2048,
+            target_bandwidths=[2.2],
+            use_causal_conv=False,
+            use_conv_shortcut=False,
+            normalize=False,
+            num_lstm_layers=2,
+            audio_channels=1,
+        )
         codebooks = 8 if stereo else 4
-        decoder = MusicgenDecoderConfig(vocab_size=2048, hidden_size=1024, num_hidden_layers=24,
-                                        num_attention_heads=16, ffn_dim=4096, num_codebooks=codebooks,
-                                        audio_channels=2 if stereo else 1, pad_token_id=2048, bos_token_id=2048)
+        decoder = MusicgenDecoderConfig(
+            vocab_size=2048,
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            ffn_dim=4096,
+            num_codebooks=codebooks,
+            audio_channels=2 if stereo else 1,
+            pad_token_id=2048,
+            bos_token_id=2048,
+        )
         return text, audio, decoder
-    text = T5Config(vocab_size=len(WORDS), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                    feed_forward_proj="relu")
-    audio = EncodecConfig(sampling_rate=16000, upsampling_ratios=[4, 4, 2], num_filters=8, hidden_size=16,
-                          codebook_size=64, target_bandwidths=[12.0], num_lstm_layers=1, audio_channels=1)
+    text = T5Config(
+        vocab_size=len(WORDS), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, feed_forward_proj="relu"
+    )
+    audio = EncodecConfig(
+        sampling_rate=16000,
+        upsampling_ratios=[4, 4, 2],
+        num_filters=8,
+        hidden_size=16,
+        codebook_size=64,
+        target_bandwidths=[12.0],
+        num_lstm_layers=1,
+        audio_channels=1,
+    )
     codebooks = 8 if stereo else 4
-    decoder = MusicgenDecoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                    ffn_dim=64, num_codebooks=codebooks, audio_channels=2 if stereo else 1,
-                                    pad_token_id=64, bos_token_id=64, max_position_embeddings=4096,
-                                    initializer_factor=0.5)  # larger than the default 0.02: conditioning shows
+    decoder = MusicgenDecoderConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        ffn_dim=64,
+        num_codebooks=codebooks,
+        audio_channels=2 if stereo else 1,
+        pad_token_id=64,
+        bos_token_id=64,
+        max_position_embeddings=4096,
+        initializer_factor=0.5,
+    )  # larger than the default 0.02: conditioning shows
     return text, audio, decoder
 
 
-def build_musicgen(path: str | os.PathLike[str], *, melody: bool = False, stereo: bool = False,
-                   full_size: bool = False, seed: int = 0) -> Path:
+def build_musicgen(
+    path: str | os.PathLike[str], *, melody: bool = False, stereo: bool = False, full_size: bool = False, seed: int = 0
+) -> Path:
     """Write a random-weight MusicGen (or MusicGen-Melody) checkpoint with its tokenizer to `path`."""
     import torch
     from transformers import (
@@ -72,11 +146,16 @@ def build_musicgen(path: str | os.PathLike[str], *, melody: bool = False, stereo
     torch.manual_seed(seed)
     text, audio, decoder = _configs(full_size=full_size, stereo=stereo)
     if melody:
-        melody_decoder = MusicgenMelodyDecoderConfig(**{k: v for k, v in decoder.to_dict().items()
-                                                        if k in MusicgenMelodyDecoderConfig().to_dict()})
-        config: Any = MusicgenMelodyConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(),
-                                      decoder=melody_decoder.to_dict(), num_chroma=12,
-                                      chroma_length=235 if full_size else 64)
+        melody_decoder = MusicgenMelodyDecoderConfig(
+            **{k: v for k, v in decoder.to_dict().items() if k in MusicgenMelodyDecoderConfig().to_dict()}
+        )
+        config: Any = MusicgenMelodyConfig(
+            text_encoder=text.to_dict(),
+            audio_encoder=audio.to_dict(),
+            decoder=melody_decoder.to_dict(),
+            num_chroma=12,
+            chroma_length=235 if full_size else 64,
+        )
         model: Any = MusicgenMelodyForConditionalGeneration(config)
     else:
         config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())

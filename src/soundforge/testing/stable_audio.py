@@ -29,31 +29,64 @@ def build_stable_audio(path: str | os.PathLike[str], *, full_size: bool = False,
 
     target = Path(path)
     torch.manual_seed(seed)
-    scheduler = CosineDPMSolverMultistepScheduler(solver_order=2, prediction_type="v_prediction", sigma_data=1.0,
-                                                  sigma_schedule="exponential")
+    scheduler = CosineDPMSolverMultistepScheduler(
+        solver_order=2, prediction_type="v_prediction", sigma_data=1.0, sigma_schedule="exponential"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer: Any = build_tokenizer(scratch)
     tokenizer.model_max_length = 128 if full_size else 25
     if full_size:  # Stable Audio Open 1.0 shapes: the component defaults, T5-base
         transformer = StableAudioDiTModel()
         vae = AutoencoderOobleck()
-        text_encoder = T5EncoderModel(T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12,
-                                               num_heads=12, feed_forward_proj="relu"))
-        projection = StableAudioProjectionModel(text_encoder_dim=768, conditioning_dim=768, min_value=0,
-                                                max_value=512)
+        text_encoder = T5EncoderModel(
+            T5Config(
+                vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12, feed_forward_proj="relu"
+            )
+        )
+        projection = StableAudioProjectionModel(text_encoder_dim=768, conditioning_dim=768, min_value=0, max_value=512)
     else:
-        transformer = StableAudioDiTModel(sample_size=1024, in_channels=3, num_layers=2, attention_head_dim=4,
-                                          num_attention_heads=4, num_key_value_attention_heads=2, out_channels=3,
-                                          cross_attention_dim=4, time_proj_dim=8, global_states_input_dim=8,
-                                          cross_attention_input_dim=4)
-        vae = AutoencoderOobleck(encoder_hidden_size=6, downsampling_ratios=[1, 2], decoder_channels=3,
-                                 decoder_input_channels=3, audio_channels=2, channel_multiples=[2, 4],
-                                 sampling_rate=800)
-        text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2,
-                                               num_heads=4, feed_forward_proj="relu"))
+        transformer = StableAudioDiTModel(
+            sample_size=1024,
+            in_channels=3,
+            num_layers=2,
+            attention_head_dim=4,
+            num_attention_heads=4,
+            num_key_value_attention_heads=2,
+            out_channels=3,
+            cross_attention_dim=4,
+            time_proj_dim=8,
+            global_states_input_dim=8,
+            cross_attention_input_dim=4,
+        )
+        vae = AutoencoderOobleck(
+            encoder_hidden_size=6,
+            downsampling_ratios=[1, 2],
+            decoder_channels=3,
+            decoder_input_channels=3,
+            audio_channels=2,
+            channel_multiples=[2, 4],
+            sampling_rate=800,
+        )
+        text_encoder = T5EncoderModel(
+            T5Config(
+                vocab_size=len(tokenizer),
+                d_model=32,
+                d_kv=8,
+                d_ff=37,
+                num_layers=2,
+                num_heads=4,
+                feed_forward_proj="relu",
+            )
+        )
         projection = StableAudioProjectionModel(text_encoder_dim=32, conditioning_dim=4, min_value=0, max_value=32)
-    pipeline = StableAudioPipeline(transformer=transformer, scheduler=scheduler, vae=vae, text_encoder=text_encoder,
-                                   tokenizer=tokenizer, projection_model=projection)
+    pipeline = StableAudioPipeline(
+        transformer=transformer,
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        projection_model=projection,
+    )
     pipeline.save_pretrained(target)
     return target
 
@@ -66,26 +99,68 @@ def stable_audio_tools_config(*, sample_rate: int = 8000, sample_size: int = 819
     embedding needs at least 32).
     """
     return {
-        "model_type": "diffusion_cond", "sample_size": sample_size, "sample_rate": sample_rate, "audio_channels": 2,
+        "model_type": "diffusion_cond",
+        "sample_size": sample_size,
+        "sample_rate": sample_rate,
+        "audio_channels": 2,
         "model": {
-            "pretransform": {"type": "autoencoder", "iterate_batch": True, "config": {
-                "encoder": {"type": "oobleck", "requires_grad": False, "config": {
-                    "in_channels": 2, "channels": 8, "c_mults": [1, 2], "strides": [2, 2], "latent_dim": 16}},
-                "decoder": {"type": "oobleck", "config": {
-                    "out_channels": 2, "channels": 8, "c_mults": [1, 2], "strides": [2, 2], "latent_dim": 8,
-                    "final_tanh": False}},
-                "bottleneck": {"type": "vae"}, "latent_dim": 8, "downsampling_ratio": 4, "io_channels": 2}},
-            "conditioning": {"configs": [
-                {"id": "prompt", "type": "t5", "config": {"t5_model_name": "t5-base", "max_length": 32}},
-                {"id": "seconds_start", "type": "number", "config": {"min_val": 0, "max_val": 512}},
-                {"id": "seconds_total", "type": "number", "config": {"min_val": 0, "max_val": 512}}],
-                "cond_dim": 32},
-            "diffusion": {"cross_attention_cond_ids": ["prompt", "seconds_start", "seconds_total"],
-                          "global_cond_ids": ["seconds_start", "seconds_total"], "type": "dit",
-                          "config": {"io_channels": 8, "embed_dim": 64, "depth": 2, "num_heads": 2,
-                                     "cond_token_dim": 32, "global_cond_dim": 64, "project_cond_tokens": False,
-                                     "transformer_type": "continuous_transformer"}},
-            "io_channels": 8},
+            "pretransform": {
+                "type": "autoencoder",
+                "iterate_batch": True,
+                "config": {
+                    "encoder": {
+                        "type": "oobleck",
+                        "requires_grad": False,
+                        "config": {
+                            "in_channels": 2,
+                            "channels": 8,
+                            "c_mults": [1, 2],
+                            "strides": [2, 2],
+                            "latent_dim": 16,
+                        },
+                    },
+                    "decoder": {
+                        "type": "oobleck",
+                        "config": {
+                            "out_channels": 2,
+                            "channels": 8,
+                            "c_mults": [1, 2],
+                            "strides": [2, 2],
+                            "latent_dim": 8,
+                            "final_tanh": False,
+                        },
+                    },
+                    "bottleneck": {"type": "vae"},
+                    "latent_dim": 8,
+                    "downsampling_ratio": 4,
+                    "io_channels": 2,
+                },
+            },
+            "conditioning": {
+                "configs": [
+                    {"id": "prompt", "type": "t5", "config": {"t5_model_name": "t5-base", "max_length": 32}},
+                    {"id": "seconds_start", "type": "number", "config": {"min_val": 0, "max_val": 512}},
+                    {"id": "seconds_total", "type": "number", "config": {"min_val": 0, "max_val": 512}},
+                ],
+                "cond_dim": 32,
+            },
+            "diffusion": {
+                "cross_attention_cond_ids": ["prompt", "seconds_start", "seconds_total"],
+                "global_cond_ids": ["seconds_start", "seconds_total"],
+                "type": "dit",
+                "config": {
+                    "io_channels": 8,
+                    "embed_dim": 64,
+                    "depth": 2,
+                    "num_heads": 2,
+                    "cond_token_dim": 32,
+                    "global_cond_dim": 64,
+                    "project_cond_tokens": False,
+                    "transformer_type": "continuous_transformer",
+                },
+            },
+            "io_channels": 8,
+        },
     }
 
 

@@ -8,9 +8,18 @@ import torch
 class Spectrogram(torch.nn.Module):
     """torchaudio.transforms.Spectrogram for the arguments audiocraft passes (power spectrogram, Hann window)."""
 
-    def __init__(self, n_fft: int = 400, win_length: int | None = None, hop_length: int | None = None,
-                 pad: int = 0, power: float | None = 2.0, normalized: bool = False, center: bool = True,
-                 pad_mode: str = "reflect", onesided: bool = True) -> None:
+    def __init__(
+        self,
+        n_fft: int = 400,
+        win_length: int | None = None,
+        hop_length: int | None = None,
+        pad: int = 0,
+        power: float | None = 2.0,
+        normalized: bool = False,
+        center: bool = True,
+        pad_mode: str = "reflect",
+        onesided: bool = True,
+    ) -> None:
         super().__init__()
         self.n_fft, self.win_length = n_fft, win_length or n_fft
         self.hop_length = hop_length or self.win_length // 2
@@ -22,9 +31,18 @@ class Spectrogram(torch.nn.Module):
         if self.pad > 0:
             waveform = torch.nn.functional.pad(waveform, (self.pad, self.pad), "constant")
         shape = waveform.size()
-        spec = torch.stft(waveform.reshape(-1, shape[-1]), n_fft=self.n_fft, hop_length=self.hop_length,
-                          win_length=self.win_length, window=self.window, center=self.center,
-                          pad_mode=self.pad_mode, normalized=False, onesided=self.onesided, return_complex=True)
+        spec = torch.stft(
+            waveform.reshape(-1, shape[-1]),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window,
+            center=self.center,
+            pad_mode=self.pad_mode,
+            normalized=False,
+            onesided=self.onesided,
+            return_complex=True,
+        )
         spec = spec.reshape(shape[:-1] + spec.shape[-2:])
         if self.normalized:  # torchaudio's "window" normalisation: divide by the window's L2 norm
             spec = spec / self.window.pow(2.0).sum().sqrt()

@@ -70,19 +70,28 @@ def checkpoint_state(provider: str, model: str, settings: dict[str, Any], *, all
     """Whether audiocraft can load `model` here without a download (or may download it when allowed)."""
     if model == "debug":
         return Availability(True)
-    return files_availability(model, CHECKPOINT_FILES, settings, allow_fetch=allow_fetch,
-                              folder_fix="point to a folder exported by audiocraft (audiocraft.utils.export)")
+    return files_availability(
+        model,
+        CHECKPOINT_FILES,
+        settings,
+        allow_fetch=allow_fetch,
+        folder_fix="point to a folder exported by audiocraft (audiocraft.utils.export)",
+    )
 
 
 def extra_options(provider: str, request: GenerationRequest, settings: dict[str, Any]) -> dict[str, Any]:
     """Validated `extra` for the audiocraft engine, with defaults from the provider settings."""
-    options: dict[str, Any] = {"do_sample": True, "two_step_cfg": False,
-                               "extend_stride": float(settings.get("extend_stride", 0) or 0),
-                               "decoder": str(settings.get("decoder", "encodec"))}
+    options: dict[str, Any] = {
+        "do_sample": True,
+        "two_step_cfg": False,
+        "extend_stride": float(settings.get("extend_stride", 0) or 0),
+        "decoder": str(settings.get("decoder", "encodec")),
+    }
     options |= checked_extra(request, EXTRA_KEYS, provider=provider, label=f"{provider} (audiocraft)")
     if options["decoder"] not in DECODERS:
-        raise InvalidRequestError(f"decoder {options['decoder']!r} is not one of {', '.join(DECODERS)}", field="extra",
-                                  provider=provider)
+        raise InvalidRequestError(
+            f"decoder {options['decoder']!r} is not one of {', '.join(DECODERS)}", field="extra", provider=provider
+        )
     return options
 
 
@@ -98,8 +107,21 @@ def _checkpoint_globals() -> list[Any]:
     from omegaconf import DictConfig, ListConfig, nodes
     from omegaconf.base import ContainerMetadata, Metadata
 
-    return [DictConfig, ListConfig, ContainerMetadata, Metadata, typing.Any, dict, list, collections.defaultdict,
-            nodes.AnyNode, nodes.IntegerNode, nodes.FloatNode, nodes.StringNode, nodes.BooleanNode]
+    return [
+        DictConfig,
+        ListConfig,
+        ContainerMetadata,
+        Metadata,
+        typing.Any,
+        dict,
+        list,
+        collections.defaultdict,
+        nodes.AnyNode,
+        nodes.IntegerNode,
+        nodes.FloatNode,
+        nodes.StringNode,
+        nodes.BooleanNode,
+    ]
 
 
 class AudiocraftEngine:
@@ -109,16 +131,19 @@ class AudiocraftEngine:
         self.family = family
         self.owner = owner
         self._cache: ModelCache[LoadedAudiocraft] = ModelCache(
-            lambda: int(owner.settings.get("max_loaded_models", 1)), owner=f"{owner.name}:audiocraft",
+            lambda: int(owner.settings.get("max_loaded_models", 1)),
+            owner=f"{owner.name}:audiocraft",
             memory=lambda: owner.memory,
-            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model.lm, loaded.model.compression_model)))
+            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model.lm, loaded.model.compression_model)),
+        )
         self._decoders: dict[str, Any] = {}  # model id -> MultiBandDiffusion over that model's codec
 
     def load(self, model: str) -> LoadedAudiocraft:
         """Load (or reuse) a model through audiocraft's `get_pretrained`."""
         device = pick_device(self.owner.settings.get("device", "auto"))
-        return self._cache.get(model, lambda: self._load(model, device), device=device,
-                               estimate=lambda: _weights_size(model))
+        return self._cache.get(
+            model, lambda: self._load(model, device), device=device, estimate=lambda: _weights_size(model)
+        )
 
     def unload(self, model: str | None = None) -> None:
         """Forget one loaded model, or all of them."""
@@ -129,8 +154,12 @@ class AudiocraftEngine:
     def multiband_diffusion(self, model: str, loaded: LoadedAudiocraft) -> Any:
         """MultiBand Diffusion for a loaded MusicGen (`mbd_model` setting: hub id or folder), loaded once."""
         if self.family != "musicgen" or loaded.sample_rate != 32000 or loaded.channels != 1:
-            raise InvalidRequestError("MultiBand Diffusion decodes MusicGen's 32 kHz mono tokens only",
-                                      field="extra", provider=self.owner.name, hint="use decoder 'encodec'")
+            raise InvalidRequestError(
+                "MultiBand Diffusion decodes MusicGen's 32 kHz mono tokens only",
+                field="extra",
+                provider=self.owner.name,
+                hint="use decoder 'encodec'",
+            )
         if model not in self._decoders:
             import torch
             from audiocraft.models.loaders import load_diffusion_models
@@ -138,17 +167,27 @@ class AudiocraftEngine:
             from audiocraft.modules.diffusion_schedule import NoiseSchedule
 
             source = str(self.owner.settings.get("mbd_model", MBD_REPO))
-            state = files_availability(source, (MBD_FILE,), self.owner.settings, allow_fetch=True,
-                                       folder_fix=f"point mbd_model to a folder holding {MBD_FILE}")
+            state = files_availability(
+                source,
+                (MBD_FILE,),
+                self.owner.settings,
+                allow_fetch=True,
+                folder_fix=f"point mbd_model to a folder holding {MBD_FILE}",
+            )
             if not state.available:
                 raise ModelNotAvailableError(self.owner.name, source, state.reason, fix=state.fix)
             folder = Path(source).expanduser()
             with torch.serialization.safe_globals(_checkpoint_globals()):
-                models, processors, cfgs = load_diffusion_models(str(folder) if folder.is_dir() else source,
-                                                                 filename=MBD_FILE, device=loaded.device)
-            processes = [DiffusionProcess(model=m.eval(), noise_schedule=NoiseSchedule(
-                **cfg.schedule, sample_processor=processor, device=loaded.device))
-                for m, processor, cfg in zip(models, processors, cfgs, strict=True)]
+                models, processors, cfgs = load_diffusion_models(
+                    str(folder) if folder.is_dir() else source, filename=MBD_FILE, device=loaded.device
+                )
+            processes = [
+                DiffusionProcess(
+                    model=m.eval(),
+                    noise_schedule=NoiseSchedule(**cfg.schedule, sample_processor=processor, device=loaded.device),
+                )
+                for m, processor, cfg in zip(models, processors, cfgs, strict=True)
+            ]
             self._decoders[model] = MultiBandDiffusion(DPs=processes, codec_model=loaded.model.compression_model)
         return self._decoders[model]
 
@@ -162,9 +201,15 @@ class AudiocraftEngine:
         folder = Path(model).expanduser()
         net = cls.get_pretrained(str(folder) if model != "debug" and folder.is_dir() else model, device=device)
         conditioners = net.lm.condition_provider.conditioners
-        return LoadedAudiocraft(model=net, device=device, sample_rate=int(net.sample_rate),
-                                channels=int(net.audio_channels), frame_rate=float(net.frame_rate),
-                                max_duration=float(net.max_duration), melody="self_wav" in conditioners)
+        return LoadedAudiocraft(
+            model=net,
+            device=device,
+            sample_rate=int(net.sample_rate),
+            channels=int(net.audio_channels),
+            frame_rate=float(net.frame_rate),
+            max_duration=float(net.max_duration),
+            melody="self_wav" in conditioners,
+        )
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         """Run one request through audiocraft and return its tracks."""
@@ -175,20 +220,38 @@ class AudiocraftEngine:
         loaded = self.load(model)
         load_seconds = time.perf_counter() - started
         if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
-            raise InvalidRequestError(f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
-                                      field="channels" if request.channels else "sample_rate", provider=self.owner.name)
+            raise InvalidRequestError(
+                f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
+                field="channels" if request.channels else "sample_rate",
+                provider=self.owner.name,
+            )
         if request.melody is not None and not loaded.melody:
-            raise InvalidRequestError(f"{model} has no melody (chroma) conditioner", field="melody",
-                                      provider=self.owner.name, hint="use a -melody checkpoint")
+            raise InvalidRequestError(
+                f"{model} has no melody (chroma) conditioner",
+                field="melody",
+                provider=self.owner.name,
+                hint="use a -melody checkpoint",
+            )
         net = loaded.model
         stride = options["extend_stride"] or min(18.0, loaded.max_duration * 0.6)
         if not 0 < stride < loaded.max_duration:
-            raise InvalidRequestError(f"extend_stride must be positive and shorter than the {loaded.max_duration:g} s "
-                                      "window", field="extra", provider=self.owner.name)
-        params: dict[str, Any] = {"use_sampling": options["do_sample"], "duration": request.duration,
-                                  "two_step_cfg": options["two_step_cfg"], "extend_stride": stride}
-        for field, arg in (("temperature", "temperature"), ("top_k", "top_k"), ("top_p", "top_p"),
-                           ("guidance", "cfg_coef")):
+            raise InvalidRequestError(
+                f"extend_stride must be positive and shorter than the {loaded.max_duration:g} s window",
+                field="extra",
+                provider=self.owner.name,
+            )
+        params: dict[str, Any] = {
+            "use_sampling": options["do_sample"],
+            "duration": request.duration,
+            "two_step_cfg": options["two_step_cfg"],
+            "extend_stride": stride,
+        }
+        for field, arg in (
+            ("temperature", "temperature"),
+            ("top_k", "top_k"),
+            ("top_p", "top_p"),
+            ("guidance", "cfg_coef"),
+        ):
             value = getattr(request, field)
             if value is not None:
                 params[arg] = value
@@ -199,8 +262,7 @@ class AudiocraftEngine:
             context.progress("decode", min(done, total), total)  # raises when the caller cancelled
 
         def run() -> Any:
-            diffusion = self.multiband_diffusion(model, loaded) if options["decoder"] == "multiband-diffusion" \
-                else None
+            diffusion = self.multiband_diffusion(model, loaded) if options["decoder"] == "multiband-diffusion" else None
             with TORCH_RNG_LOCK:
                 net.set_generation_params(**params)
                 net.set_custom_progress_callback(on_step)
@@ -211,8 +273,13 @@ class AudiocraftEngine:
                             wav, tokens = self._continue(request, loaded, descriptions)
                         elif request.melody is not None:
                             melody, rate = request.melody.load()
-                            wav, tokens = net.generate_with_chroma(descriptions, torch.from_numpy(melody)[None].expand(
-                                len(descriptions), -1, -1), rate, progress=True, return_tokens=True)
+                            wav, tokens = net.generate_with_chroma(
+                                descriptions,
+                                torch.from_numpy(melody)[None].expand(len(descriptions), -1, -1),
+                                rate,
+                                progress=True,
+                                return_tokens=True,
+                            )
                         else:
                             wav, tokens = net.generate(descriptions, progress=True, return_tokens=True)
                         if diffusion is not None:  # the same tokens, decoded by diffusion instead of EnCodec's
@@ -224,32 +291,56 @@ class AudiocraftEngine:
         audio = run_on_device_thread(loaded.device, run)
         total = round(request.duration * loaded.sample_rate)
         audio = fit_length(audio, total)  # the codec's last frame can fall a few samples short
-        parameters = {**params, "engine": "audiocraft", "decoder": options["decoder"],
-                      "sample_rate": loaded.sample_rate, "frame_rate": loaded.frame_rate, "seed_scope": "batch",
-                      "batch_size": request.num_outputs}
-        tracks = [RawTrack(audio=np.ascontiguousarray(audio[i], dtype=np.float32), sample_rate=loaded.sample_rate,
-                           seed=seed, parameters={**parameters, "batch_index": i}) for i in range(audio.shape[0])]
+        parameters = {
+            **params,
+            "engine": "audiocraft",
+            "decoder": options["decoder"],
+            "sample_rate": loaded.sample_rate,
+            "frame_rate": loaded.frame_rate,
+            "seed_scope": "batch",
+            "batch_size": request.num_outputs,
+        }
+        tracks = [
+            RawTrack(
+                audio=np.ascontiguousarray(audio[i], dtype=np.float32),
+                sample_rate=loaded.sample_rate,
+                seed=seed,
+                parameters={**parameters, "batch_index": i},
+            )
+            for i in range(audio.shape[0])
+        ]
         import audiocraft
 
-        return RawGeneration(tracks=tracks, device=loaded.device, load_seconds=load_seconds,
-                             engine_versions={"torch": torch.__version__, "audiocraft": audiocraft.__version__})
+        return RawGeneration(
+            tracks=tracks,
+            device=loaded.device,
+            load_seconds=load_seconds,
+            engine_versions={"torch": torch.__version__, "audiocraft": audiocraft.__version__},
+        )
 
     def _continue(self, request: GenerationRequest, loaded: LoadedAudiocraft, descriptions: list[str]) -> Any:
         import torch
 
         if request.audio_prompt_mode == "variation":
-            raise InvalidRequestError("audiocraft continues an audio prompt but cannot make variations of it",
-                                      field="audio_prompt_mode", provider=self.owner.name,
-                                      hint="use audio_prompt_mode='continuation'")
+            raise InvalidRequestError(
+                "audiocraft continues an audio prompt but cannot make variations of it",
+                field="audio_prompt_mode",
+                provider=self.owner.name,
+                hint="use audio_prompt_mode='continuation'",
+            )
         assert request.audio_prompt is not None
         audio, rate = request.audio_prompt.load()
         prompt = to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
         if prompt.shape[1] / loaded.sample_rate >= request.duration:
-            raise InvalidRequestError("the audio prompt is not shorter than the requested duration; duration counts "
-                                      "the prompt too", field="duration", provider=self.owner.name)
+            raise InvalidRequestError(
+                "the audio prompt is not shorter than the requested duration; duration counts the prompt too",
+                field="duration",
+                provider=self.owner.name,
+            )
         batch = torch.from_numpy(np.ascontiguousarray(prompt))[None].expand(len(descriptions), -1, -1)
-        return loaded.model.generate_continuation(batch, loaded.sample_rate, descriptions, progress=True,
-                                                  return_tokens=True)
+        return loaded.model.generate_continuation(
+            batch, loaded.sample_rate, descriptions, progress=True, return_tokens=True
+        )
 
 
 def _weights_size(model: str) -> int:
@@ -259,11 +350,30 @@ def _weights_size(model: str) -> int:
 
 def audiogen_caps(max_duration: float = 600.0) -> Capabilities:
     """What AudioGen accepts: sound effects at 16 kHz mono, continuation, long-form by extension."""
-    return Capabilities(min_duration=0.04, max_duration=max_duration, sample_rates=(16000,), channels=(1,),
-                        fields=frozenset({"seed", "num_outputs", "temperature", "top_k", "top_p", "guidance",
-                                          "channels", "sample_rate", "extra", "audio_prompt", "audio_prompt_mode"}),
-                        max_outputs=8, seed_deterministic=True,
-                        cost_hint="local; AudioGen medium (1.5B) wants a GPU")
+    return Capabilities(
+        min_duration=0.04,
+        max_duration=max_duration,
+        sample_rates=(16000,),
+        channels=(1,),
+        fields=frozenset(
+            {
+                "seed",
+                "num_outputs",
+                "temperature",
+                "top_k",
+                "top_p",
+                "guidance",
+                "channels",
+                "sample_rate",
+                "extra",
+                "audio_prompt",
+                "audio_prompt_mode",
+            }
+        ),
+        max_outputs=8,
+        seed_deterministic=True,
+        cost_hint="local; AudioGen medium (1.5B) wants a GPU",
+    )
 
 
 class AudiogenBackend(Backend):
@@ -283,14 +393,20 @@ class AudiogenBackend(Backend):
         return audiocraft_availability()
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(id=self.default_model, description="16 kHz mono sound effects, 10 s window",
-                          capabilities=audiogen_caps())]
+        return [
+            ModelInfo(
+                id=self.default_model,
+                description="16 kHz mono sound effects, 10 s window",
+                capabilities=audiogen_caps(),
+            )
+        ]
 
     def model_info(self, model: str) -> ModelInfo:
         return ModelInfo(id=model, capabilities=audiogen_caps())
 
-    def model_availability(self, model: str, *, allow_fetch: bool,
-                           request: GenerationRequest | None = None) -> Availability:
+    def model_availability(
+        self, model: str, *, allow_fetch: bool, request: GenerationRequest | None = None
+    ) -> Availability:
         return checkpoint_state(self.name, model, self.settings, allow_fetch=allow_fetch)
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:

@@ -72,10 +72,16 @@ EXTRA_KEYS = {"do_sample": bool, "window": float, "extend_stride": float, "engin
 def _caps(*, stereo: bool, melody: bool, sample_rate: int = 32000, frame_rate: int = 50) -> Capabilities:
     fields = {"seed", "num_outputs", "temperature", "top_k", "top_p", "guidance", "channels", "sample_rate", "extra"}
     fields |= {"melody"} if melody else {"audio_prompt", "audio_prompt_mode"}
-    return Capabilities(min_duration=1.0 / frame_rate, max_duration=WINDOW_SECONDS if melody else MAX_DURATION,
-                        sample_rates=(sample_rate,), channels=(2,) if stereo else (1,), fields=frozenset(fields),
-                        max_outputs=8, seed_deterministic=True,
-                        cost_hint="local; about 11x slower than real time for musicgen-small on a 2-core CPU")
+    return Capabilities(
+        min_duration=1.0 / frame_rate,
+        max_duration=WINDOW_SECONDS if melody else MAX_DURATION,
+        sample_rates=(sample_rate,),
+        channels=(2,) if stereo else (1,),
+        fields=frozenset(fields),
+        max_outputs=8,
+        seed_deterministic=True,
+        cost_hint="local; about 11x slower than real time for musicgen-small on a 2-core CPU",
+    )
 
 
 @dataclass
@@ -98,8 +104,15 @@ class MusicgenBackend(Backend):
     """MusicGen through transformers' `MusicgenForConditionalGeneration` / `MusicgenMelodyForConditionalGeneration`."""
 
     # The transformers engine's settings, and the audiocraft engine's (engine = "audiocraft").
-    settings_keys = LOCAL_SETTINGS | {"batching", "batch_window", "max_batch_size", "extend_stride", "window",
-                                      "decoder", "mbd_model"}
+    settings_keys = LOCAL_SETTINGS | {
+        "batching",
+        "batch_window",
+        "max_batch_size",
+        "extend_stride",
+        "window",
+        "decoder",
+        "mbd_model",
+    }
 
     name = "musicgen"
     description = "Meta MusicGen / MusicGen-Melody through transformers (local)"
@@ -109,11 +122,16 @@ class MusicgenBackend(Backend):
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
         self._cache: ModelCache[LoadedModel] = ModelCache(
-            lambda: int(self.settings.get("max_loaded_models", 1)), owner=self.name, memory=lambda: self.memory,
-            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model)))
+            lambda: int(self.settings.get("max_loaded_models", 1)),
+            owner=self.name,
+            memory=lambda: self.memory,
+            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model)),
+        )
         self._batcher: Batcher[_BatchItem, tuple[Any, int, dict[str, Any]]] = Batcher(
-            self._run_batch, window=float(self.settings.get("batch_window", 0.02)),
-            max_batch=int(self.settings.get("max_batch_size", 8)))
+            self._run_batch,
+            window=float(self.settings.get("batch_window", 0.02)),
+            max_batch=int(self.settings.get("max_batch_size", 8)),
+        )
         self._audiocraft_engine: Any = None
 
     # --- declared facts ---------------------------------------------------------------------------
@@ -135,8 +153,14 @@ class MusicgenBackend(Backend):
         return Availability(True)
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(id=mid, description=("stereo " if st else "mono ") + ("melody-conditioned" if me else ""),
-                          capabilities=_caps(stereo=st, melody=me)) for mid, (st, me) in HUB_MODELS.items()]
+        return [
+            ModelInfo(
+                id=mid,
+                description=("stereo " if st else "mono ") + ("melody-conditioned" if me else ""),
+                capabilities=_caps(stereo=st, melody=me),
+            )
+            for mid, (st, me) in HUB_MODELS.items()
+        ]
 
     def model_info(self, model: str) -> ModelInfo:
         if model in HUB_MODELS:
@@ -148,13 +172,20 @@ class MusicgenBackend(Backend):
         decoder = config.get("decoder", {})
         sample_rate = int(audio.get("sampling_rate", 32000))
         hop = int(np.prod(audio.get("upsampling_ratios", [8, 5, 4, 4])))
-        return ModelInfo(id=model, capabilities=_caps(
-            stereo=decoder.get("audio_channels", 1) == 2, melody=config.get("model_type") == "musicgen_melody",
-            sample_rate=sample_rate, frame_rate=math.ceil(sample_rate / hop)))
+        return ModelInfo(
+            id=model,
+            capabilities=_caps(
+                stereo=decoder.get("audio_channels", 1) == 2,
+                melody=config.get("model_type") == "musicgen_melody",
+                sample_rate=sample_rate,
+                frame_rate=math.ceil(sample_rate / hop),
+            ),
+        )
 
     # --- loading ----------------------------------------------------------------------------------
-    def model_availability(self, model: str, *, allow_fetch: bool,
-                           request: GenerationRequest | None = None) -> Availability:
+    def model_availability(
+        self, model: str, *, allow_fetch: bool, request: GenerationRequest | None = None
+    ) -> Availability:
         if self.engine(request) == "audiocraft":
             from ..audiocraft import checkpoint_state
 
@@ -167,8 +198,9 @@ class MusicgenBackend(Backend):
         """Load (or reuse) a checkpoint; the least recently used is dropped past `max_loaded_models` or the
         client's model memory budget."""
         device = pick_device(self.settings.get("device", "auto"))
-        return self._cache.get(model, lambda: self._load(model), device=device,
-                               estimate=lambda: weights_on_disk(self._folder(model)))
+        return self._cache.get(
+            model, lambda: self._load(model), device=device, estimate=lambda: weights_on_disk(self._folder(model))
+        )
 
     def _folder(self, model: str) -> str:
         return resolve_checkpoint(self.name, model, self.settings, marker="config.json")
@@ -189,10 +221,17 @@ class MusicgenBackend(Backend):
         net = cls.from_pretrained(folder, dtype=pick_dtype(self.settings.get("dtype", "auto"), device))
         channels = int(config.decoder.audio_channels)
         return LoadedModel(
-            model=net.to(device).eval(), tokenizer=AutoTokenizer.from_pretrained(folder), melody=melody,
-            sample_rate=int(config.audio_encoder.sampling_rate), frame_rate=int(config.audio_encoder.frame_rate),
-            channels=channels, delay=int(config.decoder.num_codebooks) // channels - 1, device=device,
-            revision=revision(folder), chroma_length=getattr(config, "chroma_length", None))
+            model=net.to(device).eval(),
+            tokenizer=AutoTokenizer.from_pretrained(folder),
+            melody=melody,
+            sample_rate=int(config.audio_encoder.sampling_rate),
+            frame_rate=int(config.audio_encoder.frame_rate),
+            channels=channels,
+            delay=int(config.decoder.num_codebooks) // channels - 1,
+            device=device,
+            revision=revision(folder),
+            chroma_length=getattr(config, "chroma_length", None),
+        )
 
     def unload(self, model: str | None = None) -> None:
         """Forget one loaded model, or all of them (either engine)."""
@@ -212,21 +251,27 @@ class MusicgenBackend(Backend):
         loaded = self.load(model)
         load_seconds = time.perf_counter() - started
         if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
-            raise InvalidRequestError(f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
-                                      field="channels" if request.channels else "sample_rate", provider=self.name)
+            raise InvalidRequestError(
+                f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
+                field="channels" if request.channels else "sample_rate",
+                provider=self.name,
+            )
         seed = default_seed(request)
         kwargs = self._generate_kwargs(request, loaded, options)
         total = round(request.duration * loaded.sample_rate)
         batch_info: dict[str, Any] = {}
         if self._batchable(request, options):
             # Same model, same frame count, same sampling settings: concurrent requests share one batch.
-            sampling = tuple(sorted((k, repr(v)) for k, v in kwargs.items()
-                                    if k not in ("input_ids", "attention_mask")))
+            sampling = tuple(
+                sorted((k, repr(v)) for k, v in kwargs.items() if k not in ("input_ids", "attention_mask"))
+            )
             key = (model, self._frames(request.duration, loaded), sampling)
-            audio, seed, batch_info = self._batcher.submit(key, _BatchItem(request, context, seed, loaded, options),
-                                                           size=request.num_outputs)
+            audio, seed, batch_info = self._batcher.submit(
+                key, _BatchItem(request, context, seed, loaded, options), size=request.num_outputs
+            )
             context.cancel.raise_if_cancelled()
         else:
+
             def run() -> Any:
                 import torch
 
@@ -241,27 +286,45 @@ class MusicgenBackend(Backend):
 
             audio = run_on_device_thread(loaded.device, run)
         audio = fit_length(audio, total)  # the codec's last frame can fall a few samples short
-        parameters = {**{k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask",
-                                                                       "input_features")},
-                      "duration": request.duration, "sample_rate": loaded.sample_rate, "seed_scope": "batch",
-                      "batch_size": request.num_outputs, "frame_rate": loaded.frame_rate}
+        parameters = {
+            **{k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask", "input_features")},
+            "duration": request.duration,
+            "sample_rate": loaded.sample_rate,
+            "seed_scope": "batch",
+            "batch_size": request.num_outputs,
+            "frame_rate": loaded.frame_rate,
+        }
         if request.duration > options["window"]:
             parameters |= {"window": options["window"], "extend_stride": options["extend_stride"]}
         parameters |= batch_info
-        tracks = [RawTrack(audio=np.ascontiguousarray(audio[i], dtype=np.float32), sample_rate=loaded.sample_rate,
-                           seed=seed, parameters={**parameters, "batch_index": i})
-                  for i in range(audio.shape[0])]
+        tracks = [
+            RawTrack(
+                audio=np.ascontiguousarray(audio[i], dtype=np.float32),
+                sample_rate=loaded.sample_rate,
+                seed=seed,
+                parameters={**parameters, "batch_index": i},
+            )
+            for i in range(audio.shape[0])
+        ]
         import torch
         import transformers
 
-        return RawGeneration(tracks=tracks, model_revision=loaded.revision, device=loaded.device,
-                             engine_versions={"torch": torch.__version__, "transformers": transformers.__version__},
-                             load_seconds=load_seconds)
+        return RawGeneration(
+            tracks=tracks,
+            model_revision=loaded.revision,
+            device=loaded.device,
+            engine_versions={"torch": torch.__version__, "transformers": transformers.__version__},
+            load_seconds=load_seconds,
+        )
 
     def _batchable(self, request: GenerationRequest, options: dict[str, Any]) -> bool:
         """Plain text-to-music within one window can share a batch (unless `batching = false`)."""
-        return bool(self.settings.get("batching", True)) and request.melody is None \
-            and request.audio_prompt is None and request.duration <= options["window"]
+        return (
+            bool(self.settings.get("batching", True))
+            and request.melody is None
+            and request.audio_prompt is None
+            and request.duration <= options["window"]
+        )
 
     def _run_batch(self, items: list[_BatchItem]) -> list[tuple[Any, int, dict[str, Any]]]:
         """One `generate()` for several requests; each gets its slice, the batch's seed and the batch size."""
@@ -275,26 +338,40 @@ class MusicgenBackend(Backend):
             with TORCH_RNG_LOCK:
                 torch.manual_seed(first.seed)
                 with torch.inference_mode():
-                    return self._run(first.loaded, kwargs, self._frames(first.request.duration, first.loaded),
-                                     [it.context for it in items])
+                    return self._run(
+                        first.loaded,
+                        kwargs,
+                        self._frames(first.request.duration, first.loaded),
+                        [it.context for it in items],
+                    )
 
         audio = run_on_device_thread(first.loaded.device, run)
         results, start = [], 0
         for it in items:
             end = start + it.request.num_outputs
-            results.append((audio[start:end], first.seed, {"batched_requests": len(items),
-                                                           "batch_outputs": len(prompts), "batch_offset": start}))
+            results.append(
+                (
+                    audio[start:end],
+                    first.seed,
+                    {"batched_requests": len(items), "batch_outputs": len(prompts), "batch_offset": start},
+                )
+            )
             start = end
         return results
 
-    def _generate_kwargs(self, request: GenerationRequest, loaded: LoadedModel, options: dict[str, Any],
-                         prompts: list[str] | None = None) -> dict[str, Any]:
+    def _generate_kwargs(
+        self, request: GenerationRequest, loaded: LoadedModel, options: dict[str, Any], prompts: list[str] | None = None
+    ) -> dict[str, Any]:
         """Keyword arguments for `model.generate`: only what the request sets, so defaults stay the model's."""
         texts = prompts if prompts is not None else [request.prompt] * request.num_outputs
         inputs = loaded.tokenizer(texts, return_tensors="pt", padding=True)
         kwargs: dict[str, Any] = {k: v.to(loaded.device) for k, v in inputs.items()}
-        for field, arg in (("temperature", "temperature"), ("top_k", "top_k"), ("top_p", "top_p"),
-                           ("guidance", "guidance_scale")):
+        for field, arg in (
+            ("temperature", "temperature"),
+            ("top_k", "top_k"),
+            ("top_p", "top_p"),
+            ("guidance", "guidance_scale"),
+        ):
             value = getattr(request, field)
             if value is not None:
                 kwargs[arg] = value
@@ -307,8 +384,16 @@ class MusicgenBackend(Backend):
     def _frames(self, seconds: float, loaded: LoadedModel) -> int:
         return max(1, math.ceil(seconds * loaded.frame_rate))
 
-    def _run(self, loaded: LoadedModel, kwargs: dict[str, Any], frames: int, contexts: list[RunContext],
-             prompt: AudioArray | None = None, done: int = 0, total_steps: int | None = None) -> Any:
+    def _run(
+        self,
+        loaded: LoadedModel,
+        kwargs: dict[str, Any],
+        frames: int,
+        contexts: list[RunContext],
+        prompt: AudioArray | None = None,
+        done: int = 0,
+        total_steps: int | None = None,
+    ) -> Any:
         """One `generate()` call making `frames` new frames (after an optional audio prompt); numpy (B, C, N)."""
         import torch
 
@@ -327,34 +412,51 @@ class MusicgenBackend(Backend):
         audio, rate = request.audio_prompt.load()
         return to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
 
-    def _continue(self, request: GenerationRequest, loaded: LoadedModel, kwargs: dict[str, Any],
-                  context: RunContext) -> Any:
+    def _continue(
+        self, request: GenerationRequest, loaded: LoadedModel, kwargs: dict[str, Any], context: RunContext
+    ) -> Any:
         """Continue an audio prompt: the output is the prompt followed by new audio, `duration` long in all."""
         if request.audio_prompt_mode == "variation":
-            raise InvalidRequestError("MusicGen continues an audio prompt but cannot make variations of it",
-                                      field="audio_prompt_mode", provider=self.name,
-                                      hint="use audio_prompt_mode='continuation'")
+            raise InvalidRequestError(
+                "MusicGen continues an audio prompt but cannot make variations of it",
+                field="audio_prompt_mode",
+                provider=self.name,
+                hint="use audio_prompt_mode='continuation'",
+            )
         prompt = self._prompt_audio(request, loaded)
         prompt_seconds = prompt.shape[1] / loaded.sample_rate
         if prompt_seconds >= request.duration:
-            raise InvalidRequestError(f"the audio prompt ({prompt_seconds:.2f} s) is not shorter than the requested "
-                                      f"duration ({request.duration:g} s); duration counts the prompt too",
-                                      field="duration", provider=self.name)
+            raise InvalidRequestError(
+                f"the audio prompt ({prompt_seconds:.2f} s) is not shorter than the requested "
+                f"duration ({request.duration:g} s); duration counts the prompt too",
+                field="duration",
+                provider=self.name,
+            )
         window = _extra_options(request, self.settings)["window"]
         if request.duration > window:
-            raise InvalidRequestError(f"continuation output is limited to the {window:g} s window",
-                                      field="duration", provider=self.name)
+            raise InvalidRequestError(
+                f"continuation output is limited to the {window:g} s window", field="duration", provider=self.name
+            )
         batch = np.repeat(prompt[None], request.num_outputs, axis=0)
         new_frames = self._frames(request.duration - prompt_seconds, loaded)
         return self._run(loaded, kwargs, new_frames, [context], prompt=batch)
 
-    def _long_form(self, request: GenerationRequest, loaded: LoadedModel, kwargs: dict[str, Any],
-                   options: dict[str, Any], context: RunContext) -> Any:
+    def _long_form(
+        self,
+        request: GenerationRequest,
+        loaded: LoadedModel,
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+        context: RunContext,
+    ) -> Any:
         """Past the window: keep `window - extend_stride` seconds as context and add up to `extend_stride` each step."""
         if loaded.melody:
-            raise InvalidRequestError("long-form generation is not available for melody models",
-                                      field="duration", provider=self.name,
-                                      hint=f"ask for at most {options['window']:g} s")
+            raise InvalidRequestError(
+                "long-form generation is not available for melody models",
+                field="duration",
+                provider=self.name,
+                hint=f"ask for at most {options['window']:g} s",
+            )
         sr, window, stride = loaded.sample_rate, options["window"], options["extend_stride"]
         total = round(request.duration * sr)
         context_samples = round((window - stride) * sr)
@@ -375,7 +477,7 @@ class MusicgenBackend(Backend):
             # The model re-decodes the context; fade from our audio into its version, then append what is new.
             start = prompt.shape[2]
             fade = np.linspace(0.0, 1.0, seam, dtype=np.float32)
-            joined = audio[:, :, -seam:] * (1 - fade) + out[:, :, start - seam:start] * fade
+            joined = audio[:, :, -seam:] * (1 - fade) + out[:, :, start - seam : start] * fade
             audio = np.concatenate([audio[:, :, :-seam], joined, out[:, :, start:]], axis=2)
         return audio
 
@@ -429,12 +531,16 @@ class _BatchItem:
 
 
 def _extra_options(request: GenerationRequest, settings: dict[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {"do_sample": True, "window": float(settings.get("window", WINDOW_SECONDS)),
-                               "extend_stride": float(settings.get("extend_stride", EXTEND_STRIDE))}
+    options: dict[str, Any] = {
+        "do_sample": True,
+        "window": float(settings.get("window", WINDOW_SECONDS)),
+        "extend_stride": float(settings.get("extend_stride", EXTEND_STRIDE)),
+    }
     options |= checked_extra(request, EXTRA_KEYS, provider="musicgen")
     if not 0 < options["extend_stride"] < options["window"]:
-        raise InvalidRequestError("extend_stride must be positive and shorter than the window", field="extra",
-                                  provider="musicgen")
+        raise InvalidRequestError(
+            "extend_stride must be positive and shorter than the window", field="extra", provider="musicgen"
+        )
     return options
 
 

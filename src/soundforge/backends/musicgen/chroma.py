@@ -25,8 +25,10 @@ NUM_CHROMA = 12
 def _filters(sample_rate: int, n_fft: int, num_chroma: int) -> npt.NDArray[np.float64]:
     from transformers.audio_utils import chroma_filter_bank
 
-    return np.asarray(chroma_filter_bank(sampling_rate=sample_rate, num_frequency_bins=n_fft, tuning=0,
-                                         num_chroma=num_chroma), dtype=np.float64)
+    return np.asarray(
+        chroma_filter_bank(sampling_rate=sample_rate, num_frequency_bins=n_fft, tuning=0, num_chroma=num_chroma),
+        dtype=np.float64,
+    )
 
 
 def power_spectrogram(wave: npt.NDArray[np.floating], n_fft: int = N_FFT, hop: int = HOP) -> npt.NDArray[np.float64]:
@@ -43,8 +45,13 @@ def power_spectrogram(wave: npt.NDArray[np.floating], n_fft: int = N_FFT, hop: i
     return (np.abs(spectrum) ** 2).T
 
 
-def melody_chroma(wave: npt.NDArray[np.floating], sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT,
-                  hop: int = HOP, num_chroma: int = NUM_CHROMA) -> npt.NDArray[np.float32]:
+def melody_chroma(
+    wave: npt.NDArray[np.floating],
+    sample_rate: int = SAMPLE_RATE,
+    n_fft: int = N_FFT,
+    hop: int = HOP,
+    num_chroma: int = NUM_CHROMA,
+) -> npt.NDArray[np.float32]:
     """One-hot chroma (frames, num_chroma) of a mono signal already at `sample_rate`."""
     raw = _filters(sample_rate, n_fft, num_chroma) @ power_spectrogram(wave, n_fft, hop)  # (chroma, frames)
     one_hot = np.zeros((raw.shape[1], num_chroma), dtype=np.float32)

@@ -42,21 +42,44 @@ from ..base import (
 EXTRA = 'pip install "soundforge[stable-audio]"'
 OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
 SMALL = "stabilityai/stable-audio-open-small"
-GATED = ("Stable Audio Open is gated on the Hugging Face hub: accept its licence at "
-         f"https://huggingface.co/{OPEN_1_0} and log in (`hf auth login`), then ")
+GATED = (
+    "Stable Audio Open is gated on the Hugging Face hub: accept its licence at "
+    f"https://huggingface.co/{OPEN_1_0} and log in (`hf auth login`), then "
+)
 #: Extra parameters: pipeline arguments and scheduler settings a user may pass through `extra`.
-EXTRA_KEYS: dict[str, tuple[type, ...]] = {"audio_start": (int, float), "eta": (int, float), "scheduler": (dict,),
-                                           "engine": (str,)}
-SCHEDULER_KEYS = {"sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "solver_order", "rho",
-                  "final_sigmas_type"}
-_FIELDS = frozenset({"seed", "num_outputs", "negative_prompt", "guidance", "steps", "audio_prompt",
-                     "audio_prompt_mode", "extra", "channels", "sample_rate"})
+EXTRA_KEYS: dict[str, tuple[type, ...]] = {
+    "audio_start": (int, float),
+    "eta": (int, float),
+    "scheduler": (dict,),
+    "engine": (str,),
+}
+SCHEDULER_KEYS = {"sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "solver_order", "rho", "final_sigmas_type"}
+_FIELDS = frozenset(
+    {
+        "seed",
+        "num_outputs",
+        "negative_prompt",
+        "guidance",
+        "steps",
+        "audio_prompt",
+        "audio_prompt_mode",
+        "extra",
+        "channels",
+        "sample_rate",
+    }
+)
 
 
 def _caps(max_duration: float = 47.55, sample_rate: int = 44100, channels: int = 2) -> Capabilities:
-    return Capabilities(max_duration=max_duration, sample_rates=(sample_rate,), channels=(channels,), fields=_FIELDS,
-                        max_outputs=8, seed_deterministic=True,
-                        cost_hint="local; about 27 s per denoising step at full size on a 2-core CPU")
+    return Capabilities(
+        max_duration=max_duration,
+        sample_rates=(sample_rate,),
+        channels=(channels,),
+        fields=_FIELDS,
+        max_outputs=8,
+        seed_deterministic=True,
+        cost_hint="local; about 27 s per denoising step at full size on a 2-core CPU",
+    )
 
 
 @dataclass
@@ -85,12 +108,17 @@ class StableAudioBackend(Backend):
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__(settings)
         self._cache: ModelCache[LoadedPipeline] = ModelCache(
-            lambda: int(self.settings.get("max_loaded_models", 1)), owner=self.name, memory=lambda: self.memory,
-            footprint=lambda loaded: (loaded.device, module_bytes(*loaded.pipeline.components.values())))
+            lambda: int(self.settings.get("max_loaded_models", 1)),
+            owner=self.name,
+            memory=lambda: self.memory,
+            footprint=lambda loaded: (loaded.device, module_bytes(*loaded.pipeline.components.values())),
+        )
         self._sat_engine: Any = None
         self._batcher: Batcher[_BatchItem, tuple[Any, dict[str, Any]]] = Batcher(
-            self._run_batch, window=float(self.settings.get("batch_window", 0.02)),
-            max_batch=int(self.settings.get("max_batch_size", 8)))
+            self._run_batch,
+            window=float(self.settings.get("batch_window", 0.02)),
+            max_batch=int(self.settings.get("max_batch_size", 8)),
+        )
 
     def _sat(self) -> Any:
         if self._sat_engine is None:
@@ -118,9 +146,13 @@ class StableAudioBackend(Backend):
             return ModelInfo(id=model, capabilities=_caps(max_duration=11.0))
         if model == SMALL:
             raise ModelNotAvailableError(
-                self.name, model, "Stable Audio Open Small is published for stable-audio-tools only; diffusers' "
-                "StableAudioPipeline cannot load it", fix="use stabilityai/stable-audio-open-1.0 (the "
-                "stable-audio-tools engine runs it: [providers.stable-audio] engine = \"stable-audio-tools\")")
+                self.name,
+                model,
+                "Stable Audio Open Small is published for stable-audio-tools only; diffusers' "
+                "StableAudioPipeline cannot load it",
+                fix="use stabilityai/stable-audio-open-1.0 (the "
+                'stable-audio-tools engine runs it: [providers.stable-audio] engine = "stable-audio-tools")',
+            )
         if model == OPEN_1_0:
             return super().model_info(model)
         index = Path(model).expanduser()
@@ -129,45 +161,65 @@ class StableAudioBackend(Backend):
             vae = json.loads((index / "vae" / "config.json").read_text("utf-8"))
             hop = int(np.prod(vae.get("downsampling_ratios", [2, 4, 4, 8, 8])))
             rate = int(vae.get("sampling_rate", 44100))
-            return ModelInfo(id=model, capabilities=_caps(transformer.get("sample_size", 1024) * hop / rate, rate,
-                                                          int(vae.get("audio_channels", 2))))
+            return ModelInfo(
+                id=model,
+                capabilities=_caps(
+                    transformer.get("sample_size", 1024) * hop / rate, rate, int(vae.get("audio_channels", 2))
+                ),
+            )
         return ModelInfo(id=model, capabilities=_caps())
 
-    def model_availability(self, model: str, *, allow_fetch: bool,
-                           request: GenerationRequest | None = None) -> Availability:
+    def model_availability(
+        self, model: str, *, allow_fetch: bool, request: GenerationRequest | None = None
+    ) -> Availability:
         if self.engine(request) == "stable-audio-tools":
             from .sat import checkpoint_state
 
             return checkpoint_state(model, self.settings, allow_fetch=allow_fetch)
         if model in self._cache:
             return Availability(True)
-        return checkpoint_availability(self.name, model, self.settings, marker="model_index.json",
-                                       allow_fetch=allow_fetch, access_note=GATED if model == OPEN_1_0 else "")
+        return checkpoint_availability(
+            self.name,
+            model,
+            self.settings,
+            marker="model_index.json",
+            allow_fetch=allow_fetch,
+            access_note=GATED if model == OPEN_1_0 else "",
+        )
 
     # --- loading ----------------------------------------------------------------------------------
     def load(self, model: str) -> LoadedPipeline:
         """Load (or reuse) a pipeline; the least recently used is dropped past `max_loaded_models` or the
         client's model memory budget."""
         device = pick_device(self.settings.get("device", "auto"))
-        return self._cache.get(model, lambda: self._load(model), device=device,
-                               estimate=lambda: weights_on_disk(self._folder(model)))
+        return self._cache.get(
+            model, lambda: self._load(model), device=device, estimate=lambda: weights_on_disk(self._folder(model))
+        )
 
     def _folder(self, model: str) -> str:
-        return resolve_checkpoint(self.name, model, self.settings, marker="model_index.json",
-                                  access_note=GATED if model == OPEN_1_0 else "")
+        return resolve_checkpoint(
+            self.name, model, self.settings, marker="model_index.json", access_note=GATED if model == OPEN_1_0 else ""
+        )
 
     def _load(self, model: str) -> LoadedPipeline:
         from diffusers import StableAudioPipeline
 
         folder = self._folder(model)
         device = pick_device(self.settings.get("device", "auto"))
-        pipeline = StableAudioPipeline.from_pretrained(folder, dtype=pick_dtype(
-            self.settings.get("dtype", "auto"), device), local_files_only=True).to(device)
+        pipeline = StableAudioPipeline.from_pretrained(
+            folder, dtype=pick_dtype(self.settings.get("dtype", "auto"), device), local_files_only=True
+        ).to(device)
         pipeline.set_progress_bar_config(disable=True)
         rate = int(pipeline.vae.sampling_rate)
-        return LoadedPipeline(pipeline=pipeline, sample_rate=rate, channels=int(pipeline.vae.config.audio_channels),
-                              max_duration=pipeline.transformer.config.sample_size * pipeline.vae.hop_length / rate,
-                              device=device, revision=revision(folder), lock=threading.Lock())
+        return LoadedPipeline(
+            pipeline=pipeline,
+            sample_rate=rate,
+            channels=int(pipeline.vae.config.audio_channels),
+            max_duration=pipeline.transformer.config.sample_size * pipeline.vae.hop_length / rate,
+            device=device,
+            revision=revision(folder),
+            lock=threading.Lock(),
+        )
 
     def unload(self, model: str | None = None) -> None:
         """Forget one loaded pipeline, or all of them (either engine)."""
@@ -190,19 +242,28 @@ class StableAudioBackend(Backend):
         load_seconds = time.perf_counter() - started
         start_s = float(extra.get("audio_start", 0.0))
         if start_s + request.duration > loaded.max_duration + 1e-9:
-            raise InvalidRequestError(f"audio_start + duration ({start_s + request.duration:g} s) is over the "
-                                      f"{loaded.max_duration:g} s window of {model}", field="duration",
-                                      provider=self.name)
+            raise InvalidRequestError(
+                f"audio_start + duration ({start_s + request.duration:g} s) is over the "
+                f"{loaded.max_duration:g} s window of {model}",
+                field="duration",
+                provider=self.name,
+            )
         seed = default_seed(request)
         kwargs = self._pipeline_kwargs(request, loaded, extra, start_s)
         batch_info: dict[str, Any] = {}
         if self._batching(loaded) and request.audio_prompt is None:
             # Same window, steps, guidance, eta and scheduler: concurrent requests share one pipeline call.
-            shared = tuple(sorted((k, repr(v)) for k, v in kwargs.items()
-                                  if k not in ("prompt", "negative_prompt", "num_waveforms_per_prompt")))
+            shared = tuple(
+                sorted(
+                    (k, repr(v))
+                    for k, v in kwargs.items()
+                    if k not in ("prompt", "negative_prompt", "num_waveforms_per_prompt")
+                )
+            )
             key = (model, shared, "negative_prompt" in kwargs, repr(extra.get("scheduler")))
-            audio, batch_info = self._batcher.submit(key, _BatchItem(request, kwargs, seed, context, loaded, extra),
-                                                     size=request.num_outputs)
+            audio, batch_info = self._batcher.submit(
+                key, _BatchItem(request, kwargs, seed, context, loaded, extra), size=request.num_outputs
+            )
             context.cancel.raise_if_cancelled()
         else:
             audio = self._call(loaded, kwargs, extra, _generator(loaded, seed), [context])
@@ -213,13 +274,24 @@ class StableAudioBackend(Backend):
         parameters |= batch_info
         if "scheduler" in extra:
             parameters["scheduler"] = extra["scheduler"]
-        tracks = [RawTrack(audio=np.ascontiguousarray(audio[i]), sample_rate=loaded.sample_rate, seed=seed,
-                           parameters={**parameters, "batch_index": i}) for i in range(audio.shape[0])]
+        tracks = [
+            RawTrack(
+                audio=np.ascontiguousarray(audio[i]),
+                sample_rate=loaded.sample_rate,
+                seed=seed,
+                parameters={**parameters, "batch_index": i},
+            )
+            for i in range(audio.shape[0])
+        ]
         import diffusers
 
-        return RawGeneration(tracks=tracks, model_revision=loaded.revision, device=loaded.device,
-                             engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
-                             load_seconds=load_seconds)
+        return RawGeneration(
+            tracks=tracks,
+            model_revision=loaded.revision,
+            device=loaded.device,
+            engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
+            load_seconds=load_seconds,
+        )
 
     def _batching(self, loaded: LoadedPipeline) -> bool:
         """`batching` setting: true, false, or "auto" (the default): batch on CUDA only. On a CPU a pipeline call is
@@ -229,12 +301,17 @@ class StableAudioBackend(Backend):
         if setting == "auto":
             return str(loaded.device).startswith("cuda")
         if not isinstance(setting, bool):
-            raise ConfigurationError(f"[providers.{self.name}] batching must be true, false or \"auto\", "
-                                     f"not {setting!r}")
+            raise ConfigurationError(f'[providers.{self.name}] batching must be true, false or "auto", not {setting!r}')
         return setting
 
-    def _call(self, loaded: LoadedPipeline, kwargs: dict[str, Any], extra: dict[str, Any], generator: Any,
-              contexts: list[RunContext]) -> Any:
+    def _call(
+        self,
+        loaded: LoadedPipeline,
+        kwargs: dict[str, Any],
+        extra: dict[str, Any],
+        generator: Any,
+        contexts: list[RunContext],
+    ) -> Any:
         """One pipeline call (under the pipeline's lock, with the request's scheduler settings); numpy (B, C, N).
 
         Progress goes to every caller still waiting; the call stops only when all of them cancelled.
@@ -256,12 +333,14 @@ class StableAudioBackend(Backend):
                 pipeline = loaded.pipeline
                 original_scheduler = pipeline.scheduler
                 if "scheduler" in extra:
-                    pipeline.scheduler = type(original_scheduler).from_config(original_scheduler.config,
-                                                                              **extra["scheduler"])
+                    pipeline.scheduler = type(original_scheduler).from_config(
+                        original_scheduler.config, **extra["scheduler"]
+                    )
                 try:
                     with torch.inference_mode():
-                        return pipeline(**kwargs, generator=generator, callback=on_step, callback_steps=1,
-                                        output_type="np").audios
+                        return pipeline(
+                            **kwargs, generator=generator, callback=on_step, callback_steps=1, output_type="np"
+                        ).audios
                 finally:
                     pipeline.scheduler = original_scheduler
 
@@ -272,32 +351,50 @@ class StableAudioBackend(Backend):
         output row draws its noise from its own generator, seeded `seed + i` for the request's i-th output."""
         first = items[0]
         if len(items) == 1:
-            audio = self._call(first.loaded, first.kwargs, first.extra, _generator(first.loaded, first.seed),
-                               [first.context])
+            audio = self._call(
+                first.loaded, first.kwargs, first.extra, _generator(first.loaded, first.seed), [first.context]
+            )
             return [(audio, {"batched_requests": 1})]
-        kwargs = {**first.kwargs, "num_waveforms_per_prompt": 1,
-                  "prompt": [it.request.prompt for it in items for _ in range(it.request.num_outputs)]}
+        kwargs = {
+            **first.kwargs,
+            "num_waveforms_per_prompt": 1,
+            "prompt": [it.request.prompt for it in items for _ in range(it.request.num_outputs)],
+        }
         if "negative_prompt" in first.kwargs:
-            kwargs["negative_prompt"] = [it.request.negative_prompt for it in items
-                                         for _ in range(it.request.num_outputs)]
+            kwargs["negative_prompt"] = [
+                it.request.negative_prompt for it in items for _ in range(it.request.num_outputs)
+            ]
         generators = [_generator(it.loaded, it.seed + i) for it in items for i in range(it.request.num_outputs)]
         audio = self._call(first.loaded, kwargs, first.extra, generators, [it.context for it in items])
         results, start = [], 0
         for it in items:
             end = start + it.request.num_outputs
-            results.append((audio[start:end], {"batched_requests": len(items), "batch_outputs": len(kwargs["prompt"]),
-                                               "batch_offset": start, "seed_scope": "output"}))
+            results.append(
+                (
+                    audio[start:end],
+                    {
+                        "batched_requests": len(items),
+                        "batch_outputs": len(kwargs["prompt"]),
+                        "batch_offset": start,
+                        "seed_scope": "output",
+                    },
+                )
+            )
             start = end
         return results
 
-    def _pipeline_kwargs(self, request: GenerationRequest, loaded: LoadedPipeline, extra: dict[str, Any],
-                         start_s: float) -> dict[str, Any]:
+    def _pipeline_kwargs(
+        self, request: GenerationRequest, loaded: LoadedPipeline, extra: dict[str, Any], start_s: float
+    ) -> dict[str, Any]:
         """Pipeline arguments: only what the request sets, so the pipeline's defaults stay in force otherwise."""
         import torch
 
-        kwargs: dict[str, Any] = {"prompt": request.prompt, "audio_start_in_s": start_s,
-                                  "audio_end_in_s": start_s + request.duration,
-                                  "num_waveforms_per_prompt": request.num_outputs}
+        kwargs: dict[str, Any] = {
+            "prompt": request.prompt,
+            "audio_start_in_s": start_s,
+            "audio_end_in_s": start_s + request.duration,
+            "num_waveforms_per_prompt": request.num_outputs,
+        }
         if request.negative_prompt is not None:
             kwargs["negative_prompt"] = request.negative_prompt
         if request.steps is not None:
@@ -308,13 +405,17 @@ class StableAudioBackend(Backend):
             kwargs["eta"] = float(extra["eta"])
         if request.audio_prompt is not None:
             if request.audio_prompt_mode == "continuation":
-                raise InvalidRequestError("Stable Audio Open transforms an input clip (variation) but does not "
-                                          "continue it", field="audio_prompt_mode", provider=self.name,
-                                          hint="use audio_prompt_mode='variation'")
+                raise InvalidRequestError(
+                    "Stable Audio Open transforms an input clip (variation) but does not continue it",
+                    field="audio_prompt_mode",
+                    provider=self.name,
+                    hint="use audio_prompt_mode='variation'",
+                )
             audio, rate = request.audio_prompt.load()
             audio = to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
-            kwargs["initial_audio_waveforms"] = torch.from_numpy(audio[None]).to(loaded.device,
-                                                                                  loaded.pipeline.vae.dtype)
+            kwargs["initial_audio_waveforms"] = torch.from_numpy(audio[None]).to(
+                loaded.device, loaded.pipeline.vae.dtype
+            )
             kwargs["initial_audio_sampling_rate"] = loaded.sample_rate
         return kwargs
 
@@ -342,8 +443,12 @@ def _extra(request: GenerationRequest) -> dict[str, Any]:
     scheduler = extra.get("scheduler", {})
     bad = set(scheduler) - SCHEDULER_KEYS
     if bad:
-        raise InvalidRequestError(f"unknown scheduler setting(s): {', '.join(sorted(bad))}", field="extra",
-                                  provider="stable-audio", hint=f"known: {', '.join(sorted(SCHEDULER_KEYS))}")
+        raise InvalidRequestError(
+            f"unknown scheduler setting(s): {', '.join(sorted(bad))}",
+            field="extra",
+            provider="stable-audio",
+            hint=f"known: {', '.join(sorted(SCHEDULER_KEYS))}",
+        )
     if float(extra.get("audio_start", 0.0)) < 0:
         raise InvalidRequestError("extra['audio_start'] must be >= 0", field="extra", provider="stable-audio")
     return extra

@@ -29,10 +29,23 @@ from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, c
 
 RECIPE = "see docs/providers/stable-audio.md (stable-audio-tools engine) for an install recipe"
 FILES = ("model_config.json", "model.safetensors")
-EXTRA_KEYS: dict[str, tuple[type, ...]] = {"engine": (str,), "sampler_type": (str,), "sigma_min": (int, float),
-                                           "sigma_max": (int, float), "init_noise_level": (int, float)}
-SAMPLERS = ("dpmpp-3m-sde", "dpmpp-2m-sde", "dpmpp-2m", "k-heun", "k-lms", "k-dpmpp-2s-ancestral", "k-dpm-2",
-            "k-dpm-fast")
+EXTRA_KEYS: dict[str, tuple[type, ...]] = {
+    "engine": (str,),
+    "sampler_type": (str,),
+    "sigma_min": (int, float),
+    "sigma_max": (int, float),
+    "init_noise_level": (int, float),
+}
+SAMPLERS = (
+    "dpmpp-3m-sde",
+    "dpmpp-2m-sde",
+    "dpmpp-2m",
+    "k-heun",
+    "k-lms",
+    "k-dpmpp-2s-ancestral",
+    "k-dpm-2",
+    "k-dpm-fast",
+)
 
 
 @dataclass
@@ -54,8 +67,9 @@ class LoadedSat:
 
 def sat_availability() -> Availability:
     """Whether stable-audio-tools and what it imports at load time are installed."""
-    missing = [m for m in ("torch", "stable_audio_tools", "k_diffusion", "torchaudio")
-               if importlib.util.find_spec(m) is None]
+    missing = [
+        m for m in ("torch", "stable_audio_tools", "k_diffusion", "torchaudio") if importlib.util.find_spec(m) is None
+    ]
     if missing:
         return Availability(False, f"{', '.join(missing)} not installed (stable-audio-tools engine)", fix=RECIPE)
     return Availability(True)
@@ -63,17 +77,23 @@ def sat_availability() -> Availability:
 
 def checkpoint_state(model: str, settings: dict[str, Any], *, allow_fetch: bool) -> Availability:
     """Whether the model's config and weights are here (a folder, or the Hugging Face cache)."""
-    return files_availability(model, FILES, settings, allow_fetch=allow_fetch,
-                              folder_fix="point to a folder with model_config.json and model.safetensors",
-                              download_note=f"accept the licence on https://huggingface.co/{model}, log in, then ")
+    return files_availability(
+        model,
+        FILES,
+        settings,
+        allow_fetch=allow_fetch,
+        folder_fix="point to a folder with model_config.json and model.safetensors",
+        download_note=f"accept the licence on https://huggingface.co/{model}, log in, then ",
+    )
 
 
 def _options(request: GenerationRequest) -> dict[str, Any]:
     options = checked_extra(request, EXTRA_KEYS, provider="stable-audio", label="stable-audio (stable-audio-tools)")
     sampler = options.get("sampler_type", "dpmpp-3m-sde")
     if sampler not in SAMPLERS:
-        raise InvalidRequestError(f"sampler_type {sampler!r} is not one of {', '.join(SAMPLERS)}", field="extra",
-                                  provider="stable-audio")
+        raise InvalidRequestError(
+            f"sampler_type {sampler!r} is not one of {', '.join(SAMPLERS)}", field="extra", provider="stable-audio"
+        )
     return options
 
 
@@ -83,14 +103,18 @@ class SatEngine:
     def __init__(self, owner: Backend) -> None:
         self.owner = owner
         self._cache: ModelCache[LoadedSat] = ModelCache(
-            lambda: int(owner.settings.get("max_loaded_models", 1)), owner=f"{owner.name}:stable-audio-tools",
-            memory=lambda: owner.memory, footprint=lambda loaded: (loaded.device, module_bytes(loaded.model)))
+            lambda: int(owner.settings.get("max_loaded_models", 1)),
+            owner=f"{owner.name}:stable-audio-tools",
+            memory=lambda: owner.memory,
+            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model)),
+        )
 
     def load(self, model: str) -> LoadedSat:
         """Load (or reuse) a model."""
         device = pick_device(self.owner.settings.get("device", "auto"))
-        return self._cache.get(model, lambda: self._load(model, device), device=device,
-                               estimate=lambda: _weights_size(model))
+        return self._cache.get(
+            model, lambda: self._load(model, device), device=device, estimate=lambda: _weights_size(model)
+        )
 
     def unload(self, model: str | None = None) -> None:
         """Forget one loaded model, or all of them."""
@@ -113,9 +137,14 @@ class SatEngine:
 
             net, config = get_pretrained_model(model)
         net = net.to(device).eval().requires_grad_(False)
-        return LoadedSat(model=net, sample_rate=int(config["sample_rate"]), sample_size=int(config["sample_size"]),
-                         channels=int(config.get("audio_channels", 2)), device=device,
-                         rectified_flow=getattr(net, "diffusion_objective", "v") in ("rectified_flow", "rf_denoiser"))
+        return LoadedSat(
+            model=net,
+            sample_rate=int(config["sample_rate"]),
+            sample_size=int(config["sample_size"]),
+            channels=int(config.get("audio_channels", 2)),
+            device=device,
+            rectified_flow=getattr(net, "diffusion_objective", "v") in ("rectified_flow", "rf_denoiser"),
+        )
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         """Run one request through `generate_diffusion_cond`."""
@@ -127,29 +156,46 @@ class SatEngine:
         loaded = self.load(model)
         load_seconds = time.perf_counter() - started
         if request.duration > loaded.max_duration + 1e-9:
-            raise InvalidRequestError(f"duration {request.duration:g} s is over the {loaded.max_duration:g} s window "
-                                      f"of {model}", field="duration", provider=self.owner.name)
+            raise InvalidRequestError(
+                f"duration {request.duration:g} s is over the {loaded.max_duration:g} s window of {model}",
+                field="duration",
+                provider=self.owner.name,
+            )
         if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
-            raise InvalidRequestError(f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
-                                      field="channels" if request.channels else "sample_rate", provider=self.owner.name)
+            raise InvalidRequestError(
+                f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
+                field="channels" if request.channels else "sample_rate",
+                provider=self.owner.name,
+            )
         seed = default_seed(request)
         steps = request.steps or 100
         conditioning = [{"prompt": request.prompt, "seconds_start": 0, "seconds_total": request.duration}]
         kwargs: dict[str, Any] = {
-            "steps": steps, "cfg_scale": request.guidance if request.guidance is not None else 7.0,
-            "batch_size": request.num_outputs, "sample_size": loaded.sample_size, "seed": seed,
-            "device": loaded.device, "sampler_type": options.get("sampler_type", "dpmpp-3m-sde")}
+            "steps": steps,
+            "cfg_scale": request.guidance if request.guidance is not None else 7.0,
+            "batch_size": request.num_outputs,
+            "sample_size": loaded.sample_size,
+            "seed": seed,
+            "device": loaded.device,
+            "sampler_type": options.get("sampler_type", "dpmpp-3m-sde"),
+        }
         if not loaded.rectified_flow:
-            kwargs |= {"sigma_min": float(options.get("sigma_min", 0.3)),
-                       "sigma_max": float(options.get("sigma_max", 500.0))}
+            kwargs |= {
+                "sigma_min": float(options.get("sigma_min", 0.3)),
+                "sigma_max": float(options.get("sigma_max", 500.0)),
+            }
         if request.negative_prompt is not None:
-            kwargs["negative_conditioning"] = [{**conditioning[0], "prompt": request.negative_prompt}] * \
-                request.num_outputs
+            kwargs["negative_conditioning"] = [
+                {**conditioning[0], "prompt": request.negative_prompt}
+            ] * request.num_outputs
         if request.audio_prompt is not None:
             if request.audio_prompt_mode == "continuation":
-                raise InvalidRequestError("Stable Audio Open transforms an input clip (variation) but does not "
-                                          "continue it", field="audio_prompt_mode", provider=self.owner.name,
-                                          hint="use audio_prompt_mode='variation'")
+                raise InvalidRequestError(
+                    "Stable Audio Open transforms an input clip (variation) but does not continue it",
+                    field="audio_prompt_mode",
+                    provider=self.owner.name,
+                    hint="use audio_prompt_mode='variation'",
+                )
             audio, rate = request.audio_prompt.load()
             audio = to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
             kwargs["init_audio"] = (loaded.sample_rate, torch.from_numpy(np.ascontiguousarray(audio)))
@@ -160,24 +206,39 @@ class SatEngine:
 
         def run() -> Any:
             with TORCH_RNG_LOCK, contextlib.redirect_stdout(io.StringIO()), torch.inference_mode():
-                wav = generate_diffusion_cond(loaded.model, conditioning=conditioning * request.num_outputs,
-                                              callback=on_step, **kwargs)
+                wav = generate_diffusion_cond(
+                    loaded.model, conditioning=conditioning * request.num_outputs, callback=on_step, **kwargs
+                )
             return wav.float().cpu().numpy()
 
         total = round(request.duration * loaded.sample_rate)
         audio_out = fit_length(run_on_device_thread(loaded.device, run), total)
         parameters = {k: v for k, v in kwargs.items() if k not in ("init_audio", "negative_conditioning", "device")}
-        parameters |= {"engine": "stable-audio-tools", "sample_rate": loaded.sample_rate, "seed_scope": "batch",
-                       "batch_size": request.num_outputs}
+        parameters |= {
+            "engine": "stable-audio-tools",
+            "sample_rate": loaded.sample_rate,
+            "seed_scope": "batch",
+            "batch_size": request.num_outputs,
+        }
         if request.negative_prompt is not None:
             parameters["negative_prompt"] = request.negative_prompt
-        tracks = [RawTrack(audio=np.ascontiguousarray(audio_out[i], dtype=np.float32), sample_rate=loaded.sample_rate,
-                           seed=seed, parameters={**parameters, "batch_index": i}) for i in range(audio_out.shape[0])]
+        tracks = [
+            RawTrack(
+                audio=np.ascontiguousarray(audio_out[i], dtype=np.float32),
+                sample_rate=loaded.sample_rate,
+                seed=seed,
+                parameters={**parameters, "batch_index": i},
+            )
+            for i in range(audio_out.shape[0])
+        ]
         from importlib.metadata import version
 
-        return RawGeneration(tracks=tracks, device=loaded.device, load_seconds=load_seconds,
-                             engine_versions={"torch": torch.__version__,
-                                              "stable-audio-tools": version("stable-audio-tools")})
+        return RawGeneration(
+            tracks=tracks,
+            device=loaded.device,
+            load_seconds=load_seconds,
+            engine_versions={"torch": torch.__version__, "stable-audio-tools": version("stable-audio-tools")},
+        )
 
 
 def _weights_size(model: str) -> int:

@@ -41,8 +41,9 @@ class SynthBackend(Backend):
     cpu_bound = True
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(id="default", description="procedural arrangement from prompt words",
-                          capabilities=_CAPABILITIES)]
+        return [
+            ModelInfo(id="default", description="procedural arrangement from prompt words", capabilities=_CAPABILITIES)
+        ]
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         sample_rate = request.sample_rate or DEFAULT_SAMPLE_RATE
@@ -56,14 +57,25 @@ class SynthBackend(Backend):
             plan = plan_from_prompt(request.prompt, int(rng.integers(1 << 30)))
             stereo = render(plan, request.duration, sample_rate, rng)
             audio = stereo.mean(axis=0, keepdims=True) if channels == 1 else stereo
-            tracks.append(RawTrack(
-                audio=audio.astype(np.float32), sample_rate=sample_rate, seed=seed,
-                parameters={"tempo_bpm": plan.tempo, "key": _key_name(plan.tonic, plan.minor),
-                            "style": plan.style.name, "sample_rate": sample_rate, "channels": channels,
-                            "duration": request.duration}))
+            tracks.append(
+                RawTrack(
+                    audio=audio.astype(np.float32),
+                    sample_rate=sample_rate,
+                    seed=seed,
+                    parameters={
+                        "tempo_bpm": plan.tempo,
+                        "key": _key_name(plan.tonic, plan.minor),
+                        "style": plan.style.name,
+                        "sample_rate": sample_rate,
+                        "channels": channels,
+                        "duration": request.duration,
+                    },
+                )
+            )
         context.progress("render", request.num_outputs, request.num_outputs)
-        return RawGeneration(tracks=tracks, engine_versions={"numpy": np.__version__},
-                             digital_source_type=ALGORITHMIC_MEDIA)
+        return RawGeneration(
+            tracks=tracks, engine_versions={"numpy": np.__version__}, digital_source_type=ALGORITHMIC_MEDIA
+        )
 
 
 _NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")

@@ -51,8 +51,7 @@ def _oscillator(shape: str, freq: float, n: int, sr: int, brightness: float) -> 
     return np.asarray(table[index], dtype=np.float64)
 
 
-def _envelope(n: int, sr: int, attack: float, decay: float, sustain: float, release: float,
-              gate: int) -> Buffer:
+def _envelope(n: int, sr: int, attack: float, decay: float, sustain: float, release: float, gate: int) -> Buffer:
     """ADSR: `gate` samples held, then released; always ends at zero (no clicks)."""
     env = np.empty(n)
     a = max(1, int(attack * sr))
@@ -68,7 +67,7 @@ def _envelope(n: int, sr: int, attack: float, decay: float, sustain: float, rele
     if gate < n:
         rel = t[gate:] - gate
         env[gate:] = level_at_gate * np.maximum(0.0, 1.0 - rel / max(1, int(release * sr)))
-    env[-min(n, 32):] *= np.linspace(1.0, 0.0, min(n, 32))
+    env[-min(n, 32) :] *= np.linspace(1.0, 0.0, min(n, 32))
     return env
 
 
@@ -107,8 +106,10 @@ def _note(voice: Voice, midi: float, length_s: float, sr: int, brightness: float
         tone = np.sin(2 * np.pi * freq * t + index * np.sin(2 * np.pi * freq * voice.fm_ratio * t))
     elif voice.detune_cents:
         spread = 2 ** (voice.detune_cents / 1200)
-        tone = 0.5 * (_oscillator(voice.shape, freq * spread, n, sr, brightness)
-                      + _oscillator(voice.shape, freq / spread, n, sr, brightness))
+        tone = 0.5 * (
+            _oscillator(voice.shape, freq * spread, n, sr, brightness)
+            + _oscillator(voice.shape, freq / spread, n, sr, brightness)
+        )
     else:
         tone = _oscillator(voice.shape, freq, n, sr, brightness)
     return tone * _envelope(n, sr, voice.attack, voice.decay, voice.sustain, voice.release, gate)
@@ -149,7 +150,7 @@ def _drum_kit(sr: int, rng: np.random.Generator, tonic: int) -> dict[str, Buffer
     kick[: int(0.003 * sr)] += rng.standard_normal(int(0.003 * sr)) * 0.3
     ts = t(0.25)
     snare_noise = np.diff(rng.standard_normal(len(ts) + 1)) * 0.5
-    snare = (snare_noise * np.exp(-ts * 18) + 0.5 * np.sin(2 * np.pi * 190 * ts) * np.exp(-ts * 25))
+    snare = snare_noise * np.exp(-ts * 18) + 0.5 * np.sin(2 * np.pi * 190 * ts) * np.exp(-ts * 25)
     th = t(0.06)
     hat = np.diff(rng.standard_normal(len(th) + 2), n=2) * 0.25 * np.exp(-th * 70)
     to = t(0.3)
@@ -167,6 +168,8 @@ DRUM_PATTERNS: dict[str, dict[str, list[int]]] = {
     "breakbeat": {"kick": [0, 10], "snare": [4, 12], "hat": [0, 2, 4, 6, 8, 10, 12, 14]},
     "none": {},
 }
+
+
 def groove(base: dict[str, list[int]], rng: np.random.Generator) -> dict[str, list[int]]:
     """The style's pattern varied by the seed: extra kicks on off-steps, a denser or sparser hat, ghost snares.
 
@@ -224,8 +227,7 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
                 hits += [13, 14, 15]
             for s in hits:
                 velocity = 0.85 + 0.15 * rng.random()
-                mix.add(kit[DRUM_SOUND.get(name, name)], step_start(bar, s), DRUM_GAIN[name] * velocity,
-                        DRUM_PAN[name])
+                mix.add(kit[DRUM_SOUND.get(name, name)], step_start(bar, s), DRUM_GAIN[name] * velocity, DRUM_PAN[name])
 
     # Chords: one per bar from the progression.
     chord_voice = VOICES[style.chords]
@@ -253,8 +255,7 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
         else:
             bass_hits = [(0, 3), (6, 2), (8, 3), (11, 2)]
         for s, length in bass_hits:
-            mix.add(_note(bass_voice, root, length * step * 0.9, sr, brightness * 0.6),
-                    step_start(bar, s), 0.32, 0.0)
+            mix.add(_note(bass_voice, root, length * step * 0.9, sr, brightness * 0.6), step_start(bar, s), 0.32, 0.0)
 
     # Lead: a two-bar motif per four-bar phrase, repeated with a varied answer; chord tones on strong steps.
     lead_voice = VOICES[style.lead]

@@ -41,32 +41,90 @@ STYLES: dict[str, Style] = {
 
 # Words that pick a style, first match wins (longer phrases first).
 STYLE_WORDS: list[tuple[str, str]] = [
-    ("drum and bass", "dnb"), ("drum & bass", "dnb"), ("dnb", "dnb"), ("jungle", "dnb"),
-    ("lo-fi", "lofi"), ("lofi", "lofi"), ("lo fi", "lofi"), ("chillhop", "lofi"),
-    ("hip hop", "hiphop"), ("hip-hop", "hiphop"), ("hiphop", "hiphop"), ("trap", "hiphop"), ("boom bap", "hiphop"),
-    ("synthwave", "synthwave"), ("retrowave", "synthwave"), ("80s", "synthwave"), ("outrun", "synthwave"),
-    ("techno", "techno"), ("trance", "techno"), ("house", "house"), ("disco", "house"), ("edm", "house"),
-    ("dance", "house"), ("club", "house"),
-    ("ambient", "ambient"), ("drone", "ambient"), ("meditation", "ambient"), ("soundscape", "ambient"),
-    ("cinematic", "cinematic"), ("orchestral", "cinematic"), ("film score", "cinematic"), ("epic", "cinematic"),
+    ("drum and bass", "dnb"),
+    ("drum & bass", "dnb"),
+    ("dnb", "dnb"),
+    ("jungle", "dnb"),
+    ("lo-fi", "lofi"),
+    ("lofi", "lofi"),
+    ("lo fi", "lofi"),
+    ("chillhop", "lofi"),
+    ("hip hop", "hiphop"),
+    ("hip-hop", "hiphop"),
+    ("hiphop", "hiphop"),
+    ("trap", "hiphop"),
+    ("boom bap", "hiphop"),
+    ("synthwave", "synthwave"),
+    ("retrowave", "synthwave"),
+    ("80s", "synthwave"),
+    ("outrun", "synthwave"),
+    ("techno", "techno"),
+    ("trance", "techno"),
+    ("house", "house"),
+    ("disco", "house"),
+    ("edm", "house"),
+    ("dance", "house"),
+    ("club", "house"),
+    ("ambient", "ambient"),
+    ("drone", "ambient"),
+    ("meditation", "ambient"),
+    ("soundscape", "ambient"),
+    ("cinematic", "cinematic"),
+    ("orchestral", "cinematic"),
+    ("film score", "cinematic"),
+    ("epic", "cinematic"),
     ("trailer", "cinematic"),
-    ("jazz", "jazz"), ("swing", "jazz"), ("bossa", "jazz"),
-    ("rock", "rock"), ("guitar", "rock"), ("punk", "rock"), ("metal", "rock"),
-    ("chiptune", "chiptune"), ("8-bit", "chiptune"), ("8 bit", "chiptune"), ("video game", "chiptune"),
+    ("jazz", "jazz"),
+    ("swing", "jazz"),
+    ("bossa", "jazz"),
+    ("rock", "rock"),
+    ("guitar", "rock"),
+    ("punk", "rock"),
+    ("metal", "rock"),
+    ("chiptune", "chiptune"),
+    ("8-bit", "chiptune"),
+    ("8 bit", "chiptune"),
+    ("video game", "chiptune"),
     ("pop", "pop"),
 ]
 
 TEMPO_WORDS: list[tuple[str, float]] = [
-    ("very slow", 0.7), ("slow", 0.8), ("relaxed", 0.9), ("calm", 0.85), ("mellow", 0.9), ("chill", 0.9),
-    ("upbeat", 1.12), ("energetic", 1.15), ("driving", 1.1), ("fast", 1.2), ("frantic", 1.3),
+    ("very slow", 0.7),
+    ("slow", 0.8),
+    ("relaxed", 0.9),
+    ("calm", 0.85),
+    ("mellow", 0.9),
+    ("chill", 0.9),
+    ("upbeat", 1.12),
+    ("energetic", 1.15),
+    ("driving", 1.1),
+    ("fast", 1.2),
+    ("frantic", 1.3),
 ]
-MINOR_WORDS = ("minor", "sad", "dark", "melancholic", "melancholy", "moody", "tense", "tension", "haunting",
-               "somber", "sombre", "mysterious", "eerie", "gloomy")
+MINOR_WORDS = (
+    "minor",
+    "sad",
+    "dark",
+    "melancholic",
+    "melancholy",
+    "moody",
+    "tense",
+    "tension",
+    "haunting",
+    "somber",
+    "sombre",
+    "mysterious",
+    "eerie",
+    "gloomy",
+)
 MAJOR_WORDS = ("major", "happy", "bright", "joyful", "uplifting", "cheerful", "sunny", "triumphant", "hopeful")
 
 _BPM = re.compile(r"(\d{2,3}(?:\.\d+)?)\s*(?:bpm|beats per minute)", re.IGNORECASE)
-_KEY = re.compile(r"\b(?:in\s+(?:the\s+key\s+of\s+)?)?([a-g])\s*(#|♯|b|♭|sharp|flat)?\s*"
-                  r"(major|minor|maj|min|m)\b", re.IGNORECASE)
+_KEY = re.compile(
+    r"\b(?:in\s+(?:the\s+key\s+of\s+)?)?([a-g])\s*(#|♯|b|♭|sharp|flat)?\s*"
+    r"(major|minor|maj|min|m)\b",
+    re.IGNORECASE,
+)
 _KEY_ONLY = re.compile(r"\bin\s+([a-g])\s*(#|♯|b|♭|sharp|flat)?\b", re.IGNORECASE)
 
 
@@ -92,8 +150,9 @@ def _pitch_class(letter: str, accidental: str | None) -> int:
 def plan_from_prompt(prompt: str, choose: int) -> MusicPlan:
     """Read tempo, key, mode and style words from `prompt`; `choose` (from the seed) fills what it leaves open."""
     text = prompt.lower()
-    style = next((STYLES[name] for word, name in STYLE_WORDS if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text)),
-                 None)
+    style = next(
+        (STYLES[name] for word, name in STYLE_WORDS if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text)), None
+    )
     if style is None:
         style = list(STYLES.values())[choose % len(STYLES)] if "random" in text else STYLES["pop"]
     bpm_match = _BPM.search(prompt)
@@ -114,8 +173,9 @@ def plan_from_prompt(prompt: str, choose: int) -> MusicPlan:
         elif any(re.search(rf"\b{w}\b", text) for w in MAJOR_WORDS):
             minor = False
         else:
-            minor = style.name in ("lofi", "cinematic", "dnb", "techno", "synthwave") or (bool(choose & 1) and \
-                style.name not in ("pop", "chiptune", "house"))
+            minor = style.name in ("lofi", "cinematic", "dnb", "techno", "synthwave") or (
+                bool(choose & 1) and style.name not in ("pop", "chiptune", "house")
+            )
     return MusicPlan(tempo=tempo, tonic=tonic, minor=minor, style=style)
 
 
