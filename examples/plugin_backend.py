@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from soundforge import Client
-from soundforge.backends import Backend, RawGeneration, RawTrack, RunContext
-from soundforge.backends.base import checked_extra, default_seed, fit_length
+from soundforge.backends import Backend, RawGeneration, RawTrack, RunContext, checked_extra, default_seed, fit_length
 from soundforge.capabilities import Capabilities, ModelInfo
 from soundforge.config import Config
 from soundforge.licensing import License, LicenseComponent, LicenseRegistry
@@ -64,7 +63,9 @@ class ClickTrackBackend(Backend):
         beat = 60.0 / bpm
         beats = int(request.duration / beat) + 1
         audio = np.zeros(samples + RATE, dtype=np.float32)
-        click = np.sin(2 * np.pi * 1000 * np.arange(int(0.02 * RATE)) / RATE) * np.exp(-np.arange(int(0.02 * RATE)) / 80)
+        click = np.sin(2 * np.pi * 1000 * np.arange(int(0.02 * RATE)) / RATE) * np.exp(
+            -np.arange(int(0.02 * RATE)) / 80
+        )
         for index in range(beats):
             context.progress("click", index, beats)  # reports progress, raises if the caller cancelled
             start = int(index * beat * RATE)
@@ -88,8 +89,10 @@ def main() -> None:
     client = Client(Config.load(user_file=False), backends={"click": ClickTrackBackend})
     generation = client.generate("click at 96 BPM", provider="click", duration=4, seed=1, extra={"accent_every": 3})
     path = generation.save("click.wav", overwrite=True)[0]
-    print(f"{path}: {generation.duration:.1f} s at {generation.provenance.parameters['bpm']} BPM, "
-          f"licence {generation.license.id}")
+    print(
+        f"{path}: {generation.duration:.1f} s at {generation.provenance.parameters['bpm']} BPM, "
+        f"licence {generation.license.id}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def test_the_plugin_example_follows_the_guide_and_passes_the_contract(tmp_path) -> None:
-    out = subprocess.run([sys.executable, str(EXAMPLES / "plugin_backend.py")], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "plugin_backend.py")], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "4.0 s at 96 BPM, licence CC0-1.0" in out.stdout
     data, rate = sf.read(tmp_path / "click.wav")
@@ -49,7 +50,8 @@ def test_the_plugin_backend_keeps_the_backend_contract() -> None:
 
 def test_the_quickstart_and_the_provider_swap_examples_run(tmp_path) -> None:
     for name, expected in (("quickstart.py", "licence: CC0-1.0"), ("swap_providers.py", "made by synth")):
-        out = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, cwd=tmp_path,
-                             timeout=300)
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, cwd=tmp_path, timeout=300
+        )
         assert out.returncode == 0, (name, out.stderr)
         assert expected in out.stdout, (name, out.stdout)

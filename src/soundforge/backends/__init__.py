@@ -15,7 +15,20 @@ from functools import lru_cache
 
 from ..errors import ProviderNotFoundError, ProviderUnavailableError
 from ._compute import run_on_device_thread
-from .base import Availability, Backend, CancelToken, ProgressEvent, RawGeneration, RawTrack, RunContext
+from .base import (
+    COMMON_SETTINGS,
+    LOCAL_SETTINGS,
+    Availability,
+    Backend,
+    CancelToken,
+    ProgressEvent,
+    RawGeneration,
+    RawTrack,
+    RunContext,
+    checked_extra,
+    default_seed,
+    fit_length,
+)
 
 ENTRY_POINT_GROUP = "soundforge.backends"
 
@@ -115,6 +128,8 @@ def backend_class(name: str) -> type[Backend]:
 
 __all__ = [
     "BUILTIN",
+    "COMMON_SETTINGS",
+    "LOCAL_SETTINGS",
     "PLANNED",
     "Availability",
     "Backend",
@@ -125,6 +140,9 @@ __all__ = [
     "RawTrack",
     "RunContext",
     "backend_class",
+    "checked_extra",
+    "default_seed",
+    "fit_length",
     "known_providers",
     "run_on_device_thread",
 ]
