@@ -111,7 +111,7 @@ def case(request, tmp_path_factory) -> Iterator[Case]:
 def _caps(case: Case):
     backend_name, _, model = case.spec.partition(":")
     backend = case.client.backend(backend_name)
-    return backend, backend.capabilities(model or case.client.router._model(backend, None))
+    return backend, backend.capabilities(model or case.client.router.model_for(backend))
 
 
 def test_exact_duration_rate_and_layout(case: Case) -> None:
@@ -171,5 +171,5 @@ def test_every_provider_has_a_licence_record_for_its_default_model(name: str) ->
         planned = PLANNED[name]
         assert registry.record_for(planned.license_key, planned.default_model) is not None
         return
-    model = client.router._model(backend, None)
+    model = client.router.model_for(backend)
     assert backend.license_for(model) is not None or registry.record_for(name, model) is not None, name

@@ -212,7 +212,7 @@ def providers(ctx: click.Context, commercial: bool, as_json: bool, verbose: bool
     except SoundforgeError as exc:
         _fail(exc, ctx.obj["debug"])
     if as_json:
-        click.echo(json.dumps([_row_dict(r) for r in rows], indent=2))
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     _print_provider_table(rows, commercial=commercial, verbose=verbose)
 
@@ -255,21 +255,6 @@ def _print_provider_table(rows: list[Any], *, commercial: bool, verbose: bool) -
             click.echo(note if verbose or len(note) <= width else note[: width - 1] + "…")
         if not verbose:
             click.echo("(`soundforge providers -v` shows every reason and fix in full)")
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    return {
-        "name": row.name,
-        "available": row.available,
-        "reason": row.reason,
-        "fix": row.fix,
-        "default_model": row.default_model,
-        "models": row.models,
-        "local": row.local,
-        "license": row.license.model_dump(mode="json", exclude={"components"}) if row.license else None,
-        "policy_allows": row.policy_allows,
-        "policy_clause": row.policy_clause,
-    }
 
 
 def _file_fields(path: Path) -> tuple[dict[str, str], dict[str, Any] | None]:

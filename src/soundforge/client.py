@@ -57,6 +57,22 @@ class ProviderStatus:
     policy_allows: bool
     policy_clause: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """The row as JSON (the CLI's `providers --json` and serve's `/v1/providers` print this one shape)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "available": self.available,
+            "reason": self.reason,
+            "fix": self.fix,
+            "default_model": self.default_model,
+            "models": self.models,
+            "local": self.local,
+            "license": self.license.model_dump(mode="json", exclude={"components"}) if self.license else None,
+            "policy_allows": self.policy_allows,
+            "policy_clause": self.policy_clause,
+        }
+
 
 def build_request(prompt_or_request: str | GenerationRequest, params: Mapping[str, Any]) -> GenerationRequest:
     """A validated request from a prompt plus keyword fields, or from a request updated with keyword fields.
@@ -156,7 +172,7 @@ class Client:
                     )
                 )
                 continue
-            model = self.router._model(backend, None)
+            model = self.router.model_for(backend)
             status = backend.availability()
             if status.available:
                 status = backend.model_availability(model, allow_fetch=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from .backends import PLANNED, Backend, known_providers
 from .config import Config
@@ -50,6 +51,14 @@ def parse_spec(spec: str, aliases: dict[str, str] | None = None) -> ProviderSpec
     return ProviderSpec(provider.strip().lower(), model.strip() or None)
 
 
+class Origin(Enum):
+    """Why a provider is considered: the caller named it, `auto` chose it, or it is a configured fallback."""
+
+    EXPLICIT = "explicit"
+    AUTO = "auto"
+    FALLBACK = "fallback"
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A provider/model that passed every check and will be tried, in order."""
@@ -90,7 +99,7 @@ class Router:
         for name in self.names():
             try:
                 backend = self.get_backend(name)
-                if backend.capabilities(self._model(backend, None)).supports(field):
+                if backend.capabilities(self.model_for(backend, None)).supports(field):
                     names.append(name)
             except SoundforgeError:
                 continue
@@ -114,7 +123,7 @@ class Router:
         for name in self.names():
             try:
                 backend = self.get_backend(name)
-                model = self._model(backend, None)
+                model = self.model_for(backend, None)
                 if (
                     backend.availability().available
                     and self.config.policy.check(name, model, self.license_for(backend, model)).allowed
@@ -132,11 +141,12 @@ class Router:
         except SoundforgeError:
             return False
 
-    def _model(self, backend: Backend, model: str | None) -> str:
+    def model_for(self, backend: Backend, model: str | None = None) -> str:
+        """The model a spec means: the one it names, else the provider's configured `model`, else its default."""
         return model or self.config.provider_settings(backend.name).get("model") or backend.default_model
 
-    def _prepare(self, spec: ProviderSpec, request: GenerationRequest, *, explicit: bool) -> Candidate:
-        """Check one spec completely (availability, capabilities, policy, weights); raise why it cannot run.
+    def _prepare(self, spec: ProviderSpec, request: GenerationRequest, origin: Origin) -> Candidate:
+        """Check one spec completely (policy, availability, capabilities, weights); raise why it cannot run.
 
         The licence policy is checked before the weights, so a refused model is never looked for or fetched.
         """
@@ -145,7 +155,7 @@ class Router:
         except ProviderUnavailableError:
             self._check_planned(spec, request)
             raise
-        model = self._model(backend, spec.model)
+        model = self.model_for(backend, spec.model)
         # The licence is known without the engine: a refused model says so even where it could not run anyway.
         license = self.license_for(backend, model)
         self._check_policy(backend.name, model, license, request)
@@ -159,7 +169,8 @@ class Router:
             if needs:
                 exc.hint = f"{exc.hint}; not set up here: {needs}"
             raise
-        ready = backend.model_availability(model, allow_fetch=explicit, request=request)
+        # Only a provider somebody named may start a download; `auto` never fetches weights on its own.
+        ready = backend.model_availability(model, allow_fetch=origin is not Origin.AUTO, request=request)
         if not ready.available:
             raise ModelNotAvailableError(backend.name, model, ready.reason, fix=ready.fix)
         return Candidate(backend, model, license)
@@ -193,16 +204,14 @@ class Router:
         candidates: list[Candidate] = []
         if wanted.provider == AUTO:
             for name in self.config.auto_order:
-                self._try_add(
-                    ProviderSpec(name, wanted.model), request, candidates, skipped, strict=False, explicit=False
-                )
+                self._try_add(ProviderSpec(name, wanted.model), request, candidates, skipped, Origin.AUTO)
         else:
-            self._try_add(wanted, request, candidates, skipped, strict=True, explicit=True)
+            self._try_add(wanted, request, candidates, skipped, Origin.EXPLICIT)
         for fallback in self.config.fallbacks:
             fb = parse_spec(fallback, self.config.aliases)
             if fb.provider in (AUTO, *(c.backend.name for c in candidates)):
                 continue
-            self._try_add(fb, request, candidates, skipped, strict=False, explicit=True)
+            self._try_add(fb, request, candidates, skipped, Origin.FALLBACK)
         if not candidates:
             raise _nothing_fits(wanted, skipped)
         return candidates, skipped
@@ -213,19 +222,18 @@ class Router:
         request: GenerationRequest,
         candidates: list[Candidate],
         skipped: list[Attempt],
-        *,
-        strict: bool,
-        explicit: bool,
+        origin: Origin,
     ) -> None:
+        """Add the spec as a candidate, or record why it was skipped; raise when that ends the routing.
+
+        The provider the caller named ends it with any error about the request or the policy, and with an
+        unavailability only when no fallback could step in. `auto`'s choices and fallbacks are skipped instead.
+        """
         try:
-            candidates.append(self._prepare(spec, request, explicit=explicit))
-        except (ProviderUnavailableError, ModelNotAvailableError) as exc:
-            # An unavailable first choice may still be rescued by a fallback.
-            if strict and not self.config.fallbacks:
-                raise
-            skipped.append(Attempt(provider=str(spec), outcome="skipped", error=str(exc), error_code=exc.code))
+            candidates.append(self._prepare(spec, request, origin))
         except SoundforgeError as exc:
-            if strict:
+            set_up_here = isinstance(exc, (ProviderUnavailableError, ModelNotAvailableError))
+            if origin is Origin.EXPLICIT and not (set_up_here and self.config.fallbacks):
                 raise
             skipped.append(Attempt(provider=str(spec), outcome="skipped", error=str(exc), error_code=exc.code))
 

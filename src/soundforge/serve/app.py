@@ -369,22 +369,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     @app.get("/v1/providers")
     async def providers() -> list[dict[str, Any]]:
         rows = await asyncio.to_thread(client.providers)
-        return [
-            {
-                "name": r.name,
-                "description": r.description,
-                "available": r.available,
-                "reason": r.reason,
-                "fix": r.fix,
-                "default_model": r.default_model,
-                "models": r.models,
-                "local": r.local,
-                "license": r.license.model_dump(mode="json", exclude={"components"}) if r.license else None,
-                "policy_allows": r.policy_allows,
-                "policy_clause": r.policy_clause,
-            }
-            for r in rows
-        ]
+        return [row.to_dict() for row in rows]
 
     @app.post("/v1/generations", status_code=202, responses=_errors(401, 403, 404, 413, 422, 429, 500, 503))
     async def submit(job: GenerationJob) -> Response:
