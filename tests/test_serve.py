@@ -23,7 +23,8 @@ uvicorn = pytest.importorskip("uvicorn")
 from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
 from soundforge.policy import LicensePolicy  # noqa: E402
-from soundforge.serve.app import ServeSettings, create_app  # noqa: E402
+from soundforge.serve.app import create_app  # noqa: E402
+from soundforge.serve.settings import ServeSettings  # noqa: E402
 
 
 @contextmanager

@@ -13,7 +13,8 @@ def run(config: Config, *, host: str | None = None, port: int | None = None, **o
     import uvicorn
 
     from ..client import Client
-    from .app import ServeSettings, create_app
+    from .app import create_app
+    from .settings import ServeSettings
 
     settings = ServeSettings.from_config(config.serve, **overrides)
     uvicorn.run(

@@ -1,0 +1,243 @@
+"""`JobManager`: the service's job scheduler (admit, queue, run, cancel, long-poll, encode), without HTTP.
+
+The routes in `app.py` are thin shells over it; tests drive it directly. Jobs wait in a bounded queue and run on
+the engine (`engine.py`: a child process by default); the manager keeps the records (`store.py`) and the events
+that wake long polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..audio import load_audio, write_atomic
+from ..backends import CancelToken
+from ..client import Client, build_request
+from ..errors import InvalidRequestError
+from ..licensing import License
+from ..provenance import Provenance
+from ..request import GenerationRequest
+from ..result import Track
+from .engine import JobOutcome, create_engine
+from .settings import ServeSettings
+from .store import ACTIVE, JobStore
+
+#: The file each job's audio is stored in; other formats are encoded from it once and kept beside it.
+AUDIO_FILE = "audio.wav"
+
+
+class JobManager:
+    """Admits, queues, runs and cancels generation jobs; `start` in the server's lifespan, `close` at its end."""
+
+    def __init__(self, client: Client, settings: ServeSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.store = JobStore(settings.store, settings.retention_s)
+        self.engine = create_engine(client, settings.engine)
+        self.queue: asyncio.Queue[tuple[str, GenerationRequest, str | None]] = asyncio.Queue(maxsize=settings.max_queue)
+        self._cancels: dict[str, CancelToken] = {}
+        self._encoding: dict[tuple[str, str], asyncio.Lock] = {}  # downloads being encoded into a new format
+        self._finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls wake on it
+        self._workers: list[asyncio.Task[None]] = []
+        self._reserved = 0  # submissions between the queue-full check and their place in the queue
+        # Short blocking work (routing checks, durable writes ending in an fsync) gets threads of its own: it must
+        # not queue behind generation in the default executor, nor block the event loop.
+        self._side_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="soundforge-serve")
+
+    # --- life cycle ---
+    async def start(self) -> None:
+        """Fail what a previous server left unfinished, start the engine and the workers."""
+        self.store.recover()
+        await self.engine.start()
+        self._workers.extend(asyncio.create_task(self._worker()) for _ in range(max(1, self.settings.workers)))
+
+    async def close(self) -> None:
+        """Stop the workers, cancel running jobs, stop the engine."""
+        for task in self._workers:
+            task.cancel()
+        for token in self._cancels.values():
+            token.cancel()
+        await self.engine.close()
+        self._side_pool.shutdown(wait=True)
+
+    async def on_side(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run short blocking work on the service's own threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._side_pool, functools.partial(fn, *args, **kwargs))
+
+    # --- submitting ---
+    async def submit(self, request: GenerationRequest, provider: str | None) -> str | None:
+        """Check the request (limits, routing, licence policy: refusals raise) and queue it; its job id, or None
+        when the queue is full. A full queue still checks the request first: a refusal is final, a full queue
+        only says "later"."""
+        has_room = self.queue.qsize() + self._reserved < self.queue.maxsize
+        self._reserved += has_room  # the place is held from this check until the job is in the queue
+        try:
+            job_id: str | None = await self.on_side(self._admit, request, provider, has_room)
+        finally:
+            self._reserved -= has_room
+        if job_id is not None:
+            self._cancels[job_id] = CancelToken()
+            self.queue.put_nowait((job_id, request, provider))
+        return job_id
+
+    def _admit(self, request: GenerationRequest, provider: str | None, has_room: bool) -> str | None:
+        """On a service thread: limits, routing and policy before any compute, then the job's record is written
+        before it is queued, so that no later save can race it."""
+        request = build_request(request, {})
+        self.check_limits(request)
+        self.client.router.plan(request, provider)
+        if not has_room:
+            return None
+        job_id = self.store.new_id()
+        self.store.save(
+            {
+                "id": job_id,
+                "status": "queued",
+                "created_at": time.time(),
+                "provider": provider,
+                "progress": None,
+                "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}),
+            }
+        )
+        return job_id
+
+    def check_limits(self, request: GenerationRequest) -> None:
+        """What one job may cost, checked before anything runs."""
+        if request.num_outputs > 1:
+            # The service stores and serves one track per job: computing more would throw them away.
+            raise InvalidRequestError(
+                "the service makes one track per job; submit one job per variation "
+                "(with its own seed) instead of num_outputs > 1",
+                field="num_outputs",
+            )
+        if request.duration * request.num_outputs > self.settings.max_job_seconds:
+            raise InvalidRequestError(
+                f"this job asks for {request.duration * request.num_outputs:g} s of audio; "
+                f"this server allows {self.settings.max_job_seconds:g} s per job",
+                field="duration",
+                hint="ask the operator to raise [serve] max_job_seconds, or ask for less",
+            )
+
+    # --- running ---
+    async def _worker(self) -> None:
+        while True:
+            job_id, request, provider = await self.queue.get()
+            try:
+                await self._run(job_id, request, provider)
+            finally:
+                self.queue.task_done()
+
+    async def _run(self, job_id: str, request: GenerationRequest, provider: str | None) -> None:
+        token = self._cancels.setdefault(job_id, CancelToken())
+        if token.cancelled:  # cancelled while queued: its record already says so
+            self._cancels.pop(job_id, None)
+            return
+        store = self.store
+        # In memory only: on disk the job stays "queued", and either way a restart reports it failed.
+        store.remember({**store.load(job_id), "status": "running", "started_at": time.time()})
+
+        def on_progress(phase: str, done: int, total: int) -> None:
+            current = store.load(job_id)
+            if current["status"] == "running":
+                store.remember({**current, "progress": {"phase": phase, "done": done, "total": total}})
+
+        try:
+            outcome = await self.engine.run(job_id, request, provider, self.audio_path(job_id), token, on_progress)
+        except Exception as exc:  # the engine itself failed (it could not start): the job still ends
+            outcome = JobOutcome(
+                "failed",
+                error={
+                    "code": "engine_error",
+                    "type": type(exc).__name__,
+                    "message": f"the engine could not run the job: {exc}",
+                },
+            )
+        finally:
+            self._cancels.pop(job_id, None)
+        ending: dict[str, Any] = {"status": outcome.status, "finished_at": time.time()}
+        if outcome.status == "succeeded":
+            ending.update(
+                license=outcome.license,
+                provenance=outcome.provenance,
+                substitution=Provenance.model_validate(outcome.provenance).substitution,
+            )
+        else:
+            ending["error"] = outcome.error
+        await self.on_side(store.save, {**store.load(job_id), **ending})
+        self._finish(job_id)
+
+    def _finish(self, job_id: str) -> None:
+        event = self._finished.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+    # --- reading ---
+    def record(self, job_id: str) -> dict[str, Any] | None:
+        """A job's record, or None when there is no such job."""
+        try:
+            return self.store.load(job_id)
+        except KeyError:
+            return None
+
+    def audio_path(self, job_id: str) -> Any:
+        """Where a job's audio is (or will be) stored."""
+        return self.store.folder(job_id) / AUDIO_FILE
+
+    async def wait(self, job_id: str, record: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """The record once the job has ended, or as it stands after `seconds` (long poll)."""
+        if seconds and record["status"] in ACTIVE:
+            event = self._finished.setdefault(job_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await event.wait()
+            record = self.record(job_id) or record
+        return record
+
+    async def audio(self, job_id: str, record: dict[str, Any], format: str) -> bytes:
+        """A finished job's audio in `format`; other formats than WAV are encoded once and kept beside it (a 600 s
+        mp3 takes ~50 s of CPU)."""
+        if format == "wav":
+            return await asyncio.to_thread(self.audio_path(job_id).read_bytes)
+        cached = self.store.folder(job_id) / f"audio.{format}"
+        if cached.is_file():
+            return await asyncio.to_thread(cached.read_bytes)
+        lock = self._encoding.setdefault((job_id, format), asyncio.Lock())
+        async with lock:  # concurrent downloads of one new format wait for one encode
+            if cached.is_file():
+                return await asyncio.to_thread(cached.read_bytes)
+
+            def encode() -> bytes:
+                samples, rate = load_audio(self.audio_path(job_id))
+                track = Track(
+                    audio=samples,
+                    sample_rate=rate,
+                    license=License.model_validate(record["license"]),
+                    provenance=Provenance.model_validate(record["provenance"]),
+                )
+                data = track.to_bytes(format)
+                write_atomic(cached, data, overwrite=True)
+                return data
+
+            try:
+                encoded: bytes = await self.on_side(encode)
+                return encoded
+            finally:
+                self._encoding.pop((job_id, format), None)
+
+    # --- cancelling ---
+    async def cancel(self, job_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Cancel a queued or running job; the record as it stands after (a queued job is cancelled at once)."""
+        token = self._cancels.get(job_id)
+        if token is not None:
+            token.cancel()
+            self.engine.cancel(job_id)
+            if record["status"] == "queued":
+                record = await self.on_side(
+                    self.store.save, {**record, "status": "cancelled", "finished_at": time.time()}
+                )
+                self._finish(job_id)
+        return record

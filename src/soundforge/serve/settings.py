@@ -1,0 +1,53 @@
+"""`ServeSettings`: the `[serve]` section resolved into what the running service uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ServeConfig
+
+_DEFAULTS = ServeConfig()
+
+
+@dataclass
+class ServeSettings:
+    """Service settings as the server runs with them: `[serve]` (`ServeConfig`) resolved (the store's folder, the
+    token's value, sizes in bytes and seconds), CLI flags winning. The defaults are `ServeConfig`'s."""
+
+    store: Path
+    token: str | None = None
+    max_queue: int = _DEFAULTS.max_queue
+    workers: int = _DEFAULTS.workers
+    max_body_bytes: int = int(_DEFAULTS.max_body_mb * 1024 * 1024)
+    retention_s: float = _DEFAULTS.retention_days * 86400
+    cors_origins: tuple[str, ...] = _DEFAULTS.cors_origins
+    engine: str = _DEFAULTS.engine  # "process" (auto on POSIX): jobs in a child process; "inline": in this one
+    max_job_seconds: float = _DEFAULTS.max_job_seconds  # the most audio one job may ask for
+
+    @classmethod
+    def from_config(
+        cls,
+        serve: ServeConfig,
+        *,
+        store: str | Path | None = None,
+        token: str | None = None,
+        max_queue: int | None = None,
+        workers: int | None = None,
+        engine: str | None = None,
+    ) -> ServeSettings:
+        """Settings from the `[serve]` section, with explicit arguments (CLI flags) winning."""
+        from platformdirs import user_data_dir
+
+        folder = store or serve.store or Path(user_data_dir("soundforge")) / "jobs"
+        return cls(
+            store=Path(folder),
+            token=token or serve.token(),
+            max_queue=serve.max_queue if max_queue is None else max_queue,
+            workers=serve.workers if workers is None else workers,
+            max_body_bytes=int(serve.max_body_mb * 1024 * 1024),
+            retention_s=serve.retention_days * 86400,
+            cors_origins=tuple(serve.cors_origins),
+            engine=engine or serve.engine,
+            max_job_seconds=serve.max_job_seconds,
+        )
