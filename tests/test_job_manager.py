@@ -13,8 +13,8 @@ from soundforge.request import GenerationRequest
 
 pytest.importorskip("fastapi")
 
-from soundforge.serve.jobs import JobManager  # noqa: E402
-from soundforge.serve.settings import ServeSettings  # noqa: E402
+from soundforge.serve.jobs import JobManager
+from soundforge.serve.settings import ServeSettings
 
 
 def manager(tmp_path, **settings) -> JobManager:
