@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ...errors import ConfigurationError, InvalidRequestError, ModelNotAvailable
 from ...request import GenerationRequest
 from .._batching import Batcher
 from .._compute import run_on_device_thread
-from .._hub import ModelCache, checkpoint_availability, pick_device, pick_dtype, resolve_checkpoint, revision
+from .._hub import checkpoint_availability, pick_dtype, resolve_checkpoint, revision
 from .._memory import module_bytes, weights_on_disk
 from ..base import (
     LOCAL_SETTINGS,
@@ -32,12 +32,12 @@ from ..base import (
     Backend,
     ProgressEvent,
     RawGeneration,
-    RawTrack,
     RunContext,
     checked_extra,
     default_seed,
     fit_length,
 )
+from ..local import LocalBackend, LocalEngine, batch_generation
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
 OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
@@ -95,91 +95,34 @@ class LoadedPipeline:
     lock: threading.Lock
 
 
-class StableAudioBackend(Backend):
-    """Stable Audio Open through diffusers."""
+def _sat_engine(owner: StableAudioBackend) -> LocalEngine[Any]:
+    from .sat import SatEngine  # only when asked for: stable-audio-tools is an optional install
 
-    settings_keys = LOCAL_SETTINGS | {"batching", "batch_window", "max_batch_size"}
+    return SatEngine(owner)
 
-    name = "stable-audio"
-    description = "Stable Audio Open through diffusers (local)"
-    default_model = OPEN_1_0
-    engines = ("diffusers", "stable-audio-tools")
 
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        super().__init__(settings)
-        self._cache: ModelCache[LoadedPipeline] = ModelCache(
-            lambda: int(self.settings.get("max_loaded_models", 1)),
-            owner=self.name,
-            memory=lambda: self.memory,
-            footprint=lambda loaded: (loaded.device, module_bytes(*loaded.pipeline.components.values())),
-        )
-        self._sat_engine: Any = None
+class DiffusersEngine(LocalEngine[LoadedPipeline]):
+    """Stable Audio Open through diffusers' `StableAudioPipeline` (the default engine)."""
+
+    name = "diffusers"
+
+    def __init__(self, owner: Backend) -> None:
+        super().__init__(owner, cache_label=owner.name)
         self._batcher: Batcher[_BatchItem, tuple[Any, dict[str, Any]]] = Batcher(
             self._run_batch,
             window=float(self.settings.get("batch_window", 0.02)),
             max_batch=int(self.settings.get("max_batch_size", 8)),
         )
 
-    def _sat(self) -> Any:
-        if self._sat_engine is None:
-            from .sat import SatEngine
-
-            self._sat_engine = SatEngine(self)
-        return self._sat_engine
-
-    # --- declared facts ---------------------------------------------------------------------------
-    def availability(self, request: GenerationRequest | None = None) -> Availability:
-        if self.engine(request) == "stable-audio-tools":
-            from .sat import sat_availability
-
-            return sat_availability()
+    def availability(self) -> Availability:
         missing = [m for m in ("torch", "diffusers", "transformers", "torchsde") if importlib.util.find_spec(m) is None]
         if missing:
             return Availability(False, f"{', '.join(missing)} not installed", fix=EXTRA)
         return Availability(True)
 
-    def models(self) -> list[ModelInfo]:
-        return [ModelInfo(id=OPEN_1_0, description="44.1 kHz stereo, up to 47.55 s", capabilities=_caps())]
-
-    def model_info(self, model: str) -> ModelInfo:
-        if model == SMALL and self.settings.get("engine") == "stable-audio-tools":
-            return ModelInfo(id=model, capabilities=_caps(max_duration=11.0))
-        if model == SMALL:
-            raise ModelNotAvailableError(
-                self.name,
-                model,
-                "Stable Audio Open Small is published for stable-audio-tools only; diffusers' "
-                "StableAudioPipeline cannot load it",
-                fix="use stabilityai/stable-audio-open-1.0 (the "
-                'stable-audio-tools engine runs it: [providers.stable-audio] engine = "stable-audio-tools")',
-            )
-        if model == OPEN_1_0:
-            return super().model_info(model)
-        index = Path(model).expanduser()
-        if (index / "model_index.json").is_file():
-            transformer = json.loads((index / "transformer" / "config.json").read_text("utf-8"))
-            vae = json.loads((index / "vae" / "config.json").read_text("utf-8"))
-            hop = int(np.prod(vae.get("downsampling_ratios", [2, 4, 4, 8, 8])))
-            rate = int(vae.get("sampling_rate", 44100))
-            return ModelInfo(
-                id=model,
-                capabilities=_caps(
-                    transformer.get("sample_size", 1024) * hop / rate, rate, int(vae.get("audio_channels", 2))
-                ),
-            )
-        return ModelInfo(id=model, capabilities=_caps())
-
-    def model_availability(
-        self, model: str, *, allow_fetch: bool, request: GenerationRequest | None = None
-    ) -> Availability:
-        if self.engine(request) == "stable-audio-tools":
-            from .sat import checkpoint_state
-
-            return checkpoint_state(model, self.settings, allow_fetch=allow_fetch)
-        if model in self._cache:
-            return Availability(True)
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
         return checkpoint_availability(
-            self.name,
+            self.owner.name,
             model,
             self.settings,
             marker="model_index.json",
@@ -187,25 +130,25 @@ class StableAudioBackend(Backend):
             access_note=GATED if model == OPEN_1_0 else "",
         )
 
-    # --- loading ----------------------------------------------------------------------------------
-    def load(self, model: str) -> LoadedPipeline:
-        """Load (or reuse) a pipeline; the least recently used is dropped past `max_loaded_models` or the
-        client's model memory budget."""
-        device = pick_device(self.settings.get("device", "auto"))
-        return self._cache.get(
-            model, lambda: self._load(model), device=device, estimate=lambda: weights_on_disk(self._folder(model))
-        )
-
     def _folder(self, model: str) -> str:
         return resolve_checkpoint(
-            self.name, model, self.settings, marker="model_index.json", access_note=GATED if model == OPEN_1_0 else ""
+            self.owner.name,
+            model,
+            self.settings,
+            marker="model_index.json",
+            access_note=GATED if model == OPEN_1_0 else "",
         )
 
-    def _load(self, model: str) -> LoadedPipeline:
+    def weights_size(self, model: str) -> int:
+        return weights_on_disk(self._folder(model))
+
+    def nbytes(self, loaded: LoadedPipeline) -> int:
+        return module_bytes(*loaded.pipeline.components.values())
+
+    def load_on(self, model: str, device: str) -> LoadedPipeline:
         from diffusers import StableAudioPipeline
 
         folder = self._folder(model)
-        device = pick_device(self.settings.get("device", "auto"))
         pipeline = StableAudioPipeline.from_pretrained(
             folder, dtype=pick_dtype(self.settings.get("dtype", "auto"), device), local_files_only=True
         ).to(device)
@@ -221,32 +164,28 @@ class StableAudioBackend(Backend):
             lock=threading.Lock(),
         )
 
-    def unload(self, model: str | None = None) -> None:
-        """Forget one loaded pipeline, or all of them (either engine)."""
-        self._cache.unload(model)
-        if self._sat_engine is not None:
-            self._sat_engine.unload(model)
+    def prepare(self, request: GenerationRequest) -> dict[str, Any]:
+        return _extra(request)
 
-    def close(self) -> None:
-        self.unload()
-
-    # --- generation -------------------------------------------------------------------------------
-    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+    def run(
+        self,
+        request: GenerationRequest,
+        model: str,
+        loaded: LoadedPipeline,
+        options: dict[str, Any],
+        context: RunContext,
+        load_seconds: float,
+    ) -> RawGeneration:
         import torch
 
-        if self.engine(request) == "stable-audio-tools":
-            return self._sat().generate(request, model, context)  # type: ignore[no-any-return]
-        extra = _extra(request)
-        started = time.perf_counter()
-        loaded = self.load(model)
-        load_seconds = time.perf_counter() - started
+        extra = options
         start_s = float(extra.get("audio_start", 0.0))
         if start_s + request.duration > loaded.max_duration + 1e-9:
             raise InvalidRequestError(
                 f"audio_start + duration ({start_s + request.duration:g} s) is over the "
                 f"{loaded.max_duration:g} s window of {model}",
                 field="duration",
-                provider=self.name,
+                provider=self.owner.name,
             )
         seed = default_seed(request)
         kwargs = self._pipeline_kwargs(request, loaded, extra, start_s)
@@ -274,23 +213,17 @@ class StableAudioBackend(Backend):
         parameters |= batch_info
         if "scheduler" in extra:
             parameters["scheduler"] = extra["scheduler"]
-        tracks = [
-            RawTrack(
-                audio=np.ascontiguousarray(audio[i]),
-                sample_rate=loaded.sample_rate,
-                seed=seed,
-                parameters={**parameters, "batch_index": i},
-            )
-            for i in range(audio.shape[0])
-        ]
         import diffusers
 
-        return RawGeneration(
-            tracks=tracks,
-            model_revision=loaded.revision,
+        return batch_generation(
+            audio,
+            sample_rate=loaded.sample_rate,
+            seed=seed,
+            parameters=parameters,
             device=loaded.device,
-            engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
             load_seconds=load_seconds,
+            revision=loaded.revision,
+            engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
         )
 
     def _batching(self, loaded: LoadedPipeline) -> bool:
@@ -301,7 +234,9 @@ class StableAudioBackend(Backend):
         if setting == "auto":
             return str(loaded.device).startswith("cuda")
         if not isinstance(setting, bool):
-            raise ConfigurationError(f'[providers.{self.name}] batching must be true, false or "auto", not {setting!r}')
+            raise ConfigurationError(
+                f'[providers.{self.owner.name}] batching must be true, false or "auto", not {setting!r}'
+            )
         return setting
 
     def _call(
@@ -408,7 +343,7 @@ class StableAudioBackend(Backend):
                 raise InvalidRequestError(
                     "Stable Audio Open transforms an input clip (variation) but does not continue it",
                     field="audio_prompt_mode",
-                    provider=self.name,
+                    provider=self.owner.name,
                     hint="use audio_prompt_mode='variation'",
                 )
             audio, rate = request.audio_prompt.load()
@@ -418,6 +353,51 @@ class StableAudioBackend(Backend):
             )
             kwargs["initial_audio_sampling_rate"] = loaded.sample_rate
         return kwargs
+
+
+class StableAudioBackend(LocalBackend):
+    """Stable Audio Open through diffusers, or through stable-audio-tools (`engine = "stable-audio-tools"`)."""
+
+    settings_keys = LOCAL_SETTINGS | {"batching", "batch_window", "max_batch_size"}
+
+    name = "stable-audio"
+    description = "Stable Audio Open through diffusers (local)"
+    default_model = OPEN_1_0
+    engine_types: ClassVar[dict[str, Callable[[Any], LocalEngine[Any]]]] = {
+        "diffusers": DiffusersEngine,
+        "stable-audio-tools": _sat_engine,
+    }
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id=OPEN_1_0, description="44.1 kHz stereo, up to 47.55 s", capabilities=_caps())]
+
+    def model_info(self, model: str) -> ModelInfo:
+        if model == SMALL and self.engine() == "stable-audio-tools":
+            return ModelInfo(id=model, capabilities=_caps(max_duration=11.0))
+        if model == SMALL:
+            raise ModelNotAvailableError(
+                self.name,
+                model,
+                "Stable Audio Open Small is published for stable-audio-tools only; diffusers' "
+                "StableAudioPipeline cannot load it",
+                fix="use stabilityai/stable-audio-open-1.0 (the "
+                'stable-audio-tools engine runs it: [providers.stable-audio] engine = "stable-audio-tools")',
+            )
+        if model == OPEN_1_0:
+            return super().model_info(model)
+        index = Path(model).expanduser()
+        if (index / "model_index.json").is_file():
+            transformer = json.loads((index / "transformer" / "config.json").read_text("utf-8"))
+            vae = json.loads((index / "vae" / "config.json").read_text("utf-8"))
+            hop = int(np.prod(vae.get("downsampling_ratios", [2, 4, 4, 8, 8])))
+            rate = int(vae.get("sampling_rate", 44100))
+            return ModelInfo(
+                id=model,
+                capabilities=_caps(
+                    transformer.get("sample_size", 1024) * hop / rate, rate, int(vae.get("audio_channels", 2))
+                ),
+            )
+        return ModelInfo(id=model, capabilities=_caps())
 
 
 @dataclass

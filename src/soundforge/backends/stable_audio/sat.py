@@ -12,7 +12,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,10 @@ from ...audio import resample, to_channels
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from .._compute import run_on_device_thread
-from .._hub import TORCH_RNG_LOCK, ModelCache, files_availability, pick_device
+from .._hub import TORCH_RNG_LOCK, files_availability
 from .._memory import module_bytes
-from ..base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_extra, default_seed, fit_length
+from ..base import Availability, RawGeneration, RunContext, checked_extra, default_seed, fit_length
+from ..local import LocalEngine, batch_generation
 
 RECIPE = "see docs/providers/stable-audio.md (stable-audio-tools engine) for an install recipe"
 FILES = ("model_config.json", "model.safetensors")
@@ -97,30 +97,27 @@ def _options(request: GenerationRequest) -> dict[str, Any]:
     return options
 
 
-class SatEngine:
+class SatEngine(LocalEngine[LoadedSat]):
     """Loads and runs Stable Audio Open through stable-audio-tools for the `stable-audio` backend."""
 
-    def __init__(self, owner: Backend) -> None:
-        self.owner = owner
-        self._cache: ModelCache[LoadedSat] = ModelCache(
-            lambda: int(owner.settings.get("max_loaded_models", 1)),
-            owner=f"{owner.name}:stable-audio-tools",
-            memory=lambda: owner.memory,
-            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model)),
-        )
+    name = "stable-audio-tools"
 
-    def load(self, model: str) -> LoadedSat:
-        """Load (or reuse) a model."""
-        device = pick_device(self.owner.settings.get("device", "auto"))
-        return self._cache.get(
-            model, lambda: self._load(model, device), device=device, estimate=lambda: _weights_size(model)
-        )
+    def availability(self) -> Availability:
+        return sat_availability()
 
-    def unload(self, model: str | None = None) -> None:
-        """Forget one loaded model, or all of them."""
-        self._cache.unload(model)
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        return checkpoint_state(model, self.settings, allow_fetch=allow_fetch)
 
-    def _load(self, model: str, device: str) -> LoadedSat:
+    def weights_size(self, model: str) -> int:
+        return _weights_size(model)
+
+    def nbytes(self, loaded: LoadedSat) -> int:
+        return module_bytes(loaded.model)
+
+    def prepare(self, request: GenerationRequest) -> dict[str, Any]:
+        return _options(request)
+
+    def load_on(self, model: str, device: str) -> LoadedSat:
         state = checkpoint_state(model, self.owner.settings, allow_fetch=True)
         if not state.available:
             raise ModelNotAvailableError(self.owner.name, model, state.reason, fix=state.fix)
@@ -146,15 +143,19 @@ class SatEngine:
             rectified_flow=getattr(net, "diffusion_objective", "v") in ("rectified_flow", "rf_denoiser"),
         )
 
-    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+    def run(
+        self,
+        request: GenerationRequest,
+        model: str,
+        loaded: LoadedSat,
+        options: dict[str, Any],
+        context: RunContext,
+        load_seconds: float,
+    ) -> RawGeneration:
         """Run one request through `generate_diffusion_cond`."""
         import torch
         from stable_audio_tools.inference.generation import generate_diffusion_cond
 
-        options = _options(request)
-        started = time.perf_counter()
-        loaded = self.load(model)
-        load_seconds = time.perf_counter() - started
         if request.duration > loaded.max_duration + 1e-9:
             raise InvalidRequestError(
                 f"duration {request.duration:g} s is over the {loaded.max_duration:g} s window of {model}",
@@ -222,19 +223,13 @@ class SatEngine:
         }
         if request.negative_prompt is not None:
             parameters["negative_prompt"] = request.negative_prompt
-        tracks = [
-            RawTrack(
-                audio=np.ascontiguousarray(audio_out[i], dtype=np.float32),
-                sample_rate=loaded.sample_rate,
-                seed=seed,
-                parameters={**parameters, "batch_index": i},
-            )
-            for i in range(audio_out.shape[0])
-        ]
         from importlib.metadata import version
 
-        return RawGeneration(
-            tracks=tracks,
+        return batch_generation(
+            audio_out,
+            sample_rate=loaded.sample_rate,
+            seed=seed,
+            parameters=parameters,
             device=loaded.device,
             load_seconds=load_seconds,
             engine_versions={"torch": torch.__version__, "stable-audio-tools": version("stable-audio-tools")},
