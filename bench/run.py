@@ -66,7 +66,7 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
     spec = f"musicgen:{folder}"
     client.generate(prompt, provider=spec, duration=0.1, seed=0)  # load once, like a warm server
 
-    loaded = client.backend("musicgen").load(str(folder))  # the same weights in memory: a fair comparison
+    loaded = client.backend("musicgen").strategy().load(str(folder))  # the same weights in memory: a fair comparison
     model, inputs = loaded.model, loaded.tokenizer([prompt], return_tensors="pt")
     frames = int(np.ceil(seconds * 50))
 
@@ -127,7 +127,7 @@ def musicgen_batching_rows(client, spec: str, folder: Path, seconds: float = 2.0
     # The engine's own ceiling, same weights, same thread: one generate() for the 4 prompts vs 4 calls.
     import torch
 
-    loaded = batched.backend("musicgen").load(str(folder))
+    loaded = batched.backend("musicgen").strategy().load(str(folder))
     new_tokens = math.ceil(seconds * loaded.frame_rate) + loaded.delay
 
     def direct(texts: list[str]) -> None:
@@ -318,7 +318,7 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
     )
     client = Client(Config.load(user_file=False, providers={"stable-audio": {"device": "cpu"}}))
     spec = f"stable-audio:{folder}"
-    pipe = client.backend("stable-audio").load(str(folder)).pipeline  # same object for the direct call
+    pipe = client.backend("stable-audio").strategy().load(str(folder)).pipeline  # same object for the direct call
 
     def direct() -> np.ndarray:
         with torch.inference_mode():

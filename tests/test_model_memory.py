@@ -65,11 +65,11 @@ def test_budget_evicts_least_recently_used_across_backends(tiny) -> None:
     ]
     assert c.memory.used("cpu") <= budget
     backend = c.backend("musicgen")
-    assert tiny["stereo"] not in backend._cache and tiny["mono"] in backend._cache
+    assert tiny["stereo"] not in backend.strategy().cache and tiny["mono"] in backend.strategy().cache
     # A second request for a loaded model never reloads it (the same object serves it).
-    before = backend.load(tiny["mono"])
+    before = backend.strategy().load(tiny["mono"])
     generate(c, f"musicgen:{tiny['mono']}")
-    assert backend.load(tiny["mono"]) is before
+    assert backend.strategy().load(tiny["mono"]) is before
     # Explicit unload: one model, then everything.
     c.unload("stable-audio")
     assert [m.provider for m in c.loaded_models()] == ["musicgen"]

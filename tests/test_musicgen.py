@@ -168,13 +168,14 @@ def test_model_cache_and_unload(checkpoints) -> None:
     spec = f"musicgen:{checkpoints['mono']}"
     c.generate("x", provider=spec, duration=0.02, seed=1)
     backend = c.backend("musicgen")
-    first = backend.load(checkpoints["mono"])
+    engine = backend.strategy()
+    first = engine.load(checkpoints["mono"])
     c.generate("x", provider=spec, duration=0.02, seed=1)
-    assert backend.load(checkpoints["mono"]) is first  # reused, not reloaded
+    assert engine.load(checkpoints["mono"]) is first  # reused, not reloaded
     c.generate("x", provider=f"musicgen:{checkpoints['stereo']}", duration=0.02, seed=1)
-    assert backend._cache.keys() == [checkpoints["stereo"]]
+    assert engine.cache.keys() == [checkpoints["stereo"]]
     backend.unload()
-    assert not backend._cache.keys()
+    assert not engine.cache.keys()
 
 
 def test_missing_weights_fail_fast_with_the_fix(tmp_path) -> None:
@@ -204,7 +205,7 @@ def test_extra_validation_and_policy(checkpoints) -> None:
     commercial = Client(Config.load(user_file=False), policy=LicensePolicy.commercial(), registry=declared)
     with pytest.raises(LicensePolicyError, match=r"CC-BY-NC-4\.0"):
         commercial.generate("x", provider=spec, duration=0.02)
-    assert "musicgen" not in commercial._backends or not commercial.backend("musicgen")._cache.keys()
+    assert not commercial.loaded_models()  # refused before anything loaded
 
 
 def test_missing_extra_is_reported(monkeypatch) -> None:

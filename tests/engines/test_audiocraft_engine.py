@@ -28,7 +28,9 @@ def test_identical_to_the_direct_audiocraft_call(musicgen) -> None:
     g = musicgen.generate(
         "calm piano with strings", provider="musicgen:debug", duration=1.0, seed=42, top_k=50, guidance=2.0
     )
-    net = musicgen.backend("musicgen")._audiocraft().load("debug").model  # the same weights: a fair comparison
+    net = (
+        musicgen.backend("musicgen").engine_named("audiocraft").load("debug").model
+    )  # the same weights: a fair comparison
     net.set_generation_params(duration=1.0, top_k=50, cfg_coef=2.0)
     torch.manual_seed(42)
     with torch.inference_mode():
@@ -131,7 +133,7 @@ def test_multiband_diffusion_decoder(tmp_path) -> None:
     plain = c.generate("calm piano", provider="musicgen:debug", duration=0.48, seed=9)
     assert a.audio.shape == plain.audio.shape == (1, 15360) and np.array_equal(a.audio, b.audio)
     assert not np.allclose(a.audio, plain.audio) and a.provenance.parameters["decoder"] == "multiband-diffusion"
-    engine = c.backend("musicgen")._audiocraft()
+    engine = c.backend("musicgen").engine_named("audiocraft")
     net = engine.load("debug").model
     diffusion = engine.multiband_diffusion("debug", engine.load("debug"))
     net.set_generation_params(duration=0.48)

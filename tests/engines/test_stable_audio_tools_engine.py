@@ -50,7 +50,9 @@ def test_identical_to_the_direct_stable_audio_tools_call(sat, folder) -> None:
         guidance=5.0,
         negative_prompt="low quality",
     )
-    model = sat.backend("stable-audio").engine_named("stable-audio-tools").load(folder).model  # the same weights: a fair comparison
+    model = (
+        sat.backend("stable-audio").engine_named("stable-audio-tools").load(folder).model
+    )  # the same weights: a fair comparison
     conditioning = [{"prompt": "rain on a tin roof", "seconds_start": 0, "seconds_total": 0.75}]
     negative = [{"prompt": "low quality", "seconds_start": 0, "seconds_total": 0.75}]
     with contextlib.redirect_stdout(io.StringIO()), torch.inference_mode():

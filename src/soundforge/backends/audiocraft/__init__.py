@@ -11,10 +11,10 @@ docs/providers/audiocraft.md.
 from __future__ import annotations
 
 import importlib.util
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -23,19 +23,19 @@ from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from .._compute import run_on_device_thread
-from .._hub import TORCH_RNG_LOCK, ModelCache, files_availability, pick_device
+from .._hub import TORCH_RNG_LOCK, files_availability
 from .._memory import module_bytes
 from ..base import (
     LOCAL_SETTINGS,
     Availability,
     Backend,
     RawGeneration,
-    RawTrack,
     RunContext,
     checked_extra,
     default_seed,
     fit_length,
 )
+from ..local import LocalBackend, LocalEngine, batch_generation
 
 RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
@@ -124,30 +124,34 @@ def _checkpoint_globals() -> list[Any]:
     ]
 
 
-class AudiocraftEngine:
+class AudiocraftEngine(LocalEngine[LoadedAudiocraft]):
     """Loads and runs one audiocraft model family ("musicgen" or "audiogen") for a backend."""
 
-    def __init__(self, family: str, owner: Backend) -> None:
-        self.family = family
-        self.owner = owner
-        self._cache: ModelCache[LoadedAudiocraft] = ModelCache(
-            lambda: int(owner.settings.get("max_loaded_models", 1)),
-            owner=f"{owner.name}:audiocraft",
-            memory=lambda: owner.memory,
-            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model.lm, loaded.model.compression_model)),
-        )
+    name = "audiocraft"
+
+    def __init__(self, owner: Backend, family: str | None = None) -> None:
+        super().__init__(owner)
+        self.family = family or owner.name
         self._decoders: dict[str, Any] = {}  # model id -> MultiBandDiffusion over that model's codec
 
-    def load(self, model: str) -> LoadedAudiocraft:
-        """Load (or reuse) a model through audiocraft's `get_pretrained`."""
-        device = pick_device(self.owner.settings.get("device", "auto"))
-        return self._cache.get(
-            model, lambda: self._load(model, device), device=device, estimate=lambda: _weights_size(model)
-        )
+    def availability(self) -> Availability:
+        return audiocraft_availability()
+
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        return checkpoint_state(self.owner.name, model, self.settings, allow_fetch=allow_fetch)
+
+    def weights_size(self, model: str) -> int:
+        return _weights_size(model)
+
+    def nbytes(self, loaded: LoadedAudiocraft) -> int:
+        return module_bytes(loaded.model.lm, loaded.model.compression_model)
+
+    def prepare(self, request: GenerationRequest) -> dict[str, Any]:
+        return extra_options(self.owner.name, request, self.settings)
 
     def unload(self, model: str | None = None) -> None:
-        """Forget one loaded model, or all of them."""
-        self._cache.unload(model)
+        """Forget one loaded model, or all of them, with their diffusion decoders."""
+        super().unload(model)
         for key in [k for k in self._decoders if model is None or k == model]:
             del self._decoders[key]
 
@@ -191,7 +195,7 @@ class AudiocraftEngine:
             self._decoders[model] = MultiBandDiffusion(DPs=processes, codec_model=loaded.model.compression_model)
         return self._decoders[model]
 
-    def _load(self, model: str, device: str) -> LoadedAudiocraft:
+    def load_on(self, model: str, device: str) -> LoadedAudiocraft:
         state = checkpoint_state(self.owner.name, model, self.owner.settings, allow_fetch=True)
         if not state.available:
             raise ModelNotAvailableError(self.owner.name, model, state.reason, fix=state.fix)
@@ -211,14 +215,18 @@ class AudiocraftEngine:
             melody="self_wav" in conditioners,
         )
 
-    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+    def run(
+        self,
+        request: GenerationRequest,
+        model: str,
+        loaded: LoadedAudiocraft,
+        options: dict[str, Any],
+        context: RunContext,
+        load_seconds: float,
+    ) -> RawGeneration:
         """Run one request through audiocraft and return its tracks."""
         import torch
 
-        options = extra_options(self.owner.name, request, self.owner.settings)
-        started = time.perf_counter()
-        loaded = self.load(model)
-        load_seconds = time.perf_counter() - started
         if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
             raise InvalidRequestError(
                 f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
@@ -300,19 +308,13 @@ class AudiocraftEngine:
             "seed_scope": "batch",
             "batch_size": request.num_outputs,
         }
-        tracks = [
-            RawTrack(
-                audio=np.ascontiguousarray(audio[i], dtype=np.float32),
-                sample_rate=loaded.sample_rate,
-                seed=seed,
-                parameters={**parameters, "batch_index": i},
-            )
-            for i in range(audio.shape[0])
-        ]
         import audiocraft
 
-        return RawGeneration(
-            tracks=tracks,
+        return batch_generation(
+            audio,
+            sample_rate=loaded.sample_rate,
+            seed=seed,
+            parameters=parameters,
             device=loaded.device,
             load_seconds=load_seconds,
             engine_versions={"torch": torch.__version__, "audiocraft": audiocraft.__version__},
@@ -376,7 +378,7 @@ def audiogen_caps(max_duration: float = 600.0) -> Capabilities:
     )
 
 
-class AudiogenBackend(Backend):
+class AudiogenBackend(LocalBackend):
     """Meta AudioGen (text to sound effects) through audiocraft."""
 
     settings_keys = LOCAL_SETTINGS | {"extend_stride", "decoder", "mbd_model"}
@@ -384,13 +386,14 @@ class AudiogenBackend(Backend):
     name = "audiogen"
     description = "Meta AudioGen through audiocraft (local, sound effects)"
     default_model = "facebook/audiogen-medium"
+    engine_types: ClassVar[dict[str, Callable[[Any], LocalEngine[Any]]]] = {"audiocraft": AudiocraftEngine}
 
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        super().__init__(settings)
-        self.runner = AudiocraftEngine("audiogen", self)
-
-    def availability(self, request: GenerationRequest | None = None) -> Availability:
-        return audiocraft_availability()
+    @property
+    def runner(self) -> AudiocraftEngine:
+        """The audiocraft engine (AudioGen's only one)."""
+        engine = self.engine_named("audiocraft")
+        assert isinstance(engine, AudiocraftEngine)
+        return engine
 
     def models(self) -> list[ModelInfo]:
         return [
@@ -403,18 +406,3 @@ class AudiogenBackend(Backend):
 
     def model_info(self, model: str) -> ModelInfo:
         return ModelInfo(id=model, capabilities=audiogen_caps())
-
-    def model_availability(
-        self, model: str, *, allow_fetch: bool, request: GenerationRequest | None = None
-    ) -> Availability:
-        return checkpoint_state(self.name, model, self.settings, allow_fetch=allow_fetch)
-
-    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
-        return self.runner.generate(request, model, context)
-
-    def unload(self, model: str | None = None) -> None:
-        """Forget one loaded model, or all of them."""
-        self.runner.unload(model)
-
-    def close(self) -> None:
-        self.unload()

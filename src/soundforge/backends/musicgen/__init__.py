@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,9 +26,7 @@ from .._batching import Batcher
 from .._compute import run_on_device_thread
 from .._hub import (
     TORCH_RNG_LOCK,
-    ModelCache,
     checkpoint_availability,
-    pick_device,
     pick_dtype,
     resolve_checkpoint,
     revision,
@@ -40,12 +38,12 @@ from ..base import (
     Backend,
     ProgressEvent,
     RawGeneration,
-    RawTrack,
     RunContext,
     checked_extra,
     default_seed,
     fit_length,
 )
+from ..local import LocalBackend, LocalEngine, batch_generation
 from .chroma import melody_chroma
 
 EXTRA = 'pip install "soundforge[musicgen]"'
@@ -100,112 +98,41 @@ class LoadedModel:
     chroma_length: int | None
 
 
-class MusicgenBackend(Backend):
-    """MusicGen through transformers' `MusicgenForConditionalGeneration` / `MusicgenMelodyForConditionalGeneration`."""
+class TransformersEngine(LocalEngine[LoadedModel]):
+    """MusicGen through transformers' `MusicgenForConditionalGeneration` / `MusicgenMelodyForConditionalGeneration`
+    (the default engine): batching of concurrent requests, continuation, melody, long-form by extension."""
 
-    # The transformers engine's settings, and the audiocraft engine's (engine = "audiocraft").
-    settings_keys = LOCAL_SETTINGS | {
-        "batching",
-        "batch_window",
-        "max_batch_size",
-        "extend_stride",
-        "window",
-        "decoder",
-        "mbd_model",
-    }
+    name = "transformers"
 
-    name = "musicgen"
-    description = "Meta MusicGen / MusicGen-Melody through transformers (local)"
-    default_model = "facebook/musicgen-small"
-    engines = ("transformers", "audiocraft")
-
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        super().__init__(settings)
-        self._cache: ModelCache[LoadedModel] = ModelCache(
-            lambda: int(self.settings.get("max_loaded_models", 1)),
-            owner=self.name,
-            memory=lambda: self.memory,
-            footprint=lambda loaded: (loaded.device, module_bytes(loaded.model)),
-        )
+    def __init__(self, owner: Backend) -> None:
+        super().__init__(owner, cache_label=owner.name)
         self._batcher: Batcher[_BatchItem, tuple[Any, int, dict[str, Any]]] = Batcher(
             self._run_batch,
             window=float(self.settings.get("batch_window", 0.02)),
             max_batch=int(self.settings.get("max_batch_size", 8)),
         )
-        self._audiocraft_engine: Any = None
 
-    # --- declared facts ---------------------------------------------------------------------------
-    def _audiocraft(self) -> Any:
-        if self._audiocraft_engine is None:
-            from ..audiocraft import AudiocraftEngine
-
-            self._audiocraft_engine = AudiocraftEngine("musicgen", self)
-        return self._audiocraft_engine
-
-    def availability(self, request: GenerationRequest | None = None) -> Availability:
-        if self.engine(request) == "audiocraft":
-            from ..audiocraft import audiocraft_availability
-
-            return audiocraft_availability()
+    def availability(self) -> Availability:
         missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
         if missing:
             return Availability(False, f"{' and '.join(missing)} not installed", fix=EXTRA)
         return Availability(True)
 
-    def models(self) -> list[ModelInfo]:
-        return [
-            ModelInfo(
-                id=mid,
-                description=("stereo " if st else "mono ") + ("melody-conditioned" if me else ""),
-                capabilities=_caps(stereo=st, melody=me),
-            )
-            for mid, (st, me) in HUB_MODELS.items()
-        ]
-
-    def model_info(self, model: str) -> ModelInfo:
-        if model in HUB_MODELS:
-            return super().model_info(model)
-        config = _local_config(model)
-        if config is None:  # an unknown hub id: assume the common case, confirmed at load time
-            return ModelInfo(id=model, capabilities=_caps(stereo="stereo" in model, melody="melody" in model))
-        audio = config.get("audio_encoder", {})
-        decoder = config.get("decoder", {})
-        sample_rate = int(audio.get("sampling_rate", 32000))
-        hop = int(np.prod(audio.get("upsampling_ratios", [8, 5, 4, 4])))
-        return ModelInfo(
-            id=model,
-            capabilities=_caps(
-                stereo=decoder.get("audio_channels", 1) == 2,
-                melody=config.get("model_type") == "musicgen_melody",
-                sample_rate=sample_rate,
-                frame_rate=math.ceil(sample_rate / hop),
-            ),
-        )
-
-    # --- loading ----------------------------------------------------------------------------------
-    def model_availability(
-        self, model: str, *, allow_fetch: bool, request: GenerationRequest | None = None
-    ) -> Availability:
-        if self.engine(request) == "audiocraft":
-            from ..audiocraft import checkpoint_state
-
-            return checkpoint_state(self.name, model, self.settings, allow_fetch=allow_fetch)
-        if model in self._cache:
-            return Availability(True)
-        return checkpoint_availability(self.name, model, self.settings, marker="config.json", allow_fetch=allow_fetch)
-
-    def load(self, model: str) -> LoadedModel:
-        """Load (or reuse) a checkpoint; the least recently used is dropped past `max_loaded_models` or the
-        client's model memory budget."""
-        device = pick_device(self.settings.get("device", "auto"))
-        return self._cache.get(
-            model, lambda: self._load(model), device=device, estimate=lambda: weights_on_disk(self._folder(model))
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        return checkpoint_availability(
+            self.owner.name, model, self.settings, marker="config.json", allow_fetch=allow_fetch
         )
 
     def _folder(self, model: str) -> str:
-        return resolve_checkpoint(self.name, model, self.settings, marker="config.json")
+        return resolve_checkpoint(self.owner.name, model, self.settings, marker="config.json")
 
-    def _load(self, model: str) -> LoadedModel:
+    def weights_size(self, model: str) -> int:
+        return weights_on_disk(self._folder(model))
+
+    def nbytes(self, loaded: LoadedModel) -> int:
+        return module_bytes(loaded.model)
+
+    def load_on(self, model: str, device: str) -> LoadedModel:
         from transformers import (
             AutoConfig,
             AutoTokenizer,
@@ -217,7 +144,6 @@ class MusicgenBackend(Backend):
         config = AutoConfig.from_pretrained(folder)
         melody = config.model_type == "musicgen_melody"
         cls: Any = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
-        device = pick_device(self.settings.get("device", "auto"))
         net = cls.from_pretrained(folder, dtype=pick_dtype(self.settings.get("dtype", "auto"), device))
         channels = int(config.decoder.audio_channels)
         return LoadedModel(
@@ -233,28 +159,23 @@ class MusicgenBackend(Backend):
             chroma_length=getattr(config, "chroma_length", None),
         )
 
-    def unload(self, model: str | None = None) -> None:
-        """Forget one loaded model, or all of them (either engine)."""
-        self._cache.unload(model)
-        if self._audiocraft_engine is not None:
-            self._audiocraft_engine.unload(model)
+    def prepare(self, request: GenerationRequest) -> dict[str, Any]:
+        return _extra_options(request, self.settings)
 
-    def close(self) -> None:
-        self.unload()
-
-    # --- generation -------------------------------------------------------------------------------
-    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
-        if self.engine(request) == "audiocraft":
-            return self._audiocraft().generate(request, model, context)  # type: ignore[no-any-return]
-        options = _extra_options(request, self.settings)
-        started = time.perf_counter()
-        loaded = self.load(model)
-        load_seconds = time.perf_counter() - started
+    def run(
+        self,
+        request: GenerationRequest,
+        model: str,
+        loaded: LoadedModel,
+        options: dict[str, Any],
+        context: RunContext,
+        load_seconds: float,
+    ) -> RawGeneration:
         if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
             raise InvalidRequestError(
                 f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
                 field="channels" if request.channels else "sample_rate",
-                provider=self.name,
+                provider=self.owner.name,
             )
         seed = default_seed(request)
         kwargs = self._generate_kwargs(request, loaded, options)
@@ -297,24 +218,18 @@ class MusicgenBackend(Backend):
         if request.duration > options["window"]:
             parameters |= {"window": options["window"], "extend_stride": options["extend_stride"]}
         parameters |= batch_info
-        tracks = [
-            RawTrack(
-                audio=np.ascontiguousarray(audio[i], dtype=np.float32),
-                sample_rate=loaded.sample_rate,
-                seed=seed,
-                parameters={**parameters, "batch_index": i},
-            )
-            for i in range(audio.shape[0])
-        ]
         import torch
         import transformers
 
-        return RawGeneration(
-            tracks=tracks,
-            model_revision=loaded.revision,
+        return batch_generation(
+            audio,
+            sample_rate=loaded.sample_rate,
+            seed=seed,
+            parameters=parameters,
             device=loaded.device,
-            engine_versions={"torch": torch.__version__, "transformers": transformers.__version__},
             load_seconds=load_seconds,
+            revision=loaded.revision,
+            engine_versions={"torch": torch.__version__, "transformers": transformers.__version__},
         )
 
     def _batchable(self, request: GenerationRequest, options: dict[str, Any]) -> bool:
@@ -420,7 +335,7 @@ class MusicgenBackend(Backend):
             raise InvalidRequestError(
                 "MusicGen continues an audio prompt but cannot make variations of it",
                 field="audio_prompt_mode",
-                provider=self.name,
+                provider=self.owner.name,
                 hint="use audio_prompt_mode='continuation'",
             )
         prompt = self._prompt_audio(request, loaded)
@@ -430,12 +345,12 @@ class MusicgenBackend(Backend):
                 f"the audio prompt ({prompt_seconds:.2f} s) is not shorter than the requested "
                 f"duration ({request.duration:g} s); duration counts the prompt too",
                 field="duration",
-                provider=self.name,
+                provider=self.owner.name,
             )
         window = _extra_options(request, self.settings)["window"]
         if request.duration > window:
             raise InvalidRequestError(
-                f"continuation output is limited to the {window:g} s window", field="duration", provider=self.name
+                f"continuation output is limited to the {window:g} s window", field="duration", provider=self.owner.name
             )
         batch = np.repeat(prompt[None], request.num_outputs, axis=0)
         new_frames = self._frames(request.duration - prompt_seconds, loaded)
@@ -454,7 +369,7 @@ class MusicgenBackend(Backend):
             raise InvalidRequestError(
                 "long-form generation is not available for melody models",
                 field="duration",
-                provider=self.name,
+                provider=self.owner.name,
                 hint=f"ask for at most {options['window']:g} s",
             )
         sr, window, stride = loaded.sample_rate, options["window"], options["extend_stride"]
@@ -492,6 +407,65 @@ class MusicgenBackend(Backend):
             chroma = chroma[: loaded.chroma_length]
         batch = np.repeat(chroma[None], request.num_outputs, axis=0)
         return torch.from_numpy(batch).to(loaded.device, loaded.model.dtype)
+
+
+def _audiocraft_engine(owner: Backend) -> LocalEngine[Any]:
+    from ..audiocraft import AudiocraftEngine  # only when asked for: audiocraft is an optional install
+
+    return AudiocraftEngine(owner)
+
+
+class MusicgenBackend(LocalBackend):
+    """MusicGen through transformers' `MusicgenForConditionalGeneration` / `MusicgenMelodyForConditionalGeneration`."""
+
+    # The transformers engine's settings, and the audiocraft engine's (engine = "audiocraft").
+    settings_keys = LOCAL_SETTINGS | {
+        "batching",
+        "batch_window",
+        "max_batch_size",
+        "extend_stride",
+        "window",
+        "decoder",
+        "mbd_model",
+    }
+
+    name = "musicgen"
+    description = "Meta MusicGen / MusicGen-Melody through transformers (local)"
+    default_model = "facebook/musicgen-small"
+    engine_types: ClassVar[dict[str, Callable[[Any], LocalEngine[Any]]]] = {
+        "transformers": TransformersEngine,
+        "audiocraft": _audiocraft_engine,
+    }
+
+    def models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(
+                id=mid,
+                description=("stereo " if st else "mono ") + ("melody-conditioned" if me else ""),
+                capabilities=_caps(stereo=st, melody=me),
+            )
+            for mid, (st, me) in HUB_MODELS.items()
+        ]
+
+    def model_info(self, model: str) -> ModelInfo:
+        if model in HUB_MODELS:
+            return super().model_info(model)
+        config = _local_config(model)
+        if config is None:  # an unknown hub id: assume the common case, confirmed at load time
+            return ModelInfo(id=model, capabilities=_caps(stereo="stereo" in model, melody="melody" in model))
+        audio = config.get("audio_encoder", {})
+        decoder = config.get("decoder", {})
+        sample_rate = int(audio.get("sampling_rate", 32000))
+        hop = int(np.prod(audio.get("upsampling_ratios", [8, 5, 4, 4])))
+        return ModelInfo(
+            id=model,
+            capabilities=_caps(
+                stereo=decoder.get("audio_channels", 1) == 2,
+                melody=config.get("model_type") == "musicgen_melody",
+                sample_rate=sample_rate,
+                frame_rate=math.ceil(sample_rate / hop),
+            ),
+        )
 
 
 def _progress_criteria(contexts: list[RunContext], done: int, total: int) -> Any:
