@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
+from ..audio import AudioArray, resample, to_channels
+from ..errors import InvalidRequestError
 from ..request import GenerationRequest
 from ._hub import ModelCache, pick_device
 from .base import Availability, Backend, RawGeneration, RawTrack, RunContext
@@ -147,6 +149,35 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self.unload()
+
+
+def check_output_format(request: GenerationRequest, model: str, channels: int, sample_rate: int, provider: str) -> None:
+    """Refuse a request for a channel count or rate other than the loaded model makes (known only once loaded)."""
+    if request.channels not in (None, channels) or request.sample_rate not in (None, sample_rate):
+        raise InvalidRequestError(
+            f"{model} makes {channels}-channel audio at {sample_rate} Hz",
+            field="channels" if request.channels else "sample_rate",
+            provider=provider,
+        )
+
+
+def input_clip(request: GenerationRequest, sample_rate: int, channels: int) -> AudioArray:
+    """The request's audio prompt at the model's rate and channel count."""
+    assert request.audio_prompt is not None
+    audio, rate = request.audio_prompt.load()
+    return to_channels(resample(audio, rate, sample_rate), channels)
+
+
+def variation_clip(request: GenerationRequest, sample_rate: int, channels: int, provider: str) -> AudioArray:
+    """The audio prompt of a model that transforms a clip but cannot continue one (Stable Audio Open)."""
+    if request.audio_prompt_mode == "continuation":
+        raise InvalidRequestError(
+            "Stable Audio Open transforms an input clip (variation) but does not continue it",
+            field="audio_prompt_mode",
+            provider=provider,
+            hint="use audio_prompt_mode='variation'",
+        )
+    return input_clip(request, sample_rate, channels)
 
 
 def batch_generation(

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...audio import resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
@@ -35,7 +34,7 @@ from ..base import (
     default_seed,
     fit_length,
 )
-from ..local import LocalBackend, LocalEngine, batch_generation
+from ..local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
 
 RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
@@ -227,12 +226,7 @@ class AudiocraftEngine(LocalEngine[LoadedAudiocraft]):
         """Run one request through audiocraft and return its tracks."""
         import torch
 
-        if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
-            raise InvalidRequestError(
-                f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
-                field="channels" if request.channels else "sample_rate",
-                provider=self.owner.name,
-            )
+        check_output_format(request, model, loaded.channels, loaded.sample_rate, self.owner.name)
         if request.melody is not None and not loaded.melody:
             raise InvalidRequestError(
                 f"{model} has no melody (chroma) conditioner",
@@ -330,9 +324,7 @@ class AudiocraftEngine(LocalEngine[LoadedAudiocraft]):
                 provider=self.owner.name,
                 hint="use audio_prompt_mode='continuation'",
             )
-        assert request.audio_prompt is not None
-        audio, rate = request.audio_prompt.load()
-        prompt = to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
+        prompt = input_clip(request, loaded.sample_rate, loaded.channels)
         if prompt.shape[1] / loaded.sample_rate >= request.duration:
             raise InvalidRequestError(
                 "the audio prompt is not shorter than the requested duration; duration counts the prompt too",

@@ -43,7 +43,7 @@ from ..base import (
     default_seed,
     fit_length,
 )
-from ..local import LocalBackend, LocalEngine, batch_generation
+from ..local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
 from .chroma import melody_chroma
 
 EXTRA = 'pip install "soundforge[musicgen]"'
@@ -171,12 +171,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         context: RunContext,
         load_seconds: float,
     ) -> RawGeneration:
-        if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
-            raise InvalidRequestError(
-                f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
-                field="channels" if request.channels else "sample_rate",
-                provider=self.owner.name,
-            )
+        check_output_format(request, model, loaded.channels, loaded.sample_rate, self.owner.name)
         seed = default_seed(request)
         kwargs = self._generate_kwargs(request, loaded, options)
         total = round(request.duration * loaded.sample_rate)
@@ -322,11 +317,6 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         out = loaded.model.generate(**call, max_new_tokens=steps, stopping_criteria=StoppingCriteriaList([progress]))
         return out.float().cpu().numpy()
 
-    def _prompt_audio(self, request: GenerationRequest, loaded: LoadedModel) -> AudioArray:
-        assert request.audio_prompt is not None
-        audio, rate = request.audio_prompt.load()
-        return to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
-
     def _continue(
         self, request: GenerationRequest, loaded: LoadedModel, kwargs: dict[str, Any], context: RunContext
     ) -> Any:
@@ -338,7 +328,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
                 provider=self.owner.name,
                 hint="use audio_prompt_mode='continuation'",
             )
-        prompt = self._prompt_audio(request, loaded)
+        prompt = input_clip(request, loaded.sample_rate, loaded.channels)
         prompt_seconds = prompt.shape[1] / loaded.sample_rate
         if prompt_seconds >= request.duration:
             raise InvalidRequestError(

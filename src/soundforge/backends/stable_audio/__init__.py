@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...audio import resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import ConfigurationError, InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
@@ -37,7 +36,7 @@ from ..base import (
     default_seed,
     fit_length,
 )
-from ..local import LocalBackend, LocalEngine, batch_generation
+from ..local import LocalBackend, LocalEngine, batch_generation, variation_clip
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
 OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
@@ -339,15 +338,7 @@ class DiffusersEngine(LocalEngine[LoadedPipeline]):
         if "eta" in extra:
             kwargs["eta"] = float(extra["eta"])
         if request.audio_prompt is not None:
-            if request.audio_prompt_mode == "continuation":
-                raise InvalidRequestError(
-                    "Stable Audio Open transforms an input clip (variation) but does not continue it",
-                    field="audio_prompt_mode",
-                    provider=self.owner.name,
-                    hint="use audio_prompt_mode='variation'",
-                )
-            audio, rate = request.audio_prompt.load()
-            audio = to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
+            audio = variation_clip(request, loaded.sample_rate, loaded.channels, self.owner.name)
             kwargs["initial_audio_waveforms"] = torch.from_numpy(audio[None]).to(
                 loaded.device, loaded.pipeline.vae.dtype
             )

@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ...audio import resample, to_channels
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from .._compute import run_on_device_thread
 from .._hub import TORCH_RNG_LOCK, files_availability
 from .._memory import module_bytes
 from ..base import Availability, RawGeneration, RunContext, checked_extra, default_seed, fit_length
-from ..local import LocalEngine, batch_generation
+from ..local import LocalEngine, batch_generation, check_output_format, variation_clip
 
 RECIPE = "see docs/providers/stable-audio.md (stable-audio-tools engine) for an install recipe"
 FILES = ("model_config.json", "model.safetensors")
@@ -162,12 +161,7 @@ class SatEngine(LocalEngine[LoadedSat]):
                 field="duration",
                 provider=self.owner.name,
             )
-        if request.channels not in (None, loaded.channels) or request.sample_rate not in (None, loaded.sample_rate):
-            raise InvalidRequestError(
-                f"{model} makes {loaded.channels}-channel audio at {loaded.sample_rate} Hz",
-                field="channels" if request.channels else "sample_rate",
-                provider=self.owner.name,
-            )
+        check_output_format(request, model, loaded.channels, loaded.sample_rate, self.owner.name)
         seed = default_seed(request)
         steps = request.steps or 100
         conditioning = [{"prompt": request.prompt, "seconds_start": 0, "seconds_total": request.duration}]
@@ -190,15 +184,7 @@ class SatEngine(LocalEngine[LoadedSat]):
                 {**conditioning[0], "prompt": request.negative_prompt}
             ] * request.num_outputs
         if request.audio_prompt is not None:
-            if request.audio_prompt_mode == "continuation":
-                raise InvalidRequestError(
-                    "Stable Audio Open transforms an input clip (variation) but does not continue it",
-                    field="audio_prompt_mode",
-                    provider=self.owner.name,
-                    hint="use audio_prompt_mode='variation'",
-                )
-            audio, rate = request.audio_prompt.load()
-            audio = to_channels(resample(audio, rate, loaded.sample_rate), loaded.channels)
+            audio = variation_clip(request, loaded.sample_rate, loaded.channels, self.owner.name)
             kwargs["init_audio"] = (loaded.sample_rate, torch.from_numpy(np.ascontiguousarray(audio)))
             kwargs["init_noise_level"] = float(options.get("init_noise_level", 1.0))
 
