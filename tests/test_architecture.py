@@ -71,3 +71,25 @@ def test_private_backends_modules_stay_inside_backends() -> None:
             if d.startswith("soundforge.backends.") and d.rpartition(".")[2].startswith("_")
         }
         assert not private, f"{name} imports {sorted(private)}: use soundforge.backends.runtime / .cloud"
+
+
+def test_every_public_name_and_method_is_documented() -> None:
+    import inspect
+
+    import soundforge
+
+    missing = []
+    for name in soundforge.__all__:
+        obj = getattr(soundforge, name)
+        if name.startswith("__"):
+            continue
+        if not (inspect.getdoc(obj) or "").strip():
+            missing.append(name)
+        if inspect.isclass(obj):
+            for attr, value in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                function = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+                if inspect.isfunction(function) and not (function.__doc__ or "").strip():
+                    missing.append(f"{name}.{attr}")
+    assert not missing, f"document these public names: {missing}"
