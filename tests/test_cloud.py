@@ -277,3 +277,19 @@ def test_async_client_closes_the_connections_it_opened_on_the_callers_loop(stabi
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         asyncio.run(main())
+
+
+def test_extra_is_checked_by_key_and_type_before_any_request(eleven, stability, replicate, fal, downloads) -> None:
+    cases = [
+        ("elevenlabs", eleven, "elevenlabs", {"sign_with_c2pa": "yes"}, "must be bool"),
+        ("elevenlabs", eleven, "elevenlabs", {"colour": 1}, "unknown elevenlabs extra"),
+        ("stability", stability, "stability", {"output_format": 3}, "must be str"),
+        ("fal", fal, "fal:fal-ai/stable-audio", {"seconds": 3}, "extra={'input'"),
+        ("replicate", replicate, "replicate:meta/musicgen", {"input": "not a dict"}, "must be a dict"),
+        ("replicate", replicate, "replicate:meta/musicgen", {"continuation_start": "soon"}, "must be int or float"),
+    ]
+    for name, server, spec, extra, message in cases:
+        before = server.requests
+        with pytest.raises(InvalidRequestError, match=message):
+            cloud(name, server, downloads).generate("x", provider=spec, duration=3, extra=extra)
+        assert server.requests == before, (name, extra)  # refused before anything was sent

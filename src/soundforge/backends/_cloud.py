@@ -14,10 +14,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
 from ..audio import load_audio
-from ..errors import GenerationCancelledError, GenerationTimeoutError, ProviderError, SoundforgeError
+from ..errors import (
+    GenerationCancelledError,
+    GenerationTimeoutError,
+    InvalidRequestError,
+    ProviderError,
+    SoundforgeError,
+)
 from ..request import GenerationRequest
 from ._http import HttpCore, HttpReply, HttpSettings
-from .base import Availability, Backend, RawGeneration, RunContext
+from .base import Availability, Backend, RawGeneration, RunContext, checked_values
 
 T = TypeVar("T")
 
@@ -136,6 +142,28 @@ async def poll_job(
         with contextlib.suppress(Exception):
             await asyncio.shield(cancel())
         raise
+
+
+def model_inputs(
+    request: GenerationRequest, provider: str, known: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An aggregator's `extra`: `extra["input"]`, the hosted model's own inputs passed through as they are, and the
+    other keys checked against `known` (none allowed when None). Returns (inputs, checked keys)."""
+    rest = {key: value for key, value in request.extra.items() if key != "input"}
+    inputs = request.extra.get("input", {})
+    if not isinstance(inputs, dict):
+        raise InvalidRequestError(
+            "extra['input'] must be a dict of the model's inputs", field="extra", provider=provider
+        )
+    if known is None:
+        if rest:
+            raise InvalidRequestError(
+                f"for this model, pass its inputs as extra={{'input': {{...}}}} (not {', '.join(sorted(rest))})",
+                field="extra",
+                provider=provider,
+            )
+        return inputs, {}
+    return inputs, checked_values(rest, known, provider=provider)
 
 
 def decode_reply(reply: HttpReply, provider: str) -> tuple[Any, int]:

@@ -13,7 +13,7 @@ import functools
 import secrets
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,7 +42,14 @@ def checked_extra(
     Unknown keys and wrong types raise InvalidRequestError naming them; an int is accepted (and converted) where
     a float is expected, a bool never stands for a number. Keys set to None count as absent.
     """
-    unknown = set(request.extra) - set(kinds)
+    return checked_values(request.extra, kinds, provider=provider, label=label)
+
+
+def checked_values(
+    extra: Mapping[str, Any], kinds: dict[str, Any], *, provider: str, label: str | None = None
+) -> dict[str, Any]:
+    """`checked_extra` for a mapping of parameters (a part of `extra`)."""
+    unknown = set(extra) - set(kinds)
     if unknown:
         raise InvalidRequestError(
             f"unknown {label or provider} extra parameter(s): {', '.join(sorted(unknown))}",
@@ -52,7 +59,7 @@ def checked_extra(
         )
     checked: dict[str, Any] = {}
     for key, kind in kinds.items():
-        value = request.extra.get(key)
+        value = extra.get(key)
         if value is None:
             continue
         allowed = kind if isinstance(kind, tuple) else (kind,)

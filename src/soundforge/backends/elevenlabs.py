@@ -14,17 +14,17 @@ from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
 from ..request import GenerationRequest
 from ._cloud import CloudBackend, decode_reply
-from .base import RawGeneration, RawTrack, RunContext
+from .base import RawGeneration, RawTrack, RunContext, checked_extra
 
 MODELS = ("music_v1", "music_v2")
 MIN_MS, MAX_MS = 3000, 600000
-EXTRA_KEYS = {
-    "output_format",
-    "composition_plan",
-    "respect_sections_durations",
-    "finetune_id",
-    "finetune_strength",
-    "sign_with_c2pa",
+EXTRA_KEYS: dict[str, Any] = {
+    "output_format": str,
+    "composition_plan": dict,
+    "respect_sections_durations": bool,
+    "finetune_id": str,
+    "finetune_strength": float,
+    "sign_with_c2pa": bool,
 }
 DEFAULT_FORMAT = "mp3_44100_192"
 
@@ -78,15 +78,8 @@ class ElevenLabsBackend(CloudBackend):
         return None
 
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
-        unknown = set(request.extra) - EXTRA_KEYS
-        if unknown:
-            raise InvalidRequestError(
-                f"unknown elevenlabs extra parameter(s): {', '.join(sorted(unknown))}",
-                field="extra",
-                provider=self.name,
-                hint=f"known: {', '.join(sorted(EXTRA_KEYS))}",
-            )
-        output_format = str(request.extra.get("output_format", DEFAULT_FORMAT))
+        extra = checked_extra(request, EXTRA_KEYS, provider=self.name)
+        output_format = str(extra.get("output_format", DEFAULT_FORMAT))
         if not output_format.startswith(("mp3_", "opus_")):
             raise InvalidRequestError(
                 "extra['output_format'] must be an mp3_* or opus_* format (e.g. mp3_44100_192)",
@@ -94,9 +87,9 @@ class ElevenLabsBackend(CloudBackend):
                 provider=self.name,
             )
         body: dict[str, Any] = {"model_id": model}
-        plan = request.extra.get("composition_plan")
+        plan = extra.get("composition_plan")
         if plan is not None:
-            if not isinstance(plan, dict) or "sections" not in plan:
+            if "sections" not in plan:
                 raise InvalidRequestError(
                     "extra['composition_plan'] must be a plan object with 'sections'", field="extra", provider=self.name
                 )
@@ -107,8 +100,8 @@ class ElevenLabsBackend(CloudBackend):
             if request.instrumental is not None:
                 body["force_instrumental"] = request.instrumental
         for key in ("respect_sections_durations", "finetune_id", "finetune_strength", "sign_with_c2pa"):
-            if key in request.extra:
-                body[key] = request.extra[key]
+            if key in extra:
+                body[key] = extra[key]
         reply = await self.http.request(
             "POST", "/v1/music", idempotent=False, context=context, params={"output_format": output_format}, json=body
         )

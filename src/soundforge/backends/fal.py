@@ -16,7 +16,7 @@ from typing import Any
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CloudBackend, decode_reply, poll_job
+from ._cloud import CloudBackend, decode_reply, model_inputs, poll_job
 from .base import RawGeneration, RawTrack, RunContext
 
 STABLE_AUDIO = "fal-ai/stable-audio"
@@ -71,12 +71,7 @@ class FalBackend(CloudBackend):
         return None
 
     def _input(self, request: GenerationRequest, model: str) -> dict[str, Any]:
-        extra = dict(request.extra)
-        passthrough = extra.pop("input", {})
-        if extra or not isinstance(passthrough, dict):
-            raise InvalidRequestError(
-                "pass fal model inputs as extra={'input': {...}}", field="extra", provider=self.name
-            )
+        passthrough, _ = model_inputs(request, self.name)
         data: dict[str, Any] = {"prompt": request.prompt}
         if model == STABLE_AUDIO:
             data["seconds_total"] = math.ceil(request.duration)

@@ -17,11 +17,18 @@ from ..audio import encode, format_for, resample, to_channels
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply, poll_job
+from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply, model_inputs, poll_job
 from .base import RawGeneration, RawTrack, RunContext
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 MUSICGEN = "meta/musicgen"
+#: meta/musicgen's inputs soundforge's request does not cover, by type (others go in extra={"input": {...}}).
+MUSICGEN_EXTRA: dict[str, Any] = {
+    "model_version": str,
+    "normalization_strategy": str,
+    "continuation_start": (int, float),
+    "continuation_end": (int, float),
+}
 _MUSICGEN_FIELDS = frozenset(
     {"seed", "temperature", "top_k", "top_p", "guidance", "melody", "audio_prompt", "audio_prompt_mode", "extra"}
 )
@@ -95,23 +102,10 @@ class ReplicateBackend(CloudBackend):
         return None
 
     def _input(self, request: GenerationRequest, model: str) -> dict[str, Any]:
-        extra = dict(request.extra)
-        passthrough = extra.pop("input", {})
-        if not isinstance(passthrough, dict):
-            raise InvalidRequestError(
-                "extra['input'] must be a dict of model inputs", field="extra", provider=self.name
-            )
+        musicgen = model.split(":")[0] == MUSICGEN
+        passthrough, extra = model_inputs(request, self.name, MUSICGEN_EXTRA if musicgen else None)
         data: dict[str, Any] = {"prompt": request.prompt}
-        if model.split(":")[0] == MUSICGEN:
-            known = {"model_version", "normalization_strategy", "continuation_start", "continuation_end"}
-            unknown = set(extra) - known
-            if unknown:
-                raise InvalidRequestError(
-                    f"unknown replicate extra parameter(s): {', '.join(sorted(unknown))}",
-                    field="extra",
-                    provider=self.name,
-                    hint=f"known: input, {', '.join(sorted(known))}",
-                )
+        if musicgen:
             data |= {"duration": math.ceil(request.duration), "output_format": "wav", **extra}
             for field, key in (("temperature", "temperature"), ("top_k", "top_k"), ("top_p", "top_p")):
                 if getattr(request, field) is not None:
@@ -130,10 +124,6 @@ class ReplicateBackend(CloudBackend):
                 data["input_audio"] = _data_uri(request.audio_prompt)
                 data["continuation"] = True
         else:
-            if extra:
-                raise InvalidRequestError(
-                    "for this model, pass model inputs as extra={'input': {...}}", field="extra", provider=self.name
-                )
             data["duration"] = request.duration
         if request.seed is not None:
             data["seed"] = request.seed

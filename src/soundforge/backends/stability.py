@@ -16,12 +16,12 @@ from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
 from ..request import GenerationRequest
 from ._cloud import CloudBackend, decode_reply
-from .base import RawGeneration, RawTrack, RunContext, default_seed
+from .base import RawGeneration, RawTrack, RunContext, checked_extra, default_seed
 
 MODELS = {"stable-audio-2.5": (4, 8), "stable-audio-2": (1, 100)}  # model: allowed steps
 MAX_SECONDS = 190
 MAX_SEED = 4294967294
-EXTRA_KEYS = {"output_format"}
+EXTRA_KEYS: dict[str, Any] = {"output_format": str}
 
 
 def _caps(model: str) -> Capabilities:
@@ -84,15 +84,8 @@ class StabilityBackend(CloudBackend):
             raise InvalidRequestError(f"{model} takes {lo}-{hi} steps", field="steps", provider=self.name)
         if request.guidance is not None and request.guidance > 25:
             raise InvalidRequestError("Stability's cfg_scale goes up to 25", field="guidance", provider=self.name)
-        unknown = set(request.extra) - EXTRA_KEYS
-        if unknown:
-            raise InvalidRequestError(
-                f"unknown stability extra parameter(s): {', '.join(sorted(unknown))}",
-                field="extra",
-                provider=self.name,
-                hint="known: output_format (wav|mp3)",
-            )
-        output_format = request.extra.get("output_format", "wav")
+        extra = checked_extra(request, EXTRA_KEYS, provider=self.name)
+        output_format = extra.get("output_format", "wav")
         if output_format not in ("wav", "mp3"):
             raise InvalidRequestError(
                 "extra['output_format'] must be 'wav' or 'mp3'", field="extra", provider=self.name
