@@ -4,6 +4,7 @@
     python bench/run.py --no-musicgen  # skip the full-size MusicGen section (about 3 minutes on 2 cores)
     python bench/run.py --no-stable-audio  # skip the full-size Stable Audio section (about 12 minutes, 13 GB)
     python bench/run.py --no-batch     # skip the batch section (local vs Ray vs loop, journal, resume; about 1 minute)
+    python bench/run.py --only-dtype   # only the bfloat16 / float32 rows of full-size MusicGen on this CPU
 
 Never a timed test: numbers depend on the machine; the ratios are what to compare.
 """
@@ -47,7 +48,7 @@ def _on_engine_thread(fn: Any) -> Any:
     return run_on_device_thread("cpu", fn)
 
 
-def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
+def musicgen_rows(seconds: float = 5.0, rounds: int = 3) -> list[tuple[str, str, str]]:
     """Full-size musicgen-small architecture (random weights): SDK vs direct transformers call, same seed."""
     import tempfile
 
@@ -75,12 +76,19 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
         with torch.inference_mode():
             return model.generate(**inputs, max_new_tokens=frames + 3).numpy()
 
-    start = time.perf_counter()
-    reference = _on_engine_thread(direct)
-    t_direct = time.perf_counter() - start
-    start = time.perf_counter()
-    generation = client.generate(prompt, provider=spec, duration=seconds, seed=7)
-    t_sdk = time.perf_counter() - start
+    # Like with like: both sides on the engine's compute thread of this one process, alternated (direct, SDK,
+    # direct, SDK, ...), so neither pays a warm-up or an OpenMP-team change the other does not.
+    directs, sdks, reference, generation = [], [], None, None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        reference = _on_engine_thread(direct)
+        directs.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        generation = client.generate(prompt, provider=spec, duration=seconds, seed=7)
+        sdks.append(time.perf_counter() - start)
+    assert reference is not None and generation is not None
+    t_direct, t_sdk = statistics.median(directs), statistics.median(sdks)
+    ratios = [s / d for s, d in zip(sdks, directs, strict=True)]
     n = generation.audio.shape[1]
     identical = bool(np.array_equal(generation.audio[0], reference[0, 0, :n]))
     batch_rows = musicgen_batching_rows(client, spec, folder)
@@ -88,7 +96,8 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
         (
             f"musicgen-small arch, {seconds:g} s, SDK / direct transformers (target <= 1.02)",
             f"{t_sdk / t_direct:.3f}",
-            f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}",
+            f"medians of {rounds} alternated rounds: {t_direct:.1f} s direct, {t_sdk:.1f} s SDK; per-round ratios "
+            f"{min(ratios):.3f}-{max(ratios):.3f}; identical audio: {identical}",
         ),
         (
             "musicgen-small arch, decoding speed",
@@ -96,6 +105,55 @@ def musicgen_rows(seconds: float = 5.0) -> list[tuple[str, str, str]]:
             f"real-time factor {t_sdk / seconds:.1f} (seconds per second of audio)",
         ),
         *batch_rows,
+    ]
+
+
+def musicgen_dtype_rows(seconds: float = 2.0, rounds: int = 2) -> list[tuple[str, str, str]]:
+    """Full-size musicgen-small architecture in bfloat16 against float32 on this CPU (AMX units run bf16 matrix
+    products): tokens per second and peak memory of the direct call, alternated, on the engine's compute thread."""
+    import resource
+    import tempfile
+
+    import torch
+
+    from soundforge.testing.musicgen import build_musicgen, build_tokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="soundforge-bench-")) / "musicgen-small-random"
+    _on_engine_thread(lambda: build_musicgen(folder, full_size=True))
+    build_tokenizer(folder)
+    from transformers import AutoTokenizer, MusicgenForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    inputs = tokenizer(["upbeat synthwave with drums and bass"], return_tensors="pt")
+    new_tokens = math.ceil(seconds * 50) + 3
+    models = {
+        dtype: _on_engine_thread(
+            lambda d=dtype: MusicgenForConditionalGeneration.from_pretrained(folder, dtype=d).eval()
+        )
+        for dtype in (torch.float32, torch.bfloat16)
+    }
+    times: dict[Any, list[float]] = {dtype: [] for dtype in models}
+
+    def run(model: Any) -> None:
+        torch.manual_seed(3)
+        with torch.inference_mode():
+            model.generate(**inputs, max_new_tokens=new_tokens)
+
+    _on_engine_thread(lambda: [run(m) for m in models.values()])  # warm-up of both
+    for _ in range(rounds):
+        for dtype, model in models.items():
+            start = time.perf_counter()
+            _on_engine_thread(lambda m=model: run(m))
+            times[dtype].append(time.perf_counter() - start)
+    f32, bf16 = statistics.median(times[torch.float32]), statistics.median(times[torch.bfloat16])
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return [
+        (
+            f"musicgen-small arch, {seconds:g} s, bfloat16 / float32 time (CPU)",
+            f"{bf16 / f32:.3f}",
+            f"{new_tokens / f32:.1f} tok/s float32, {new_tokens / bf16:.1f} tok/s bfloat16 "
+            f"(medians of {rounds}); process peak RSS {peak_mb} MB with both loaded",
+        )
     ]
 
 
@@ -574,6 +632,10 @@ def _serve_fake(ready: Any, latency: float) -> None:
 
 
 def main() -> None:
+    if "--only-dtype" in sys.argv:
+        for name, ratio, detail in musicgen_dtype_rows():
+            print(f"{name}  {ratio}  {detail}")
+        return
     import numpy as np
 
     from soundforge.backends.synth.render import render
@@ -621,6 +683,7 @@ def main() -> None:
         rows += batch_rows()
     if "--no-musicgen" not in sys.argv:
         rows += musicgen_rows()
+        rows += musicgen_dtype_rows()
     if "--no-stable-audio" not in sys.argv:
         rows += stable_audio_rows()
     print(

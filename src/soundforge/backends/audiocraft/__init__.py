@@ -34,6 +34,7 @@ from ..base import (
     default_seed,
     fit_length,
 )
+from ..devices import check_device_dtype
 from ..local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
 
 RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
@@ -199,6 +200,8 @@ class AudiocraftEngine(LocalEngine[LoadedAudiocraft]):
         if not state.available:
             raise ModelNotAvailableError(self.owner.name, model, state.reason, fix=state.fix)
         from audiocraft.models import AudioGen, MusicGen
+
+        check_device_dtype(self.name, device, "auto", "float32", provider=self.owner.name)
 
         cls: Any = MusicGen if self.family == "musicgen" else AudioGen
         folder = Path(model).expanduser()

@@ -43,6 +43,7 @@ from ..base import (
     default_seed,
     fit_length,
 )
+from ..devices import check_device_dtype, dtype_name
 from ..local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
 from .chroma import melody_chroma
 
@@ -144,7 +145,16 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         config = AutoConfig.from_pretrained(folder)
         melody = config.model_type == "musicgen_melody"
         cls: Any = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
-        net = cls.from_pretrained(folder, dtype=pick_dtype(self.settings.get("dtype", "auto"), device))
+        setting = str(self.settings.get("dtype", "auto"))
+        dtype = check_device_dtype(
+            self.name,
+            device,
+            setting,
+            dtype_name(setting, device),
+            kind="melody" if melody else "any",
+            provider=self.owner.name,
+        )
+        net = cls.from_pretrained(folder, dtype=pick_dtype(dtype, device))
         channels = int(config.decoder.audio_channels)
         return LoadedModel(
             model=net.to(device).eval(),

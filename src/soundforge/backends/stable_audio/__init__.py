@@ -36,6 +36,7 @@ from ..base import (
     default_seed,
     fit_length,
 )
+from ..devices import check_device_dtype, dtype_name
 from ..local import LocalBackend, LocalEngine, batch_generation, variation_clip
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
@@ -148,8 +149,10 @@ class DiffusersEngine(LocalEngine[LoadedPipeline]):
         from diffusers import StableAudioPipeline
 
         folder = self._folder(model)
+        setting = str(self.settings.get("dtype", "auto"))
+        dtype = check_device_dtype(self.name, device, setting, dtype_name(setting, device), provider=self.owner.name)
         pipeline = StableAudioPipeline.from_pretrained(
-            folder, dtype=pick_dtype(self.settings.get("dtype", "auto"), device), local_files_only=True
+            folder, dtype=pick_dtype(dtype, device), local_files_only=True
         ).to(device)
         pipeline.set_progress_bar_config(disable=True)
         rate = int(pipeline.vae.sampling_rate)
