@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from soundforge.licenses_doc import BEGIN, END, registry_table
+from soundforge._licenses_doc import BEGIN, END, registry_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_licence_doc_matches_registry() -> None:
     text = (ROOT / "docs" / "licenses.md").read_text("utf-8")
     body = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
-    assert body == registry_table(), "regenerate with: python -m soundforge.licenses_doc"
+    assert body == registry_table(), "regenerate with: python -m soundforge._licenses_doc"
 
 
 def test_readme_commands_are_the_ones_ci_runs() -> None:
