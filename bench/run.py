@@ -5,6 +5,7 @@
     python bench/run.py --no-stable-audio  # skip the full-size Stable Audio section (about 12 minutes, 13 GB)
     python bench/run.py --no-batch     # skip the batch section (local vs Ray vs loop, journal, resume; about 1 minute)
     python bench/run.py --only-dtype   # only the bfloat16 / float32 rows of full-size MusicGen on this CPU
+    python bench/run.py --only-engines # only the SDK / direct rows of the local engines (MusicGen, Stable Audio)
 
 Never a timed test: numbers depend on the machine; the ratios are what to compare.
 """
@@ -632,8 +633,9 @@ def _serve_fake(ready: Any, latency: float) -> None:
 
 
 def main() -> None:
-    if "--only-dtype" in sys.argv:
-        for name, ratio, detail in musicgen_dtype_rows():
+    if "--only-dtype" in sys.argv or "--only-engines" in sys.argv:
+        rows = musicgen_dtype_rows() if "--only-dtype" in sys.argv else [*musicgen_rows(), *stable_audio_rows()]
+        for name, ratio, detail in rows:
             print(f"{name}  {ratio}  {detail}")
         return
     import numpy as np
