@@ -15,7 +15,7 @@ from soundforge import (
     UnsupportedFeatureError,
 )
 from soundforge.audio import pcm_sha256
-from soundforge.client import Client
+from soundforge.client import Client, build_request
 from soundforge.config import Config
 
 from .helpers import FlakyBackend, NonCommercialBackend
@@ -290,3 +290,34 @@ def test_an_app_injects_its_own_backend_and_tests_with_a_function() -> None:
         .sample_rate
         == 8000
     )
+
+
+def test_dependencies_are_passed_in_and_alternatives_come_from_the_router() -> None:
+    from soundforge.backends import Backend
+    from soundforge.testing import FunctionBackend
+
+    seen = {}
+
+    class Recording(FunctionBackend):
+        def __init__(self, settings=None, *, memory=None) -> None:
+            seen["memory"] = memory  # given at construction, never patched in afterwards
+            super().__init__(lambda r, c: [], name="rec", sample_rate=8000, license="CC0-1.0", memory=memory)
+
+    client = Client(Config.load(user_file=False), backends={"rec": Recording})
+    assert client.backend("rec").memory is client.memory and seen["memory"] is client.memory
+    # A backend on its own names no alternatives (it does not know the others); the router adds them.
+    synth = client.backend("synth")
+    request = build_request("x", {"temperature": 0.7})
+    with pytest.raises(UnsupportedFeatureError) as alone:
+        synth.check(request, synth.default_model)
+    assert alone.value.supported_by == [] and "none of the known providers" in str(alone.value)
+    with pytest.raises(UnsupportedFeatureError) as routed:
+        client.generate(request, provider="synth")
+    assert "musicgen" in routed.value.supported_by and "musicgen" in str(routed.value)
+    assert isinstance(synth, Backend)
+    # One status method: the listing is the router's rows, planned providers included with their licence.
+    assert [row.to_dict() for row in client.providers()] == [
+        client.router.status(name).to_dict() for name in client.provider_names()
+    ]
+    suno = client.router.status("suno")
+    assert not suno.available and suno.license is not None and not suno.local

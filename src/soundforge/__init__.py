@@ -36,17 +36,18 @@ if TYPE_CHECKING:
     from .backends.base import Backend, CancelToken, ProgressCallback, ProgressEvent
     from .bulk import BatchReport, abatch, batch
     from .capabilities import Capabilities
-    from .client import Client, ProviderStatus
+    from .client import Client
     from .config import Config
     from .licensing import CommercialUse, License
     from .policy import LicensePolicy
     from .provenance import Provenance
     from .request import AudioInput, GenerationRequest
     from .result import Generation, Track
+    from .routing import ProviderStatus
 
 _LAZY = {
     "Client": "client",
-    "ProviderStatus": "client",
+    "ProviderStatus": "routing",
     "Config": "config",
     "GenerationRequest": "request",
     "AudioInput": "request",

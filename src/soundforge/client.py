@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import time
@@ -13,22 +14,21 @@ from typing import Any
 
 from ._version import __version__
 from .audio import as_audio, pcm_sha256
-from .backends import PLANNED, Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
+from .backends import Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
 from .backends.base import ProgressCallback
 from .backends.runtime import ModelMemory
 from .config import Config
 from .errors import (
     AllProvidersFailedError,
     InvalidRequestError,
-    ProviderUnavailableError,
     SoundforgeError,
 )
-from .licensing import License, LicenseRegistry
+from .licensing import LicenseRegistry
 from .policy import LicensePolicy
 from .provenance import Attempt, Provenance, Timings
 from .request import GenerationRequest
 from .result import Generation, Track
-from .routing import Candidate, Router, parse_spec
+from .routing import Candidate, ProviderStatus, Router, parse_spec
 
 
 @dataclass(frozen=True)
@@ -41,37 +41,12 @@ class LoadedModelInfo:
     nbytes: int
 
 
-@dataclass(frozen=True)
-class ProviderStatus:
-    """One row of `Client.providers()`: can it run here, and under which licence."""
-
-    name: str
-    description: str
-    available: bool
-    reason: str
-    fix: str | None
-    default_model: str
-    models: list[str]
-    license: License | None
-    local: bool
-    policy_allows: bool
-    policy_clause: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The row as JSON (the CLI's `providers --json` and serve's `/v1/providers` print this one shape)."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "available": self.available,
-            "reason": self.reason,
-            "fix": self.fix,
-            "default_model": self.default_model,
-            "models": self.models,
-            "local": self.local,
-            "license": self.license.model_dump(mode="json", exclude={"components"}) if self.license else None,
-            "policy_allows": self.policy_allows,
-            "policy_clause": self.policy_clause,
-        }
+def _make_backend(cls: type[Backend], settings: dict[str, Any], memory: ModelMemory) -> Backend:
+    """A backend made with its settings and the client's memory ledger; a plug-in whose constructor predates the
+    `memory` argument gets the ledger set on the instance instead."""
+    if "memory" in inspect.signature(cls).parameters:
+        return cls(settings, memory=memory)
+    return cls(settings)
 
 
 def build_request(prompt_or_request: str | GenerationRequest, params: Mapping[str, Any]) -> GenerationRequest:
@@ -130,9 +105,11 @@ class Client:
                 if isinstance(given, Backend):
                     backend = given
                 else:
-                    cls = given or backend_class(name)
-                    backend = cls(self.config.provider_settings(name))
-                backend.memory = self.memory
+                    backend = _make_backend(
+                        given or backend_class(name), self.config.provider_settings(name), self.memory
+                    )
+                if backend.memory is None:  # an instance made by the caller, before this client existed
+                    backend.memory = self.memory
                 self._backends[name] = backend
             return self._backends[name]
 
@@ -147,60 +124,7 @@ class Client:
 
     def providers(self) -> list[ProviderStatus]:
         """Every known provider with its availability, models, licence and the policy's verdict."""
-        rows = []
-        for name in self.provider_names():
-            try:
-                backend = self.backend(name)
-            except ProviderUnavailableError as exc:
-                planned = PLANNED.get(name)
-                model = planned.default_model if planned else ""
-                license = self._registry_license(planned.license_key if planned else name, model)
-                decision = self.config.policy.check(name, model, license) if license else None
-                rows.append(
-                    ProviderStatus(
-                        name=name,
-                        description=planned.description if planned else "",
-                        available=False,
-                        reason=exc.reason,
-                        fix=exc.fix,
-                        default_model=model,
-                        models=[model] if model else [],
-                        license=license,
-                        local=bool(planned and planned.local),
-                        policy_allows=bool(decision and decision.allowed),
-                        policy_clause=decision.clause if decision else "no licence record",
-                    )
-                )
-                continue
-            model = self.router.model_for(backend)
-            status = backend.availability()
-            if status.available:
-                status = backend.model_availability(model, allow_fetch=False)
-            license = self.router.license_for(backend, model)
-            decision = self.config.policy.check(name, model, license)
-            rows.append(
-                ProviderStatus(
-                    name=name,
-                    description=backend.description,
-                    available=status.available,
-                    reason=status.reason,
-                    fix=status.fix,
-                    default_model=model,
-                    models=[m.id for m in backend.models()],
-                    license=license,
-                    local=backend.local,
-                    policy_allows=decision.allowed,
-                    policy_clause=decision.clause,
-                )
-            )
-        return rows
-
-    def _registry_license(self, provider: str, model: str) -> License | None:
-        try:
-            plan = self.config.provider_settings(provider).get("plan")
-            return self.registry.license_for(provider, model, plan=plan)
-        except SoundforgeError:
-            return None
+        return [self.router.status(name) for name in self.provider_names()]
 
     # --- generation ---
     def generate(

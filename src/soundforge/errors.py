@@ -152,12 +152,19 @@ class UnsupportedFeatureError(InvalidRequestError):
     def __init__(
         self, field: str, provider: str, supported_by: Sequence[str] = (), *, detail: str | None = None
     ) -> None:
-        others = ", ".join(supported_by) if supported_by else "none of the known providers"
         msg = f"provider {provider!r} does not support {field!r}"
         if detail:
             msg += f": {detail}"
-        super().__init__(msg, field=field, provider=provider, hint=f"providers that support it: {others}")
+        super().__init__(msg, field=field, provider=provider)
+        self.detail = detail
+        self.offer(supported_by)
+
+    def offer(self, supported_by: Sequence[str], *, not_set_up: str = "") -> None:
+        """Name the providers that can honour the field (the router knows them; a backend raising this does not),
+        and what those not set up here need."""
         self.supported_by = list(supported_by)
+        others = ", ".join(self.supported_by) if self.supported_by else "none of the known providers"
+        self.hint = f"providers that support it: {others}" + (f"; not set up here: {not_set_up}" if not_set_up else "")
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "supported_by": self.supported_by}

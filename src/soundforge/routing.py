@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from .backends import PLANNED, Backend, known_providers
 from .config import Config
@@ -66,6 +67,39 @@ class Candidate:
     backend: Backend
     model: str
     license: License
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """One row of `Client.providers()`: can it run here, and under which licence."""
+
+    name: str
+    description: str
+    available: bool
+    reason: str
+    fix: str | None
+    default_model: str
+    models: list[str]
+    license: License | None
+    local: bool
+    policy_allows: bool
+    policy_clause: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as JSON (the CLI's `providers --json` and serve's `/v1/providers` print this one shape)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "available": self.available,
+            "reason": self.reason,
+            "fix": self.fix,
+            "default_model": self.default_model,
+            "models": self.models,
+            "local": self.local,
+            "license": self.license.model_dump(mode="json", exclude={"components"}) if self.license else None,
+            "policy_allows": self.policy_allows,
+            "policy_clause": self.policy_clause,
+        }
 
 
 class Router:
@@ -136,7 +170,7 @@ class Router:
 
     def _fits(self, backend: Backend, model: str, request: GenerationRequest) -> bool:
         try:
-            backend.check(request, model, lambda _f: [])
+            backend.check(request, model)
             return True
         except SoundforgeError:
             return False
@@ -163,11 +197,10 @@ class Router:
         if not status.available:
             raise ProviderUnavailableError(spec.provider, status.reason, fix=status.fix)
         try:
-            backend.check(request, model, self.supported_by)
+            backend.check(request, model)
         except UnsupportedFeatureError as exc:
-            needs = self.setup_hint(exc.supported_by)
-            if needs:
-                exc.hint = f"{exc.hint}; not set up here: {needs}"
+            others = self.supported_by(exc.field or "")
+            exc.offer(others, not_set_up=self.setup_hint(others))
             raise
         # Only a provider somebody named may start a download; `auto` never fetches weights on its own.
         ready = backend.model_availability(model, allow_fetch=origin is not Origin.AUTO, request=request)
@@ -186,12 +219,61 @@ class Router:
         if planned is None:
             return
         model = spec.model or planned.default_model
-        plan = self.config.provider_settings(spec.provider).get("plan")
+        license = self._planned_license(spec.provider, model)
+        if license is not None:
+            self._check_policy(spec.provider, model, license, request)
+
+    def _planned_license(self, name: str, model: str) -> License | None:
+        """The recorded licence of a provider that cannot be made here (planned, or its backend failed to load)."""
+        planned = PLANNED.get(name)
+        plan = self.config.provider_settings(name).get("plan")
         try:
-            license = self.registry.license_for(planned.license_key, model, plan=plan)
+            return self.registry.license_for(planned.license_key if planned else name, model, plan=plan)
         except SoundforgeError:
-            return
-        self._check_policy(spec.provider, model, license, request)
+            return None
+
+    def status(self, name: str) -> ProviderStatus:
+        """One provider as `Client.providers()` lists it: can it run here (default model's weights included,
+        without fetching), its models, its licence and the policy's verdict. Never loads a model."""
+        try:
+            backend = self.get_backend(name)
+        except ProviderUnavailableError as exc:
+            planned = PLANNED.get(name)
+            model = planned.default_model if planned else ""
+            license = self._planned_license(name, model)
+            decision = self.config.policy.check(name, model, license) if license else None
+            return ProviderStatus(
+                name=name,
+                description=planned.description if planned else "",
+                available=False,
+                reason=exc.reason,
+                fix=exc.fix,
+                default_model=model,
+                models=[model] if model else [],
+                license=license,
+                local=bool(planned and planned.local),
+                policy_allows=bool(decision and decision.allowed),
+                policy_clause=decision.clause if decision else "no licence record",
+            )
+        model = self.model_for(backend)
+        available = backend.availability()
+        if available.available:
+            available = backend.model_availability(model, allow_fetch=False)
+        license = self.license_for(backend, model)
+        decision = self.config.policy.check(name, model, license)
+        return ProviderStatus(
+            name=name,
+            description=backend.description,
+            available=available.available,
+            reason=available.reason,
+            fix=available.fix,
+            default_model=model,
+            models=[m.id for m in backend.models()],
+            license=license,
+            local=backend.local,
+            policy_allows=decision.allowed,
+            policy_clause=decision.clause,
+        )
 
     def plan(self, request: GenerationRequest, spec: str | None) -> tuple[list[Candidate], list[Attempt]]:
         """The candidates to try in order, and the attempts already skipped while choosing them.
@@ -260,8 +342,6 @@ def _nothing_fits(wanted: ProviderSpec, skipped: list[Attempt]) -> SoundforgeErr
     return ProviderUnavailableError(str(wanted), "no provider that fits this request can run here", fix=summary)
 
 
-#: Skips that say something about the request itself, not about this machine's set-up.
-_ABOUT_THE_REQUEST = ("invalid_request", "unsupported_feature", "license_policy")
 _WHY = {
     "invalid_request": "cannot make this request",
     "unsupported_feature": "cannot make this request",

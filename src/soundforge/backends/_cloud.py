@@ -11,7 +11,7 @@ import contextlib
 import os
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..audio import load_audio
 from ..errors import (
@@ -24,6 +24,9 @@ from ..errors import (
 from ..request import GenerationRequest
 from ._http import HttpCore, HttpReply, HttpSettings
 from .base import Availability, Backend, RawGeneration, RunContext, checked_values
+
+if TYPE_CHECKING:
+    from ._memory import ModelMemory
 
 T = TypeVar("T")
 
@@ -44,8 +47,8 @@ class CloudBackend(Backend):
     key_env: ClassVar[str]
     default_base_url: ClassVar[str]
 
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: dict[str, Any] | None = None, *, memory: ModelMemory | None = None) -> None:
+        super().__init__(settings, memory=memory)
         self._http: HttpCore | None = None
 
     def __repr__(self) -> str:

@@ -198,7 +198,7 @@ class Backend(ABC):
     #: (third-party backends that declare nothing) skips the check.
     settings_keys: ClassVar[frozenset[str] | None] = None
 
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: dict[str, Any] | None = None, *, memory: ModelMemory | None = None) -> None:
         self.settings: dict[str, Any] = dict(settings or {})
         if self.settings_keys is not None:
             known = COMMON_SETTINGS | self.settings_keys
@@ -209,8 +209,9 @@ class Backend(ABC):
                     f"[providers.{self.name}]",
                     hint=f"{self.name} reads: {', '.join(sorted(known))}",
                 )
-        #: The client's model memory ledger, set by the client; local backends register what they load in it.
-        self.memory: ModelMemory | None = None
+        #: The client's model memory ledger, passed in by the client that makes the backend; local backends
+        #: register what they load in it (None: no budget, as for a backend made on its own).
+        self.memory: ModelMemory | None = memory
 
     #: Engines that can run this provider, the default first (e.g. transformers, audiocraft).
     engines: ClassVar[tuple[str, ...]] = ()
@@ -264,12 +265,16 @@ class Backend(ABC):
         """Capabilities of one model."""
         return self.model_info(model).capabilities
 
-    def check(self, request: GenerationRequest, model: str, supported_by: Callable[[str], list[str]]) -> None:
-        """Refuse a request this model cannot honour, before any work. `supported_by(field)` names alternatives."""
+    def check(self, request: GenerationRequest, model: str) -> None:
+        """Refuse a request this model cannot honour, before any work.
+
+        An `UnsupportedFeatureError` raised here names no alternatives: the router, which knows every provider,
+        adds them (`UnsupportedFeatureError.offer`).
+        """
         caps = self.capabilities(model)
         for name in sorted(request.set_fields()):
             if not caps.honours(name, getattr(request, name)):
-                raise UnsupportedFeatureError(name, f"{self.name}:{model}", supported_by(name))
+                raise UnsupportedFeatureError(name, f"{self.name}:{model}")
         if request.duration > caps.max_duration:
             raise InvalidRequestError(
                 f"duration {request.duration:g} s is over the {caps.max_duration:g} s maximum of {self.name}:{model}",
@@ -293,14 +298,12 @@ class Backend(ABC):
             raise UnsupportedFeatureError(
                 "sample_rate",
                 f"{self.name}:{model}",
-                supported_by("sample_rate"),
                 detail=f"it produces {', '.join(map(str, caps.sample_rates))} Hz",
             )
         if request.channels is not None and request.channels not in caps.channels:
             raise UnsupportedFeatureError(
                 "channels",
                 f"{self.name}:{model}",
-                supported_by("channels"),
                 detail=f"it produces {', '.join(map(str, caps.channels))} channel(s)",
             )
 

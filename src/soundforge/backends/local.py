@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from ..errors import InvalidRequestError
 from ..request import GenerationRequest
 from ._hub import ModelCache, pick_device
 from .base import Availability, Backend, RawGeneration, RawTrack, RunContext
+
+if TYPE_CHECKING:
+    from ._memory import ModelMemory
 
 L = TypeVar("L")
 
@@ -109,8 +112,8 @@ class LocalBackend(Backend):
     #: Engine name -> how to make it for this backend. The order is `engines`' order: the first is the default.
     engine_types: ClassVar[dict[str, Callable[[Any], LocalEngine[Any]]]] = {}
 
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: dict[str, Any] | None = None, *, memory: ModelMemory | None = None) -> None:
+        super().__init__(settings, memory=memory)
         self._engines: dict[str, LocalEngine[Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

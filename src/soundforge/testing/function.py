@@ -20,7 +20,7 @@ policy, provenance, files.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ..backends.base import Backend, RawGeneration, RawTrack, RunContext, defaul
 from ..capabilities import Capabilities, ModelInfo
 from ..licensing import License, LicenseComponent, LicenseRegistry
 from ..request import GenerationRequest
+
+if TYPE_CHECKING:
+    from ..backends.runtime import ModelMemory
 
 #: Every optional request field: the function sees the whole request, so nothing is refused on its behalf.
 ALL_FIELDS = frozenset(name for name in GenerationRequest.model_fields if name not in {"prompt", "duration"})
@@ -62,10 +65,11 @@ class FunctionBackend(Backend):
         license: License | str | None = None,
         local: bool = True,
         settings: dict[str, Any] | None = None,
+        memory: ModelMemory | None = None,
     ) -> None:
         self.name = name  # type: ignore[misc]  # one class, any provider name
         self.local = local  # type: ignore[misc]
-        super().__init__(settings)
+        super().__init__(settings, memory=memory)
         self.fn = fn
         self.sample_rate = sample_rate
         self.caps = capabilities or Capabilities(
