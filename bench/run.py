@@ -18,6 +18,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,203 @@ def musicgen_dtype_rows(seconds: float = 2.0, rounds: int = 2) -> list[tuple[str
             f"{new_tokens / f32:.1f} tok/s float32, {new_tokens / bf16:.1f} tok/s bfloat16 "
             f"(medians of {rounds}); process peak RSS {peak_mb} MB with both loaded",
         )
+    ]
+
+
+def stable_audio_dtype_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
+    """Full-size Stable Audio Open 1.0 DiT and VAE (random weights) in bfloat16 against float32 on this CPU: one
+    denoising step as the pipeline makes it (classifier-free guidance: a batch of 2, the 1024-latent window) and
+    one VAE decode of 10 s, alternated, on the engine's compute thread. The components, not a whole run: a full
+    run takes about 12 minutes per dtype here, and the step and the decode are where its time goes."""
+    import resource
+
+    import torch
+    from diffusers import AutoencoderOobleck, StableAudioDiTModel
+    from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+    def build() -> dict[Any, tuple[Any, Any]]:
+        torch.manual_seed(0)
+        dit, vae = StableAudioDiTModel().eval(), AutoencoderOobleck().eval()
+        return {
+            torch.float32: (dit, vae),
+            torch.bfloat16: (
+                StableAudioDiTModel.from_config(dit.config).to(torch.bfloat16).eval(),
+                AutoencoderOobleck.from_config(vae.config).to(torch.bfloat16).eval(),
+            ),
+        }
+
+    models = _on_engine_thread(build)
+    for dtype, (dit, vae) in models.items():  # same weights in both dtypes
+        if dtype is not torch.float32:
+            dit.load_state_dict(models[torch.float32][0].state_dict())
+            vae.load_state_dict(models[torch.float32][1].state_dict())
+    window, text_tokens = 1024, 128 + 2  # T5 tokens plus the two duration tokens, as the pipeline concatenates
+    rotary = get_1d_rotary_pos_embed(32, window + 1, use_real=True, repeat_interleave_real=False)
+
+    def step(dtype: Any) -> None:
+        dit = models[dtype][0]
+        with torch.inference_mode():
+            dit(
+                torch.randn(2, 64, window, dtype=dtype),
+                torch.tensor([0.5]),
+                encoder_hidden_states=torch.randn(2, text_tokens, 768, dtype=dtype),
+                global_hidden_states=torch.randn(2, 1, 1536, dtype=dtype),
+                rotary_embedding=rotary,
+                return_dict=False,
+            )
+
+    def decode(dtype: Any) -> None:
+        with torch.inference_mode():
+            models[dtype][1].decode(torch.randn(1, 64, math.ceil(10 * 44100 / 2048), dtype=dtype))
+
+    times: dict[str, dict[Any, list[float]]] = {"step": {d: [] for d in models}, "decode": {d: [] for d in models}}
+    for dtype in models:  # warm-up of both
+        _on_engine_thread(lambda d=dtype: (step(d), decode(d)))
+    for _ in range(rounds):
+        for dtype in models:
+            for part, fn in (("step", step), ("decode", decode)):
+                start = time.perf_counter()
+                _on_engine_thread(lambda f=fn, d=dtype: f(d))
+                times[part][dtype].append(time.perf_counter() - start)
+    med = {part: {d: statistics.median(v) for d, v in by.items()} for part, by in times.items()}
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    f32, bf16 = torch.float32, torch.bfloat16
+    return [
+        (
+            "stable-audio-open-1.0 DiT, one CFG step, bfloat16 / float32 time (CPU)",
+            f"{med['step'][bf16] / med['step'][f32]:.3f}",
+            f"{med['step'][f32]:.1f} s float32, {med['step'][bf16]:.1f} s bfloat16 (medians of {rounds}, alternated)",
+        ),
+        (
+            "stable-audio-open-1.0 VAE, decode 10 s, bfloat16 / float32 time (CPU)",
+            f"{med['decode'][bf16] / med['decode'][f32]:.3f}",
+            f"{med['decode'][f32]:.2f} s float32, {med['decode'][bf16]:.2f} s bfloat16; process peak RSS "
+            f"{peak_gb:.1f} GiB with both dtypes loaded",
+        ),
+    ]
+
+
+def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 2) -> list[tuple[str, str, str]]:
+    """Full-size ACE-Step 1.5 architecture (turbo shapes, random weights) on this CPU: SDK against the direct
+    `AceStepPipeline` call, alternated on the engine's compute thread, with identical audio; seconds per step;
+    peak memory; then the DiT alone in bfloat16 against float32.
+
+    The pipeline is built in memory and handed to the engine's model cache (what a load would put there): writing
+    and reading back 12 GB of random weights would measure the disk, not the SDK.
+    """
+    import gc
+    import resource
+
+    import numpy as np
+    import torch
+
+    from soundforge.backends.ace_step import LoadedAceStep
+    from soundforge.client import Client
+    from soundforge.config import Config
+    from soundforge.testing.ace_step import build_pipeline
+
+    pipe = _on_engine_thread(lambda: build_pipeline(full_size=True, turbo=True))
+    model = "bench/ace-step-1.5-turbo-random"
+    client = Client(Config.load(user_file=False, providers={"ace-step": {"device": "cpu"}}))
+    engine = client.backend("ace-step").strategy()
+    loaded = LoadedAceStep(pipe, int(pipe.sample_rate), True, "cpu", None, threading.Lock())
+    engine.cache.get(model, lambda: loaded, device="cpu", estimate=lambda: 0)
+    prompt, lyrics = "bright indie pop, female vocals", "[verse]\nwalking home in the rain\n[chorus]\nsing it again"
+
+    def direct() -> np.ndarray:
+        torch.manual_seed(5)
+        with torch.inference_mode():
+            return pipe(
+                prompt,
+                lyrics=lyrics,
+                audio_duration=seconds,
+                num_inference_steps=steps,
+                bpm=120,
+                keyscale="A minor",
+                generator=torch.Generator().manual_seed(5),
+                output_type="np",
+            ).audios
+
+    stamps: list[float] = []
+
+    def sdk() -> Any:
+        return client.generate(
+            prompt,
+            provider=f"ace-step:{model}",
+            duration=seconds,
+            steps=steps,
+            seed=5,
+            lyrics=lyrics,
+            bpm=120,
+            key="A minor",
+            on_progress=lambda event: stamps.append(time.perf_counter()),
+        )
+
+    times: dict[str, list[float]] = {"direct": [], "sdk": []}
+    identical = True
+    reference = None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        reference = _on_engine_thread(direct)
+        times["direct"].append(time.perf_counter() - start)
+        stamps.clear()
+        start = time.perf_counter()
+        generation = sdk()
+        times["sdk"].append(time.perf_counter() - start)
+        identical = identical and bool(np.array_equal(generation.audio, reference[0]))
+    per_step = statistics.median(np.diff(stamps)) if len(stamps) > 1 else float("nan")
+    t_direct, t_sdk = statistics.median(times["direct"]), statistics.median(times["sdk"])
+    ratios = [s / d for s, d in zip(times["sdk"], times["direct"], strict=True)]
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    dit = pipe.transformer
+    client.close()
+    pipe = loaded = None
+    gc.collect()
+
+    # The DiT alone, one step as the pipeline makes it (no CFG: turbo), float32 against a bfloat16 copy.
+    frames = math.ceil(seconds * 25)
+    half = _on_engine_thread(lambda: type(dit).from_config(dit.config).to(torch.bfloat16).eval())
+    half.load_state_dict(dit.state_dict())
+    conditions = torch.randn(1, 700, 2048)
+
+    def step(model: Any, dtype: Any) -> None:
+        with torch.inference_mode():
+            model(
+                hidden_states=torch.randn(1, frames, 64, dtype=dtype),
+                timestep=torch.tensor([0.5], dtype=dtype),
+                timestep_r=torch.tensor([0.5], dtype=dtype),
+                encoder_hidden_states=conditions.to(dtype),
+                context_latents=torch.randn(1, frames, 128, dtype=dtype),
+                return_dict=False,
+            )
+
+    dtype_times: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    pairs = {"float32": (dit, torch.float32), "bfloat16": (half, torch.bfloat16)}
+    for m, d in pairs.values():  # warm-up
+        _on_engine_thread(lambda m=m, d=d: step(m, d))
+    for _ in range(rounds):
+        for name, (m, d) in pairs.items():
+            start = time.perf_counter()
+            _on_engine_thread(lambda m=m, d=d: step(m, d))
+            dtype_times[name].append(time.perf_counter() - start)
+    f32, bf16 = statistics.median(dtype_times["float32"]), statistics.median(dtype_times["bfloat16"])
+    return [
+        (
+            f"ace-step-1.5 arch (turbo), {seconds:g} s, {steps} steps, SDK / direct diffusers (target <= 1.02)",
+            f"{t_sdk / t_direct:.3f}",
+            f"medians of {rounds} alternated rounds: {t_direct:.1f} s direct, {t_sdk:.1f} s SDK; per-round ratios "
+            f"{min(ratios):.3f}-{max(ratios):.3f}; identical audio: {identical}",
+        ),
+        (
+            "ace-step-1.5 arch, one denoising step (CPU, float32)",
+            f"{per_step:.2f} s",
+            f"real-time factor {t_sdk / seconds:.1f} end to end; process peak RSS {peak_gb:.1f} GiB",
+        ),
+        (
+            "ace-step-1.5 DiT, one step, bfloat16 / float32 time (CPU)",
+            f"{bf16 / f32:.3f}",
+            f"{f32:.2f} s float32, {bf16:.2f} s bfloat16 (medians of {rounds}, alternated)",
+        ),
     ]
 
 
@@ -633,8 +831,13 @@ def _serve_fake(ready: Any, latency: float) -> None:
 
 
 def main() -> None:
-    if "--only-dtype" in sys.argv or "--only-engines" in sys.argv:
-        rows = musicgen_dtype_rows() if "--only-dtype" in sys.argv else [*musicgen_rows(), *stable_audio_rows()]
+    if any(flag in sys.argv for flag in ("--only-dtype", "--only-engines", "--only-ace-step")):
+        if "--only-dtype" in sys.argv:
+            rows = [*musicgen_dtype_rows(), *stable_audio_dtype_rows()]
+        elif "--only-ace-step" in sys.argv:
+            rows = ace_step_rows()
+        else:
+            rows = [*musicgen_rows(), *stable_audio_rows()]
         for name, ratio, detail in rows:
             print(f"{name}  {ratio}  {detail}")
         return
@@ -688,6 +891,9 @@ def main() -> None:
         rows += musicgen_dtype_rows()
     if "--no-stable-audio" not in sys.argv:
         rows += stable_audio_rows()
+        rows += stable_audio_dtype_rows()
+    if "--no-ace-step" not in sys.argv:
+        rows += ace_step_rows()
     print(
         f"# soundforge bench — {time.strftime('%Y-%m-%d')} — {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}"

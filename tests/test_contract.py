@@ -69,6 +69,12 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
 
         folder = build_stable_audio(tmp_path_factory.mktemp("contract-sao") / "tiny")
         yield Case(Client(Config.load(user_file=False)), f"stable-audio:{folder}", 0.5, {"steps": 2})
+    elif kind == "ace-step":
+        pytest.importorskip("diffusers")
+        from soundforge.testing.ace_step import build_ace_step
+
+        folder = build_ace_step(tmp_path_factory.mktemp("contract-ace") / "tiny")
+        yield Case(Client(Config.load(user_file=False)), f"ace-step:{folder}", 10.03, {"steps": 2})
     else:
         from . import fakes
 
@@ -99,7 +105,18 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
             server.close()
 
 
-CASES = ["synth", "function", "musicgen", "stable-audio", "stability", "elevenlabs", "replicate", "fal", "lyria"]
+CASES = [
+    "synth",
+    "function",
+    "musicgen",
+    "stable-audio",
+    "ace-step",
+    "stability",
+    "elevenlabs",
+    "replicate",
+    "fal",
+    "lyria",
+]
 
 
 @pytest.fixture(scope="module", params=CASES)

@@ -26,6 +26,8 @@ PLAN = {
     ("docs/getting-started.md", 2): "run",
     ("docs/providers/audiocraft.md", 0): "skip: needs the AudioGen and MusicGen weights",
     ("docs/providers/musicgen.md", 0): "skip: needs the MusicGen weights (tests/test_musicgen.py: tiny models)",
+    ("docs/providers/ace-step.md", 0): "skip: needs the ACE-Step 1.5 weights (tests/test_ace_step.py: tiny models)",
+    ("docs/songs.md", 0): "run",
     ("docs/providers/stable-audio.md", 0): "skip: needs the Stable Audio Open weights (tests/test_stable_audio.py)",
 }
 #: Files a document's examples expect in the working folder.

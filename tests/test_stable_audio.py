@@ -94,7 +94,7 @@ def test_audio_to_audio_variation(folder) -> None:
     assert "audio_prompt" in varied.provenance.request
     with pytest.raises(UnsupportedFeatureError, match="strength"):
         c.generate("rock", provider=spec, duration=1.0, audio_prompt=(clip, SR), strength=0.5)
-    with pytest.raises(InvalidRequestError, match="continue"):
+    with pytest.raises(UnsupportedFeatureError, match="'continuation' is not among its audio_prompt modes: variation"):
         c.generate("rock", provider=spec, duration=1.0, audio_prompt=(clip, SR), audio_prompt_mode="continuation")
 
 

@@ -22,6 +22,10 @@ class Capabilities(BaseModel):
     seed_deterministic: bool = True
     streaming: bool = False
     vocals: bool = Field(False, description="whether the model can sing; one that cannot is always instrumental")
+    audio_prompt_modes: frozenset[str] = Field(
+        frozenset(), description="what the model does with an audio_prompt (continuation, variation, repaint, ...)"
+    )
+    stems: frozenset[str] = Field(frozenset(), description="the stems audio_prompt_mode='extract' can return")
     cost_hint: str = "free, local"
 
     def supports(self, field: str) -> bool:
@@ -33,7 +37,19 @@ class Capabilities(BaseModel):
         (`instrumental=True` from a model that never sings)."""
         if field == "instrumental" and value is True and not self.vocals:
             return True
+        if field == "audio_prompt_mode":
+            return value in self.audio_prompt_modes
+        if field == "stem":
+            return value in self.stems
         return self.supports(field)
+
+    def offers(self, field: str) -> str:
+        """What the model accepts for a field it honours only for some values ("" for the others)."""
+        if field == "audio_prompt_mode":
+            return f"its audio_prompt modes: {', '.join(sorted(self.audio_prompt_modes)) or 'none'}"
+        if field == "stem":
+            return f"its stems: {', '.join(sorted(self.stems)) or 'none'}"
+        return ""
 
 
 class ModelInfo(BaseModel):

@@ -235,6 +235,7 @@ class Client:
                 model=model,
                 model_revision=raw.model_revision,
                 track_index=index,
+                role=raw_track.role,
                 seed=raw_track.seed,
                 parameters=raw_track.parameters,
                 request=request_record,

@@ -31,6 +31,7 @@ PROJECT_FILE = "soundforge.toml"
 DEFAULT_AUTO_ORDER = (
     "musicgen",
     "stable-audio",
+    "ace-step",
     "audiogen",
     "magnet",
     "stability",

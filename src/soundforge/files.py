@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,12 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return target.with_name(target.name + SIDECAR_SUFFIX)
 
 
-def output_paths(path: str | os.PathLike[str], count: int) -> list[Path]:
-    """The files `count` tracks saved to `path` go to: `path` itself for one, `name-1.ext`, `name-2.ext`… for more."""
+def output_paths(path: str | os.PathLike[str], count: int, roles: Sequence[str | None] = ()) -> list[Path]:
+    """The files `count` tracks saved to `path` go to: `name.role.ext` for tracks that each have their own role
+    (stems), else `path` itself for one track and `name-1.ext`, `name-2.ext`… for more."""
     target = Path(path)
+    if roles and all(roles) and len(set(roles)) == len(roles) == count:
+        return [target.with_name(f"{target.stem}.{role}{target.suffix}") for role in roles]
     if count == 1:
         return [target]
     return [target.with_name(f"{target.stem}-{i + 1}{target.suffix}") for i in range(count)]
@@ -49,6 +53,7 @@ def check_destination(
     overwrite: bool = False,
     sidecar: bool = True,
     loudness: float | None = None,
+    roles: Sequence[str | None] = (),
 ) -> AudioFormat:
     """Find every problem with where tracks will be saved, before anything is generated; returns the format.
 
@@ -70,7 +75,7 @@ def check_destination(
             if suffix not in FORMATS
             else f"use -o {target.with_suffix('.' + fmt.name)}, or --format {suffix}",
         )
-    paths = output_paths(target, count)
+    paths = output_paths(target, count, roles)
     if not overwrite:
         for candidate in paths:
             for existing in [candidate, *([sidecar_path(candidate)] if sidecar else [])]:

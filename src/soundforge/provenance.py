@@ -44,6 +44,7 @@ class Provenance(BaseModel):
     model: str
     model_revision: str | None = None
     track_index: int = 0
+    role: str | None = Field(None, description="what this track is of a song, e.g. the stem 'vocals'; None: the mix")
     seed: int | None = None
     parameters: dict[str, Any] = Field(default_factory=dict, description="effective engine parameters")
     request: dict[str, Any] = Field(default_factory=dict, description="the request as given (audio inputs hashed)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,8 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .audio import AudioArray, as_audio, encode, format_for, load_audio
 from .errors import InvalidRequestError
 from .loudness import MAX_LUFS, MIN_LUFS
+from .music import STEMS, normalise_key, normalise_time_signature
 
 MAX_PROMPT_CHARS = 4000
+#: What a backend can do with an audio prompt (see `GenerationRequest.audio_prompt_mode`).
+AudioPromptMode = Literal["continuation", "variation", "repaint", "cover", "extract"]
+AUDIO_PROMPT_MODES: tuple[str, ...] = get_args(AudioPromptMode)
 MAX_DURATION_S = 3600.0
 MAX_OUTPUTS = 16
 
@@ -147,8 +151,16 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         guidance: classifier-free guidance scale (MusicGen's cfg_coef, diffusion cfg).
         steps: denoising steps (diffusion models).
         melody: audio whose melody conditions the output (MusicGen-melody).
-        audio_prompt: audio to continue or transform; `audio_prompt_mode` says which, `strength` how much.
-        lyrics / instrumental: vocals control for providers that sing.
+        audio_prompt: audio to work on; `audio_prompt_mode` says what to do with it: "continuation" (extend it to
+            `duration`), "variation" (transform it; `strength` says how much), "repaint" (regenerate `region`, keep
+            the rest), "cover" (a new performance of it; `strength` is how closely it is followed), "extract" (one
+            `stem` of it, e.g. "vocals").
+        region: (start, end) seconds of the audio prompt that "repaint" regenerates.
+        stem: the part "extract" returns ("vocals", "drums", "bass", ...; `soundforge.music.STEMS`).
+        lyrics / instrumental / vocal_language: vocals control for providers that sing; lyrics may carry
+            structure tags (`[verse]`, `[chorus]`, `[bridge]`); the language is an ISO 639 code ("en", "ja").
+        bpm / key / time_signature: tempo, key ("A minor", "F# major", "Bbm") and metre ("3/4", "6/8"), stated
+            once in one spelling (`soundforge.music`) and written into the saved files' tags.
         output_format / loudness: defaults for saving (format name, LUFS target).
         extra: provider-specific parameters, validated by that backend.
     """
@@ -172,10 +184,16 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     steps: int | None = Field(None, ge=1, le=1000)
     melody: AudioInput | None = None
     audio_prompt: AudioInput | None = None
-    audio_prompt_mode: Literal["continuation", "variation"] | None = None
+    audio_prompt_mode: AudioPromptMode | None = None
     strength: float | None = Field(None, gt=0, le=1)
+    region: tuple[float, float] | None = Field(None, description="(start, end) seconds of the audio prompt")
+    stem: str | None = Field(None, description="the stem that audio_prompt_mode='extract' returns")
     lyrics: str | None = None
     instrumental: bool | None = None
+    vocal_language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+    bpm: float | None = Field(None, ge=20, le=400, description="tempo in beats per minute")
+    key: str | None = Field(None, description='musical key, e.g. "A minor", "F# major"')
+    time_signature: str | None = Field(None, description='metre, e.g. "4/4", "3/4", "6/8"')
     output_format: Literal["wav", "flac", "ogg", "mp3"] | None = None
     loudness: float | None = Field(None, ge=MIN_LUFS, le=MAX_LUFS, description="LUFS target when saving")
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -218,6 +236,33 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             raise ValueError(f"prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}")
         return text
 
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_key(value)
+
+    @field_validator("time_signature")
+    @classmethod
+    def _time_signature(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_time_signature(value)
+
+    @field_validator("stem")
+    @classmethod
+    def _stem(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().lower().replace(" ", "_").replace("-", "_")
+        if name not in STEMS:
+            raise ValueError(f"stem {value!r} is not one of {', '.join(STEMS)}")
+        return name
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0 <= value[0] < value[1]:
+            raise ValueError(f"region {value} must be (start, end) seconds with 0 <= start < end")
+        return value
+
     @field_validator("melody", "audio_prompt", mode="before")
     @classmethod
     def _audio(cls, value: Any) -> Any:
@@ -231,6 +276,15 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             raise ValueError("audio_prompt_mode needs an audio_prompt")
         if self.lyrics is not None and self.instrumental:
             raise ValueError("lyrics and instrumental=True contradict each other")
+        if self.vocal_language is not None and self.instrumental:
+            raise ValueError("vocal_language and instrumental=True contradict each other")
+        mode = self.audio_prompt_mode
+        if (self.region is None) != (mode != "repaint"):
+            raise ValueError("audio_prompt_mode='repaint' and region=(start, end) go together; give both or neither")
+        if (self.stem is None) != (mode != "extract"):
+            raise ValueError("audio_prompt_mode='extract' and stem= go together; give both, e.g. stem='vocals'")
+        if self.strength is not None and mode in ("continuation", "repaint", "extract"):
+            raise ValueError(f"strength applies to 'variation' and 'cover', not to audio_prompt_mode={mode!r}")
         return self
 
     def set_fields(self) -> set[str]:

@@ -36,6 +36,11 @@ class Track:
         """Number of channels (1 mono, 2 stereo)."""
         return int(self.audio.shape[0])
 
+    @property
+    def role(self) -> str | None:
+        """What the track is of a song: a stem ("vocals", "drums", ...), or None for the whole mix."""
+        return self.provenance.role
+
     def __repr__(self) -> str:
         return (
             f"Track({self.duration:.2f} s, {self.sample_rate} Hz, {self.channels} ch, "
@@ -137,14 +142,22 @@ class Generation:
         sidecar: bool = True,
         sign: C2paSigner | None = None,
     ) -> list[Path]:
-        """Save every track; with several tracks, `-1`, `-2`… is added before the extension."""
+        """Save every track. Tracks with roles (stems) go to `name.vocals.wav`, `name.drums.wav`…; other sets of
+        several tracks get `-1`, `-2`… before the extension."""
+        roles = [track.role for track in self.tracks]
         # Every track's file is checked before the first is written: no half-saved set of variations.
         check_destination(
-            path, format=format, count=len(self.tracks), overwrite=overwrite, sidecar=sidecar, loudness=loudness
+            path,
+            format=format,
+            count=len(self.tracks),
+            overwrite=overwrite,
+            sidecar=sidecar,
+            loudness=loudness,
+            roles=roles,
         )
         return [
             track.save(target, format, loudness, overwrite, sidecar, sign)
-            for target, track in zip(output_paths(path, len(self.tracks)), self.tracks, strict=True)
+            for target, track in zip(output_paths(path, len(self.tracks), roles), self.tracks, strict=True)
         ]
 
     def __len__(self) -> int:

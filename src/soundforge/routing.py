@@ -126,14 +126,16 @@ class Router:
         plan = self.config.provider_settings(backend.name).get("plan")
         return self.registry.license_for(backend.name, model, plan=plan)
 
-    def supported_by(self, field: str) -> list[str]:
-        """Providers whose default model supports `field`, installed here or not (`setup_hint` says what the
-        others need): a user asking for a melody should hear that musicgen can, even before installing it."""
+    def supported_by(self, field: str, value: object = None) -> list[str]:
+        """Providers whose default model honours `field` (set to `value`, when given: a mode, a stem), installed
+        here or not (`setup_hint` says what the others need): a user asking for a melody should hear that musicgen
+        can, even before installing it."""
         names = []
         for name in self.names():
             try:
                 backend = self.get_backend(name)
-                if backend.capabilities(self.model_for(backend, None)).supports(field):
+                caps = backend.capabilities(self.model_for(backend, None))
+                if caps.honours(field, value) if value is not None else caps.supports(field):
                     names.append(name)
             except SoundforgeError:
                 continue
@@ -199,7 +201,7 @@ class Router:
         try:
             backend.check(request, model)
         except UnsupportedFeatureError as exc:
-            others = self.supported_by(exc.field or "")
+            others = self.supported_by(exc.field or "", getattr(request, exc.field or "", None))
             exc.offer(others, not_set_up=self.setup_hint(others))
             raise
         # Only a provider somebody named may start a download; `auto` never fetches weights on its own.

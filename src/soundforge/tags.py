@@ -18,12 +18,15 @@ import struct
 from typing import TYPE_CHECKING, Protocol
 
 from .audio import AudioArray, AudioFormat
+from .music import parse_key
 
 if TYPE_CHECKING:
     from .licensing import License
     from .provenance import Provenance
 
 COMMENT_HEADER = "soundforge provenance"
+#: ID3v2.4 text frames for the musical fields.
+_MUSIC_FRAMES = (("TBPM", "BPM"), ("TKEY", "KEY"))
 
 
 class TaggedAudio(Protocol):
@@ -70,9 +73,29 @@ def describe(track: TaggedAudio, *, audio_sha256: str, loudness: float | None, f
         fields["SEED"] = str(prov.seed)
     if loudness is not None and math.isfinite(loudness):  # measured after normalising; silence has none
         fields["LOUDNESS_LUFS"] = f"{loudness:.1f}"
+    if prov.role:
+        fields["ROLE"] = prov.role
+    fields |= music_fields(prov.request)
     fields["CREATED_AT"] = prov.created_at.isoformat()
     fields["SOUNDFORGE_VERSION"] = prov.soundforge_version
     fields["PROMPT"] = str(prov.request.get("prompt", ""))[:1000]
+    return fields
+
+
+def music_fields(request: dict[str, object]) -> dict[str, str]:
+    """Tempo, key and metre the request stated (validated and spelled one way by `soundforge.music`): `BPM`
+    (a whole number, as ID3's TBPM and the Vorbis BPM convention want), `KEY` (ID3 TKEY's spelling: "Am", "F#"),
+    `TIME_SIGNATURE` ("6/8")."""
+    fields: dict[str, str] = {}
+    bpm = request.get("bpm")
+    if isinstance(bpm, (int, float)):
+        fields["BPM"] = str(round(bpm))
+    key = request.get("key")
+    if isinstance(key, str):
+        fields["KEY"] = parse_key(key).short
+    signature = request.get("time_signature")
+    if isinstance(signature, str):
+        fields["TIME_SIGNATURE"] = signature
     return fields
 
 
@@ -153,6 +176,8 @@ def id3v2_tag(fields: dict[str, str]) -> bytes:
         _id3_frame("TSSE", utf8 + f"soundforge {fields['SOUNDFORGE_VERSION']}".encode()),
         _id3_frame("COMM", utf8 + b"eng" + b"\x00" + comment_text(fields).encode()),
     ]
+    # The standard frames players and DJ software read (ID3v2.4 section 4.2.3): tempo and initial key.
+    frames += [_id3_frame(frame, utf8 + fields[key].encode()) for frame, key in _MUSIC_FRAMES if key in fields]
     frames += [_id3_frame("TXXX", utf8 + key.encode() + b"\x00" + value.encode()) for key, value in fields.items()]
     body = b"".join(frames)
     return b"ID3\x04\x00\x00" + _syncsafe(len(body)) + body

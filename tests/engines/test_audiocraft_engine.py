@@ -59,7 +59,7 @@ def test_continuation_and_long_form(musicgen) -> None:
         "lofi", provider="musicgen:debug", duration=1.0, seed=4, audio_prompt=(prompt.audio, prompt.sample_rate)
     )
     assert cont.audio.shape == (1, 32000) and np.isfinite(cont.audio).all()
-    with pytest.raises(InvalidRequestError, match="variations"):
+    with pytest.raises(InvalidRequestError, match="variation"):
         musicgen.generate(
             "x",
             provider="musicgen:debug",

@@ -109,7 +109,7 @@ def test_variation_of_an_input_clip(sat, folder) -> None:
     )
     assert varied.audio.shape == (2, 8000) and np.isfinite(varied.audio).all()
     assert varied.provenance.parameters["init_noise_level"] == 0.5
-    with pytest.raises(InvalidRequestError, match="does not continue"):
+    with pytest.raises(InvalidRequestError, match="'continuation' is not among its audio_prompt modes: variation"):
         sat.generate(
             "x", provider=spec, duration=1.0, audio_prompt=(clip.audio, 8000), audio_prompt_mode="continuation"
         )

@@ -156,6 +156,8 @@ class RawTrack:
     sample_rate: int
     seed: int | None
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: What the track is of a song (a stem name such as "vocals"); None for the whole mix.
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,9 @@ class Backend(ABC):
         caps = self.capabilities(model)
         for name in sorted(request.set_fields()):
             if not caps.honours(name, getattr(request, name)):
-                raise UnsupportedFeatureError(name, f"{self.name}:{model}")
+                value = getattr(request, name)
+                detail = f"{value!r} is not among {caps.offers(name)}" if caps.offers(name) else None
+                raise UnsupportedFeatureError(name, f"{self.name}:{model}", detail=detail)
         if request.duration > caps.max_duration:
             raise InvalidRequestError(
                 f"duration {request.duration:g} s is over the {caps.max_duration:g} s maximum of {self.name}:{model}",

@@ -172,14 +172,8 @@ def input_clip(request: GenerationRequest, sample_rate: int, channels: int) -> A
 
 
 def variation_clip(request: GenerationRequest, sample_rate: int, channels: int, provider: str) -> AudioArray:
-    """The audio prompt of a model that transforms a clip but cannot continue one (Stable Audio Open)."""
-    if request.audio_prompt_mode == "continuation":
-        raise InvalidRequestError(
-            "Stable Audio Open transforms an input clip (variation) but does not continue it",
-            field="audio_prompt_mode",
-            provider=provider,
-            hint="use audio_prompt_mode='variation'",
-        )
+    """The audio prompt of a model that transforms a clip (Stable Audio Open); that the mode is one the model
+    offers was checked before any work (`Capabilities.audio_prompt_modes`)."""
     return input_clip(request, sample_rate, channels)
 
 

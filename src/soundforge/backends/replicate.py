@@ -42,6 +42,7 @@ def _caps(model: str) -> Capabilities:
             sample_rates=(32000,),
             channels=(1, 2),
             fields=_MUSICGEN_FIELDS,
+            audio_prompt_modes=frozenset({"continuation"}),
             max_outputs=1,
             seed_deterministic=True,
             cost_hint="billed per second of GPU time",
@@ -115,12 +116,6 @@ class ReplicateBackend(CloudBackend):
             if request.melody is not None:
                 data["input_audio"] = _data_uri(request.melody)
             if request.audio_prompt is not None:
-                if request.audio_prompt_mode == "variation":
-                    raise InvalidRequestError(
-                        "meta/musicgen continues an audio prompt; it makes no variations",
-                        field="audio_prompt_mode",
-                        provider=self.name,
-                    )
                 data["input_audio"] = _data_uri(request.audio_prompt)
                 data["continuation"] = True
         else:

@@ -3,7 +3,8 @@
 - `run_on_device_thread(device, fn)`: run torch work on the one compute thread of its device (OpenMP teams
   stay per thread, docs/performance.md).
 - `ModelCache`: loaded models per key, with load timing and the memory ledger.
-- `ModelMemory`: the per-device memory budget the client keeps for every loaded model.
+- `ModelMemory`: the per-device memory budget the client keeps for every loaded model; `weights_on_disk` (the
+  estimate before a load) and `module_bytes` (what a loaded model holds) feed it.
 - `Batcher`: coalesce concurrent compatible requests into one engine call.
 - `resolve_checkpoint`, `checkpoint_availability`, `files_availability`, `revision`: weights from a folder or
   the Hugging Face cache, with the errors that say how to get them (`HF_HUB_OFFLINE` honoured).
@@ -23,7 +24,7 @@ from ._hub import (
     resolve_checkpoint,
     revision,
 )
-from ._memory import ModelMemory
+from ._memory import ModelMemory, module_bytes, weights_on_disk
 
 __all__ = [
     "Batcher",
@@ -31,9 +32,11 @@ __all__ = [
     "ModelMemory",
     "checkpoint_availability",
     "files_availability",
+    "module_bytes",
     "pick_device",
     "pick_dtype",
     "resolve_checkpoint",
     "revision",
     "run_on_device_thread",
+    "weights_on_disk",
 ]

@@ -43,6 +43,7 @@ def _caps(model: str) -> Capabilities:
                 "channels",
             }
         ),
+        audio_prompt_modes=frozenset({"variation"}),
         max_outputs=1,
         seed_deterministic=True,
         cost_hint="about 20 credits per generation (2.5)",
@@ -107,13 +108,6 @@ class StabilityBackend(CloudBackend):
         files: dict[str, Any] = {key: (None, value) for key, value in fields.items()}
         endpoint = "text-to-audio"
         if request.audio_prompt is not None:
-            if request.audio_prompt_mode == "continuation":
-                raise InvalidRequestError(
-                    "Stability's audio-to-audio transforms a clip; it does not continue it",
-                    field="audio_prompt_mode",
-                    provider=self.name,
-                    hint="use audio_prompt_mode='variation'",
-                )
             audio, rate = request.audio_prompt.load()
             clip = encode(to_channels(resample(audio, rate, 44100), 2), 44100, format_for(None, "wav"))
             files["audio"] = ("input.wav", clip, "audio/wav")

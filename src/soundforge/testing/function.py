@@ -27,7 +27,8 @@ import numpy as np
 from ..backends.base import Backend, RawGeneration, RawTrack, RunContext, default_seed, fit_length
 from ..capabilities import Capabilities, ModelInfo
 from ..licensing import License, LicenseComponent, LicenseRegistry
-from ..request import GenerationRequest
+from ..music import STEMS
+from ..request import AUDIO_PROMPT_MODES, GenerationRequest
 
 if TYPE_CHECKING:
     from ..backends.runtime import ModelMemory
@@ -73,7 +74,13 @@ class FunctionBackend(Backend):
         self.fn = fn
         self.sample_rate = sample_rate
         self.caps = capabilities or Capabilities(
-            max_duration=600.0, sample_rates=(sample_rate,), channels=(1, 2), fields=ALL_FIELDS, max_outputs=16
+            max_duration=600.0,
+            sample_rates=(sample_rate,),
+            channels=(1, 2),
+            fields=ALL_FIELDS,
+            max_outputs=16,
+            audio_prompt_modes=frozenset(AUDIO_PROMPT_MODES),
+            stems=frozenset(STEMS),
         )
         self._license = license
         self.calls = 0

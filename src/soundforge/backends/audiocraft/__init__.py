@@ -320,13 +320,6 @@ class AudiocraftEngine(LocalEngine[LoadedAudiocraft]):
     def _continue(self, request: GenerationRequest, loaded: LoadedAudiocraft, descriptions: list[str]) -> Any:
         import torch
 
-        if request.audio_prompt_mode == "variation":
-            raise InvalidRequestError(
-                "audiocraft continues an audio prompt but cannot make variations of it",
-                field="audio_prompt_mode",
-                provider=self.owner.name,
-                hint="use audio_prompt_mode='continuation'",
-            )
         prompt = input_clip(request, loaded.sample_rate, loaded.channels)
         if prompt.shape[1] / loaded.sample_rate >= request.duration:
             raise InvalidRequestError(
@@ -367,6 +360,7 @@ def audiogen_caps(max_duration: float = 600.0) -> Capabilities:
                 "audio_prompt_mode",
             }
         ),
+        audio_prompt_modes=frozenset({"continuation"}),
         max_outputs=8,
         seed_deterministic=True,
         cost_hint="local; AudioGen medium (1.5B) wants a GPU",

@@ -77,6 +77,7 @@ def _caps(*, stereo: bool, melody: bool, sample_rate: int = 32000, frame_rate: i
         sample_rates=(sample_rate,),
         channels=(2,) if stereo else (1,),
         fields=frozenset(fields),
+        audio_prompt_modes=frozenset() if melody else frozenset({"continuation"}),
         max_outputs=8,
         seed_deterministic=True,
         cost_hint="local; about 11x slower than real time for musicgen-small on a 2-core CPU",
@@ -331,13 +332,6 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         self, request: GenerationRequest, loaded: LoadedModel, kwargs: dict[str, Any], context: RunContext
     ) -> Any:
         """Continue an audio prompt: the output is the prompt followed by new audio, `duration` long in all."""
-        if request.audio_prompt_mode == "variation":
-            raise InvalidRequestError(
-                "MusicGen continues an audio prompt but cannot make variations of it",
-                field="audio_prompt_mode",
-                provider=self.owner.name,
-                hint="use audio_prompt_mode='continuation'",
-            )
         prompt = input_clip(request, loaded.sample_rate, loaded.channels)
         prompt_seconds = prompt.shape[1] / loaded.sample_rate
         if prompt_seconds >= request.duration:

@@ -76,6 +76,7 @@ def _caps(max_duration: float = 47.55, sample_rate: int = 44100, channels: int =
         sample_rates=(sample_rate,),
         channels=(channels,),
         fields=_FIELDS,
+        audio_prompt_modes=frozenset({"variation"}),
         max_outputs=8,
         seed_deterministic=True,
         cost_hint="local; about 27 s per denoising step at full size on a 2-core CPU",

@@ -1,7 +1,8 @@
 """`synth`: the built-in offline synthesizer. No weights, no network, no torch; CC0 output.
 
 It reads tempo ("128 BPM", "slow"), key and mode ("in A minor", "dark") and genre words from the
-prompt, then renders drums, bass, chords and a lead line. The same request and seed give
+prompt (a request's `bpm`, `key` and `time_signature` override them exactly), then renders drums,
+bass, chords and a lead line. The same request and seed give
 bit-identical audio; a different seed gives a different piece. It is the default provider on a
 fresh machine and the workhorse of fast tests.
 """
@@ -15,7 +16,7 @@ from ...capabilities import Capabilities, ModelInfo
 from ...request import GenerationRequest
 from ..base import Backend, RawGeneration, RawTrack, RunContext, default_seed
 from .render import render
-from .theory import plan_from_prompt
+from .theory import plan_for
 
 DEFAULT_SAMPLE_RATE = 44100
 _CAPABILITIES = Capabilities(
@@ -23,7 +24,7 @@ _CAPABILITIES = Capabilities(
     max_duration=600.0,
     sample_rates=(22050, 24000, 32000, 44100, 48000),
     channels=(1, 2),
-    fields=frozenset({"seed", "num_outputs", "sample_rate", "channels"}),
+    fields=frozenset({"seed", "num_outputs", "sample_rate", "channels", "bpm", "key", "time_signature"}),
     max_outputs=16,
     seed_deterministic=True,
     cost_hint="free, local, faster than real time",
@@ -54,7 +55,13 @@ class SynthBackend(Backend):
             context.progress("render", index, request.num_outputs)
             seed = base_seed + index
             rng = np.random.default_rng(seed)
-            plan = plan_from_prompt(request.prompt, int(rng.integers(1 << 30)))
+            plan = plan_for(
+                request.prompt,
+                int(rng.integers(1 << 30)),
+                bpm=request.bpm,
+                key=request.key,
+                time_signature=request.time_signature,
+            )
             stereo = render(plan, request.duration, sample_rate, rng)
             audio = stereo.mean(axis=0, keepdims=True) if channels == 1 else stereo
             tracks.append(
@@ -65,6 +72,7 @@ class SynthBackend(Backend):
                     parameters={
                         "tempo_bpm": plan.tempo,
                         "key": _key_name(plan.tonic, plan.minor),
+                        "time_signature": str(plan.meter),
                         "style": plan.style.name,
                         "sample_rate": sample_rate,
                         "channels": channels,

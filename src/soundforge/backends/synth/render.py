@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from ...music import TimeSignature
 from .theory import PROGRESSIONS_MAJOR, PROGRESSIONS_MINOR, MusicPlan, chord_notes, scale
 
 Buffer = npt.NDArray[np.float64]
@@ -170,26 +171,55 @@ DRUM_PATTERNS: dict[str, dict[str, list[int]]] = {
 }
 
 
-def groove(base: dict[str, list[int]], rng: np.random.Generator) -> dict[str, list[int]]:
+def meter_pattern(drums: str, meter: TimeSignature) -> dict[str, list[int]]:
+    """A style's drum pattern in a metre other than 4/4 (4/4 uses `DRUM_PATTERNS` as written): the kick on the
+    downbeat, the backbeat on the other felt beats, hats on the offbeats."""
+    if drums == "none":
+        return {}
+    spb, pulse = meter.sixteenths_per_bar, meter.pulse_sixteenths
+    beats = list(range(0, spb, pulse))
+    offbeats = [b + pulse // 2 for b in beats if pulse > 1]
+    if drums == "four_on_floor":
+        return {"kick": beats, "clap": beats[1::2], "hat": offbeats, "open_hat": []}
+    if drums == "half_time":
+        return {"kick": [0], "snare": [beats[len(beats) // 2]] if len(beats) > 1 else [], "hat": beats}
+    # backbeat, breakbeat: a waltz-like bar of three beats answers the downbeat on both others
+    backbeat = beats[1:] if len(beats) == 3 else beats[1::2]
+    return {"kick": [0], "snare": backbeat, "hat": list(range(0, spb, 2))}
+
+
+def groove(
+    base: dict[str, list[int]], rng: np.random.Generator, steps_per_bar: int = STEPS_PER_BAR
+) -> dict[str, list[int]]:
     """The style's pattern varied by the seed: extra kicks on off-steps, a denser or sparser hat, ghost snares.
 
     Each seed gets its own groove over the same style, so two seeds differ in rhythm, not only in notes.
     """
     pattern = {name: list(steps) for name, steps in base.items()}
+
+    def inside(steps: tuple[int, ...]) -> list[int]:
+        return [s for s in steps if s < steps_per_bar]
+
     if "kick" in pattern:
-        free = [s for s in (3, 6, 7, 11, 14, 15) if s not in pattern["kick"]]
+        free = [s for s in inside((3, 6, 7, 11, 14, 15)) if s not in pattern["kick"]]
         count = int(rng.integers(0, 3))
-        pattern["kick"] += [int(s) for s in rng.choice(free, size=min(count, len(free)), replace=False)]
+        if free:
+            pattern["kick"] += [int(s) for s in rng.choice(free, size=min(count, len(free)), replace=False)]
     if pattern.get("hat"):
         variant = int(rng.integers(3))
         if variant == 1:  # sixteenths here and there
-            pattern["hat"] += [s for s in range(1, 16, 2) if rng.random() < 0.5]
+            pattern["hat"] += [s for s in range(1, steps_per_bar, 2) if rng.random() < 0.5]
         elif variant == 2:  # sparser: drop some
             pattern["hat"] = [s for s in pattern["hat"] if rng.random() < 0.7] or pattern["hat"][:1]
     if "snare" in pattern and rng.random() < 0.6:
-        pattern["ghost"] = [int(s) for s in rng.choice([2, 7, 9, 15], size=int(rng.integers(1, 3)), replace=False)]
+        ghosts = inside((2, 7, 9, 15))
+        pattern["ghost"] = [
+            int(s) for s in rng.choice(ghosts, size=min(int(rng.integers(1, 3)), len(ghosts)), replace=False)
+        ]
     if "open_hat" in pattern and rng.random() < 0.5:
-        pattern["open_hat"] = [s for s in (2, 6, 10, 14) if s not in pattern.get("hat", [])] or [14]
+        pattern["open_hat"] = [s for s in inside((2, 6, 10, 14)) if s not in pattern.get("hat", [])] or [
+            inside((14,))[0] if inside((14,)) else steps_per_bar - 2
+        ]
     return {name: sorted(set(steps)) for name, steps in pattern.items()}
 
 
@@ -205,13 +235,16 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
     style = plan.style
     beat = 60.0 / plan.tempo
     step = beat / 4
-    bars = math.ceil(duration / (4 * beat)) + 1
+    spb = plan.meter.sixteenths_per_bar
+    pulse = plan.meter.pulse_sixteenths
+    common = spb == STEPS_PER_BAR and pulse == 4  # 4/4 (and 2/2's bar): the patterns as written
+    bars = math.ceil(duration / (spb * beat / 4)) + 1
     mix = Track(n)
     brightness = style.brightness
 
     def step_start(bar: int, s: int) -> int:
         swing = style.swing * step if s % 2 == 1 else 0.0
-        return round(((bar * STEPS_PER_BAR + s) * step + swing) * sr)
+        return round(((bar * spb + s) * step + swing) * sr)
 
     progressions = PROGRESSIONS_MINOR if plan.minor else PROGRESSIONS_MAJOR
     progression = progressions[int(rng.integers(len(progressions)))]
@@ -219,12 +252,13 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
 
     # Drums: the pattern every bar, a fill-like variation every 8th bar.
     kit = _drum_kit(sr, rng, plan.tonic)
-    pattern = groove(DRUM_PATTERNS[style.drums], rng)
+    base = DRUM_PATTERNS[style.drums] if common else meter_pattern(style.drums, plan.meter)
+    pattern = groove(base, rng, spb)
     for bar in range(bars):
         for name, steps in pattern.items():
             hits = list(steps)
             if name == "snare" and bar % 8 == 7:
-                hits += [13, 14, 15]
+                hits += [spb - 3, spb - 2, spb - 1]
             for s in hits:
                 velocity = 0.85 + 0.15 * rng.random()
                 mix.add(kit[DRUM_SOUND.get(name, name)], step_start(bar, s), DRUM_GAIN[name] * velocity, DRUM_PAN[name])
@@ -235,12 +269,13 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
     for bar in range(bars):
         degree = progression[bar % len(progression)]
         notes = chord_notes(plan, degree, 48 + 12, size=4 if style.name == "jazz" else 3)
+        beats = range(0, spb, pulse)
         if style.chords == "pad":
-            chord_hits = [(0, 16)]
+            chord_hits = [(0, spb)]
         elif style.chords == "organ":
-            chord_hits = [(2, 1), (6, 1), (10, 1), (14, 1)]
+            chord_hits = [(2, 1), (6, 1), (10, 1), (14, 1)] if common else [(b + pulse // 2, 1) for b in beats]
         else:
-            chord_hits = [(0, 6), (6, 4), (10, 6)]
+            chord_hits = [(0, 6), (6, 4), (10, 6)] if common else [(b, pulse) for b in beats]
         for s, length in chord_hits:
             for i, midi in enumerate(notes):
                 sound = _note(chord_voice, midi, length * step * 0.95, sr, brightness)
@@ -248,7 +283,9 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
 
         # Bass: the chord root.
         root = notes[0] - 24
-        if style.drums == "four_on_floor":
+        if not common:
+            bass_hits = [(b, max(1, pulse - 1)) for b in beats]
+        elif style.drums == "four_on_floor":
             bass_hits = [(2, 2), (6, 2), (10, 2), (14, 2)]
         elif style.bass == "sub":
             bass_hits = [(0, 6), (8, 6)]
@@ -261,18 +298,18 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
     lead_voice = VOICES[style.lead]
     steps_in_scale = scale(plan)
     for phrase_start in range(intro_bars, bars, 4):
-        motif = _motif(rng)
+        motif = _motif(rng, spb)
         for half in range(2):
             bar0 = phrase_start + 2 * half
             for s, length, degree_offset in motif:
-                bar = bar0 + s // STEPS_PER_BAR
+                bar = bar0 + s // spb
                 if bar >= bars:
                     continue
                 chord_degree = progression[bar % len(progression)]
-                degree = chord_degree + degree_offset + (2 if half == 1 and s >= 24 else 0)
+                degree = chord_degree + degree_offset + (2 if half == 1 and s >= spb + spb // 2 else 0)
                 midi = 72 + plan.tonic + steps_in_scale[degree % 7] + 12 * (degree // 7)
                 sound = _note(lead_voice, midi, length * step * 0.9, sr, brightness)
-                mix.add(sound, step_start(bar, s % STEPS_PER_BAR), 0.16, 0.25)
+                mix.add(sound, step_start(bar, s % spb), 0.16, 0.25)
 
     stereo = np.stack([mix.left, mix.right])
     stereo = np.tanh(stereo * 1.2) / np.tanh(1.2)  # gentle saturation, glues the mix
@@ -287,10 +324,10 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
     return np.asarray(stereo, dtype=np.float64)
 
 
-def _motif(rng: np.random.Generator) -> list[tuple[int, int, int]]:
+def _motif(rng: np.random.Generator, steps_per_bar: int = STEPS_PER_BAR) -> list[tuple[int, int, int]]:
     """A two-bar rhythm with scale-degree offsets from the chord root: (step, length, offset)."""
     positions, s = [], 0
-    while s < 2 * STEPS_PER_BAR:
+    while s < 2 * steps_per_bar:
         length = int(rng.choice([2, 2, 4, 4, 6, 8]))
         if rng.random() < 0.8:
             strong = s % 4 == 0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-NOTE_NAMES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+from ...music import TimeSignature, parse_key, parse_time_signature
+
+COMMON_TIME = TimeSignature(4, 4)
+
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10)
 
@@ -136,15 +139,26 @@ class MusicPlan:
     tonic: int  # pitch class 0-11
     minor: bool
     style: Style
+    meter: TimeSignature = COMMON_TIME
 
 
 def _pitch_class(letter: str, accidental: str | None) -> int:
-    pc = NOTE_NAMES[letter.lower()]
-    if accidental and accidental.lower() in ("#", "♯", "sharp"):
-        pc += 1
-    elif accidental and accidental.lower() in ("b", "♭", "flat"):
-        pc -= 1
-    return pc % 12
+    return parse_key(letter + (accidental or "")).pitch_class
+
+
+def plan_for(
+    prompt: str, choose: int, *, bpm: float | None = None, key: str | None = None, time_signature: str | None = None
+) -> MusicPlan:
+    """The plan for a request: tempo, key and metre it states exactly, the rest read from the prompt."""
+    plan = plan_from_prompt(prompt, choose)
+    if bpm is not None:
+        plan = replace(plan, tempo=float(bpm))
+    if key is not None:
+        stated = parse_key(key)
+        plan = replace(plan, tonic=stated.pitch_class, minor=stated.minor)
+    if time_signature is not None:
+        plan = replace(plan, meter=parse_time_signature(time_signature))
+    return plan
 
 
 def plan_from_prompt(prompt: str, choose: int) -> MusicPlan:

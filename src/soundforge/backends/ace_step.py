@@ -1,0 +1,412 @@
+"""`ace-step`: ACE-Step 1.5 (ACE Studio and StepFun) run locally through diffusers' `AceStepPipeline`.
+
+Extra: `soundforge[ace-step]` (diffusers, transformers). Songs with vocals from lyrics, 48 kHz stereo, and the
+operations on an audio input the model was trained for: repaint a region, cover, extract a stem (base model),
+continue. The request's song vocabulary maps onto the pipeline's arguments one to one; what ACE-Step does not
+accept (a BPM outside 30-300, a 5/4 bar, extract on a turbo model) is refused before anything loads, with the
+values it does accept. The limits are ACE-Step's own (`acestep/constants.py` in github.com/ace-step/ACE-Step-1.5
+at f30aee4, 2026-02-08; docs/providers/ace-step.md).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..capabilities import Capabilities, ModelInfo
+from ..errors import InvalidRequestError
+from ..music import STEMS, parse_key, parse_time_signature
+from ..request import GenerationRequest
+from .base import (
+    LOCAL_SETTINGS,
+    Availability,
+    Backend,
+    ProgressEvent,
+    RawGeneration,
+    RunContext,
+    checked_extra,
+    default_seed,
+    fit_length,
+)
+from .devices import check_device_dtype, dtype_name
+from .local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
+from .runtime import (
+    checkpoint_availability,
+    module_bytes,
+    pick_dtype,
+    resolve_checkpoint,
+    revision,
+    run_on_device_thread,
+    weights_on_disk,
+)
+
+EXTRA = 'pip install "soundforge[ace-step]"'
+#: The diffusers-format checkpoint the pipeline's own documentation loads (XL turbo: 8 steps, no guidance).
+XL_TURBO = "ACE-Step/acestep-v15-xl-turbo-diffusers"
+SAMPLE_RATE = 48000
+#: The first diffusers release soundforge runs AceStepPipeline on (the extra's floor).
+MIN_DIFFUSERS = (0, 42)
+#: ACE-Step's own limits (acestep/constants.py): BPM_MIN/BPM_MAX, DURATION_MIN/DURATION_MAX, VALID_TIME_SIGNATURES
+#: (2 = 2/4, 3 = 3/4, 4 = 4/4, 6 = 6/8), VALID_LANGUAGES, TASK_TYPES_TURBO.
+BPM_RANGE = (30, 300)
+DURATION_RANGE = (10.0, 600.0)
+TIME_SIGNATURES = {"2/4": "2", "3/4": "3", "4/4": "4", "6/8": "6"}
+LANGUAGES = frozenset(
+    " ".join(
+        (
+            "ar az bg bn ca cs da de el en es fa fi fr he hi hr ht hu id is it ja ko la lt ms ne nl no pa pl",
+            "pt ro ru sa sk sr sv sw ta te th tl tr uk ur vi yue zh",
+        )
+    ).split()
+)
+TURBO_TASKS = ("text2music", "repaint", "cover")
+#: What the model card tells users to write for a song without vocals (docs/en/Tutorial.md).
+INSTRUMENTAL_LYRICS = "[Instrumental]"
+EXTRA_KEYS: dict[str, Any] = {
+    "shift": (int, float),
+    "cfg_interval_start": (int, float),
+    "cfg_interval_end": (int, float),
+    "engine": str,
+}
+_FIELDS = frozenset(
+    {
+        "seed",
+        "num_outputs",
+        "steps",
+        "guidance",
+        "lyrics",
+        "instrumental",
+        "vocal_language",
+        "bpm",
+        "key",
+        "time_signature",
+        "audio_prompt",
+        "audio_prompt_mode",
+        "strength",
+        "region",
+        "stem",
+        "channels",
+        "sample_rate",
+        "extra",
+    }
+)
+
+
+def _caps(*, turbo: bool, sample_rate: int = SAMPLE_RATE) -> Capabilities:
+    return Capabilities(
+        min_duration=DURATION_RANGE[0],
+        max_duration=DURATION_RANGE[1],
+        sample_rates=(sample_rate,),
+        channels=(2,),
+        # A turbo model has guidance distilled into its weights: the pipeline would ignore `guidance` with a warning.
+        fields=_FIELDS - {"guidance", "stem"} if turbo else _FIELDS,
+        max_outputs=8,
+        seed_deterministic=True,
+        vocals=True,
+        audio_prompt_modes=frozenset({"repaint", "cover", "continuation"} | (set() if turbo else {"extract"})),
+        stems=frozenset() if turbo else frozenset(STEMS),
+        cost_hint="local; a GPU sings a song in seconds, a 2-core CPU takes minutes per step at full size",
+    )
+
+
+@dataclass
+class LoadedAceStep:
+    """A pipeline in memory with the facts generation needs."""
+
+    pipeline: Any
+    sample_rate: int
+    turbo: bool
+    device: str
+    revision: str | None
+    lock: threading.Lock
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The pipeline arguments of one request, worked out (and checked) before anything loads."""
+
+    kwargs: dict[str, Any]
+    task: str
+    extra: dict[str, Any]
+
+
+class DiffusersAceStep(LocalEngine[LoadedAceStep]):
+    """ACE-Step 1.5 through diffusers' `AceStepPipeline`."""
+
+    name = "diffusers"
+
+    def __init__(self, owner: Backend) -> None:
+        super().__init__(owner, cache_label=owner.name)
+
+    def availability(self) -> Availability:
+        missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
+        if missing:
+            return Availability(False, f"{', '.join(missing)} not installed", fix=EXTRA)
+        # The version from the package metadata: importing diffusers to look would take seconds.
+        installed = importlib.metadata.version("diffusers")
+        if tuple(int(part) for part in installed.split(".")[:2] if part.isdigit()) < MIN_DIFFUSERS:
+            return Availability(
+                False, f"diffusers {installed} has no AceStepPipeline (0.42 and newer do)", fix=f"{EXTRA} --upgrade"
+            )
+        return Availability(True)
+
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        return checkpoint_availability(
+            self.owner.name, model, self.settings, marker="model_index.json", allow_fetch=allow_fetch
+        )
+
+    def _folder(self, model: str) -> str:
+        return resolve_checkpoint(self.owner.name, model, self.settings, marker="model_index.json")
+
+    def weights_size(self, model: str) -> int:
+        return weights_on_disk(self._folder(model))
+
+    def nbytes(self, loaded: LoadedAceStep) -> int:
+        return module_bytes(*loaded.pipeline.components.values())
+
+    def load_on(self, model: str, device: str) -> LoadedAceStep:
+        from diffusers import AceStepPipeline
+
+        folder = self._folder(model)
+        setting = str(self.settings.get("dtype", "auto"))
+        dtype = check_device_dtype(self.name, device, setting, dtype_name(setting, device), provider=self.owner.name)
+        pipeline = AceStepPipeline.from_pretrained(folder, dtype=pick_dtype(dtype, device), local_files_only=True).to(
+            device
+        )
+        pipeline.set_progress_bar_config(disable=True)
+        return LoadedAceStep(
+            pipeline=pipeline,
+            sample_rate=int(pipeline.sample_rate),
+            turbo=bool(pipeline.is_turbo),
+            device=device,
+            revision=revision(folder),
+            lock=threading.Lock(),
+        )
+
+    def prepare(self, request: GenerationRequest) -> dict[str, Any]:
+        plan = pipeline_plan(request, provider=self.owner.name)
+        return {"plan": plan}
+
+    def run(
+        self,
+        request: GenerationRequest,
+        model: str,
+        loaded: LoadedAceStep,
+        options: dict[str, Any],
+        context: RunContext,
+        load_seconds: float,
+    ) -> RawGeneration:
+        import diffusers
+        import torch
+
+        plan: _Plan = options["plan"]
+        check_output_format(request, model, 2, loaded.sample_rate, self.owner.name)
+        if loaded.turbo and plan.task not in TURBO_TASKS:
+            raise InvalidRequestError(
+                f"{model} is a turbo model: ACE-Step trained only {', '.join(TURBO_TASKS)} into it, not {plan.task}",
+                field="audio_prompt_mode",
+                provider=self.owner.name,
+                hint="use a base model (ACE-Step/acestep-v15-base, converted to diffusers' format)",
+            )
+        seed = default_seed(request)
+        kwargs = dict(plan.kwargs)
+        if request.audio_prompt is not None:
+            kwargs |= _source(request, loaded.sample_rate, self.owner.name)
+        total = round(request.duration * loaded.sample_rate)
+        audio = self._call(loaded, kwargs, seed, request.num_outputs, context)
+        audio = fit_length(np.asarray(audio, dtype=np.float32), total)
+        parameters = {k: v for k, v in kwargs.items() if k not in ("src_audio", "prompt", "lyrics")}
+        parameters |= {"sample_rate": loaded.sample_rate, "seed_scope": "output", "task_type": plan.task}
+        generation = batch_generation(
+            audio,
+            sample_rate=loaded.sample_rate,
+            seed=seed,
+            parameters=parameters,
+            device=loaded.device,
+            load_seconds=load_seconds,
+            revision=loaded.revision,
+            engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
+        )
+        if request.stem is None:
+            return generation
+        return replace(generation, tracks=[replace(t, role=request.stem) for t in generation.tracks])
+
+    def _call(self, loaded: LoadedAceStep, kwargs: dict[str, Any], seed: int, rows: int, context: RunContext) -> Any:
+        """One pipeline call on the device's compute thread: numpy (rows, 2, samples).
+
+        Row i draws its starting noise from its own generator seeded `seed + i`. The pipeline samples the VAE
+        posterior of an input clip from torch's global generator, not from `generator`: that is seeded with `seed`
+        inside `fork_rng`, so the result is reproducible and the caller's global random state is left as it was.
+        """
+        steps = int(kwargs.get("num_inference_steps", 8))
+
+        def on_step(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            context.cancel.raise_if_cancelled()
+            if context.on_progress is not None:
+                context.on_progress(ProgressEvent("denoise", step + 1, steps))
+            return tensors
+
+        def run() -> Any:
+            import torch
+
+            device = torch.device(loaded.device)
+            generator_device = "cpu" if device.type == "mps" else loaded.device
+            generators = [torch.Generator(device=generator_device).manual_seed(seed + i) for i in range(rows)]
+            call = dict(kwargs)
+            if rows > 1:
+                call["prompt"] = [call["prompt"]] * rows
+                call["lyrics"] = [call.get("lyrics", "")] * rows
+            forked = [device.index or 0] if device.type == "cuda" else []
+            with loaded.lock, torch.random.fork_rng(devices=forked), torch.inference_mode():
+                torch.manual_seed(seed)
+                return loaded.pipeline(
+                    **call,
+                    generator=generators[0] if rows == 1 else generators,
+                    callback_on_step_end=on_step,
+                    output_type="np",
+                ).audios
+
+        return run_on_device_thread(loaded.device, run)
+
+
+def pipeline_plan(request: GenerationRequest, *, provider: str = "ace-step") -> _Plan:
+    """The `AceStepPipeline` arguments for a request, checked against ACE-Step's limits before anything loads.
+
+    Only what the request sets is passed, so the pipeline's (and the checkpoint's) defaults stay in force.
+    """
+    extra = checked_extra(request, EXTRA_KEYS, provider=provider)
+    kwargs: dict[str, Any] = {"prompt": request.prompt, "audio_duration": request.duration}
+    if request.lyrics is not None:
+        kwargs["lyrics"] = request.lyrics
+    elif request.instrumental:
+        kwargs["lyrics"] = INSTRUMENTAL_LYRICS
+    if request.vocal_language is not None:
+        if request.vocal_language not in LANGUAGES:
+            raise InvalidRequestError(
+                f"ACE-Step does not sing in {request.vocal_language!r}",
+                field="vocal_language",
+                provider=provider,
+                hint=f"its languages: {', '.join(sorted(LANGUAGES))}",
+            )
+        kwargs["vocal_language"] = request.vocal_language
+    if request.bpm is not None:
+        low, high = BPM_RANGE
+        if not (float(request.bpm).is_integer() and low <= request.bpm <= high):
+            raise InvalidRequestError(
+                f"ACE-Step takes a whole BPM from {low} to {high}, not {request.bpm:g}",
+                field="bpm",
+                provider=provider,
+            )
+        kwargs["bpm"] = int(request.bpm)
+    if request.key is not None:
+        kwargs["keyscale"] = str(parse_key(request.key))
+    if request.time_signature is not None:
+        signature = str(parse_time_signature(request.time_signature))
+        if signature not in TIME_SIGNATURES:
+            raise InvalidRequestError(
+                f"ACE-Step knows the time signatures {', '.join(TIME_SIGNATURES)}, not {signature}",
+                field="time_signature",
+                provider=provider,
+            )
+        kwargs["timesignature"] = TIME_SIGNATURES[signature]
+    if request.steps is not None:
+        kwargs["num_inference_steps"] = request.steps
+    if request.guidance is not None:
+        kwargs["guidance_scale"] = request.guidance
+    for key in ("shift", "cfg_interval_start", "cfg_interval_end"):
+        if key in extra:
+            kwargs[key] = float(extra[key])
+    task = "text2music"
+    mode = request.audio_prompt_mode
+    if request.audio_prompt is not None:
+        if mode is None:
+            raise InvalidRequestError(
+                "ACE-Step needs to be told what to do with the audio_prompt",
+                field="audio_prompt_mode",
+                provider=provider,
+                hint="set audio_prompt_mode to 'repaint', 'cover', 'extract' or 'continuation'",
+            )
+        task = {"continuation": "repaint", "repaint": "repaint", "cover": "cover", "extract": "extract"}[mode]
+        kwargs["task_type"] = task
+        if mode == "repaint":
+            assert request.region is not None  # the request's own validation pairs them
+            start, end = request.region
+            if end > request.duration:
+                raise InvalidRequestError(
+                    f"region ends at {end:g} s, after the {request.duration:g} s of the result",
+                    field="region",
+                    provider=provider,
+                )
+            kwargs |= {"repainting_start": float(start), "repainting_end": float(end)}
+        elif mode == "cover" and request.strength is not None:
+            kwargs["audio_cover_strength"] = float(request.strength)
+        elif mode == "extract":
+            kwargs["track_name"] = request.stem
+    return _Plan(kwargs=kwargs, task=task, extra=extra)
+
+
+def _source(request: GenerationRequest, sample_rate: int, provider: str) -> dict[str, Any]:
+    """The audio prompt as the pipeline's `src_audio`: stereo at its rate, `duration` long (cut, or padded with
+    silence; a continuation is padded and its new part repainted)."""
+    import torch
+
+    clip = input_clip(request, sample_rate, 2)
+    total = round(request.duration * sample_rate)
+    extra: dict[str, Any] = {}
+    if request.audio_prompt_mode == "continuation":
+        given = clip.shape[1] / sample_rate
+        if clip.shape[1] >= total:
+            raise InvalidRequestError(
+                f"the audio prompt ({given:.2f} s) is not shorter than the requested {request.duration:g} s; "
+                "duration counts the prompt too",
+                field="duration",
+                provider=provider,
+            )
+        extra = {"repainting_start": given, "repainting_end": -1}
+    clip = fit_length(clip[None], total)[0]
+    return {"src_audio": torch.from_numpy(np.ascontiguousarray(clip)), **extra}
+
+
+def model_facts(folder: Path) -> tuple[bool, int]:
+    """Whether a saved pipeline's transformer is turbo, and its VAE's sample rate (from their configs)."""
+    transformer = json.loads((folder / "transformer" / "config.json").read_text("utf-8"))
+    vae = json.loads((folder / "vae" / "config.json").read_text("utf-8"))
+    turbo = bool(transformer.get("is_turbo")) or transformer.get("model_version") == "turbo"
+    return turbo, int(vae.get("sampling_rate", SAMPLE_RATE))
+
+
+class AceStepBackend(LocalBackend):
+    """ACE-Step 1.5 songs (lyrics, vocals, repaint, cover, stems) through diffusers."""
+
+    settings_keys = LOCAL_SETTINGS
+
+    name = "ace-step"
+    description = "ACE-Step 1.5 songs with vocals through diffusers (local)"
+    default_model = XL_TURBO
+    engine_types: ClassVar[dict[str, Any]] = {"diffusers": DiffusersAceStep}
+
+    def models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(
+                id=XL_TURBO,
+                description="XL turbo: 48 kHz stereo songs of 10 s to 10 min in 8 steps; text2music, repaint, cover",
+                capabilities=_caps(turbo=True),
+            )
+        ]
+
+    def model_info(self, model: str) -> ModelInfo:
+        folder = Path(model).expanduser()
+        if (folder / "model_index.json").is_file():
+            turbo, rate = model_facts(folder)
+            return ModelInfo(id=model, capabilities=_caps(turbo=turbo, sample_rate=rate))
+        if model == XL_TURBO:
+            return super().model_info(model)
+        # Another hub checkpoint: its kind is known only once it is here; base models offer every task.
+        return ModelInfo(id=model, capabilities=_caps(turbo="turbo" in model.lower()))
