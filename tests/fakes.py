@@ -246,6 +246,18 @@ class FakeElevenLabs(FakeServer):
             )
         length = body.get("music_length_ms", 10000)
         if "composition_plan" in body:
+            problems = _plan_problems(body["composition_plan"], body.get("model_id", "music_v1"))
+            if problems:
+                return self.send(
+                    h,
+                    422,
+                    {
+                        "detail": [
+                            {"loc": ["body", "composition_plan", *where], "msg": msg, "type": "value_error"}
+                            for where, msg in problems
+                        ]
+                    },
+                )
             length = sum(s.get("duration_ms", 0) for s in body["composition_plan"].get("sections", []))
         if not 3000 <= length <= 600000:
             return self.send(
@@ -281,6 +293,40 @@ class FakeElevenLabs(FakeServer):
             )
         rate = int(fmt.split("_")[1])
         self.send(h, 200, audio_bytes(length / 1000, "mp3", rate), content_type="audio/mpeg", fault=fault)
+
+
+def _plan_problems(plan: Any, model: str) -> list[tuple[list[str | int], str]]:
+    """What the API refuses in a composition plan, from the official SDK's types (elevenlabs 2.x,
+    `types/music_prompt.py`: "Composition plan for the `music_v1` model. Using this field with any other model
+    will result in an error"; `types/song_section.py`: every field required, a name of 1-100 characters,
+    3000-120000 ms, at most 30 lines of at most 200 characters)."""
+    if model != "music_v1":
+        return [([], f"a composition plan of this shape is for music_v1, not {model}")]
+    if not isinstance(plan, dict):
+        return [([], "must be an object")]
+    problems: list[tuple[list[str | int], str]] = []
+    for key in ("positive_global_styles", "negative_global_styles", "sections"):
+        if not isinstance(plan.get(key), list):
+            problems.append(([key], "field required (a list)"))
+    for i, section in enumerate(plan.get("sections") or []):
+        for key, kind in (
+            ("section_name", str),
+            ("positive_local_styles", list),
+            ("negative_local_styles", list),
+            ("duration_ms", int),
+            ("lines", list),
+        ):
+            if not isinstance(section.get(key), kind):
+                problems.append((["sections", i, key], f"field required ({kind.__name__})"))
+        if problems:
+            continue
+        if not 1 <= len(section["section_name"]) <= 100:
+            problems.append((["sections", i, "section_name"], "must be 1-100 characters"))
+        if not 3000 <= section["duration_ms"] <= 120000:
+            problems.append((["sections", i, "duration_ms"], "must be between 3000 and 120000"))
+        if len(section["lines"]) > 30 or any(len(line) > 200 for line in section["lines"]):
+            problems.append((["sections", i, "lines"], "at most 30 lines of at most 200 characters"))
+    return problems
 
 
 class JobServer(FakeServer):

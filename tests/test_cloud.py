@@ -293,3 +293,62 @@ def test_extra_is_checked_by_key_and_type_before_any_request(eleven, stability, 
         with pytest.raises(InvalidRequestError, match=message):
             cloud(name, server, downloads).generate("x", provider=spec, duration=3, extra=extra)
         assert server.requests == before, (name, extra)  # refused before anything was sent
+
+
+def test_elevenlabs_sings_lyrics_through_a_composition_plan(eleven, downloads) -> None:
+    from soundforge import UnsupportedFeatureError
+
+    client = cloud("elevenlabs", eleven, downloads)
+    lyrics = "[verse]\nneon on the street\nwalking home alone\n[chorus]\nsing it back\n[outro]"
+    g = client.generate("synthwave", provider="elevenlabs", duration=20, lyrics=lyrics, bpm=110, key="am")
+    body = eleven.bodies[-1]
+    plan = body["composition_plan"]
+    assert "prompt" not in body and body["respect_sections_durations"] is True
+    assert plan["positive_global_styles"] == ["synthwave", "110 BPM", "in A minor"]
+    assert [(s["section_name"], s["lines"]) for s in plan["sections"]] == [
+        ("Verse", ["neon on the street", "walking home alone"]),
+        ("Chorus", ["sing it back"]),
+        ("Outro", []),
+    ]
+    assert sum(s["duration_ms"] for s in plan["sections"]) == 20000
+    assert all(3000 <= s["duration_ms"] <= 120000 for s in plan["sections"])
+    assert g.audio.shape[1] == 20 * g.sample_rate
+    # Without lyrics, tempo and key go into the prompt's words (the API has no field for them).
+    client.generate("synthwave", provider="elevenlabs", duration=5, bpm=110, time_signature="6/8")
+    assert eleven.bodies[-1]["prompt"] == "synthwave, 110 BPM, 6/8 time"
+    sent = len(eleven.bodies)
+    with pytest.raises(InvalidRequestError, match="3-120 s a section"):
+        client.generate("x", provider="elevenlabs", duration=8, lyrics=lyrics)  # three sections need 9 s
+    with pytest.raises(InvalidRequestError, match="200 characters"):
+        client.generate("x", provider="elevenlabs", duration=10, lyrics="[verse]\n" + "la " * 80)
+    assert len(eleven.bodies) == sent  # refused before anything was sent
+    with pytest.raises(UnsupportedFeatureError) as info:
+        client.generate("x", provider="elevenlabs:music_v2", duration=10, lyrics=lyrics)
+    assert {"ace-step", "elevenlabs"} <= set(info.value.supported_by)
+
+
+def test_the_fake_accepts_the_plan_the_official_sdk_sends(eleven) -> None:
+    elevenlabs = pytest.importorskip("elevenlabs.client")
+    from elevenlabs.types import MusicPrompt, SongSection
+
+    sdk = elevenlabs.ElevenLabs(api_key=KEY, base_url=eleven.url)
+    plan = MusicPrompt(
+        positive_global_styles=["synthwave"],
+        negative_global_styles=[],
+        sections=[
+            SongSection(
+                section_name="Verse",
+                positive_local_styles=[],
+                negative_local_styles=[],
+                duration_ms=3000,
+                lines=["neon on the street"],
+            )
+        ],
+    )
+    audio = b"".join(sdk.music.compose(composition_plan=plan, model_id="music_v1"))
+    assert len(audio) > 1000 and eleven.bodies[-1]["composition_plan"]["sections"][0]["duration_ms"] == 3000
+    from soundforge.backends.elevenlabs import composition_plan
+    from soundforge.request import GenerationRequest
+
+    ours = composition_plan(GenerationRequest(prompt="synthwave", duration=12, lyrics="[verse]\na\n[chorus]\nb"))
+    MusicPrompt.model_validate(ours)  # soundforge's plan is one the SDK's own type accepts

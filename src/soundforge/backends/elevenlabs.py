@@ -12,6 +12,7 @@ from typing import Any
 
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
+from ..music import lyric_sections
 from ..request import GenerationRequest
 from ._cloud import CloudBackend, decode_reply
 from .base import RawGeneration, RawTrack, RunContext, checked_extra
@@ -27,15 +28,22 @@ EXTRA_KEYS: dict[str, Any] = {
     "sign_with_c2pa": bool,
 }
 DEFAULT_FORMAT = "mp3_44100_192"
+#: A composition plan's limits (the SDK's `SongSection`): section length, lines per section, characters per line.
+SECTION_MS = (3000, 120000)
+MAX_LINES, MAX_LINE_CHARS = 30, 200
+#: The SDK's `MusicPrompt` is "the composition plan for the music_v1 model. Using this field with any other
+#: model will result in an error": lyrics (which travel in a plan) go to music_v1 only.
+PLAN_MODELS = ("music_v1",)
 
 
-def _caps() -> Capabilities:
+def _caps(model: str) -> Capabilities:
+    song = {"lyrics", "bpm", "key", "time_signature"} if model in PLAN_MODELS else set()
     return Capabilities(
         min_duration=MIN_MS / 1000,
         max_duration=MAX_MS / 1000,
         sample_rates=(44100, 48000),
         channels=(1, 2),
-        fields=frozenset({"instrumental", "extra"}),
+        fields=frozenset({"instrumental", "extra", *song}),
         max_outputs=1,
         vocals=True,
         seed_deterministic=False,
@@ -53,7 +61,7 @@ class ElevenLabsBackend(CloudBackend):
     default_base_url = "https://api.elevenlabs.io"
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(id=m, capabilities=_caps()) for m in MODELS]
+        return [ModelInfo(id=m, capabilities=_caps(m)) for m in MODELS]
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"xi-api-key": key}
@@ -88,6 +96,15 @@ class ElevenLabsBackend(CloudBackend):
             )
         body: dict[str, Any] = {"model_id": model}
         plan = extra.get("composition_plan")
+        if request.lyrics is not None:
+            if plan is not None:
+                raise InvalidRequestError(
+                    "give lyrics or extra['composition_plan'], not both: the plan carries its own lines",
+                    field="lyrics",
+                    provider=self.name,
+                )
+            plan = composition_plan(request, provider=self.name)
+            body["respect_sections_durations"] = True
         if plan is not None:
             if "sections" not in plan:
                 raise InvalidRequestError(
@@ -95,7 +112,7 @@ class ElevenLabsBackend(CloudBackend):
                 )
             body["composition_plan"] = plan  # the plan carries its own section lengths; the prompt is recorded
         else:
-            body["prompt"] = request.prompt
+            body["prompt"] = ", ".join([request.prompt, *_musical_directions(request)])
             body["music_length_ms"] = round(request.duration * 1000)
             if request.instrumental is not None:
                 body["force_instrumental"] = request.instrumental
@@ -106,7 +123,7 @@ class ElevenLabsBackend(CloudBackend):
             "POST", "/v1/music", idempotent=False, context=context, params={"output_format": output_format}, json=body
         )
         audio, rate = decode_reply(reply, self.name)
-        if plan is None:
+        if plan is None or request.lyrics is not None:  # the length asked for is the plan's (or the prompt's)
             audio = audio[:, : round(request.duration * rate)]
         parameters = {k: v for k, v in body.items() if k not in ("prompt", "composition_plan")}
         parameters["output_format"] = output_format
@@ -117,3 +134,80 @@ class ElevenLabsBackend(CloudBackend):
             engine_versions={"api": "v1"},
             device="cloud",
         )
+
+
+def _musical_directions(request: GenerationRequest) -> list[str]:
+    """Tempo, key and metre as the words a style list takes (the API has no field for them)."""
+    words = []
+    if request.bpm is not None:
+        words.append(f"{request.bpm:g} BPM")
+    if request.key is not None:
+        words.append(f"in {request.key}")
+    if request.time_signature is not None:
+        words.append(f"{request.time_signature} time")
+    return words
+
+
+def composition_plan(request: GenerationRequest, *, provider: str = "elevenlabs") -> dict[str, Any]:
+    """A `music_v1` composition plan from a lyric sheet: one section per structure tag (`[verse]`, `[chorus]`),
+    its lines, and a share of `duration` by its number of lines; the prompt, tempo, key and metre as global styles.
+
+    The plan is checked against the API's limits (3-120 s a section, 30 lines of 200 characters) before it is sent.
+    """
+    assert request.lyrics is not None
+    sections = lyric_sections(request.lyrics)
+    if not sections:
+        raise InvalidRequestError("the lyrics have no lines", field="lyrics", provider=provider)
+    total = round(request.duration * 1000)
+    low, high = SECTION_MS
+    if len(sections) * low > total or len(sections) * high < total:
+        raise InvalidRequestError(
+            f"{len(sections)} section(s) cannot share {request.duration:g} s: ElevenLabs takes 3-120 s a section",
+            field="duration",
+            provider=provider,
+            hint=f"ask for {len(sections) * low / 1000:g}-{len(sections) * high / 1000:g} s, or merge sections",
+        )
+    for section in sections:
+        long = [line for line in section.lines if len(line) > MAX_LINE_CHARS]
+        if len(section.lines) > MAX_LINES or long:
+            raise InvalidRequestError(
+                f"section [{section.name}] has {len(section.lines)} lines"
+                + (f" and one of {len(long[0])} characters" if long else "")
+                + f"; ElevenLabs takes {MAX_LINES} lines of {MAX_LINE_CHARS} characters a section",
+                field="lyrics",
+                provider=provider,
+            )
+    durations = _shares(total, [max(1, len(section.lines)) for section in sections], low, high)
+    return {
+        "positive_global_styles": [request.prompt, *_musical_directions(request)],
+        "negative_global_styles": [],
+        "sections": [
+            {
+                "section_name": section.name.title()[:100],
+                "positive_local_styles": [],
+                "negative_local_styles": [],
+                "duration_ms": duration,
+                "lines": list(section.lines),
+            }
+            for section, duration in zip(sections, durations, strict=True)
+        ],
+    }
+
+
+def _shares(total: int, weights: list[int], low: int, high: int) -> list[int]:
+    """Split `total` milliseconds by `weights`, each share within [low, high], summing to `total` exactly."""
+    shares = [low] * len(weights)
+    left = total - low * len(weights)
+    while left > 0:
+        open_ = [i for i, share in enumerate(shares) if share < high]
+        weight = sum(weights[i] for i in open_)
+        given = 0
+        for i in open_:
+            extra = min(high - shares[i], left * weights[i] // weight)
+            shares[i] += extra
+            given += extra
+        if given == 0:  # what rounding left over: a millisecond at a time, to the first that has room
+            shares[open_[0]] += 1
+            given = 1
+        left -= given
+    return shares
