@@ -232,7 +232,7 @@ def stable_audio_dtype_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
     ]
 
 
-def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 2) -> list[tuple[str, str, str]]:
+def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 4) -> list[tuple[str, str, str]]:
     """Full-size ACE-Step 1.5 architecture (turbo shapes, random weights) on this CPU: SDK against the direct
     `AceStepPipeline` call, alternated on the engine's compute thread, with identical audio; seconds per step;
     peak memory; then the DiT alone in bfloat16 against float32.
@@ -290,15 +290,18 @@ def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 2) -> lis
 
     times: dict[str, list[float]] = {"direct": [], "sdk": []}
     identical = True
-    reference = None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        reference = _on_engine_thread(direct)
-        times["direct"].append(time.perf_counter() - start)
-        stamps.clear()
-        start = time.perf_counter()
-        generation = sdk()
-        times["sdk"].append(time.perf_counter() - start)
+    reference: Any = None
+    generation: Any = None
+    for round_ in range(rounds):
+        # Alternated, and the order swapped each round, so neither side always runs first.
+        for side in ("direct", "sdk") if round_ % 2 == 0 else ("sdk", "direct"):
+            start = time.perf_counter()
+            if side == "direct":
+                reference = _on_engine_thread(direct)
+            else:
+                stamps.clear()
+                generation = sdk()
+            times[side].append(time.perf_counter() - start)
         identical = identical and bool(np.array_equal(generation.audio, reference[0]))
     per_step = statistics.median(np.diff(stamps)) if len(stamps) > 1 else float("nan")
     t_direct, t_sdk = statistics.median(times["direct"]), statistics.median(times["sdk"])
@@ -350,6 +353,108 @@ def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 2) -> lis
         ),
         (
             "ace-step-1.5 DiT, one step, bfloat16 / float32 time (CPU)",
+            f"{bf16 / f32:.3f}",
+            f"{f32:.2f} s float32, {bf16:.2f} s bfloat16 (medians of {rounds}, alternated)",
+        ),
+    ]
+
+
+def stable_audio_3_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
+    """A Stable Audio 3 Small-sized architecture (random weights; DiT 1024 x 16, SAME-Small, T5Gemma-b) on this CPU:
+    SDK / direct `StableAudio3Pipeline` for 10 s at the default 8 steps (alternated, order swapped each round),
+    identical audio, seconds per step, the real-time factor for 10 s and 60 s, peak memory, bfloat16 / float32."""
+    import gc
+    import resource
+
+    import numpy as np
+    import torch
+
+    from soundforge.backends.stable_audio_3 import LoadedStableAudio3
+    from soundforge.client import Client
+    from soundforge.config import Config
+    from soundforge.testing.stable_audio_3 import build_pipeline
+
+    pipe = _on_engine_thread(lambda: build_pipeline(full_size=True))
+    from diffusers import StableAudio3AudioToAudioPipeline, StableAudio3InpaintPipeline
+
+    parameters = sum(p.numel() for p in pipe.transformer.parameters()) + sum(p.numel() for p in pipe.vae.parameters())
+    model = "bench/stable-audio-3-small-random"
+    client = Client(Config.load(user_file=False, providers={"stable-audio-3": {"device": "cpu"}}))
+    engine = client.backend("stable-audio-3").strategy()
+    loaded = LoadedStableAudio3(
+        pipe,
+        StableAudio3AudioToAudioPipeline(**pipe.components),
+        StableAudio3InpaintPipeline(**pipe.components),
+        44100,
+        "cpu",
+        None,
+        threading.Lock(),
+    )
+    engine.cache.get(model, lambda: loaded, device="cpu", estimate=lambda: 0)
+    prompt = "warm lo-fi piano loop with vinyl crackle"
+
+    def direct(seconds: float) -> np.ndarray:
+        with torch.inference_mode():
+            return pipe(prompt, duration=seconds, generator=torch.Generator().manual_seed(5), output_type="np").audios
+
+    stamps: list[float] = []
+
+    def sdk(seconds: float) -> Any:
+        return client.generate(
+            prompt,
+            provider=f"stable-audio-3:{model}",
+            duration=seconds,
+            seed=5,
+            on_progress=lambda event: stamps.append(time.perf_counter()),
+        )
+
+    _on_engine_thread(lambda: direct(2.0))  # warm-up
+    times: dict[str, list[float]] = {"direct": [], "sdk": []}
+    identical, reference, generation = True, None, None
+    for round_ in range(rounds):
+        for side in ("direct", "sdk") if round_ % 2 == 0 else ("sdk", "direct"):
+            start = time.perf_counter()
+            if side == "direct":
+                reference = _on_engine_thread(lambda: direct(10.0))
+            else:
+                stamps.clear()
+                generation = sdk(10.0)
+            times[side].append(time.perf_counter() - start)
+        identical = identical and bool(np.array_equal(generation.audio, reference[0]))
+    per_step = statistics.median(np.diff(stamps)) if len(stamps) > 1 else float("nan")
+    t_direct, t_sdk = statistics.median(times["direct"]), statistics.median(times["sdk"])
+    start = time.perf_counter()
+    sdk(60.0)
+    t_60 = time.perf_counter() - start
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    # bfloat16 against float32: the same pipeline cast, 10 s, alternated.
+    half_times: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    for _ in range(rounds):
+        for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+            _on_engine_thread(lambda d=dtype: pipe.to(d))
+            start = time.perf_counter()
+            _on_engine_thread(lambda: direct(10.0))
+            half_times[name].append(time.perf_counter() - start)
+    pipe.to(torch.float32)
+    client.close()
+    pipe = loaded = None
+    gc.collect()
+    f32, bf16 = statistics.median(half_times["float32"]), statistics.median(half_times["bfloat16"])
+    ratios = [s / d for s, d in zip(times["sdk"], times["direct"], strict=True)]
+    return [
+        (
+            "stable-audio-3 small arch, 10 s, 8 steps, SDK / direct diffusers (target <= 1.02)",
+            f"{t_sdk / t_direct:.3f}",
+            f"medians of {rounds} alternated rounds: {t_direct:.2f} s direct, {t_sdk:.2f} s SDK; per-round ratios "
+            f"{min(ratios):.3f}-{max(ratios):.3f}; identical audio: {identical}; DiT + SAME {parameters / 1e6:.0f}M",
+        ),
+        (
+            "stable-audio-3 small arch, real-time factor (seconds of audio per second)",
+            f"{10.0 / t_sdk:.2f}x (10 s)",
+            f"60 s: {60.0 / t_60:.2f}x ({t_60:.1f} s); one step at 10 s {per_step:.2f} s; peak RSS {peak_gb:.1f} GiB",
+        ),
+        (
+            "stable-audio-3 small arch, 10 s, bfloat16 / float32 time (CPU)",
             f"{bf16 / f32:.3f}",
             f"{f32:.2f} s float32, {bf16:.2f} s bfloat16 (medians of {rounds}, alternated)",
         ),
@@ -831,11 +936,13 @@ def _serve_fake(ready: Any, latency: float) -> None:
 
 
 def main() -> None:
-    if any(flag in sys.argv for flag in ("--only-dtype", "--only-engines", "--only-ace-step")):
+    if any(flag in sys.argv for flag in ("--only-dtype", "--only-engines", "--only-ace-step", "--only-stable-audio-3")):
         if "--only-dtype" in sys.argv:
             rows = [*musicgen_dtype_rows(), *stable_audio_dtype_rows()]
         elif "--only-ace-step" in sys.argv:
             rows = ace_step_rows()
+        elif "--only-stable-audio-3" in sys.argv:
+            rows = stable_audio_3_rows()
         else:
             rows = [*musicgen_rows(), *stable_audio_rows()]
         for name, ratio, detail in rows:
@@ -894,6 +1001,8 @@ def main() -> None:
         rows += stable_audio_dtype_rows()
     if "--no-ace-step" not in sys.argv:
         rows += ace_step_rows()
+    if "--no-stable-audio-3" not in sys.argv:
+        rows += stable_audio_3_rows()
     print(
         f"# soundforge bench — {time.strftime('%Y-%m-%d')} — {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}"

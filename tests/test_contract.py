@@ -69,6 +69,12 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
 
         folder = build_stable_audio(tmp_path_factory.mktemp("contract-sao") / "tiny")
         yield Case(Client(Config.load(user_file=False)), f"stable-audio:{folder}", 0.5, {"steps": 2})
+    elif kind == "stable-audio-3":
+        pytest.importorskip("diffusers")
+        from soundforge.testing.stable_audio_3 import build_stable_audio_3
+
+        folder = build_stable_audio_3(tmp_path_factory.mktemp("contract-sa3") / "tiny")
+        yield Case(Client(Config.load(user_file=False)), f"stable-audio-3:{folder}", 1.237, {"steps": 2})
     elif kind == "ace-step":
         pytest.importorskip("diffusers")
         from soundforge.testing.ace_step import build_ace_step

@@ -131,8 +131,8 @@ def test_records_cover_only_the_ids_they_name() -> None:
 def test_audited_defects_stay_fixed() -> None:
     # EnCodec 24 kHz weights carry no licence; 48 kHz is tagged MIT on its own card.
     assert REG.license_for("encodec", "facebook/encodec_24khz").commercial_use is CommercialUse.UNKNOWN
-    # Stable Audio 3 brings a Gemma-terms text encoder, not Stable Audio Open's T5.
-    sa3 = REG.license_for("stable-audio", "stabilityai/stable-audio-3-small-sfx")
+    # Stable Audio 3 (its own provider) brings a Gemma-terms text encoder, not Stable Audio Open's T5.
+    sa3 = REG.license_for("stable-audio-3", "stabilityai/stable-audio-3-small-sfx")
     assert {c.license.id for c in sa3.components} >= {"LicenseRef-Gemma-Terms"}
     assert "t5-base" not in " ".join(c.name for c in sa3.components)
     # AudioGen's text encoder is t5-large; MAGNeT's sound variants use the 16 kHz codec.

@@ -30,6 +30,7 @@ PROJECT_FILE = "soundforge.toml"
 #: Order in which `auto` considers providers: local and free first, then cloud.
 DEFAULT_AUTO_ORDER = (
     "musicgen",
+    "stable-audio-3",
     "stable-audio",
     "ace-step",
     "audiogen",
