@@ -359,38 +359,69 @@ def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 4) -> lis
     ]
 
 
+def ace_step_batching_rows(seconds: float = 10.0, steps: int = 8) -> list[tuple[str, str, str]]:
+    """Would batching two concurrent ACE-Step requests into one pipeline call gain on this CPU? The full-size
+    architecture (random weights): two prompts one after the other against one call with both, alternated."""
+    import torch
+
+    from soundforge.testing.ace_step import build_pipeline
+
+    pipe = _on_engine_thread(lambda: build_pipeline(full_size=True, turbo=True))
+    prompts = ["bright indie pop, female vocals", "dark synthwave, male vocals"]
+
+    def call(batch: list[str]) -> None:
+        with torch.inference_mode():
+            pipe(
+                batch if len(batch) > 1 else batch[0],
+                lyrics=["[verse]\nla la"] * len(batch) if len(batch) > 1 else "[verse]\nla la",
+                audio_duration=seconds,
+                num_inference_steps=steps,
+                generator=[torch.Generator().manual_seed(i) for i in range(len(batch))],
+                output_type="np",
+            )
+
+    serial, batched = [], []
+    for round_ in range(2):
+        for side in ("serial", "batched") if round_ % 2 == 0 else ("batched", "serial"):
+            start = time.perf_counter()
+            if side == "serial":
+                for prompt in prompts:
+                    _on_engine_thread(lambda p=prompt: call([p]))
+                serial.append(time.perf_counter() - start)
+            else:
+                _on_engine_thread(lambda: call(prompts))
+                batched.append(time.perf_counter() - start)
+    t_serial, t_batched = statistics.median(serial), statistics.median(batched)
+    return [
+        (
+            f"ace-step-1.5 arch, 2 requests of {seconds:g} s: one by one / one batched call (CPU)",
+            f"{t_serial / t_batched:.2f}x",
+            f"{t_serial:.1f} s one by one, {t_batched:.1f} s batched (medians of 2, alternated)",
+        )
+    ]
+
+
 def stable_audio_3_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
     """A Stable Audio 3 Small-sized architecture (random weights; DiT 1024 x 16, SAME-Small, T5Gemma-b) on this CPU:
     SDK / direct `StableAudio3Pipeline` for 10 s at the default 8 steps (alternated, order swapped each round),
     identical audio, seconds per step, the real-time factor for 10 s and 60 s, peak memory, bfloat16 / float32."""
     import gc
     import resource
+    import tempfile
 
     import numpy as np
     import torch
 
-    from soundforge.backends.stable_audio_3 import LoadedStableAudio3
     from soundforge.client import Client
     from soundforge.config import Config
-    from soundforge.testing.stable_audio_3 import build_pipeline
+    from soundforge.testing.stable_audio_3 import build_stable_audio_3
 
-    pipe = _on_engine_thread(lambda: build_pipeline(full_size=True))
-    from diffusers import StableAudio3AudioToAudioPipeline, StableAudio3InpaintPipeline
-
-    parameters = sum(p.numel() for p in pipe.transformer.parameters()) + sum(p.numel() for p in pipe.vae.parameters())
-    model = "bench/stable-audio-3-small-random"
+    folder = Path(tempfile.mkdtemp(prefix="soundforge-bench-")) / "sa3-small-random"
+    _on_engine_thread(lambda: build_stable_audio_3(folder, full_size=True))
     client = Client(Config.load(user_file=False, providers={"stable-audio-3": {"device": "cpu"}}))
-    engine = client.backend("stable-audio-3").strategy()
-    loaded = LoadedStableAudio3(
-        pipe,
-        StableAudio3AudioToAudioPipeline(**pipe.components),
-        StableAudio3InpaintPipeline(**pipe.components),
-        44100,
-        "cpu",
-        None,
-        threading.Lock(),
-    )
-    engine.cache.get(model, lambda: loaded, device="cpu", estimate=lambda: 0)
+    model = str(folder)
+    pipe = client.backend("stable-audio-3").strategy().load(model).text_to_audio  # the direct call's pipeline
+    parameters = sum(p.numel() for p in pipe.transformer.parameters()) + sum(p.numel() for p in pipe.vae.parameters())
     prompt = "warm lo-fi piano loop with vinyl crackle"
 
     def direct(seconds: float) -> np.ndarray:
@@ -437,7 +468,7 @@ def stable_audio_3_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
             half_times[name].append(time.perf_counter() - start)
     pipe.to(torch.float32)
     client.close()
-    pipe = loaded = None
+    pipe = None
     gc.collect()
     f32, bf16 = statistics.median(half_times["float32"]), statistics.median(half_times["bfloat16"])
     ratios = [s / d for s, d in zip(times["sdk"], times["direct"], strict=True)]
@@ -936,11 +967,22 @@ def _serve_fake(ready: Any, latency: float) -> None:
 
 
 def main() -> None:
-    if any(flag in sys.argv for flag in ("--only-dtype", "--only-engines", "--only-ace-step", "--only-stable-audio-3")):
+    if any(
+        flag in sys.argv
+        for flag in (
+            "--only-dtype",
+            "--only-engines",
+            "--only-ace-step",
+            "--only-ace-step-batching",
+            "--only-stable-audio-3",
+        )
+    ):
         if "--only-dtype" in sys.argv:
             rows = [*musicgen_dtype_rows(), *stable_audio_dtype_rows()]
         elif "--only-ace-step" in sys.argv:
             rows = ace_step_rows()
+        elif "--only-ace-step-batching" in sys.argv:
+            rows = ace_step_batching_rows()
         elif "--only-stable-audio-3" in sys.argv:
             rows = stable_audio_3_rows()
         else:
@@ -1001,6 +1043,7 @@ def main() -> None:
         rows += stable_audio_dtype_rows()
     if "--no-ace-step" not in sys.argv:
         rows += ace_step_rows()
+        rows += ace_step_batching_rows()
     if "--no-stable-audio-3" not in sys.argv:
         rows += stable_audio_3_rows()
     print(

@@ -148,7 +148,13 @@ class FakeServer:
 
 
 class FakeStability(FakeServer):
-    """`POST /v2beta/audio/stable-audio-2/{text-to-audio,audio-to-audio}`, multipart form, Bearer auth."""
+    """`POST /v2beta/audio/stable-audio-2/{text-to-audio,audio-to-audio,inpaint}`, multipart form, Bearer auth.
+
+    Inpaint, from Stability's OpenAPI text for CreateAudioStableAudio2Inpaint (as reproduced in a generated client)
+    and ComfyUI's partner node (comfy_api_nodes/apis/stability.py, nodes_stability.py @65c7777): `audio` required
+    (mp3 or wav, 6-190 s), `mask_start` (default 30) and `mask_end` (default 190) in 0-190 s with mask_end >
+    mask_start, `model` stable-audio-2.5.
+    """
 
     def error(self, h: BaseHTTPRequestHandler, status: int, name: str, message: str) -> None:
         self.send(h, status, {"id": uuid.uuid4().hex, "name": name, "errors": [message]})
@@ -159,7 +165,8 @@ class FakeStability(FakeServer):
         if fault == "invalid":
             return self.error(h, 400, "bad_request", "cfg_scale: must be between 1 and 25")
         path = urlsplit(h.path).path
-        if path not in ("/v2beta/audio/stable-audio-2/text-to-audio", "/v2beta/audio/stable-audio-2/audio-to-audio"):
+        endpoints = ("text-to-audio", "audio-to-audio", "inpaint")
+        if path not in {f"/v2beta/audio/stable-audio-2/{name}" for name in endpoints}:
             return self.error(h, 404, "not_found", f"{path} not found")
         content_type = h.headers.get("Content-Type", "")
         if not content_type.startswith("multipart/form-data"):
@@ -178,8 +185,17 @@ class FakeStability(FakeServer):
             problems.append("duration: must be between 1 and 190")
         if form.get("model", "stable-audio-2") not in ("stable-audio-2", "stable-audio-2.5"):
             problems.append("model: invalid")
-        if path.endswith("audio-to-audio") and "audio" not in form:
+        if path.endswith(("audio-to-audio", "inpaint")) and "audio" not in form:
             problems.append("audio: required")
+        if path.endswith("inpaint") and "audio" in form:
+            start, end = float(form.get("mask_start", 30)), float(form.get("mask_end", 190))
+            if not (0 <= start <= 190 and 0 <= end <= 190 and end > start):
+                problems.append("mask_start/mask_end: 0-190 s with mask_end > mask_start")
+            if form.get("model") != "stable-audio-2.5":
+                problems.append("model: inpaint is stable-audio-2.5")
+            clip_seconds = sf.info(io.BytesIO(form["audio"])).duration
+            if not 6 <= clip_seconds <= 190:
+                problems.append("audio: must be 6-190 seconds long")
         if problems:
             return self.error(h, 400, "bad_request", "; ".join(problems))
         if "forbidden" in form["prompt"]:

@@ -60,6 +60,46 @@ def test_stability_audio_to_audio(stability, downloads) -> None:
     assert g.provenance.parameters["endpoint"] == "audio-to-audio"
 
 
+def test_stability_inpaint_is_the_vocabularys_repaint(stability, downloads) -> None:
+    from soundforge import UnsupportedFeatureError
+
+    client = cloud("stability", stability, downloads)
+    clip = (np.sin(np.linspace(0, 3000, 44100 * 8)).astype(np.float32), 44100)
+    g = client.generate(
+        "a drum fill here",
+        provider="stability",
+        duration=8,
+        audio_prompt=clip,
+        audio_prompt_mode="repaint",
+        region=(2.5, 4.0),
+        seed=3,
+    )
+    form = stability.bodies[-1]
+    assert (form["mask_start"], form["mask_end"]) == ("2.5", "4") and "strength" not in form
+    assert g.provenance.parameters["endpoint"] == "inpaint" and g.audio.shape == (2, 8 * 44100)
+    sent = len(stability.bodies)
+    short = (np.zeros(44100 * 3, dtype=np.float32), 44100)
+    with pytest.raises(InvalidRequestError, match="6-190 s"):
+        client.generate(
+            "x", provider="stability", duration=8, audio_prompt=short, audio_prompt_mode="repaint", region=(1.0, 2.0)
+        )
+    with pytest.raises(InvalidRequestError, match="region ends"):
+        client.generate(
+            "x", provider="stability", duration=8, audio_prompt=clip, audio_prompt_mode="repaint", region=(1.0, 9.0)
+        )
+    assert len(stability.bodies) == sent  # refused before the upload
+    with pytest.raises(UnsupportedFeatureError) as info:  # inpaint is documented for stable-audio-2.5 only
+        client.generate(
+            "x",
+            provider="stability:stable-audio-2",
+            duration=8,
+            audio_prompt=clip,
+            audio_prompt_mode="repaint",
+            region=(1.0, 2.0),
+        )
+    assert "stability" in info.value.supported_by
+
+
 def test_stability_error_mapping(stability, downloads) -> None:
     client = cloud("stability", stability, downloads)
     with pytest.raises(ContentRefusedError, match="moderation"):

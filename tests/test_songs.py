@@ -179,3 +179,30 @@ def test_a_backend_without_a_mode_refuses_it_by_value() -> None:
         client.generate("x", provider="musicgen", audio_prompt=(np.zeros(800), 800), audio_prompt_mode="variation")
     assert info.value.field == "audio_prompt_mode" and "continuation" in str(info.value)
     assert "stable-audio" in info.value.supported_by and "musicgen" not in info.value.supported_by
+
+
+def test_the_synth_renders_a_named_section_structure() -> None:
+    from soundforge.backends.synth.render import SECTION_PARTS
+
+    client = _client()
+    # 120 BPM in 4/4: a bar is 2 s; 16 s is 8 bars, shared by the sections in order.
+    song = client.generate(
+        "rock anthem", provider="synth", duration=16, seed=4, bpm=120, extra={"sections": ["intro", "chorus"]}
+    )
+    plain = client.generate("rock anthem", provider="synth", duration=16, seed=4, bpm=120)
+    sr = song.sample_rate
+
+    def low_band_energy(audio: np.ndarray, start: float, end: float) -> float:
+        part = audio.mean(axis=0)[int(start * sr) : int(end * sr)].astype(np.float64)
+        spectrum = np.abs(np.fft.rfft(part)) ** 2
+        freqs = np.fft.rfftfreq(part.size, 1 / sr)
+        return float(spectrum[(freqs > 35) & (freqs < 120)].sum() / spectrum.sum())
+
+    # The intro has no kick and no bass; the chorus has both, as the whole plain piece does.
+    assert low_band_energy(song.audio, 0.5, 7.5) < 0.25 * low_band_energy(song.audio, 8.5, 15.5)
+    assert low_band_energy(plain.audio, 0.5, 7.5) > 0.5 * low_band_energy(plain.audio, 8.5, 15.5)
+    assert song.provenance.parameters["sections"] == ["intro", "chorus"]
+    assert "sections" not in plain.provenance.parameters
+    with pytest.raises(InvalidRequestError, match="unknown synth section"):
+        client.generate("x", provider="synth", duration=4, extra={"sections": ["interlude-of-doom"]})
+    assert {"intro", "verse", "chorus", "bridge", "outro"} <= set(SECTION_PARTS)

@@ -27,7 +27,8 @@ EXTRA_KEYS: dict[str, Any] = {
     "finetune_strength": float,
     "sign_with_c2pa": bool,
 }
-DEFAULT_FORMAT = "mp3_44100_192"
+#: The API's own default, which every plan may use (mp3_44100_192 needs Creator or above: the SDK's docstrings).
+DEFAULT_FORMAT = "mp3_44100_128"
 #: A composition plan's limits (the SDK's `SongSection`): section length, lines per section, characters per line.
 SECTION_MS = (3000, 120000)
 MAX_LINES, MAX_LINE_CHARS = 30, 200

@@ -1,6 +1,6 @@
-"""`stability`: Stability AI's hosted Stable Audio 2 / 2.5 (text-to-audio and audio-to-audio).
+"""`stability`: Stability AI's hosted Stable Audio 2 / 2.5 (text-to-audio, audio-to-audio and inpaint).
 
-Contract (docs/providers/stability.md): `POST /v2beta/audio/stable-audio-2/{text-to-audio,audio-to-audio}`,
+Contract (docs/providers/stability.md): `POST /v2beta/audio/stable-audio-2/{text-to-audio,audio-to-audio,inpaint}`,
 `Authorization: Bearer`, multipart/form-data even without a file, `Accept: audio/*` for raw audio bytes.
 The call blocks until the audio is ready and has no idempotency key, so it is never re-sent once its
 outcome is unknown.
@@ -20,6 +20,10 @@ from .base import RawGeneration, RawTrack, RunContext, checked_extra, default_se
 
 MODELS = {"stable-audio-2.5": (4, 8), "stable-audio-2": (1, 100)}  # model: allowed steps
 MAX_SECONDS = 190
+#: The inpaint endpoint's input clip: 6-190 s (Stability's OpenAPI text for CreateAudioStableAudio2Inpaint);
+#: soundforge sends it to the model that is documented for it only (other models: UNCONFIRMED).
+INPAINT_CLIP_SECONDS = (6.0, 190.0)
+INPAINT_MODELS = ("stable-audio-2.5",)
 MAX_SEED = 4294967294
 EXTRA_KEYS: dict[str, Any] = {"output_format": str}
 
@@ -38,12 +42,13 @@ def _caps(model: str) -> Capabilities:
                 "audio_prompt",
                 "audio_prompt_mode",
                 "strength",
+                *(("region",) if model in INPAINT_MODELS else ()),
                 "extra",
                 "sample_rate",
                 "channels",
             }
         ),
-        audio_prompt_modes=frozenset({"variation"}),
+        audio_prompt_modes=frozenset({"variation", "repaint"} if model in INPAINT_MODELS else {"variation"}),
         max_outputs=1,
         seed_deterministic=True,
         cost_hint="about 20 credits per generation (2.5)",
@@ -79,6 +84,22 @@ class StabilityBackend(CloudBackend):
             return InvalidRequestError(f"Stability refused the request ({status} {name}): {detail}", provider=self.name)
         return None
 
+    def _check_inpaint(self, clip_seconds: float, region: tuple[float, float], duration: float) -> None:
+        """The inpaint endpoint's documented limits, checked before the clip is uploaded."""
+        low, high = INPAINT_CLIP_SECONDS
+        if not low <= clip_seconds <= high:
+            raise InvalidRequestError(
+                f"Stability's inpaint takes a clip of {low:g}-{high:g} s, not {clip_seconds:.2f} s",
+                field="audio_prompt",
+                provider=self.name,
+            )
+        if region[1] > MAX_SECONDS or region[1] > max(duration, clip_seconds):
+            raise InvalidRequestError(
+                f"region ends at {region[1]:g} s, past the clip and the {duration:g} s asked for",
+                field="region",
+                provider=self.name,
+            )
+
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         lo, hi = MODELS[model]
         if request.steps is not None and not lo <= request.steps <= hi:
@@ -109,10 +130,17 @@ class StabilityBackend(CloudBackend):
         endpoint = "text-to-audio"
         if request.audio_prompt is not None:
             audio, rate = request.audio_prompt.load()
-            clip = encode(to_channels(resample(audio, rate, 44100), 2), 44100, format_for(None, "wav"))
-            files["audio"] = ("input.wav", clip, "audio/wav")
-            files["strength"] = (None, f"{request.strength if request.strength is not None else 1.0:g}")
-            endpoint = "audio-to-audio"
+            clip = to_channels(resample(audio, rate, 44100), 2)
+            if request.audio_prompt_mode == "repaint":
+                assert request.region is not None  # the request pairs them
+                self._check_inpaint(clip.shape[1] / 44100, request.region, request.duration)
+                files["mask_start"] = (None, f"{request.region[0]:g}")
+                files["mask_end"] = (None, f"{request.region[1]:g}")
+                endpoint = "inpaint"
+            else:
+                files["strength"] = (None, f"{request.strength if request.strength is not None else 1.0:g}")
+                endpoint = "audio-to-audio"
+            files["audio"] = ("input.wav", encode(clip, 44100, format_for(None, "wav")), "audio/wav")
         elif request.strength is not None:
             raise InvalidRequestError("strength needs an audio_prompt", field="strength", provider=self.name)
         reply = await self.http.request(

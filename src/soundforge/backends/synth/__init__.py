@@ -2,9 +2,10 @@
 
 It reads tempo ("128 BPM", "slow"), key and mode ("in A minor", "dark") and genre words from the
 prompt (a request's `bpm`, `key` and `time_signature` override them exactly), then renders drums,
-bass, chords and a lead line. The same request and seed give
-bit-identical audio; a different seed gives a different piece. It is the default provider on a
-fresh machine and the workhorse of fast tests.
+bass, chords and a lead line, through the named sections of `extra={"sections": [...]}` when given
+(an intro of hats and chords, verses without the lead, full choruses, a bridge without drums...).
+The same request and seed give bit-identical audio; a different seed gives a different piece.
+It is the default provider on a fresh machine and the workhorse of fast tests.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import numpy as np
 
 from ...audio import ALGORITHMIC_MEDIA
 from ...capabilities import Capabilities, ModelInfo
+from ...errors import InvalidRequestError
 from ...request import GenerationRequest
-from ..base import Backend, RawGeneration, RawTrack, RunContext, default_seed
-from .render import render
+from ..base import Backend, RawGeneration, RawTrack, RunContext, checked_extra, default_seed
+from .render import SECTION_PARTS, render
 from .theory import plan_for
 
 DEFAULT_SAMPLE_RATE = 44100
@@ -24,7 +26,7 @@ _CAPABILITIES = Capabilities(
     max_duration=600.0,
     sample_rates=(22050, 24000, 32000, 44100, 48000),
     channels=(1, 2),
-    fields=frozenset({"seed", "num_outputs", "sample_rate", "channels", "bpm", "key", "time_signature"}),
+    fields=frozenset({"seed", "num_outputs", "sample_rate", "channels", "bpm", "key", "time_signature", "extra"}),
     max_outputs=16,
     seed_deterministic=True,
     cost_hint="free, local, faster than real time",
@@ -47,6 +49,7 @@ class SynthBackend(Backend):
         ]
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        sections = song_sections(request)
         sample_rate = request.sample_rate or DEFAULT_SAMPLE_RATE
         channels = request.channels or 2
         base_seed = default_seed(request)
@@ -61,6 +64,7 @@ class SynthBackend(Backend):
                 bpm=request.bpm,
                 key=request.key,
                 time_signature=request.time_signature,
+                sections=sections,
             )
             stereo = render(plan, request.duration, sample_rate, rng)
             audio = stereo.mean(axis=0, keepdims=True) if channels == 1 else stereo
@@ -73,6 +77,7 @@ class SynthBackend(Backend):
                         "tempo_bpm": plan.tempo,
                         "key": _key_name(plan.tonic, plan.minor),
                         "time_signature": str(plan.meter),
+                        **({"sections": list(sections)} if sections else {}),
                         "style": plan.style.name,
                         "sample_rate": sample_rate,
                         "channels": channels,
@@ -84,6 +89,21 @@ class SynthBackend(Backend):
         return RawGeneration(
             tracks=tracks, engine_versions={"numpy": np.__version__}, digital_source_type=ALGORITHMIC_MEDIA
         )
+
+
+def song_sections(request: GenerationRequest) -> tuple[str, ...]:
+    """`extra["sections"]`: the named sections the piece runs through, in order (`SECTION_PARTS` names them)."""
+    extra = checked_extra(request, {"sections": list}, provider="synth")
+    sections = tuple(str(name).strip().lower() for name in extra.get("sections", ()))
+    unknown = sorted(set(sections) - set(SECTION_PARTS))
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown synth section(s): {', '.join(unknown)}",
+            field="extra",
+            provider="synth",
+            hint=f"sections are {', '.join(SECTION_PARTS)}",
+        )
+    return sections
 
 
 _NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")

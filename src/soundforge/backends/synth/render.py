@@ -228,6 +228,27 @@ DRUM_PAN = {"kick": 0.0, "snare": 0.05, "ghost": 0.05, "clap": -0.05, "hat": -0.
 #: The sample each part plays (a ghost note is a quiet snare).
 DRUM_SOUND = {"ghost": "snare"}
 
+#: What plays in each named section of a song (`MusicPlan.sections`): "drums" is the kit, "hat" the hats alone.
+SECTION_PARTS: dict[str, frozenset[str]] = {
+    "intro": frozenset({"hat", "chords"}),
+    "verse": frozenset({"drums", "bass", "chords"}),
+    "pre-chorus": frozenset({"drums", "bass", "chords", "lead"}),
+    "chorus": frozenset({"drums", "bass", "chords", "lead"}),
+    "drop": frozenset({"drums", "bass", "chords", "lead"}),
+    "bridge": frozenset({"bass", "chords", "lead"}),
+    "break": frozenset({"chords"}),
+    "solo": frozenset({"drums", "bass", "chords", "lead"}),
+    "outro": frozenset({"hat", "chords"}),
+}
+_EVERYTHING = frozenset({"drums", "hat", "bass", "chords", "lead"})
+
+
+def section_parts(sections: tuple[str, ...], bars: int) -> list[frozenset[str]]:
+    """The parts playing in each bar: the sections share the bars in order, as evenly as whole bars allow."""
+    if not sections:
+        return [_EVERYTHING] * bars
+    return [SECTION_PARTS[sections[min(len(sections) - 1, bar * len(sections) // bars)]] for bar in range(bars)]
+
 
 def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) -> Buffer:
     """Render `duration` seconds of the plan as a (2, samples) float64 array peaking at -1 dBFS."""
@@ -250,6 +271,12 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
     progression = progressions[int(rng.integers(len(progressions)))]
     intro_bars = 4 if bars > 12 else 0
 
+    # The bars each section plays in (everything plays everywhere without sections); the last, partial bar and
+    # the spare one the loop renders past the end belong to the last section.
+    heard = max(1, bars - 1)
+    playing = section_parts(plan.sections, heard)
+    playing += [playing[-1]] * (bars - heard)
+
     # Drums: the pattern every bar, a fill-like variation every 8th bar.
     kit = _drum_kit(sr, rng, plan.tonic)
     base = DRUM_PATTERNS[style.drums] if common else meter_pattern(style.drums, plan.meter)
@@ -259,9 +286,14 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
             hits = list(steps)
             if name == "snare" and bar % 8 == 7:
                 hits += [spb - 3, spb - 2, spb - 1]
+            part = "hat" if name in ("hat", "open_hat") else "drums"
+            audible = part in playing[bar] or (part == "hat" and "drums" in playing[bar])
             for s in hits:
-                velocity = 0.85 + 0.15 * rng.random()
-                mix.add(kit[DRUM_SOUND.get(name, name)], step_start(bar, s), DRUM_GAIN[name] * velocity, DRUM_PAN[name])
+                velocity = 0.85 + 0.15 * rng.random()  # drawn for every hit, so sections change no other choice
+                if audible:
+                    mix.add(
+                        kit[DRUM_SOUND.get(name, name)], step_start(bar, s), DRUM_GAIN[name] * velocity, DRUM_PAN[name]
+                    )
 
     # Chords: one per bar from the progression.
     chord_voice = VOICES[style.chords]
@@ -276,7 +308,7 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
             chord_hits = [(2, 1), (6, 1), (10, 1), (14, 1)] if common else [(b + pulse // 2, 1) for b in beats]
         else:
             chord_hits = [(0, 6), (6, 4), (10, 6)] if common else [(b, pulse) for b in beats]
-        for s, length in chord_hits:
+        for s, length in chord_hits if "chords" in playing[bar] else ():
             for i, midi in enumerate(notes):
                 sound = _note(chord_voice, midi, length * step * 0.95, sr, brightness)
                 mix.add(sound, step_start(bar, s), 0.11, -0.4 + 0.4 * i)
@@ -291,7 +323,7 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
             bass_hits = [(0, 6), (8, 6)]
         else:
             bass_hits = [(0, 3), (6, 2), (8, 3), (11, 2)]
-        for s, length in bass_hits:
+        for s, length in bass_hits if "bass" in playing[bar] else ():
             mix.add(_note(bass_voice, root, length * step * 0.9, sr, brightness * 0.6), step_start(bar, s), 0.32, 0.0)
 
     # Lead: a two-bar motif per four-bar phrase, repeated with a varied answer; chord tones on strong steps.
@@ -303,7 +335,7 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
             bar0 = phrase_start + 2 * half
             for s, length, degree_offset in motif:
                 bar = bar0 + s // spb
-                if bar >= bars:
+                if bar >= bars or "lead" not in playing[bar]:
                     continue
                 chord_degree = progression[bar % len(progression)]
                 degree = chord_degree + degree_offset + (2 if half == 1 and s >= spb + spb // 2 else 0)

@@ -140,6 +140,8 @@ class MusicPlan:
     minor: bool
     style: Style
     meter: TimeSignature = COMMON_TIME
+    #: Named sections in order ("intro", "verse", "chorus", ...), sharing the piece's bars; () plays everything.
+    sections: tuple[str, ...] = ()
 
 
 def _pitch_class(letter: str, accidental: str | None) -> int:
@@ -147,10 +149,16 @@ def _pitch_class(letter: str, accidental: str | None) -> int:
 
 
 def plan_for(
-    prompt: str, choose: int, *, bpm: float | None = None, key: str | None = None, time_signature: str | None = None
+    prompt: str,
+    choose: int,
+    *,
+    bpm: float | None = None,
+    key: str | None = None,
+    time_signature: str | None = None,
+    sections: tuple[str, ...] = (),
 ) -> MusicPlan:
-    """The plan for a request: tempo, key and metre it states exactly, the rest read from the prompt."""
-    plan = plan_from_prompt(prompt, choose)
+    """The plan for a request: tempo, key, metre and sections it states exactly, the rest read from the prompt."""
+    plan = replace(plan_from_prompt(prompt, choose), sections=sections)
     if bpm is not None:
         plan = replace(plan, tempo=float(bpm))
     if key is not None:
