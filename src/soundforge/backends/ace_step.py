@@ -10,8 +10,6 @@ at f30aee4, 2026-02-08; docs/providers/ace-step.md).
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import threading
 from dataclasses import dataclass, replace
@@ -21,12 +19,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..capabilities import Capabilities, ModelInfo
-from ..errors import ConfigurationError, InvalidRequestError
+from ..errors import InvalidRequestError
 from ..music import STEMS, parse_key, parse_time_signature
 from ..request import GenerationRequest
 from .base import (
     LOCAL_SETTINGS,
-    Availability,
     Backend,
     ProgressEvent,
     RawGeneration,
@@ -35,17 +32,13 @@ from .base import (
     default_seed,
     fit_length,
 )
-from .devices import check_device_dtype, dtype_name
-from .local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
+from .diffusion import DiffusionPipelineEngine
+from .local import LocalBackend, check_output_format, input_clip
 from .runtime import (
     Batcher,
-    checkpoint_availability,
     module_bytes,
-    pick_dtype,
-    resolve_checkpoint,
     revision,
     run_on_device_thread,
-    weights_on_disk,
 )
 
 EXTRA = 'pip install "soundforge[ace-step]"'
@@ -138,41 +131,15 @@ class _Plan:
     extra: dict[str, Any]
 
 
-class DiffusersAceStep(LocalEngine[LoadedAceStep]):
+class DiffusersAceStep(DiffusionPipelineEngine[LoadedAceStep]):
     """ACE-Step 1.5 through diffusers' `AceStepPipeline`."""
 
-    name = "diffusers"
+    min_diffusers = MIN_DIFFUSERS
+    install = EXTRA
 
     def __init__(self, owner: Backend) -> None:
         super().__init__(owner, cache_label=owner.name)
-        self._batcher: Batcher[_BatchItem, tuple[Any, dict[str, Any]]] = Batcher(
-            self._run_batch,
-            window=float(self.settings.get("batch_window", 0.02)),
-            max_batch=int(self.settings.get("max_batch_size", 8)),
-        )
-
-    def availability(self) -> Availability:
-        missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
-        if missing:
-            return Availability(False, f"{', '.join(missing)} not installed", fix=EXTRA)
-        # The version from the package metadata: importing diffusers to look would take seconds.
-        installed = importlib.metadata.version("diffusers")
-        if tuple(int(part) for part in installed.split(".")[:2] if part.isdigit()) < MIN_DIFFUSERS:
-            return Availability(
-                False, f"diffusers {installed} has no AceStepPipeline (0.42 and newer do)", fix=f"{EXTRA} --upgrade"
-            )
-        return Availability(True)
-
-    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
-        return checkpoint_availability(
-            self.owner.name, model, self.settings, marker="model_index.json", allow_fetch=allow_fetch
-        )
-
-    def _folder(self, model: str) -> str:
-        return resolve_checkpoint(self.owner.name, model, self.settings, marker="model_index.json")
-
-    def weights_size(self, model: str) -> int:
-        return weights_on_disk(self._folder(model))
+        self._batcher: Batcher[_BatchItem, tuple[Any, dict[str, Any]]] = self.batcher(self._run_batch)
 
     def nbytes(self, loaded: LoadedAceStep) -> int:
         return module_bytes(*loaded.pipeline.components.values())
@@ -180,13 +147,8 @@ class DiffusersAceStep(LocalEngine[LoadedAceStep]):
     def load_on(self, model: str, device: str) -> LoadedAceStep:
         from diffusers import AceStepPipeline
 
-        folder = self._folder(model)
-        setting = str(self.settings.get("dtype", "auto"))
-        dtype = check_device_dtype(self.name, device, setting, dtype_name(setting, device), provider=self.owner.name)
-        pipeline = AceStepPipeline.from_pretrained(folder, dtype=pick_dtype(dtype, device), local_files_only=True).to(
-            device
-        )
-        pipeline.set_progress_bar_config(disable=True)
+        folder = self.folder(model)
+        pipeline = self.load_pipeline(AceStepPipeline, folder, device)
         return LoadedAceStep(
             pipeline=pipeline,
             sample_rate=int(pipeline.sample_rate),
@@ -209,8 +171,6 @@ class DiffusersAceStep(LocalEngine[LoadedAceStep]):
         context: RunContext,
         load_seconds: float,
     ) -> RawGeneration:
-        import diffusers
-        import torch
 
         plan: _Plan = options["plan"]
         check_output_format(request, model, 2, loaded.sample_rate, self.owner.name)
@@ -225,7 +185,6 @@ class DiffusersAceStep(LocalEngine[LoadedAceStep]):
         kwargs = dict(plan.kwargs)
         if request.audio_prompt is not None:
             kwargs |= _source(request, loaded.sample_rate, self.owner.name)
-        total = round(request.duration * loaded.sample_rate)
         batch_info: dict[str, Any] = {}
         if self._batching() and request.audio_prompt is None:
             # Text to music with the same duration, metadata, steps and settings: one pipeline call for several
@@ -240,19 +199,11 @@ class DiffusersAceStep(LocalEngine[LoadedAceStep]):
             context.cancel.raise_if_cancelled()
         else:
             audio = self._call(loaded, kwargs, [seed + i for i in range(request.num_outputs)], [context])
-        audio = fit_length(np.asarray(audio, dtype=np.float32), total)
         parameters = {k: v for k, v in kwargs.items() if k not in ("src_audio", "prompt", "lyrics")}
         parameters |= {"sample_rate": loaded.sample_rate, "seed_scope": "output", "task_type": plan.task}
         parameters |= batch_info
-        generation = batch_generation(
-            audio,
-            sample_rate=loaded.sample_rate,
-            seed=seed,
-            parameters=parameters,
-            device=loaded.device,
-            load_seconds=load_seconds,
-            revision=loaded.revision,
-            engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
+        generation = self.finish(
+            audio, loaded=loaded, duration=request.duration, seed=seed, parameters=parameters, load_seconds=load_seconds
         )
         if request.stem is None:
             return generation
@@ -260,10 +211,7 @@ class DiffusersAceStep(LocalEngine[LoadedAceStep]):
 
     def _batching(self) -> bool:
         """`batching` setting: true (the default: it gained on a CPU, where Stable Audio Open's did not) or false."""
-        setting = self.settings.get("batching", True)
-        if not isinstance(setting, bool):
-            raise ConfigurationError(f"[providers.{self.owner.name}] batching must be true or false, not {setting!r}")
-        return setting
+        return bool(self.batching_setting(True))
 
     def _run_batch(self, items: list[_BatchItem]) -> list[tuple[Any, dict[str, Any]]]:
         """One pipeline call for several text-to-music requests: each row has its own prompt, lyrics and generator

@@ -11,8 +11,6 @@ provider loads (docs/providers/stable-audio-3.md).
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import threading
 from dataclasses import dataclass
@@ -33,18 +31,13 @@ from .base import (
     RunContext,
     checked_extra,
     default_seed,
-    fit_length,
 )
-from .devices import check_device_dtype, dtype_name
-from .local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
+from .diffusion import DiffusionPipelineEngine
+from .local import LocalBackend, check_output_format, input_clip
 from .runtime import (
-    checkpoint_availability,
     module_bytes,
-    pick_dtype,
-    resolve_checkpoint,
     revision,
     run_on_device_thread,
-    weights_on_disk,
 )
 
 EXTRA = 'pip install "soundforge[stable-audio-3]"'
@@ -111,38 +104,26 @@ class LoadedStableAudio3:
     lock: threading.Lock
 
 
-class DiffusersStableAudio3(LocalEngine[LoadedStableAudio3]):
+class DiffusersStableAudio3(DiffusionPipelineEngine[LoadedStableAudio3]):
     """Stable Audio 3 through `StableAudio3Pipeline`, `StableAudio3AudioToAudioPipeline` and
     `StableAudio3InpaintPipeline`."""
 
-    name = "diffusers"
+    min_diffusers = MIN_DIFFUSERS
+    install = EXTRA
+    downloads = False  # a repository in stable-audio-3's layout is nothing diffusers can load
 
     def __init__(self, owner: Backend) -> None:
         super().__init__(owner, cache_label=owner.name)
 
-    def availability(self) -> Availability:
-        missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
-        if missing:
-            return Availability(False, f"{', '.join(missing)} not installed", fix=EXTRA)
-        installed = importlib.metadata.version("diffusers")
-        if tuple(int(part) for part in installed.split(".")[:2] if part.isdigit()) < MIN_DIFFUSERS:
-            return Availability(False, f"diffusers {installed} has no Stable Audio 3 pipelines", fix=f"{EXTRA} -U")
-        return Availability(True)
-
     def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
-        # Never a download: a repository in stable-audio-3's layout is nothing diffusers can load.
-        found = checkpoint_availability(
-            self.owner.name, model, self.settings, marker="model_index.json", allow_fetch=False
-        )
+        found = super().model_availability(model, allow_fetch=False)
         if not found.available and model in MODELS:
             return Availability(False, CONVERT_REASON, fix=CONVERT.format(model=model))
         return found
 
-    def _folder(self, model: str) -> str:
+    def folder(self, model: str) -> str:
         try:
-            return resolve_checkpoint(
-                self.owner.name, model, self.settings, marker="model_index.json", allow_fetch=False
-            )
+            return super().folder(model)
         except ModelNotAvailableError:
             if model not in MODELS:
                 raise
@@ -150,20 +131,14 @@ class DiffusersStableAudio3(LocalEngine[LoadedStableAudio3]):
                 self.owner.name, model, CONVERT_REASON, fix=CONVERT.format(model=model)
             ) from None
 
-    def weights_size(self, model: str) -> int:
-        return weights_on_disk(self._folder(model))
-
     def nbytes(self, loaded: LoadedStableAudio3) -> int:
         return module_bytes(*loaded.text_to_audio.components.values())
 
     def load_on(self, model: str, device: str) -> LoadedStableAudio3:
         from diffusers import StableAudio3AudioToAudioPipeline, StableAudio3InpaintPipeline, StableAudio3Pipeline
 
-        folder = self._folder(model)
-        setting = str(self.settings.get("dtype", "auto"))
-        dtype = check_device_dtype(self.name, device, setting, dtype_name(setting, device), provider=self.owner.name)
-        text = StableAudio3Pipeline.from_pretrained(folder, dtype=pick_dtype(dtype, device), local_files_only=True)
-        text = text.to(device)
+        folder = self.folder(model)
+        text = self.load_pipeline(StableAudio3Pipeline, folder, device)
         pipelines = [
             text,
             StableAudio3AudioToAudioPipeline(**text.components),
@@ -215,7 +190,6 @@ class DiffusersStableAudio3(LocalEngine[LoadedStableAudio3]):
         context: RunContext,
         load_seconds: float,
     ) -> RawGeneration:
-        import diffusers
         import torch
 
         check_output_format(request, model, 2, loaded.sample_rate, self.owner.name)
@@ -256,18 +230,10 @@ class DiffusersStableAudio3(LocalEngine[LoadedStableAudio3]):
                         )
                 kwargs |= {"mask_start_seconds": float(start), "mask_end_seconds": float(end)}
         audio = self._call(loaded, pipeline, kwargs, seed, request.num_outputs, context)
-        audio = fit_length(np.asarray(audio, dtype=np.float32), round(request.duration * loaded.sample_rate))
         parameters = {k: v for k, v in kwargs.items() if k not in ("audio", "prompt", "negative_prompt")}
         parameters |= {"sample_rate": loaded.sample_rate, "seed_scope": "output", "pipeline": task}
-        return batch_generation(
-            audio,
-            sample_rate=loaded.sample_rate,
-            seed=seed,
-            parameters=parameters,
-            device=loaded.device,
-            load_seconds=load_seconds,
-            revision=loaded.revision,
-            engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
+        return self.finish(
+            audio, loaded=loaded, duration=request.duration, seed=seed, parameters=parameters, load_seconds=load_seconds
         )
 
     def _call(

@@ -8,7 +8,6 @@ run it with a per-step callback for progress and cancellation, trim to the exact
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 from collections.abc import Callable
@@ -19,25 +18,23 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...capabilities import Capabilities, ModelInfo
-from ...errors import ConfigurationError, InvalidRequestError, ModelNotAvailableError
+from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from .._batching import Batcher
 from .._compute import run_on_device_thread
-from .._hub import checkpoint_availability, pick_dtype, resolve_checkpoint, revision
-from .._memory import module_bytes, weights_on_disk
+from .._hub import revision
+from .._memory import module_bytes
 from ..base import (
     LOCAL_SETTINGS,
-    Availability,
     Backend,
     ProgressEvent,
     RawGeneration,
     RunContext,
     checked_extra,
     default_seed,
-    fit_length,
 )
-from ..devices import check_device_dtype, dtype_name
-from ..local import LocalBackend, LocalEngine, batch_generation, variation_clip
+from ..diffusion import DiffusionPipelineEngine
+from ..local import LocalBackend, LocalEngine, variation_clip
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
 OPEN_1_0 = "stabilityai/stable-audio-open-1.0"
@@ -102,46 +99,18 @@ def _sat_engine(owner: StableAudioBackend) -> LocalEngine[Any]:
     return SatEngine(owner)
 
 
-class DiffusersEngine(LocalEngine[LoadedPipeline]):
+class DiffusersEngine(DiffusionPipelineEngine[LoadedPipeline]):
     """Stable Audio Open through diffusers' `StableAudioPipeline` (the default engine)."""
 
-    name = "diffusers"
+    packages = ("torch", "diffusers", "transformers", "torchsde")
+    install = EXTRA
 
     def __init__(self, owner: Backend) -> None:
         super().__init__(owner, cache_label=owner.name)
-        self._batcher: Batcher[_BatchItem, tuple[Any, dict[str, Any]]] = Batcher(
-            self._run_batch,
-            window=float(self.settings.get("batch_window", 0.02)),
-            max_batch=int(self.settings.get("max_batch_size", 8)),
-        )
+        self._batcher: Batcher[_BatchItem, tuple[Any, dict[str, Any]]] = self.batcher(self._run_batch)
 
-    def availability(self) -> Availability:
-        missing = [m for m in ("torch", "diffusers", "transformers", "torchsde") if importlib.util.find_spec(m) is None]
-        if missing:
-            return Availability(False, f"{', '.join(missing)} not installed", fix=EXTRA)
-        return Availability(True)
-
-    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
-        return checkpoint_availability(
-            self.owner.name,
-            model,
-            self.settings,
-            marker="model_index.json",
-            allow_fetch=allow_fetch,
-            access_note=GATED if model == OPEN_1_0 else "",
-        )
-
-    def _folder(self, model: str) -> str:
-        return resolve_checkpoint(
-            self.owner.name,
-            model,
-            self.settings,
-            marker="model_index.json",
-            access_note=GATED if model == OPEN_1_0 else "",
-        )
-
-    def weights_size(self, model: str) -> int:
-        return weights_on_disk(self._folder(model))
+    def access_note(self, model: str) -> str:
+        return GATED if model == OPEN_1_0 else ""
 
     def nbytes(self, loaded: LoadedPipeline) -> int:
         return module_bytes(*loaded.pipeline.components.values())
@@ -149,13 +118,8 @@ class DiffusersEngine(LocalEngine[LoadedPipeline]):
     def load_on(self, model: str, device: str) -> LoadedPipeline:
         from diffusers import StableAudioPipeline
 
-        folder = self._folder(model)
-        setting = str(self.settings.get("dtype", "auto"))
-        dtype = check_device_dtype(self.name, device, setting, dtype_name(setting, device), provider=self.owner.name)
-        pipeline = StableAudioPipeline.from_pretrained(
-            folder, dtype=pick_dtype(dtype, device), local_files_only=True
-        ).to(device)
-        pipeline.set_progress_bar_config(disable=True)
+        folder = self.folder(model)
+        pipeline = self.load_pipeline(StableAudioPipeline, folder, device)
         rate = int(pipeline.vae.sampling_rate)
         return LoadedPipeline(
             pipeline=pipeline,
@@ -179,8 +143,6 @@ class DiffusersEngine(LocalEngine[LoadedPipeline]):
         context: RunContext,
         load_seconds: float,
     ) -> RawGeneration:
-        import torch
-
         extra = options
         start_s = float(extra.get("audio_start", 0.0))
         if start_s + request.duration > loaded.max_duration + 1e-9:
@@ -209,38 +171,23 @@ class DiffusersEngine(LocalEngine[LoadedPipeline]):
             context.cancel.raise_if_cancelled()
         else:
             audio = self._call(loaded, kwargs, extra, _generator(loaded, seed), [context])
-        total = round(request.duration * loaded.sample_rate)
-        audio = fit_length(np.asarray(audio, dtype=np.float32), total)
         parameters = {k: v for k, v in kwargs.items() if k not in ("initial_audio_waveforms", "prompt")}
         parameters |= {"sample_rate": loaded.sample_rate, "seed_scope": "batch", "batch_size": request.num_outputs}
         parameters |= batch_info
         if "scheduler" in extra:
             parameters["scheduler"] = extra["scheduler"]
-        import diffusers
-
-        return batch_generation(
-            audio,
-            sample_rate=loaded.sample_rate,
-            seed=seed,
-            parameters=parameters,
-            device=loaded.device,
-            load_seconds=load_seconds,
-            revision=loaded.revision,
-            engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
+        return self.finish(
+            audio, loaded=loaded, duration=request.duration, seed=seed, parameters=parameters, load_seconds=load_seconds
         )
 
     def _batching(self, loaded: LoadedPipeline) -> bool:
         """`batching` setting: true, false, or "auto" (the default): batch on CUDA only. On a CPU a pipeline call is
         compute-bound, and two requests in one call took as long as one after the other (0.93-1.11x per step,
         0.84x end to end, full-size model on 2 cores: docs/performance.md), while each waited for the other."""
-        setting = self.settings.get("batching", "auto")
+        setting = self.batching_setting("auto")
         if setting == "auto":
             return str(loaded.device).startswith("cuda")
-        if not isinstance(setting, bool):
-            raise ConfigurationError(
-                f'[providers.{self.owner.name}] batching must be true, false or "auto", not {setting!r}'
-            )
-        return setting
+        return bool(setting)
 
     def _call(
         self,

@@ -1,0 +1,137 @@
+"""`DiffusionPipelineEngine`: what every engine that runs a diffusers pipeline from a `save_pretrained` folder
+shares, written once (Stable Audio Open, Stable Audio 3, ACE-Step).
+
+An engine names its packages, the diffusers release it needs and its install hint, and may add an access note to
+missing weights (a gated repository) or refuse downloads (weights published in a layout diffusers cannot load);
+it keeps only "load this folder" (with `load_pipeline`) and "run this request".
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from ..errors import ConfigurationError
+from .base import Availability, RawGeneration, fit_length
+from .devices import check_device_dtype, dtype_name
+from .local import LocalEngine, batch_generation
+from .runtime import Batcher, checkpoint_availability, pick_dtype, resolve_checkpoint, weights_on_disk
+
+L = TypeVar("L")
+I = TypeVar("I")  # noqa: E741 - the batcher's item type, as in `Batcher`
+R = TypeVar("R")
+
+#: The file that marks a diffusers pipeline folder.
+MARKER = "model_index.json"
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+
+
+class DiffusionPipelineEngine(LocalEngine[L]):
+    """A local engine over a diffusers pipeline folder (from a path or the Hugging Face cache)."""
+
+    name = "diffusers"
+    #: Packages the engine imports, checked without importing them.
+    packages: ClassVar[tuple[str, ...]] = ("torch", "diffusers", "transformers")
+    #: The first diffusers release with the engine's pipelines (read from the package metadata: importing
+    #: diffusers to look would take seconds).
+    min_diffusers: ClassVar[tuple[int, ...]] = (0, 0)
+    #: The install command that brings them.
+    install: ClassVar[str] = ""
+    #: Whether a missing hub checkpoint may be downloaded (False for weights diffusers cannot load as published).
+    downloads: ClassVar[bool] = True
+
+    def access_note(self, model: str) -> str:
+        """Said before the download hint of missing weights (how to get access to a gated repository)."""
+        return ""
+
+    def availability(self) -> Availability:
+        missing = [m for m in self.packages if importlib.util.find_spec(m) is None]
+        if missing:
+            return Availability(False, f"{', '.join(missing)} not installed", fix=self.install)
+        installed = importlib.metadata.version("diffusers")
+        if _release(installed) < self.min_diffusers:
+            wanted = ".".join(map(str, self.min_diffusers))
+            return Availability(
+                False,
+                f"diffusers {installed} is older than {wanted}, the first with these pipelines",
+                fix=f"{self.install} --upgrade",
+            )
+        return Availability(True)
+
+    def model_availability(self, model: str, *, allow_fetch: bool) -> Availability:
+        return checkpoint_availability(
+            self.owner.name,
+            model,
+            self.settings,
+            marker=MARKER,
+            allow_fetch=allow_fetch and self.downloads,
+            access_note=self.access_note(model),
+        )
+
+    def folder(self, model: str) -> str:
+        """The pipeline folder of `model` (downloaded first where that is allowed)."""
+        return resolve_checkpoint(
+            self.owner.name,
+            model,
+            self.settings,
+            marker=MARKER,
+            allow_fetch=self.downloads,
+            access_note=self.access_note(model),
+        )
+
+    def weights_size(self, model: str) -> int:
+        return weights_on_disk(self.folder(model))
+
+    def load_pipeline(self, pipeline_class: Any, folder: str, device: str) -> Any:
+        """`pipeline_class.from_pretrained(folder)` on `device` in the configured dtype (checked against the
+        known-bad device/dtype pairs), progress bars off."""
+        setting = str(self.settings.get("dtype", "auto"))
+        dtype = check_device_dtype(self.name, device, setting, dtype_name(setting, device), provider=self.owner.name)
+        pipeline = pipeline_class.from_pretrained(folder, dtype=pick_dtype(dtype, device), local_files_only=True)
+        pipeline = pipeline.to(device)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline
+
+    def finish(
+        self, audio: Any, *, loaded: Any, duration: float, seed: int, parameters: dict[str, Any], load_seconds: float
+    ) -> RawGeneration:
+        """The result of a pipeline call: numpy (rows, channels, samples) fitted to `duration` exactly, one track a
+        row; `loaded` has the pipeline's `sample_rate`, `device` and `revision`."""
+        import diffusers
+        import torch
+
+        fitted = fit_length(np.asarray(audio, dtype=np.float32), round(duration * loaded.sample_rate))
+        return batch_generation(
+            fitted,
+            sample_rate=loaded.sample_rate,
+            seed=seed,
+            parameters=parameters,
+            device=loaded.device,
+            load_seconds=load_seconds,
+            revision=loaded.revision,
+            engine_versions={"torch": torch.__version__, "diffusers": diffusers.__version__},
+        )
+
+    def batcher(self, run_batch: Callable[[list[I]], list[R]]) -> Batcher[I, R]:
+        """A batcher with the provider's `batch_window` and `max_batch_size` settings."""
+        return Batcher(
+            run_batch,
+            window=float(self.settings.get("batch_window", 0.02)),
+            max_batch=int(self.settings.get("max_batch_size", 8)),
+        )
+
+    def batching_setting(self, default: bool | str) -> bool | str:
+        """The `batching` setting: true, false, or "auto" where the engine offers it (checked)."""
+        setting: bool | str = self.settings.get("batching", default)
+        allowed: tuple[object, ...] = (True, False, "auto") if default == "auto" else (True, False)
+        if setting not in allowed or (not isinstance(setting, bool) and setting != "auto"):
+            choices = 'true, false or "auto"' if default == "auto" else "true or false"
+            raise ConfigurationError(f"[providers.{self.owner.name}] batching must be {choices}, not {setting!r}")
+        return setting
