@@ -308,7 +308,12 @@ class FakeElevenLabs(FakeServer):
                 {"detail": [{"loc": ["query", "output_format"], "msg": "unsupported here", "type": "value_error"}]},
             )
         rate = int(fmt.split("_")[1])
-        self.send(h, 200, audio_bytes(length / 1000, "mp3", rate), content_type="audio/mpeg", fault=fault)
+        # `store_for_inpainting` returns the stored song's id in a `song-id` header (the SDK's music_custom.py reads
+        # `r.headers.get("song-id")`).
+        headers = {"song-id": uuid.uuid4().hex} if body.get("store_for_inpainting") else {}
+        self.send(
+            h, 200, audio_bytes(length / 1000, "mp3", rate), content_type="audio/mpeg", headers=headers, fault=fault
+        )
 
 
 def _plan_problems(plan: Any, model: str) -> list[tuple[list[str | int], str]]:
@@ -394,6 +399,10 @@ class FakeReplicate(JobServer):
     def prediction(self, job: dict[str, Any]) -> dict[str, Any]:
         phase = self.phase(job)
         status = {"queued": "starting", "running": "processing"}.get(phase, phase)
+        # "aborted: the prediction exceeded its deadline before it could start running" (Replicate's prediction
+        # lifecycle docs; replicate-python PR #460 added it to the terminal statuses): a prompt with "deadline".
+        if "deadline" in str(job["input"].get("prompt", "")) and phase != "queued":
+            status = "aborted"
         urls = {
             "get": f"{self.url}/v1/predictions/{job['id']}",
             "cancel": f"{self.url}/v1/predictions/{job['id']}/cancel",

@@ -187,6 +187,19 @@ def test_elevenlabs_compose_and_plan_dependent_licence(eleven, downloads) -> Non
     }
     planned = client.generate("synthwave song", provider="elevenlabs", duration=7, extra={"composition_plan": plan})
     assert "prompt" not in eleven.bodies[-1] and planned.duration == pytest.approx(7.0, abs=0.1)
+    # A plan is the SDK's MusicPrompt, for music_v1 only, with every field it requires: checked before sending.
+    sent = len(eleven.bodies)
+    with pytest.raises(InvalidRequestError, match="for music_v1"):
+        client.generate("x", provider="elevenlabs:music_v2", duration=7, extra={"composition_plan": plan})
+    broken = {**plan, "sections": [{"section_name": "verse", "duration_ms": 4000, "lines": []}]}
+    with pytest.raises(InvalidRequestError, match="lacks positive_local_styles, negative_local_styles"):
+        client.generate("x", provider="elevenlabs", duration=7, extra={"composition_plan": broken})
+    too_short = {**plan, "sections": [{**plan["sections"][0], "duration_ms": 1000}]}
+    with pytest.raises(InvalidRequestError, match="3000-120000"):
+        client.generate("x", provider="elevenlabs", duration=7, extra={"composition_plan": too_short})
+    assert len(eleven.bodies) == sent
+    stored = client.generate("x", provider="elevenlabs", duration=3, extra={"store_for_inpainting": True})
+    assert eleven.bodies[-1]["store_for_inpainting"] is True and len(stored.provenance.parameters["song_id"]) == 32
 
 
 def test_elevenlabs_errors(eleven, downloads) -> None:

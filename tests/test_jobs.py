@@ -61,6 +61,11 @@ def test_replicate_pinned_version_melody_and_errors(replicate, downloads) -> Non
         client.generate("please fail", provider="replicate:meta/musicgen", duration=2)
     with pytest.raises(ProviderError, match="not found"):
         client.generate("lost job", provider="replicate:meta/musicgen", duration=2)
+    from soundforge import GenerationTimeoutError
+
+    # "aborted" is final (it passed its deadline before starting): no endless polling, a timeout error.
+    with pytest.raises(GenerationTimeoutError, match="deadline"):
+        client.generate("missed the deadline", provider="replicate:meta/musicgen", duration=2)
     with pytest.raises(InvalidRequestError, match="unknown replicate extra"):
         client.generate("x", provider="replicate:meta/musicgen", duration=2, extra={"cfg": 3})
     other = client.generate(

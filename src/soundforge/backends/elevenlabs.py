@@ -26,6 +26,7 @@ EXTRA_KEYS: dict[str, Any] = {
     "finetune_id": str,
     "finetune_strength": float,
     "sign_with_c2pa": bool,
+    "store_for_inpainting": bool,
 }
 #: The API's own default, which every plan may use (mp3_44100_192 needs Creator or above: the SDK's docstrings).
 DEFAULT_FORMAT = "mp3_44100_128"
@@ -107,27 +108,33 @@ class ElevenLabsBackend(CloudBackend):
             plan = composition_plan(request, provider=self.name)
             body["respect_sections_durations"] = True
         if plan is not None:
-            if "sections" not in plan:
-                raise InvalidRequestError(
-                    "extra['composition_plan'] must be a plan object with 'sections'", field="extra", provider=self.name
-                )
+            check_plan(plan, model, provider=self.name)
             body["composition_plan"] = plan  # the plan carries its own section lengths; the prompt is recorded
         else:
             body["prompt"] = ", ".join([request.prompt, *_musical_directions(request)])
             body["music_length_ms"] = round(request.duration * 1000)
             if request.instrumental is not None:
                 body["force_instrumental"] = request.instrumental
-        for key in ("respect_sections_durations", "finetune_id", "finetune_strength", "sign_with_c2pa"):
+        for key in (
+            "respect_sections_durations",
+            "finetune_id",
+            "finetune_strength",
+            "sign_with_c2pa",
+            "store_for_inpainting",
+        ):
             if key in extra:
                 body[key] = extra[key]
         reply = await self.http.request(
             "POST", "/v1/music", idempotent=False, context=context, params={"output_format": output_format}, json=body
         )
+        song_id = reply.headers.get("song-id")  # with store_for_inpainting: the id later edits refer to
         audio, rate = decode_reply(reply, self.name)
         if plan is None or request.lyrics is not None:  # the length asked for is the plan's (or the prompt's)
             audio = audio[:, : round(request.duration * rate)]
         parameters = {k: v for k, v in body.items() if k not in ("prompt", "composition_plan")}
         parameters["output_format"] = output_format
+        if song_id:
+            parameters["song_id"] = song_id
         if plan is not None:
             parameters["composition_plan"] = True
         return RawGeneration(
@@ -135,6 +142,42 @@ class ElevenLabsBackend(CloudBackend):
             engine_versions={"api": "v1"},
             device="cloud",
         )
+
+
+def check_plan(plan: dict[str, Any], model: str, *, provider: str = "elevenlabs") -> None:
+    """A composition plan given in `extra`, checked before it is sent: the SDK's `MusicPrompt` shape (global styles
+    and sections with their required fields and limits), and only for the model that takes it (music_v1)."""
+    if model not in PLAN_MODELS:
+        raise InvalidRequestError(
+            f"a composition plan is for {', '.join(PLAN_MODELS)} (the SDK's MusicPrompt), not {model}",
+            field="extra",
+            provider=provider,
+            hint=f"use elevenlabs:{PLAN_MODELS[0]}, or send a prompt",
+        )
+    missing = [
+        key for key in ("positive_global_styles", "negative_global_styles") if not isinstance(plan.get(key), list)
+    ]
+    sections = plan.get("sections")
+    if missing or not isinstance(sections, list) or not sections:
+        raise InvalidRequestError(
+            "extra['composition_plan'] needs lists 'positive_global_styles', 'negative_global_styles' and 'sections'",
+            field="extra",
+            provider=provider,
+        )
+    low, high = SECTION_MS
+    for i, section in enumerate(sections):
+        keys = ("section_name", "positive_local_styles", "negative_local_styles", "duration_ms", "lines")
+        absent = [key for key in keys if not isinstance(section, dict) or key not in section]
+        if absent:
+            raise InvalidRequestError(
+                f"composition plan section {i} lacks {', '.join(absent)}", field="extra", provider=provider
+            )
+        if not low <= int(section["duration_ms"]) <= high:
+            raise InvalidRequestError(
+                f"composition plan section {i} lasts {section['duration_ms']} ms; ElevenLabs takes {low}-{high}",
+                field="extra",
+                provider=provider,
+            )
 
 
 def _musical_directions(request: GenerationRequest) -> list[str]:

@@ -15,12 +15,14 @@ from typing import Any
 
 from ..audio import encode, format_for, resample, to_channels
 from ..capabilities import Capabilities, ModelInfo
-from ..errors import InvalidRequestError, ProviderError, SoundforgeError
+from ..errors import GenerationTimeoutError, InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
 from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply, model_inputs, poll_job
 from .base import RawGeneration, RawTrack, RunContext
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+#: Final statuses (Replicate's prediction lifecycle docs): "aborted" is a prediction that passed its deadline before
+#: it started (replicate-python added it to its terminal statuses in PR #460).
+TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
 MUSICGEN = "meta/musicgen"
 #: meta/musicgen's inputs soundforge's request does not cover, by type (others go in extra={"input": {...}}).
 MUSICGEN_EXTRA: dict[str, Any] = {
@@ -159,6 +161,12 @@ class ReplicateBackend(CloudBackend):
                 provider=self.name,
             )
         status = prediction.get("status")
+        if status == "aborted":
+            raise GenerationTimeoutError(
+                f"Replicate aborted prediction {job_id}: it passed its deadline before it could start",
+                provider=self.name,
+                hint="try again later, or give the prediction a longer deadline",
+            )
         if status != "succeeded":
             raise ProviderError(
                 f"Replicate prediction {job_id} {status}: {prediction.get('error') or 'no details'}",
