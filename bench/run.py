@@ -232,7 +232,7 @@ def stable_audio_dtype_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
     ]
 
 
-def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 4) -> list[tuple[str, str, str]]:
+def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 6) -> list[tuple[str, str, str]]:
     """Full-size ACE-Step 1.5 architecture (turbo shapes, random weights) on this CPU: SDK against the direct
     `AceStepPipeline` call, alternated on the engine's compute thread, with identical audio; seconds per step;
     peak memory; then the DiT alone in bfloat16 against float32.
