@@ -128,7 +128,6 @@ class _Plan:
 
     kwargs: dict[str, Any]
     task: str
-    extra: dict[str, Any]
 
 
 class DiffusersAceStep(DiffusionPipelineEngine[LoadedAceStep]):
@@ -365,7 +364,7 @@ def pipeline_plan(request: GenerationRequest, *, provider: str = "ace-step") -> 
             kwargs["audio_cover_strength"] = float(request.strength)
         elif mode == "extract":
             kwargs["track_name"] = request.stem
-    return _Plan(kwargs=kwargs, task=task, extra=extra)
+    return _Plan(kwargs=kwargs, task=task)
 
 
 def _source(request: GenerationRequest, sample_rate: int, provider: str) -> dict[str, Any]:

@@ -130,8 +130,7 @@ class DiffusionPipelineEngine(LocalEngine[L]):
     def batching_setting(self, default: bool | str) -> bool | str:
         """The `batching` setting: true, false, or "auto" where the engine offers it (checked)."""
         setting: bool | str = self.settings.get("batching", default)
-        allowed: tuple[object, ...] = (True, False, "auto") if default == "auto" else (True, False)
-        if setting not in allowed or (not isinstance(setting, bool) and setting != "auto"):
+        if not (isinstance(setting, bool) or (default == "auto" and setting == "auto")):
             choices = 'true, false or "auto"' if default == "auto" else "true or false"
             raise ConfigurationError(f"[providers.{self.owner.name}] batching must be {choices}, not {setting!r}")
         return setting
