@@ -18,7 +18,7 @@ from collections import deque
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -394,72 +394,221 @@ class JobServer(FakeServer):
 
 
 class FakeReplicate(JobServer):
-    """Replicate predictions API (see docs/providers/replicate.md)."""
+    """Replicate predictions API (see docs/providers/replicate.md).
+
+    Models, from Replicate's HTTP API reference (models.get) and replicate-python's `Model`/`Version` types: a
+    community model (meta/musicgen) has versions and refuses the official-model route with 422 "Invalid version or
+    not permitted" (as users of the client report); an official model without published versions runs through
+    `/v1/models/{owner}/{name}/predictions`, or `/v1/predictions {"version": "owner/name"}` (Replicate changelog
+    2025-08-05). A prompt with "forbidden" fails the prediction the way a safety checker does: status `failed`,
+    `error` "E005 ... flagged as sensitive" (a plain string; the wording users report, not in Replicate's docs).
+    """
+
+    #: owner/name -> latest version id (None: an official model that publishes no version).
+    models: ClassVar[dict[str, str | None]] = {
+        "meta/musicgen": "671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb",
+        "someone/sfx-model": "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+        "official-lab/official-audio": None,
+    }
+
+    #: Older versions a caller may pin (version id -> model).
+    pinned: ClassVar[dict[str, str]] = {
+        "b05b1dff1d8c6dc63d14b0cdb42135378dcb87f6373b0d3d341ede46e59e2b38": "meta/musicgen"
+    }
+
+    def __init__(self) -> None:
+        self.model_lookups = 0
+        super().__init__()
+
+    def model_of(self, version: str) -> str | None:
+        """The model a version id belongs to (None: no such version)."""
+        owners = {v: m for m, v in self.models.items() if v is not None} | self.pinned
+        return owners.get(version)
+
+    def model(self, name: str) -> dict[str, Any]:
+        owner, _, short = name.partition("/")
+        latest = self.models[name]
+        version = (
+            None
+            if latest is None
+            else {"id": latest, "created_at": "2026-01-01T00:00:00Z", "cog_version": "0.16.8", "openapi_schema": {}}
+        )
+        return {
+            "url": f"https://replicate.com/{name}",
+            "owner": owner,
+            "name": short,
+            "description": "a model",
+            "visibility": "public",
+            "github_url": None,
+            "paper_url": None,
+            "license_url": None,
+            "run_count": 1,
+            "cover_image_url": None,
+            "default_example": None,
+            "latest_version": version,
+        }
 
     def prediction(self, job: dict[str, Any]) -> dict[str, Any]:
         phase = self.phase(job)
         status = {"queued": "starting", "running": "processing"}.get(phase, phase)
         # "aborted: the prediction exceeded its deadline before it could start running" (Replicate's prediction
         # lifecycle docs; replicate-python PR #460 added it to the terminal statuses): a prompt with "deadline".
-        if "deadline" in str(job["input"].get("prompt", "")) and phase != "queued":
+        prompt = str(job["input"].get("prompt", ""))
+        if "deadline" in prompt and phase != "queued":
             status = "aborted"
+        refused = "forbidden" in prompt and phase not in ("queued", "canceled")
+        if refused:
+            status = "failed"
         urls = {
             "get": f"{self.url}/v1/predictions/{job['id']}",
             "cancel": f"{self.url}/v1/predictions/{job['id']}/cancel",
         }
+        error = None
+        if refused:
+            error = "E005: The input or output was flagged as sensitive. Please try again with different inputs."
+        elif status == "failed":
+            error = "CUDA out of memory"
         return {
             "id": job["id"],
             "model": job.get("model"),
-            "version": job.get("version") or "v1hash",
+            "version": job.get("version") or "hidden",
             "status": status,
             "input": job["input"],
             "logs": "",
             "output": f"{self.url}/files/{job['id']}.wav" if status == "succeeded" else None,
-            "error": "CUDA out of memory" if status == "failed" else None,
+            "error": error,
             "metrics": {},
             "created_at": "2026-11-27T00:00:00Z",
             "urls": urls,
         }
+
+    def problem(self, h: BaseHTTPRequestHandler, status: int, title: str, detail: str) -> None:
+        self.send(h, status, {"title": title, "detail": detail, "status": status})
 
     def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
         path = urlsplit(h.path).path
         if path.startswith("/files/"):
             return self.serve_file(h, path.removeprefix("/files/").removesuffix(".wav"), fault)
         if h.headers.get("Authorization") != f"Bearer {KEY}":
-            return self.send(
-                h, 401, {"title": "Unauthenticated", "detail": "You did not pass a valid token", "status": 401}
-            )
+            return self.problem(h, 401, "Unauthenticated", "You did not pass a valid token")
         parts = path.strip("/").split("/")
+        if h.command == "GET" and len(parts) == 4 and parts[:2] == ["v1", "models"]:
+            name = "/".join(parts[2:4])
+            if name not in self.models:
+                return self.problem(h, 404, "Not found", "Not found.")
+            with self.lock:
+                self.model_lookups += 1
+            return self.send(h, 200, self.model(name))
         if h.command == "POST" and (path == "/v1/predictions" or (len(parts) == 5 and parts[4] == "predictions")):
             body = json.loads(raw or b"{}")
             self.bodies.append(body)
             if not isinstance(body.get("input"), dict) or "prompt" not in body["input"]:
-                return self.send(
-                    h, 422, {"title": "Input validation failed", "detail": "input.prompt is required", "status": 422}
-                )
-            if path == "/v1/predictions" and "version" not in body:
-                return self.send(h, 422, {"title": "Invalid version", "detail": "version is required", "status": 422})
+                return self.problem(h, 422, "Input validation failed", "input.prompt is required")
+            model, version = ("/".join(parts[2:4]), None) if len(parts) == 5 else (None, body.get("version"))
+            if model is None:
+                if not isinstance(version, str) or not version:
+                    return self.problem(h, 422, "Invalid version", "version is required")
+                if ":" in version:  # owner/name:version
+                    version = version.rpartition(":")[2]
+                elif "/" in version:  # "owner/name": official models only (changelog 2025-08-05)
+                    model, version = version, None
+                if version is not None:
+                    model = self.model_of(version)
+                    if model is None:
+                        return self.problem(h, 422, "Invalid version or not permitted", "no such version")
+            if version is None and self.models.get(str(model), "unknown") is not None:
+                return self.problem(h, 422, "Invalid version or not permitted", "Invalid version or not permitted")
             job = self.new_job(body["input"])
-            job["model"] = "/".join(parts[2:4]) if len(parts) == 5 else None
-            job["version"] = body.get("version")
+            job["model"], job["version"] = model, version
             if h.headers.get("Prefer", "").startswith("wait") and job["seconds"] < 1:
                 time.sleep(job["seconds"] + 0.01)
             return self.send(h, 201, self.prediction(job))
         if len(parts) >= 3 and parts[:2] == ["v1", "predictions"]:
             job = self.jobs.get(parts[2])
             if job is None or job["lost"]:
-                return self.send(h, 404, {"title": "Not found", "detail": "Prediction not found", "status": 404})
+                return self.problem(h, 404, "Not found", "Prediction not found")
             if h.command == "POST" and parts[-1] == "cancel":
                 job["canceled"] = True
                 self.cancelled.append(job["id"])
             return self.send(h, 200, self.prediction(job))
-        self.send(h, 404, {"title": "Not found", "detail": path, "status": 404})
+        self.problem(h, 404, "Not found", path)
+
+
+#: fal app input schemas, from the apps' pages on fal.ai (fal.ai/models/{app}/llms.txt and /api, read 2026-12-02):
+#: field -> (type, minimum, maximum).
+#: Real apps ignore keys they do not define, so the fake records them in `FakeFal.ignored` instead of refusing.
+FAL_APPS: dict[str, dict[str, Any]] = {
+    "fal-ai/stable-audio": {
+        "fields": {
+            "prompt": (str, None, None),
+            "seconds_start": (int, 0, 47),
+            "seconds_total": (int, 0, 47),
+            "steps": (int, 2, 1000),
+        },
+        "rate": 44100,
+        "key": "audio_file",
+    },
+    "fal-ai/stable-audio-25/text-to-audio": {
+        "fields": {
+            "prompt": (str, None, None),
+            "seconds_total": (int, 1, 190),
+            "num_inference_steps": (int, 4, 8),
+            "guidance_scale": ((int, float), 1, 25),
+            "sync_mode": (bool, None, None),
+            "seed": (int, None, None),
+        },
+        "rate": 44100,
+        "key": "audio",
+    },
+    "fal-ai/lyria2": {
+        "fields": {"prompt": (str, None, None), "negative_prompt": (str, None, None), "seed": (int, None, None)},
+        "rate": 48000,
+        "key": "audio",
+        "clip": 30.0,
+    },
+}
 
 
 class FakeFal(JobServer):
-    """fal queue API (see docs/providers/fal.md)."""
+    """fal queue API (see docs/providers/fal.md), with the app schemas of `FAL_APPS`.
+
+    Errors as fal documents them (fal.ai/docs/documentation/model-apis/errors and .../request-errors): input problems
+    are a 422 whose `detail` is a list of typed objects (`content_policy_violation` for a prompt with "forbidden"),
+    returned from the response URL once the request completed; a runner failure is a flat `{detail, error_type}`
+    with `X-Fal-Error-Type` and `X-Fal-Retryable: false`.
+    """
 
     output_rate = 44100  # fal-ai/stable-audio runs Stable Audio Open: 44.1 kHz stereo (its model card)
+
+    def __init__(self) -> None:
+        self.ignored: list[str] = []
+        self.result_fetches: dict[str, int] = {}
+        super().__init__()
+
+    def validate(self, app: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        problems: list[dict[str, Any]] = []
+        if not isinstance(body.get("prompt"), str):
+            problems.append({"loc": ["body", "prompt"], "msg": "field required", "type": "missing"})
+        schema = FAL_APPS.get(app)
+        if schema is None:
+            return problems
+        for key, value in body.items():
+            if key not in schema["fields"]:
+                self.ignored.append(key)
+                continue
+            kind, low, high = schema["fields"][key]
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                problems.append({"loc": ["body", key], "msg": "wrong type", "type": "type_error"})
+            elif (low is not None and value < low) or (high is not None and value > high):
+                problems.append({"loc": ["body", key], "msg": f"must be in {low}..{high}", "type": "value_error"})
+        return problems
+
+    def serve_file(self, h: BaseHTTPRequestHandler, job_id: str, fault: str | None) -> None:
+        job = self.jobs.get(job_id, {"input": {}, "app": ""})
+        schema = FAL_APPS.get(job["app"], {})
+        seconds = schema.get("clip") or float(job["input"].get("seconds_total", job["input"].get("duration", 3)))
+        data = audio_bytes(seconds, "wav", schema.get("rate", self.output_rate))
+        self.send(h, 200, data, content_type="audio/wav", fault=fault)
 
     def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
         path = urlsplit(h.path).path
@@ -471,11 +620,12 @@ class FakeFal(JobServer):
         if h.command == "POST" and "requests" not in parts:
             body = json.loads(raw or b"{}")
             self.bodies.append(body)
-            if "prompt" not in body:
-                return self.send(
-                    h, 422, {"detail": [{"loc": ["body", "prompt"], "msg": "field required", "type": "missing"}]}
-                )
+            app = "/".join(parts)
+            problems = self.validate(app, body)
+            if problems:
+                return self.send(h, 422, {"detail": problems})
             job = self.new_job(body)
+            job["app"] = app
             base = f"{self.url}/{parts[0]}/{parts[1]}/requests/{job['id']}"
             return self.send(
                 h,
@@ -493,6 +643,7 @@ class FakeFal(JobServer):
             if job is None or job["lost"]:
                 return self.send(h, 404, {"detail": "Request not found"})
             phase = self.phase(job)
+            refused = "forbidden" in str(job["input"].get("prompt", ""))
             if h.command == "PUT" and parts[-1] == "cancel":
                 job["canceled"] = True
                 self.cancelled.append(job["id"])
@@ -505,14 +656,33 @@ class FakeFal(JobServer):
                 done: dict[str, Any] = {"status": "COMPLETED", "logs": [], "metrics": {"inference_time": 0.1}}
                 if phase in ("failed", "canceled"):
                     done |= {"error": "job " + phase, "error_type": "runner_error"}
+                elif refused:
+                    done |= {"error": "Unprocessable Entity", "error_type": "content_policy_violation"}
                 return self.send(h, 200, done)
-            if phase != "succeeded":
+            if phase in ("queued", "running"):
                 return self.send(h, 400, {"detail": "Request is still in progress"})
+            with self.lock:
+                self.result_fetches[job["id"]] = self.result_fetches.get(job["id"], 0) + 1
+            if refused:
+                flagged = {
+                    "loc": ["body", "prompt"],
+                    "msg": "The content was flagged by a content checker.",
+                    "type": "content_policy_violation",
+                    "url": "https://docs.fal.ai/errors#content_policy_violation",
+                    "input": job["input"]["prompt"],
+                    "categories": ["violence"],
+                }
+                return self.send(h, 422, {"detail": [flagged]}, headers={"X-Fal-Retryable": "false"})
+            if phase != "succeeded":
+                failure = {"detail": "the runner failed", "error_type": "runner_error"}
+                headers = {"X-Fal-Error-Type": "runner_error", "X-Fal-Retryable": "false"}
+                return self.send(h, 500, failure, headers=headers)
             url = f"{self.url}/files/{job['id']}.wav"
+            key = FAL_APPS.get(job["app"], {}).get("key", "audio")
             return self.send(
                 h,
                 200,
-                {"audio_file": {"url": url, "content_type": "audio/wav", "file_name": "out.wav", "file_size": 1}},
+                {key: {"url": url, "content_type": "audio/wav", "file_name": "out.wav", "file_size": 1}},
             )
         self.send(h, 404, {"detail": "Not Found"})
 

@@ -70,6 +70,7 @@ class CloudBackend(Backend):
                 auth=self.auth_headers,
                 map_error=self.map_error,
                 user_agent=f"soundforge/{__version__}",
+                final=self.final_answer,
             )
         return self._http
 
@@ -86,6 +87,10 @@ class CloudBackend(Backend):
     def map_error(self, status: int, body: Any, request_id: str | None) -> SoundforgeError | None:
         """Provider-specific error mapping; None falls back to the generic mapping by status."""
         return None
+
+    def final_answer(self, headers: Any) -> bool:
+        """Whether an error answer's headers mark it final, so a status that is usually retried is not."""
+        return False
 
     @abstractmethod
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:

@@ -120,11 +120,14 @@ class HttpCore:
         auth: Callable[[str], dict[str, str]],
         map_error: ErrorMapper,
         user_agent: str,
+        final: Callable[[Any], bool] | None = None,
     ) -> None:
         self.provider = provider
         self.settings = settings
         self._auth = auth
         self._map_error = map_error
+        # Whether an error answer's headers say it is final whatever its status (fal's `X-Fal-Retryable: false`).
+        self._final = final
         self._user_agent = user_agent
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._bounds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
@@ -374,7 +377,7 @@ class HttpCore:
                 )
         if isinstance(mapped, RateLimitError) and mapped.retry_after is None:
             mapped.retry_after = retry_after
-        if status in RETRY_STATUSES:
+        if status in RETRY_STATUSES and not (self._final is not None and self._final(headers)):
             too_long = retry_after is not None and retry_after > self.settings.max_retry_after
             if not too_long:
                 return _Retryable(mapped)

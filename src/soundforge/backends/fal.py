@@ -11,10 +11,11 @@ goes to fal's API host; output files are fetched through the URL guard without t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..capabilities import Capabilities, ModelInfo
-from ..errors import InvalidRequestError, ProviderError, SoundforgeError
+from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
 from ._cloud import CloudBackend, decode_reply, model_inputs, poll_job
 from .base import RawGeneration, RawTrack, RunContext
@@ -23,18 +24,88 @@ STABLE_AUDIO = "fal-ai/stable-audio"
 AUDIO_KEYS = ("audio_file", "audio", "audio_url", "output")
 
 
-def _caps(model: str) -> Capabilities:
-    fields = {"seed", "steps", "extra"} if model == STABLE_AUDIO else {"seed", "extra", "negative_prompt"}
-    return Capabilities(
-        min_duration=1.0,
-        max_duration=47.0 if model == STABLE_AUDIO else 600.0,
-        sample_rates=(44100, 48000),
-        channels=(1, 2),
-        fields=frozenset(fields),
-        max_outputs=1,
-        seed_deterministic=model == STABLE_AUDIO,
-        cost_hint="billed per request by fal",
-    )
+@dataclass(frozen=True)
+class FalApp:
+    """One fal app's input schema, as its model page documents it: which request fields it takes, under what name.
+
+    An app that lacks a field gets no such key (fal apps ignore unknown keys silently, so sending one would promise
+    what does not happen): a request that sets it is refused before anything is sent.
+    """
+
+    description: str
+    #: request field -> the app's input name; "duration" is the length field, sent in whole seconds if `whole_seconds`.
+    inputs: dict[str, str]
+    max_duration: float
+    sample_rate: int
+    whole_seconds: bool = True
+    min_duration: float = 1.0
+    seed_deterministic: bool = True
+    #: The length of the app's fixed clip, when it takes no duration (the result is trimmed to the request).
+    clip_seconds: float | None = None
+    #: request field -> (lowest, highest) the app accepts, checked before submitting.
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            min_duration=self.min_duration,
+            max_duration=self.max_duration,
+            sample_rates=(self.sample_rate,),
+            channels=(1, 2),
+            fields=frozenset({*self.inputs} - {"prompt", "duration"} | {"extra"}),
+            max_outputs=1,
+            seed_deterministic=self.seed_deterministic,
+            cost_hint="billed per request by fal",
+        )
+
+
+#: The apps whose schemas soundforge maps (docs/providers/fal.md lists each page and what is UNCONFIRMED).
+APPS: dict[str, FalApp] = {
+    # fal.ai/models/fal-ai/stable-audio/llms.txt: prompt, seconds_start, seconds_total (0-47), steps (2-1000); no seed.
+    STABLE_AUDIO: FalApp(
+        "Stable Audio Open on fal",
+        {"prompt": "prompt", "duration": "seconds_total", "steps": "steps"},
+        max_duration=47.0,
+        sample_rate=44100,
+        seed_deterministic=False,
+        limits={"steps": (2, 1000)},
+    ),
+    # fal.ai/models/fal-ai/stable-audio-25/text-to-audio/llms.txt: seconds_total 1-190, num_inference_steps 4-8,
+    # guidance_scale 1-25, seed, sync_mode.
+    "fal-ai/stable-audio-25/text-to-audio": FalApp(
+        "Stable Audio 2.5 on fal",
+        {
+            "prompt": "prompt",
+            "duration": "seconds_total",
+            "steps": "num_inference_steps",
+            "guidance": "guidance_scale",
+            "seed": "seed",
+        },
+        max_duration=190.0,
+        sample_rate=44100,
+        limits={"steps": (4, 8), "guidance": (1, 25)},
+    ),
+    # fal.ai/models/fal-ai/lyria2/api: prompt, negative_prompt, seed; "48kHz WAV audio output, 30 second duration".
+    "fal-ai/lyria2": FalApp(
+        "Google Lyria 2 on fal (30 s clips)",
+        {"prompt": "prompt", "negative_prompt": "negative_prompt", "seed": "seed"},
+        max_duration=30.0,
+        sample_rate=48000,
+        clip_seconds=30.0,
+    ),
+}
+#: Any other app: the prompt, and its own inputs through extra={"input": {...}} (its duration field too).
+OTHER_APP = FalApp(
+    "a fal app soundforge has no schema for",
+    {"prompt": "prompt"},
+    max_duration=600.0,
+    sample_rate=44100,
+    seed_deterministic=False,
+)
+
+
+def app_for(model: str) -> FalApp:
+    """The schema of a fal app id (`owner/alias[/path]`)."""
+    return APPS.get(model, OTHER_APP)
 
 
 class FalBackend(CloudBackend):
@@ -47,14 +118,18 @@ class FalBackend(CloudBackend):
     default_base_url = "https://queue.fal.run"
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(id=STABLE_AUDIO, description="Stable Audio Open on fal", capabilities=_caps(STABLE_AUDIO))]
+        return [
+            ModelInfo(id=name, description=app.description, capabilities=app.capabilities())
+            for name, app in APPS.items()
+        ]
 
     def model_info(self, model: str) -> ModelInfo:
         if model.count("/") < 1:
             raise InvalidRequestError(
                 f"fal apps are named owner/alias[/path], not {model!r}", field="provider", provider=self.name
             )
-        return ModelInfo(id=model, capabilities=_caps(model))
+        app = app_for(model)
+        return ModelInfo(id=model, description=app.description, capabilities=app.capabilities())
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Key {key}"}
@@ -62,6 +137,23 @@ class FalBackend(CloudBackend):
     def map_error(self, status: int, body: Any, request_id: str | None) -> SoundforgeError | None:
         if status == 422 and isinstance(body, dict):
             detail = body.get("detail")
+            # fal's model errors (fal.ai/docs/documentation/model-apis/errors): typed objects in `detail`; a content
+            # checker's refusal is `content_policy_violation`, not retryable, the same input fails the same way.
+            flagged = (
+                [d for d in detail if isinstance(d, dict) and d.get("type") == "content_policy_violation"]
+                if (isinstance(detail, list))
+                else []
+            )
+            if flagged:
+                where = ", ".join(".".join(map(str, d.get("loc", [])[1:])) or "input" for d in flagged)
+                categories = sorted({c for d in flagged for c in d.get("categories", []) if isinstance(c, str)})
+                return ContentRefusedError(
+                    f"fal's content checker refused the {where}"
+                    + (f" ({', '.join(categories)})" if categories else "")
+                    + f": {flagged[0].get('msg', 'flagged')}",
+                    provider=self.name,
+                    hint="change the flagged input; sending it again fails the same way",
+                )
             text = (
                 "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
                 if isinstance(detail, list)
@@ -70,19 +162,27 @@ class FalBackend(CloudBackend):
             return InvalidRequestError(f"fal refused the input: {text}", provider=self.name)
         return None
 
+    def final_answer(self, headers: Any) -> bool:
+        # fal's error answers carry `X-Fal-Retryable` (fal.ai/docs/documentation/model-apis/errors).
+        return str(headers.get("x-fal-retryable", "")).lower() == "false"
+
     def _input(self, request: GenerationRequest, model: str) -> dict[str, Any]:
+        """The app's input: each request field under the app's own name, then `extra["input"]` as it is."""
+        app = app_for(model)
         passthrough, _ = model_inputs(request, self.name)
-        data: dict[str, Any] = {"prompt": request.prompt}
-        if model == STABLE_AUDIO:
-            data["seconds_total"] = math.ceil(request.duration)
-            if request.steps is not None:
-                data["steps"] = request.steps
-        else:
-            data["duration"] = request.duration
-            if request.negative_prompt is not None:
-                data["negative_prompt"] = request.negative_prompt
-        if request.seed is not None:
-            data["seed"] = request.seed
+        data: dict[str, Any] = {}
+        for name, key in app.inputs.items():
+            value = getattr(request, name)
+            if name == "duration" and app.whole_seconds:
+                value = math.ceil(value)
+            if value is None:
+                continue
+            low, high = app.limits.get(name, (-math.inf, math.inf))
+            if name in app.limits and not low <= value <= high:
+                raise InvalidRequestError(
+                    f"{model} takes {name} from {low:g} to {high:g}, not {value:g}", field=name, provider=self.name
+                )
+            data[key] = value
         return {**data, **passthrough}
 
     def _own(self, url: str | None, fallback: str) -> str:
@@ -115,15 +215,24 @@ class FalBackend(CloudBackend):
             cancel=cancel,
             provider=self.name,
         )
-        if status.get("error"):
+        # As fal-client does, the result is fetched even when the status carries an error: a model error (a refused
+        # or invalid input) comes back from the response URL as a typed 422, which map_error turns into its class.
+        try:
+            result = await json_of("GET", response_url)
+        except (ContentRefusedError, InvalidRequestError):
+            raise
+        except SoundforgeError:
+            if not status.get("error"):
+                raise
+            result = {}
+        audio_file = next((result[k] for k in AUDIO_KEYS if k in result), None)
+        url = audio_file.get("url") if isinstance(audio_file, dict) else audio_file
+        if status.get("error") and not isinstance(url, str):
             raise ProviderError(
                 f"fal request {job_id} failed: {status.get('error')} ({status.get('error_type', 'no type')})",
                 provider=self.name,
                 request_id=job_id,
             )
-        result = await json_of("GET", response_url)
-        audio_file = next((result[k] for k in AUDIO_KEYS if k in result), None)
-        url = audio_file.get("url") if isinstance(audio_file, dict) else audio_file
         if not isinstance(url, str):
             raise ProviderError(
                 f"fal request {job_id} returned no audio file ({sorted(result)})", provider=self.name, request_id=job_id

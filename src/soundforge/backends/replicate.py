@@ -1,9 +1,10 @@
 """`replicate`: models hosted on Replicate, run as predictions (create, poll, download, cancel).
 
-Contract (docs/providers/replicate.md, from the official `replicate` Python client 1.0.7): `POST
-/v1/models/{owner}/{name}/predictions` (or `POST /v1/predictions` with a pinned `version`), `Authorization:
-Bearer`, optional `Prefer: wait=N`; `GET /v1/predictions/{id}` until `succeeded | failed | canceled`;
-`POST /v1/predictions/{id}/cancel`. The output is a file URL, fetched through the output-URL guard
+Contract (docs/providers/replicate.md, from the official `replicate` Python client and Replicate's HTTP API docs):
+`POST /v1/predictions {"version": id}` for a model with versions (a pinned `owner/name:version`, or the latest
+version from `GET /v1/models/{owner}/{name}`, cached), `POST /v1/models/{owner}/{name}/predictions` for an official
+model that publishes none; `Authorization: Bearer`, optional `Prefer: wait=N`; `GET /v1/predictions/{id}` until a
+final status; `POST /v1/predictions/{id}/cancel`. The output is a file URL, fetched through the output-URL guard
 without the API key. The licence is the hosted model's (meta/musicgen: CC-BY-NC-4.0 weights).
 """
 
@@ -11,19 +12,34 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import Any
+import re
+import time
+from typing import TYPE_CHECKING, Any
 
 from ..audio import encode, format_for, resample, to_channels
 from ..capabilities import Capabilities, ModelInfo
-from ..errors import GenerationTimeoutError, InvalidRequestError, ProviderError, SoundforgeError
+from ..errors import (
+    ContentRefusedError,
+    GenerationTimeoutError,
+    InvalidRequestError,
+    ProviderError,
+    SoundforgeError,
+)
 from ..request import GenerationRequest
 from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply, model_inputs, poll_job
 from .base import RawGeneration, RawTrack, RunContext
+
+if TYPE_CHECKING:
+    from ._memory import ModelMemory
 
 #: Final statuses (Replicate's prediction lifecycle docs): "aborted" is a prediction that passed its deadline before
 #: it started (replicate-python added it to its terminal statuses in PR #460).
 TERMINAL = {"succeeded", "failed", "canceled", "aborted"}
 MUSICGEN = "meta/musicgen"
+#: How a failed prediction's `error` (a plain string: Replicate has no structured code for it) reads when a safety
+#: checker refused the input or output: "E005 ... flagged as sensitive", "NSFW content detected" (the wording users
+#: of Replicate report, e.g. pollinations/pollinations#10801, HeyPuter/puter#3719; not in Replicate's own docs).
+REFUSAL = re.compile(r"\bE005\b|flagged as sensitive|\bnsfw\b|content polic|safety (filter|check)", re.IGNORECASE)
 #: meta/musicgen's inputs soundforge's request does not cover, by type (others go in extra={"input": {...}}).
 MUSICGEN_EXTRA: dict[str, Any] = {
     "model_version": str,
@@ -69,13 +85,19 @@ def _data_uri(audio_input: Any) -> str:
 class ReplicateBackend(CloudBackend):
     """Replicate predictions; `replicate:owner/name` or `replicate:owner/name:version`."""
 
-    settings_keys = CLOUD_SETTINGS | {"prefer_wait"}
+    settings_keys = CLOUD_SETTINGS | {"prefer_wait", "version_cache_seconds"}
 
     name = "replicate"
     description = "Replicate predictions (cloud), e.g. meta/musicgen"
     default_model = MUSICGEN
     key_env = "REPLICATE_API_TOKEN"
     default_base_url = "https://api.replicate.com"
+
+    def __init__(self, settings: dict[str, Any] | None = None, *, memory: ModelMemory | None = None) -> None:
+        super().__init__(settings, memory=memory)
+        # owner/name -> (latest version id, or None for an official model without versions; when it was looked up).
+        # Concurrent first requests may each look it up: the answer is the same, so no lock.
+        self._versions: dict[str, tuple[str | None, float]] = {}
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(id=MUSICGEN, description="MusicGen on Replicate", capabilities=_caps(MUSICGEN))]
@@ -92,9 +114,9 @@ class ReplicateBackend(CloudBackend):
 
     def map_error(self, status: int, body: Any, request_id: str | None) -> SoundforgeError | None:
         if status in (400, 422) and isinstance(body, dict):  # RFC 7807 problem details
-            return InvalidRequestError(
-                f"Replicate refused the input ({status}): {body.get('detail') or body}", provider=self.name
-            )
+            title, detail = body.get("title"), body.get("detail") or body
+            label = f"{status}, {title}" if title and title != detail else str(status)
+            return InvalidRequestError(f"Replicate refused the input ({label}): {detail}", provider=self.name)
         if status == 404:
             return ProviderError(
                 f"Replicate has no such model or prediction: {body}",
@@ -103,6 +125,27 @@ class ReplicateBackend(CloudBackend):
                 request_id=request_id,
             )
         return None
+
+    async def _route(self, name: str, version: str, context: RunContext) -> tuple[str, dict[str, Any]]:
+        """Where to create the prediction: by version (pinned, or the model's latest), else the official route.
+
+        Replicate accepts `/v1/models/{owner}/{name}/predictions` only for official models; a community model
+        (meta/musicgen among them) answers it 422 "Invalid version or not permitted". So an unpinned model is looked
+        up once (`GET /v1/models/{owner}/{name}`, cached for `version_cache_seconds`, default 3600) and run by its
+        `latest_version.id`; a model that publishes no version is an official one and takes the models route.
+        """
+        if version:
+            return "/v1/predictions", {"version": version}
+        ttl = float(self.settings.get("version_cache_seconds", 3600))
+        cached = self._versions.get(name)
+        if cached is None or time.monotonic() - cached[1] > ttl:
+            model = await self.http.request_json("GET", f"/v1/models/{name}", idempotent=True, context=context)
+            latest = model.get("latest_version")
+            latest_id = latest.get("id") if isinstance(latest, dict) else None
+            cached = self._versions[name] = (str(latest_id) if latest_id else None, time.monotonic())
+        if cached[0] is None:
+            return f"/v1/models/{name}/predictions", {}
+        return "/v1/predictions", {"version": cached[0]}
 
     def _input(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         musicgen = model.split(":")[0] == MUSICGEN
@@ -128,11 +171,9 @@ class ReplicateBackend(CloudBackend):
 
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         name, _, version = model.partition(":")
-        payload: dict[str, Any] = {"input": self._input(request, model)}
-        if version:
-            path, payload["version"] = "/v1/predictions", version
-        else:
-            path = f"/v1/models/{name}/predictions"
+        inputs = self._input(request, model)  # checked before any request
+        path, route = await self._route(name, version, context)
+        payload: dict[str, Any] = {**route, "input": inputs}
         wait = int(self.settings.get("prefer_wait", 5))
         headers = {"Prefer": f"wait={wait}"} if wait > 0 else {}
         prediction = await self.http.request_json(
@@ -167,6 +208,12 @@ class ReplicateBackend(CloudBackend):
                 provider=self.name,
                 hint="try again later, or give the prediction a longer deadline",
             )
+        if status == "failed" and REFUSAL.search(str(prediction.get("error") or "")):
+            raise ContentRefusedError(
+                f"Replicate's safety check refused prediction {job_id}: {prediction.get('error')}",
+                provider=self.name,
+                hint="change the prompt or the input audio; sending the same input again fails the same way",
+            )
         if status != "succeeded":
             raise ProviderError(
                 f"Replicate prediction {job_id} {status}: {prediction.get('error') or 'no details'}",
@@ -182,10 +229,11 @@ class ReplicateBackend(CloudBackend):
         audio, rate = decode_reply(await self.http.download(url, context), self.name)
         audio = audio[:, : round(request.duration * rate)]
         parameters = {k: v for k, v in payload["input"].items() if k not in ("prompt", "input_audio")}
-        parameters |= {"prediction_id": job_id, "version": prediction.get("version") or version or None}
+        resolved = prediction.get("version") or payload.get("version") or None
+        parameters |= {"prediction_id": job_id, "version": resolved}
         return RawGeneration(
             tracks=[RawTrack(audio=audio, sample_rate=rate, seed=request.seed, parameters=parameters)],
-            model_revision=prediction.get("version") or version or None,
+            model_revision=resolved,
             engine_versions={"api": "v1"},
             device="cloud",
         )
