@@ -150,7 +150,9 @@ class FakeServer:
 class FakeStability(FakeServer):
     """`POST /v2beta/audio/stable-audio-2/{text-to-audio,audio-to-audio,inpaint}`, multipart form, Bearer auth.
 
-    Inpaint, from Stability's OpenAPI text for CreateAudioStableAudio2Inpaint (as reproduced in a generated client)
+    The input clip of audio-to-audio and inpaint: mp3 or wav, 6-190 s (ComfyUI's nodes check both endpoints); the
+    request at most 50 MB (413 `payload_too_large` above). Inpaint, from Stability's OpenAPI text for
+    CreateAudioStableAudio2Inpaint (as reproduced in a generated client)
     and ComfyUI's partner node (comfy_api_nodes/apis/stability.py, nodes_stability.py @65c7777): `audio` required
     (mp3 or wav, 6-190 s), `mask_start` (default 30) and `mask_end` (default 190) in 0-190 s with mask_end >
     mask_start, `model` stable-audio-2.5.
@@ -159,9 +161,14 @@ class FakeStability(FakeServer):
     def error(self, h: BaseHTTPRequestHandler, status: int, name: str, message: str) -> None:
         self.send(h, status, {"id": uuid.uuid4().hex, "name": name, "errors": [message]})
 
+    #: "Requests are at most 50 MB" (the same OpenAPI text).
+    max_request_bytes = 50 * 1000 * 1000
+
     def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
         if h.headers.get("Authorization") != f"Bearer {KEY}":
             return self.error(h, 401, "unauthorized", "authorization failed")
+        if len(raw) > self.max_request_bytes:
+            return self.error(h, 413, "payload_too_large", "request body is over 50 MB")
         if fault == "invalid":
             return self.error(h, 400, "bad_request", "cfg_scale: must be between 1 and 25")
         path = urlsplit(h.path).path
@@ -187,15 +194,18 @@ class FakeStability(FakeServer):
             problems.append("model: invalid")
         if path.endswith(("audio-to-audio", "inpaint")) and "audio" not in form:
             problems.append("audio: required")
+        if "audio" in form:
+            head = form["audio"][:4]
+            if not (head == b"RIFF" or head[:3] == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")):
+                problems.append("audio: must be mp3 or wav")
+            elif not 6 <= sf.info(io.BytesIO(form["audio"])).duration <= 190:
+                problems.append("audio: must be 6-190 seconds long")
         if path.endswith("inpaint") and "audio" in form:
             start, end = float(form.get("mask_start", 30)), float(form.get("mask_end", 190))
             if not (0 <= start <= 190 and 0 <= end <= 190 and end > start):
                 problems.append("mask_start/mask_end: 0-190 s with mask_end > mask_start")
             if form.get("model") != "stable-audio-2.5":
                 problems.append("model: inpaint is stable-audio-2.5")
-            clip_seconds = sf.info(io.BytesIO(form["audio"])).duration
-            if not 6 <= clip_seconds <= 190:
-                problems.append("audio: must be 6-190 seconds long")
         if problems:
             return self.error(h, 400, "bad_request", "; ".join(problems))
         if "forbidden" in form["prompt"]:

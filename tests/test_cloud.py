@@ -56,8 +56,31 @@ def test_stability_audio_to_audio(stability, downloads) -> None:
         seed=1,
     )
     form = stability.bodies[-1]
-    assert form["strength"] == "0.4" and form["audio"][:4] == b"RIFF"
-    assert g.provenance.parameters["endpoint"] == "audio-to-audio"
+    assert form["strength"] == "0.4" and g.provenance.parameters["endpoint"] == "audio-to-audio"
+    assert form["audio"][:3] == b"ID3" or form["audio"][:2] == b"\xff\xfb"  # MP3, not a 4x larger WAV
+
+
+def test_stability_sends_a_compact_clip_and_refuses_what_cannot_fit(stability, downloads) -> None:
+    client = cloud("stability", stability, downloads)
+    rng = np.random.default_rng(0)
+    seventy = (rng.uniform(-0.5, 0.5, (2, 44100 * 70)).astype(np.float32), 44100)  # noise: the hardest to compress
+    client.generate("x", provider="stability", duration=10, audio_prompt=seventy, audio_prompt_mode="variation")
+    mp3 = len(stability.bodies[-1]["audio"])
+    assert mp3 < 3.0e6  # 320 kbps: 2.8 MB, where 16-bit stereo WAV was 12.3 MB
+    lossless = cloud("stability", stability, downloads, upload_format="wav")
+    lossless.generate("x", provider="stability", duration=10, audio_prompt=seventy, audio_prompt_mode="variation")
+    assert stability.bodies[-1]["audio"][:4] == b"RIFF" and len(stability.bodies[-1]["audio"]) > 4 * mp3
+    sent = stability.requests
+    too_long = (np.zeros((2, 44100 * 191), dtype=np.float32), 44100)
+    too_short = (np.zeros((2, 44100 * 5), dtype=np.float32), 44100)
+    for clip, message in ((too_long, "6-190 s, not 191.00"), (too_short, "at least 6 s")):
+        with pytest.raises(InvalidRequestError, match=message):
+            client.generate("x", provider="stability", duration=10, audio_prompt=clip, audio_prompt_mode="variation")
+    with pytest.raises(InvalidRequestError, match="upload_format"):
+        cloud("stability", stability, downloads, upload_format="flac").generate(
+            "x", provider="stability", duration=10, audio_prompt=seventy, audio_prompt_mode="variation"
+        )
+    assert stability.requests == sent  # nothing was uploaded
 
 
 def test_stability_inpaint_is_the_vocabularys_repaint(stability, downloads) -> None:

@@ -15,14 +15,19 @@ from ..audio import encode, format_for, resample, to_channels
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CloudBackend, decode_reply
+from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply
 from .base import RawGeneration, RawTrack, RunContext, checked_extra, default_seed
 
 MODELS = {"stable-audio-2.5": (4, 8), "stable-audio-2": (1, 100)}  # model: allowed steps
 MAX_SECONDS = 190
-#: The inpaint endpoint's input clip: 6-190 s (Stability's OpenAPI text for CreateAudioStableAudio2Inpaint);
-#: soundforge sends it to the model that is documented for it only (other models: UNCONFIRMED).
-INPAINT_CLIP_SECONDS = (6.0, 190.0)
+#: The input clip of audio-to-audio and inpaint: 6-190 s (Stability's OpenAPI text for CreateAudioStableAudio2Inpaint;
+#: ComfyUI's partner nodes enforce the same for both endpoints), mp3 or wav.
+INPUT_CLIP_SECONDS = (6.0, 190.0)
+#: How the input clip is sent: MP3 at 320 kbps (2.4 MB a minute, a quarter of 16-bit stereo WAV's 10.6 MB) unless
+#: `upload_format = "wav"` asks for the lossless file. Requests are "at most 50 MB" (the same OpenAPI text): the
+#: longest clip allowed, 190 s, is 7.6 MB as MP3 and 33.5 MB as WAV, so the length limit is the one that binds.
+UPLOAD_FORMATS = ("mp3", "wav")
+#: Inpaint is documented for this model only (others: UNCONFIRMED).
 INPAINT_MODELS = ("stable-audio-2.5",)
 MAX_SEED = 4294967294
 EXTRA_KEYS: dict[str, Any] = {"output_format": str}
@@ -58,6 +63,8 @@ def _caps(model: str) -> Capabilities:
 class StabilityBackend(CloudBackend):
     """Stable Audio 2.x on api.stability.ai."""
 
+    settings_keys = CLOUD_SETTINGS | {"upload_format"}
+
     name = "stability"
     description = "Stability AI Stable Audio 2 / 2.5 API (cloud)"
     default_model = "stable-audio-2.5"
@@ -84,15 +91,32 @@ class StabilityBackend(CloudBackend):
             return InvalidRequestError(f"Stability refused the request ({status} {name}): {detail}", provider=self.name)
         return None
 
-    def _check_inpaint(self, clip_seconds: float, region: tuple[float, float], duration: float) -> None:
-        """The inpaint endpoint's documented limits, checked before the clip is uploaded."""
-        low, high = INPAINT_CLIP_SECONDS
-        if not low <= clip_seconds <= high:
+    def _upload(self, audio: Any, rate: int, endpoint: str) -> tuple[str, bytes, str]:
+        """The audio prompt as the file to send: its documented length checked, encoded compactly, its size checked.
+
+        Everything here happens before the request: a clip the API would refuse is never uploaded (nor paid for).
+        """
+        seconds = audio.shape[-1] / rate
+        low, high = INPUT_CLIP_SECONDS
+        if not low <= seconds <= high:
             raise InvalidRequestError(
-                f"Stability's inpaint takes a clip of {low:g}-{high:g} s, not {clip_seconds:.2f} s",
+                f"Stability's {endpoint} takes a clip of {low:g}-{high:g} s, not {seconds:.2f} s",
                 field="audio_prompt",
                 provider=self.name,
+                hint="trim or pad the clip" if seconds > high else "give a clip of at least 6 s",
             )
+        kind = str(self.settings.get("upload_format", "mp3"))
+        if kind not in UPLOAD_FORMATS:
+            raise InvalidRequestError(
+                f"[providers.stability] upload_format must be one of {', '.join(UPLOAD_FORMATS)}, not {kind!r}",
+                field="upload_format",
+                provider=self.name,
+            )
+        fmt = format_for(None, kind)
+        return f"input{fmt.extension}", encode(to_channels(resample(audio, rate, 44100), 2), 44100, fmt), fmt.mime
+
+    def _check_region(self, clip_seconds: float, region: tuple[float, float], duration: float) -> None:
+        """The inpaint region's documented limits, checked before the clip is uploaded."""
         if region[1] > MAX_SECONDS or region[1] > max(duration, clip_seconds):
             raise InvalidRequestError(
                 f"region ends at {region[1]:g} s, past the clip and the {duration:g} s asked for",
@@ -130,17 +154,16 @@ class StabilityBackend(CloudBackend):
         endpoint = "text-to-audio"
         if request.audio_prompt is not None:
             audio, rate = request.audio_prompt.load()
-            clip = to_channels(resample(audio, rate, 44100), 2)
             if request.audio_prompt_mode == "repaint":
                 assert request.region is not None  # the request pairs them
-                self._check_inpaint(clip.shape[1] / 44100, request.region, request.duration)
+                endpoint = "inpaint"
+                self._check_region(audio.shape[-1] / rate, request.region, request.duration)
                 files["mask_start"] = (None, f"{request.region[0]:g}")
                 files["mask_end"] = (None, f"{request.region[1]:g}")
-                endpoint = "inpaint"
             else:
-                files["strength"] = (None, f"{request.strength if request.strength is not None else 1.0:g}")
                 endpoint = "audio-to-audio"
-            files["audio"] = ("input.wav", encode(clip, 44100, format_for(None, "wav")), "audio/wav")
+                files["strength"] = (None, f"{request.strength if request.strength is not None else 1.0:g}")
+            files["audio"] = self._upload(audio, rate, endpoint)
         elif request.strength is not None:
             raise InvalidRequestError("strength needs an audio_prompt", field="strength", provider=self.name)
         reply = await self.http.request(
