@@ -101,6 +101,11 @@ def fal():
 
 
 @pytest.fixture
+def gemini():
+    yield from _serve("FakeGemini")
+
+
+@pytest.fixture
 def downloads(tmp_path):
     """An empty folder for the cloud layer's temp files: tests check nothing is left in it."""
     folder = tmp_path / "downloads"

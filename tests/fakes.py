@@ -752,3 +752,105 @@ class FakeLyria(FakeServer):
         predictions = [{self.audio_key: clip, "mimeType": "audio/wav"} for _ in range(count)]
         model = "projects/p/locations/l/publishers/google/models/lyria-002"
         self.send(h, 200, {"predictions": predictions, "deployedModelId": "1", "model": model}, fault=fault)
+
+
+def _google_error(code: int, status: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
+    """Google's error body (google.rpc.Status as JSON), as google-genai's `errors.APIError` reads it."""
+    return {"error": {"code": code, "message": message, "status": status, "details": details or []}}
+
+
+class FakeGemini(FakeServer):
+    """Lyria 3 / 3.5 on the Gemini API (see docs/providers/gemini.md).
+
+    From google-genai 3.6.1 (`models.generate_content`: `POST /{version}/models/{model}:generateContent`, the key in
+    `x-goog-api-key`, camelCase proto-JSON; `interactions.create`: `POST /{version}/interactions`; `errors.py`) and
+    ai.google.dev's music-generation page: `lyria-3-clip-preview` makes a 30 s MP3, `lyria-3-pro-preview` a song in MP3
+    or WAV, `lyria-3.5` answers through interactions (`steps[].content[]` with text and audio blocks). Both answer the
+    lyrics/structure as text. A bad key is 400 `API_KEY_INVALID`; a prompt with "forbidden" is blocked
+    (`promptFeedback.blockReason`), one with "unsafe" stops with `finishReason: SAFETY`; the `quota` fault is a 429
+    `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo` delay.
+    """
+
+    models = ("lyria-3-clip-preview", "lyria-3-pro-preview")
+    #: model -> (seconds, format, sample rate) of what it answers.
+    audio: ClassVar[dict[str, tuple[float, str, int]]] = {
+        "lyria-3-clip-preview": (30.0, "mp3", 44100),
+        "lyria-3-pro-preview": (40.0, "wav", 48000),
+        "lyria-3.5": (40.0, "mp3", 44100),
+    }
+
+    def __init__(self) -> None:
+        self.billed: list[str] = []  # the prompt of every song made (what Google would charge for)
+        super().__init__()
+
+    def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
+        import base64
+
+        if h.headers.get("x-goog-api-key") != KEY:
+            reason = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
+            error = _google_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [reason])
+            return self.send(h, 400, error)
+        if fault == "quota":
+            delay = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.05s"}
+            return self.send(h, 429, _google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", [delay]))
+        path = urlsplit(h.path).path
+        body = json.loads(raw or b"{}")
+        self.bodies.append(body)
+        version, _, rest = path.strip("/").partition("/")
+        if version not in ("v1beta", "v1"):
+            return self.send(h, 404, _google_error(404, "NOT_FOUND", f"{path} not found"))
+        if rest == "interactions":
+            return self.interaction(h, body, fault)
+        model, _, method = rest.removeprefix("models/").partition(":")
+        if model not in self.models or method != "generateContent":
+            message = f"models/{model} is not found for API version {version}, or is not supported for {method}."
+            return self.send(h, 404, _google_error(404, "NOT_FOUND", message))
+        try:
+            text = body["contents"][0]["parts"][0]["text"]
+        except (KeyError, IndexError, TypeError):
+            return self.send(h, 400, _google_error(400, "INVALID_ARGUMENT", "contents[0].parts[0].text is required"))
+        config = body.get("generationConfig", {})
+        mime = config.get("responseMimeType", "audio/mpeg")
+        if "AUDIO" not in config.get("responseModalities", []):
+            return self.send(h, 400, _google_error(400, "INVALID_ARGUMENT", "Lyria only answers AUDIO"))
+        if mime not in ("audio/mpeg", "audio/wav") or (mime == "audio/wav" and model != "lyria-3-pro-preview"):
+            return self.send(h, 400, _google_error(400, "INVALID_ARGUMENT", f"{mime} is not supported by {model}"))
+        if "forbidden" in text:
+            return self.send(h, 200, {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}, "modelVersion": model})
+        if "unsafe" in text:
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": []}, "finishReason": "SAFETY"}
+            return self.send(h, 200, {"candidates": [candidate], "modelVersion": model})
+        seconds, _, rate = self.audio[model]
+        with self.lock:
+            self.billed.append(text)
+        fmt = "wav" if mime == "audio/wav" else "mp3"
+        audio = base64.b64encode(audio_bytes(seconds, fmt, rate)).decode()
+        parts = [{"text": "[Verse]\nrain on the window"}, {"inlineData": {"mimeType": mime, "data": audio}}]
+        answer = {
+            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
+            "modelVersion": model,
+            "responseId": uuid.uuid4().hex,
+        }
+        self.send(h, 200, answer, fault=fault)
+
+    def interaction(self, h: BaseHTTPRequestHandler, body: dict[str, Any], fault: str | None) -> None:
+        import base64
+
+        if body.get("model") != "lyria-3.5" or not isinstance(body.get("input"), str):
+            return self.send(h, 400, {"error": {"code": "invalid_argument", "message": "model and input are required"}})
+        seconds, fmt, rate = self.audio["lyria-3.5"]
+        audio = {
+            "type": "audio",
+            "mime_type": "audio/mp3",
+            "data": base64.b64encode(audio_bytes(seconds, fmt, rate)).decode(),
+        }
+        answer = {
+            "id": uuid.uuid4().hex,
+            "status": "completed",
+            "model": "lyria-3.5",
+            "created": "2026-12-02T00:00:00Z",
+            "updated": "2026-12-02T00:00:30Z",
+            "steps": [{"type": "model_output", "content": [{"type": "text", "text": "[Chorus]\nla la"}, audio]}],
+        }
+        self.send(h, 200, answer, fault=fault)

@@ -90,6 +90,7 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
             "replicate": fakes.FakeReplicate,
             "fal": fakes.FakeFal,
             "lyria": fakes.FakeLyria,
+            "gemini": fakes.FakeGemini,
         }[kind]()
         downloads = tmp_path_factory.mktemp(f"contract-{kind}")
         settings: dict[str, Any] = {
@@ -105,7 +106,7 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
         if kind == "lyria":
             settings |= {"project": "demo"}
         try:
-            duration = {"elevenlabs": 3.0, "stability": 2.0, "lyria": 5.0}.get(kind, 2.0)
+            duration = {"elevenlabs": 3.0, "stability": 2.0, "lyria": 5.0, "gemini": 4.0}.get(kind, 2.0)
             yield Case(Client(Config.load(user_file=False, providers={kind: settings})), kind, duration, {})
         finally:
             server.close()
@@ -122,6 +123,7 @@ CASES = [
     "replicate",
     "fal",
     "lyria",
+    "gemini",
 ]
 
 

@@ -249,6 +249,7 @@ class Client:
                 attempts=attempts,
                 requested=self._resolved(requested),
                 unofficial=raw.unofficial,
+                watermarks=list(raw.watermarks),
             )
             tracks.append(
                 Track(audio=audio, sample_rate=raw_track.sample_rate, license=candidate.license, provenance=provenance)

@@ -59,6 +59,9 @@ class Provenance(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     requested: str | None = Field(None, description="the provider spec the caller asked for (`auto` included)")
     unofficial: bool = False
+    watermarks: list[str] = Field(
+        default_factory=list, description="watermarks the provider embeds in the audio itself, e.g. 'SynthID (Google)'"
+    )
 
     @property
     def substitution(self) -> str | None:

@@ -45,6 +45,7 @@ BUILTIN: dict[str, str] = {
     "replicate": "soundforge.backends.replicate:ReplicateBackend",
     "fal": "soundforge.backends.fal:FalBackend",
     "lyria": "soundforge.backends.lyria:LyriaBackend",
+    "gemini": "soundforge.backends.gemini:GeminiBackend",
 }
 
 

@@ -171,6 +171,8 @@ class RawGeneration:
     load_seconds: float = 0.0
     digital_source_type: str = TRAINED_ALGORITHMIC_MEDIA
     unofficial: bool = False
+    #: Watermarks the provider says it embeds in the audio itself (e.g. "SynthID (Google)"): not soundforge's.
+    watermarks: list[str] = field(default_factory=list)
 
 
 #: Settings every provider accepts: the default model, the licence plan, the engine.

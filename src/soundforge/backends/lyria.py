@@ -46,7 +46,7 @@ class LyriaBackend(CloudBackend):
     settings_keys = CLOUD_SETTINGS | {"project", "location", "use_google_auth"}
 
     name = "lyria"
-    description = "Google Lyria 2 on Vertex AI (cloud, SynthID-watermarked)"
+    description = "Google Lyria 2 on Vertex AI (cloud, instrumental clips, SynthID-watermarked; Lyria 3: gemini)"
     default_model = "lyria-002"
     key_env = "GOOGLE_ACCESS_TOKEN"
     default_base_url = "https://us-central1-aiplatform.googleapis.com"
@@ -142,7 +142,9 @@ class LyriaBackend(CloudBackend):
                     },
                 )
             )
-        return RawGeneration(tracks=tracks, engine_versions={"api": "vertex-v1"}, device="cloud")
+        return RawGeneration(
+            tracks=tracks, engine_versions={"api": "vertex-v1"}, device="cloud", watermarks=["SynthID (Google)"]
+        )
 
 
 def _decode(wav: bytes) -> tuple[Any, int]:
@@ -163,7 +165,8 @@ def _google_auth_token() -> str | None:
         return None
     try:
         credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-        credentials.refresh(google.auth.transport.requests.Request())
+        refresh: Any = credentials.refresh  # untyped in google-auth: called through Any, with or without its stubs
+        refresh(google.auth.transport.requests.Request())
         return str(credentials.token)
     except Exception:  # no credentials configured is the common case
         return None
