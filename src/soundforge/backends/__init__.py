@@ -74,6 +74,14 @@ PLANNED: dict[str, PlannedProvider] = {
             local=True,
         ),
         PlannedProvider(
+            "lyria-realtime",
+            "Google Lyria RealTime on the Gemini API (streamed instrumental music over a WebSocket)",
+            "planned: Lyria RealTime only streams (a live WebSocket session), and soundforge's streaming interface "
+            "is not released yet; use gemini for whole songs (docs/providers/gemini.md has the contract)",
+            "gemini",
+            "lyria-realtime-exp",
+        ),
+        PlannedProvider(
             "suno",
             "Suno (hosted app)",
             "Suno publishes no official public API; only unofficial third-party wrappers exist",
