@@ -106,6 +106,11 @@ def gemini():
 
 
 @pytest.fixture
+def minimax():
+    yield from _serve("FakeMiniMax")
+
+
+@pytest.fixture
 def downloads(tmp_path):
     """An empty folder for the cloud layer's temp files: tests check nothing is left in it."""
     folder = tmp_path / "downloads"

@@ -854,3 +854,93 @@ class FakeGemini(FakeServer):
             "steps": [{"type": "model_output", "content": [{"type": "text", "text": "[Chorus]\nla la"}, audio]}],
         }
         self.send(h, 200, answer, fault=fault)
+
+
+class FakeMiniMax(FakeServer):
+    """MiniMax Music, `POST /v1/music_generation` (see docs/providers/minimax.md).
+
+    From MiniMax's own clients (MiniMax-AI/MiniMax-MCP `minimax_mcp/client.py`, `server.py` @2910d66: Bearer key,
+    `raise_for_status()` then `base_resp`; MiniMax-AI/skills `minimax-music-guide.md`, `minimax_music.py` @60aaae5:
+    fields, limits, `data.status == 2`, hex audio, the status codes). Every business error is HTTP 200 with
+    `base_resp.status_code`: 1004 a bad key, 2013 invalid parameters, 1026 flagged content (a prompt or lyrics with
+    "forbidden"), and the faults `busy` (1002 rate limit) and `broke` (1008 insufficient balance).
+    """
+
+    models = ("music-2.6", "music-2.6-free", "music-2.5+", "music-2.5", "music-2.0")
+    song_seconds = 20.0
+
+    def __init__(self) -> None:
+        self.billed = 0
+        super().__init__()
+
+    def business(
+        self, h: BaseHTTPRequestHandler, code: int, message: str, data: Any = None, fault: str | None = None
+    ) -> None:
+        answer: dict[str, Any] = {
+            "trace_id": uuid.uuid4().hex,
+            "base_resp": {"status_code": code, "status_msg": message},
+        }
+        if data is not None:
+            answer |= data
+        self.send(h, 200, answer, fault=fault)
+
+    def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
+        path = urlsplit(h.path).path
+        if path.startswith("/files/"):
+            return self.send(
+                h, 200, audio_bytes(self.song_seconds, "mp3", 44100), content_type="audio/mpeg", fault=fault
+            )
+        if h.headers.get("Authorization") != f"Bearer {KEY}":
+            return self.business(h, 1004, "login fail: Please carry the API secret key in the 'Authorization' field")
+        if path != "/v1/music_generation" or h.command != "POST":
+            return self.send(h, 404, {"error": "not found"})
+        if fault == "busy":
+            return self.business(h, 1002, "rate limit exceeded")
+        if fault == "broke":
+            return self.business(h, 1008, "insufficient balance")
+        body = json.loads(raw or b"{}")
+        self.bodies.append(body)
+        problems = []
+        model, prompt, lyrics = body.get("model"), body.get("prompt", ""), body.get("lyrics")
+        instrumental = body.get("is_instrumental", False)
+        if model not in self.models:
+            problems.append("invalid model")
+        if not isinstance(prompt, str) or len(prompt) > 2000:
+            problems.append("prompt must be at most 2000 characters")
+        if instrumental and (model == "music-2.5" or not prompt):
+            problems.append("is_instrumental needs a prompt and a model with instrumental mode")
+        if lyrics is None and not instrumental and not body.get("lyrics_optimizer"):
+            problems.append("lyrics is required")
+        if lyrics is not None and not 1 <= len(lyrics) <= 3500:
+            problems.append("lyrics must be 1-3500 characters")
+        setting = body.get("audio_setting", {})
+        if setting.get("sample_rate", 44100) not in (16000, 24000, 32000, 44100):
+            problems.append("invalid sample_rate")
+        if setting.get("bitrate", 256000) not in (32000, 64000, 128000, 256000):
+            problems.append("invalid bitrate")
+        if setting.get("format", "mp3") not in ("mp3", "wav", "pcm") or body.get("output_format", "hex") not in (
+            "hex",
+            "url",
+        ):
+            problems.append("invalid format")
+        if problems:
+            return self.business(h, 2013, "invalid params: " + "; ".join(problems))
+        if "forbidden" in prompt or "forbidden" in (lyrics or ""):
+            return self.business(h, 1026, "input new_sensitive")
+        with self.lock:
+            self.billed += 1
+        song_id = uuid.uuid4().hex
+        audio = (
+            f"{self.url}/files/{song_id}.mp3"
+            if body.get("output_format") == "url"
+            else audio_bytes(self.song_seconds, "mp3", setting.get("sample_rate", 44100)).hex()
+        )
+        data = {
+            "data": {"audio": audio, "status": 2},
+            "extra_info": {
+                "music_duration": int(self.song_seconds * 1000),
+                "music_sample_rate": 44100,
+                "music_channel": 2,
+            },
+        }
+        self.business(h, 0, "success", data, fault=fault)

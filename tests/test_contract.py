@@ -91,6 +91,7 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
             "fal": fakes.FakeFal,
             "lyria": fakes.FakeLyria,
             "gemini": fakes.FakeGemini,
+            "minimax": fakes.FakeMiniMax,
         }[kind]()
         downloads = tmp_path_factory.mktemp(f"contract-{kind}")
         settings: dict[str, Any] = {
@@ -107,7 +108,8 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
             settings |= {"project": "demo"}
         try:
             duration = {"elevenlabs": 3.0, "stability": 2.0, "lyria": 5.0, "gemini": 4.0}.get(kind, 2.0)
-            yield Case(Client(Config.load(user_file=False, providers={kind: settings})), kind, duration, {})
+            params = {"instrumental": True} if kind == "minimax" else {}  # MiniMax sings only given lyrics
+            yield Case(Client(Config.load(user_file=False, providers={kind: settings})), kind, duration, params)
         finally:
             server.close()
 
@@ -124,6 +126,7 @@ CASES = [
     "fal",
     "lyria",
     "gemini",
+    "minimax",
 ]
 
 

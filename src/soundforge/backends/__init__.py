@@ -46,6 +46,7 @@ BUILTIN: dict[str, str] = {
     "fal": "soundforge.backends.fal:FalBackend",
     "lyria": "soundforge.backends.lyria:LyriaBackend",
     "gemini": "soundforge.backends.gemini:GeminiBackend",
+    "minimax": "soundforge.backends.minimax:MiniMaxBackend",
 }
 
 

@@ -41,7 +41,7 @@ from ..errors import (
 from ..secrets import Secret
 from .base import RunContext
 
-__all__ = ["HttpCore", "HttpReply", "HttpSettings", "Secret", "check_output_url"]
+__all__ = ["HttpCore", "HttpReply", "HttpSettings", "Secret", "backoff_delay", "check_output_url"]
 
 T = TypeVar("T")
 #: Set to "1" (test suites set it) and every request to a host that is not loopback is refused before it is
@@ -257,10 +257,8 @@ class HttpCore:
 
     def _wait(self, state: Any) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        backoff = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (state.attempt_number - 1))
-        backoff *= 0.5 + random.random() / 2  # jitter
         after = getattr(getattr(exc, "error", None), "retry_after", None)
-        return float(max(backoff, after or 0.0))
+        return float(max(backoff_delay(self.settings, state.attempt_number), after or 0.0))
 
     async def _once(
         self,
@@ -412,6 +410,13 @@ class HttpCore:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+
+
+def backoff_delay(settings: HttpSettings, attempt: int) -> float:
+    """The wait before retry number `attempt` (1 for the first): exponential from `backoff_initial` up to
+    `backoff_max`, with jitter so that many clients do not retry in step."""
+    backoff: float = min(settings.backoff_max, settings.backoff_initial * 2.0 ** (attempt - 1))
+    return backoff * (0.5 + random.random() / 2)
 
 
 class _Retryable(Exception):
