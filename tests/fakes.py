@@ -284,7 +284,7 @@ class FakeElevenLabs(FakeServer):
                         ]
                     },
                 )
-            length = sum(s.get("duration_ms", 0) for s in body["composition_plan"].get("sections", []))
+            length = _plan_ms(body["composition_plan"])
         if not 3000 <= length <= 600000:
             return self.send(
                 h,
@@ -330,11 +330,15 @@ def _plan_problems(plan: Any, model: str) -> list[tuple[list[str | int], str]]:
     """What the API refuses in a composition plan, from the official SDK's types (elevenlabs 2.x,
     `types/music_prompt.py`: "Composition plan for the `music_v1` model. Using this field with any other model
     will result in an error"; `types/song_section.py`: every field required, a name of 1-100 characters,
-    3000-120000 ms, at most 30 lines of at most 200 characters)."""
-    if model != "music_v1":
-        return [([], f"a composition plan of this shape is for music_v1, not {model}")]
+    3000-120000 ms, at most 30 lines of at most 200 characters); for music_v2/music_v2_5 `types/composition_plan.py`
+    ("Composition plan for the `music_v2` and `music_v2_5` models"), `generation_chunk_input.py`,
+    `audio_ref_chunk.py`, `time_range.py`)."""
     if not isinstance(plan, dict):
         return [([], "must be an object")]
+    if model in ("music_v2", "music_v2_5"):
+        return _chunk_problems(plan)
+    if model != "music_v1":
+        return [([], f"a composition plan of this shape is for music_v1, not {model}")]
     problems: list[tuple[list[str | int], str]] = []
     for key in ("positive_global_styles", "negative_global_styles", "sections"):
         if not isinstance(plan.get(key), list):
@@ -358,6 +362,44 @@ def _plan_problems(plan: Any, model: str) -> list[tuple[list[str | int], str]]:
         if len(section["lines"]) > 30 or any(len(line) > 200 for line in section["lines"]):
             problems.append((["sections", i, "lines"], "at most 30 lines of at most 200 characters"))
     return problems
+
+
+def _chunk_problems(plan: dict[str, Any]) -> list[tuple[list[str | int], str]]:
+    """`CompositionPlan.chunks`: each a GenerationChunkInput (`text`, `duration_ms` 3000-120000, `positive_styles`
+    required; a text of at most 30 lines of at most 200 characters) or an AudioRefChunk (`song_id`, `range`)."""
+    chunks = plan.get("chunks")
+    if not isinstance(chunks, list) or not chunks:
+        return [(["chunks"], "field required (a non-empty list)")]
+    problems: list[tuple[list[str | int], str]] = []
+    for i, chunk in enumerate(chunks):
+        if not isinstance(chunk, dict):
+            problems.append((["chunks", i], "must be an object"))
+        elif "song_id" in chunk:
+            window = chunk.get("range") or {}
+            if not (isinstance(window.get("start_ms"), int) and isinstance(window.get("end_ms"), int)):
+                problems.append((["chunks", i, "range"], "field required (start_ms, end_ms)"))
+        else:
+            for key, kind in (("text", str), ("duration_ms", int), ("positive_styles", list)):
+                if not isinstance(chunk.get(key), kind):
+                    problems.append((["chunks", i, key], f"field required ({kind.__name__})"))
+            if problems:
+                continue
+            if not 3000 <= chunk["duration_ms"] <= 120000:
+                problems.append((["chunks", i, "duration_ms"], "must be between 3000 and 120000"))
+            lines = chunk["text"].splitlines()
+            if len(lines) > 30 or any(len(line) > 200 for line in lines):
+                problems.append((["chunks", i, "text"], "at most 30 lines of at most 200 characters"))
+    return problems
+
+
+def _plan_ms(plan: dict[str, Any]) -> int:
+    """A plan's total length: its sections' or its chunks' durations (a song reference: its range)."""
+    if "sections" in plan:
+        return sum(s.get("duration_ms", 0) for s in plan["sections"])
+    return sum(
+        c["range"]["end_ms"] - c["range"]["start_ms"] if "song_id" in c else c.get("duration_ms", 0)
+        for c in plan.get("chunks", [])
+    )
 
 
 class JobServer(FakeServer):

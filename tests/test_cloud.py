@@ -212,8 +212,11 @@ def test_elevenlabs_compose_and_plan_dependent_licence(eleven, downloads) -> Non
     assert "prompt" not in eleven.bodies[-1] and planned.duration == pytest.approx(7.0, abs=0.1)
     # A plan is the SDK's MusicPrompt, for music_v1 only, with every field it requires: checked before sending.
     sent = len(eleven.bodies)
-    with pytest.raises(InvalidRequestError, match="for music_v1"):
+    with pytest.raises(InvalidRequestError, match="sections are for music_v1"):
         client.generate("x", provider="elevenlabs:music_v2", duration=7, extra={"composition_plan": plan})
+    chunks = {"chunks": [{"text": "[Intro]", "duration_ms": 3000, "positive_styles": ["synthwave"]}]}
+    with pytest.raises(InvalidRequestError, match="chunks is for music_v2"):
+        client.generate("x", provider="elevenlabs", duration=7, extra={"composition_plan": chunks})
     broken = {**plan, "sections": [{"section_name": "verse", "duration_ms": 4000, "lines": []}]}
     with pytest.raises(InvalidRequestError, match="lacks positive_local_styles, negative_local_styles"):
         client.generate("x", provider="elevenlabs", duration=7, extra={"composition_plan": broken})
@@ -398,9 +401,23 @@ def test_elevenlabs_sings_lyrics_through_a_composition_plan(eleven, downloads) -
     with pytest.raises(InvalidRequestError, match="200 characters"):
         client.generate("x", provider="elevenlabs", duration=10, lyrics="[verse]\n" + "la " * 80)
     assert len(eleven.bodies) == sent  # refused before anything was sent
-    with pytest.raises(UnsupportedFeatureError) as info:
-        client.generate("x", provider="elevenlabs:music_v2", duration=10, lyrics=lyrics)
-    assert {"ace-step", "elevenlabs"} <= set(info.value.supported_by)
+    # music_v2 (and v2_5) take the lyrics as the SDK's CompositionPlan: one chunk per section, its tag as a header.
+    v2 = client.generate("synthwave", provider="elevenlabs:music_v2", duration=20, lyrics=lyrics, bpm=110)
+    chunks = eleven.bodies[-1]["composition_plan"]["chunks"]
+    assert [c["text"] for c in chunks] == [
+        "[Verse]\nneon on the street\nwalking home alone",
+        "[Chorus]\nsing it back",
+        "[Outro]",
+    ]
+    assert all(c["positive_styles"] == ["synthwave", "110 BPM"] for c in chunks)
+    assert sum(c["duration_ms"] for c in chunks) == 20000 and "respect_sections_durations" not in eleven.bodies[-1]
+    assert v2.audio.shape[1] == 20 * v2.sample_rate
+    bad = {"chunks": [{"text": "[Verse]", "duration_ms": 2000, "positive_styles": []}]}
+    with pytest.raises(InvalidRequestError, match="3000-120000"):
+        client.generate("x", provider="elevenlabs:music_v2_5", duration=5, extra={"composition_plan": bad})
+    ref = {"chunks": [{"song_id": "abc", "range": {"start_ms": 5000, "end_ms": 2000}}]}
+    with pytest.raises(InvalidRequestError, match="end after start"):
+        client.generate("x", provider="elevenlabs:music_v2", duration=5, extra={"composition_plan": ref})
 
 
 def test_the_fake_accepts_the_plan_the_official_sdk_sends(eleven) -> None:
@@ -428,3 +445,13 @@ def test_the_fake_accepts_the_plan_the_official_sdk_sends(eleven) -> None:
 
     ours = composition_plan(GenerationRequest(prompt="synthwave", duration=12, lyrics="[verse]\na\n[chorus]\nb"))
     MusicPrompt.model_validate(ours)  # soundforge's plan is one the SDK's own type accepts
+    from elevenlabs.types import CompositionPlan, GenerationChunkInput
+
+    from soundforge.backends.elevenlabs import chunk_plan
+
+    v2 = CompositionPlan(chunks=[GenerationChunkInput(text="[Verse]\nneon", duration_ms=3000, positive_styles=["x"])])
+    b"".join(sdk.music.compose(composition_plan=v2, model_id="music_v2"))
+    assert eleven.bodies[-1]["composition_plan"]["chunks"][0]["text"] == "[Verse]\nneon"
+    mine = chunk_plan(GenerationRequest(prompt="synthwave", duration=12, lyrics="[verse]\na\n[chorus]\nb"))
+    parsed = CompositionPlan.model_validate(mine)
+    assert [c.duration_ms for c in parsed.chunks] == [c["duration_ms"] for c in mine["chunks"]]

@@ -12,12 +12,12 @@ from typing import Any
 
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
-from ..music import lyric_sections
+from ..music import Section, lyric_sections
 from ..request import GenerationRequest
 from ._cloud import CloudBackend, decode_reply
 from .base import RawGeneration, RawTrack, RunContext, checked_extra
 
-MODELS = ("music_v1", "music_v2")
+MODELS = ("music_v1", "music_v2", "music_v2_5")
 MIN_MS, MAX_MS = 3000, 600000
 EXTRA_KEYS: dict[str, Any] = {
     "output_format": str,
@@ -34,12 +34,14 @@ DEFAULT_FORMAT = "mp3_44100_128"
 SECTION_MS = (3000, 120000)
 MAX_LINES, MAX_LINE_CHARS = 30, 200
 #: The SDK's `MusicPrompt` is "the composition plan for the music_v1 model. Using this field with any other
-#: model will result in an error": lyrics (which travel in a plan) go to music_v1 only.
+#: model will result in an error"; its `CompositionPlan` (a list of chunks) is "for the music_v2 and music_v2_5
+#: models" (elevenlabs 2.78 `types/music_prompt.py`, `types/composition_plan.py`). Lyrics travel in either.
 PLAN_MODELS = ("music_v1",)
+CHUNK_MODELS = ("music_v2", "music_v2_5")
 
 
 def _caps(model: str) -> Capabilities:
-    song = {"lyrics", "bpm", "key", "time_signature"} if model in PLAN_MODELS else set()
+    song = {"lyrics", "bpm", "key", "time_signature"}
     return Capabilities(
         min_duration=MIN_MS / 1000,
         max_duration=MAX_MS / 1000,
@@ -105,8 +107,11 @@ class ElevenLabsBackend(CloudBackend):
                     field="lyrics",
                     provider=self.name,
                 )
-            plan = composition_plan(request, provider=self.name)
-            body["respect_sections_durations"] = True
+            if model in PLAN_MODELS:
+                plan = composition_plan(request, provider=self.name)
+                body["respect_sections_durations"] = True
+            else:
+                plan = chunk_plan(request, provider=self.name)
         if plan is not None:
             check_plan(plan, model, provider=self.name)
             body["composition_plan"] = plan  # the plan carries its own section lengths; the prompt is recorded
@@ -145,14 +150,16 @@ class ElevenLabsBackend(CloudBackend):
 
 
 def check_plan(plan: dict[str, Any], model: str, *, provider: str = "elevenlabs") -> None:
-    """A composition plan given in `extra`, checked before it is sent: the SDK's `MusicPrompt` shape (global styles
-    and sections with their required fields and limits), and only for the model that takes it (music_v1)."""
-    if model not in PLAN_MODELS:
+    """A composition plan given in `extra`, checked before it is sent in the shape its model takes: the SDK's
+    `MusicPrompt` (global styles and sections) for music_v1, its `CompositionPlan` (chunks) for music_v2/v2_5."""
+    if model in CHUNK_MODELS:
+        return _check_chunks(plan, model, provider)
+    if "chunks" in plan:
         raise InvalidRequestError(
-            f"a composition plan is for {', '.join(PLAN_MODELS)} (the SDK's MusicPrompt), not {model}",
+            f"a plan of chunks is for {', '.join(CHUNK_MODELS)} (the SDK's CompositionPlan), not {model}",
             field="extra",
             provider=provider,
-            hint=f"use elevenlabs:{PLAN_MODELS[0]}, or send a prompt",
+            hint="use elevenlabs:music_v2, or give music_v1 a plan of sections",
         )
     missing = [
         key for key in ("positive_global_styles", "negative_global_styles") if not isinstance(plan.get(key), list)
@@ -180,6 +187,53 @@ def check_plan(plan: dict[str, Any], model: str, *, provider: str = "elevenlabs"
             )
 
 
+def _check_chunks(plan: dict[str, Any], model: str, provider: str) -> None:
+    """The SDK's `CompositionPlan`: `chunks`, each a `GenerationChunkInput` (text of at most 30 lines of at most 200
+    characters, 3000-120000 ms, positive styles) or an `AudioRefChunk` (a stored song's id and a time range)."""
+    chunks = plan.get("chunks")
+    if "sections" in plan or not isinstance(chunks, list) or not chunks:
+        raise InvalidRequestError(
+            f"a {model} composition plan is {{'chunks': [...]}} (the SDK's CompositionPlan); plans of sections are "
+            "for music_v1",
+            field="extra",
+            provider=provider,
+        )
+    low, high = SECTION_MS
+    for i, chunk in enumerate(chunks):
+        if isinstance(chunk, dict) and "song_id" in chunk:
+            window = chunk.get("range")
+            if not (
+                isinstance(window, dict)
+                and isinstance(window.get("start_ms"), int)
+                and isinstance(window.get("end_ms"), int)
+                and window["end_ms"] > window["start_ms"] >= 0
+            ):
+                raise InvalidRequestError(
+                    f"plan chunk {i} refers to a song: it needs range {{start_ms, end_ms}} with end after start",
+                    field="extra",
+                    provider=provider,
+                )
+            continue
+        absent = [
+            k for k in ("text", "duration_ms", "positive_styles") if not isinstance(chunk, dict) or k not in chunk
+        ]
+        if absent:
+            raise InvalidRequestError(f"plan chunk {i} lacks {', '.join(absent)}", field="extra", provider=provider)
+        if not isinstance(chunk["duration_ms"], int) or not low <= chunk["duration_ms"] <= high:
+            raise InvalidRequestError(
+                f"plan chunk {i} lasts {chunk['duration_ms']} ms; ElevenLabs takes {low}-{high}",
+                field="extra",
+                provider=provider,
+            )
+        lines = str(chunk["text"]).splitlines()
+        if len(lines) > MAX_LINES or any(len(line) > MAX_LINE_CHARS for line in lines):
+            raise InvalidRequestError(
+                f"plan chunk {i} has {len(lines)} lines; ElevenLabs takes {MAX_LINES} of {MAX_LINE_CHARS} characters",
+                field="extra",
+                provider=provider,
+            )
+
+
 def _musical_directions(request: GenerationRequest) -> list[str]:
     """Tempo, key and metre as the words a style list takes (the API has no field for them)."""
     words = []
@@ -198,6 +252,44 @@ def composition_plan(request: GenerationRequest, *, provider: str = "elevenlabs"
 
     The plan is checked against the API's limits (3-120 s a section, 30 lines of 200 characters) before it is sent.
     """
+    sections, durations = _sheet(request, provider)
+    return {
+        "positive_global_styles": [request.prompt, *_musical_directions(request)],
+        "negative_global_styles": [],
+        "sections": [
+            {
+                "section_name": section.name.title()[:100],
+                "positive_local_styles": [],
+                "negative_local_styles": [],
+                "duration_ms": duration,
+                "lines": list(section.lines),
+            }
+            for section, duration in zip(sections, durations, strict=True)
+        ],
+    }
+
+
+def chunk_plan(request: GenerationRequest, *, provider: str = "elevenlabs") -> dict[str, Any]:
+    """A `music_v2` composition plan from a lyric sheet: one chunk per structure tag, its text the tag as a header
+    ("[Verse]") and the lines, its length a share of `duration` by lines; every chunk carries the prompt, tempo, key
+    and metre as positive styles (the SDK: the first chunk's styles set the tone, later ones may add nuance)."""
+    sections, durations = _sheet(request, provider)
+    styles = [request.prompt, *_musical_directions(request)]
+    return {
+        "chunks": [
+            {
+                "text": "\n".join([f"[{section.name.title()[:100]}]", *section.lines]),
+                "duration_ms": duration,
+                "positive_styles": list(styles),
+            }
+            for section, duration in zip(sections, durations, strict=True)
+        ]
+    }
+
+
+def _sheet(request: GenerationRequest, provider: str) -> tuple[list[Section], list[int]]:
+    """The lyric sheet's sections and each one's share of the duration, checked against the plan limits both plan
+    shapes share (3-120 s a section or chunk, 30 lines of 200 characters)."""
     assert request.lyrics is not None
     sections = lyric_sections(request.lyrics)
     if not sections:
@@ -221,21 +313,7 @@ def composition_plan(request: GenerationRequest, *, provider: str = "elevenlabs"
                 field="lyrics",
                 provider=provider,
             )
-    durations = _shares(total, [max(1, len(section.lines)) for section in sections], low, high)
-    return {
-        "positive_global_styles": [request.prompt, *_musical_directions(request)],
-        "negative_global_styles": [],
-        "sections": [
-            {
-                "section_name": section.name.title()[:100],
-                "positive_local_styles": [],
-                "negative_local_styles": [],
-                "duration_ms": duration,
-                "lines": list(section.lines),
-            }
-            for section, duration in zip(sections, durations, strict=True)
-        ],
-    }
+    return sections, _shares(total, [max(1, len(section.lines)) for section in sections], low, high)
 
 
 def _shares(total: int, weights: list[int], low: int, high: int) -> list[int]:
