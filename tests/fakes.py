@@ -236,8 +236,45 @@ class FakeStability(FakeServer):
         )
 
 
+#: The stems of each separation variation. The SDK documents only "a ZIP archive containing separated audio stems,
+#: each ... in the requested output format": these file names are the fake's guess (UNCONFIRMED).
+ELEVEN_STEMS = {
+    "two_stems_v1": ("vocals", "instrumental"),
+    "six_stems_v1": ("vocals", "drums", "bass", "guitar", "piano", "other"),
+}
+
+
 class FakeElevenLabs(FakeServer):
-    """`POST /v1/music?output_format=…`, JSON body, `xi-api-key` auth, audio bytes back."""
+    """`POST /v1/music?output_format=…`, JSON body, `xi-api-key` auth, audio bytes back; `POST
+    /v1/music/stem-separation` (multipart `file`, `stem_variation_id`; elevenlabs 2.78 `music/raw_client.py`
+    `separate_stems`), a ZIP of stems back."""
+
+    def separate(self, h: BaseHTTPRequestHandler, raw: bytes, query: dict[str, list[str]], fault: str | None) -> None:
+        import zipfile
+
+        content_type = h.headers.get("Content-Type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return self.send(
+                h, 422, {"detail": [{"loc": ["body"], "msg": "multipart required", "type": "value_error"}]}
+            )
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+        form: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            form[name] = part.get_content() if part.get_filename() is None else part.get_payload(decode=True)
+        self.bodies.append(form)
+        variation = form.get("stem_variation_id", "six_stems_v1")
+        if "file" not in form or variation not in ELEVEN_STEMS:
+            problem = {"loc": ["body", "file" if "file" not in form else "stem_variation_id"], "msg": "invalid"}
+            return self.send(h, 422, {"detail": [{**problem, "type": "value_error"}]})
+        seconds = sf.info(io.BytesIO(form["file"])).duration
+        fmt = query.get("output_format", ["mp3_44100_128"])[0]
+        rate = int(fmt.split("_")[1])
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as z:
+            for stem in ELEVEN_STEMS[variation]:
+                z.writestr(f"{stem}.mp3", audio_bytes(round(seconds, 2), "mp3", rate))
+        self.send(h, 200, archive.getvalue(), content_type="application/zip", fault=fault)
 
     def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
         if h.headers.get("xi-api-key") != KEY:
@@ -247,6 +284,8 @@ class FakeElevenLabs(FakeServer):
                 h, 422, {"detail": [{"loc": ["body", "model_id"], "msg": "unknown model", "type": "value_error"}]}
             )
         parts = urlsplit(h.path)
+        if parts.path == "/v1/music/stem-separation":
+            return self.separate(h, raw, parse_qs(parts.query), fault)
         if parts.path != "/v1/music":
             return self.send(h, 404, {"detail": "Not Found"})
         try:

@@ -375,7 +375,6 @@ def test_extra_is_checked_by_key_and_type_before_any_request(eleven, stability, 
 
 
 def test_elevenlabs_sings_lyrics_through_a_composition_plan(eleven, downloads) -> None:
-    from soundforge import UnsupportedFeatureError
 
     client = cloud("elevenlabs", eleven, downloads)
     lyrics = "[verse]\nneon on the street\nwalking home alone\n[chorus]\nsing it back\n[outro]"
@@ -455,3 +454,67 @@ def test_the_fake_accepts_the_plan_the_official_sdk_sends(eleven) -> None:
     mine = chunk_plan(GenerationRequest(prompt="synthwave", duration=12, lyrics="[verse]\na\n[chorus]\nb"))
     parsed = CompositionPlan.model_validate(mine)
     assert [c.duration_ms for c in parsed.chunks] == [c["duration_ms"] for c in mine["chunks"]]
+
+
+def test_elevenlabs_stem_separation_is_the_vocabularys_extract(eleven, downloads, tmp_path) -> None:
+    from soundforge import UnsupportedFeatureError
+
+    client = cloud("elevenlabs", eleven, downloads)
+    song = (np.sin(np.linspace(0, 4000, 44100 * 6)).astype(np.float32), 44100)
+    g = client.generate(
+        "split it",
+        provider="elevenlabs:six_stems_v1",
+        duration=6,
+        audio_prompt=song,
+        audio_prompt_mode="extract",
+        stem="keyboard",
+    )
+    form = eleven.bodies[-1]
+    assert form["stem_variation_id"] == "six_stems_v1"
+    assert form["file"][:3] == b"ID3" or form["file"][:2] == b"\xff\xfb"  # sent as MP3, not WAV
+    roles = [t.role for t in g.tracks]
+    assert roles[0] == "keyboard" and set(roles[1:]) == {"vocals", "drums", "bass", "guitar", "other"}
+    assert all(t.audio.shape[1] == 6 * t.sample_rate for t in g.tracks)
+    assert g.tracks[0].provenance.parameters["file"] == "piano" and g.tracks[0].provenance.role == "keyboard"
+    paths = g.save(tmp_path / "song.wav")  # one file per stem, named by role: nothing paid for is dropped
+    assert sorted(p.name for p in paths)[0] == "song.bass.wav" and len(paths) == 6
+    two = client.generate(
+        "x",
+        provider="elevenlabs:two_stems_v1",
+        duration=6,
+        audio_prompt=song,
+        audio_prompt_mode="extract",
+        stem="vocals",
+    )
+    assert [t.role for t in two.tracks] == ["vocals", "instrumental"]
+    sent = len(eleven.bodies)
+    with pytest.raises(UnsupportedFeatureError, match="stem"):  # two stems: vocals and the rest, no drums
+        client.generate(
+            "x",
+            provider="elevenlabs:two_stems_v1",
+            duration=6,
+            audio_prompt=song,
+            audio_prompt_mode="extract",
+            stem="drums",
+        )
+    with pytest.raises(UnsupportedFeatureError):  # the compose models separate nothing
+        client.generate(
+            "x", provider="elevenlabs", duration=6, audio_prompt=song, audio_prompt_mode="extract", stem="vocals"
+        )
+    assert len(eleven.bodies) == sent
+    assert not list(downloads.iterdir())
+
+
+def test_the_sdks_stem_separation_speaks_to_the_fake(eleven, tmp_path) -> None:
+    import io
+    import zipfile
+
+    elevenlabs = pytest.importorskip("elevenlabs.client")
+    sdk = elevenlabs.ElevenLabs(api_key=KEY, base_url=eleven.url)
+    clip = tmp_path / "clip.wav"
+    import soundfile as sf
+
+    sf.write(clip, np.zeros((44100 * 3, 2), dtype=np.float32), 44100)
+    with clip.open("rb") as handle:
+        answer = b"".join(sdk.music.separate_stems(file=handle, stem_variation_id="two_stems_v1"))
+    assert sorted(zipfile.ZipFile(io.BytesIO(answer)).namelist()) == ["instrumental.mp3", "vocals.mp3"]

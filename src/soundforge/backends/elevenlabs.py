@@ -1,23 +1,43 @@
-"""`elevenlabs`: ElevenLabs Music (Eleven Music) compose API.
+"""`elevenlabs`: ElevenLabs Music (Eleven Music): the compose API and stem separation.
 
 Contract (docs/providers/elevenlabs.md, from the official `elevenlabs` Python SDK): `POST /v1/music` with
 a JSON body (`prompt` or `composition_plan`, `music_length_ms`, `model_id`, `force_instrumental`),
-`output_format` as a query parameter, key in `xi-api-key`, audio bytes streamed back. Not idempotent:
+`output_format` as a query parameter, key in `xi-api-key`, audio bytes streamed back; `POST
+/v1/music/stem-separation` (multipart `file`, `stem_variation_id`) answers a ZIP of stems. Not idempotent:
 never re-sent once its outcome is unknown. The licence depends on the plan set in config.
 """
 
 from __future__ import annotations
 
+import io
+import zipfile
+from pathlib import PurePosixPath
 from typing import Any
 
+from ..audio import load_audio
 from ..capabilities import Capabilities, ModelInfo
-from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
+from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, SoundforgeError
 from ..music import Section, lyric_sections
 from ..request import GenerationRequest
-from ._cloud import CloudBackend, decode_reply
-from .base import RawGeneration, RawTrack, RunContext, checked_extra
+from ._cloud import CloudBackend, decode_reply, upload_file
+from .base import RawGeneration, RawTrack, RunContext, checked_extra, fit_length
 
 MODELS = ("music_v1", "music_v2", "music_v2_5")
+#: Stem separation's variations (the SDK's `MusicSeparateStemsRequestStemVariationId`) as models: the stems each
+#: can return. The names of the files in the ZIP are UNCONFIRMED, so stems are matched by the words in them.
+STEM_MODELS: dict[str, frozenset[str]] = {
+    "two_stems_v1": frozenset({"vocals"}),
+    "six_stems_v1": frozenset({"vocals", "drums", "bass", "guitar", "keyboard"}),
+}
+#: Words a stem's file may be named with, per soundforge stem name.
+STEM_WORDS = {
+    "vocals": ("vocal",),
+    "drums": ("drum",),
+    "bass": ("bass",),
+    "guitar": ("guitar",),
+    "keyboard": ("piano", "key"),
+}
+SEPARATION_EXTRA: dict[str, Any] = {"output_format": str, "sign_with_c2pa": bool}
 MIN_MS, MAX_MS = 3000, 600000
 EXTRA_KEYS: dict[str, Any] = {
     "output_format": str,
@@ -55,6 +75,21 @@ def _caps(model: str) -> Capabilities:
     )
 
 
+def _stem_caps(model: str) -> Capabilities:
+    return Capabilities(
+        min_duration=1.0,
+        max_duration=MAX_MS / 1000,
+        sample_rates=(44100, 48000),
+        channels=(1, 2),
+        fields=frozenset({"audio_prompt", "audio_prompt_mode", "stem", "extra"}),
+        audio_prompt_modes=frozenset({"extract"}),
+        stems=STEM_MODELS[model],
+        max_outputs=1,
+        seed_deterministic=False,
+        cost_hint="paid ElevenLabs plan; credits per minute separated",
+    )
+
+
 class ElevenLabsBackend(CloudBackend):
     """Eleven Music on api.elevenlabs.io."""
 
@@ -65,7 +100,12 @@ class ElevenLabsBackend(CloudBackend):
     default_base_url = "https://api.elevenlabs.io"
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(id=m, capabilities=_caps(m)) for m in MODELS]
+        songs = [ModelInfo(id=m, capabilities=_caps(m)) for m in MODELS]
+        stems = [
+            ModelInfo(id=m, description="stem separation of an audio prompt", capabilities=_stem_caps(m))
+            for m in STEM_MODELS
+        ]
+        return songs + stems
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"xi-api-key": key}
@@ -90,6 +130,8 @@ class ElevenLabsBackend(CloudBackend):
         return None
 
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        if model in STEM_MODELS:
+            return await self._separate(request, model, context)
         extra = checked_extra(request, EXTRA_KEYS, provider=self.name)
         output_format = str(extra.get("output_format", DEFAULT_FORMAT))
         if not output_format.startswith(("mp3_", "opus_")):
@@ -147,6 +189,69 @@ class ElevenLabsBackend(CloudBackend):
             engine_versions={"api": "v1"},
             device="cloud",
         )
+
+    async def _separate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        """Stem separation: the audio prompt uploaded as MP3, the ZIP answered unpacked into one track per stem.
+
+        The stem asked for comes first; every other stem in the ZIP follows with its own role (all were paid for),
+        each cut or padded to the request's duration like every result.
+        """
+        extra = checked_extra(request, SEPARATION_EXTRA, provider=self.name)
+        output_format = str(extra.get("output_format", DEFAULT_FORMAT))
+        if not output_format.startswith(("mp3_", "pcm_", "opus_")):
+            raise InvalidRequestError(
+                "extra['output_format'] for stems must be an mp3_*, pcm_* or opus_* format",
+                field="extra",
+                provider=self.name,
+            )
+        assert request.audio_prompt is not None and request.stem is not None  # the request pairs them
+        audio, rate = request.audio_prompt.load()
+        files: dict[str, Any] = {"file": upload_file(audio, rate), "stem_variation_id": (None, model)}
+        if "sign_with_c2pa" in extra:
+            files["sign_with_c2pa"] = (None, str(extra["sign_with_c2pa"]).lower())
+        reply = await self.http.request(
+            "POST",
+            "/v1/music/stem-separation",
+            idempotent=False,
+            context=context,
+            params={"output_format": output_format},
+            files=files,
+        )
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(reply.path.read_bytes()))
+            stems = [(PurePosixPath(i.filename).stem, archive.read(i)) for i in archive.infolist() if not i.is_dir()]
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ProviderError("ElevenLabs' stem separation answered no readable ZIP", provider=self.name) from exc
+        finally:
+            reply.discard()
+        if not stems:
+            raise ProviderError("ElevenLabs' stem separation answered an empty ZIP", provider=self.name)
+        words = STEM_WORDS[request.stem]
+        wanted = next((i for i, (name, _) in enumerate(stems) if any(w in name.lower() for w in words)), None)
+        order = ([wanted] if wanted is not None else []) + [i for i in range(len(stems)) if i != wanted]
+        tracks = []
+        for rank, index in enumerate(order):
+            name, data = stems[index]
+            try:
+                stem_audio, stem_rate = load_audio(data)
+            except SoundforgeError as exc:
+                raise ProviderError(
+                    f"ElevenLabs returned a stem ({name}) that cannot be decoded", provider=self.name
+                ) from exc
+            role = request.stem if index == wanted else name.lower()
+            parameters: dict[str, Any] = {"stem_variation_id": model, "output_format": output_format, "file": name}
+            if rank == 0 and wanted is None:
+                parameters["requested_stem_found"] = False
+            tracks.append(
+                RawTrack(
+                    audio=fit_length(stem_audio, round(request.duration * stem_rate)),
+                    sample_rate=stem_rate,
+                    seed=None,
+                    parameters=parameters,
+                    role=role,
+                )
+            )
+        return RawGeneration(tracks=tracks, engine_versions={"api": "v1"}, device="cloud")
 
 
 def check_plan(plan: dict[str, Any], model: str, *, provider: str = "elevenlabs") -> None:

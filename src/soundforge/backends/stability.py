@@ -11,11 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..audio import encode, format_for, resample, to_channels
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply
+from ._cloud import CLOUD_SETTINGS, UPLOAD_FORMATS, CloudBackend, decode_reply, upload_file
 from .base import RawGeneration, RawTrack, RunContext, checked_extra, default_seed
 
 MODELS = {"stable-audio-2.5": (4, 8), "stable-audio-2": (1, 100)}  # model: allowed steps
@@ -23,10 +22,9 @@ MAX_SECONDS = 190
 #: The input clip of audio-to-audio and inpaint: 6-190 s (Stability's OpenAPI text for CreateAudioStableAudio2Inpaint;
 #: ComfyUI's partner nodes enforce the same for both endpoints), mp3 or wav.
 INPUT_CLIP_SECONDS = (6.0, 190.0)
-#: How the input clip is sent: MP3 at 320 kbps (2.4 MB a minute, a quarter of 16-bit stereo WAV's 10.6 MB) unless
-#: `upload_format = "wav"` asks for the lossless file. Requests are "at most 50 MB" (the same OpenAPI text): the
-#: longest clip allowed, 190 s, is 7.6 MB as MP3 and 33.5 MB as WAV, so the length limit is the one that binds.
-UPLOAD_FORMATS = ("mp3", "wav")
+# The input clip is sent as MP3 at 320 kbps (`upload_file`) unless `upload_format = "wav"` asks for the lossless file.
+# Requests are "at most 50 MB" (the same OpenAPI text): the longest clip allowed, 190 s, is 7.6 MB as MP3 and 33.5 MB
+# as WAV, so the length limit is the one that binds.
 #: Inpaint is documented for this model only (others: UNCONFIRMED).
 INPAINT_MODELS = ("stable-audio-2.5",)
 MAX_SEED = 4294967294
@@ -112,8 +110,7 @@ class StabilityBackend(CloudBackend):
                 field="upload_format",
                 provider=self.name,
             )
-        fmt = format_for(None, kind)
-        return f"input{fmt.extension}", encode(to_channels(resample(audio, rate, 44100), 2), 44100, fmt), fmt.mime
+        return upload_file(audio, rate, kind)
 
     def _check_region(self, clip_seconds: float, region: tuple[float, float], duration: float) -> None:
         """The inpaint region's documented limits, checked before the clip is uploaded."""
