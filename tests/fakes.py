@@ -276,6 +276,41 @@ class FakeElevenLabs(FakeServer):
                 z.writestr(f"{stem}.mp3", audio_bytes(round(seconds, 2), "mp3", rate))
         self.send(h, 200, archive.getvalue(), content_type="application/zip", fault=fault)
 
+    def sound_effect(
+        self, h: BaseHTTPRequestHandler, raw: bytes, query: dict[str, list[str]], fault: str | None
+    ) -> None:
+        """`POST /v1/sound-generation` (elevenlabs 2.78 `text_to_sound_effects/raw_client.py`): `text` required,
+        `duration_seconds` 0.5-30 or null, `prompt_influence` 0-1, `loop`, `model_id` of `SfxModelId`."""
+        body = json.loads(raw or b"{}")
+        self.bodies.append(body)
+        problems = []
+        if not isinstance(body.get("text"), str) or not body["text"]:
+            problems.append((["body", "text"], "field required"))
+        seconds = body.get("duration_seconds")
+        if seconds is not None and not 0.5 <= seconds <= 30:
+            problems.append((["body", "duration_seconds"], "must be between 0.5 and 30"))
+        influence = body.get("prompt_influence", 0.3)
+        if not 0 <= influence <= 1:
+            problems.append((["body", "prompt_influence"], "must be between 0 and 1"))
+        if body.get("model_id", "eleven_text_to_sound_v2") not in (
+            "eleven_text_to_sound_v2",
+            "eleven_text_to_sound_v3",
+        ):
+            problems.append((["body", "model_id"], "unknown model"))
+        fmt = query.get("output_format", ["mp3_44100_128"])[0]
+        kind, rate = fmt.split("_")[0], int(fmt.split("_")[1])
+        if kind not in ("mp3", "wav"):
+            problems.append((["query", "output_format"], "unsupported here"))
+        if problems:
+            return self.send(
+                h, 422, {"detail": [{"loc": loc, "msg": msg, "type": "value_error"} for loc, msg in problems]}
+            )
+        if "forbidden" in body["text"]:
+            refusal = {"status": "bad_prompt", "message": "The prompt was flagged", "data": {}}
+            return self.send(h, 400, {"detail": refusal})
+        data = audio_bytes(float(seconds or 5.0), kind, rate)
+        self.send(h, 200, data, content_type="audio/mpeg" if kind == "mp3" else "audio/wav", fault=fault)
+
     def handle(self, h: BaseHTTPRequestHandler, raw: bytes, fault: str | None) -> None:
         if h.headers.get("xi-api-key") != KEY:
             return self.send(h, 401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})
@@ -286,6 +321,8 @@ class FakeElevenLabs(FakeServer):
         parts = urlsplit(h.path)
         if parts.path == "/v1/music/stem-separation":
             return self.separate(h, raw, parse_qs(parts.query), fault)
+        if parts.path == "/v1/sound-generation":
+            return self.sound_effect(h, raw, parse_qs(parts.query), fault)
         if parts.path != "/v1/music":
             return self.send(h, 404, {"detail": "Not Found"})
         try:

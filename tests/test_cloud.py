@@ -518,3 +518,46 @@ def test_the_sdks_stem_separation_speaks_to_the_fake(eleven, tmp_path) -> None:
     with clip.open("rb") as handle:
         answer = b"".join(sdk.music.separate_stems(file=handle, stem_variation_id="two_stems_v1"))
     assert sorted(zipfile.ZipFile(io.BytesIO(answer)).namelist()) == ["instrumental.mp3", "vocals.mp3"]
+
+
+def test_elevenlabs_sound_effects(eleven, downloads) -> None:
+    client = cloud("elevenlabs-sfx", eleven, downloads)
+    g = client.generate(
+        "glass shattering on stone",
+        provider="elevenlabs-sfx",
+        duration=2.5,
+        extra={"loop": True, "prompt_influence": 0.8},
+    )
+    assert eleven.bodies[-1] == {
+        "text": "glass shattering on stone",
+        "duration_seconds": 2.5,
+        "model_id": "eleven_text_to_sound_v2",
+        "prompt_influence": 0.8,
+        "loop": True,
+    }
+    assert g.audio.shape[1] == round(2.5 * g.sample_rate) and g.license.id == "LicenseRef-ElevenLabs-SFX"
+    wav = client.generate(
+        "door creak",
+        provider="elevenlabs-sfx:eleven_text_to_sound_v3",
+        duration=1,
+        extra={"output_format": "wav_48000"},
+    )
+    assert wav.sample_rate == 48000 and eleven.bodies[-1]["model_id"] == "eleven_text_to_sound_v3"
+    sent = len(eleven.bodies)
+    with pytest.raises(InvalidRequestError, match="30 s maximum"):
+        client.generate("x", provider="elevenlabs-sfx", duration=31)
+    with pytest.raises(InvalidRequestError, match="0 to 1"):
+        client.generate("x", provider="elevenlabs-sfx", duration=2, extra={"prompt_influence": 1.5})
+    with pytest.raises(InvalidRequestError, match="wav_"):
+        client.generate("x", provider="elevenlabs-sfx", duration=2, extra={"output_format": "flac_44100"})
+    assert len(eleven.bodies) == sent
+    with pytest.raises(ContentRefusedError):
+        client.generate("a forbidden noise", provider="elevenlabs-sfx", duration=2)
+    assert not list(downloads.iterdir())
+
+
+def test_the_sdks_sound_effects_speak_to_the_fake(eleven) -> None:
+    elevenlabs = pytest.importorskip("elevenlabs.client")
+    sdk = elevenlabs.ElevenLabs(api_key=KEY, base_url=eleven.url)
+    audio = b"".join(sdk.text_to_sound_effects.convert(text="rain", duration_seconds=1.5, loop=True))
+    assert len(audio) > 1000 and eleven.bodies[-1]["loop"] is True and eleven.bodies[-1]["duration_seconds"] == 1.5

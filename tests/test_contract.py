@@ -92,6 +92,7 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
             "lyria": fakes.FakeLyria,
             "gemini": fakes.FakeGemini,
             "minimax": fakes.FakeMiniMax,
+            "elevenlabs-sfx": fakes.FakeElevenLabs,
         }[kind]()
         downloads = tmp_path_factory.mktemp(f"contract-{kind}")
         settings: dict[str, Any] = {
@@ -127,6 +128,7 @@ CASES = [
     "lyria",
     "gemini",
     "minimax",
+    "elevenlabs-sfx",
 ]
 
 

@@ -42,6 +42,7 @@ BUILTIN: dict[str, str] = {
     "ace-step": "soundforge.backends.ace_step:AceStepBackend",
     "stability": "soundforge.backends.stability:StabilityBackend",
     "elevenlabs": "soundforge.backends.elevenlabs:ElevenLabsBackend",
+    "elevenlabs-sfx": "soundforge.backends.elevenlabs_sfx:ElevenLabsSfxBackend",
     "replicate": "soundforge.backends.replicate:ReplicateBackend",
     "fal": "soundforge.backends.fal:FalBackend",
     "lyria": "soundforge.backends.lyria:LyriaBackend",
