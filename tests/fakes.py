@@ -605,7 +605,8 @@ class FakeReplicate(JobServer):
             "logs": "",
             "output": f"{self.url}/files/{job['id']}.wav" if status == "succeeded" else None,
             "error": error,
-            "metrics": {},
+            # Replicate's prediction docs: metrics.predict_time, the seconds the model ran (what is billed).
+            "metrics": {"predict_time": job["seconds"]} if status == "succeeded" else {},
             "created_at": "2026-11-27T00:00:00Z",
             "urls": urls,
         }

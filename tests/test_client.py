@@ -238,12 +238,13 @@ def test_every_error_pickles_and_carries_its_status_and_exit_code() -> None:
         errors.UnsupportedFeatureError("melody", "synth:default", ["musicgen"], detail="no"),
         errors.LicensePolicyError("musicgen", "m", "CC-BY-NC-4.0", "not commercial", ["synth"]),
         errors.ContentRefusedError("refused", provider="stability"),
+        errors.BudgetExceededError("too dear", provider="fal", hint="raise it"),
         errors.ProviderError("503", provider="fal", status=503, request_id="r"),
         errors.RateLimitError("slow down", provider="fal", retry_after=2.0),
         errors.GenerationTimeoutError("late"),
         errors.GenerationCancelledError("cancelled"),
     ]
-    samples.append(errors.AllProvidersFailedError([("a", samples[3]), ("b", samples[9])]))
+    samples.append(errors.AllProvidersFailedError([("a", samples[3]), ("b", samples[10])]))
     classes = {cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, SoundforgeError)}
     assert {type(e) for e in samples} == classes - {SoundforgeError}
     for error in samples:
@@ -253,6 +254,7 @@ def test_every_error_pickles_and_carries_its_status_and_exit_code() -> None:
     assert codes["InvalidRequestError"] == codes["UnsupportedFeatureError"] == (422, 2)
     assert codes["LicensePolicyError"] == (403, 4) and codes["ProviderNotFoundError"] == (404, 3)
     assert codes["ProviderUnavailableError"] == (503, 3) and codes["ConfigurationError"] == (500, 3)
+    assert codes["BudgetExceededError"] == (402, 4)
 
 
 def test_an_app_injects_its_own_backend_and_tests_with_a_function() -> None:

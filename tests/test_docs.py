@@ -11,6 +11,16 @@ def test_licence_doc_matches_registry() -> None:
     assert body == registry_table(), "regenerate with: python -m soundforge._licenses_doc"
 
 
+def test_price_doc_matches_registry() -> None:
+    from soundforge._prices_doc import BEGIN as PRICES_BEGIN
+    from soundforge._prices_doc import END as PRICES_END
+    from soundforge._prices_doc import price_table
+
+    text = (ROOT / "docs" / "prices.md").read_text("utf-8")
+    body = text.split(PRICES_BEGIN, 1)[1].split(PRICES_END, 1)[0].strip()
+    assert body == price_table(), "regenerate with: python -m soundforge._prices_doc"
+
+
 def test_readme_commands_are_the_ones_ci_runs() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
     ci = (ROOT / ".ci" / "run").read_text("utf-8")

@@ -17,6 +17,7 @@ from ._version import __version__
 from .errors import (
     AllProvidersFailedError,
     AuthenticationError,
+    BudgetExceededError,
     ConfigurationError,
     ContentRefusedError,
     GenerationCancelledError,
@@ -34,12 +35,14 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .backends.base import Backend, CancelToken, ProgressCallback, ProgressEvent
+    from .budget import Budget
     from .bulk import BatchReport, abatch, batch
     from .capabilities import Capabilities
     from .client import Client
     from .config import Config
     from .licensing import CommercialUse, License
     from .policy import LicensePolicy
+    from .pricing import Cost
     from .provenance import Provenance
     from .request import AudioInput, GenerationRequest
     from .result import Generation, Track
@@ -64,6 +67,8 @@ _LAZY = {
     "batch": "bulk",
     "abatch": "bulk",
     "BatchReport": "bulk",
+    "Budget": "budget",
+    "Cost": "pricing",
 }
 
 
@@ -136,6 +141,8 @@ __all__ = [
     "AuthenticationError",
     "Backend",
     "BatchReport",
+    "Budget",
+    "BudgetExceededError",
     "CancelToken",
     "Capabilities",
     "Client",
@@ -143,6 +150,7 @@ __all__ = [
     "Config",
     "ConfigurationError",
     "ContentRefusedError",
+    "Cost",
     "Generation",
     "GenerationCancelledError",
     "GenerationRequest",

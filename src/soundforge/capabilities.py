@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Fields handled by soundforge itself when saving, so every backend supports them.
-SDK_FIELDS = frozenset({"output_format", "loudness"})
+SDK_FIELDS = frozenset({"output_format", "loudness", "max_cost"})
 
 
 class Capabilities(BaseModel):

@@ -17,6 +17,7 @@ from .audio import as_audio, pcm_sha256
 from .backends import Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
 from .backends.base import ProgressCallback
 from .backends.runtime import ModelMemory
+from .budget import Budget
 from .config import Config
 from .errors import (
     AllProvidersFailedError,
@@ -25,6 +26,7 @@ from .errors import (
 )
 from .licensing import LicenseRegistry
 from .policy import LicensePolicy
+from .pricing import Cost, PriceRegistry
 from .provenance import Attempt, Provenance, Timings
 from .request import GenerationRequest
 from .result import Generation, Track
@@ -74,6 +76,9 @@ class Client:
         backends: providers of your own by name, an instance or a class (e.g. `soundforge.testing.FunctionBackend`
             in your tests): they join routing, `auto` (when named in `auto_order`) and `providers()` like the
             built-in ones, and replace a built-in of the same name.
+        budget: a running spending limit for every call this client makes (`soundforge.Budget`): a call that
+            would pass it is refused before it is sent, and `auto` skips providers over it.
+        prices: the price registry costs are estimated from (default: the one shipped, docs/prices.md).
     """
 
     def __init__(
@@ -83,6 +88,8 @@ class Client:
         policy: LicensePolicy | None = None,
         registry: LicenseRegistry | None = None,
         backends: Mapping[str, Backend | type[Backend]] | None = None,
+        budget: Budget | None = None,
+        prices: PriceRegistry | None = None,
     ) -> None:
         if config is None or isinstance(config, (str, os.PathLike)):
             config = Config.load(config)
@@ -94,7 +101,11 @@ class Client:
         self._given: dict[str, Backend | type[Backend]] = dict(backends or {})
         self._lock = threading.Lock()
         self.memory = ModelMemory(config.model_memory_gb)
-        self.router = Router(self.config, self.registry, self.backend, names=self.provider_names)
+        self.budget = budget
+        self.prices = prices or PriceRegistry.default()
+        self.router = Router(
+            self.config, self.registry, self.backend, names=self.provider_names, prices=self.prices, budget=budget
+        )
 
     # --- backends ---
     def backend(self, name: str) -> Backend:
@@ -143,12 +154,17 @@ class Client:
         for candidate in candidates:
             context = self._context(candidate, on_progress, cancel)
             started = time.perf_counter()
+            held = self._reserve(candidate)
             try:
                 raw = candidate.backend.generate(request, candidate.model, context)
             except SoundforgeError as exc:
+                self._settle(held, None)
                 self._record_failure(candidate, exc, started, attempts, errors)
                 continue
-            return self._finish(request, candidate, raw, started, attempts, provider)
+            except BaseException:
+                self._settle(held, None)
+                raise
+            return self._finish(request, candidate, raw, started, attempts, provider, held)
         raise _exhausted(errors)
 
     async def agenerate(
@@ -167,19 +183,32 @@ class Client:
         for candidate in candidates:
             context = self._context(candidate, on_progress, cancel)
             started = time.perf_counter()
+            held = self._reserve(candidate)
             try:
                 raw = await candidate.backend.agenerate(request, candidate.model, context)
             except SoundforgeError as exc:
+                self._settle(held, None)
                 self._record_failure(candidate, exc, started, attempts, errors)
                 continue
+            except BaseException:
+                self._settle(held, None)
+                raise
             if sum(track.audio.size for track in raw.tracks) > _FINISH_ON_LOOP_MAX_SAMPLES:
                 # Checking and hashing long audio takes milliseconds (about 22 ms for 60 s of stereo): not on the
                 # event loop, where it would hold up every other request.
                 import asyncio
 
-                return await asyncio.to_thread(self._finish, request, candidate, raw, started, attempts, provider)
-            return self._finish(request, candidate, raw, started, attempts, provider)
+                return await asyncio.to_thread(self._finish, request, candidate, raw, started, attempts, provider, held)
+            return self._finish(request, candidate, raw, started, attempts, provider, held)
         raise _exhausted(errors)
+
+    def _reserve(self, candidate: Candidate) -> float:
+        """Hold the candidate's estimate in the budget for the length of the call (0 without a budget)."""
+        return self.budget.reserve(candidate.backend.name, candidate.estimate) if self.budget is not None else 0.0
+
+    def _settle(self, held: float, cost: Cost | None) -> None:
+        if self.budget is not None:
+            self.budget.settle(held, cost)
 
     def _context(
         self, candidate: Candidate, on_progress: ProgressCallback | None, cancel: CancelToken | None
@@ -221,9 +250,14 @@ class Client:
         started: float,
         attempts: list[Attempt],
         requested: str | None,
+        held: float = 0.0,
     ) -> Generation:
         elapsed = time.perf_counter() - started
         backend, model = candidate.backend, candidate.model
+        cost = self.prices.settle(
+            candidate.estimate, raw.usage, compute_seconds=max(0.0, elapsed - raw.load_seconds), device=raw.device
+        )
+        self._settle(held, cost)
         attempts = [*attempts, Attempt(provider=backend.name, model=model, outcome="ok", seconds=elapsed)]
         request_record = _request_record(request)
         tracks = []
@@ -250,6 +284,7 @@ class Client:
                 requested=self._resolved(requested),
                 unofficial=raw.unofficial,
                 watermarks=list(raw.watermarks),
+                cost=cost,
             )
             tracks.append(
                 Track(audio=audio, sample_rate=raw_track.sample_rate, license=candidate.license, provenance=provenance)

@@ -201,6 +201,15 @@ class LicensePolicyError(SoundforgeError):
         }
 
 
+class BudgetExceededError(SoundforgeError):
+    """A call would cost more than the request's `max_cost` or the budget has left, or its price is unknown and the
+    limit cannot be checked. Refused before the call, like the licence policy; `auto` skips such providers."""
+
+    code = "budget_exceeded"
+    http_status = 402
+    exit_code = 4
+
+
 class ContentRefusedError(SoundforgeError):
     """The provider's moderation refused the prompt or the input audio."""
 

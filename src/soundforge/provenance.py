@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .audio import TRAINED_ALGORITHMIC_MEDIA
+from .pricing import Cost
 
 
 class Attempt(BaseModel):
@@ -61,6 +62,9 @@ class Provenance(BaseModel):
     unofficial: bool = False
     watermarks: list[str] = Field(
         default_factory=list, description="watermarks the provider embeds in the audio itself, e.g. 'SynthID (Google)'"
+    )
+    cost: Cost | None = Field(
+        None, description="what the call cost: reported by the vendor, or estimated (docs/prices.md)"
     )
 
     @property

@@ -146,6 +146,8 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         duration: length in seconds.
         seed: random seed; the same seed, request and engine give the same audio. None picks one and records it.
         num_outputs: how many variations to return.
+        max_cost: the most the call may cost, in USD (docs/prices.md). A provider whose estimate is higher, or whose
+            price is unknown, is refused before anything is sent; `auto` skips it. Local engines cost nothing.
         sample_rate / channels: wanted output format, when the backend can honour it.
         temperature, top_k, top_p: sampling for token models (MusicGen, MAGNeT).
         guidance: classifier-free guidance scale (MusicGen's cfg_coef, diffusion cfg).
@@ -175,6 +177,7 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     duration: float = Field(10.0, gt=0, le=MAX_DURATION_S, description="seconds")
     seed: int | None = Field(None, ge=0, lt=2**63)
     num_outputs: int = Field(1, ge=1, le=MAX_OUTPUTS)
+    max_cost: float | None = Field(None, ge=0, description="the most this call may cost, in USD; refused before it")
     sample_rate: int | None = Field(None, ge=8000, le=192000)
     channels: Literal[1, 2] | None = None
     temperature: float | None = Field(None, gt=0)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from .audio import AudioArray, encode, format_for
 from .files import check_destination, encode_track, output_paths, save_track
 from .licensing import License
+from .pricing import Cost
 from .provenance import Provenance
 
 if TYPE_CHECKING:
@@ -132,6 +133,12 @@ class Generation:
     def substitution(self) -> str | None:
         """Why a fallback made this instead of the provider asked for, or None when the one asked for made it."""
         return self._single().provenance.substitution
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the call that made these tracks cost (its tracks share it): reported by the vendor where it says,
+        otherwise estimated from the price registry (`cost.estimated`); local engines: compute-seconds."""
+        return self._single().provenance.cost
 
     def save(
         self,

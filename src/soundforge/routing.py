@@ -11,8 +11,10 @@ from enum import Enum
 from typing import Any
 
 from .backends import PLANNED, Backend, known_providers
+from .budget import Budget
 from .config import Config
 from .errors import (
+    BudgetExceededError,
     InvalidRequestError,
     LicensePolicyError,
     ModelNotAvailableError,
@@ -21,10 +23,13 @@ from .errors import (
     UnsupportedFeatureError,
 )
 from .licensing import License, LicenseRegistry
+from .pricing import Cost, PriceRegistry
 from .provenance import Attempt
 from .request import GenerationRequest
 
 AUTO = "auto"
+#: The estimate of a candidate made without one (a price registry knows nothing of it).
+UNKNOWN_COST = Cost(amount=None, basis="unknown")
 
 #: Provider name -> Backend instance (the client caches them).
 BackendGetter = Callable[[str], Backend]
@@ -67,6 +72,8 @@ class Candidate:
     backend: Backend
     model: str
     license: License
+    #: What the call is expected to cost (`Cost.amount` None: the price is unknown).
+    estimate: Cost = UNKNOWN_COST
 
 
 @dataclass(frozen=True)
@@ -112,11 +119,45 @@ class Router:
         get_backend: BackendGetter,
         *,
         names: Callable[[], list[str]] = known_providers,
+        prices: PriceRegistry | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
         self.get_backend = get_backend
         self.names = names
+        self.prices = prices or PriceRegistry.default()
+        self.budget = budget
+
+    def estimate(self, backend: Backend, model: str, request: GenerationRequest) -> Cost:
+        """What a call to `backend:model` for `request` is expected to cost (before anything runs)."""
+        plan = self.config.provider_settings(backend.name).get("plan")
+        return self.prices.estimate(
+            backend.name,
+            model,
+            duration=request.duration,
+            outputs=request.num_outputs,
+            local=backend.local,
+            plan=str(plan) if plan else None,
+        )
+
+    def _check_cost(self, provider: str, estimate: Cost, request: GenerationRequest) -> None:
+        """The request's `max_cost` and the budget, checked like the licence policy: before the call."""
+        if request.max_cost is not None and estimate.basis != "local_compute":
+            if estimate.amount is None:
+                raise BudgetExceededError(
+                    f"{provider}'s price is unknown ({estimate.detail or 'no price record'}), so max_cost "
+                    f"{request.max_cost:g} cannot be checked",
+                    provider=provider,
+                    hint="drop max_cost, or pick a provider whose price soundforge knows (docs/prices.md)",
+                )
+            if estimate.amount > request.max_cost:
+                raise BudgetExceededError(
+                    f"{provider} would cost {estimate.describe()}, over max_cost {request.max_cost:g}",
+                    provider=provider,
+                )
+        if self.budget is not None:
+            self.budget.check(provider, estimate)
 
     def license_for(self, backend: Backend, model: str) -> License:
         """The licence of `model` run by `backend`, for the plan configured for that provider."""
@@ -195,6 +236,8 @@ class Router:
         # The licence is known without the engine: a refused model says so even where it could not run anyway.
         license = self.license_for(backend, model)
         self._check_policy(backend.name, model, license, request)
+        estimate = self.estimate(backend, model, request)
+        self._check_cost(backend.name, estimate, request)
         status = backend.availability(request)
         if not status.available:
             raise ProviderUnavailableError(spec.provider, status.reason, fix=status.fix)
@@ -208,7 +251,7 @@ class Router:
         ready = backend.model_availability(model, allow_fetch=origin is not Origin.AUTO, request=request)
         if not ready.available:
             raise ModelNotAvailableError(backend.name, model, ready.reason, fix=ready.fix)
-        return Candidate(backend, model, license)
+        return Candidate(backend, model, license, estimate)
 
     def _check_policy(self, provider: str, model: str, license: License, request: GenerationRequest) -> None:
         decision = self.config.policy.check(provider, model, license)
@@ -323,7 +366,7 @@ class Router:
 
 
 #: Skips that say something about the request itself, not about this machine's set-up.
-_ABOUT_THE_REQUEST = ("invalid_request", "unsupported_feature", "license_policy")
+_ABOUT_THE_REQUEST = ("invalid_request", "unsupported_feature", "license_policy", "budget_exceeded")
 
 
 def _nothing_fits(wanted: ProviderSpec, skipped: list[Attempt]) -> SoundforgeError:
@@ -340,6 +383,8 @@ def _nothing_fits(wanted: ProviderSpec, skipped: list[Attempt]) -> SoundforgeErr
             return ProviderUnavailableError(
                 str(wanted), f"no provider fits the licence policy: {lead.error}", fix=summary
             )
+        if lead.error_code == "budget_exceeded":
+            return BudgetExceededError(f"no provider fits the cost limit: {lead.error}", hint=summary)
         return InvalidRequestError(f"no provider can make this request: {lead.provider}: {lead.error}", hint=summary)
     return ProviderUnavailableError(str(wanted), "no provider that fits this request can run here", fix=summary)
 
@@ -348,6 +393,7 @@ _WHY = {
     "invalid_request": "cannot make this request",
     "unsupported_feature": "cannot make this request",
     "license_policy": "refused by the licence policy",
+    "budget_exceeded": "over the cost limit",
     "provider_unavailable": "not set up here",
     "model_not_available": "weights not here",
     "authentication_failed": "no valid key",

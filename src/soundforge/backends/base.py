@@ -173,6 +173,8 @@ class RawGeneration:
     unofficial: bool = False
     #: Watermarks the provider says it embeds in the audio itself (e.g. "SynthID (Google)"): not soundforge's.
     watermarks: list[str] = field(default_factory=list)
+    #: What the vendor reported the call used, for its cost (e.g. {"gpu_seconds": 12.3} from Replicate's metrics).
+    usage: dict[str, float] = field(default_factory=dict)
 
 
 #: Settings every provider accepts: the default model, the licence plan, the engine.

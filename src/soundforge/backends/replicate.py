@@ -231,7 +231,12 @@ class ReplicateBackend(CloudBackend):
         parameters = {k: v for k, v in payload["input"].items() if k not in ("prompt", "input_audio")}
         resolved = prediction.get("version") or payload.get("version") or None
         parameters |= {"prediction_id": job_id, "version": resolved}
+        # Replicate bills the seconds the model ran and reports them (prediction `metrics.predict_time`).
+        metrics: dict[str, Any] = prediction["metrics"] if isinstance(prediction.get("metrics"), dict) else {}
+        seconds = metrics.get("predict_time")
+        usage = {"gpu_seconds": float(seconds)} if isinstance(seconds, (int, float)) and seconds >= 0 else {}
         return RawGeneration(
+            usage=usage,
             tracks=[RawTrack(audio=audio, sample_rate=rate, seed=request.seed, parameters=parameters)],
             model_revision=resolved,
             engine_versions={"api": "v1"},
