@@ -161,3 +161,39 @@ def test_concurrent_calls_cannot_overspend_together(stability, downloads) -> Non
             "x", provider="stability", duration=2
         )
     assert failed.spent == 0 and failed.reserved == 0
+
+
+def test_a_batch_estimates_its_cost_and_keeps_to_its_budget(stability, downloads, tmp_path) -> None:
+    from soundforge import batch
+
+    settings = {"base_url": stability.url, "api_key": KEY, "download_dir": str(downloads)}
+    client = Client(Config.load(user_file=False, providers={"stability": settings}))
+    manifest = tmp_path / "cues.jsonl"
+    rows = [{"name": f"cue{i}", "prompt": "x", "duration": 2, "seed": i, "provider": "stability"} for i in range(3)]
+    rows.append({"name": "free", "prompt": "y", "duration": 1, "provider": "synth"})
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    dry = batch(manifest, tmp_path / "dry", client=client, dry_run=True)
+    assert dry.estimates == {"stability": pytest.approx(0.6), "synth": 0.0} and dry.estimated_total == pytest.approx(
+        0.6
+    )
+    with pytest.raises(BudgetExceededError, match=r"about 0\.6000 USD .* over its 0\.5 USD budget"):
+        batch(manifest, tmp_path / "tight", client=client, budget=0.5)
+    assert stability.requests == 0 and not (tmp_path / "tight").exists()  # refused before any row ran
+    report = batch(manifest, tmp_path / "out", client=client, budget=1.0)
+    assert len(report.done) == 4 and report.spent == pytest.approx(0.6) and report.unpriced == []
+    again = batch(manifest, tmp_path / "out", client=client, budget=1.0, resume=True)
+    assert again.spent == 0 and len(again.skipped) == 4  # nothing paid twice
+
+
+def test_the_cli_dry_run_prints_the_estimate(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from soundforge.cli import cli
+
+    manifest = tmp_path / "cues.jsonl"
+    manifest.write_text('{"name": "a", "prompt": "x", "duration": 1, "provider": "synth"}\n')
+    result = CliRunner().invoke(cli, ["batch", str(manifest), "-o", str(tmp_path / "o"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "estimated cost:" in result.output and "synth: $0.0000" in result.output and "total: $0.0000" in result.output
+    )

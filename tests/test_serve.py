@@ -80,6 +80,7 @@ def test_synth_end_to_end_and_restart(tmp_path) -> None:
         assert record["status"] == "succeeded" and record["license"]["id"] == "CC0-1.0"
         assert record["substitution"] is None and record["provenance"]["requested"] == "synth"
         assert record["provenance"]["seed"] == 3 and record["progress"]["done"] == record["progress"]["total"]
+        assert record["cost"]["basis"] == "local_compute" and record["cost"]["amount"] == 0  # every status has its cost
         wav = http.get(f"/v1/generations/{job_id}/audio")
         data, rate = sf.read(io.BytesIO(wav.content))
         assert rate == 44100 and data.shape == (2 * 44100, 2)

@@ -413,6 +413,9 @@ def serve(
 @click.option("--dry-run", is_flag=True, help="Validate, check the policy and print the licence report only.")
 @click.option("--commercial", is_flag=True, help="Refuse models whose outputs may not be used commercially.")
 @click.option(
+    "--budget", type=float, default=None, help="The most the run may cost in USD, checked before any row runs."
+)
+@click.option(
     "--journal",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -439,6 +442,7 @@ def batch_command(
     retry_failed: bool,
     dry_run: bool,
     commercial: bool,
+    budget: float | None,
     journal: Path | None,
     ray_address: str | None,
     ray_workers: int | None,
@@ -486,6 +490,7 @@ def batch_command(
                     ray=ray_address,
                     ray_workers=ray_workers,
                     on_row=on_row,
+                    budget=budget,
                 )
             )
     except (SoundforgeError, OSError) as exc:
@@ -495,6 +500,11 @@ def batch_command(
         width = max(len(name) for name in report.plan)
         for name, target in report.plan.items():
             click.echo(f"  {name:<{width}}  {target}")
+        click.echo("estimated cost:")
+        for name, amount in report.estimates.items():
+            click.echo(f"  {name}: " + ("unknown price" if amount is None else f"${amount:.4f}"))
+        total = report.estimated_total
+        click.echo("  total: " + ("unknown (a provider's price is unknown)" if total is None else f"${total:.4f}"))
     table = Table(title="licences" + (" (dry run: nothing generated)" if dry_run else ""))
     for column in ("licence", "commercial use", "attribution", "rows"):
         table.add_column(column, overflow="fold")
@@ -508,6 +518,8 @@ def batch_command(
             f"{len(report.done)} generated, {len(report.skipped)} already done, {len(report.failed)} failed "
             f"in {report.seconds:.1f} s; licences in {out_dir}/licenses.json and {out_dir}/ATTRIBUTIONS.md"
         )
+        unpriced = f" ({len(report.unpriced)} row(s) of unknown price not counted)" if report.unpriced else ""
+        click.echo(f"spent ${report.spent:.4f}{unpriced}")
         for name, error in sorted(report.failed.items()):
             click.echo(f"  failed {name}: {error}", err=True)
         if report.failed:

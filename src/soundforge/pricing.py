@@ -190,7 +190,11 @@ def _default_registry() -> PriceRegistry:
 
 def total(costs: list[Cost]) -> float | None:
     """The money of several costs, or None if any is unknown (a sum that hides an unknown would lie)."""
-    amounts = [c.amount for c in costs]
+    return total_amount([c.amount for c in costs])
+
+
+def total_amount(amounts: list[float | None]) -> float | None:
+    """A sum of amounts that stays None when any of them is unknown."""
     if any(a is None for a in amounts):
         return None
     return math.fsum(a for a in amounts if a is not None)

@@ -33,6 +33,7 @@ class Outcome:
     license: str | None = None
     error: str | None = None
     reused: bool = False  # the file was already there and verified: nothing was generated
+    cost: float | None = None  # what the generation cost, when its price is known
 
 
 class Executor(Protocol):
@@ -57,7 +58,8 @@ async def produce(client: Client, row: BatchRow, spec: str | None, out: OutputLo
         return Outcome(error=str(exc))
     except OSError as exc:  # a full disk, a folder made read-only: this row fails, the run goes on
         return Outcome(error=f"cannot write {row.file_name}: {exc.strerror or exc}")
-    return Outcome(file=file, license=generation.license.id)
+    cost = generation.cost.amount if generation.cost is not None else None
+    return Outcome(file=file, license=generation.license.id, cost=cost)
 
 
 class LocalExecutor:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client
-from ..errors import InvalidRequestError, LicensePolicyError, SoundforgeError
+from ..errors import BudgetExceededError, InvalidRequestError, LicensePolicyError, SoundforgeError
 from ..licensing import License
+from ..pricing import Cost, total_amount
 from .executors import Executor, LocalExecutor, Target
 from .journal import JOURNAL, Journal
 from .manifest import BatchRow, load_manifest
@@ -35,14 +36,27 @@ class BatchReport:
     licenses: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Row name -> "provider:model" it was routed to (every row, in manifest order; the dry run's plan).
     plan: dict[str, str] = field(default_factory=dict)
+    #: Provider -> the estimated cost of its rows before anything ran (None: a row's price is unknown).
+    estimates: dict[str, float | None] = field(default_factory=dict)
+    #: What the rows generated in this run cost (rows with an unknown price count as nothing; see `unpriced`).
+    spent: float = 0.0
+    #: Rows generated in this run whose price is unknown.
+    unpriced: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def estimated_total(self) -> float | None:
+        """The estimate of every row together, or None when any row's price is unknown."""
+        return total_amount(list(self.estimates.values()))
 
-def plan(rows: list[BatchRow], client: Client, provider: str | None) -> tuple[dict[str, License], dict[str, Target]]:
-    """Route every row and check it against the licence policy before any work.
 
-    Returns row name -> licence and row name -> target. Raises LicensePolicyError (or InvalidRequestError for
-    other routing problems) naming every row that cannot run.
+def plan(
+    rows: list[BatchRow], client: Client, provider: str | None, estimates: dict[str, Cost] | None = None
+) -> tuple[dict[str, License], dict[str, Target]]:
+    """Route every row and check it against the licence policy (and each row's `max_cost`) before any work.
+
+    Returns row name -> licence and row name -> target; fills `estimates` (row name -> estimated cost) when given.
+    Raises LicensePolicyError (or InvalidRequestError for other routing problems) naming every row that cannot run.
     """
     licenses: dict[str, License] = {}
     targets: dict[str, Target] = {}
@@ -58,6 +72,8 @@ def plan(rows: list[BatchRow], client: Client, provider: str | None) -> tuple[di
         chosen = candidates[0]
         licenses[row.name] = chosen.license
         targets[row.name] = Target(chosen.backend.name, chosen.model, bool(chosen.backend.local))
+        if estimates is not None:
+            estimates[row.name] = chosen.estimate
     if refused:
         message = f"{len(refused)} row(s) cannot run: " + "; ".join(refused[:10])
         if isinstance(first, LicensePolicyError):
@@ -94,6 +110,7 @@ async def abatch(
     ray: str | None = None,
     ray_workers: int | None = None,
     on_row: Callable[[str, str], None] | None = None,
+    budget: float | None = None,
 ) -> BatchReport:
     """Run a manifest (async). See `batch` for the arguments."""
     started = time.perf_counter()
@@ -110,8 +127,13 @@ async def abatch(
             on_row(name, state)
 
     try:
-        licenses, targets = plan(rows, client, provider)
+        estimates: dict[str, Cost] = {}
+        licenses, targets = plan(rows, client, provider, estimates)
         report.plan = {row.name: f"{targets[row.name].provider}:{targets[row.name].model}" for row in rows}
+        for row in rows:
+            name = targets[row.name].provider
+            report.estimates[name] = total_amount([report.estimates.get(name, 0.0), estimates[row.name].amount])
+        _check_batch_budget(budget, report)
         if dry_run:
             report.licenses = license_report(licenses)
             return report
@@ -155,6 +177,10 @@ async def abatch(
                     return
                 license_id = outcome.license or licenses[row.name].id
                 book.mark(row.name, row.fingerprint, "done", output=outcome.file, license=license_id)
+                if not outcome.reused:
+                    if outcome.cost is None and not targets[row.name].local:
+                        report.unpriced.append(row.name)
+                    report.spent += outcome.cost or 0.0
                 (report.skipped if outcome.reused else report.done).append(row.name)
                 tell(row.name, "skipped" if outcome.reused else "done")
 
@@ -172,6 +198,25 @@ async def abatch(
             client.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check_batch_budget(budget: float | None, report: BatchReport) -> None:
+    """A per-batch budget (USD), checked against the estimate of every row before any row runs."""
+    if budget is None:
+        return
+    estimated = report.estimated_total
+    if estimated is None:
+        unknown = sorted(name for name, amount in report.estimates.items() if amount is None)
+        raise BudgetExceededError(
+            f"the batch budget of {budget:g} USD cannot be checked: {', '.join(unknown)} has no known price",
+            hint="route those rows to priced providers, or run without a budget",
+        )
+    if estimated > budget:
+        per = ", ".join(f"{name} {amount:.4f}" for name, amount in report.estimates.items() if amount)
+        raise BudgetExceededError(
+            f"the batch would cost about {estimated:.4f} USD ({per}), over its {budget:g} USD budget",
+            hint="raise the budget, drop rows, or route them to cheaper providers",
+        )
 
 
 def _pending(
@@ -227,6 +272,9 @@ def batch(manifest: str | Path, out_dir: str | os.PathLike[str], **kwargs: Any) 
         ray: run rows on Ray: "local" starts a cluster on this machine, "auto" or "ray://host:10001" joins one.
         ray_workers: actors per local model on a cluster without GPUs (default 2; with GPUs, one per GPU).
         on_row: called with (row name, "done" | "failed" | "skipped") as rows finish.
+        budget: the most the run may cost, in USD: the estimate of every row is checked against it before any row
+            runs (`BudgetExceededError`; a row with an unknown price makes it uncheckable). The report has the
+            estimate per provider (`estimates`) and what the run spent (`spent`).
     """
     return asyncio.run(abatch(manifest, out_dir, **kwargs))
 

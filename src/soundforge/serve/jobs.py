@@ -164,6 +164,7 @@ class JobManager:
                 license=outcome.license,
                 provenance=outcome.provenance,
                 substitution=Provenance.model_validate(outcome.provenance).substitution,
+                cost=(outcome.provenance or {}).get("cost"),
             )
         else:
             ending["error"] = outcome.error
