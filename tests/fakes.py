@@ -546,6 +546,7 @@ class FakeReplicate(JobServer):
 
     def __init__(self) -> None:
         self.model_lookups = 0
+        self.polled = threading.Event()  # set by the first status poll of any prediction
         super().__init__()
 
     def model_of(self, version: str) -> str | None:
@@ -659,6 +660,8 @@ class FakeReplicate(JobServer):
             if h.command == "POST" and parts[-1] == "cancel":
                 job["canceled"] = True
                 self.cancelled.append(job["id"])
+            else:
+                self.polled.set()
             return self.send(h, 200, self.prediction(job))
         self.problem(h, 404, "Not found", path)
 

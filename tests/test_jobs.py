@@ -105,8 +105,8 @@ def test_replicate_pinned_version_melody_and_errors(replicate, downloads) -> Non
 
 
 def test_replicate_timeout_and_cancel_cancel_the_remote_job(replicate, downloads) -> None:
-    client = cloud("replicate", replicate, downloads, job_timeout=0.3, prefer_wait=0)
-    with pytest.raises(GenerationTimeoutError):
+    client = cloud("replicate", replicate, downloads, job_timeout=0.3, prefer_wait=0, cancel_on_timeout=True)
+    with pytest.raises(GenerationTimeoutError, match="it was cancelled"):
         client.generate("slow piece", provider="replicate:meta/musicgen", duration=2)
     assert len(replicate.cancelled) == 1
     token = CancelToken()
@@ -159,8 +159,10 @@ def test_fal_queue_job(fal, downloads) -> None:
     assert events and events[0].phase == "queued"
     with pytest.raises(ProviderError, match="runner_error"):
         client.generate("fail please", provider="fal:fal-ai/stable-audio", duration=2)
-    with pytest.raises(GenerationTimeoutError):
-        cloud("fal", fal, downloads, job_timeout=0.2).generate("slow", provider="fal:fal-ai/stable-audio", duration=2)
+    with pytest.raises(GenerationTimeoutError, match="it was cancelled"):
+        cloud("fal", fal, downloads, job_timeout=0.2, cancel_on_timeout=True).generate(
+            "slow", provider="fal:fal-ai/stable-audio", duration=2
+        )
     assert fal.cancelled and not list(downloads.iterdir())
 
 

@@ -15,6 +15,7 @@ import click
 
 from ._version import __version__
 from .errors import (
+    InvalidRequestError,
     ProviderUnavailableError,
     SoundforgeError,
 )
@@ -524,6 +525,77 @@ def batch_command(
             click.echo(f"  failed {name}: {error}", err=True)
         if report.failed:
             sys.exit(EXIT_FAILURE)
+
+
+@cli.command("jobs")
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The job journal (default: the user data dir's cloud-jobs.sqlite; a provider's job_journal setting).",
+)
+@click.option("--resume", "resume_id", default=None, metavar="JOB_ID", help="Collect this pending job's result.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Where --resume saves."
+)
+@click.pass_context
+def jobs_command(ctx: click.Context, journal: Path | None, resume_id: str | None, output: Path | None) -> None:
+    """List cloud jobs that were submitted and not collected (a timeout, a crash), or collect one with --resume.
+
+    Collecting a job never submits it again: the result that was paid for is downloaded once.
+    """
+    import time as clock
+
+    from .backends.cloud import CloudJobJournal, default_journal_path
+    from .request import GenerationRequest
+
+    book = CloudJobJournal(journal or default_journal_path())
+    pending = book.all()
+    if resume_id is None:
+        if not pending:
+            click.echo(f"no pending cloud jobs in {book.path}")
+            return
+        for entry in pending:
+            state = "waited for" if entry.waited_for else "pending"
+            age = clock.time() - entry.created
+            prompt = str(entry.request.get("prompt", ""))[:40]
+            click.echo(f"{entry.job_id}  {entry.provider}:{entry.model}  {state}  {age:.0f} s old  {prompt!r}")
+        return
+    job = next((j for j in pending if j.job_id == resume_id), None)
+    if job is None:
+        _fail(InvalidRequestError(f"no pending job {resume_id!r} in {book.path}", field="resume"), ctx.obj["debug"])
+    if output is None:
+        _fail(InvalidRequestError("--resume needs -o FILE to save the result", field="output"), ctx.obj["debug"])
+    if any(
+        isinstance(job.request.get(name), dict) and "sha256" in job.request[name] for name in ("melody", "audio_prompt")
+    ):
+        _fail(
+            InvalidRequestError(
+                "this job's request had an audio input, which the journal keeps only as a hash: collect it by "
+                "calling again with the same request and audio",
+                field="resume",
+            ),
+            ctx.obj["debug"],
+        )
+    try:
+        from .client import Client
+        from .config import Config
+
+        config = Config.load(ctx.obj["config"])
+        providers = {
+            **config.providers,
+            job.provider: {**config.providers.get(job.provider, {}), "job_journal": str(book.path)},
+        }
+        client = Client(config.model_copy(update={"providers": providers}))
+        # The journal keeps the request's record, defaults included: give back only what was set, as it was given.
+        fields = GenerationRequest.model_fields
+        given = {k: v for k, v in job.request.items() if k not in fields or v != fields[k].get_default()}
+        generation = client.generate(GenerationRequest(**given), provider=f"{job.provider}:{job.model}")
+        paths = generation.save(output)
+    except (SoundforgeError, OSError) as exc:
+        _fail(exc, ctx.obj["debug"])
+    for path in paths:
+        click.echo(str(path))
 
 
 @cli.group()

@@ -8,8 +8,6 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from hashlib import sha256
-from pathlib import Path
 from typing import Any
 
 from ._version import __version__
@@ -259,7 +257,7 @@ class Client:
         )
         self._settle(held, cost)
         attempts = [*attempts, Attempt(provider=backend.name, model=model, outcome="ok", seconds=elapsed)]
-        request_record = _request_record(request)
+        request_record = request.record()
         tracks = []
         for index, raw_track in enumerate(raw.tracks):
             audio = as_audio(raw_track.audio, name=f"{backend.name} output")
@@ -350,17 +348,3 @@ def _exhausted(errors: list[tuple[str, SoundforgeError]]) -> SoundforgeError:
     if len(errors) == 1:
         return errors[0][1]
     return AllProvidersFailedError(errors)
-
-
-def _request_record(request: GenerationRequest) -> dict[str, Any]:
-    """The request as JSON for provenance, with embedded audio replaced by its hash."""
-    record = request.model_dump(mode="json", exclude={"melody", "audio_prompt"}, exclude_none=True)
-    for name in ("melody", "audio_prompt"):
-        value = getattr(request, name)
-        if value is not None:
-            blob = value.wav if value.wav is not None else Path(value.path).read_bytes()
-            record[name] = {
-                "sha256": sha256(blob).hexdigest(),
-                **({"path": str(value.path)} if value.path is not None else {}),
-            }
-    return record

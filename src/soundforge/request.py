@@ -7,6 +7,7 @@ field they cannot honour with `UnsupportedFeatureError`; nothing is silently dro
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -289,6 +290,19 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         if self.strength is not None and mode in ("continuation", "repaint", "extract"):
             raise ValueError(f"strength applies to 'variation' and 'cover', not to audio_prompt_mode={mode!r}")
         return self
+
+    def record(self) -> dict[str, Any]:
+        """The request as JSON for provenance and job keys, with embedded audio replaced by its hash."""
+        record = self.model_dump(mode="json", exclude={"melody", "audio_prompt"}, exclude_none=True)
+        for name in ("melody", "audio_prompt"):
+            value = getattr(self, name)
+            if value is not None:
+                blob = value.wav if value.wav is not None else Path(value.path).read_bytes()
+                record[name] = {
+                    "sha256": hashlib.sha256(blob).hexdigest(),
+                    **({"path": str(value.path)} if value.path is not None else {}),
+                }
+        return record
 
     def set_fields(self) -> set[str]:
         """Fields the caller gave (not defaults), minus the always-present ones; backends check these."""

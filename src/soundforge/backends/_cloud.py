@@ -11,6 +11,7 @@ import contextlib
 import os
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..audio import encode, format_for, load_audio, resample, to_channels
@@ -23,6 +24,7 @@ from ..errors import (
 )
 from ..request import GenerationRequest
 from ._http import HttpCore, HttpReply, HttpSettings
+from ._journal import CloudJobJournal, PendingJob, default_path, job_key
 from .base import Availability, Backend, RawGeneration, RunContext, checked_values
 
 if TYPE_CHECKING:
@@ -34,8 +36,51 @@ T = TypeVar("T")
 #: What every cloud provider reads: the connection (HttpSettings' fields), the key, and job polling.
 CLOUD_SETTINGS = frozenset(
     {f for f in HttpSettings.__dataclass_fields__}
-    | {"api_key_env", "poll_interval", "poll_max_interval", "job_timeout"}
+    | {"api_key_env", "poll_interval", "poll_max_interval", "job_timeout", "job_journal", "cancel_on_timeout"}
 )
+
+
+@dataclass
+class JobEntry:
+    """One call's place in the cloud job journal: the job already submitted for the same request, if any.
+
+    With no journal (`job_journal = "off"`) every method does nothing and `pending` is None.
+    """
+
+    journal: CloudJobJournal | None
+    key: str
+    provider: str
+    model: str
+    request: GenerationRequest
+    pending: PendingJob | None = None
+    #: Whether a job whose wait ends is left running for the next call (journaled and not `cancel_on_timeout`).
+    keep_on_timeout: bool = False
+
+    job_id: str | None = None
+
+    def record(self, job_id: str, data: dict[str, Any] | None = None) -> None:
+        """Write the submitted job down, before waiting for it."""
+        self.job_id = job_id
+        if self.journal is not None:
+            self.journal.record(self.key, self.provider, self.model, job_id, self.request, data or {})
+
+    def forget(self) -> None:
+        """The job's result was delivered, or the job ended without one."""
+        if self.journal is not None and self.job_id is not None:
+            self.journal.forget(self.job_id)
+
+    def release(self) -> None:
+        """This call stops waiting for the job (a timeout): the next call for the same request takes it over."""
+        if self.journal is not None and self.job_id is not None:
+            self.journal.release(self.job_id)
+
+    def kept_hint(self, job_id: str) -> str:
+        """What to tell a caller whose wait ended while the job goes on."""
+        return (
+            f"the {self.provider} job {job_id} is still running and is kept in the job journal "
+            f"({self.journal.path if self.journal else 'off'}): call again with the same request to collect its "
+            "result without paying twice (`soundforge jobs` lists pending jobs)"
+        )
 
 
 class CloudBackend(Backend):
@@ -50,6 +95,53 @@ class CloudBackend(Backend):
     def __init__(self, settings: dict[str, Any] | None = None, *, memory: ModelMemory | None = None) -> None:
         super().__init__(settings, memory=memory)
         self._http: HttpCore | None = None
+
+    def job_journal(self) -> CloudJobJournal | None:
+        """The journal remote jobs are kept in (setting `job_journal`: a path, or "off"), or None."""
+        where = self.settings.get("job_journal")
+        if where == "off":
+            return None
+        return CloudJobJournal(where or default_path())
+
+    def job_entry(self, request: GenerationRequest, model: str) -> JobEntry:
+        """This call's place in the job journal, with the job already submitted for the same request if any."""
+        journal = self.job_journal()
+        key = job_key(self.name, model, request)
+        pending = journal.claim(key) if journal is not None else None
+        keep = journal is not None and not self.settings.get("cancel_on_timeout", False)
+        return JobEntry(journal, key, self.name, model, request, pending, keep, pending.job_id if pending else None)
+
+    async def wait_for_job(
+        self,
+        entry: JobEntry,
+        job_id: str,
+        fetch: Callable[[], Awaitable[T]],
+        finished: Callable[[T], bool],
+        cancel: Callable[[], Awaitable[None]],
+        context: RunContext,
+    ) -> T:
+        """`poll_job` for a journaled job: a wait that ends leaves it in the journal (with a hint saying how to
+        collect it); a cancelled or cancelled-on-timeout job is forgotten."""
+        try:
+            return await poll_job(
+                fetch,
+                finished,
+                context=context,
+                settings=self.settings,
+                cancel=cancel,
+                provider=self.name,
+                keep_on_timeout=entry.keep_on_timeout,
+            )
+        except GenerationTimeoutError as exc:
+            if entry.keep_on_timeout:
+                entry.release()
+                exc.hint = entry.kept_hint(job_id)
+            else:
+                entry.forget()
+            raise
+        except BaseException:  # cancelled by the caller: the remote job was cancelled too
+            entry.forget()
+            raise
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.http_settings().base_url!r})"
@@ -122,10 +214,13 @@ async def poll_job(
     settings: dict[str, Any],
     cancel: Callable[[], Awaitable[None]],
     provider: str,
+    keep_on_timeout: bool = False,
 ) -> T:
-    """Poll a remote job until `finished`, with growing intervals; cancel it remotely on timeout or cancel.
+    """Poll a remote job until `finished`, with growing intervals; cancel it remotely when the caller cancels, and on
+    timeout unless `keep_on_timeout` (the job is in the journal: the next call collects it, nothing is wasted).
 
-    Settings: `poll_interval` (first wait, default 0.5 s), `poll_max_interval` (5 s), `job_timeout` (600 s).
+    Settings: `poll_interval` (first wait, default 0.5 s), `poll_max_interval` (5 s), `job_timeout` (600 s),
+    `cancel_on_timeout` (cancel even a journaled job when the wait ends; see `CloudBackend.job_entry`).
     """
     interval = float(settings.get("poll_interval", 0.5))
     ceiling = float(settings.get("poll_max_interval", 5.0))
@@ -139,14 +234,19 @@ async def poll_job(
             polls += 1
             context.progress("queued", polls, polls + 1)
             if asyncio.get_running_loop().time() + interval > deadline:
+                fate = "it goes on and is kept in the job journal" if keep_on_timeout else "it was cancelled"
                 raise GenerationTimeoutError(
-                    f"the {provider} job did not finish within "
-                    f"{settings.get('job_timeout', 600.0)} s; it was cancelled",
+                    f"the {provider} job did not finish within {settings.get('job_timeout', 600.0)} s; {fate}",
                     provider=provider,
                 )
             await asyncio.sleep(interval)
             interval = min(ceiling, interval * 1.5)
-    except (GenerationTimeoutError, GenerationCancelledError, asyncio.CancelledError):
+    except GenerationTimeoutError:
+        if not keep_on_timeout:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(cancel())
+        raise
+    except (GenerationCancelledError, asyncio.CancelledError):
         with contextlib.suppress(Exception):
             await asyncio.shield(cancel())
         raise

@@ -17,7 +17,7 @@ from typing import Any
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CloudBackend, decode_reply, model_inputs, poll_job
+from ._cloud import CloudBackend, decode_reply, model_inputs
 from .base import RawGeneration, RawTrack, RunContext
 
 STABLE_AUDIO = "fal-ai/stable-audio"
@@ -191,35 +191,58 @@ class FalBackend(CloudBackend):
 
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         payload = self._input(request, model)
-        ticket = await self.http.request_json("POST", f"/{model}", idempotent=False, context=context, json=payload)
-        job_id = str(ticket.get("request_id", ""))
-        if not job_id:
-            raise ProviderError("fal answered without a request_id", provider=self.name)
-        app = "/".join(model.split("/")[:2])
-        base = f"/{app}/requests/{job_id}"
-        status_url = self._own(ticket.get("status_url"), f"{base}/status")
-        response_url = self._own(ticket.get("response_url"), base)
-        cancel_url = self._own(ticket.get("cancel_url"), f"{base}/cancel")
+        entry = self.job_entry(request, model)
 
         async def json_of(method: str, url: str, ctx: RunContext = context, **kwargs: Any) -> dict[str, Any]:
             return await self.http.request_json(method, url, idempotent=True, context=ctx, **kwargs)
 
+        urls = entry.pending.data if entry.pending is not None else None
+        if urls is not None:  # submitted by an earlier call for the same request: collect it, never submit again
+            try:
+                await json_of("GET", urls["status_url"], params={"logs": "0"})
+            except ProviderError as exc:
+                if exc.status != 404:
+                    raise
+                entry.forget()  # fal no longer knows it: submit anew
+                urls = None
+        if urls is None:
+            ticket = await self.http.request_json("POST", f"/{model}", idempotent=False, context=context, json=payload)
+            job_id = str(ticket.get("request_id", ""))
+            if not job_id:
+                raise ProviderError("fal answered without a request_id", provider=self.name)
+            app = "/".join(model.split("/")[:2])
+            base = f"/{app}/requests/{job_id}"
+            urls = {
+                "request_id": job_id,
+                "status_url": self._own(ticket.get("status_url"), f"{base}/status"),
+                "response_url": self._own(ticket.get("response_url"), base),
+                "cancel_url": self._own(ticket.get("cancel_url"), f"{base}/cancel"),
+            }
+            entry.record(job_id, urls)
+        job_id, status_url, response_url, cancel_url = (
+            urls["request_id"],
+            urls["status_url"],
+            urls["response_url"],
+            urls["cancel_url"],
+        )
+
         async def cancel() -> None:
             await json_of("PUT", cancel_url, RunContext())  # fresh context: the caller's may be cancelled
 
-        status = await poll_job(
+        status = await self.wait_for_job(
+            entry,
+            job_id,
             lambda: json_of("GET", status_url, params={"logs": "0"}),
             lambda s: s.get("status") == "COMPLETED",
-            context=context,
-            settings=self.settings,
-            cancel=cancel,
-            provider=self.name,
+            cancel,
+            context,
         )
         # As fal-client does, the result is fetched even when the status carries an error: a model error (a refused
         # or invalid input) comes back from the response URL as a typed 422, which map_error turns into its class.
         try:
             result = await json_of("GET", response_url)
         except (ContentRefusedError, InvalidRequestError):
+            entry.forget()  # a final answer about the input: nothing will come of this request
             raise
         except SoundforgeError:
             if not status.get("error"):
@@ -227,6 +250,8 @@ class FalBackend(CloudBackend):
             result = {}
         audio_file = next((result[k] for k in AUDIO_KEYS if k in result), None)
         url = audio_file.get("url") if isinstance(audio_file, dict) else audio_file
+        if not isinstance(url, str):
+            entry.forget()  # the request ended without a file: the next call submits anew
         if status.get("error") and not isinstance(url, str):
             raise ProviderError(
                 f"fal request {job_id} failed: {status.get('error')} ({status.get('error_type', 'no type')})",
@@ -238,6 +263,7 @@ class FalBackend(CloudBackend):
                 f"fal request {job_id} returned no audio file ({sorted(result)})", provider=self.name, request_id=job_id
             )
         audio, rate = decode_reply(await self.http.download(url, context), self.name)
+        entry.forget()  # delivered
         audio = audio[:, : round(request.duration * rate)]
         parameters = {k: v for k, v in payload.items() if k != "prompt"} | {"request_id": job_id}
         return RawGeneration(

@@ -26,7 +26,7 @@ from ..errors import (
     SoundforgeError,
 )
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply, model_inputs, poll_job
+from ._cloud import CLOUD_SETTINGS, CloudBackend, JobEntry, decode_reply, model_inputs
 from .base import RawGeneration, RawTrack, RunContext
 
 if TYPE_CHECKING:
@@ -147,6 +147,23 @@ class ReplicateBackend(CloudBackend):
             return f"/v1/models/{name}/predictions", {}
         return "/v1/predictions", {"version": cached[0]}
 
+    async def _resume(self, entry: JobEntry, context: RunContext) -> dict[str, Any] | None:
+        """The prediction already submitted for this request (from the job journal), or None to submit one.
+
+        A journaled prediction Replicate no longer knows (404) is forgotten, and a new one is submitted.
+        """
+        if entry.pending is None:
+            return None
+        try:
+            return await self.http.request_json(
+                "GET", f"/v1/predictions/{entry.pending.job_id}", idempotent=True, context=context
+            )
+        except ProviderError as exc:
+            if exc.status != 404:
+                raise
+            entry.forget()
+            return None
+
     def _input(self, request: GenerationRequest, model: str) -> dict[str, Any]:
         musicgen = model.split(":")[0] == MUSICGEN
         passthrough, extra = model_inputs(request, self.name, MUSICGEN_EXTRA if musicgen else None)
@@ -172,16 +189,21 @@ class ReplicateBackend(CloudBackend):
     async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         name, _, version = model.partition(":")
         inputs = self._input(request, model)  # checked before any request
-        path, route = await self._route(name, version, context)
-        payload: dict[str, Any] = {**route, "input": inputs}
-        wait = int(self.settings.get("prefer_wait", 5))
-        headers = {"Prefer": f"wait={wait}"} if wait > 0 else {}
-        prediction = await self.http.request_json(
-            "POST", path, idempotent=False, context=context, headers=headers, json=payload
-        )
-        job_id = str(prediction.get("id", ""))
-        if not job_id:
-            raise ProviderError("Replicate answered without a prediction id", provider=self.name)
+        entry = self.job_entry(request, model)
+        prediction = await self._resume(entry, context)
+        payload: dict[str, Any] = {"input": inputs}
+        if prediction is None:
+            path, route = await self._route(name, version, context)
+            payload |= route
+            wait = int(self.settings.get("prefer_wait", 5))
+            headers = {"Prefer": f"wait={wait}"} if wait > 0 else {}
+            prediction = await self.http.request_json(
+                "POST", path, idempotent=False, context=context, headers=headers, json=payload
+            )
+            if not prediction.get("id"):
+                raise ProviderError("Replicate answered without a prediction id", provider=self.name)
+            entry.record(str(prediction["id"]))
+        job_id = str(prediction["id"])
 
         async def fetch() -> dict[str, Any]:
             return await self.http.request_json("GET", f"/v1/predictions/{job_id}", idempotent=True, context=context)
@@ -193,14 +215,11 @@ class ReplicateBackend(CloudBackend):
             )
 
         if prediction.get("status") not in TERMINAL:
-            prediction = await poll_job(
-                fetch,
-                lambda p: p.get("status") in TERMINAL,
-                context=context,
-                settings=self.settings,
-                cancel=cancel,
-                provider=self.name,
+            prediction = await self.wait_for_job(
+                entry, job_id, fetch, lambda p: p.get("status") in TERMINAL, cancel, context
             )
+        if prediction.get("status") != "succeeded":
+            entry.forget()  # it ended without a result: the next call submits anew
         status = prediction.get("status")
         if status == "aborted":
             raise GenerationTimeoutError(
@@ -227,6 +246,7 @@ class ReplicateBackend(CloudBackend):
                 f"Replicate prediction {job_id} has no output file", provider=self.name, request_id=job_id
             )
         audio, rate = decode_reply(await self.http.download(url, context), self.name)
+        entry.forget()  # delivered: a call for the same request from now on is a new generation
         audio = audio[:, : round(request.duration * rate)]
         parameters = {k: v for k, v in payload["input"].items() if k not in ("prompt", "input_audio")}
         resolved = prediction.get("version") or payload.get("version") or None

@@ -1,0 +1,163 @@
+"""The cloud job journal: a remote job is written down before soundforge waits for it, so nothing paid is lost.
+
+A cloud call that gets a job id (a Replicate prediction, a fal request) records it here under the request's key
+before polling. If the process then dies, is interrupted or gives up waiting, the job is still there: the next call
+for the same request (same provider, model and request, so the same key) takes that job over instead of submitting a
+new one, and downloads the result that was already paid for. A job is taken over only when nobody waits for it any
+more (its process is gone, or its call ended with a timeout): two calls for the same request at the same time each
+get their own job. The entry is removed once the job's result is delivered or the job has ended without one.
+`soundforge jobs` lists what is pending.
+
+One small SQLite file (default: the user data dir's `cloud-jobs.sqlite`; setting `job_journal`, "off" for none),
+safe across threads and processes; each operation opens and closes its own connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..request import GenerationRequest
+
+FILE_NAME = "cloud-jobs.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    created REAL NOT NULL,
+    request TEXT NOT NULL,
+    data TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    released INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (key)
+"""
+_COLUMNS = "job_id, key, provider, model, created, request, data, pid, released"
+
+
+def job_key(provider: str, model: str, request: GenerationRequest) -> str:
+    """The idempotency key of a call: the provider, the model and the request as given (audio by its hash)."""
+    canonical = json.dumps(
+        {"provider": provider, "model": model, "request": request.record()}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """A remote job that was submitted and whose result was not delivered yet."""
+
+    job_id: str
+    key: str
+    provider: str
+    model: str
+    created: float
+    request: dict[str, Any]
+    data: dict[str, Any]
+    pid: int
+    released: bool
+
+    @property
+    def waited_for(self) -> bool:
+        """Whether a live call is still waiting for this job (then nobody else may take it over)."""
+        return not self.released and _alive(self.pid)
+
+
+def default_path() -> Path:
+    """The journal's default place: the user data dir (a test's or a user's own home)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("soundforge")) / FILE_NAME
+
+
+class CloudJobJournal:
+    """Pending remote jobs by request key."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.executescript(_SCHEMA)
+        return connection
+
+    def record(
+        self, key: str, provider: str, model: str, job_id: str, request: GenerationRequest, data: dict[str, Any]
+    ) -> None:
+        """Write a submitted job down (before waiting for it), as this process's."""
+        with closing(self._connect()) as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (
+                    job_id,
+                    key,
+                    provider,
+                    model,
+                    time.time(),
+                    json.dumps(request.record()),
+                    json.dumps(data),
+                    os.getpid(),
+                ),
+            )
+
+    def claim(self, key: str) -> PendingJob | None:
+        """Take over a job submitted for this key that nobody waits for any more (oldest first), or None."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE key = ? ORDER BY created", (key,)).fetchall()
+            job = next((j for j in map(_job, rows) if not j.waited_for), None)
+            if job is not None:
+                db.execute("UPDATE jobs SET pid = ?, released = 0 WHERE job_id = ?", (os.getpid(), job.job_id))
+            db.execute("COMMIT")
+        return job
+
+    def release(self, job_id: str) -> None:
+        """The call waiting for this job stopped waiting (it timed out): the next call may take the job over."""
+        with closing(self._connect()) as db:
+            db.execute("UPDATE jobs SET released = 1 WHERE job_id = ?", (job_id,))
+
+    def forget(self, job_id: str) -> None:
+        """The job's result was delivered, or the job ended without one."""
+        with closing(self._connect()) as db:
+            db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+
+    def all(self) -> list[PendingJob]:
+        """Every pending job, oldest first."""
+        if not self.path.exists():
+            return []
+        with closing(self._connect()) as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created").fetchall()
+        return [_job(row) for row in rows]
+
+
+def _job(row: tuple[Any, ...]) -> PendingJob:
+    job_id, key, provider, model, created, request, data, pid, released = row
+    return PendingJob(
+        job_id, key, provider, model, created, json.loads(request), json.loads(data), int(pid), bool(released)
+    )
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this machine is still running."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    except OSError:
+        return False
+    return True
