@@ -13,7 +13,7 @@ from typing import Any
 from ._version import __version__
 from .audio import as_audio, pcm_sha256
 from .backends import Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
-from .backends.base import ProgressCallback
+from .backends.base import ProgressCallback, ProgressEvent
 from .backends.runtime import ModelMemory
 from .budget import Budget
 from .config import Config
@@ -23,6 +23,7 @@ from .errors import (
     SoundforgeError,
 )
 from .licensing import LicenseRegistry
+from .observe import Callback, EventKind, GenerationEvent, add_event, attempt_span, end_attempt, generation_span, notify
 from .policy import LicensePolicy
 from .pricing import Cost, PriceRegistry
 from .provenance import Attempt, Provenance, Timings
@@ -77,6 +78,8 @@ class Client:
         budget: a running spending limit for every call this client makes (`soundforge.Budget`): a call that
             would pass it is refused before it is sent, and `auto` skips providers over it.
         prices: the price registry costs are estimated from (default: the one shipped, docs/prices.md).
+        callbacks: functions called with a `soundforge.observe.GenerationEvent` when a provider attempt starts,
+            reports progress, succeeds or fails (for your own logging: no audio, no secret in them).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class Client:
         backends: Mapping[str, Backend | type[Backend]] | None = None,
         budget: Budget | None = None,
         prices: PriceRegistry | None = None,
+        callbacks: list[Callback] | None = None,
     ) -> None:
         if config is None or isinstance(config, (str, os.PathLike)):
             config = Config.load(config)
@@ -101,6 +105,7 @@ class Client:
         self.memory = ModelMemory(config.model_memory_gb)
         self.budget = budget
         self.prices = prices or PriceRegistry.default()
+        self.callbacks: list[Callback] = list(callbacks or [])
         self.router = Router(
             self.config, self.registry, self.backend, names=self.provider_names, prices=self.prices, budget=budget
         )
@@ -147,23 +152,31 @@ class Client:
     ) -> Generation:
         """Generate audio (blocking). See `soundforge.generate` for the arguments."""
         request = build_request(prompt_or_request, params)
-        candidates, attempts = self.router.plan(request, provider)
-        errors: list[tuple[str, SoundforgeError]] = []
-        for candidate in candidates:
-            context = self._context(candidate, on_progress, cancel)
-            started = time.perf_counter()
-            held = self._reserve(candidate)
-            try:
-                raw = candidate.backend.generate(request, candidate.model, context)
-            except SoundforgeError as exc:
-                self._settle(held, None)
-                self._record_failure(candidate, exc, started, attempts, errors)
-                continue
-            except BaseException:
-                self._settle(held, None)
-                raise
-            return self._finish(request, candidate, raw, started, attempts, provider, held)
-        raise _exhausted(errors)
+        record = request.record()
+        with generation_span(record, provider) as span:
+            candidates, attempts = self.router.plan(request, provider)
+            self._skipped(span, attempts)
+            errors: list[tuple[str, SoundforgeError]] = []
+            for number, candidate in enumerate(candidates, 1):
+                context = self._context(candidate, self._watch(on_progress, candidate, record, number), cancel)
+                started = time.perf_counter()
+                held = self._reserve(candidate)
+                self._tell("start", candidate, record, number, started)
+                with attempt_span(candidate.backend.name, candidate.model, number) as attempt:
+                    try:
+                        raw = candidate.backend.generate(request, candidate.model, context)
+                    except SoundforgeError as exc:
+                        self._settle(held, None)
+                        self._failed(span, attempt, candidate, record, number, started, exc)
+                        self._record_failure(candidate, exc, started, attempts, errors)
+                        continue
+                    except BaseException:
+                        self._settle(held, None)
+                        raise
+                    generation = self._finish(request, candidate, raw, started, attempts, provider, held)
+                    self._succeeded(attempt, candidate, record, number, started, generation)
+                    return generation
+            raise _exhausted(errors)
 
     async def agenerate(
         self,
@@ -176,29 +189,111 @@ class Client:
     ) -> Generation:
         """Generate audio without blocking the event loop; cancelling the task cancels the generation."""
         request = build_request(prompt_or_request, params)
-        candidates, attempts = self.router.plan(request, provider)
-        errors: list[tuple[str, SoundforgeError]] = []
-        for candidate in candidates:
-            context = self._context(candidate, on_progress, cancel)
-            started = time.perf_counter()
-            held = self._reserve(candidate)
-            try:
-                raw = await candidate.backend.agenerate(request, candidate.model, context)
-            except SoundforgeError as exc:
-                self._settle(held, None)
-                self._record_failure(candidate, exc, started, attempts, errors)
-                continue
-            except BaseException:
-                self._settle(held, None)
-                raise
-            if sum(track.audio.size for track in raw.tracks) > _FINISH_ON_LOOP_MAX_SAMPLES:
-                # Checking and hashing long audio takes milliseconds (about 22 ms for 60 s of stereo): not on the
-                # event loop, where it would hold up every other request.
-                import asyncio
+        record = request.record()
+        with generation_span(record, provider) as span:
+            candidates, attempts = self.router.plan(request, provider)
+            self._skipped(span, attempts)
+            errors: list[tuple[str, SoundforgeError]] = []
+            for number, candidate in enumerate(candidates, 1):
+                context = self._context(candidate, self._watch(on_progress, candidate, record, number), cancel)
+                started = time.perf_counter()
+                held = self._reserve(candidate)
+                self._tell("start", candidate, record, number, started)
+                with attempt_span(candidate.backend.name, candidate.model, number) as attempt:
+                    try:
+                        raw = await candidate.backend.agenerate(request, candidate.model, context)
+                    except SoundforgeError as exc:
+                        self._settle(held, None)
+                        self._failed(span, attempt, candidate, record, number, started, exc)
+                        self._record_failure(candidate, exc, started, attempts, errors)
+                        continue
+                    except BaseException:
+                        self._settle(held, None)
+                        raise
+                    finish = (request, candidate, raw, started, attempts, provider, held)
+                    if sum(track.audio.size for track in raw.tracks) > _FINISH_ON_LOOP_MAX_SAMPLES:
+                        # Checking and hashing long audio takes milliseconds (about 22 ms for 60 s of stereo): not on
+                        # the event loop, where it would hold up every other request.
+                        import asyncio
 
-                return await asyncio.to_thread(self._finish, request, candidate, raw, started, attempts, provider, held)
-            return self._finish(request, candidate, raw, started, attempts, provider, held)
-        raise _exhausted(errors)
+                        generation = await asyncio.to_thread(self._finish, *finish)
+                    else:
+                        generation = self._finish(*finish)
+                    self._succeeded(attempt, candidate, record, number, started, generation)
+                    return generation
+            raise _exhausted(errors)
+
+    # --- watching: callbacks and spans ---
+    def _tell(
+        self, kind: EventKind, candidate: Candidate, record: dict[str, Any], number: int, started: float, **more: Any
+    ) -> None:
+        if self.callbacks:
+            event = GenerationEvent(
+                kind,
+                candidate.backend.name,
+                candidate.model,
+                record,
+                number,
+                seconds=time.perf_counter() - started,
+                **more,
+            )
+            notify(self.callbacks, event)
+
+    def _watch(
+        self, on_progress: ProgressCallback | None, candidate: Candidate, record: dict[str, Any], number: int
+    ) -> ProgressCallback | None:
+        """The caller's progress callback, also telling the client's callbacks (itself when there are none)."""
+        if not self.callbacks:
+            return on_progress
+        started = time.perf_counter()
+
+        def progress(event: ProgressEvent) -> None:
+            self._tell(
+                "progress", candidate, record, number, started, phase=event.phase, done=event.done, total=event.total
+            )
+            if on_progress is not None:
+                on_progress(event)
+
+        return progress
+
+    @staticmethod
+    def _skipped(span: Any, attempts: list[Attempt]) -> None:
+        for skip in attempts:
+            add_event(span, "soundforge.skipped", {"provider": skip.provider, "reason": skip.error_code})
+
+    def _failed(
+        self,
+        span: Any,
+        attempt: Any,
+        candidate: Candidate,
+        record: dict[str, Any],
+        number: int,
+        started: float,
+        exc: SoundforgeError,
+    ) -> None:
+        end_attempt(attempt, outcome="failed", error_code=exc.code)
+        add_event(span, "soundforge.attempt_failed", {"provider": candidate.backend.name, "error.type": exc.code})
+        self._tell("failure", candidate, record, number, started, error_code=exc.code, error=str(exc))
+
+    def _succeeded(
+        self,
+        attempt: Any,
+        candidate: Candidate,
+        record: dict[str, Any],
+        number: int,
+        started: float,
+        generation: Generation,
+    ) -> None:
+        end_attempt(
+            attempt,
+            outcome="ok",
+            cost=generation.cost,
+            license_id=generation.license.id,
+            delivered=generation.duration,
+        )
+        self._tell(
+            "success", candidate, record, number, started, cost=generation.cost, license_id=generation.license.id
+        )
 
     def _reserve(self, candidate: Candidate) -> float:
         """Hold the candidate's estimate in the budget for the length of the call (0 without a budget)."""
