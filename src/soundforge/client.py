@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
 import os
 import threading
 import time
@@ -16,6 +18,7 @@ from .backends import Backend, CancelToken, RawGeneration, RunContext, backend_c
 from .backends.base import ProgressCallback, ProgressEvent
 from .backends.runtime import ModelMemory
 from .budget import Budget
+from .cache import DiskCache, ResultCache, cache_key
 from .config import Config
 from .errors import (
     AllProvidersFailedError,
@@ -80,6 +83,9 @@ class Client:
         prices: the price registry costs are estimated from (default: the one shipped, docs/prices.md).
         callbacks: functions called with a `soundforge.observe.GenerationEvent` when a provider attempt starts,
             reports progress, succeeds or fails (for your own logging: no audio, no secret in them).
+        cache: a result cache (`soundforge.cache.DiskCache`, or True for one in the user cache dir): a request with
+            an explicit seed to a seed-deterministic model returns the stored audio at no cost, `provenance.cache_hit`
+            set. Off by default.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class Client:
         budget: Budget | None = None,
         prices: PriceRegistry | None = None,
         callbacks: list[Callback] | None = None,
+        cache: ResultCache | bool | None = None,
     ) -> None:
         if config is None or isinstance(config, (str, os.PathLike)):
             config = Config.load(config)
@@ -106,6 +113,7 @@ class Client:
         self.budget = budget
         self.prices = prices or PriceRegistry.default()
         self.callbacks: list[Callback] = list(callbacks or [])
+        self.cache: ResultCache | None = DiskCache() if cache is True else (cache or None)
         self.router = Router(
             self.config, self.registry, self.backend, names=self.provider_names, prices=self.prices, budget=budget
         )
@@ -158,6 +166,10 @@ class Client:
             self._skipped(span, attempts)
             errors: list[tuple[str, SoundforgeError]] = []
             for number, candidate in enumerate(candidates, 1):
+                key = self._cache_key(candidate, request, record)
+                cached = self.cache.get(key) if self.cache is not None and key is not None else None
+                if cached is not None:
+                    return cached
                 context = self._context(candidate, self._watch(on_progress, candidate, record, number), cancel)
                 started = time.perf_counter()
                 held = self._reserve(candidate)
@@ -175,6 +187,7 @@ class Client:
                         raise
                     generation = self._finish(request, candidate, raw, started, attempts, provider, held)
                     self._succeeded(attempt, candidate, record, number, started, generation)
+                    self._store(key, generation)
                     return generation
             raise _exhausted(errors)
 
@@ -195,6 +208,11 @@ class Client:
             self._skipped(span, attempts)
             errors: list[tuple[str, SoundforgeError]] = []
             for number, candidate in enumerate(candidates, 1):
+                key = self._cache_key(candidate, request, record)
+                if self.cache is not None and key is not None:
+                    cached = await asyncio.to_thread(self.cache.get, key)
+                    if cached is not None:
+                        return cached
                 context = self._context(candidate, self._watch(on_progress, candidate, record, number), cancel)
                 started = time.perf_counter()
                 held = self._reserve(candidate)
@@ -214,12 +232,12 @@ class Client:
                     if sum(track.audio.size for track in raw.tracks) > _FINISH_ON_LOOP_MAX_SAMPLES:
                         # Checking and hashing long audio takes milliseconds (about 22 ms for 60 s of stereo): not on
                         # the event loop, where it would hold up every other request.
-                        import asyncio
-
                         generation = await asyncio.to_thread(self._finish, *finish)
                     else:
                         generation = self._finish(*finish)
                     self._succeeded(attempt, candidate, record, number, started, generation)
+                    if key is not None and self.cache is not None:
+                        await asyncio.to_thread(self._store, key, generation)
                     return generation
             raise _exhausted(errors)
 
@@ -294,6 +312,23 @@ class Client:
         self._tell(
             "success", candidate, record, number, started, cost=generation.cost, license_id=generation.license.id
         )
+
+    def _cache_key(self, candidate: Candidate, request: GenerationRequest, record: dict[str, Any]) -> str | None:
+        """The result cache's key for this call, or None when it must not be cached (no cache, no explicit seed,
+        or a model that does not declare seed determinism)."""
+        if self.cache is None or request.seed is None:
+            return None
+        if not candidate.backend.capabilities(candidate.model).seed_deterministic:
+            return None
+        identity = candidate.backend.cache_identity(candidate.model)
+        return cache_key(candidate.backend.name, candidate.model, record, identity)
+
+    def _store(self, key: str | None, generation: Generation) -> None:
+        if key is not None and self.cache is not None:
+            try:
+                self.cache.put(key, generation)
+            except OSError:  # a full disk must not lose a result that was made (and maybe paid for)
+                log.warning("the result cache could not store a generation; it is returned uncached", exc_info=True)
 
     def _reserve(self, candidate: Candidate) -> float:
         """Hold the candidate's estimate in the budget for the length of the call (0 without a budget)."""
@@ -437,6 +472,7 @@ class Client:
 #: Above this many samples (about 11 s of stereo at 44.1 kHz, ~4 ms of checks and hashing) `agenerate` builds the
 #: result on a worker thread; below it the thread hop would cost more than it saves.
 _FINISH_ON_LOOP_MAX_SAMPLES = 1_000_000
+log = logging.getLogger("soundforge")
 
 
 def _exhausted(errors: list[tuple[str, SoundforgeError]]) -> SoundforgeError:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import ConfigurationError
 
-Basis = Literal["per_generation", "per_audio_second", "per_gpu_second", "local_compute", "unknown"]
+Basis = Literal["per_generation", "per_audio_second", "per_gpu_second", "local_compute", "cache_hit", "unknown"]
 BASES = ("per_generation", "per_audio_second", "per_gpu_second")
 
 
@@ -57,6 +57,8 @@ class Cost(BaseModel):
         if self.basis == "local_compute":
             seconds = f"{self.compute_seconds:.1f} s" if self.compute_seconds is not None else "compute"
             return f"{seconds} on {self.device or 'this machine'} (local, no charge)"
+        if self.basis == "cache_hit":
+            return "nothing (served from the result cache)"
         if self.amount is None:
             return "unknown price" + (f" ({self.detail})" if self.detail else "")
         how = "estimated" if self.estimated else "reported"

@@ -66,6 +66,7 @@ class Provenance(BaseModel):
     cost: Cost | None = Field(
         None, description="what the call cost: reported by the vendor, or estimated (docs/prices.md)"
     )
+    cache_hit: bool = Field(False, description="served from soundforge's result cache: no call was made this time")
 
     @property
     def substitution(self) -> str | None:

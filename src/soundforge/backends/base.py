@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import json
 import secrets
 import threading
 from abc import ABC, abstractmethod
@@ -177,6 +178,8 @@ class RawGeneration:
     usage: dict[str, float] = field(default_factory=dict)
 
 
+#: Distributions whose version changes what an engine makes (the result cache's key includes them).
+ENGINE_PACKAGES = ("torch", "transformers", "diffusers", "audiocraft", "stable-audio-tools", "numpy")
 #: Settings every provider accepts: the default model, the licence plan, the engine.
 COMMON_SETTINGS = frozenset({"model", "plan", "engine"})
 #: Settings of every local engine that loads weights from the Hugging Face hub or a folder.
@@ -314,6 +317,22 @@ class Backend(ABC):
                 f"{self.name}:{model}",
                 detail=f"it produces {', '.join(map(str, caps.channels))} channel(s)",
             )
+
+    def cache_identity(self, model: str) -> dict[str, str]:
+        """What besides the request decides this backend's output, for the result cache's key: the backend class,
+        its settings (secrets left out) and the installed engine packages' versions (read without importing them)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        secretish = ("key", "token", "secret", "password")
+        settings = {k: v for k, v in self.settings.items() if not any(word in k.lower() for word in secretish)}
+        identity = {"backend": f"{type(self).__module__}.{type(self).__qualname__}", "model": model}
+        identity["settings"] = json.dumps(settings, sort_keys=True, default=str)
+        for package in ENGINE_PACKAGES:
+            try:
+                identity[package] = version(package)
+            except PackageNotFoundError:
+                continue
+        return identity
 
     # --- work ---
     @abstractmethod
