@@ -289,6 +289,8 @@ class Client:
         started: float,
         exc: SoundforgeError,
     ) -> None:
+        if exc.fallback_allowed:  # the provider failed (not the request): it counts towards a cool-down
+            self.router.health.failed(candidate.backend.name, str(exc))
         end_attempt(attempt, outcome="failed", error_code=exc.code)
         add_event(span, "soundforge.attempt_failed", {"provider": candidate.backend.name, "error.type": exc.code})
         self._tell("failure", candidate, record, number, started, error_code=exc.code, error=str(exc))
@@ -302,6 +304,9 @@ class Client:
         started: float,
         generation: Generation,
     ) -> None:
+        self.router.health.succeeded(
+            candidate.backend.name, candidate.model, time.perf_counter() - started, generation.duration
+        )
         end_attempt(
             attempt,
             outcome="ok",

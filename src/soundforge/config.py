@@ -83,6 +83,10 @@ class Config(BaseModel):
         fallbacks: specs tried in order when the chosen provider fails (unavailable, timeout, 5xx, rate limit).
         aliases: short names for specs, e.g. `{"fast": "synth", "hq": "musicgen:facebook/musicgen-large"}`.
         auto_order: preference order for `auto`.
+        strategy: how `auto` orders the providers that fit: "order" (`auto_order`), "cheapest" (by estimated cost,
+            local engines first, unknown prices last) or "fastest" (by measured seconds per second of audio).
+        cooldown_after: consecutive failures after which a provider is skipped for `cooldown_seconds`.
+        cooldown_seconds: how long a failing provider is skipped (0: never).
         providers: per-provider settings (`model`, `device`, `api_key_env`, `base_url`, `timeout`, `plan`, …).
         policy: the licence policy.
         model_memory_gb: memory budget per device for the models local backends keep loaded (GiB); "auto" is
@@ -97,6 +101,9 @@ class Config(BaseModel):
     fallbacks: tuple[str, ...] = ()
     aliases: dict[str, str] = Field(default_factory=dict)
     auto_order: tuple[str, ...] = DEFAULT_AUTO_ORDER
+    strategy: Literal["order", "cheapest", "fastest"] = "order"
+    cooldown_after: int = Field(3, ge=1)
+    cooldown_seconds: float = Field(60.0, ge=0)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: LicensePolicy = Field(default_factory=lambda: LicensePolicy())
     model_memory_gb: Annotated[float, Field(gt=0)] | Literal["auto", "off"] = Field(

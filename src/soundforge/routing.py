@@ -22,6 +22,7 @@ from .errors import (
     SoundforgeError,
     UnsupportedFeatureError,
 )
+from .health import ProviderHealth
 from .licensing import License, LicenseRegistry
 from .pricing import Cost, PriceRegistry
 from .provenance import Attempt
@@ -121,6 +122,7 @@ class Router:
         names: Callable[[], list[str]] = known_providers,
         prices: PriceRegistry | None = None,
         budget: Budget | None = None,
+        health: ProviderHealth | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -128,6 +130,9 @@ class Router:
         self.names = names
         self.prices = prices or PriceRegistry.default()
         self.budget = budget
+        self.health = health or ProviderHealth(
+            cooldown_after=config.cooldown_after, cooldown_seconds=config.cooldown_seconds
+        )
 
     def estimate(self, backend: Backend, model: str, request: GenerationRequest) -> Cost:
         """What a call to `backend:model` for `request` is expected to cost (before anything runs)."""
@@ -232,6 +237,9 @@ class Router:
         except ProviderUnavailableError:
             self._check_planned(spec, request)
             raise
+        cooling = self.health.cooling(backend.name) if origin is not Origin.EXPLICIT else None
+        if cooling is not None:  # a provider that keeps failing is passed over by auto and fallbacks for a while
+            raise ProviderUnavailableError(spec.provider, cooling, fix="it is tried again when the cool-down ends")
         model = self.model_for(backend, spec.model)
         # The licence is known without the engine: a refused model says so even where it could not run anyway.
         license = self.license_for(backend, model)
@@ -332,6 +340,7 @@ class Router:
         if wanted.provider == AUTO:
             for name in self.config.auto_order:
                 self._try_add(ProviderSpec(name, wanted.model), request, candidates, skipped, Origin.AUTO)
+            candidates = self._ordered(candidates)
         else:
             self._try_add(wanted, request, candidates, skipped, Origin.EXPLICIT)
         for fallback in self.config.fallbacks:
@@ -342,6 +351,20 @@ class Router:
         if not candidates:
             raise _nothing_fits(wanted, skipped)
         return candidates, skipped
+
+    def _ordered(self, candidates: list[Candidate]) -> list[Candidate]:
+        """`auto`'s candidates in the configured strategy's order (stable: ties keep `auto_order`)."""
+        strategy = self.config.strategy
+        if strategy == "cheapest":
+            return sorted(candidates, key=lambda c: (c.estimate.amount is None, c.estimate.amount or 0.0))
+        if strategy == "fastest":
+
+            def speed(c: Candidate) -> tuple[bool, float]:
+                measured = self.health.latency(c.backend.name, c.model)
+                return measured is None, measured or 0.0
+
+            return sorted(candidates, key=speed)
+        return candidates
 
     def _try_add(
         self,
