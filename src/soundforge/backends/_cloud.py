@@ -12,6 +12,7 @@ import os
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..audio import encode, format_for, load_audio, resample, to_channels
@@ -95,13 +96,17 @@ class CloudBackend(Backend):
     def __init__(self, settings: dict[str, Any] | None = None, *, memory: ModelMemory | None = None) -> None:
         super().__init__(settings, memory=memory)
         self._http: HttpCore | None = None
+        self._journal: CloudJobJournal | None = None
 
     def job_journal(self) -> CloudJobJournal | None:
         """The journal remote jobs are kept in (setting `job_journal`: a path, or "off"), or None."""
         where = self.settings.get("job_journal")
         if where == "off":
             return None
-        return CloudJobJournal(where or default_path())
+        path = Path(where) if where else default_path()
+        if self._journal is None or self._journal.path != path:
+            self._journal = CloudJobJournal(path)  # kept: it holds its connections open
+        return self._journal
 
     def job_entry(self, request: GenerationRequest, model: str) -> JobEntry:
         """This call's place in the job journal, with the job already submitted for the same request if any."""
