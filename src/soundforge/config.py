@@ -44,10 +44,30 @@ DEFAULT_AUTO_ORDER = (
 )
 
 
+class ServeToken(BaseModel):
+    """One more bearer token for `soundforge serve` (`[serve.tokens.NAME]`), with its own limits.
+
+    Like the main token, its value is never written in a file: `token_env` names the variable that holds it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token_env: str
+    budget_usd: float | None = Field(None, ge=0, description="the most this token's jobs may cost, in USD")
+    requests_per_minute: int | None = Field(None, ge=1, description="generation submissions allowed per minute")
+
+    def value(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The token from its environment variable, or None when unset or empty."""
+        value = (os.environ if environ is None else environ).get(self.token_env, "")
+        register(value)
+        return value or None
+
+
 class ServeConfig(BaseModel):
     """The `[serve]` section: settings of `soundforge serve` (CLI flags override them).
 
     The bearer token is never written in a file: `token_env` names the environment variable that holds it.
+    `tokens` adds named tokens (`[serve.tokens.team-a]`), each with a budget and a rate limit.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,6 +87,7 @@ class ServeConfig(BaseModel):
     engine: Literal["auto", "process", "inline"] = Field(
         "auto", description="where jobs run: a child engine process (auto on POSIX) or the server's own process"
     )
+    tokens: dict[str, ServeToken] = Field(default_factory=dict, description="named tokens with budgets and rate limits")
 
     def token(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The bearer token from the environment variable `token_env`, or None when unset or empty."""

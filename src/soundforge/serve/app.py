@@ -10,8 +10,11 @@ Jobs wait in a bounded queue (full: 429 with Retry-After) and run on the library
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
+import math
+import time
 from importlib import resources
 from typing import Any
 
@@ -23,6 +26,7 @@ from starlette.exceptions import HTTPException
 
 from .._version import __version__
 from ..audio import FORMATS
+from ..budget import Budget
 from ..client import Client
 from ..errors import (
     SoundforgeError,
@@ -137,22 +141,31 @@ class _Guard:
 
     OPEN_PATHS = ("/healthz", "/", "/favicon.ico")
 
-    def __init__(self, app: Any, *, token: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: Any, *, token: str | None, max_body_bytes: int, named: dict[str, str] | None = None
+    ) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode() if token else None
+        #: Accepted Authorization headers -> the token's name ("" for the main token, which has no limits).
+        self.accepted = {f"Bearer {token}".encode(): ""} if token else {}
+        self.accepted |= {f"Bearer {value}".encode(): name for value, name in (named or {}).items()}
         self.max_body_bytes = max_body_bytes
+
+    def _who(self, presented: bytes) -> str | None:
+        """The name of the token presented (compared in constant time with each), or None."""
+        found = None
+        for expected, name in self.accepted.items():
+            if hmac.compare_digest(presented, expected):
+                found = name
+        return found
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if (
-            self.expected is not None
-            and scope["path"] not in self.OPEN_PATHS
-            and scope["method"] != "OPTIONS"
-            and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected)
-        ):
+        who = self._who(headers.get(b"authorization", b"")) if self.accepted else ""
+        scope.setdefault("state", {})["token_name"] = who or ""
+        if self.accepted and scope["path"] not in self.OPEN_PATHS and scope["method"] != "OPTIONS" and who is None:
             await _reply(
                 scope,
                 receive,
@@ -189,6 +202,32 @@ async def _reply(
     )
 
 
+class TokenLimits:
+    """Per-token limits: a sliding one-minute window of submissions, and a running budget (`soundforge.Budget`)."""
+
+    def __init__(self, tokens: dict[str, tuple[str, float | None, int | None]]) -> None:
+        self.rates = {name: rpm for name, _, rpm in tokens.values() if rpm}
+        self.budgets = {name: Budget(limit) for name, limit, _ in tokens.values() if limit is not None}
+        self._seen: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    def admit(self, name: str) -> float | None:
+        """Count a submission for the token; None when allowed, else the seconds until one is."""
+        rate = self.rates.get(name)
+        if rate is None:
+            return None
+        now = time.monotonic()
+        seen = self._seen[name]
+        while seen and now - seen[0] >= 60:
+            seen.popleft()
+        if len(seen) >= rate:
+            return 60 - (now - seen[0])
+        seen.append(now)
+        return None
+
+    def budget(self, name: str) -> Budget | None:
+        return self.budgets.get(name)
+
+
 def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     """Build the ASGI app around a client (its config, policy, batching and cloud bounds): thin routes over a
     `JobManager`."""
@@ -215,7 +254,13 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"]
         )
 
-    app.add_middleware(_Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        _Guard,
+        token=settings.token,
+        max_body_bytes=settings.max_body_bytes,
+        named={value: name for value, (name, _, _) in settings.tokens.items()},
+    )
+    limits = TokenLimits(settings.tokens)
 
     @app.exception_handler(_BodyTooLarge)
     async def too_large(request: Request, exc: _BodyTooLarge) -> Response:
@@ -251,9 +296,17 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
         return [row.to_dict() for row in rows]
 
     @app.post("/v1/generations", status_code=202, responses=_errors(401, 403, 404, 413, 422, 429, 500, 503))
-    async def submit(job: GenerationJob) -> Response:
+    async def submit(job: GenerationJob, request: Request) -> Response:
+        name = getattr(request.state, "token_name", "")
+        wait = limits.admit(name)
+        if wait is not None:
+            return JSONResponse(
+                {"error": {"code": "rate_limited", "message": f"token {name!r} is over its requests per minute"}},
+                status_code=429,
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         try:
-            job_id = await jobs.submit(job.request, job.provider)
+            job_id = await jobs.submit(job.request, job.provider, budget=limits.budget(name))
         except SoundforgeError as exc:
             return error_response(exc)
         if job_id is None:

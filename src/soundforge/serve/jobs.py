@@ -16,9 +16,11 @@ from typing import Any
 
 from ..audio import load_audio, write_atomic
 from ..backends import CancelToken
+from ..budget import Budget
 from ..client import Client, build_request
 from ..errors import InvalidRequestError
 from ..licensing import License
+from ..pricing import Cost
 from ..provenance import Provenance
 from ..request import GenerationRequest
 from ..result import Track
@@ -40,6 +42,7 @@ class JobManager:
         self.engine = create_engine(client, settings.engine)
         self.queue: asyncio.Queue[tuple[str, GenerationRequest, str | None]] = asyncio.Queue(maxsize=settings.max_queue)
         self._cancels: dict[str, CancelToken] = {}
+        self._holds: dict[str, tuple[Budget, float]] = {}  # job id -> (its token's budget, the estimate held)
         self._encoding: dict[tuple[str, str], asyncio.Lock] = {}  # downloads being encoded into a new format
         self._finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls wake on it
         self._workers: list[asyncio.Task[None]] = []
@@ -69,14 +72,17 @@ class JobManager:
         return await asyncio.get_running_loop().run_in_executor(self._side_pool, functools.partial(fn, *args, **kwargs))
 
     # --- submitting ---
-    async def submit(self, request: GenerationRequest, provider: str | None) -> str | None:
-        """Check the request (limits, routing, licence policy: refusals raise) and queue it; its job id, or None
-        when the queue is full. A full queue still checks the request first: a refusal is final, a full queue
-        only says "later"."""
+    async def submit(
+        self, request: GenerationRequest, provider: str | None, *, budget: Budget | None = None
+    ) -> str | None:
+        """Check the request (limits, routing, licence policy, the caller's budget: refusals raise) and queue it;
+        its job id, or None when the queue is full. A full queue still checks the request first: a refusal is
+        final, a full queue only says "later". A budget holds the job's estimate until the job ends, then counts
+        what it cost."""
         has_room = self.queue.qsize() + self._reserved < self.queue.maxsize
         self._reserved += has_room  # the place is held from this check until the job is in the queue
         try:
-            job_id: str | None = await self.on_side(self._admit, request, provider, has_room)
+            job_id: str | None = await self.on_side(self._admit, request, provider, has_room, budget)
         finally:
             self._reserved -= has_room
         if job_id is not None:
@@ -84,15 +90,20 @@ class JobManager:
             self.queue.put_nowait((job_id, request, provider))
         return job_id
 
-    def _admit(self, request: GenerationRequest, provider: str | None, has_room: bool) -> str | None:
+    def _admit(
+        self, request: GenerationRequest, provider: str | None, has_room: bool, budget: Budget | None = None
+    ) -> str | None:
         """On a service thread: limits, routing and policy before any compute, then the job's record is written
         before it is queued, so that no later save can race it."""
         request = build_request(request, {})
         self.check_limits(request)
-        self.client.router.plan(request, provider)
+        candidates, _ = self.client.router.plan(request, provider)
         if not has_room:
             return None
+        held = budget.reserve(candidates[0].backend.name, candidates[0].estimate) if budget is not None else 0.0
         job_id = self.store.new_id()
+        if budget is not None:
+            self._holds[job_id] = (budget, held)
         self.store.save(
             {
                 "id": job_id,
@@ -135,6 +146,7 @@ class JobManager:
         token = self._cancels.setdefault(job_id, CancelToken())
         if token.cancelled:  # cancelled while queued: its record already says so
             self._cancels.pop(job_id, None)
+            self._settle(job_id, None)
             return
         store = self.store
         # In memory only: on disk the job stays "queued", and either way a restart reports it failed.
@@ -158,6 +170,7 @@ class JobManager:
             )
         finally:
             self._cancels.pop(job_id, None)
+        self._settle(job_id, outcome)
         ending: dict[str, Any] = {"status": outcome.status, "finished_at": time.time()}
         if outcome.status == "succeeded":
             ending.update(
@@ -170,6 +183,13 @@ class JobManager:
             ending["error"] = outcome.error
         await self.on_side(store.save, {**store.load(job_id), **ending})
         self._finish(job_id)
+
+    def _settle(self, job_id: str, outcome: JobOutcome | None) -> None:
+        """The job's budget hold becomes what it cost (nothing, when it failed or never ran)."""
+        hold = self._holds.pop(job_id, None)
+        if hold is not None:
+            cost = (outcome.provenance or {}).get("cost") if outcome and outcome.status == "succeeded" else None
+            hold[0].settle(hold[1], Cost.model_validate(cost) if cost else None)
 
     def _finish(self, job_id: str) -> None:
         event = self._finished.pop(job_id, None)

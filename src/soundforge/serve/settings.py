@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ServeConfig
@@ -24,6 +24,8 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = _DEFAULTS.cors_origins
     engine: str = _DEFAULTS.engine  # "process" (auto on POSIX): jobs in a child process; "inline": in this one
     max_job_seconds: float = _DEFAULTS.max_job_seconds  # the most audio one job may ask for
+    #: Named tokens: value -> (name, budget in USD or None, submissions per minute or None).
+    tokens: dict[str, tuple[str, float | None, int | None]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(
@@ -50,4 +52,9 @@ class ServeSettings:
             cors_origins=tuple(serve.cors_origins),
             engine=engine or serve.engine,
             max_job_seconds=serve.max_job_seconds,
+            tokens={
+                value: (name, entry.budget_usd, entry.requests_per_minute)
+                for name, entry in serve.tokens.items()
+                if (value := entry.value()) is not None
+            },
         )

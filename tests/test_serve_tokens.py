@@ -1,0 +1,52 @@
+"""serve with several bearer tokens, each with a budget and a rate limit (real HTTP on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+
+from soundforge.client import Client
+from soundforge.config import Config, ServeConfig, ServeToken
+from soundforge.serve.settings import ServeSettings
+
+from .fakes import KEY
+from .test_serve import serving, wait
+
+
+def test_named_tokens_have_their_own_budget_and_rate(stability, downloads, tmp_path) -> None:
+    settings = {"base_url": stability.url, "api_key": KEY, "download_dir": str(downloads)}
+    client = Client(Config.load(user_file=False, providers={"stability": settings}))
+    tokens = {"team-a-secret": ("team-a", 0.45, None), "team-b-secret": ("team-b", None, 2)}
+    body = {"request": {"prompt": "x", "duration": 2}, "provider": "stability"}
+    with serving(tmp_path / "store", client=client, token="main-secret", tokens=tokens, engine="inline") as (url, _):
+
+        def as_(token: str) -> httpx.Client:
+            return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+        a, b, main = as_("team-a-secret"), as_("team-b-secret"), as_("main-secret")
+        first = [a.post("/v1/generations", json=body) for _ in range(2)]
+        assert [r.status_code for r in first] == [202, 202]  # 0.40 of 0.45 held
+        over = a.post("/v1/generations", json=body)
+        assert over.status_code == 402 and over.json()["error"]["code"] == "budget_exceeded"
+        assert "0.0500 USD left" in over.json()["error"]["message"]
+        for answer in first:
+            assert wait(a, answer.json()["id"])["status"] == "succeeded"
+        assert a.post("/v1/generations", json=body).status_code == 402  # spent, not only held
+        assert [b.post("/v1/generations", json=body).status_code for _ in range(2)] == [202, 202]
+        limited = b.post("/v1/generations", json=body)
+        assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
+        assert main.post("/v1/generations", json=body).status_code == 202  # the main token has no limits
+        assert as_("team-c-secret").post("/v1/generations", json=body).status_code == 401
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert "team-a-secret" not in over.text
+
+
+def test_tokens_come_from_the_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TEAM_A_TOKEN", "from-the-env")
+    serve = ServeConfig(tokens={"team-a": ServeToken(token_env="TEAM_A_TOKEN", budget_usd=5, requests_per_minute=10)})
+    resolved = ServeSettings.from_config(serve, store=tmp_path)
+    assert resolved.tokens == {"from-the-env": ("team-a", 5, 10)} and "from-the-env" not in repr(resolved)
+    empty = ServeConfig(tokens={"team-b": ServeToken(token_env="UNSET_TOKEN")})
+    assert ServeSettings.from_config(empty, store=tmp_path).tokens == {}  # an unset variable adds no token
