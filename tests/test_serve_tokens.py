@@ -50,3 +50,28 @@ def test_tokens_come_from_the_environment(monkeypatch, tmp_path) -> None:
     assert resolved.tokens == {"from-the-env": ("team-a", 5, 10)} and "from-the-env" not in repr(resolved)
     empty = ServeConfig(tokens={"team-b": ServeToken(token_env="UNSET_TOKEN")})
     assert ServeSettings.from_config(empty, store=tmp_path).tokens == {}  # an unset variable adds no token
+
+
+def test_metrics_for_prometheus(tmp_path) -> None:
+    pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with serving(tmp_path / "store", token="main-secret", engine="inline") as (url, _):
+        http = httpx.Client(base_url=url, headers={"Authorization": "Bearer main-secret"}, timeout=30)
+        for seed in (1, 2):
+            job = http.post(
+                "/v1/generations", json={"request": {"prompt": "x", "duration": 1, "seed": seed}, "provider": "synth"}
+            )
+            assert wait(http, job.json()["id"])["status"] == "succeeded"
+        assert httpx.get(f"{url}/metrics").status_code == 401  # behind the token like everything but /healthz
+        answer = http.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
+    assert samples[("soundforge_jobs_total", (("provider", "synth"), ("state", "succeeded")))] == 2
+    assert samples[("soundforge_generation_seconds_count", (("provider", "synth"),))] == 2
+    assert samples[("soundforge_queue_depth", ())] == 0 and samples[("soundforge_jobs_running", ())] == 0
+    assert samples[("soundforge_cost_usd_total", (("provider", "synth"),))] == 0

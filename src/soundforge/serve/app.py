@@ -290,6 +290,21 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
     async def page() -> str:
         return resources.files("soundforge.serve").joinpath("static/index.html").read_text("utf-8")
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        if jobs.metrics is None:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "not_found",
+                        "message": "metrics need prometheus-client: pip install 'soundforge[metrics]'",
+                    }
+                },
+                status_code=404,
+            )
+        body, content_type = jobs.metrics.render()
+        return Response(body, media_type=content_type)
+
     @app.get("/v1/providers")
     async def providers() -> list[dict[str, Any]]:
         rows = await asyncio.to_thread(client.providers)

@@ -25,6 +25,7 @@ from ..provenance import Provenance
 from ..request import GenerationRequest
 from ..result import Track
 from .engine import JobOutcome, create_engine
+from .metrics import make_metrics
 from .settings import ServeSettings
 from .store import ACTIVE, JobStore
 
@@ -43,6 +44,7 @@ class JobManager:
         self.queue: asyncio.Queue[tuple[str, GenerationRequest, str | None]] = asyncio.Queue(maxsize=settings.max_queue)
         self._cancels: dict[str, CancelToken] = {}
         self._holds: dict[str, tuple[Budget, float]] = {}  # job id -> (its token's budget, the estimate held)
+        self.metrics = make_metrics(lambda: self.queue.qsize())
         self._encoding: dict[tuple[str, str], asyncio.Lock] = {}  # downloads being encoded into a new format
         self._finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls wake on it
         self._workers: list[asyncio.Task[None]] = []
@@ -150,7 +152,10 @@ class JobManager:
             return
         store = self.store
         # In memory only: on disk the job stays "queued", and either way a restart reports it failed.
-        store.remember({**store.load(job_id), "status": "running", "started_at": time.time()})
+        started = time.time()
+        store.remember({**store.load(job_id), "status": "running", "started_at": started})
+        if self.metrics is not None:
+            self.metrics.started()
 
         def on_progress(phase: str, done: int, total: int) -> None:
             current = store.load(job_id)
@@ -171,6 +176,8 @@ class JobManager:
         finally:
             self._cancels.pop(job_id, None)
         self._settle(job_id, outcome)
+        if self.metrics is not None:
+            self.metrics.ended(outcome.status, outcome.provenance, time.time() - started, provider)
         ending: dict[str, Any] = {"status": outcome.status, "finished_at": time.time()}
         if outcome.status == "succeeded":
             ending.update(
