@@ -90,8 +90,13 @@ def test_estimates_by_basis_plan_and_pattern() -> None:
 def test_every_result_carries_its_cost(stability, replicate, fal, minimax, downloads, tmp_path) -> None:
     g = cloud("stability", stability, downloads).generate("x", provider="stability", duration=2)
     assert g.cost.amount == pytest.approx(0.2) and g.cost.estimated and g.cost.basis == "per_generation"
-    sidecar = json.loads(g.tracks[0].save(tmp_path / "a.wav").with_suffix(".wav.json").read_text())
+    saved = g.tracks[0].save(tmp_path / "a.wav")
+    sidecar = json.loads(saved.with_suffix(".wav.json").read_text())
     assert sidecar["provenance"]["cost"]["amount"] == pytest.approx(0.2)
+    from soundforge.tags import read_tags
+
+    tags = read_tags(saved)  # in the file itself too
+    assert tags["COST"] == "0.2000 USD" and tags["COST_BASIS"] == "per_generation (estimated)"
     sa25 = cloud("fal", fal, downloads).generate("x", provider="fal:fal-ai/stable-audio-25/text-to-audio", duration=2)
     assert sa25.cost.amount == 0.2 and sa25.cost.confirmed
     # Replicate reports the seconds it billed (metrics.predict_time): the cost after the call is that, not a guess.

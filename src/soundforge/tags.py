@@ -75,6 +75,12 @@ def describe(track: TaggedAudio, *, audio_sha256: str, loudness: float | None, f
         fields["LOUDNESS_LUFS"] = f"{loudness:.1f}"
     if prov.role:
         fields["ROLE"] = prov.role
+    if prov.cost is not None and prov.cost.amount is not None:
+        how = "estimated" if prov.cost.estimated else "reported"
+        fields["COST"] = f"{prov.cost.amount:.4f} {prov.cost.currency or ''}".strip()
+        fields["COST_BASIS"] = f"{prov.cost.basis} ({how})"
+    if prov.watermarks:
+        fields["WATERMARKS"] = "; ".join(prov.watermarks)
     fields |= music_fields(prov.request)
     fields["CREATED_AT"] = prov.created_at.isoformat()
     fields["SOUNDFORGE_VERSION"] = prov.soundforge_version
