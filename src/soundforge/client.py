@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._version import __version__
@@ -66,6 +66,20 @@ def build_request(prompt_or_request: str | GenerationRequest, params: Mapping[st
     if not isinstance(prompt_or_request, str):
         raise InvalidRequestError("the first argument must be a prompt string or a GenerationRequest", field="prompt")
     return GenerationRequest(prompt=prompt_or_request, **params)
+
+
+@dataclass
+class _Call:
+    """One provider attempt of one generation, as the client tracks it around the backend's call."""
+
+    candidate: Candidate
+    number: int
+    key: str | None
+    record: dict[str, Any]
+    started: float
+    context: RunContext = field(default_factory=RunContext)
+    held: float = 0.0
+    span: Any = None
 
 
 class Client:
@@ -170,23 +184,18 @@ class Client:
                 cached = self.cache.get(key) if self.cache is not None and key is not None else None
                 if cached is not None:
                     return cached
-                context = self._context(candidate, self._watch(on_progress, candidate, record, number), cancel)
-                started = time.perf_counter()
-                held = self._reserve(candidate)
-                self._tell("start", candidate, record, number, started)
-                with attempt_span(candidate.backend.name, candidate.model, number) as attempt:
+                call = self._begin(candidate, number, key, record, on_progress, cancel)
+                with attempt_span(candidate.backend.name, candidate.model, number) as call.span:
                     try:
-                        raw = candidate.backend.generate(request, candidate.model, context)
+                        raw = candidate.backend.generate(request, candidate.model, call.context)
                     except SoundforgeError as exc:
-                        self._settle(held, None)
-                        self._failed(span, attempt, candidate, record, number, started, exc)
-                        self._record_failure(candidate, exc, started, attempts, errors)
+                        self._failed(span, call, exc, attempts, errors)
                         continue
                     except BaseException:
-                        self._settle(held, None)
+                        self._settle(call.held, None)
                         raise
-                    generation = self._finish(request, candidate, raw, started, attempts, provider, held)
-                    self._succeeded(attempt, candidate, record, number, started, generation)
+                    generation = self._finish(request, call, raw, attempts, provider)
+                    self._succeeded(call, generation)
                     self._store(key, generation)
                     return generation
             raise _exhausted(errors)
@@ -213,62 +222,72 @@ class Client:
                     cached = await asyncio.to_thread(self.cache.get, key)
                     if cached is not None:
                         return cached
-                context = self._context(candidate, self._watch(on_progress, candidate, record, number), cancel)
-                started = time.perf_counter()
-                held = self._reserve(candidate)
-                self._tell("start", candidate, record, number, started)
-                with attempt_span(candidate.backend.name, candidate.model, number) as attempt:
+                call = self._begin(candidate, number, key, record, on_progress, cancel)
+                with attempt_span(candidate.backend.name, candidate.model, number) as call.span:
                     try:
-                        raw = await candidate.backend.agenerate(request, candidate.model, context)
+                        raw = await candidate.backend.agenerate(request, candidate.model, call.context)
                     except SoundforgeError as exc:
-                        self._settle(held, None)
-                        self._failed(span, attempt, candidate, record, number, started, exc)
-                        self._record_failure(candidate, exc, started, attempts, errors)
+                        self._failed(span, call, exc, attempts, errors)
                         continue
                     except BaseException:
-                        self._settle(held, None)
+                        self._settle(call.held, None)
                         raise
-                    finish = (request, candidate, raw, started, attempts, provider, held)
                     if sum(track.audio.size for track in raw.tracks) > _FINISH_ON_LOOP_MAX_SAMPLES:
                         # Checking and hashing long audio takes milliseconds (about 22 ms for 60 s of stereo): not on
                         # the event loop, where it would hold up every other request.
-                        generation = await asyncio.to_thread(self._finish, *finish)
+                        generation = await asyncio.to_thread(self._finish, request, call, raw, attempts, provider)
                     else:
-                        generation = self._finish(*finish)
-                    self._succeeded(attempt, candidate, record, number, started, generation)
+                        generation = self._finish(request, call, raw, attempts, provider)
+                    self._succeeded(call, generation)
                     if key is not None and self.cache is not None:
                         await asyncio.to_thread(self._store, key, generation)
                     return generation
             raise _exhausted(errors)
 
-    # --- watching: callbacks and spans ---
-    def _tell(
-        self, kind: EventKind, candidate: Candidate, record: dict[str, Any], number: int, started: float, **more: Any
-    ) -> None:
+    # --- one attempt: budget, callbacks, spans ---
+    def _begin(
+        self,
+        candidate: Candidate,
+        number: int,
+        key: str | None,
+        record: dict[str, Any],
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> _Call:
+        """Start an attempt: its run context (progress told to the callbacks too), its budget hold, its start
+        event."""
+        call = _Call(candidate, number, key, record, started=time.perf_counter())
+        call.context = RunContext(
+            settings=self.config.provider_settings(candidate.backend.name),
+            on_progress=self._watch(on_progress, call),
+            cancel=cancel or CancelToken(),
+        )
+        if self.budget is not None:
+            call.held = self.budget.reserve(candidate.backend.name, candidate.estimate)
+        self._tell("start", call)
+        return call
+
+    def _tell(self, kind: EventKind, call: _Call, **more: Any) -> None:
         if self.callbacks:
+            candidate = call.candidate
             event = GenerationEvent(
                 kind,
                 candidate.backend.name,
                 candidate.model,
-                record,
-                number,
-                seconds=time.perf_counter() - started,
+                call.record,
+                call.number,
+                seconds=time.perf_counter() - call.started,
                 **more,
             )
             notify(self.callbacks, event)
 
-    def _watch(
-        self, on_progress: ProgressCallback | None, candidate: Candidate, record: dict[str, Any], number: int
-    ) -> ProgressCallback | None:
+    def _watch(self, on_progress: ProgressCallback | None, call: _Call) -> ProgressCallback | None:
         """The caller's progress callback, also telling the client's callbacks (itself when there are none)."""
         if not self.callbacks:
             return on_progress
-        started = time.perf_counter()
 
         def progress(event: ProgressEvent) -> None:
-            self._tell(
-                "progress", candidate, record, number, started, phase=event.phase, done=event.done, total=event.total
-            )
+            self._tell("progress", call, phase=event.phase, done=event.done, total=event.total)
             if on_progress is not None:
                 on_progress(event)
 
@@ -282,41 +301,41 @@ class Client:
     def _failed(
         self,
         span: Any,
-        attempt: Any,
-        candidate: Candidate,
-        record: dict[str, Any],
-        number: int,
-        started: float,
+        call: _Call,
         exc: SoundforgeError,
+        attempts: list[Attempt],
+        errors: list[tuple[str, SoundforgeError]],
     ) -> None:
+        """An attempt failed: its hold released, the failure counted, told and recorded; raise when no fallback
+        may answer it."""
+        candidate = call.candidate
+        self._settle(call.held, None)
         if exc.fallback_allowed:  # the provider failed (not the request): it counts towards a cool-down
             self.router.health.failed(candidate.backend.name, str(exc))
-        end_attempt(attempt, outcome="failed", error_code=exc.code)
+        end_attempt(call.span, outcome="failed", error_code=exc.code)
         add_event(span, "soundforge.attempt_failed", {"provider": candidate.backend.name, "error.type": exc.code})
-        self._tell("failure", candidate, record, number, started, error_code=exc.code, error=str(exc))
+        self._tell("failure", call, error_code=exc.code, error=str(exc))
+        attempts.append(
+            Attempt(
+                provider=candidate.backend.name,
+                model=candidate.model,
+                outcome="failed",
+                error=str(exc),
+                error_code=exc.code,
+                seconds=time.perf_counter() - call.started,
+            )
+        )
+        errors.append((f"{candidate.backend.name}:{candidate.model}", exc))
+        if not exc.fallback_allowed:
+            raise exc
 
-    def _succeeded(
-        self,
-        attempt: Any,
-        candidate: Candidate,
-        record: dict[str, Any],
-        number: int,
-        started: float,
-        generation: Generation,
-    ) -> None:
-        self.router.health.succeeded(
-            candidate.backend.name, candidate.model, time.perf_counter() - started, generation.duration
-        )
-        end_attempt(
-            attempt,
-            outcome="ok",
-            cost=generation.cost,
-            license_id=generation.license.id,
-            delivered=generation.duration,
-        )
-        self._tell(
-            "success", candidate, record, number, started, cost=generation.cost, license_id=generation.license.id
-        )
+    def _succeeded(self, call: _Call, generation: Generation) -> None:
+        candidate = call.candidate
+        elapsed = time.perf_counter() - call.started
+        self.router.health.succeeded(candidate.backend.name, candidate.model, elapsed, generation.duration)
+        license_id = generation.license.id
+        end_attempt(call.span, outcome="ok", cost=generation.cost, license_id=license_id, delivered=generation.duration)
+        self._tell("success", call, cost=generation.cost, license_id=license_id)
 
     def _cache_key(self, candidate: Candidate, request: GenerationRequest, record: dict[str, Any]) -> str | None:
         """The result cache's key for this call, or None when it must not be cached (no cache, no explicit seed,
@@ -335,62 +354,25 @@ class Client:
             except OSError:  # a full disk must not lose a result that was made (and maybe paid for)
                 log.warning("the result cache could not store a generation; it is returned uncached", exc_info=True)
 
-    def _reserve(self, candidate: Candidate) -> float:
-        """Hold the candidate's estimate in the budget for the length of the call (0 without a budget)."""
-        return self.budget.reserve(candidate.backend.name, candidate.estimate) if self.budget is not None else 0.0
-
     def _settle(self, held: float, cost: Cost | None) -> None:
         if self.budget is not None:
             self.budget.settle(held, cost)
 
-    def _context(
-        self, candidate: Candidate, on_progress: ProgressCallback | None, cancel: CancelToken | None
-    ) -> RunContext:
-        return RunContext(
-            settings=self.config.provider_settings(candidate.backend.name),
-            on_progress=on_progress,
-            cancel=cancel or CancelToken(),
-        )
-
-    @staticmethod
-    def _record_failure(
-        candidate: Candidate,
-        exc: SoundforgeError,
-        started: float,
-        attempts: list[Attempt],
-        errors: list[tuple[str, SoundforgeError]],
-    ) -> None:
-        spec = f"{candidate.backend.name}:{candidate.model}"
-        attempts.append(
-            Attempt(
-                provider=candidate.backend.name,
-                model=candidate.model,
-                outcome="failed",
-                error=str(exc),
-                error_code=exc.code,
-                seconds=time.perf_counter() - started,
-            )
-        )
-        errors.append((spec, exc))
-        if not exc.fallback_allowed:
-            raise exc
-
     def _finish(
         self,
         request: GenerationRequest,
-        candidate: Candidate,
+        call: _Call,
         raw: RawGeneration,
-        started: float,
         attempts: list[Attempt],
         requested: str | None,
-        held: float = 0.0,
     ) -> Generation:
-        elapsed = time.perf_counter() - started
+        candidate = call.candidate
+        elapsed = time.perf_counter() - call.started
         backend, model = candidate.backend, candidate.model
         cost = self.prices.settle(
             candidate.estimate, raw.usage, compute_seconds=max(0.0, elapsed - raw.load_seconds), device=raw.device
         )
-        self._settle(held, cost)
+        self._settle(call.held, cost)
         attempts = [*attempts, Attempt(provider=backend.name, model=model, outcome="ok", seconds=elapsed)]
         request_record = request.record()
         tracks = []

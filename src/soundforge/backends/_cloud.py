@@ -26,7 +26,7 @@ from ..errors import (
 from ..request import GenerationRequest
 from ._http import HttpCore, HttpReply, HttpSettings
 from ._journal import CloudJobJournal, PendingJob, default_path, job_key
-from .base import Availability, Backend, RawGeneration, RunContext, checked_values
+from .base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_values, fit_length
 
 if TYPE_CHECKING:
     from ._memory import ModelMemory
@@ -289,6 +289,23 @@ def upload_file(audio: Any, rate: int, kind: str = "mp3", *, sample_rate: int = 
     fmt = format_for(None, kind)
     data = encode(to_channels(resample(audio, rate, sample_rate), 2), sample_rate, fmt)
     return f"input{fmt.extension}", data, fmt.mime
+
+
+def cloud_track(
+    request: GenerationRequest,
+    audio: Any,
+    rate: int,
+    parameters: dict[str, Any],
+    *,
+    api: str,
+    watermarks: list[str] | None = None,
+) -> RawGeneration:
+    """One track a cloud API made, cut or padded to exactly the duration asked for (an API whose length is steered
+    by the prompt or the lyrics makes what it makes; `parameters` should say how long it was)."""
+    track = RawTrack(
+        audio=fit_length(audio, round(request.duration * rate)), sample_rate=rate, seed=None, parameters=parameters
+    )
+    return RawGeneration(tracks=[track], engine_versions={"api": api}, device="cloud", watermarks=watermarks or [])
 
 
 def decode_reply(reply: HttpReply, provider: str) -> tuple[Any, int]:

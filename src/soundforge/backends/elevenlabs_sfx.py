@@ -13,8 +13,8 @@ from typing import Any
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, decode_reply
-from .base import RawGeneration, RawTrack, RunContext, checked_extra, fit_length
+from ._cloud import CLOUD_SETTINGS, cloud_track, decode_reply
+from .base import RawGeneration, RunContext, checked_extra
 from .elevenlabs import DEFAULT_FORMAT, ElevenLabsBackend
 
 #: The SDK's `SfxModelId`.
@@ -78,15 +78,4 @@ class ElevenLabsSfxBackend(ElevenLabsBackend):
         )
         audio, rate = decode_reply(reply, self.name)
         parameters = {k: v for k, v in body.items() if k != "text"} | {"output_format": output_format}
-        return RawGeneration(
-            tracks=[
-                RawTrack(
-                    audio=fit_length(audio, round(request.duration * rate)),
-                    sample_rate=rate,
-                    seed=None,
-                    parameters=parameters,
-                )
-            ],
-            engine_versions={"api": "v1"},
-            device="cloud",
-        )
+        return cloud_track(request, audio, rate, parameters, api="v1")

@@ -26,8 +26,8 @@ from ..errors import (
     SoundforgeError,
 )
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend, poll_job
-from .base import RawGeneration, RawTrack, RunContext, checked_extra, fit_length
+from ._cloud import CLOUD_SETTINGS, CloudBackend, cloud_track, poll_job
+from .base import RawGeneration, RunContext, checked_extra
 
 CLIP = "lyria-3-clip-preview"
 PRO = "lyria-3-pro-preview"
@@ -160,19 +160,7 @@ class GeminiBackend(CloudBackend):
         }
         if returned_text:
             parameters["returned_text"] = returned_text
-        return RawGeneration(
-            tracks=[
-                RawTrack(
-                    audio=fit_length(audio, round(request.duration * rate)),
-                    sample_rate=rate,
-                    seed=None,
-                    parameters=parameters,
-                )
-            ],
-            engine_versions={"api": f"gemini-{version}"},
-            device="cloud",
-            watermarks=list(WATERMARKS),
-        )
+        return cloud_track(request, audio, rate, parameters, api=f"gemini-{version}", watermarks=list(WATERMARKS))
 
     async def _generate_content(
         self, version: str, model: str, text: str, mime: str, context: RunContext

@@ -23,9 +23,9 @@ from ..errors import (
     SoundforgeError,
 )
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply
+from ._cloud import CLOUD_SETTINGS, CloudBackend, cloud_track, decode_reply
 from ._http import backoff_delay
-from .base import RawGeneration, RawTrack, RunContext, checked_extra, fit_length
+from .base import RawGeneration, RunContext, checked_extra
 
 #: Models (MiniMax-AI/skills minimax-music-guide.md): 2.5 has no instrumental mode.
 MODELS = {
@@ -198,16 +198,5 @@ class MiniMaxBackend(CloudBackend):
         }
         if "music_duration" in extra_info:
             parameters["music_duration_ms"] = extra_info["music_duration"]
-        return RawGeneration(
-            tracks=[
-                RawTrack(
-                    audio=fit_length(audio, round(request.duration * rate)),
-                    sample_rate=rate,
-                    seed=None,
-                    parameters=parameters,
-                )
-            ],
-            engine_versions={"api": "v1"},
-            device="cloud",
-            watermarks=["AIGC watermark (MiniMax)"] if body.get("aigc_watermark") else [],
-        )
+        watermarks = ["AIGC watermark (MiniMax)"] if body.get("aigc_watermark") else []
+        return cloud_track(request, audio, rate, parameters, api="v1", watermarks=watermarks)
