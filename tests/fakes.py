@@ -41,6 +41,16 @@ def audio_bytes(seconds: float, fmt: str = "wav", rate: int = 44100) -> bytes:
     return buffer.getvalue()
 
 
+def multipart_form(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body as {field: text, or bytes for a file} (the stdlib's email parser)."""
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    form: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        form[name] = part.get_content() if part.get_filename() is None else part.get_payload(decode=True)
+    return form
+
+
 class FakeServer:
     """Base: the HTTP plumbing, fault queue and counters; subclasses implement `handle`."""
 
@@ -178,11 +188,7 @@ class FakeStability(FakeServer):
         content_type = h.headers.get("Content-Type", "")
         if not content_type.startswith("multipart/form-data"):
             return self.error(h, 400, "bad_request", "content-type must be multipart/form-data")
-        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
-        form: dict[str, Any] = {}
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            form[name] = part.get_content() if part.get_filename() is None else part.get_payload(decode=True)
+        form = multipart_form(content_type, raw)
         self.bodies.append(form)
         problems = []
         if not form.get("prompt"):
@@ -257,11 +263,7 @@ class FakeElevenLabs(FakeServer):
             return self.send(
                 h, 422, {"detail": [{"loc": ["body"], "msg": "multipart required", "type": "value_error"}]}
             )
-        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
-        form: dict[str, Any] = {}
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            form[name] = part.get_content() if part.get_filename() is None else part.get_payload(decode=True)
+        form = multipart_form(content_type, raw)
         self.bodies.append(form)
         variation = form.get("stem_variation_id", "six_stems_v1")
         if "file" not in form or variation not in ELEVEN_STEMS:
