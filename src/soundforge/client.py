@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -30,6 +31,8 @@ from .observe import Callback, EventKind, GenerationEvent, add_event, attempt_sp
 from .policy import LicensePolicy
 from .pricing import Cost, PriceRegistry
 from .provenance import Attempt, Provenance, Timings
+from .quality import QualityReport
+from .quality import check as quality_check
 from .request import GenerationRequest
 from .result import Generation, Track
 from .routing import Candidate, ProviderStatus, Router, parse_spec
@@ -174,6 +177,24 @@ class Client:
     ) -> Generation:
         """Generate audio (blocking). See `soundforge.generate` for the arguments."""
         request = build_request(prompt_or_request, params)
+        generation = self._generate(request, provider, on_progress, cancel)
+        rejected: list[dict[str, Any]] = []
+        while request.quality is not None:
+            report = _judge(generation, request)
+            if report is None or report.passed or request.quality == "report" or len(rejected) >= _retries(request):
+                return _with_quality(generation, report, rejected)
+            rejected.append(_rejected(generation, report))
+            request = request.model_copy(update={"seed": secrets.randbelow(2**31)})
+            generation = self._generate(request, provider, on_progress, cancel)
+        return generation
+
+    def _generate(
+        self,
+        request: GenerationRequest,
+        provider: str | None,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> Generation:
         record = request.record()
         with generation_span(record, provider) as span:
             candidates, attempts = self.router.plan(request, provider)
@@ -211,6 +232,24 @@ class Client:
     ) -> Generation:
         """Generate audio without blocking the event loop; cancelling the task cancels the generation."""
         request = build_request(prompt_or_request, params)
+        generation = await self._agenerate(request, provider, on_progress, cancel)
+        rejected: list[dict[str, Any]] = []
+        while request.quality is not None:
+            report = await asyncio.to_thread(_judge, generation, request)
+            if report is None or report.passed or request.quality == "report" or len(rejected) >= _retries(request):
+                return _with_quality(generation, report, rejected)
+            rejected.append(_rejected(generation, report))
+            request = request.model_copy(update={"seed": secrets.randbelow(2**31)})
+            generation = await self._agenerate(request, provider, on_progress, cancel)
+        return generation
+
+    async def _agenerate(
+        self,
+        request: GenerationRequest,
+        provider: str | None,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> Generation:
         record = request.record()
         with generation_span(record, provider) as span:
             candidates, attempts = self.router.plan(request, provider)
@@ -459,7 +498,50 @@ class Client:
 #: Above this many samples (about 11 s of stereo at 44.1 kHz, ~4 ms of checks and hashing) `agenerate` builds the
 #: result on a worker thread; below it the thread hop would cost more than it saves.
 _FINISH_ON_LOOP_MAX_SAMPLES = 1_000_000
+#: Fresh takes `quality="retry"` makes when the request does not say how many.
+DEFAULT_QUALITY_RETRIES = 2
 log = logging.getLogger("soundforge")
+
+
+def _retries(request: GenerationRequest) -> int:
+    """How many fresh takes `quality="retry"` may make after the first (0 for "report")."""
+    if request.quality != "retry":
+        return 0
+    return request.quality_retries if request.quality_retries is not None else DEFAULT_QUALITY_RETRIES
+
+
+def _judge(generation: Generation, request: GenerationRequest) -> QualityReport | None:
+    """The quality gate over every track of a take (the worst verdicts, check by check); None for a cache hit."""
+    if generation.provenance.cache_hit:
+        return None  # already judged when it was made
+    reports = [quality_check(t.audio, t.sample_rate, request.duration) for t in generation.tracks]
+    return reports[0] if len(reports) == 1 else QualityReport(checks=[c for r in reports for c in r.checks])
+
+
+def _rejected(generation: Generation, report: QualityReport) -> dict[str, Any]:
+    cost = generation.cost
+    return {
+        "seed": generation.provenance.seed,
+        "failures": report.failures,
+        "cost": cost.model_dump(mode="json") if cost is not None else None,
+    }
+
+
+def _with_quality(generation: Generation, report: QualityReport | None, rejected: list[dict[str, Any]]) -> Generation:
+    """The take with the gate's verdicts (and the takes it rejected) in every track's provenance."""
+    if report is None:
+        return generation
+    verdict = {"passed": report.passed, "checks": [c.model_dump() for c in report.checks], "rejected": rejected}
+    tracks = [
+        Track(
+            audio=t.audio,
+            sample_rate=t.sample_rate,
+            license=t.license,
+            provenance=t.provenance.model_copy(update={"quality": verdict}),
+        )
+        for t in generation.tracks
+    ]
+    return Generation(tracks)
 
 
 def _exhausted(errors: list[tuple[str, SoundforgeError]]) -> SoundforgeError:

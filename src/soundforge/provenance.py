@@ -67,6 +67,9 @@ class Provenance(BaseModel):
         None, description="what the call cost: reported by the vendor, or estimated (docs/prices.md)"
     )
     cache_hit: bool = Field(False, description="served from soundforge's result cache: no call was made this time")
+    quality: dict[str, Any] | None = Field(
+        None, description="the quality gate's verdicts and the takes it rejected (request quality='report'/'retry')"
+    )
 
     @property
     def substitution(self) -> str | None:

@@ -149,6 +149,10 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         num_outputs: how many variations to return.
         max_cost: the most the call may cost, in USD (docs/prices.md). A provider whose estimate is higher, or whose
             price is unknown, is refused before anything is sent; `auto` skips it. Local engines cost nothing.
+        quality: "report" runs the quality gate (silence, clipping, DC offset, noise, a stuck loop, a take that
+            stops early: `soundforge.quality`) and records its verdicts in `provenance.quality`; "retry" also makes
+            a fresh take with a new seed while the gate fails, up to `quality_retries` (2) times, each rejected take
+            (seed, failures, cost) recorded. Every take is a paid call where the provider charges.
         sample_rate / channels: wanted output format, when the backend can honour it.
         temperature, top_k, top_p: sampling for token models (MusicGen, MAGNeT).
         guidance: classifier-free guidance scale (MusicGen's cfg_coef, diffusion cfg).
@@ -179,6 +183,10 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     seed: int | None = Field(None, ge=0, lt=2**63)
     num_outputs: int = Field(1, ge=1, le=MAX_OUTPUTS)
     max_cost: float | None = Field(None, ge=0, description="the most this call may cost, in USD; refused before it")
+    quality: Literal["report", "retry"] | None = Field(
+        None, description="run the quality gate (soundforge.quality): record its verdicts, or also retry bad takes"
+    )
+    quality_retries: int | None = Field(None, ge=0, le=10, description="fresh takes quality='retry' may make (2)")
     sample_rate: int | None = Field(None, ge=8000, le=192000)
     channels: Literal[1, 2] | None = None
     temperature: float | None = Field(None, gt=0)
