@@ -1047,7 +1047,7 @@ def operations_rows(
         )
     )
     journal = CloudJobJournal(folder / "jobs.sqlite")
-    request = GenerationRequest(prompt="x", duration=10, seed=1)
+    request = GenerationRequest(prompt="x", duration=10, seed=1).record()
     count = 200
     start = time.perf_counter()
     for i in range(count):

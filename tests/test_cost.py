@@ -10,7 +10,7 @@ import pytest
 from soundforge import Budget, BudgetExceededError, ConfigurationError, SoundforgeError
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.pricing import Cost, PriceRegistry, total
+from soundforge.pricing import Cost, PriceRegistry, settle, total
 
 from .fakes import KEY
 from .helpers import cloud
@@ -66,12 +66,12 @@ def test_estimates_by_basis_plan_and_pattern() -> None:
     assert REGISTRY.estimate("p", "sec", duration=30).amount == pytest.approx(0.3)
     gpu = REGISTRY.estimate("p", "gpu-large", duration=30)
     assert gpu.amount is None and gpu.rate == 0.002 and "reported after" in gpu.detail  # never guessed
-    settled = REGISTRY.settle(gpu, {"gpu_seconds": 50.0}, compute_seconds=1.0, device="cloud")
+    settled = settle(gpu, {"gpu_seconds": 50.0}, compute_seconds=1.0, device="cloud")
     assert settled.amount == pytest.approx(0.1) and not settled.estimated
-    assert REGISTRY.settle(gpu, {}, compute_seconds=1.0, device="cloud").amount is None
+    assert settle(gpu, {}, compute_seconds=1.0, device="cloud").amount is None
     unknown = REGISTRY.estimate("p", "other", duration=30)
     assert unknown.amount is None and unknown.basis == "unknown" and "no price record" in unknown.describe()
-    local = REGISTRY.settle(REGISTRY.estimate("x", "y", duration=1, local=True), {}, compute_seconds=2.5, device="cpu")
+    local = settle(REGISTRY.estimate("x", "y", duration=1, local=True), {}, compute_seconds=2.5, device="cpu")
     assert local.amount == 0 and local.compute_seconds == 2.5 and "no charge" in local.describe()
     assert total([Cost(amount=0.1, basis="per_generation"), Cost(amount=0.2, basis="per_generation")]) == pytest.approx(
         0.3

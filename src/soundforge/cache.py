@@ -12,7 +12,6 @@ with `get(key)` and `put(key, generation)` can stand in for it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -28,6 +27,7 @@ from ._version import __version__
 from .licensing import License
 from .pricing import Cost
 from .provenance import Provenance
+from .request import content_key
 from .result import Generation, Track
 
 
@@ -42,13 +42,10 @@ class ResultCache(Protocol):
 
 
 def cache_key(provider: str, model: str, request: dict[str, Any], engine: dict[str, str]) -> str:
-    """The content address of a deterministic call."""
-    canonical = json.dumps(
-        {"provider": provider, "model": model, "request": request, "engine": engine, "soundforge": __version__},
-        sort_keys=True,
-        separators=(",", ":"),
+    """The content address of a deterministic call (`request` is the request's record)."""
+    return content_key(
+        {"provider": provider, "model": model, "request": request, "engine": engine, "soundforge": __version__}
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def as_cache_hit(generation: Generation) -> Generation:

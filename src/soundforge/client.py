@@ -30,6 +30,7 @@ from .licensing import LicenseRegistry
 from .observe import Callback, EventKind, GenerationEvent, add_event, attempt_span, end_attempt, generation_span, notify
 from .policy import LicensePolicy
 from .pricing import Cost, PriceRegistry
+from .pricing import settle as settle_cost
 from .provenance import Attempt, Provenance, Timings
 from .quality import QualityReport
 from .quality import check as quality_check
@@ -215,7 +216,7 @@ class Client:
                     except BaseException:
                         self._settle(call.held, None)
                         raise
-                    generation = self._finish(request, call, raw, attempts, provider)
+                    generation = self._finish(call, raw, attempts, provider)
                     self._succeeded(call, generation)
                     self._store(key, generation)
                     return generation
@@ -274,9 +275,9 @@ class Client:
                     if sum(track.audio.size for track in raw.tracks) > _FINISH_ON_LOOP_MAX_SAMPLES:
                         # Checking and hashing long audio takes milliseconds (about 22 ms for 60 s of stereo): not on
                         # the event loop, where it would hold up every other request.
-                        generation = await asyncio.to_thread(self._finish, request, call, raw, attempts, provider)
+                        generation = await asyncio.to_thread(self._finish, call, raw, attempts, provider)
                     else:
-                        generation = self._finish(request, call, raw, attempts, provider)
+                        generation = self._finish(call, raw, attempts, provider)
                     self._succeeded(call, generation)
                     if key is not None and self.cache is not None:
                         await asyncio.to_thread(self._store, key, generation)
@@ -399,7 +400,6 @@ class Client:
 
     def _finish(
         self,
-        request: GenerationRequest,
         call: _Call,
         raw: RawGeneration,
         attempts: list[Attempt],
@@ -408,12 +408,11 @@ class Client:
         candidate = call.candidate
         elapsed = time.perf_counter() - call.started
         backend, model = candidate.backend, candidate.model
-        cost = self.prices.settle(
+        cost = settle_cost(
             candidate.estimate, raw.usage, compute_seconds=max(0.0, elapsed - raw.load_seconds), device=raw.device
         )
         self._settle(call.held, cost)
         attempts = [*attempts, Attempt(provider=backend.name, model=model, outcome="ok", seconds=elapsed)]
-        request_record = request.record()
         tracks = []
         for index, raw_track in enumerate(raw.tracks):
             audio = as_audio(raw_track.audio, name=f"{backend.name} output")
@@ -426,7 +425,7 @@ class Client:
                 role=raw_track.role,
                 seed=raw_track.seed,
                 parameters=raw_track.parameters,
-                request=request_record,
+                request=call.record,
                 soundforge_version=__version__,
                 engine=raw.engine_versions,
                 device=raw.device,

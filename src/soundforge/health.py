@@ -1,9 +1,11 @@
 """What routing remembers about providers: how fast each has been, and which keep failing (cool-downs).
 
 Latency is kept per provider and model as seconds of wall time per second of audio (an exponentially weighted
-average), in a small JSON file in the user data dir so `strategy = "fastest"` learns across runs (best effort: a file
-that cannot be read or written is ignored). Failures are counted in memory: after `cooldown_after` failures in a row
-a provider is skipped for `cooldown_seconds`, with the reason, and a success clears the count.
+average); with `persist` (the router sets it for `strategy = "fastest"`, the only reader) it is also kept in a small
+JSON file in the user data dir so the strategy learns across runs (best effort: a file that cannot be read or
+written is ignored), and no other generation pays for that write. Failures are counted in memory: after
+`cooldown_after` failures in a row a provider is skipped for `cooldown_seconds`, with the reason; a success clears
+the count.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ class ProviderHealth:
     """Latency per provider:model and cool-downs per provider, shared by a client's router."""
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, cooldown_after: int = 3, cooldown_seconds: float = 60.0
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        cooldown_after: int = 3,
+        cooldown_seconds: float = 60.0,
+        persist: bool = True,
     ) -> None:
         if path is None:
             from platformdirs import user_data_dir
@@ -39,6 +46,7 @@ class ProviderHealth:
         self.path = Path(path)
         self.cooldown_after = cooldown_after
         self.cooldown_seconds = cooldown_seconds
+        self.persist = persist
         self._lock = threading.Lock()
         self._failures: dict[str, _Failures] = {}
         self._latency: dict[str, float] | None = None
@@ -68,6 +76,8 @@ class ProviderHealth:
             key = f"{provider}:{model}"
             measured = seconds / audio_seconds
             table[key] = measured if key not in table else (1 - ALPHA) * table[key] + ALPHA * measured
+            if not self.persist:
+                return
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")

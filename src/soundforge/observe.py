@@ -13,9 +13,10 @@ attempts are events on the generation span. Without it the spans cost nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .pricing import Cost
@@ -42,7 +43,6 @@ class GenerationEvent:
     license_id: str | None = None
     error_code: str | None = None
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Callback = Callable[[GenerationEvent], None]
@@ -57,7 +57,9 @@ def notify(callbacks: list[Callback], event: GenerationEvent) -> None:
             log.warning("a soundforge callback raised on a %s event; ignored", event.kind, exc_info=True)
 
 
+@functools.lru_cache(maxsize=1)
 def _tracer() -> Any:
+    """OpenTelemetry's tracer for soundforge, or None: looked up once (a failed import is not retried per call)."""
     try:
         from opentelemetry import trace
     except ImportError:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal
@@ -82,7 +82,7 @@ class Price:
     credit_price: float | None = None
     quote: str = ""
     notes: str = ""
-    pattern: bool = field(default=False)
+    pattern: bool = False
 
     def matches(self, provider: str, model: str, plan: str | None) -> bool:
         if provider != self.provider or (self.plan is not None and plan != self.plan):
@@ -172,16 +172,17 @@ class PriceRegistry:
             amount=None, basis="per_gpu_second", detail="billed per GPU-second, reported after the call", **common
         )
 
-    def settle(self, estimate: Cost, usage: dict[str, float], *, compute_seconds: float, device: str) -> Cost:
-        """The cost after the call: what the vendor reported (`usage["gpu_seconds"]` at the registry's rate), else
-        the estimate, still marked estimated; local engines record their compute-seconds and device."""
-        if estimate.basis == "local_compute":
-            return estimate.model_copy(update={"compute_seconds": round(compute_seconds, 3), "device": device})
-        if estimate.basis == "per_gpu_second" and "gpu_seconds" in usage and estimate.rate is not None:
-            seconds = float(usage["gpu_seconds"])
-            detail = f"{seconds:.2f} GPU-seconds reported"
-            return estimate.model_copy(update={"amount": estimate.rate * seconds, "estimated": False, "detail": detail})
-        return estimate
+
+def settle(estimate: Cost, usage: dict[str, float], *, compute_seconds: float, device: str) -> Cost:
+    """The cost after the call: what the vendor reported (`usage["gpu_seconds"]` at the registry's rate), else
+    the estimate, still marked estimated; local engines record their compute-seconds and device."""
+    if estimate.basis == "local_compute":
+        return estimate.model_copy(update={"compute_seconds": round(compute_seconds, 3), "device": device})
+    if estimate.basis == "per_gpu_second" and "gpu_seconds" in usage and estimate.rate is not None:
+        seconds = float(usage["gpu_seconds"])
+        detail = f"{seconds:.2f} GPU-seconds reported"
+        return estimate.model_copy(update={"amount": estimate.rate * seconds, "estimated": False, "detail": detail})
+    return estimate
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ field they cannot honour with `UnsupportedFeatureError`; nothing is silently dro
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from pathlib import Path
@@ -136,6 +137,13 @@ class _InvalidRequestOnCall(type(BaseModel)):  # type: ignore[misc]
             return super().__call__(*args, **kwargs)
         except ValidationError as exc:
             raise invalid_request(exc) from None
+
+
+def content_key(parts: dict[str, Any]) -> str:
+    """The content address of a call: sha256 of its parts as canonical JSON (the job journal's and the result
+    cache's keys; `GenerationRequest.record()` is the request's part)."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):

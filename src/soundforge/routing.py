@@ -131,7 +131,9 @@ class Router:
         self.prices = prices or PriceRegistry.default()
         self.budget = budget
         self.health = health or ProviderHealth(
-            cooldown_after=config.cooldown_after, cooldown_seconds=config.cooldown_seconds
+            cooldown_after=config.cooldown_after,
+            cooldown_seconds=config.cooldown_seconds,
+            persist=config.strategy == "fastest",
         )
 
     def estimate(self, backend: Backend, model: str, request: GenerationRequest) -> Cost:

@@ -52,7 +52,8 @@ class JobEntry:
     key: str
     provider: str
     model: str
-    request: GenerationRequest
+    #: The request's record (`GenerationRequest.record()`), kept with the job.
+    record_of_request: dict[str, Any]
     pending: PendingJob | None = None
     #: Whether a job whose wait ends is left running for the next call (journaled and not `cancel_on_timeout`).
     keep_on_timeout: bool = False
@@ -63,7 +64,7 @@ class JobEntry:
         """Write the submitted job down, before waiting for it."""
         self.job_id = job_id
         if self.journal is not None:
-            self.journal.record(self.key, self.provider, self.model, job_id, self.request, data or {})
+            self.journal.record(self.key, self.provider, self.model, job_id, self.record_of_request, data or {})
 
     def forget(self) -> None:
         """The job's result was delivered, or the job ended without one."""
@@ -75,10 +76,10 @@ class JobEntry:
         if self.journal is not None and self.job_id is not None:
             self.journal.release(self.job_id)
 
-    def kept_hint(self, job_id: str) -> str:
+    def kept_hint(self) -> str:
         """What to tell a caller whose wait ended while the job goes on."""
         return (
-            f"the {self.provider} job {job_id} is still running and is kept in the job journal "
+            f"the {self.provider} job {self.job_id} is still running and is kept in the job journal "
             f"({self.journal.path if self.journal else 'off'}): call again with the same request to collect its "
             "result without paying twice (`soundforge jobs` lists pending jobs)"
         )
@@ -111,15 +112,15 @@ class CloudBackend(Backend):
     def job_entry(self, request: GenerationRequest, model: str) -> JobEntry:
         """This call's place in the job journal, with the job already submitted for the same request if any."""
         journal = self.job_journal()
-        key = job_key(self.name, model, request)
+        record = request.record()
+        key = job_key(self.name, model, record)
         pending = journal.claim(key) if journal is not None else None
         keep = journal is not None and not self.settings.get("cancel_on_timeout", False)
-        return JobEntry(journal, key, self.name, model, request, pending, keep, pending.job_id if pending else None)
+        return JobEntry(journal, key, self.name, model, record, pending, keep, pending.job_id if pending else None)
 
     async def wait_for_job(
         self,
         entry: JobEntry,
-        job_id: str,
         fetch: Callable[[], Awaitable[T]],
         finished: Callable[[T], bool],
         cancel: Callable[[], Awaitable[None]],
@@ -140,7 +141,7 @@ class CloudBackend(Backend):
         except GenerationTimeoutError as exc:
             if entry.keep_on_timeout:
                 entry.release()
-                exc.hint = entry.kept_hint(job_id)
+                exc.hint = entry.kept_hint()
             else:
                 entry.forget()
             raise

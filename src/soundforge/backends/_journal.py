@@ -15,7 +15,6 @@ write-ahead log, which would make every write cost a millisecond more).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..request import GenerationRequest
+from ..request import content_key
 
 FILE_NAME = "cloud-jobs.sqlite"
 _SCHEMA = """
@@ -45,12 +44,9 @@ CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (key)
 _COLUMNS = "job_id, key, provider, model, created, request, data, pid, released"
 
 
-def job_key(provider: str, model: str, request: GenerationRequest) -> str:
-    """The idempotency key of a call: the provider, the model and the request as given (audio by its hash)."""
-    canonical = json.dumps(
-        {"provider": provider, "model": model, "request": request.record()}, sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def job_key(provider: str, model: str, record: dict[str, Any]) -> str:
+    """The idempotency key of a call: the provider, the model and the request's record (audio by its hash)."""
+    return content_key({"provider": provider, "model": model, "request": record})
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ class CloudJobJournal:
         return connection
 
     def record(
-        self, key: str, provider: str, model: str, job_id: str, request: GenerationRequest, data: dict[str, Any]
+        self, key: str, provider: str, model: str, job_id: str, request: dict[str, Any], data: dict[str, Any]
     ) -> None:
         """Write a submitted job down (before waiting for it), as this process's."""
         db = self._connect()
@@ -113,7 +109,7 @@ class CloudJobJournal:
                 provider,
                 model,
                 time.time(),
-                json.dumps(request.record()),
+                json.dumps(request),
                 json.dumps(data),
                 os.getpid(),
             ),

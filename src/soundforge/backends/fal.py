@@ -33,15 +33,13 @@ class FalApp:
     """
 
     description: str
-    #: request field -> the app's input name; "duration" is the length field, sent in whole seconds if `whole_seconds`.
+    #: request field -> the app's input name; "duration" is the length field, sent in whole seconds. An app that
+    #: takes no duration (a fixed clip) is trimmed to the request, up to `max_duration`.
     inputs: dict[str, str]
     max_duration: float
     sample_rate: int
-    whole_seconds: bool = True
     min_duration: float = 1.0
     seed_deterministic: bool = True
-    #: The length of the app's fixed clip, when it takes no duration (the result is trimmed to the request).
-    clip_seconds: float | None = None
     #: request field -> (lowest, highest) the app accepts, checked before submitting.
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -90,7 +88,6 @@ APPS: dict[str, FalApp] = {
         {"prompt": "prompt", "negative_prompt": "negative_prompt", "seed": "seed"},
         max_duration=30.0,
         sample_rate=48000,
-        clip_seconds=30.0,
     ),
 }
 #: Any other app: the prompt, and its own inputs through extra={"input": {...}} (its duration field too).
@@ -173,7 +170,7 @@ class FalBackend(CloudBackend):
         data: dict[str, Any] = {}
         for name, key in app.inputs.items():
             value = getattr(request, name)
-            if name == "duration" and app.whole_seconds:
+            if name == "duration":
                 value = math.ceil(value)
             if value is None:
                 continue
@@ -231,7 +228,6 @@ class FalBackend(CloudBackend):
 
         status = await self.wait_for_job(
             entry,
-            job_id,
             lambda: json_of("GET", status_url, params={"logs": "0"}),
             lambda s: s.get("status") == "COMPLETED",
             cancel,

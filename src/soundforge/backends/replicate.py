@@ -215,9 +215,7 @@ class ReplicateBackend(CloudBackend):
             )
 
         if prediction.get("status") not in TERMINAL:
-            prediction = await self.wait_for_job(
-                entry, job_id, fetch, lambda p: p.get("status") in TERMINAL, cancel, context
-            )
+            prediction = await self.wait_for_job(entry, fetch, lambda p: p.get("status") in TERMINAL, cancel, context)
         if prediction.get("status") != "succeeded":
             entry.forget()  # it ended without a result: the next call submits anew
         status = prediction.get("status")
