@@ -34,7 +34,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .backends.base import Backend, CancelToken, ProgressCallback, ProgressEvent
+    from .backends.base import AudioChunk, Backend, CancelToken, ProgressCallback, ProgressEvent
     from .budget import Budget
     from .bulk import BatchReport, abatch, batch
     from .capabilities import Capabilities
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .request import AudioInput, GenerationRequest
     from .result import Generation, Track
     from .routing import ProviderStatus
+    from .streaming import AsyncAudioStream, AudioStream
 
 _LAZY = {
     "Client": "client",
@@ -64,6 +65,9 @@ _LAZY = {
     "Backend": "backends.base",
     "CancelToken": "backends.base",
     "ProgressEvent": "backends.base",
+    "AudioChunk": "backends.base",
+    "AudioStream": "streaming",
+    "AsyncAudioStream": "streaming",
     "batch": "bulk",
     "abatch": "bulk",
     "BatchReport": "bulk",
@@ -135,9 +139,51 @@ async def agenerate(
     )
 
 
+def stream(
+    prompt_or_request: str | GenerationRequest,
+    *,
+    provider: str | None = None,
+    whole: bool = False,
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    **params: Any,
+) -> AudioStream:
+    """Generate audio and receive it in chunks as it is made; the finished `Generation` follows the last chunk.
+
+        with soundforge.stream("slow ambient drone", provider="synth", duration=120) as chunks:
+            for chunk in chunks:          # AudioChunk: .audio (channels, samples), .offset, .sample_rate
+                play(chunk.audio)
+        chunks.generation.save("drone.wav")
+
+    Args are those of `generate`, plus `whole`: accept a provider that cannot stream, delivering each track as
+    one chunk when it is done (otherwise such a provider is refused with UnsupportedFeatureError).
+    """
+    return default_client().stream(
+        prompt_or_request, provider=provider, whole=whole, on_progress=on_progress, cancel=cancel, **params
+    )
+
+
+def astream(
+    prompt_or_request: str | GenerationRequest,
+    *,
+    provider: str | None = None,
+    whole: bool = False,
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    **params: Any,
+) -> AsyncAudioStream:
+    """Async `stream`: `async with soundforge.astream(...) as chunks: async for chunk in chunks: ...`."""
+    return default_client().astream(
+        prompt_or_request, provider=provider, whole=whole, on_progress=on_progress, cancel=cancel, **params
+    )
+
+
 __all__ = [
     "AllProvidersFailedError",
+    "AsyncAudioStream",
+    "AudioChunk",
     "AudioInput",
+    "AudioStream",
     "AuthenticationError",
     "Backend",
     "BatchReport",
@@ -173,7 +219,9 @@ __all__ = [
     "__version__",
     "abatch",
     "agenerate",
+    "astream",
     "batch",
     "default_client",
     "generate",
+    "stream",
 ]

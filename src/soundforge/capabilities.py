@@ -20,7 +20,7 @@ class Capabilities(BaseModel):
     fields: frozenset[str] = Field(frozenset(), description="optional request fields the model honours")
     max_outputs: int = 1
     seed_deterministic: bool = True
-    streaming: bool = False
+    streaming: bool = Field(False, description="whether audio can be streamed as it is made (Client.stream)")
     vocals: bool = Field(False, description="whether the model can sing; one that cannot is always instrumental")
     audio_prompt_modes: frozenset[str] = Field(
         frozenset(), description="what the model does with an audio_prompt (continuation, variation, repaint, ...)"
@@ -41,6 +41,8 @@ class Capabilities(BaseModel):
             return value in self.audio_prompt_modes
         if field == "stem":
             return value in self.stems
+        if field == "streaming":
+            return self.streaming
         return self.supports(field)
 
     def offers(self, field: str) -> str:

@@ -9,14 +9,14 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._version import __version__
 from .audio import as_audio, pcm_sha256
 from .backends import Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
-from .backends.base import ProgressCallback, ProgressEvent
+from .backends.base import AudioChunk, ProgressCallback, ProgressEvent
 from .backends.runtime import ModelMemory
 from .budget import Budget
 from .cache import DiskCache, ResultCache, cache_key
@@ -37,6 +37,7 @@ from .quality import check as quality_check
 from .request import GenerationRequest
 from .result import Generation, Track
 from .routing import Candidate, ProviderStatus, Router, parse_spec
+from .streaming import AsyncAudioStream, AudioStream
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,114 @@ class Client:
                         await asyncio.to_thread(self._store, key, generation)
                     return generation
             raise _exhausted(errors)
+
+    # --- streaming ---
+    def stream(
+        self,
+        prompt_or_request: str | GenerationRequest,
+        *,
+        provider: str | None = None,
+        whole: bool = False,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        **params: Any,
+    ) -> AudioStream:
+        """Generate audio and hand it over in chunks as it is made (`soundforge.streaming.AudioStream`).
+
+        Routing, the licence policy and the cost limits are applied here, before the first chunk, as for
+        `generate`; only providers whose model streams (`Capabilities.streaming`) are candidates, unless
+        `whole=True`, which lets one that does not stream deliver each track as a single chunk when it is done.
+        A provider that fails before its first chunk gives way to the next candidate; once audio has been
+        handed over, a failure ends the stream with the error. `quality="report"` judges the finished take;
+        `quality="retry"` is refused (the rejected take would already have been heard).
+        """
+        request = build_request(prompt_or_request, params)
+        if request.quality == "retry":
+            raise InvalidRequestError(
+                "quality='retry' cannot be combined with streaming: a rejected take would already have been heard",
+                field="quality",
+                hint="use quality='report' to have the streamed take judged, or generate() to retry",
+            )
+        cancel = cancel or CancelToken()
+        candidates, attempts = self.router.plan(request, provider, streaming=not whole)
+        source = self._stream(request, provider, candidates, attempts, on_progress, cancel)
+        return AudioStream(source, cancel)
+
+    def astream(
+        self,
+        prompt_or_request: str | GenerationRequest,
+        *,
+        provider: str | None = None,
+        whole: bool = False,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        **params: Any,
+    ) -> AsyncAudioStream:
+        """`stream` for async code: `async with client.astream(...) as stream: async for chunk in stream: ...`.
+
+        Routing and the policy are checked when it is called; the engine runs on a worker thread between chunks.
+        """
+        cancel = cancel or CancelToken()
+        sync = self.stream(
+            prompt_or_request, provider=provider, whole=whole, on_progress=on_progress, cancel=cancel, **params
+        )
+        return AsyncAudioStream(sync._source, cancel)
+
+    def _stream(
+        self,
+        request: GenerationRequest,
+        provider: str | None,
+        candidates: list[Candidate],
+        attempts: list[Attempt],
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken,
+    ) -> Generator[AudioChunk, None, Generation]:
+        """The chunks of the first candidate that starts delivering, then its finished generation."""
+        record = request.record()
+        errors: list[tuple[str, SoundforgeError]] = []
+        for number, candidate in enumerate(candidates, 1):
+            key = self._cache_key(candidate, request, record)
+            cached = self.cache.get(key) if self.cache is not None and key is not None else None
+            if cached is not None:
+                yield from _whole_chunks(cached)
+                return cached
+            call = self._begin(candidate, number, key, record, on_progress, cancel)
+            backend, model = candidate.backend, candidate.model
+            source = (
+                backend.stream(request, model, call.context)
+                if backend.capabilities(model).streaming
+                else _whole_track(backend, request, model, call.context)
+            )
+            delivered = False
+            try:
+                while True:
+                    try:
+                        chunk = next(source)
+                    except StopIteration as done:
+                        raw: RawGeneration = done.value
+                        break
+                    delivered = True
+                    yield chunk
+            except SoundforgeError as exc:
+                source.close()
+                if delivered:  # the listener has heard part of it: no other provider may continue it
+                    self._settle(call.held, candidate.estimate)
+                    self._tell("failure", call, error_code=exc.code, error=str(exc))
+                    raise
+                self._failed(None, call, exc, attempts, errors)
+                continue
+            except BaseException:  # closed by the listener (GeneratorExit), or interrupted
+                cancel.cancel()
+                source.close()  # the backend stops its engine and waits for it
+                self._settle(call.held, candidate.estimate if delivered else None)
+                raise
+            generation = self._finish(call, raw, attempts, provider)
+            if request.quality == "report":
+                generation = _with_quality(generation, _judge(generation, request), [])
+            self._succeeded(call, generation)
+            self._store(key, generation)
+            return generation
+        raise _exhausted(errors)
 
     # --- one attempt: budget, callbacks, spans ---
     def _begin(
@@ -541,6 +650,23 @@ def _with_quality(generation: Generation, report: QualityReport | None, rejected
         for t in generation.tracks
     ]
     return Generation(tracks)
+
+
+def _whole_chunks(generation: Generation) -> Iterator[AudioChunk]:
+    """Each track of a finished generation as one chunk."""
+    for index, track in enumerate(generation.tracks):
+        yield AudioChunk(track.audio, 0, track.sample_rate, index)
+
+
+def _whole_track(
+    backend: Backend, request: GenerationRequest, model: str, context: RunContext
+) -> Generator[AudioChunk, None, RawGeneration]:
+    """A backend that does not stream, as a stream of one chunk per track (`stream(whole=True)`)."""
+    raw = backend.generate(request, model, context)
+    for index, track in enumerate(raw.tracks):
+        audio = as_audio(track.audio, name=f"{backend.name} output")
+        yield AudioChunk(audio, 0, track.sample_rate, index)
+    return raw
 
 
 def _exhausted(errors: list[tuple[str, SoundforgeError]]) -> SoundforgeError:

@@ -229,7 +229,9 @@ class Router:
         """The model a spec means: the one it names, else the provider's configured `model`, else its default."""
         return model or self.config.provider_settings(backend.name).get("model") or backend.default_model
 
-    def _prepare(self, spec: ProviderSpec, request: GenerationRequest, origin: Origin) -> Candidate:
+    def _prepare(
+        self, spec: ProviderSpec, request: GenerationRequest, origin: Origin, streaming: bool = False
+    ) -> Candidate:
         """Check one spec completely (policy, availability, capabilities, weights); raise why it cannot run.
 
         The licence policy is checked before the weights, so a refused model is never looked for or fetched.
@@ -253,8 +255,11 @@ class Router:
             raise ProviderUnavailableError(spec.provider, status.reason, fix=status.fix)
         try:
             backend.check(request, model)
+            if streaming:
+                backend.check_stream(request, model)
         except UnsupportedFeatureError as exc:
-            others = self.supported_by(exc.field or "", getattr(request, exc.field or "", None))
+            asked = True if exc.field == "streaming" else getattr(request, exc.field or "", None)
+            others = self.supported_by(exc.field or "", asked)
             exc.offer(others, not_set_up=self.setup_hint(others))
             raise
         # Only a provider somebody named may start a download; `auto` never fetches weights on its own.
@@ -330,8 +335,11 @@ class Router:
             policy_clause=decision.clause,
         )
 
-    def plan(self, request: GenerationRequest, spec: str | None) -> tuple[list[Candidate], list[Attempt]]:
-        """The candidates to try in order, and the attempts already skipped while choosing them.
+    def plan(
+        self, request: GenerationRequest, spec: str | None, *, streaming: bool = False
+    ) -> tuple[list[Candidate], list[Attempt]]:
+        """The candidates to try in order, and the attempts already skipped while choosing them (with
+        `streaming`, only those that can stream the request).
 
         An explicit provider that is wrong for the request raises at once (the user must change the
         request or the provider); only configured fallbacks are tried after it.
@@ -341,15 +349,15 @@ class Router:
         candidates: list[Candidate] = []
         if wanted.provider == AUTO:
             for name in self.config.auto_order:
-                self._try_add(ProviderSpec(name, wanted.model), request, candidates, skipped, Origin.AUTO)
+                self._try_add(ProviderSpec(name, wanted.model), request, candidates, skipped, Origin.AUTO, streaming)
             candidates = self._ordered(candidates)
         else:
-            self._try_add(wanted, request, candidates, skipped, Origin.EXPLICIT)
+            self._try_add(wanted, request, candidates, skipped, Origin.EXPLICIT, streaming)
         for fallback in self.config.fallbacks:
             fb = parse_spec(fallback, self.config.aliases)
             if fb.provider in (AUTO, *(c.backend.name for c in candidates)):
                 continue
-            self._try_add(fb, request, candidates, skipped, Origin.FALLBACK)
+            self._try_add(fb, request, candidates, skipped, Origin.FALLBACK, streaming)
         if not candidates:
             raise _nothing_fits(wanted, skipped)
         return candidates, skipped
@@ -375,6 +383,7 @@ class Router:
         candidates: list[Candidate],
         skipped: list[Attempt],
         origin: Origin,
+        streaming: bool = False,
     ) -> None:
         """Add the spec as a candidate, or record why it was skipped; raise when that ends the routing.
 
@@ -382,7 +391,7 @@ class Router:
         unavailability only when no fallback could step in. `auto`'s choices and fallbacks are skipped instead.
         """
         try:
-            candidates.append(self._prepare(spec, request, origin))
+            candidates.append(self._prepare(spec, request, origin, streaming))
         except SoundforgeError as exc:
             set_up_here = isinstance(exc, (ProviderUnavailableError, ModelNotAvailableError))
             if origin is Origin.EXPLICIT and not (set_up_here and self.config.fallbacks):

@@ -14,7 +14,7 @@ import json
 import secrets
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -178,6 +178,65 @@ class RawGeneration:
     usage: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of one track as it is made: float32 audio shaped (channels, samples) that starts `offset` samples
+    into track `track_index`. A stream's chunks of one track follow each other without gaps or overlap."""
+
+    audio: AudioArray = field(repr=False)
+    offset: int
+    sample_rate: int
+    track_index: int = 0
+
+    @property
+    def end(self) -> int:
+        """The sample just after this chunk (the next chunk's offset)."""
+        return self.offset + int(self.audio.shape[-1])
+
+    @property
+    def seconds(self) -> float:
+        """Where the chunk starts in the track, in seconds."""
+        return self.offset / self.sample_rate
+
+    def __repr__(self) -> str:
+        channels, samples = self.audio.shape
+        return (
+            f"AudioChunk(track {self.track_index}, {self.seconds:.2f} s + {samples / self.sample_rate:.2f} s, "
+            f"{channels} ch, {self.sample_rate} Hz)"
+        )
+
+
+#: What `Backend.stream` returns: it yields the chunks as they are made, then returns the whole generation.
+ChunkStream = Generator[AudioChunk, None, RawGeneration]
+
+
+class ChunkAssembler:
+    """The tracks a stream made, put together from its chunks (checking they follow each other), for the
+    `RawGeneration` a backend's `stream` returns."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, list[AudioArray]] = {}
+        self._ends: dict[int, int] = {}
+
+    def add(self, chunk: AudioChunk) -> AudioChunk:
+        """Keep `chunk` (and hand it back, for `yield assembler.add(chunk)`)."""
+        expected = self._ends.get(chunk.track_index, 0)
+        if chunk.offset != expected:
+            raise RuntimeError(f"track {chunk.track_index}: chunk at {chunk.offset}, expected {expected}")
+        self._parts.setdefault(chunk.track_index, []).append(chunk.audio)
+        self._ends[chunk.track_index] = chunk.end
+        return chunk
+
+    def track(self, index: int) -> AudioArray:
+        """Track `index`'s audio so far, as one float32 (channels, samples) array."""
+        import numpy as np
+
+        parts = self._parts.get(index)
+        if not parts:
+            raise RuntimeError(f"the stream made no audio for track {index}")
+        return np.ascontiguousarray(np.concatenate(parts, axis=-1), dtype=np.float32)
+
+
 #: Distributions whose version changes what an engine makes (the result cache's key includes them).
 ENGINE_PACKAGES = ("torch", "transformers", "diffusers", "audiocraft", "stable-audio-tools", "numpy")
 #: Settings every provider accepts: the default model, the licence plan, the engine.
@@ -334,7 +393,28 @@ class Backend(ABC):
                 continue
         return identity
 
+    def check_stream(self, request: GenerationRequest, model: str) -> None:
+        """Refuse, before any work, to stream a request this model cannot stream (`Capabilities.streaming`, and
+        whatever else the backend knows: an engine or a mode that only makes whole tracks)."""
+        if not self.capabilities(model).streaming:
+            raise UnsupportedFeatureError(
+                "streaming",
+                f"{self.name}:{model}",
+                detail="it makes whole tracks only (stream(whole=True) accepts that)",
+            )
+
     # --- work ---
+    def stream(self, request: GenerationRequest, model: str, context: RunContext) -> ChunkStream:
+        """Make the audio of a checked request (`check_stream` passed) and yield it in chunks as it is made, then
+        return the `RawGeneration` of the whole (blocking between chunks).
+
+        Closing the generator (the caller stopped listening) must stop the engine at its next step and release
+        what the call holds. Backends that stream override this; the default refuses.
+        """
+        self.check_stream(request, model)
+        raise UnsupportedFeatureError("streaming", f"{self.name}:{model}")
+        yield  # pragma: no cover - makes this a generator
+
     @abstractmethod
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         """Make the audio for a checked request (blocking)."""

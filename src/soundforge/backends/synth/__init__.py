@@ -10,17 +10,32 @@ It is the default provider on a fresh machine and the workhorse of fast tests.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from ...audio import ALGORITHMIC_MEDIA
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError
 from ...request import GenerationRequest
-from ..base import Backend, RawGeneration, RawTrack, RunContext, checked_extra, default_seed
-from .render import SECTION_PARTS, render
+from ..base import (
+    AudioChunk,
+    Backend,
+    ChunkAssembler,
+    ChunkStream,
+    RawGeneration,
+    RawTrack,
+    RunContext,
+    checked_extra,
+    default_seed,
+)
+from .render import RENDER_BLOCK, SECTION_PARTS, Score, score
 from .theory import plan_for
 
 DEFAULT_SAMPLE_RATE = 44100
+#: Audio per chunk when streaming (`[providers.synth] stream_chunk_seconds`).
+STREAM_CHUNK_SECONDS = 0.5
 _CAPABILITIES = Capabilities(
     min_duration=1.0,
     max_duration=600.0,
@@ -29,6 +44,7 @@ _CAPABILITIES = Capabilities(
     fields=frozenset({"seed", "num_outputs", "sample_rate", "channels", "bpm", "key", "time_signature", "extra"}),
     max_outputs=16,
     seed_deterministic=True,
+    streaming=True,
     cost_hint="free, local, faster than real time",
 )
 
@@ -36,7 +52,7 @@ _CAPABILITIES = Capabilities(
 class SynthBackend(Backend):
     """The embedded procedural synthesizer."""
 
-    settings_keys = frozenset()
+    settings_keys = frozenset({"stream_chunk_seconds"})
 
     name = "synth"
     description = "built-in offline synthesizer (drums, bass, chords, lead); CC0"
@@ -49,46 +65,82 @@ class SynthBackend(Backend):
         ]
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        tracks, seed = [], default_seed(request)
+        for index in range(request.num_outputs):
+            context.progress("render", index, request.num_outputs)
+            piece, track = self._piece(request, seed + index)
+            audio = np.empty((track.channels, piece.n), dtype=np.float32)
+            for offset, block in piece.blocks(RENDER_BLOCK):
+                audio[:, offset : offset + block.shape[1]] = track.shaped(block)
+            tracks.append(track.raw(audio))
+        context.progress("render", request.num_outputs, request.num_outputs)
+        return self._raw(tracks)
+
+    def stream(self, request: GenerationRequest, model: str, context: RunContext) -> ChunkStream:
+        """Render block by block (`stream_chunk_seconds`, default 0.5 s): the chunks are the very samples
+        `generate` makes for the same request and seed, because the mix is computed per sample (`Score`)."""
+        seconds = float(self.settings.get("stream_chunk_seconds", STREAM_CHUNK_SECONDS))
+        assembler, tracks, seed = ChunkAssembler(), [], default_seed(request)
+        for index in range(request.num_outputs):
+            piece, track = self._piece(request, seed + index)
+            block = max(1, round(seconds * track.sample_rate))
+            for offset, mixed in piece.blocks(block):
+                context.progress("render", index * piece.n + offset, request.num_outputs * piece.n)
+                yield assembler.add(AudioChunk(track.shaped(mixed), offset, track.sample_rate, index))
+            tracks.append(track.raw(assembler.track(index)))
+        context.progress("render", request.num_outputs, request.num_outputs)
+        return self._raw(tracks)
+
+    def _piece(self, request: GenerationRequest, seed: int) -> tuple[Score, _Output]:
+        """The output of a request made with `seed`: its score (nothing mixed yet), and how its samples are
+        shaped and recorded."""
         sections = song_sections(request)
         sample_rate = request.sample_rate or DEFAULT_SAMPLE_RATE
         channels = request.channels or 2
-        base_seed = default_seed(request)
-        tracks = []
-        for index in range(request.num_outputs):
-            context.progress("render", index, request.num_outputs)
-            seed = base_seed + index
-            rng = np.random.default_rng(seed)
-            plan = plan_for(
-                request.prompt,
-                int(rng.integers(1 << 30)),
-                bpm=request.bpm,
-                key=request.key,
-                time_signature=request.time_signature,
-                sections=sections,
-            )
-            stereo = render(plan, request.duration, sample_rate, rng)
-            audio = stereo.mean(axis=0, keepdims=True) if channels == 1 else stereo
-            tracks.append(
-                RawTrack(
-                    audio=audio.astype(np.float32),
-                    sample_rate=sample_rate,
-                    seed=seed,
-                    parameters={
-                        "tempo_bpm": plan.tempo,
-                        "key": _key_name(plan.tonic, plan.minor),
-                        "time_signature": str(plan.meter),
-                        **({"sections": list(sections)} if sections else {}),
-                        "style": plan.style.name,
-                        "sample_rate": sample_rate,
-                        "channels": channels,
-                        "duration": request.duration,
-                    },
-                )
-            )
-        context.progress("render", request.num_outputs, request.num_outputs)
+        rng = np.random.default_rng(seed)
+        plan = plan_for(
+            request.prompt,
+            int(rng.integers(1 << 30)),
+            bpm=request.bpm,
+            key=request.key,
+            time_signature=request.time_signature,
+            sections=sections,
+        )
+        parameters = {
+            "tempo_bpm": plan.tempo,
+            "key": _key_name(plan.tonic, plan.minor),
+            "time_signature": str(plan.meter),
+            **({"sections": list(sections)} if sections else {}),
+            "style": plan.style.name,
+            "sample_rate": sample_rate,
+            "channels": channels,
+            "duration": request.duration,
+        }
+        return score(plan, request.duration, sample_rate, rng), _Output(seed, sample_rate, channels, parameters)
+
+    @staticmethod
+    def _raw(tracks: list[RawTrack]) -> RawGeneration:
         return RawGeneration(
             tracks=tracks, engine_versions={"numpy": np.__version__}, digital_source_type=ALGORITHMIC_MEDIA
         )
+
+
+@dataclass(frozen=True)
+class _Output:
+    """One output's facts: its seed, format and recorded parameters."""
+
+    seed: int
+    sample_rate: int
+    channels: int
+    parameters: dict[str, Any]
+
+    def shaped(self, stereo: Any) -> Any:
+        """A mixed stereo block in the output's channel count, as float32."""
+        audio = stereo.mean(axis=0, keepdims=True) if self.channels == 1 else stereo
+        return audio.astype(np.float32)
+
+    def raw(self, audio: Any) -> RawTrack:
+        return RawTrack(audio=audio, sample_rate=self.sample_rate, seed=self.seed, parameters=self.parameters)
 
 
 def song_sections(request: GenerationRequest) -> tuple[str, ...]:

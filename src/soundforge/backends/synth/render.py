@@ -7,8 +7,9 @@ free of aliasing; every random choice comes from one seeded generator, so a seed
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import numpy.typing as npt
@@ -97,9 +98,21 @@ VOICES = {
 }
 
 
+def _note_length(voice: Voice, length_s: float, sr: int) -> int:
+    """Samples a note held `length_s` seconds sounds for, its release included."""
+    return int(length_s * sr) + int(voice.release * sr) + 1
+
+
+def _deferred_note(
+    voice: Voice, midi: float, length_s: float, sr: int, brightness: float
+) -> tuple[Callable[[], Buffer], int]:
+    """A note to synthesise when the mix reaches it, and its length in samples."""
+    return partial(_note, voice, midi, length_s, sr, brightness), _note_length(voice, length_s, sr)
+
+
 def _note(voice: Voice, midi: float, length_s: float, sr: int, brightness: float) -> Buffer:
     gate = int(length_s * sr)
-    n = gate + int(voice.release * sr) + 1
+    n = _note_length(voice, length_s, sr)
     freq = midi_to_hz(midi)
     if voice.fm_ratio > 0:
         t = np.arange(n) / sr
@@ -116,22 +129,90 @@ def _note(voice: Voice, midi: float, length_s: float, sr: int, brightness: float
     return tone * _envelope(n, sr, voice.attack, voice.decay, voice.sustain, voice.release, gate)
 
 
-class Track:
-    """A stereo bus that notes and hits are mixed into."""
+@dataclass(frozen=True)
+class Event:
+    """One note or hit of the score: where it starts, how long it sounds, its gain and pan, and its samples (a
+    buffer, or a function that makes it when the mix first reaches it)."""
 
-    def __init__(self, n: int) -> None:
-        self.left = np.zeros(n)
-        self.right = np.zeros(n)
+    start: int
+    length: int
+    gain: float
+    pan: float
+    sound: Buffer | Callable[[], Buffer]
 
-    def add(self, sound: Buffer, start: int, gain: float, pan: float) -> None:
-        """Mix `sound` at sample `start`; pan -1 (left) … 1 (right), constant power."""
-        if start >= len(self.left) or start < 0:
-            return
-        end = min(len(self.left), start + len(sound))
-        angle = (pan + 1) * math.pi / 4
-        chunk = sound[: end - start] * gain
-        self.left[start:end] += chunk * math.cos(angle)
-        self.right[start:end] += chunk * math.sin(angle)
+    def samples(self) -> Buffer:
+        """The event's samples (made now when they were deferred)."""
+        return self.sound() if callable(self.sound) else self.sound
+
+
+class Score:
+    """The events of a piece in mixing order, with the length and fades of the track they are mixed into.
+
+    The mix is a sum of events per sample (always in the order they were made) followed by per-sample shaping
+    (saturation, fades, a fixed ceiling), so any span of it can be rendered on its own: rendering in blocks gives
+    the same samples as rendering the whole at once, bit for bit, whatever the block size. That is what lets the
+    synthesizer stream. A score is mixed once: its events are made as the mix reaches them.
+    """
+
+    def __init__(self, n: int, sr: int, duration: float, segments: Iterator[tuple[int, list[Event]]]) -> None:
+        self.n = n
+        #: (first sample, events) pairs in order; no event of a segment starts before its first sample.
+        self._segments = segments
+        self.fade_out = min(n // 4, int(0.02 * sr) if duration < 8 else int(1.5 * sr))
+        self.fade_in = min(n, int(0.005 * sr)) if self.fade_out > 0 else 0
+
+    def blocks(self, block: int) -> Iterator[tuple[int, Buffer]]:
+        """The finished mix as (offset, (2, samples) float64 block) pairs of `block` samples (the last shorter).
+
+        An event's samples are made when the first block it sounds in is mixed and dropped after its last, so
+        memory stays at a few blocks' worth however long the piece is.
+        """
+        block = max(1, block)
+        pending = next(self._segments, None)
+        sounding: list[tuple[Event, list[Buffer]]] = []  # in the order made; the list holds the samples once made
+        for b0 in range(0, self.n, block):
+            b1 = min(self.n, b0 + block)
+            while pending is not None and pending[0] < b1:
+                sounding += [(event, []) for event in pending[1] if event.start < self.n]
+                pending = next(self._segments, None)
+            left, right = np.zeros(b1 - b0), np.zeros(b1 - b0)
+            still: list[tuple[Event, list[Buffer]]] = []
+            for event, made in sounding:
+                end = min(self.n, event.start + event.length)
+                if event.start < b1:
+                    if not made:
+                        made.append(event.samples())
+                    lo, hi = max(b0, event.start), min(b1, end)
+                    angle = (event.pan + 1) * math.pi / 4
+                    piece = made[0][lo - event.start : hi - event.start] * event.gain
+                    left[lo - b0 : hi - b0] += piece * math.cos(angle)
+                    right[lo - b0 : hi - b0] += piece * math.sin(angle)
+                if end > b1:
+                    still.append((event, made))
+            sounding = still
+            yield b0, self._shape(np.stack([left, right]), b0)
+
+    def _shape(self, mix: Buffer, offset: int) -> Buffer:
+        """Saturation, the fades and the output ceiling: all per sample, so a block is shaped on its own."""
+        out = CEILING * np.tanh(mix * DRIVE)
+        index = np.arange(offset, offset + mix.shape[1])
+        if self.fade_out > 0:
+            tail = index >= self.n - self.fade_out
+            if tail.any():
+                out[:, tail] *= (self.n - 1 - index[tail]) / max(1, self.fade_out - 1)
+            head = index < self.fade_in
+            if head.any():
+                out[:, head] *= index[head] / max(1, self.fade_in - 1)
+        return np.asarray(out, dtype=np.float64)
+
+
+#: The mix goes through tanh(DRIVE * x) scaled to CEILING (-1 dBFS): the same gentle saturation for every
+#: block, so no pass over the whole track (a peak search) is needed before the first sample can be heard.
+CEILING = 10 ** (-1 / 20)
+DRIVE = 1.2
+#: Samples mixed at a time by `render`: small buffers stay in the CPU's cache (rendering ten minutes in one
+#: buffer was several times slower than in blocks of this size on the 2-core reference machine).
+RENDER_BLOCK = 32768
 
 
 def kick_hz(tonic: int) -> float:
@@ -251,7 +332,18 @@ def section_parts(sections: tuple[str, ...], bars: int) -> list[frozenset[str]]:
 
 
 def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) -> Buffer:
-    """Render `duration` seconds of the plan as a (2, samples) float64 array peaking at -1 dBFS."""
+    """Render `duration` seconds of the plan as a (2, samples) float64 array under a -1 dBFS ceiling."""
+    piece = score(plan, duration, sr, rng)
+    stereo = np.empty((2, piece.n))
+    for offset, block in piece.blocks(RENDER_BLOCK):
+        stereo[:, offset : offset + block.shape[1]] = block
+    return stereo
+
+
+def score(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) -> Score:
+    """The notes and hits of `duration` seconds of the plan, made bar by bar as `Score.blocks` reaches them (so
+    the first block of a ten-minute piece costs no more than that of a short one). The same plan and generator
+    state give the same score."""
     n = round(duration * sr)
     style = plan.style
     beat = 60.0 / plan.tempo
@@ -260,7 +352,6 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
     pulse = plan.meter.pulse_sixteenths
     common = spb == STEPS_PER_BAR and pulse == 4  # 4/4 (and 2/2's bar): the patterns as written
     bars = math.ceil(duration / (spb * beat / 4)) + 1
-    mix = Track(n)
     brightness = style.brightness
 
     def step_start(bar: int, s: int) -> int:
@@ -277,11 +368,17 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
     playing = section_parts(plan.sections, heard)
     playing += [playing[-1]] * (bars - heard)
 
-    # Drums: the pattern every bar, a fill-like variation every 8th bar.
     kit = _drum_kit(sr, rng, plan.tonic)
     base = DRUM_PATTERNS[style.drums] if common else meter_pattern(style.drums, plan.meter)
     pattern = groove(base, rng, spb)
-    for bar in range(bars):
+    # The hits' velocities and the lead's motifs have a generator each, so bars can be made one at a time.
+    velocities = np.random.default_rng(int(rng.integers(1 << 62)))
+    motifs = np.random.default_rng(int(rng.integers(1 << 62)))
+    chord_voice, bass_voice, lead_voice = VOICES[style.chords], VOICES[style.bass], VOICES[style.lead]
+    steps_in_scale = scale(plan)
+
+    def drums(bar: int) -> Iterator[Event]:
+        """The pattern every bar, a fill-like variation every 8th bar."""
         for name, steps in pattern.items():
             hits = list(steps)
             if name == "snare" and bar % 8 == 7:
@@ -289,16 +386,13 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
             part = "hat" if name in ("hat", "open_hat") else "drums"
             audible = part in playing[bar] or (part == "hat" and "drums" in playing[bar])
             for s in hits:
-                velocity = 0.85 + 0.15 * rng.random()  # drawn for every hit, so sections change no other choice
+                velocity = 0.85 + 0.15 * velocities.random()  # drawn for every hit: sections change no other choice
                 if audible:
-                    mix.add(
-                        kit[DRUM_SOUND.get(name, name)], step_start(bar, s), DRUM_GAIN[name] * velocity, DRUM_PAN[name]
-                    )
+                    sound = kit[DRUM_SOUND.get(name, name)]
+                    yield Event(step_start(bar, s), len(sound), DRUM_GAIN[name] * velocity, DRUM_PAN[name], sound)
 
-    # Chords: one per bar from the progression.
-    chord_voice = VOICES[style.chords]
-    bass_voice = VOICES[style.bass]
-    for bar in range(bars):
+    def harmony(bar: int) -> Iterator[Event]:
+        """One chord per bar from the progression, and the bass on its root."""
         degree = progression[bar % len(progression)]
         notes = chord_notes(plan, degree, 48 + 12, size=4 if style.name == "jazz" else 3)
         beats = range(0, spb, pulse)
@@ -310,10 +404,8 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
             chord_hits = [(0, 6), (6, 4), (10, 6)] if common else [(b, pulse) for b in beats]
         for s, length in chord_hits if "chords" in playing[bar] else ():
             for i, midi in enumerate(notes):
-                sound = _note(chord_voice, midi, length * step * 0.95, sr, brightness)
-                mix.add(sound, step_start(bar, s), 0.11, -0.4 + 0.4 * i)
-
-        # Bass: the chord root.
+                note, samples = _deferred_note(chord_voice, midi, length * step * 0.95, sr, brightness)
+                yield Event(step_start(bar, s), samples, 0.11, -0.4 + 0.4 * i, note)
         root = notes[0] - 24
         if not common:
             bass_hits = [(b, max(1, pulse - 1)) for b in beats]
@@ -324,13 +416,12 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
         else:
             bass_hits = [(0, 3), (6, 2), (8, 3), (11, 2)]
         for s, length in bass_hits if "bass" in playing[bar] else ():
-            mix.add(_note(bass_voice, root, length * step * 0.9, sr, brightness * 0.6), step_start(bar, s), 0.32, 0.0)
+            note, samples = _deferred_note(bass_voice, root, length * step * 0.9, sr, brightness * 0.6)
+            yield Event(step_start(bar, s), samples, 0.32, 0.0, note)
 
-    # Lead: a two-bar motif per four-bar phrase, repeated with a varied answer; chord tones on strong steps.
-    lead_voice = VOICES[style.lead]
-    steps_in_scale = scale(plan)
-    for phrase_start in range(intro_bars, bars, 4):
-        motif = _motif(rng, spb)
+    def lead(phrase_start: int) -> Iterator[Event]:
+        """A two-bar motif per four-bar phrase, repeated with a varied answer; chord tones on strong steps."""
+        motif = _motif(motifs, spb)
         for half in range(2):
             bar0 = phrase_start + 2 * half
             for s, length, degree_offset in motif:
@@ -340,20 +431,17 @@ def render(plan: MusicPlan, duration: float, sr: int, rng: np.random.Generator) 
                 chord_degree = progression[bar % len(progression)]
                 degree = chord_degree + degree_offset + (2 if half == 1 and s >= spb + spb // 2 else 0)
                 midi = 72 + plan.tonic + steps_in_scale[degree % 7] + 12 * (degree // 7)
-                sound = _note(lead_voice, midi, length * step * 0.9, sr, brightness)
-                mix.add(sound, step_start(bar, s % spb), 0.16, 0.25)
+                note, samples = _deferred_note(lead_voice, midi, length * step * 0.9, sr, brightness)
+                yield Event(step_start(bar, s % spb), samples, 0.16, 0.25, note)
 
-    stereo = np.stack([mix.left, mix.right])
-    stereo = np.tanh(stereo * 1.2) / np.tanh(1.2)  # gentle saturation, glues the mix
-    fade = min(n // 4, int(0.02 * sr) if duration < 8 else int(1.5 * sr))
-    if fade > 0:
-        stereo[:, -fade:] *= np.linspace(1.0, 0.0, fade)
-        head = min(n, int(0.005 * sr))
-        stereo[:, :head] *= np.linspace(0.0, 1.0, head)
-    peak = float(np.max(np.abs(stereo)))
-    if peak > 0:
-        stereo *= 10 ** (-1 / 20) / peak
-    return np.asarray(stereo, dtype=np.float64)
+    def bar_by_bar() -> Iterator[tuple[int, list[Event]]]:
+        for bar in range(bars):
+            events = [*drums(bar), *harmony(bar)]
+            if bar >= intro_bars and (bar - intro_bars) % 4 == 0:
+                events += lead(bar)
+            yield step_start(bar, 0), events
+
+    return Score(n, sr, duration, bar_by_bar())
 
 
 def _motif(rng: np.random.Generator, steps_per_bar: int = STEPS_PER_BAR) -> list[tuple[int, int, int]]:
