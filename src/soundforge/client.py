@@ -25,6 +25,7 @@ from .errors import (
     AllProvidersFailedError,
     InvalidRequestError,
     SoundforgeError,
+    UnsupportedFeatureError,
 )
 from .licensing import LicenseRegistry
 from .observe import Callback, EventKind, GenerationEvent, add_event, attempt_span, end_attempt, generation_span, notify
@@ -359,7 +360,7 @@ class Client:
             backend, model = candidate.backend, candidate.model
             source = (
                 backend.stream(request, model, call.context)
-                if backend.capabilities(model).streaming
+                if _streams(backend, request, model)
                 else _whole_track(backend, request, model, call.context)
             )
             delivered = False
@@ -650,6 +651,15 @@ def _with_quality(generation: Generation, report: QualityReport | None, rejected
         for t in generation.tracks
     ]
     return Generation(tracks)
+
+
+def _streams(backend: Backend, request: GenerationRequest, model: str) -> bool:
+    """Whether the backend streams this request (planning already refused those that cannot, unless `whole`)."""
+    try:
+        backend.check_stream(request, model)
+    except UnsupportedFeatureError:
+        return False
+    return True
 
 
 def _whole_chunks(generation: Generation) -> Iterator[AudioChunk]:

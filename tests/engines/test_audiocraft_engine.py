@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from soundforge import GenerationCancelledError, InvalidRequestError, ModelNotAvailableError
+from soundforge import GenerationCancelledError, InvalidRequestError, ModelNotAvailableError, UnsupportedFeatureError
 from soundforge.backends import CancelToken
 from soundforge.client import Client
 from soundforge.config import Config
@@ -81,6 +81,14 @@ def test_cancel_between_steps(musicgen) -> None:
 
     with pytest.raises(GenerationCancelledError):
         musicgen.generate("x", provider="musicgen:debug", duration=2.0, seed=1, on_progress=stop_at_five, cancel=token)
+
+
+def test_the_audiocraft_engine_does_not_stream_and_says_which_engine_does(musicgen) -> None:
+    with pytest.raises(UnsupportedFeatureError, match="audiocraft engine makes whole tracks only") as refused:
+        musicgen.stream("x", provider="musicgen:debug", duration=1.0)
+    assert refused.value.field == "streaming"
+    whole = musicgen.stream("x", provider="musicgen:debug", duration=1.0, seed=3, whole=True).result()
+    assert whole.audio.shape == (1, 32000)
 
 
 def test_audiogen_provider() -> None:

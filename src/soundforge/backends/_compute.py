@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -43,9 +43,14 @@ def run_on_device_thread(device: str | None, fn: Callable[[], T]) -> T:
 
     Called from that thread already (an engine loading a model inside its own generation), `fn` runs inline.
     """
-    key = device_key(device)
-    if getattr(_local, "device", None) == key:
+    if getattr(_local, "device", None) == device_key(device):
         return fn()
+    return submit_on_device_thread(device, fn).result()
+
+
+def submit_on_device_thread(device: str | None, fn: Callable[[], T]) -> Future[T]:
+    """Queue `fn()` on `device`'s compute thread and return at once (a stream reads what it makes meanwhile)."""
+    key = device_key(device)
     with _lock:
         executor = _executors.get(key)
         if executor is None:
@@ -55,7 +60,7 @@ def run_on_device_thread(device: str | None, fn: Callable[[], T]) -> T:
                 initializer=_mark,
                 initargs=(key,),
             )
-    return executor.submit(fn).result()
+    return executor.submit(fn)
 
 
 def _mark(key: str) -> None:

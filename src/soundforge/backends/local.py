@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import numpy as np
 
 from ..audio import AudioArray, resample, to_channels
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, UnsupportedFeatureError
 from ..request import GenerationRequest
 from ._hub import ModelCache, pick_device
-from .base import Availability, Backend, RawGeneration, RawTrack, RunContext
+from .base import Availability, Backend, ChunkStream, RawGeneration, RawTrack, RunContext
 
 if TYPE_CHECKING:
     from ._memory import ModelMemory
@@ -101,6 +101,18 @@ class LocalEngine(ABC, Generic[L]):
         loaded = self.load(model)
         return self.run(request, model, loaded, options, context, time.perf_counter() - started)
 
+    def check_stream(self, request: GenerationRequest, model: str) -> None:
+        """Refuse to stream what this engine cannot (by default: everything; engines that stream override it)."""
+        raise UnsupportedFeatureError(
+            "streaming", f"{self.owner.name}:{model}", detail=f"the {self.name} engine makes whole tracks only"
+        )
+
+    def stream(self, request: GenerationRequest, model: str, context: RunContext) -> ChunkStream:
+        """Yield the audio of a request as it is made, then return the whole (`Backend.stream`)."""
+        self.check_stream(request, model)
+        raise UnsupportedFeatureError("streaming", f"{self.owner.name}:{model}")
+        yield  # pragma: no cover - makes this a generator
+
     def unload(self, model: str | None = None) -> None:
         """Forget one loaded model, or every one."""
         self.cache.unload(model)
@@ -144,6 +156,13 @@ class LocalBackend(Backend):
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         return self.strategy(request).generate(request, model, context)
+
+    def check_stream(self, request: GenerationRequest, model: str) -> None:
+        super().check_stream(request, model)
+        self.strategy(request).check_stream(request, model)
+
+    def stream(self, request: GenerationRequest, model: str, context: RunContext) -> ChunkStream:
+        return self.strategy(request).stream(request, model, context)
 
     def unload(self, model: str | None = None) -> None:
         """Forget one loaded model, or all of them (every engine)."""

@@ -67,7 +67,7 @@ def build_tokenizer(path: str | os.PathLike[str]) -> Any:
     return tokenizer
 
 
-def _configs(*, full_size: bool, stereo: bool) -> tuple[Any, Any, Any]:
+def _configs(*, full_size: bool, stereo: bool, causal: bool = True) -> tuple[Any, Any, Any]:
     from transformers import EncodecConfig, MusicgenDecoderConfig, T5Config
 
     if full_size:  # the shapes of facebook/musicgen-small
@@ -112,6 +112,7 @@ def _configs(*, full_size: bool, stereo: bool) -> tuple[Any, Any, Any]:
         target_bandwidths=[12.0],
         num_lstm_layers=1,
         audio_channels=1,
+        use_causal_conv=causal,
     )
     codebooks = 8 if stereo else 4
     decoder = MusicgenDecoderConfig(
@@ -131,9 +132,19 @@ def _configs(*, full_size: bool, stereo: bool) -> tuple[Any, Any, Any]:
 
 
 def build_musicgen(
-    path: str | os.PathLike[str], *, melody: bool = False, stereo: bool = False, full_size: bool = False, seed: int = 0
+    path: str | os.PathLike[str],
+    *,
+    melody: bool = False,
+    stereo: bool = False,
+    full_size: bool = False,
+    seed: int = 0,
+    causal: bool = True,
 ) -> Path:
-    """Write a random-weight MusicGen (or MusicGen-Melody) checkpoint with its tokenizer to `path`."""
+    """Write a random-weight MusicGen (or MusicGen-Melody) checkpoint with its tokenizer to `path`.
+
+    `causal=False` gives the tiny EnCodec the non-causal convolutions of MusicGen's released 32 kHz EnCodec (the
+    full-size architecture always has them), whose decoder looks ahead: what streaming must wait for.
+    """
     import torch
     from transformers import (
         MusicgenConfig,
@@ -144,7 +155,7 @@ def build_musicgen(
     )
 
     torch.manual_seed(seed)
-    text, audio, decoder = _configs(full_size=full_size, stereo=stereo)
+    text, audio, decoder = _configs(full_size=full_size, stereo=stereo, causal=causal)
     if melody:
         melody_decoder = MusicgenMelodyDecoderConfig(
             **{k: v for k, v in decoder.to_dict().items() if k in MusicgenMelodyDecoderConfig().to_dict()}

@@ -11,7 +11,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import queue
+import time
 from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,10 +23,10 @@ import numpy as np
 
 from ...audio import AudioArray, resample, to_channels
 from ...capabilities import Capabilities, ModelInfo
-from ...errors import InvalidRequestError
+from ...errors import InvalidRequestError, UnsupportedFeatureError
 from ...request import GenerationRequest
 from .._batching import Batcher
-from .._compute import run_on_device_thread
+from .._compute import run_on_device_thread, submit_on_device_thread
 from .._hub import (
     TORCH_RNG_LOCK,
     checkpoint_availability,
@@ -34,8 +37,11 @@ from .._hub import (
 from .._memory import module_bytes, weights_on_disk
 from ..base import (
     LOCAL_SETTINGS,
+    AudioChunk,
     Availability,
     Backend,
+    ChunkAssembler,
+    ChunkStream,
     ProgressEvent,
     RawGeneration,
     RunContext,
@@ -46,6 +52,7 @@ from ..base import (
 from ..devices import check_device_dtype, dtype_name
 from ..local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
 from .chroma import melody_chroma
+from .stream import AllTokensIn, StreamDecoder
 
 EXTRA = 'pip install "soundforge[musicgen]"'
 HUB_MODELS = {
@@ -65,6 +72,8 @@ WINDOW_SECONDS = 30.0  # the context MusicGen was trained on
 EXTEND_STRIDE = 18.0  # audiocraft's default: keep 12 s of context, add 18 s per step
 MAX_DURATION = 600.0
 SEAM_SECONDS = 0.02  # cross-fade where a long-form chunk joins the audio before it
+STREAM_CHUNK_SECONDS = 1.0  # audio per streamed chunk (the first is half as long): `stream_chunk_seconds`
+STREAM_CONTEXT_SECONDS = 1.0  # decoded before each streamed chunk, for EnCodec's LSTM: `stream_context_seconds`
 EXTRA_KEYS = {"do_sample": bool, "window": float, "extend_stride": float, "engine": str}
 
 
@@ -80,6 +89,7 @@ def _caps(*, stereo: bool, melody: bool, sample_rate: int = 32000, frame_rate: i
         audio_prompt_modes=frozenset() if melody else frozenset({"continuation"}),
         max_outputs=8,
         seed_deterministic=True,
+        streaming=True,
         cost_hint="local; about 11x slower than real time for musicgen-small on a 2-core CPU",
     )
 
@@ -213,30 +223,90 @@ class TransformersEngine(LocalEngine[LoadedModel]):
 
             audio = run_on_device_thread(loaded.device, run)
         audio = fit_length(audio, total)  # the codec's last frame can fall a few samples short
-        parameters = {
-            **{k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask", "input_features")},
-            "duration": request.duration,
-            "sample_rate": loaded.sample_rate,
-            "seed_scope": "batch",
-            "batch_size": request.num_outputs,
-            "frame_rate": loaded.frame_rate,
-        }
+        parameters = _parameters(request, loaded, kwargs) | batch_info
         if request.duration > options["window"]:
             parameters |= {"window": options["window"], "extend_stride": options["extend_stride"]}
-        parameters |= batch_info
-        import torch
-        import transformers
+        return _generation(audio, loaded, seed, parameters, load_seconds)
 
-        return batch_generation(
-            audio,
+    def check_stream(self, request: GenerationRequest, model: str) -> None:
+        """One window of text-to-music (or melody) streams; a continuation and long-form extension do not yet."""
+        window = _extra_options(request, self.settings)["window"]
+        if request.audio_prompt is not None:
+            raise UnsupportedFeatureError(
+                "streaming", f"{self.owner.name}:{model}", detail="a continuation of an audio prompt is not streamed"
+            )
+        if request.duration > window:
+            raise UnsupportedFeatureError(
+                "streaming",
+                f"{self.owner.name}:{model}",
+                detail=f"long-form generation past the {window:g} s window is not streamed (ask for at most that)",
+            )
+
+    def stream(self, request: GenerationRequest, model: str, context: RunContext) -> ChunkStream:
+        """Generate on the device thread while this generator hands on the audio `StreamDecoder` releases.
+
+        Streams are not batched with other requests. Closing the generator cancels the run at its next step and
+        waits for the device thread to let go of it.
+        """
+        options = self.prepare(request)
+        started = time.perf_counter()
+        loaded = self.load(model)
+        load_seconds = time.perf_counter() - started
+        check_output_format(request, model, loaded.channels, loaded.sample_rate, self.owner.name)
+        seed = default_seed(request)
+        kwargs = self._generate_kwargs(request, loaded, options)
+        frames = self._frames(request.duration, loaded)
+        rate = loaded.frame_rate
+        chunk = float(self.settings.get("stream_chunk_seconds", STREAM_CHUNK_SECONDS))
+        context_seconds = float(self.settings.get("stream_context_seconds", STREAM_CONTEXT_SECONDS))
+        ready: queue.SimpleQueue[list[AudioChunk] | None] = queue.SimpleQueue()
+        decoder = StreamDecoder(
+            loaded.model,
+            batch=request.num_outputs,
+            channels=loaded.channels,
+            frames=frames,
+            samples=round(request.duration * loaded.sample_rate),
+            hop=int(np.prod(loaded.model.config.audio_encoder.upsampling_ratios)),
+            first_frames=max(1, round(chunk * rate / 2)),
+            chunk_frames=max(1, round(chunk * rate)),
+            context_frames=math.ceil(context_seconds * rate),
             sample_rate=loaded.sample_rate,
-            seed=seed,
-            parameters=parameters,
-            device=loaded.device,
-            load_seconds=load_seconds,
-            revision=loaded.revision,
-            engine_versions={"torch": torch.__version__, "transformers": transformers.__version__},
+            emit=ready.put,
         )
+
+        def run() -> None:
+            import torch
+
+            try:
+                with TORCH_RNG_LOCK:
+                    torch.manual_seed(seed)
+                    with torch.inference_mode():
+                        self._run(loaded, kwargs, frames, [context], on_step=decoder.step)
+            except AllTokensIn:
+                pass
+            finally:
+                ready.put(None)
+
+        running = submit_on_device_thread(loaded.device, run)
+        assembler = ChunkAssembler()
+        try:
+            while (chunks := ready.get()) is not None:
+                for piece in chunks:
+                    yield assembler.add(piece)
+            running.result()
+        finally:
+            if not running.done():  # the listener left: stop at the next step, and wait until it has
+                context.cancel.cancel()
+                futures.wait([running])
+        audio = np.stack([assembler.track(index) for index in range(request.num_outputs)])
+        parameters = _parameters(request, loaded, kwargs) | {
+            "streamed": {
+                "chunk_seconds": chunk,
+                "context_seconds": context_seconds,
+                "lookahead_frames": decoder.lookahead,
+            }
+        }
+        return _generation(audio, loaded, seed, parameters, load_seconds)
 
     def _batchable(self, request: GenerationRequest, options: dict[str, Any]) -> bool:
         """Plain text-to-music within one window can share a batch (unless `batching = false`)."""
@@ -314,8 +384,11 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         prompt: AudioArray | None = None,
         done: int = 0,
         total_steps: int | None = None,
+        on_step: Callable[[Any], None] | None = None,
     ) -> Any:
-        """One `generate()` call making `frames` new frames (after an optional audio prompt); numpy (B, C, N)."""
+        """One `generate()` call making `frames` new frames (after an optional audio prompt); numpy (B, C, N).
+
+        `on_step` sees the token matrix after every step (streaming decodes from it)."""
         import torch
 
         steps = frames + loaded.delay
@@ -324,7 +397,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
             call["input_values"] = torch.from_numpy(prompt).to(loaded.device, loaded.model.dtype)
         from transformers import StoppingCriteriaList
 
-        progress = _progress_criteria(contexts, done, total_steps or steps)
+        progress = _progress_criteria(contexts, done, total_steps or steps, on_step)
         out = loaded.model.generate(**call, max_new_tokens=steps, stopping_criteria=StoppingCriteriaList([progress]))
         return out.float().cpu().numpy()
 
@@ -403,6 +476,36 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         return torch.from_numpy(batch).to(loaded.device, loaded.model.dtype)
 
 
+def _parameters(request: GenerationRequest, loaded: LoadedModel, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What the provenance records of a call: the generate() arguments the request set, and the format."""
+    return {
+        **{k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask", "input_features")},
+        "duration": request.duration,
+        "sample_rate": loaded.sample_rate,
+        "seed_scope": "batch",
+        "batch_size": request.num_outputs,
+        "frame_rate": loaded.frame_rate,
+    }
+
+
+def _generation(
+    audio: Any, loaded: LoadedModel, seed: int, parameters: dict[str, Any], load_seconds: float
+) -> RawGeneration:
+    import torch
+    import transformers
+
+    return batch_generation(
+        audio,
+        sample_rate=loaded.sample_rate,
+        seed=seed,
+        parameters=parameters,
+        device=loaded.device,
+        load_seconds=load_seconds,
+        revision=loaded.revision,
+        engine_versions={"torch": torch.__version__, "transformers": transformers.__version__},
+    )
+
+
 def _audiocraft_engine(owner: Backend) -> LocalEngine[Any]:
     from ..audiocraft import AudiocraftEngine  # only when asked for: audiocraft is an optional install
 
@@ -421,6 +524,8 @@ class MusicgenBackend(LocalBackend):
         "window",
         "decoder",
         "mbd_model",
+        "stream_chunk_seconds",
+        "stream_context_seconds",
     }
 
     name = "musicgen"
@@ -462,9 +567,12 @@ class MusicgenBackend(LocalBackend):
         )
 
 
-def _progress_criteria(contexts: list[RunContext], done: int, total: int) -> Any:
+def _progress_criteria(
+    contexts: list[RunContext], done: int, total: int, on_step: Callable[[Any], None] | None = None
+) -> Any:
     """A stopping criterion that never stops: it reports each decoding step to every caller of the batch, and
-    raises once all of them cancelled (one caller cancelling does not stop the others).
+    raises once all of them cancelled (one caller cancelling does not stop the others); then `on_step`, if any,
+    sees the tokens so far.
 
     (transformers' MusicGen `generate` drops its `streamer` argument; stopping criteria run at every step.)
     """
@@ -482,6 +590,8 @@ def _progress_criteria(contexts: list[RunContext], done: int, total: int) -> Any
                     context.on_progress(ProgressEvent("decode", min(self.done, total), total))
             if all(context.cancel.cancelled for context in contexts):
                 contexts[0].cancel.raise_if_cancelled()
+            if on_step is not None:
+                on_step(input_ids)
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     return ProgressCriteria()
