@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import ClassVar
+
 import numpy as np
 
 from soundforge.backends.base import Backend, RawGeneration, RawTrack, RunContext
@@ -53,6 +56,36 @@ class NonCommercialBackend(_Counting):
         type(self).calls += 1
         context.progress("decode", 1, 1)
         return self._tone(request)
+
+
+class PeekingStreamer(_Counting):
+    """Streams a tone in two chunks; between them it records what `--stream-to`'s growing file holds, then (for
+    the prompt "fail") fails like a dropped connection."""
+
+    name = "peek"
+    seen: ClassVar[list[tuple[str, int]]] = []
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id="tiny", capabilities=CAPS.model_copy(update={"streaming": True}))]
+
+    def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        return self._tone(request)
+
+    def stream(self, request: GenerationRequest, model: str, context: RunContext):  # type: ignore[no-untyped-def]
+        import soundfile
+
+        from soundforge.backends.base import AudioChunk, ChunkAssembler
+
+        audio = self._tone(request).tracks[0].audio
+        half = audio.shape[1] // 2
+        assembler = ChunkAssembler()
+        yield assembler.add(AudioChunk(audio[:, :half], 0, 16000))
+        for growing in Path.cwd().glob("*.partial.wav"):  # the CLI wrote the first chunk before asking for more
+            type(self).seen.append((growing.name, soundfile.info(str(growing)).frames))
+        if request.prompt == "fail":
+            raise ProviderError("connection dropped", provider=self.name, status=502)
+        yield assembler.add(AudioChunk(audio[:, half:], half, 16000))
+        return RawGeneration(tracks=[RawTrack(assembler.track(0), 16000, seed=request.seed)])
 
 
 class OtherFlakyBackend(FlakyBackend):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -120,6 +121,14 @@ def _client(ctx: click.Context, **policy: Any) -> Any:
     default=None,
     help="PEM private key for --sign-cert.",
 )
+@click.option(
+    "--stream-to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Stream into this WAV as the audio is made (NAME.partial.wav grows, playable at any moment), then write "
+    "the tagged file under NAME.wav; replaces --output.",
+)
+@click.option("--play", is_flag=True, help="Play the audio as it is made (needs soundforge[play]).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def generate(
@@ -138,6 +147,8 @@ def generate(
     commercial: bool,
     sign_cert: Path | None,
     sign_key: Path | None,
+    stream_to: Path | None,
+    play: bool,
     quiet: bool,
 ) -> None:
     """Generate audio from PROMPT and save it with licence and provenance."""
@@ -148,6 +159,16 @@ def generate(
             fields[key] = value
     if (sign_cert is None) != (sign_key is None):
         raise click.UsageError("--sign-cert and --sign-key go together")
+    streaming = stream_to is not None or play
+    if streaming and int(fields.get("num_outputs") or 1) != 1:
+        raise click.UsageError("--stream-to and --play stream one track: leave --num-outputs at 1")
+    if stream_to is not None:
+        if ctx.get_parameter_source("output") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--stream-to names the output file: leave out --output")
+        if (fmt or stream_to.suffix.lower().lstrip(".")) != "wav":
+            raise click.UsageError("--stream-to writes WAV: give it a .wav name")
+        output = stream_to
+    speaker = _Speaker.check() if play else None
     try:
         from .files import check_destination
 
@@ -166,13 +187,21 @@ def generate(
             from .signing import C2paSigner
 
             signer = C2paSigner.from_files(sign_cert, sign_key)
+        partial = _partial_path(stream_to) if stream_to is not None else None
         with client:
-            generation = _run_with_progress(client, prompt, provider, fields, quiet)
-            if generation.substitution:
-                click.echo(f"note: {generation.substitution}", err=True)
-            paths = generation.save(
-                output, format=fmt, loudness=loudness, overwrite=overwrite, sidecar=not no_sidecar, sign=signer
-            )
+            try:
+                if streaming:
+                    generation = _stream_with_progress(client, prompt, provider, fields, quiet, partial, speaker)
+                else:
+                    generation = _run_with_progress(client, prompt, provider, fields, quiet)
+                if generation.substitution:
+                    click.echo(f"note: {generation.substitution}", err=True)
+                paths = generation.save(
+                    output, format=fmt, loudness=loudness, overwrite=overwrite, sidecar=not no_sidecar, sign=signer
+                )
+            finally:  # the growing file was the stream's; the tagged file (or nothing, on failure) replaces it
+                if partial is not None:
+                    partial.unlink(missing_ok=True)
     except (SoundforgeError, OSError) as exc:
         _fail(exc, debug)
     for path, track in zip(paths, generation.tracks, strict=True):
@@ -188,8 +217,15 @@ def generate(
 
 
 def _run_with_progress(client: Any, prompt: str, provider: str | None, fields: dict[str, Any], quiet: bool) -> Any:
+    return _with_progress(
+        quiet, lambda on_progress: client.generate(prompt, provider=provider, on_progress=on_progress, **fields)
+    )
+
+
+def _with_progress(quiet: bool, run: Callable[[Any], Any]) -> Any:
+    """`run(on_progress)` with a progress bar on a terminal (none when quiet or piped)."""
     if quiet or not sys.stderr.isatty():
-        return client.generate(prompt, provider=provider, **fields)
+        return run(None)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True) as bar:
@@ -198,7 +234,82 @@ def _run_with_progress(client: Any, prompt: str, provider: str | None, fields: d
         def on_progress(event: Any) -> None:
             bar.update(task, description=event.phase, completed=event.done, total=event.total)
 
-        return client.generate(prompt, provider=provider, on_progress=on_progress, **fields)
+        return run(on_progress)
+
+
+def _partial_path(final: Path) -> Path:
+    """Where `--stream-to NAME.wav` grows while the stream runs: NAME.partial.wav beside it."""
+    return final.with_name(f"{final.stem}.partial{final.suffix}")
+
+
+def _stream_with_progress(
+    client: Any,
+    prompt: str,
+    provider: str | None,
+    fields: dict[str, Any],
+    quiet: bool,
+    partial: Path | None,
+    speaker: _Speaker | None,
+) -> Any:
+    """Stream the track into the growing file and/or the speaker; the finished generation."""
+    from .wavstream import GrowingWav
+
+    def run(on_progress: Any) -> Any:
+        growing: GrowingWav | None = None
+        try:
+            with client.stream(prompt, provider=provider, on_progress=on_progress, **fields) as stream:
+                for chunk in stream:
+                    if partial is not None:
+                        if growing is None:
+                            growing = GrowingWav(partial, chunk.audio.shape[0], chunk.sample_rate)
+                        growing.write(chunk.audio)
+                    if speaker is not None:
+                        speaker.play(chunk)
+            return stream.result()
+        finally:
+            if growing is not None:
+                growing.close()
+            if speaker is not None:
+                speaker.close()
+
+    return _with_progress(quiet, run)
+
+
+class _Speaker:
+    """Plays chunks as they come, through sounddevice (PortAudio; the `play` extra)."""
+
+    def __init__(self) -> None:
+        import sounddevice
+
+        self._sounddevice = sounddevice
+        self._stream: Any = None
+
+    @classmethod
+    def check(cls) -> _Speaker:
+        """A speaker, or a usage error naming the install when sounddevice is missing (before any work)."""
+        import importlib.util
+
+        if importlib.util.find_spec("sounddevice") is None:
+            raise click.UsageError('--play needs sounddevice: pip install "soundforge[play]"')
+        try:
+            return cls()
+        except OSError as exc:  # sounddevice is there but PortAudio is not (Linux: the libportaudio2 package)
+            raise click.UsageError(f"--play cannot reach PortAudio ({exc}); install libportaudio2") from None
+
+    def play(self, chunk: Any) -> None:
+        """Queue a chunk for the sound card (blocks while its buffer is full: playback sets the pace)."""
+        if self._stream is None:
+            self._stream = self._sounddevice.OutputStream(
+                samplerate=chunk.sample_rate, channels=chunk.audio.shape[0], dtype="float32"
+            )
+            self._stream.start()
+        self._stream.write(chunk.audio.T.copy())
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
 
 
 @cli.command()
