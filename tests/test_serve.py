@@ -274,6 +274,96 @@ def test_web_page_in_headless_chromium(tmp_path) -> None:
             browser.close()
 
 
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by scripts/test")
+def test_the_page_plays_a_streamed_job_before_it_ends(tmp_path) -> None:
+    """A tiny MusicGen in the engine process, 0.2 s chunks: the page schedules audio from the first chunk on,
+    while the language model still works, and shows the licence once the job has ended."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("transformers")
+    from soundforge.testing.musicgen import build_musicgen
+
+    folder = str(build_musicgen(tmp_path / "tiny"))
+    settings = {"model": folder, "stream_chunk_seconds": 0.2}
+    client = Client(Config.load(user_file=False, providers={"musicgen": settings}))
+    with serving(tmp_path / "jobs", client=client) as (url, _), playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_selector("#provider option[value=musicgen]", state="attached")
+            page.select_option("#provider", "musicgen")
+            page.fill("#duration", "2")
+            page.fill("#seed", "4")
+            page.click("#go")
+            page.wait_for_selector("#result", state="visible", timeout=120000)
+            heard = page.evaluate("window.soundforgeStream")
+            assert heard["firstAudioAt"] is not None and heard["endedAt"] is not None
+            assert heard["firstAudioAt"] < heard["endedAt"], "the page played audio before the job ended"
+            assert abs(heard["seconds"] - 2.0) < 1e-6  # every sample of the track was scheduled
+            assert page.evaluate("audio.state") == "running"
+            assert page.eval_on_selector("#player", "a => a.src").startswith("blob:")
+            assert "musicgen" in page.inner_text("#provenance")
+        finally:
+            browser.close()
+
+
+def test_stream_and_events_over_http(tmp_path) -> None:
+    from soundforge.pcm16 import quantize
+
+    with serving(tmp_path) as (url, _), httpx.Client(base_url=url, timeout=30) as http:
+        job = http.post(
+            "/v1/generations",
+            json={"request": {"prompt": "house", "duration": 5, "seed": 3}, "provider": "synth", "stream": True},
+        ).json()
+        assert job["stream_url"] == f"/v1/generations/{job['id']}/stream"
+        with http.stream("GET", job["stream_url"]) as streamed:
+            assert streamed.headers["content-type"] == "audio/wav"
+            data = b"".join(streamed.iter_bytes())
+        assert data[:4] == b"RIFF" and data[40:44] == b"\xff\xff\xff\xff"  # open-ended: the length was not known
+        library = Client(Config.load(user_file=False)).generate("house", provider="synth", duration=5, seed=3)
+        samples = np.frombuffer(data[44:], dtype="<i2").reshape(-1, 2).T
+        assert np.array_equal(samples, quantize(library.audio))  # the saved WAV's samples, as they came
+        # After the end: the events say so at once, the stream URL answers the stored file.
+        events = http.get(f"/v1/generations/{job['id']}/events").text
+        assert events.startswith("event: end\n") and '"status":"succeeded"' in events
+        stored = http.get(job["stream_url"])
+        assert stored.status_code == 200 and sf.read(io.BytesIO(stored.content))[0].shape == (5 * 44100, 2)
+        # A job listened to from its start hears progress, its chunks and its end, in that order.
+        job = http.post(
+            "/v1/generations",
+            json={"request": {"prompt": "ambient", "duration": 30, "seed": 1}, "provider": "synth", "stream": True},
+        ).json()
+        with http.stream("GET", f"/v1/generations/{job['id']}/events") as sse:
+            kinds = [line[7:] for line in sse.iter_lines() if line.startswith("event: ")]
+        assert kinds[-1] == "end" and kinds.count("chunk") == 60 and "progress" in kinds
+        # Not submitted as a stream: 409 while it runs; refused at submission when the provider cannot stream.
+        plain = http.post(
+            "/v1/generations", json={"request": {"prompt": "x", "duration": 600, "seed": 1}, "provider": "synth"}
+        ).json()
+        early = http.get(f"/v1/generations/{plain['id']}/stream")
+        assert early.status_code == 409 and early.json()["error"]["code"] == "not_streamed"
+        refused = http.post(
+            "/v1/generations",
+            json={"request": {"prompt": "x", "duration": 40}, "provider": "musicgen", "stream": True},
+        )
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "streaming"
+        assert http.get("/v1/generations/nope/stream").status_code == 404
+        assert http.get("/v1/generations/nope/events").status_code == 404
+
+
 @pytest.mark.parametrize("engine", ["process", "inline"])
 def test_long_poll_answers_when_the_job_ends(tmp_path, engine: str) -> None:
     with serving(tmp_path, engine=engine) as (url, app), httpx.Client(base_url=url, timeout=30) as http:

@@ -1,8 +1,9 @@
 """`soundforge serve`: the library's generation, routing and licence policy over HTTP (FastAPI + uvicorn).
 
 Endpoints: `GET /healthz`, `GET /v1/providers`, `POST /v1/generations` (a GenerationRequest as JSON, plus
-optional `provider`; answers a job id at once), `GET /v1/generations/{id}`, `GET /v1/generations/{id}/audio
-?format=wav|flac|ogg|mp3`, `DELETE /v1/generations/{id}` (cancel), and the web page at `/`.
+optional `provider` and `stream`; answers a job id at once), `GET /v1/generations/{id}`, `GET /v1/generations/{id}
+/audio?format=wav|flac|ogg|mp3`, `GET /v1/generations/{id}/stream` (the audio while it is made),
+`GET /v1/generations/{id}/events` (Server-Sent Events), `DELETE /v1/generations/{id}` (cancel), the web page at `/`.
 Jobs wait in a bounded queue (full: 429 with Retry-After) and run on the library's async client in an engine
 (`engine.py`: a child process by default); this process keeps HTTP, the queue and the job records.
 """
@@ -15,12 +16,13 @@ import contextlib
 import hmac
 import math
 import time
+from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException
 
@@ -32,6 +34,7 @@ from ..errors import (
     SoundforgeError,
 )
 from ..request import GenerationRequest, explain_validation_error
+from .feeds import sse_event
 from .jobs import JobManager
 from .settings import ServeSettings
 
@@ -43,6 +46,11 @@ class GenerationJob(BaseModel):
 
     request: GenerationRequest
     provider: str | None = Field(None, description="provider spec, e.g. synth or musicgen:MODEL; default: config")
+    stream: bool = Field(
+        False,
+        description="route to a provider that streams, so GET .../stream plays the audio while it is made "
+        "(refused with 422 unsupported_feature when the provider cannot)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -60,6 +68,11 @@ class GenerationJob(BaseModel):
                         "the service does not read files named by path"
                     )
         return data
+
+
+async def _ended(record: dict[str, Any]) -> AsyncIterator[str]:
+    """The events of a job that has ended: its `end` alone."""
+    yield sse_event("end", record)
 
 
 def error_response(exc: SoundforgeError) -> JSONResponse:
@@ -321,7 +334,7 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
         try:
-            job_id = await jobs.submit(job.request, job.provider, budget=limits.budget(name))
+            job_id = await jobs.submit(job.request, job.provider, budget=limits.budget(name), stream=job.stream)
         except SoundforgeError as exc:
             return error_response(exc)
         if job_id is None:
@@ -330,7 +343,10 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                 status_code=429,
                 headers={"Retry-After": "5"},
             )
-        return JSONResponse({"id": job_id, "status": "queued", "url": f"/v1/generations/{job_id}"}, status_code=202)
+        body = {"id": job_id, "status": "queued", "url": f"/v1/generations/{job_id}"}
+        if job.stream:
+            body["stream_url"] = f"/v1/generations/{job_id}/stream"
+        return JSONResponse(body, status_code=202)
 
     @app.get("/v1/generations/{job_id}", responses=_errors(401, 404, 422))
     async def status(
@@ -371,6 +387,54 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             await jobs.audio(job_id, record, format),
             media_type=FORMATS[format].mime,
             headers={"Content-Disposition": f'attachment; filename="{job_id}.{format}"'},
+        )
+
+    @app.get(
+        "/v1/generations/{job_id}/stream",
+        responses={200: {"content": {"audio/wav": {}}}, **_errors(401, 404, 409)},
+        response_class=Response,
+    )
+    async def stream(job_id: str) -> Response:
+        """The job's audio while it is made: a WAV whose header leaves the length open, then the samples as
+        they come (browsers and ffmpeg play it progressively). A job that has finished answers its whole WAV."""
+        feed = jobs.feed(job_id)  # before the record: a job that ends in between still has its feed here
+        record = jobs.record(job_id)
+        if record is None:
+            return not_found(job_id)
+        if feed is not None and record.get("stream"):
+            return StreamingResponse(feed.wav(), media_type="audio/wav", headers={"Cache-Control": "no-store"})
+        if record["status"] == "succeeded":
+            return Response(await jobs.audio(job_id, record, "wav"), media_type="audio/wav")
+        if record["status"] in ("queued", "running"):
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "not_streamed",
+                        "message": "this job was not submitted with stream: true",
+                        "hint": "download /audio once it has finished, or submit with stream: true to listen to it",
+                    }
+                },
+                status_code=409,
+            )
+        return JSONResponse(
+            {"error": {"code": "not_ready", "message": "no finished audio for this job"}}, status_code=404
+        )
+
+    @app.get(
+        "/v1/generations/{job_id}/events",
+        responses={200: {"content": {"text/event-stream": {}}}, **_errors(401, 404)},
+        response_class=Response,
+    )
+    async def events(job_id: str) -> Response:
+        """Server-Sent Events of one job: `progress` ({phase, done, total}), `chunk` ({offset, samples,
+        sample_rate, seconds}) for streamed jobs, and `end` (the final record), from the job's start."""
+        feed = jobs.feed(job_id)
+        record = jobs.record(job_id)
+        if record is None:
+            return not_found(job_id)
+        body = feed.sse() if feed is not None else _ended(record)
+        return StreamingResponse(
+            body, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
 
     @app.delete("/v1/generations/{job_id}", responses=_errors(401, 404))

@@ -41,6 +41,8 @@ log = logging.getLogger("soundforge.serve")
 
 _HEADER = struct.Struct("!I")
 ProgressFn = Callable[[str, int, int], None]
+#: Receives each streamed chunk: offset, sample rate, channels, interleaved 16-bit samples.
+ChunkFn = Callable[[int, int, int, bytes], None]
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,27 @@ async def _run_and_save(
     audio_path: Path,
     token: CancelToken,
     on_progress: ProgressFn,
+    on_chunk: ChunkFn | None = None,
 ) -> JobOutcome:
     """Generate with the library's async client and save the first track (tags embedded, no sidecar: the job
-    record holds the full licence and provenance)."""
+    record holds the full licence and provenance). With `on_chunk` the job is streamed (`Client.astream`): each
+    chunk goes to `on_chunk` as 16-bit samples, the same the saved WAV holds."""
     try:
-        generation = await client.agenerate(
-            request, provider=provider, cancel=token, on_progress=lambda e: on_progress(e.phase, e.done, e.total)
-        )
+        if on_chunk is None:
+            generation = await client.agenerate(
+                request, provider=provider, cancel=token, on_progress=lambda e: on_progress(e.phase, e.done, e.total)
+            )
+        else:
+            from ..wavstream import pcm16_frames
+
+            stream = client.astream(
+                request, provider=provider, cancel=token, on_progress=lambda e: on_progress(e.phase, e.done, e.total)
+            )
+            async with stream:
+                async for chunk in stream:
+                    if chunk.track_index == 0:
+                        on_chunk(chunk.offset, chunk.sample_rate, chunk.audio.shape[0], pcm16_frames(chunk.audio))
+            generation = await stream.result()
         await asyncio.to_thread(generation.tracks[0].save, audio_path, overwrite=True, sidecar=False)
         return JobOutcome(
             "succeeded",
@@ -108,9 +124,11 @@ class InlineEngine:
         audio_path: Path,
         token: CancelToken,
         on_progress: ProgressFn,
+        on_chunk: ChunkFn | None = None,
     ) -> JobOutcome:
-        """Run one job to its end; `token` cancels it. Never raises for the job's own failures."""
-        return await _run_and_save(self.client, request, provider, audio_path, token, on_progress)
+        """Run one job to its end (streamed when `on_chunk` is given); `token` cancels it. Never raises for the
+        job's own failures."""
+        return await _run_and_save(self.client, request, provider, audio_path, token, on_progress, on_chunk)
 
     def cancel(self, job_id: str) -> None:
         """Nothing to pass on: the job's token, which the caller cancels, is the one it runs with."""
@@ -125,7 +143,7 @@ class _Child:
     def __init__(self, process: asyncio.subprocess.Process, writer: asyncio.StreamWriter) -> None:
         self.process = process
         self.writer = writer
-        self.pending: dict[str, tuple[asyncio.Future[JobOutcome], ProgressFn]] = {}
+        self.pending: dict[str, tuple[asyncio.Future[JobOutcome], ProgressFn, ChunkFn | None]] = {}
         self.gone: JobOutcome | None = None  # set once the process has exited and its jobs were failed
         self.reader_task: asyncio.Task[None] | None = None
 
@@ -143,6 +161,9 @@ class _Child:
                     continue
                 if kind == "progress":
                     pending[1](*rest)
+                elif kind == "chunk":
+                    if pending[2] is not None:
+                        pending[2](*rest)
                 elif not pending[0].done():
                     pending[0].set_result(JobOutcome(*rest))
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -166,7 +187,7 @@ class _Child:
                     "message": f"the engine process stopped (exit code {code}) before this job finished; try again",
                 },
             )
-            for future, _ in self.pending.values():
+            for future, *_ in self.pending.values():
                 if not future.done():
                     future.set_result(self.gone)
 
@@ -230,17 +251,18 @@ class ProcessEngine:
         audio_path: Path,
         token: CancelToken,
         on_progress: ProgressFn,
+        on_chunk: ChunkFn | None = None,
     ) -> JobOutcome:
-        """Send one job to the engine and wait for its outcome; `token` (or `cancel`) cancels it there. Never
-        raises for the job's own failures."""
+        """Send one job to the engine and wait for its outcome (its chunks come to `on_chunk` when given: a
+        streamed job); `token` (or `cancel`) cancels it there. Never raises for the job's own failures."""
         child = await self.start()
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
-        child.pending[job_id] = (future, on_progress)
+        child.pending[job_id] = (future, on_progress, on_chunk)
         try:
             if child.gone is not None:
                 return child.gone
             with contextlib.suppress(ConnectionError, OSError):  # a dead engine: its reader fails the job
-                child.writer.write(_message("job", job_id, request, provider, str(audio_path)))
+                child.writer.write(_message("job", job_id, request, provider, str(audio_path), on_chunk is not None))
                 if token.cancelled:  # cancelled while the engine was starting, before `cancel` could see the job
                     child.writer.write(_message("cancel", job_id))
                 await child.writer.drain()  # a request with a large melody upload waits here, not in memory
@@ -322,7 +344,12 @@ async def _engine_main(fd: int) -> None:
             writer.write(_message(*fields))
 
     async def job(
-        job_id: str, token: CancelToken, request: GenerationRequest, provider: str | None, audio_path: str
+        job_id: str,
+        token: CancelToken,
+        request: GenerationRequest,
+        provider: str | None,
+        audio_path: str,
+        streamed: bool,
     ) -> None:
         last_sent, last_phase = 0.0, ""
 
@@ -333,8 +360,13 @@ async def _engine_main(fd: int) -> None:
                 last_sent, last_phase = now, phase
                 loop.call_soon_threadsafe(send, "progress", job_id, phase, done, total)
 
+        def on_chunk(offset: int, sample_rate: int, channels: int, data: bytes) -> None:  # on this loop
+            send("chunk", job_id, offset, sample_rate, channels, data)
+
         try:
-            outcome = await _run_and_save(client, request, provider, Path(audio_path), token, on_progress)
+            outcome = await _run_and_save(
+                client, request, provider, Path(audio_path), token, on_progress, on_chunk if streamed else None
+            )
         finally:
             tokens.pop(job_id, None)
         send("ended", job_id, outcome.status, outcome.license, outcome.provenance, outcome.error)

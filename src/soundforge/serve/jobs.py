@@ -25,12 +25,15 @@ from ..provenance import Provenance
 from ..request import GenerationRequest
 from ..result import Track
 from .engine import JobOutcome, create_engine
+from .feeds import JobFeed, PcmChunk
 from .metrics import make_metrics
 from .settings import ServeSettings
 from .store import ACTIVE, JobStore
 
 #: The file each job's audio is stored in; other formats are encoded from it once and kept beside it.
 AUDIO_FILE = "audio.wav"
+#: What listeners of a job still running hear when the server stops (a restart reports the job failed too).
+_STOPPING = {"code": "server_stopping", "type": "ServerStopping", "message": "the server stopped before the job ended"}
 
 
 class JobManager:
@@ -41,12 +44,15 @@ class JobManager:
         self.settings = settings
         self.store = JobStore(settings.store, settings.retention_s)
         self.engine = create_engine(client, settings.engine)
-        self.queue: asyncio.Queue[tuple[str, GenerationRequest, str | None]] = asyncio.Queue(maxsize=settings.max_queue)
+        self.queue: asyncio.Queue[tuple[str, GenerationRequest, str | None, bool]] = asyncio.Queue(
+            maxsize=settings.max_queue
+        )
         self._cancels: dict[str, CancelToken] = {}
         self._holds: dict[str, tuple[Budget, float]] = {}  # job id -> (its token's budget, the estimate held)
         self.metrics = make_metrics(lambda: self.queue.qsize())
         self._encoding: dict[tuple[str, str], asyncio.Lock] = {}  # downloads being encoded into a new format
         self._finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls wake on it
+        self._feeds: dict[str, JobFeed] = {}  # what running jobs tell their listeners (stream, events)
         self._workers: list[asyncio.Task[None]] = []
         self._reserved = 0  # submissions between the queue-full check and their place in the queue
         # Short blocking work (routing checks, durable writes ending in an fsync) gets threads of its own: it must
@@ -66,6 +72,8 @@ class JobManager:
             task.cancel()
         for token in self._cancels.values():
             token.cancel()
+        for job_id in list(self._feeds):  # listeners are told, not left waiting on a server that is going
+            self._finish(job_id, {**(self.record(job_id) or {"id": job_id}), "status": "failed", "error": _STOPPING})
         await self.engine.close()
         self._side_pool.shutdown(wait=True)
 
@@ -75,31 +83,47 @@ class JobManager:
 
     # --- submitting ---
     async def submit(
-        self, request: GenerationRequest, provider: str | None, *, budget: Budget | None = None
+        self,
+        request: GenerationRequest,
+        provider: str | None,
+        *,
+        budget: Budget | None = None,
+        stream: bool = False,
     ) -> str | None:
         """Check the request (limits, routing, licence policy, the caller's budget: refusals raise) and queue it;
         its job id, or None when the queue is full. A full queue still checks the request first: a refusal is
         final, a full queue only says "later". A budget holds the job's estimate until the job ends, then counts
-        what it cost."""
+        what it cost. A `stream` job is routed to a provider that streams, and its audio can be listened to while
+        it is made (`feed(...).wav()`)."""
         has_room = self.queue.qsize() + self._reserved < self.queue.maxsize
         self._reserved += has_room  # the place is held from this check until the job is in the queue
         try:
-            job_id: str | None = await self.on_side(self._admit, request, provider, has_room, budget)
+            job_id: str | None = await self.on_side(self._admit, request, provider, has_room, budget, stream)
         finally:
             self._reserved -= has_room
         if job_id is not None:
             self._cancels[job_id] = CancelToken()
-            self.queue.put_nowait((job_id, request, provider))
+            self._feeds[job_id] = JobFeed()
+            self.queue.put_nowait((job_id, request, provider, stream))
         return job_id
 
     def _admit(
-        self, request: GenerationRequest, provider: str | None, has_room: bool, budget: Budget | None = None
+        self,
+        request: GenerationRequest,
+        provider: str | None,
+        has_room: bool,
+        budget: Budget | None = None,
+        stream: bool = False,
     ) -> str | None:
         """On a service thread: limits, routing and policy before any compute, then the job's record is written
         before it is queued, so that no later save can race it."""
         request = build_request(request, {})
         self.check_limits(request)
-        candidates, _ = self.client.router.plan(request, provider)
+        if stream and request.quality == "retry":
+            raise InvalidRequestError(
+                "quality='retry' cannot be streamed: a rejected take would already have been heard", field="quality"
+            )
+        candidates, _ = self.client.router.plan(request, provider, streaming=stream)
         if not has_room:
             return None
         held = budget.reserve(candidates[0].backend.name, candidates[0].estimate) if budget is not None else 0.0
@@ -112,6 +136,7 @@ class JobManager:
                 "status": "queued",
                 "created_at": time.time(),
                 "provider": provider,
+                "stream": stream,
                 "progress": None,
                 "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}),
             }
@@ -138,13 +163,13 @@ class JobManager:
     # --- running ---
     async def _worker(self) -> None:
         while True:
-            job_id, request, provider = await self.queue.get()
+            job_id, request, provider, stream = await self.queue.get()
             try:
-                await self._run(job_id, request, provider)
+                await self._run(job_id, request, provider, stream)
             finally:
                 self.queue.task_done()
 
-    async def _run(self, job_id: str, request: GenerationRequest, provider: str | None) -> None:
+    async def _run(self, job_id: str, request: GenerationRequest, provider: str | None, stream: bool = False) -> None:
         token = self._cancels.setdefault(job_id, CancelToken())
         if token.cancelled:  # cancelled while queued: its record already says so
             self._cancels.pop(job_id, None)
@@ -157,13 +182,22 @@ class JobManager:
         if self.metrics is not None:
             self.metrics.started()
 
-        def on_progress(phase: str, done: int, total: int) -> None:
+        feed = self._feeds.get(job_id) or self._feeds.setdefault(job_id, JobFeed())
+        loop = asyncio.get_running_loop()
+
+        def on_progress(phase: str, done: int, total: int) -> None:  # the inline engine calls it from its threads
             current = store.load(job_id)
             if current["status"] == "running":
                 store.remember({**current, "progress": {"phase": phase, "done": done, "total": total}})
+            loop.call_soon_threadsafe(feed.progress, phase, done, total)
+
+        def on_chunk(offset: int, sample_rate: int, channels: int, data: bytes) -> None:  # on the loop
+            feed.chunk(PcmChunk(offset, sample_rate, channels, data))
 
         try:
-            outcome = await self.engine.run(job_id, request, provider, self.audio_path(job_id), token, on_progress)
+            outcome = await self.engine.run(
+                job_id, request, provider, self.audio_path(job_id), token, on_progress, on_chunk if stream else None
+            )
         except Exception as exc:  # the engine itself failed (it could not start): the job still ends
             outcome = JobOutcome(
                 "failed",
@@ -188,8 +222,8 @@ class JobManager:
             )
         else:
             ending["error"] = outcome.error
-        await self.on_side(store.save, {**store.load(job_id), **ending})
-        self._finish(job_id)
+        final = await self.on_side(store.save, {**store.load(job_id), **ending})
+        self._finish(job_id, final)
 
     def _settle(self, job_id: str, outcome: JobOutcome | None) -> None:
         """The job's budget hold becomes what it cost (nothing, when it failed or never ran)."""
@@ -198,10 +232,14 @@ class JobManager:
             cost = (outcome.provenance or {}).get("cost") if outcome and outcome.status == "succeeded" else None
             hold[0].settle(hold[1], Cost.model_validate(cost) if cost else None)
 
-    def _finish(self, job_id: str) -> None:
+    def _finish(self, job_id: str, record: dict[str, Any]) -> None:
+        """A job ended: long polls wake, listeners hear the end (and keep the feed they hold)."""
         event = self._finished.pop(job_id, None)
         if event is not None:
             event.set()
+        feed = self._feeds.pop(job_id, None)
+        if feed is not None:
+            feed.end(record)
 
     # --- reading ---
     def record(self, job_id: str) -> dict[str, Any] | None:
@@ -210,6 +248,10 @@ class JobManager:
             return self.store.load(job_id)
         except KeyError:
             return None
+
+    def feed(self, job_id: str) -> JobFeed | None:
+        """What a queued or running job tells its listeners; None once it has ended (its record says the rest)."""
+        return self._feeds.get(job_id)
 
     def audio_path(self, job_id: str) -> Any:
         """Where a job's audio is (or will be) stored."""
@@ -267,5 +309,5 @@ class JobManager:
                 record = await self.on_side(
                     self.store.save, {**record, "status": "cancelled", "finished_at": time.time()}
                 )
-                self._finish(job_id)
+                self._finish(job_id, record)
         return record
