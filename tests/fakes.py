@@ -253,7 +253,10 @@ ELEVEN_STEMS = {
 class FakeElevenLabs(FakeServer):
     """`POST /v1/music?output_format=…`, JSON body, `xi-api-key` auth, audio bytes back; `POST
     /v1/music/stem-separation` (multipart `file`, `stem_variation_id`; elevenlabs 2.78 `music/raw_client.py`
-    `separate_stems`), a ZIP of stems back."""
+    `separate_stems`), a ZIP of stems back; `POST /v1/music/stream` (`stream_mp3`)."""
+
+    #: Set by a test to hold a stream after its first pieces until the test has seen them arrive.
+    stream_gate: threading.Event | None = None
 
     def separate(self, h: BaseHTTPRequestHandler, raw: bytes, query: dict[str, list[str]], fault: str | None) -> None:
         import zipfile
@@ -325,7 +328,7 @@ class FakeElevenLabs(FakeServer):
             return self.separate(h, raw, parse_qs(parts.query), fault)
         if parts.path == "/v1/sound-generation":
             return self.sound_effect(h, raw, parse_qs(parts.query), fault)
-        if parts.path != "/v1/music":
+        if parts.path not in ("/v1/music", "/v1/music/stream"):
             return self.send(h, 404, {"detail": "Not Found"})
         try:
             body = json.loads(raw)
@@ -399,9 +402,53 @@ class FakeElevenLabs(FakeServer):
         # `store_for_inpainting` returns the stored song's id in a `song-id` header (the SDK's music_custom.py reads
         # `r.headers.get("song-id")`).
         headers = {"song-id": uuid.uuid4().hex} if body.get("store_for_inpainting") else {}
+        if parts.path == "/v1/music/stream":
+            return self.stream_mp3(h, audio_bytes(length / 1000, "mp3", rate), headers, fault)
         self.send(
             h, 200, audio_bytes(length / 1000, "mp3", rate), content_type="audio/mpeg", headers=headers, fault=fault
         )
+
+    def stream_mp3(self, h: BaseHTTPRequestHandler, data: bytes, headers: dict[str, str], fault: str | None) -> None:
+        """`POST /v1/music/stream`: the SDK reads it with `httpx_client.stream()` and yields `iter_bytes()` pieces
+        (elevenlabs 2.78 `music/raw_client.py` `stream()`): a chunked answer of audio/mpeg. An encoder that streams
+        cannot know the total length for a Xing/Info frame, so none is sent (its presence in a live stream is
+        UNCONFIRMED either way); the first piece is sent, then the rest once `stream_gate` (when set by a test) is
+        released, so a test can see audio arrive before the whole has been sent. `fault="drop"` closes the
+        connection after the first piece."""
+        first = _without_info_frame(data)
+        h.send_response(200)
+        h.send_header("Content-Type", "audio/mpeg")
+        h.send_header("Transfer-Encoding", "chunked")
+        for key, value in headers.items():
+            h.send_header(key, value)
+        h.end_headers()
+        pieces = [first[i : i + 16384] for i in range(0, len(first), 16384)]
+        for index, piece in enumerate(pieces):
+            h.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            h.wfile.flush()
+            if index == 3:
+                if fault == "drop":
+                    h.close_connection = True
+                    return
+                if self.stream_gate is not None:
+                    self.stream_gate.wait(30)
+        h.wfile.write(b"0\r\n\r\n")
+        h.wfile.flush()
+
+
+def _without_info_frame(mp3: bytes) -> bytes:
+    """The MP3 without its leading ID3 tag and Xing/Info frame (what a live encoder would send)."""
+    start = 0
+    if mp3[:3] == b"ID3":
+        start = 10 + ((mp3[6] << 21) | (mp3[7] << 14) | (mp3[8] << 7) | mp3[9])
+    header = int.from_bytes(mp3[start : start + 4], "big")
+    rates = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0)
+    size = 144 * rates[(header >> 12) & 0xF] * 1000 // (44100, 48000, 32000, 0)[(header >> 10) & 3] + (
+        (header >> 9) & 1
+    )
+    if b"Xing" in mp3[start : start + size] or b"Info" in mp3[start : start + size]:
+        start += size
+    return mp3[start:]
 
 
 def _plan_problems(plan: Any, model: str) -> list[tuple[list[str | int], str]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ipaddress
 import json
 import os
@@ -22,7 +23,7 @@ import socket
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -105,6 +106,15 @@ class HttpReply:
         self.path.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class StreamedReply:
+    """An answer whose body is read as it arrives (`HttpCore.stream`)."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: AsyncIterator[bytes]
+
+
 class _OutcomeUnknown(Exception):
     """The request went out and no complete answer came back: a non-idempotent call must not be re-sent."""
 
@@ -140,13 +150,17 @@ class HttpCore:
         return f"HttpCore({self.provider!r}, base_url={self.settings.base_url!r})"
 
     # --- sync bridge ---
-    def run_sync(self, make: Callable[[], Coroutine[Any, Any, T]], context: RunContext) -> T:
-        """Run a coroutine on this provider's background loop and wait; cancelling the token cancels it."""
+    def submit(self, make: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future[T]:
+        """Start a coroutine on this provider's background loop (started on first use) and return at once."""
         with self._loop_lock:
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
                 threading.Thread(target=self._loop.run_forever, name=f"soundforge-{self.provider}", daemon=True).start()
-        future = asyncio.run_coroutine_threadsafe(make(), self._loop)
+            return asyncio.run_coroutine_threadsafe(make(), self._loop)
+
+    def run_sync(self, make: Callable[[], Coroutine[Any, Any, T]], context: RunContext) -> T:
+        """Run a coroutine on this provider's background loop and wait; cancelling the token cancels it."""
+        future = self.submit(make)
         # Poll with wait(), not result(timeout): GenerationTimeoutError is itself a TimeoutError.
         while not concurrent.futures.wait([future], timeout=0.05).done:
             if context.cancel.cancelled:
@@ -321,6 +335,58 @@ class HttpCore:
                 "so you are not charged twice: try again yourself if you wish"
             )
             raise error from None
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, method: str, path: str, *, context: RunContext, **kwargs: Any
+    ) -> AsyncIterator[StreamedReply]:
+        """Send once and hand over the answer's body as it arrives (`StreamedReply.chunks`), for APIs that stream
+        audio while they make it. Never retried: once audio has been handed on, a second call would be a second
+        charge; an error answer is mapped as for `request`. The body is capped at `max_download_bytes`."""
+        import httpx
+
+        client = self._client()
+        request = client.build_request(method, path, headers=self._headers(None), **kwargs)
+        if os.environ.get(BLOCK_REMOTE_ENV) == "1" and request.url.host not in _LOOPBACK_HOSTS:
+            raise ProviderError(
+                f"refusing to send a request to {request.url.host}: remote requests are blocked "
+                f"({BLOCK_REMOTE_ENV}=1, set by test suites)",
+                provider=self.provider,
+            )
+        cap = self.settings.max_download_bytes
+        async with self._bound():
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise ProviderError(
+                    f"cannot stream from {self.provider}: {type(exc).__name__}", provider=self.provider
+                ) from None
+            try:
+                if response.status_code >= 400:
+                    error = self._error(response.status_code, await _read_small(response), response.headers)
+                    raise error.error if isinstance(error, _Retryable) else error
+
+                async def chunks() -> AsyncIterator[bytes]:
+                    size = 0
+                    try:
+                        async for chunk in response.aiter_bytes():
+                            context.cancel.raise_if_cancelled()
+                            size += len(chunk)
+                            if size > cap:
+                                raise ProviderError(
+                                    f"{self.provider} stream passed the {cap}-byte cap", provider=self.provider
+                                )
+                            yield chunk
+                    except (httpx.TransportError, httpx.StreamError) as exc:
+                        raise ProviderError(
+                            f"the stream from {self.provider} was cut off ({type(exc).__name__})",
+                            provider=self.provider,
+                            hint="the audio received so far was handed on; soundforge does not re-send the request",
+                        ) from None
+
+                yield StreamedReply(response.status_code, dict(response.headers), chunks())
+            finally:
+                await response.aclose()
 
     async def request_json(
         self, method: str, path: str, *, idempotent: bool, context: RunContext, **kwargs: Any

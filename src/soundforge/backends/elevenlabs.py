@@ -2,7 +2,8 @@
 
 Contract (docs/providers/elevenlabs.md, from the official `elevenlabs` Python SDK): `POST /v1/music` with
 a JSON body (`prompt` or `composition_plan`, `music_length_ms`, `model_id`, `force_instrumental`),
-`output_format` as a query parameter, key in `xi-api-key`, audio bytes streamed back; `POST
+`output_format` as a query parameter, key in `xi-api-key`, audio bytes streamed back (`POST /v1/music/stream`
+takes the same body and streams the audio while it is made: `stream`); `POST
 /v1/music/stem-separation` (multipart `file`, `stem_variation_id`) answers a ZIP of stems. Not idempotent:
 never re-sent once its outcome is unknown. The licence depends on the plan set in config.
 """
@@ -10,17 +11,35 @@ never re-sent once its outcome is unknown. The licence depends on the plan set i
 from __future__ import annotations
 
 import io
+import queue
 import zipfile
+from concurrent import futures
 from pathlib import PurePosixPath
 from typing import Any
 
 from ..audio import load_audio
 from ..capabilities import Capabilities, ModelInfo
-from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, SoundforgeError
+from ..errors import (
+    ContentRefusedError,
+    InvalidRequestError,
+    ProviderError,
+    SoundforgeError,
+    UnsupportedFeatureError,
+)
 from ..music import Section, lyric_sections
 from ..request import GenerationRequest
-from ._cloud import CloudBackend, decode_reply, upload_file
-from .base import RawGeneration, RawTrack, RunContext, checked_extra, fit_length
+from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply, upload_file
+from ._mp3stream import Mp3Stream
+from .base import (
+    AudioChunk,
+    ChunkAssembler,
+    ChunkStream,
+    RawGeneration,
+    RawTrack,
+    RunContext,
+    checked_extra,
+    fit_length,
+)
 
 MODELS = ("music_v1", "music_v2", "music_v2_5")
 #: Stem separation's variations (the SDK's `MusicSeparateStemsRequestStemVariationId`) as models: the stems each
@@ -50,6 +69,9 @@ EXTRA_KEYS: dict[str, Any] = {
 }
 #: The API's own default, which every plan may use (mp3_44100_192 needs Creator or above: the SDK's docstrings).
 DEFAULT_FORMAT = "mp3_44100_128"
+#: Audio gathered before a stream's first chunk (`[providers.elevenlabs] stream_chunk_seconds`); later chunks
+#: come as the decode schedule of `_mp3stream` allows.
+STREAM_FIRST_SECONDS = 1.0
 #: A composition plan's limits (the SDK's `SongSection`): section length, lines per section, characters per line.
 SECTION_MS = (3000, 120000)
 MAX_LINES, MAX_LINE_CHARS = 30, 200
@@ -71,6 +93,7 @@ def _caps(model: str) -> Capabilities:
         max_outputs=1,
         vocals=True,
         seed_deterministic=False,
+        streaming=True,
         cost_hint="paid ElevenLabs plan; credits per minute of music",
     )
 
@@ -98,6 +121,7 @@ class ElevenLabsBackend(CloudBackend):
     default_model = "music_v1"
     key_env = "ELEVENLABS_API_KEY"
     default_base_url = "https://api.elevenlabs.io"
+    settings_keys = CLOUD_SETTINGS | {"stream_chunk_seconds"}
 
     def models(self) -> list[ModelInfo]:
         songs = [ModelInfo(id=m, capabilities=_caps(m)) for m in MODELS]
@@ -129,9 +153,9 @@ class ElevenLabsBackend(CloudBackend):
             return InvalidRequestError(f"ElevenLabs refused the request ({status}): {text}", provider=self.name)
         return None
 
-    async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
-        if model in STEM_MODELS:
-            return await self._separate(request, model, context)
+    def _compose(self, request: GenerationRequest, model: str) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
+        """The compose body, the output format and the composition plan (None: a prompt), for `/v1/music` and
+        `/v1/music/stream` alike."""
         extra = checked_extra(request, EXTRA_KEYS, provider=self.name)
         output_format = str(extra.get("output_format", DEFAULT_FORMAT))
         if not output_format.startswith(("mp3_", "opus_")):
@@ -171,6 +195,12 @@ class ElevenLabsBackend(CloudBackend):
         ):
             if key in extra:
                 body[key] = extra[key]
+        return body, output_format, plan
+
+    async def agenerate_raw(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        if model in STEM_MODELS:
+            return await self._separate(request, model, context)
+        body, output_format, plan = self._compose(request, model)
         reply = await self.http.request(
             "POST", "/v1/music", idempotent=False, context=context, params={"output_format": output_format}, json=body
         )
@@ -178,17 +208,69 @@ class ElevenLabsBackend(CloudBackend):
         audio, rate = decode_reply(reply, self.name)
         if plan is None or request.lyrics is not None:  # the length asked for is the plan's (or the prompt's)
             audio = audio[:, : round(request.duration * rate)]
-        parameters = {k: v for k, v in body.items() if k not in ("prompt", "composition_plan")}
-        parameters["output_format"] = output_format
-        if song_id:
-            parameters["song_id"] = song_id
-        if plan is not None:
-            parameters["composition_plan"] = True
-        return RawGeneration(
-            tracks=[RawTrack(audio=audio, sample_rate=rate, seed=None, parameters=parameters)],
-            engine_versions={"api": "v1"},
-            device="cloud",
-        )
+        return _song(audio, rate, body, output_format, plan, song_id)
+
+    def check_stream(self, request: GenerationRequest, model: str) -> None:
+        """`POST /v1/music/stream` takes the compose body; its MP3 is decoded as it arrives (opus is not)."""
+        super().check_stream(request, model)
+        output_format = str(request.extra.get("output_format", DEFAULT_FORMAT))
+        if not output_format.startswith("mp3_"):
+            raise UnsupportedFeatureError(
+                "streaming", f"{self.name}:{model}", detail="streams are decoded from mp3_* output formats only"
+            )
+
+    def stream(self, request: GenerationRequest, model: str, context: RunContext) -> ChunkStream:
+        """`POST /v1/music/stream`: the MP3 decoded while it downloads (`_mp3stream`), handed on in chunks.
+
+        The call is sent once and never retried (audio already handed on cannot be taken back). Closing the
+        generator cancels the download.
+        """
+        body, output_format, plan = self._compose(request, model)
+        # The length asked for is the prompt's or the lyrics' plan's; a plan given whole carries its own.
+        limit = None if plan is not None and request.lyrics is None else request.duration
+        ready: queue.SimpleQueue[AudioChunk | None] = queue.SimpleQueue()
+        first = float(self.settings.get("stream_chunk_seconds", STREAM_FIRST_SECONDS))
+
+        async def download() -> str | None:
+            try:
+                params = {"output_format": output_format}
+                async with self.http.stream(
+                    "POST", "/v1/music/stream", context=context, params=params, json=body
+                ) as reply:
+                    decoder = Mp3Stream(first_seconds=first)
+                    offset = 0
+
+                    def hand_on(pieces: list[Any]) -> None:
+                        nonlocal offset
+                        for audio in pieces:
+                            if limit is not None:
+                                audio = audio[:, : max(0, round(limit * (decoder.sample_rate or 1)) - offset)]
+                            if audio.shape[1]:
+                                ready.put(AudioChunk(audio, offset, decoder.sample_rate or 0))
+                                offset += audio.shape[1]
+
+                    async for data in reply.chunks:
+                        hand_on(decoder.feed(data))
+                    hand_on(decoder.finish())
+                    if offset == 0:
+                        raise ProviderError("ElevenLabs streamed no audio", provider=self.name)
+                    return reply.headers.get("song-id")
+            finally:
+                ready.put(None)
+
+        running = self.http.submit(download)
+        assembler = ChunkAssembler()
+        try:
+            rate = 0
+            while (chunk := ready.get()) is not None:
+                rate = chunk.sample_rate
+                yield assembler.add(chunk)
+            song_id = running.result()
+        finally:
+            if not running.done():  # the listener left: stop the download
+                running.cancel()
+                futures.wait([running], timeout=10)
+        return _song(assembler.track(0), rate, body, output_format, plan, song_id)
 
     async def _separate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         """Stem separation: the audio prompt uploaded as MP3, the ZIP answered unpacked into one track per stem.
@@ -252,6 +334,23 @@ class ElevenLabsBackend(CloudBackend):
                 )
             )
         return RawGeneration(tracks=tracks, engine_versions={"api": "v1"}, device="cloud")
+
+
+def _song(
+    audio: Any, rate: int, body: dict[str, Any], output_format: str, plan: dict[str, Any] | None, song_id: str | None
+) -> RawGeneration:
+    """A composed song as the client receives it, whichever endpoint made it."""
+    parameters = {k: v for k, v in body.items() if k not in ("prompt", "composition_plan")}
+    parameters["output_format"] = output_format
+    if song_id:
+        parameters["song_id"] = song_id
+    if plan is not None:
+        parameters["composition_plan"] = True
+    return RawGeneration(
+        tracks=[RawTrack(audio=audio, sample_rate=rate, seed=None, parameters=parameters)],
+        engine_versions={"api": "v1"},
+        device="cloud",
+    )
 
 
 def check_plan(plan: dict[str, Any], model: str, *, provider: str = "elevenlabs") -> None:
