@@ -6,6 +6,7 @@
     python bench/run.py --no-batch     # skip the batch section (local vs Ray vs loop, journal, resume; about 1 minute)
     python bench/run.py --only-dtype   # only the bfloat16 / float32 rows of full-size MusicGen on this CPU
     python bench/run.py --only-engines # only the SDK / direct rows of the local engines (MusicGen, Stable Audio)
+    python bench/run.py --only-stream  # only streaming: first chunk and streamed total (synth, MusicGen, serve)
 
 Never a timed test: numbers depend on the machine; the ratios are what to compare.
 """
@@ -1066,6 +1067,12 @@ def operations_rows(
 
 
 def main() -> None:
+    if "--only-stream" in sys.argv:
+        from stream_rows import stream_rows  # bench/ is on sys.path when this file runs as a script
+
+        for name, ratio, detail in stream_rows():
+            print(f"{name}  {ratio}  {detail}")
+        return
     if "--only-operations" in sys.argv:
         for name, ratio, detail in operations_rows():
             print(f"{name}  {ratio}  {detail}")
