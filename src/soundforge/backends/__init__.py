@@ -78,8 +78,8 @@ PLANNED: dict[str, PlannedProvider] = {
         PlannedProvider(
             "lyria-realtime",
             "Google Lyria RealTime on the Gemini API (streamed instrumental music over a WebSocket)",
-            "planned: Lyria RealTime only streams (a live WebSocket session), and soundforge's streaming interface "
-            "is not released yet; use gemini for whole songs (docs/providers/gemini.md has the contract)",
+            "planned: Lyria RealTime is a live WebSocket session; soundforge streams (soundforge.stream) but does "
+            "not speak that session yet; use gemini for whole songs (docs/providers/gemini.md has the contract)",
             "gemini",
             "lyria-realtime-exp",
         ),
