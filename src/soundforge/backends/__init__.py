@@ -37,6 +37,7 @@ BUILTIN: dict[str, str] = {
     "synth": "soundforge.backends.synth:SynthBackend",
     "musicgen": "soundforge.backends.musicgen:MusicgenBackend",
     "audiogen": "soundforge.backends.audiocraft:AudiogenBackend",
+    "magnet": "soundforge.backends.magnet:MagnetBackend",
     "stable-audio": "soundforge.backends.stable_audio:StableAudioBackend",
     "stable-audio-3": "soundforge.backends.stable_audio_3:StableAudio3Backend",
     "ace-step": "soundforge.backends.ace_step:AceStepBackend",
@@ -66,15 +67,6 @@ class PlannedProvider:
 PLANNED: dict[str, PlannedProvider] = {
     p.name: p
     for p in [
-        PlannedProvider(
-            "magnet",
-            "Meta MAGNeT through audiocraft (local)",
-            "not implemented yet: audiocraft's MAGNeT needs xformers' CUDA attention kernels (it cannot run "
-            "on CPU), so it waits for a GPU-tested release; use musicgen or audiogen",
-            "magnet",
-            "facebook/magnet-small-10secs",
-            local=True,
-        ),
         PlannedProvider(
             "lyria-realtime",
             "Google Lyria RealTime on the Gemini API (streamed instrumental music over a WebSocket)",

@@ -141,7 +141,7 @@ class AudiocraftEngine(LocalEngine[LoadedAudiocraft]):
         return checkpoint_state(self.owner.name, model, self.settings, allow_fetch=allow_fetch)
 
     def weights_size(self, model: str) -> int:
-        return _weights_size(model)
+        return weights_size(model)
 
     def nbytes(self, loaded: LoadedAudiocraft) -> int:
         return module_bytes(loaded.model.lm, loaded.model.compression_model)
@@ -333,7 +333,8 @@ class AudiocraftEngine(LocalEngine[LoadedAudiocraft]):
         )
 
 
-def _weights_size(model: str) -> int:
+def weights_size(model: str) -> int:
+    """Bytes of an exported audiocraft checkpoint folder (0 for a hub id: its size is not known before download)."""
     path = Path(model).expanduser()
     return sum((path / f).stat().st_size for f in CHECKPOINT_FILES if (path / f).is_file()) if path.is_dir() else 0
 
