@@ -129,6 +129,8 @@ def _client(ctx: click.Context, **policy: Any) -> Any:
     "the tagged file under NAME.wav; replaces --output.",
 )
 @click.option("--play", is_flag=True, help="Play the audio as it is made (needs soundforge[play]).")
+@click.option("--loop", is_flag=True, help="Make a seamless loop of whole bars (loop points in the file).")
+@click.option("--loop-bars", type=int, default=None, help="Bars in the loop (implies --loop; default: as many as fit).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def generate(
@@ -149,6 +151,8 @@ def generate(
     sign_key: Path | None,
     stream_to: Path | None,
     play: bool,
+    loop: bool,
+    loop_bars: int | None,
     quiet: bool,
 ) -> None:
     """Generate audio from PROMPT and save it with licence and provenance."""
@@ -157,6 +161,10 @@ def generate(
     for key, value in (("duration", duration), ("num_outputs", num_outputs), ("seed", seed)):
         if value is not None:
             fields[key] = value
+    if loop or loop_bars is not None:
+        fields["loop"] = True
+        if loop_bars is not None:
+            fields["loop_bars"] = loop_bars
     if (sign_cert is None) != (sign_key is None):
         raise click.UsageError("--sign-cert and --sign-key go together")
     streaming = stream_to is not None or play

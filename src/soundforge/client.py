@@ -13,6 +13,7 @@ from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import loops
 from ._version import __version__
 from .audio import as_audio, pcm_sha256
 from .backends import Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
@@ -180,16 +181,19 @@ class Client:
     ) -> Generation:
         """Generate audio (blocking). See `soundforge.generate` for the arguments."""
         request = build_request(prompt_or_request, params)
-        generation = self._generate(request, provider, on_progress, cancel)
+        plan = self._loop_plan(request, provider)
+        take = loops.take_request(request, plan) if plan is not None else request
+        generation = self._generate(take, provider, on_progress, cancel)
         rejected: list[dict[str, Any]] = []
-        while request.quality is not None:
-            report = _judge(generation, request)
-            if report is None or report.passed or request.quality == "report" or len(rejected) >= _retries(request):
-                return _with_quality(generation, report, rejected)
+        while take.quality is not None:
+            report = _judge(generation, take)
+            if report is None or report.passed or take.quality == "report" or len(rejected) >= _retries(take):
+                generation = _with_quality(generation, report, rejected)
+                break
             rejected.append(_rejected(generation, report))
-            request = request.model_copy(update={"seed": secrets.randbelow(2**31)})
-            generation = self._generate(request, provider, on_progress, cancel)
-        return generation
+            take = take.model_copy(update={"seed": secrets.randbelow(2**31)})
+            generation = self._generate(take, provider, on_progress, cancel)
+        return self._as_loop(generation, request, plan) if request.loop else generation
 
     def _generate(
         self,
@@ -235,16 +239,52 @@ class Client:
     ) -> Generation:
         """Generate audio without blocking the event loop; cancelling the task cancels the generation."""
         request = build_request(prompt_or_request, params)
-        generation = await self._agenerate(request, provider, on_progress, cancel)
+        plan = self._loop_plan(request, provider)
+        take = loops.take_request(request, plan) if plan is not None else request
+        generation = await self._agenerate(take, provider, on_progress, cancel)
         rejected: list[dict[str, Any]] = []
-        while request.quality is not None:
-            report = await asyncio.to_thread(_judge, generation, request)
-            if report is None or report.passed or request.quality == "report" or len(rejected) >= _retries(request):
-                return _with_quality(generation, report, rejected)
+        while take.quality is not None:
+            report = await asyncio.to_thread(_judge, generation, take)
+            if report is None or report.passed or take.quality == "report" or len(rejected) >= _retries(take):
+                generation = _with_quality(generation, report, rejected)
+                break
             rejected.append(_rejected(generation, report))
-            request = request.model_copy(update={"seed": secrets.randbelow(2**31)})
-            generation = await self._agenerate(request, provider, on_progress, cancel)
+            take = take.model_copy(update={"seed": secrets.randbelow(2**31)})
+            generation = await self._agenerate(take, provider, on_progress, cancel)
+        if request.loop:
+            return await asyncio.to_thread(self._as_loop, generation, request, plan)
         return generation
+
+    # --- loops ---
+    def _loop_plan(self, request: GenerationRequest, provider: str | None) -> loops.LoopPlan | None:
+        """How a looped request is made: None when it is not a loop, or when the provider it goes to loops
+        natively (`loop` among its model's declared fields) and no bar count is asked for."""
+        if not request.loop:
+            return None
+        if request.loop_bars is None:
+            candidate = self.router.plan(request, provider)[0][0]
+            if "loop" in candidate.backend.capabilities(candidate.model).fields:
+                return None
+        return loops.plan(request)
+
+    def _as_loop(self, generation: Generation, request: GenerationRequest, plan: loops.LoopPlan | None) -> Generation:
+        """Each track as a loop: cut from the take (soundforge's loop), or marked as the provider's own."""
+        tracks = []
+        for track in generation.tracks:
+            provenance = track.provenance
+            native = plan is None and "loop" in self.backend(provenance.provider).capabilities(provenance.model).fields
+            if native:
+                record = {"start": 0, "end": int(track.audio.shape[1]), "made_by": provenance.provider}
+                tracks.append(
+                    Track(track.audio, track.sample_rate, track.license, provenance.model_copy(update={"loop": record}))
+                )
+                continue
+            # A fallback without a loop mode answered a request planned for one: the loop is cut from what it made.
+            cut_plan = plan or loops.plan(request.model_copy(update={"duration": track.duration * 0.75}))
+            loop = loops.cut(track.audio, track.sample_rate, cut_plan, _reported_bpm(provenance.parameters))
+            update = {"loop": loop.record(track.sample_rate), "pcm_sha256": pcm_sha256(loop.audio)}
+            tracks.append(Track(loop.audio, track.sample_rate, track.license, provenance.model_copy(update=update)))
+        return Generation(tracks)
 
     async def _agenerate(
         self,
@@ -312,6 +352,12 @@ class Client:
                 "quality='retry' cannot be combined with streaming: a rejected take would already have been heard",
                 field="quality",
                 hint="use quality='report' to have the streamed take judged, or generate() to retry",
+            )
+        if request.loop:
+            raise InvalidRequestError(
+                "loop=True cannot be streamed: the loop is cut from the finished take",
+                field="loop",
+                hint="generate() the loop, then play it repeatedly",
             )
         cancel = cancel or CancelToken()
         candidates, attempts = self.router.plan(request, provider, streaming=not whole)
@@ -651,6 +697,12 @@ def _with_quality(generation: Generation, report: QualityReport | None, rejected
         for t in generation.tracks
     ]
     return Generation(tracks)
+
+
+def _reported_bpm(parameters: dict[str, Any]) -> float | None:
+    """The tempo a provider says it played (the synthesizer's `tempo_bpm`), whose bar grid starts at zero."""
+    value = parameters.get("tempo_bpm")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _streams(backend: Backend, request: GenerationRequest, model: str) -> bool:

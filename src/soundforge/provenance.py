@@ -70,6 +70,11 @@ class Provenance(BaseModel):
     quality: dict[str, Any] | None = Field(
         None, description="the quality gate's verdicts and the takes it rejected (request quality='report'/'retry')"
     )
+    loop: dict[str, Any] | None = Field(
+        None,
+        description="loop points of a seamless loop (request loop=True): start, end (samples), bars, bpm, where it "
+        "was cut and who made it (the provider's loop mode, or soundforge)",
+    )
 
     @property
     def substitution(self) -> str | None:

@@ -161,6 +161,9 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             stops early: `soundforge.quality`) and records its verdicts in `provenance.quality`; "retry" also makes
             a fresh take with a new seed while the gate fails, up to `quality_retries` (2) times, each rejected take
             (seed, failures, cost) recorded. Every take is a paid call where the provider charges.
+        loop / loop_bars: a seamless loop of `loop_bars` bars (default: as many whole bars as fit in `duration`),
+            from the provider's own loop mode where it has one, else cut by soundforge from a longer take at bar
+            lines with its tail cross-faded into its head; loop points in provenance, tags and WAV `smpl`.
         sample_rate / channels: wanted output format, when the backend can honour it.
         temperature, top_k, top_p: sampling for token models (MusicGen, MAGNeT).
         guidance: classifier-free guidance scale (MusicGen's cfg_coef, diffusion cfg).
@@ -195,6 +198,10 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         None, description="run the quality gate (soundforge.quality): record its verdicts, or also retry bad takes"
     )
     quality_retries: int | None = Field(None, ge=0, le=10, description="fresh takes quality='retry' may make (2)")
+    loop: bool | None = Field(
+        None, description="a seamless loop: a whole number of bars whose end runs into its start (soundforge.loops)"
+    )
+    loop_bars: int | None = Field(None, ge=1, le=256, description="bars in the loop (default: as many as fit)")
     sample_rate: int | None = Field(None, ge=8000, le=192000)
     channels: Literal[1, 2] | None = None
     temperature: float | None = Field(None, gt=0)
@@ -305,6 +312,8 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             raise ValueError("audio_prompt_mode='extract' and stem= go together; give both, e.g. stem='vocals'")
         if self.strength is not None and mode in ("continuation", "repaint", "extract"):
             raise ValueError(f"strength applies to 'variation' and 'cover', not to audio_prompt_mode={mode!r}")
+        if self.loop_bars is not None and not self.loop:
+            raise ValueError("loop_bars applies to a loop; give loop=True too")
         return self
 
     def record(self) -> dict[str, Any]:

@@ -81,6 +81,9 @@ def describe(track: TaggedAudio, *, audio_sha256: str, loudness: float | None, f
         fields["COST_BASIS"] = f"{prov.cost.basis} ({how})"
     if prov.watermarks:
         fields["WATERMARKS"] = "; ".join(prov.watermarks)
+    if prov.loop is not None:  # in samples, as game engines read them from Ogg/FLAC comments
+        fields["LOOPSTART"] = str(prov.loop["start"])
+        fields["LOOPLENGTH"] = str(prov.loop["end"] - prov.loop["start"])
     fields |= music_fields(prov.request)
     fields["CREATED_AT"] = prov.created_at.isoformat()
     fields["SOUNDFORGE_VERSION"] = prov.soundforge_version
@@ -152,7 +155,11 @@ def parse_comment(text: str) -> dict[str, str]:
 def embed(data: bytes, fmt: AudioFormat, fields: dict[str, str]) -> bytes:
     """Add the format-specific tags that libsndfile cannot write to encoded file bytes."""
     if fmt.name == "wav":
-        return _wav_with_id3(data, id3v2_tag(fields))
+        tagged = _wav_with_id3(data, id3v2_tag(fields))
+        if "LOOPSTART" in fields:
+            start = int(fields["LOOPSTART"])
+            return _wav_with_smpl(tagged, start, start + int(fields["LOOPLENGTH"]))
+        return tagged
     if fmt.name == "mp3":
         return id3v2_tag(fields) + _strip_id3(data)
     if fmt.name == "flac":
@@ -239,6 +246,24 @@ def _wav_with_id3(data: bytes, tag: bytes) -> bytes:
     )
     chunk = b"id3 " + struct.pack("<I", len(tag)) + tag + (b"\x00" if len(tag) & 1 else b"")
     body = b"WAVE" + kept + chunk
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def smpl_chunk(sample_rate: int, start: int, end: int) -> bytes:
+    """A RIFF `smpl` chunk with one forward loop over samples [start, end) (its end field is the last sample, as
+    the chunk's specification counts), played forever: what samplers and game engines read as loop points."""
+    header = struct.pack("<9I", 0, 0, round(1e9 / sample_rate), 60, 0, 0, 0, 1, 0)
+    loop = struct.pack("<6I", 0, 0, start, end - 1, 0, 0)
+    payload = header + loop
+    return b"smpl" + struct.pack("<I", len(payload)) + payload
+
+
+def _wav_with_smpl(data: bytes, start: int, end: int) -> bytes:
+    chunks = _riff_chunks(data)
+    fmt = next(data[s : s + n] for cid, s, n in chunks if cid == b"fmt ")
+    sample_rate = struct.unpack("<I", fmt[4:8])[0]
+    kept = b"".join(data[s - 8 : s + n + (n & 1)] for cid, s, n in chunks if cid != b"smpl")
+    body = b"WAVE" + kept + smpl_chunk(sample_rate, start, end)
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 

@@ -31,7 +31,7 @@ def _caps() -> Capabilities:
         max_duration=MAX_SECONDS,
         sample_rates=(22050, 24000, 44100, 48000),
         channels=(1, 2),
-        fields=frozenset({"extra"}),
+        fields=frozenset({"extra", "loop"}),  # `loop` natively: the API's own seamless loop
         max_outputs=1,
         seed_deterministic=False,
         cost_hint="ElevenLabs credits per generation",
@@ -66,8 +66,8 @@ class ElevenLabsSfxBackend(ElevenLabsBackend):
         body: dict[str, Any] = {"text": request.prompt, "duration_seconds": request.duration, "model_id": model}
         if influence is not None:
             body["prompt_influence"] = influence
-        if "loop" in extra:
-            body["loop"] = extra["loop"]
+        if request.loop or "loop" in extra:
+            body["loop"] = bool(request.loop or extra["loop"])
         reply = await self.http.request(
             "POST",
             "/v1/sound-generation",
