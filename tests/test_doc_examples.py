@@ -30,6 +30,8 @@ PLAN = {
     ("docs/songs.md", 0): "run",
     ("docs/observe.md", 0): "run",
     ("docs/quality.md", 0): "run",
+    ("docs/loops.md", 0): "run",
+    ("docs/loops.md", 1): "run",
     ("docs/streaming.md", 0): "run",
     ("docs/prices.md", 0): "skip: calls Stability's paid API (tests/test_cost.py runs it against the fake)",
     ("docs/providers/stable-audio-3.md", 0): "skip: needs converted Stable Audio 3 weights (test_stable_audio_3.py)",

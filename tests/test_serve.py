@@ -364,6 +364,26 @@ def test_stream_and_events_over_http(tmp_path) -> None:
         assert http.get("/v1/generations/nope/events").status_code == 404
 
 
+def test_a_job_saves_with_its_loudness_and_edits_and_a_stream_refuses_them(tmp_path) -> None:
+    from soundforge import loudness
+
+    with running(tmp_path) as url, httpx.Client(base_url=url, timeout=30) as http:
+        request = {"prompt": "ambient", "duration": 3, "seed": 2, "loudness": -20, "trim": 2, "fade_out": 0.5}
+        job = http.post("/v1/generations", json={"request": request, "provider": "synth"}).json()
+        assert wait(http, job["id"])["status"] == "succeeded"
+        wav = http.get(f"/v1/generations/{job['id']}/audio").content
+        data, rate = sf.read(io.BytesIO(wav), dtype="float32")
+        assert 2 * rate - 441 <= data.shape[0] <= 2 * rate and np.max(np.abs(data[-32:])) < 0.01
+        assert abs(loudness.integrated_loudness(data.T, rate) + 20) < 0.5
+        assert b"EDITS" in wav and b"at a zero crossing" in wav
+        # A stream carries the samples as made: the stored file could not be the one heard, so it is refused.
+        answer = http.post(
+            "/v1/generations", json={"request": {"prompt": "x", "fade_in": 1}, "provider": "synth", "stream": True}
+        )
+        assert answer.status_code == 422 and answer.json()["error"]["field"] == "fade_in"
+        assert "submit without stream" in answer.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("engine", ["process", "inline"])
 def test_long_poll_answers_when_the_job_ends(tmp_path, engine: str) -> None:
     with serving(tmp_path, engine=engine) as (url, app), httpx.Client(base_url=url, timeout=30) as http:

@@ -5,7 +5,20 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Fields handled by soundforge itself when saving, so every backend supports them.
-SDK_FIELDS = frozenset({"output_format", "loudness", "max_cost", "quality", "quality_retries", "loop", "loop_bars"})
+SDK_FIELDS = frozenset(
+    {
+        "output_format",
+        "loudness",
+        "trim",
+        "fade_in",
+        "fade_out",
+        "max_cost",
+        "quality",
+        "quality_retries",
+        "loop",
+        "loop_bars",
+    }
+)
 
 
 class Capabilities(BaseModel):

@@ -99,6 +99,9 @@ def _client(ctx: click.Context, **policy: Any) -> Any:
 )
 @click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "mp3"]), default=None)
 @click.option("--loudness", type=float, default=None, help="Normalise to this LUFS target (e.g. -14).")
+@click.option("--trim", type=float, default=None, help="Cut the file to this many seconds, at a zero crossing.")
+@click.option("--fade-in", type=float, default=None, help="Fade in over this many seconds.")
+@click.option("--fade-out", type=float, default=None, help="Fade out over this many seconds.")
 @click.option(
     "--param",
     "params",
@@ -143,6 +146,9 @@ def generate(
     output: Path,
     fmt: str | None,
     loudness: float | None,
+    trim: float | None,
+    fade_in: float | None,
+    fade_out: float | None,
     params: tuple[str, ...],
     overwrite: bool,
     no_sidecar: bool,
@@ -160,6 +166,9 @@ def generate(
     fields: dict[str, Any] = dict(_parse_param(p) for p in params)
     for key, value in (("duration", duration), ("num_outputs", num_outputs), ("seed", seed)):
         if value is not None:
+            fields[key] = value
+    for key, value in (("trim", trim), ("fade_in", fade_in), ("fade_out", fade_out)):
+        if value is not None:  # checked with the request, before anything is generated
             fields[key] = value
     if loop or loop_bars is not None:
         fields["loop"] = True
@@ -205,7 +214,15 @@ def generate(
                 if generation.substitution:
                     click.echo(f"note: {generation.substitution}", err=True)
                 paths = generation.save(
-                    output, format=fmt, loudness=loudness, overwrite=overwrite, sidecar=not no_sidecar, sign=signer
+                    output,
+                    format=fmt,
+                    loudness=loudness,
+                    overwrite=overwrite,
+                    sidecar=not no_sidecar,
+                    sign=signer,
+                    trim=trim,
+                    fade_in=fade_in,
+                    fade_out=fade_out,
                 )
             finally:  # the growing file was the stream's; the tagged file (or nothing, on failure) replaces it
                 if partial is not None:

@@ -18,6 +18,7 @@ from .audio import (
     pcm_sha256,
     write_atomic,
 )
+from .edits import Edits
 from .errors import InvalidRequestError
 from .loudness import check_target, normalize_loudness
 from .tags import TaggedAudio
@@ -103,14 +104,19 @@ def _check_folder(folder: Path) -> None:
 
 
 def encode_track(
-    track: TaggedAudio, fmt: AudioFormat, *, loudness: float | None = None
+    track: TaggedAudio, fmt: AudioFormat, *, loudness: float | None = None, edits: Edits | None = None
 ) -> tuple[bytes, dict[str, str]]:
     """Encode a track with its tags; returns the file bytes and the tag fields written into them.
 
     The file's `AUDIO_SHA256` tag is the hash of the samples the file decodes to, so `verify` can tell
-    whether the audio changed after saving (a lossy format is hashed after its own encoding).
+    whether the audio changed after saving (a lossy format is hashed after its own encoding). `edits` (a trim,
+    fades) come before the loudness target; the `EDITS` tag says what they did.
     """
     audio = track.audio
+    note = ""
+    if edits:
+        edits.check(track.audio.shape[1] / track.sample_rate, loop=track.provenance.loop is not None)
+        audio, note = edits.apply(audio, track.sample_rate)
     if loudness is not None:
         # The tag records the loudness the file has, measured after normalising, not the target asked for.
         audio, loudness = normalize_loudness(audio, track.sample_rate, loudness)
@@ -119,10 +125,12 @@ def encode_track(
         # libsndfile's trial encode, decode and second encode (soundforge.pcm16).
         samples = pcm16.quantize(audio)
         fields = tags.describe(track, audio_sha256=pcm_sha256(pcm16.dequantize(samples)), loudness=loudness, fmt=fmt)
+        fields |= {"EDITS": note} if note else {}
         data = pcm16.wav_bytes(samples, track.sample_rate, tags.soundfile_strings(fields))
         return tags.embed(data, fmt, fields), fields
     untagged = encode(audio, track.sample_rate, fmt)
     fields = tags.describe(track, audio_sha256=decoded_sha256(untagged), loudness=loudness, fmt=fmt)
+    fields |= {"EDITS": note} if note else {}
     data = encode(audio, track.sample_rate, fmt, strings=tags.soundfile_strings(fields))
     return tags.embed(data, fmt, fields), fields
 
@@ -147,12 +155,13 @@ def save_track(
     overwrite: bool = False,
     sidecar: bool = True,
     sign: C2paSigner | None = None,
+    edits: Edits | None = None,
 ) -> Path:
     """Write `track` to `path` (and its sidecar) atomically; see `Track.save`."""
     target = Path(path)
     fmt = check_destination(target, format=format, overwrite=overwrite, sidecar=sidecar, loudness=loudness)
     side = sidecar_path(target)
-    data, fields = encode_track(track, fmt, loudness=loudness)
+    data, fields = encode_track(track, fmt, loudness=loudness, edits=edits)
     if sign is not None:  # last: C2PA hashes the finished file, tags included
         from .signing import sign_bytes
 

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .audio import AudioArray, as_audio, encode, format_for, load_audio
+from .edits import Edits
 from .errors import InvalidRequestError
 from .loudness import MAX_LUFS, MIN_LUFS
 from .music import STEMS, normalise_key, normalise_time_signature
@@ -180,6 +181,8 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         bpm / key / time_signature: tempo, key ("A minor", "F# major", "Bbm") and metre ("3/4", "6/8"), stated
             once in one spelling (`soundforge.music`) and written into the saved files' tags.
         output_format / loudness: defaults for saving (format name, LUFS target).
+        trim / fade_in / fade_out: edits for saving (seconds): a trim cut where the waveform crosses zero, fades
+            (`soundforge.edits`); batch and serve apply them to the files they write.
         extra: provider-specific parameters, validated by that backend.
     """
 
@@ -223,6 +226,9 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     time_signature: str | None = Field(None, description='metre, e.g. "4/4", "3/4", "6/8"')
     output_format: Literal["wav", "flac", "ogg", "mp3"] | None = None
     loudness: float | None = Field(None, ge=MIN_LUFS, le=MAX_LUFS, description="LUFS target when saving")
+    trim: float | None = Field(None, gt=0, description="when saving: cut to this many seconds at a zero crossing")
+    fade_in: float | None = Field(None, ge=0, le=600, description="when saving: a fade-in of this many seconds")
+    fade_out: float | None = Field(None, ge=0, le=600, description="when saving: a fade-out of this many seconds")
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -314,6 +320,7 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             raise ValueError(f"strength applies to 'variation' and 'cover', not to audio_prompt_mode={mode!r}")
         if self.loop_bars is not None and not self.loop:
             raise ValueError("loop_bars applies to a loop; give loop=True too")
+        Edits.of(self).check(self.duration, loop=bool(self.loop))  # the rule saving applies, checked up front
         return self
 
     def record(self) -> dict[str, Any]:

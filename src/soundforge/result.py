@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .audio import AudioArray, encode, format_for
+from .edits import Edits
 from .files import check_destination, encode_track, output_paths, save_track
 from .licensing import License
 from .pricing import Cost
@@ -56,6 +57,10 @@ class Track:
         overwrite: bool = False,
         sidecar: bool = True,
         sign: C2paSigner | None = None,
+        *,
+        trim: float | None = None,
+        fade_in: float | None = None,
+        fade_out: float | None = None,
     ) -> Path:
         """Write the track with embedded licence/provenance tags (and a JSON sidecar) atomically.
 
@@ -66,12 +71,49 @@ class Track:
             overwrite: replace an existing file (otherwise FileExistsError).
             sidecar: also write `<file>.json` with the full provenance and licence.
             sign: sign a C2PA manifest into the file (WAV, MP3, FLAC; needs `soundforge[c2pa]`).
-        """
-        return save_track(self, path, format=format, loudness=loudness, overwrite=overwrite, sidecar=sidecar, sign=sign)
+            trim: cut the file to this many seconds, where the waveform crosses zero (`soundforge.edits`).
+            fade_in, fade_out: fades of this many seconds (after the trim, before the loudness target).
 
-    def to_bytes(self, format: str = "wav", loudness: float | None = None) -> bytes:
+        `loudness`, `trim`, `fade_in` and `fade_out` left out take the request's values, so a request that asked
+        for them is saved as it asked; the samples in memory and their provenance hash stay as generated.
+        """
+        loudness, edits = self.saving_options(loudness, trim, fade_in, fade_out)
+        return save_track(
+            self,
+            path,
+            format=format,
+            loudness=loudness,
+            overwrite=overwrite,
+            sidecar=sidecar,
+            sign=sign,
+            edits=edits,
+        )
+
+    def to_bytes(
+        self,
+        format: str = "wav",
+        loudness: float | None = None,
+        *,
+        trim: float | None = None,
+        fade_in: float | None = None,
+        fade_out: float | None = None,
+    ) -> bytes:
         """The encoded file, tags included, as bytes (what `save` would write)."""
-        return encode_track(self, format_for(None, format), loudness=loudness)[0]
+        loudness, edits = self.saving_options(loudness, trim, fade_in, fade_out)
+        return encode_track(self, format_for(None, format), loudness=loudness, edits=edits)[0]
+
+    def saving_options(
+        self, loudness: float | None, trim: float | None, fade_in: float | None, fade_out: float | None
+    ) -> tuple[float | None, Edits]:
+        """The loudness target and edits a save applies: those given, else the ones the request asked for."""
+        asked = self.provenance.request
+
+        def pick(value: float | None, name: str) -> float | None:
+            return value if value is not None else asked.get(name)
+
+        return pick(loudness, "loudness"), Edits(
+            pick(trim, "trim"), pick(fade_in, "fade_in"), pick(fade_out, "fade_out")
+        )
 
     def _repr_html_(self) -> str:
         """An audio player for Jupyter, with an Ogg Vorbis preview (about 1 MB a minute, not a 10 MB WAV)."""
@@ -148,9 +190,13 @@ class Generation:
         overwrite: bool = False,
         sidecar: bool = True,
         sign: C2paSigner | None = None,
+        *,
+        trim: float | None = None,
+        fade_in: float | None = None,
+        fade_out: float | None = None,
     ) -> list[Path]:
-        """Save every track. Tracks with roles (stems) go to `name.vocals.wav`, `name.drums.wav`…; other sets of
-        several tracks get `-1`, `-2`… before the extension."""
+        """Save every track (arguments as for `Track.save`). Tracks with roles (stems) go to `name.vocals.wav`,
+        `name.drums.wav`…; other sets of several tracks get `-1`, `-2`… before the extension."""
         roles = [track.role for track in self.tracks]
         # Every track's file is checked before the first is written: no half-saved set of variations.
         check_destination(
@@ -162,8 +208,14 @@ class Generation:
             loudness=loudness,
             roles=roles,
         )
+        for track in self.tracks:  # every edit is checked before the first file is written
+            track.saving_options(loudness, trim, fade_in, fade_out)[1].check(
+                track.duration, loop=track.provenance.loop is not None
+            )
         return [
-            track.save(target, format, loudness, overwrite, sidecar, sign)
+            track.save(
+                target, format, loudness, overwrite, sidecar, sign, trim=trim, fade_in=fade_in, fade_out=fade_out
+            )
             for target, track in zip(output_paths(path, len(self.tracks), roles), self.tracks, strict=True)
         ]
 

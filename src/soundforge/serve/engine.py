@@ -95,6 +95,7 @@ async def _run_and_save(
                     if chunk.track_index == 0:
                         on_chunk(chunk.offset, chunk.sample_rate, chunk.audio.shape[0], pcm16_frames(chunk.audio))
             generation = await stream.result()
+        # Saved with the request's loudness target and edits (Track.save's defaults); a streamed job has none.
         await asyncio.to_thread(generation.tracks[0].save, audio_path, overwrite=True, sidecar=False)
         return JobOutcome(
             "succeeded",

@@ -18,6 +18,7 @@ from ..audio import load_audio, write_atomic
 from ..backends import CancelToken
 from ..budget import Budget
 from ..client import Client, build_request
+from ..edits import Edits
 from ..errors import InvalidRequestError
 from ..licensing import License
 from ..pricing import Cost
@@ -122,6 +123,12 @@ class JobManager:
         if stream and request.quality == "retry":
             raise InvalidRequestError(
                 "quality='retry' cannot be streamed: a rejected take would already have been heard", field="quality"
+            )
+        if stream and (request.loudness is not None or Edits.of(request)):
+            raise InvalidRequestError(
+                "a streamed job's stored file holds the samples that were streamed: loudness, trim and fades would "
+                "change them; submit without stream, or apply them to the downloaded file",
+                field="loudness" if request.loudness is not None else Edits.of(request).asked()[0],
             )
         candidates, _ = self.client.router.plan(request, provider, streaming=stream)
         if not has_room:
