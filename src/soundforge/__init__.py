@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -139,6 +140,27 @@ async def agenerate(
     )
 
 
+def separate(
+    source: Any,
+    stems: Sequence[str] = ("vocals", "drums", "bass", "other"),
+    *,
+    provider: str = "demucs",
+    seed: int | None = None,
+    extra: dict[str, Any] | None = None,
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Generation:
+    """Split a track into stems, one named track per stem (its source's licence and the separator's together,
+    provenance linked to the source); see `Client.separate` for the arguments.
+
+        stems = soundforge.separate("song.wav", ("vocals", "drums"))
+        stems.save("song.wav")            # song.vocals.wav, song.drums.wav
+    """
+    return default_client().separate(
+        source, stems, provider=provider, seed=seed, extra=extra, on_progress=on_progress, cancel=cancel
+    )
+
+
 def stream(
     prompt_or_request: str | GenerationRequest,
     *,
@@ -223,5 +245,6 @@ __all__ = [
     "batch",
     "default_client",
     "generate",
+    "separate",
     "stream",
 ]

@@ -17,6 +17,7 @@ SDK_FIELDS = frozenset(
         "quality_retries",
         "loop",
         "loop_bars",
+        "stems",
     }
 )
 

@@ -134,6 +134,12 @@ def _client(ctx: click.Context, **policy: Any) -> Any:
 @click.option("--play", is_flag=True, help="Play the audio as it is made (needs soundforge[play]).")
 @click.option("--loop", is_flag=True, help="Make a seamless loop of whole bars (loop points in the file).")
 @click.option("--loop-bars", type=int, default=None, help="Bars in the loop (implies --loop; default: as many as fit).")
+@click.option(
+    "--stems",
+    "stem_names",
+    default=None,
+    help="Also split the track into these stems (comma-separated): NAME.STEM.wav.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def generate(
@@ -159,6 +165,7 @@ def generate(
     play: bool,
     loop: bool,
     loop_bars: int | None,
+    stem_names: str | None,
     quiet: bool,
 ) -> None:
     """Generate audio from PROMPT and save it with licence and provenance."""
@@ -170,6 +177,8 @@ def generate(
     for key, value in (("trim", trim), ("fade_in", fade_in), ("fade_out", fade_out)):
         if value is not None:  # checked with the request, before anything is generated
             fields[key] = value
+    if stem_names is not None:
+        fields["stems"] = [s.strip() for s in stem_names.split(",") if s.strip()]
     if loop or loop_bars is not None:
         fields["loop"] = True
         if loop_bars is not None:
@@ -193,10 +202,11 @@ def generate(
         check_destination(
             output,
             format=fmt,
-            count=int(fields.get("num_outputs") or 1),
+            count=int(fields.get("num_outputs") or 1) + len(fields.get("stems") or ()),
             overwrite=overwrite,
             sidecar=not no_sidecar,
             loudness=loudness,
+            roles=[None, *fields["stems"]] if fields.get("stems") else (),
         )
         client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
         signer = client.config.c2pa_signer()
@@ -229,7 +239,12 @@ def generate(
                     partial.unlink(missing_ok=True)
     except (SoundforgeError, OSError) as exc:
         _fail(exc, debug)
-    for path, track in zip(paths, generation.tracks, strict=True):
+    _echo_tracks(paths, generation.tracks)
+
+
+def _echo_tracks(paths: list[Path], tracks: list[Any]) -> None:
+    """One line per saved file, then its licence and any duty."""
+    for path, track in zip(paths, tracks, strict=True):
         click.echo(
             f"{path}  {track.duration:.1f} s  {track.provenance.provider}:{track.provenance.model}  "
             f"seed {track.provenance.seed}"
@@ -239,6 +254,64 @@ def generate(
             click.echo(f"  attribution: {track.license.attribution}")
         if track.license.plan_note:
             click.echo(f"  note: {track.license.plan_note}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--stems",
+    default="vocals,drums,bass,other",
+    show_default=True,
+    help="Comma-separated stems, in the order wanted (the separator must offer each).",
+)
+@click.option("-p", "--provider", default="demucs", show_default=True, help="The separator: demucs[:MODEL], ...")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Base name of the stem files (NAME.vocals.wav, ...); default: FILE's name beside it.",
+)
+@click.option("--seed", type=int, default=None)
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A separator parameter (into extra).")
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
+@click.option("--commercial", is_flag=True, help="Refuse a separator (or source) not usable commercially.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def separate(
+    ctx: click.Context,
+    file: Path,
+    stems: str,
+    provider: str,
+    output: Path | None,
+    seed: int | None,
+    params: tuple[str, ...],
+    overwrite: bool,
+    commercial: bool,
+    quiet: bool,
+) -> None:
+    """Split FILE into stems, one tagged file per stem with its source's licence and the separator's."""
+    from .files import check_destination
+    from .separation import check_stems
+
+    debug = ctx.obj["debug"]
+    try:
+        names = check_stems([s.strip() for s in stems.split(",") if s.strip()])
+        target = output or file.with_suffix(".wav")
+        check_destination(target, count=len(names), overwrite=overwrite, roles=list(names))
+        extra = dict(_parse_param(p) for p in params)
+        client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
+        with client:
+            generation = _with_progress(
+                quiet,
+                lambda on_progress: client.separate(
+                    file, names, provider=provider, seed=seed, extra=extra, on_progress=on_progress
+                ),
+            )
+            paths = generation.save(target, overwrite=overwrite)
+    except (SoundforgeError, OSError) as exc:
+        _fail(exc, debug)
+    _echo_tracks(paths, generation.tracks)
 
 
 def _run_with_progress(client: Any, prompt: str, provider: str | None, fields: dict[str, Any], quiet: bool) -> Any:

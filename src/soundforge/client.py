@@ -9,11 +9,11 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import loops
+from . import loops, separation
 from ._version import __version__
 from .audio import as_audio, pcm_sha256
 from .backends import Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
@@ -25,6 +25,7 @@ from .config import Config
 from .errors import (
     AllProvidersFailedError,
     InvalidRequestError,
+    ProviderError,
     SoundforgeError,
     UnsupportedFeatureError,
 )
@@ -181,6 +182,7 @@ class Client:
     ) -> Generation:
         """Generate audio (blocking). See `soundforge.generate` for the arguments."""
         request = build_request(prompt_or_request, params)
+        separator = self._separator_for(request, provider) if request.stems else None  # before any work
         plan = self._loop_plan(request, provider)
         take = loops.take_request(request, plan) if plan is not None else request
         generation = self._generate(take, provider, on_progress, cancel)
@@ -193,7 +195,11 @@ class Client:
             rejected.append(_rejected(generation, report))
             take = take.model_copy(update={"seed": secrets.randbelow(2**31)})
             generation = self._generate(take, provider, on_progress, cancel)
-        return self._as_loop(generation, request, plan) if request.loop else generation
+        if request.loop:
+            generation = self._as_loop(generation, request, plan)
+        if separator is not None:
+            generation = self._with_stems(generation, request, separator, on_progress, cancel)
+        return generation
 
     def _generate(
         self,
@@ -239,6 +245,9 @@ class Client:
     ) -> Generation:
         """Generate audio without blocking the event loop; cancelling the task cancels the generation."""
         request = build_request(prompt_or_request, params)
+        separator = None
+        if request.stems:  # checked before any work
+            separator = await asyncio.to_thread(self._separator_for, request, provider)
         plan = self._loop_plan(request, provider)
         take = loops.take_request(request, plan) if plan is not None else request
         generation = await self._agenerate(take, provider, on_progress, cancel)
@@ -252,8 +261,90 @@ class Client:
             take = take.model_copy(update={"seed": secrets.randbelow(2**31)})
             generation = await self._agenerate(take, provider, on_progress, cancel)
         if request.loop:
-            return await asyncio.to_thread(self._as_loop, generation, request, plan)
+            generation = await asyncio.to_thread(self._as_loop, generation, request, plan)
+        if separator is not None:
+            generation = await asyncio.to_thread(self._with_stems, generation, request, separator, on_progress, cancel)
         return generation
+
+    # --- stems ---
+    def separate(
+        self,
+        source: Any,
+        stems: Sequence[str] = separation.DEFAULT_STEMS,
+        *,
+        provider: str = separation.DEFAULT_SEPARATOR,
+        seed: int | None = None,
+        extra: dict[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
+        """Split a track into stems: one named track per stem asked for, in that order (`soundforge.separation`).
+
+        Args:
+            source: a `Track`, a `Generation` (its first track), an audio file, or `(array, sample_rate)`.
+            stems: soundforge stem names (`soundforge.music.STEMS`); the separator must offer each.
+            provider: the separator, e.g. "demucs", "demucs:htdemucs_6s" (guitar and keyboard too) or
+                "elevenlabs:six_stems_v1".
+            seed: for separators with randomness (Demucs' time shifts); recorded either way.
+            extra: the separator's own parameters (Demucs: `shifts`, `overlap`, `split`, `segment`).
+
+        The stems, the separator's capabilities and the licence policy (on the stems' combined licence: the
+        source's and the separator's) are checked before the separator runs.
+        """
+        names = separation.check_stems(stems)
+        found = separation.source_of(source, self.registry)
+        request = separation.separation_request(found, names[0], seed=seed, extra=extra)
+        chosen = self.router.plan(request, provider)[0][0]
+        license = separation.check_separator(chosen, names, found.license, self.config.policy)
+        # One call gives every stem of Demucs or ElevenLabs; a model that extracts one stem per call (ACE-Step)
+        # is called again for each stem still missing.
+        by_role: dict[str | None, Track] = {}
+        for name in names:
+            if name in by_role:
+                continue
+            answer = self.generate(
+                request.model_copy(update={"stem": name}),
+                provider=f"{chosen.backend.name}:{chosen.model}",
+                on_progress=on_progress,
+                cancel=cancel,
+            )
+            for track in answer.tracks:
+                by_role.setdefault(track.role, track)
+            if name not in by_role:
+                raise ProviderError(
+                    f"{chosen.backend.name}:{chosen.model} answered no {name} stem", provider=chosen.backend.name
+                )
+        return separation.stem_generation(by_role, names, license, found.record)
+
+    def _separator_for(self, request: GenerationRequest, provider: str | None) -> str:
+        """Where the stems of a request with `stems` come from, checked before anything is generated: the model
+        that makes the track when it extracts every stem asked for itself (ACE-Step's base model), else Demucs
+        (refused here when missing, without those stems or refused by the policy)."""
+        assert request.stems is not None
+        maker = self.router.plan(request, provider)[0][0]
+        caps = maker.backend.capabilities(maker.model)
+        if "extract" in caps.audio_prompt_modes and set(request.stems) <= caps.stems:
+            return f"{maker.backend.name}:{maker.model}"
+        probe = separation.probe_request(request.stems[0], request.duration)
+        chosen = self.router.plan(probe, separation.DEFAULT_SEPARATOR)[0][0]
+        separation.check_separator(chosen, request.stems, maker.license, self.config.policy)
+        return f"{chosen.backend.name}:{chosen.model}"
+
+    def _with_stems(
+        self,
+        generation: Generation,
+        request: GenerationRequest,
+        separator: str,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> Generation:
+        """The generated track (the mix, role None) followed by its stems from `separator`."""
+        assert request.stems is not None
+        mix = generation.tracks[0]
+        stems = self.separate(
+            mix, request.stems, provider=separator, seed=request.seed, on_progress=on_progress, cancel=cancel
+        )
+        return Generation([mix, *stems.tracks])
 
     # --- loops ---
     def _loop_plan(self, request: GenerationRequest, provider: str | None) -> loops.LoopPlan | None:
@@ -352,6 +443,12 @@ class Client:
                 "quality='retry' cannot be combined with streaming: a rejected take would already have been heard",
                 field="quality",
                 hint="use quality='report' to have the streamed take judged, or generate() to retry",
+            )
+        if request.stems:
+            raise InvalidRequestError(
+                "stems cannot be streamed: they are separated from the finished track",
+                field="stems",
+                hint="stream the track, then soundforge.separate(stream.generation)",
             )
         if request.loop:
             raise InvalidRequestError(

@@ -159,4 +159,5 @@ STEMS = (
     "brass",
     "woodwinds",
     "fx",
+    "other",  # what a separator leaves after its named stems (Demucs' fourth source)
 )

@@ -70,6 +70,11 @@ class Provenance(BaseModel):
     quality: dict[str, Any] | None = Field(
         None, description="the quality gate's verdicts and the takes it rejected (request quality='report'/'retry')"
     )
+    source: dict[str, Any] | None = Field(
+        None,
+        description="what this track was made from, for a stem separated by soundforge.separate: the source's "
+        "pcm_sha256 and, where known, its provider, model and licence",
+    )
     loop: dict[str, Any] | None = Field(
         None,
         description="loop points of a seamless loop (request loop=True): start, end (samples), bars, bpm, where it "

@@ -53,16 +53,33 @@ class AudioInput(BaseModel):
         return self
 
     @classmethod
-    def from_array(cls, audio: Any, sample_rate: int) -> AudioInput:
-        """Embed a numpy array (mono 1-D, or (channels, samples)) with its sample rate."""
+    def from_array(cls, audio: Any, sample_rate: int, *, exact: bool = False) -> AudioInput:
+        """Embed a numpy array (mono 1-D, or (channels, samples)) with its sample rate: as 16-bit WAV, or with
+        `exact` as 32-bit float WAV, which keeps every sample as given (separating a generated track)."""
         if sample_rate <= 0:
             raise ValueError("sample_rate must be positive")
         data = as_audio(audio, name="audio input")
+        if exact:
+            import io
+
+            import soundfile
+
+            buffer = io.BytesIO()
+            soundfile.write(buffer, data.T, int(sample_rate), format="WAV", subtype="FLOAT")
+            return cls(wav=buffer.getvalue())
         return cls(wav=encode(data, int(sample_rate), format_for(None, "wav")))
 
     def load(self) -> tuple[AudioArray, int]:
         """The audio as float32 (channels, samples) and its sample rate."""
         return load_audio(self.wav if self.wav is not None else os.fspath(self.path))  # type: ignore[arg-type]
+
+
+def stem_name(value: str) -> str:
+    """A stem's soundforge name ("Backing vocals" -> "backing_vocals"), refused when it is not one of `STEMS`."""
+    name = value.strip().lower().replace(" ", "_").replace("-", "_")
+    if name not in STEMS:
+        raise ValueError(f"stem {value!r} is not one of {', '.join(STEMS)}")
+    return name
 
 
 def invalid_request(exc: ValidationError, *, prefix: str = "invalid request") -> InvalidRequestError:
@@ -176,6 +193,8 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             `stem` of it, e.g. "vocals").
         region: (start, end) seconds of the audio prompt that "repaint" regenerates.
         stem: the part "extract" returns ("vocals", "drums", "bass", ...; `soundforge.music.STEMS`).
+        stems: also split the generated track into these stems (`soundforge.separate`: the provider's own
+            extraction where its model has it, else Demucs); the result holds the mix, then one track per stem.
         lyrics / instrumental / vocal_language: vocals control for providers that sing; lyrics may carry
             structure tags (`[verse]`, `[chorus]`, `[bridge]`); the language is an ISO 639 code ("en", "ja").
         bpm / key / time_signature: tempo, key ("A minor", "F# major", "Bbm") and metre ("3/4", "6/8"), stated
@@ -218,6 +237,9 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     strength: float | None = Field(None, gt=0, le=1)
     region: tuple[float, float] | None = Field(None, description="(start, end) seconds of the audio prompt")
     stem: str | None = Field(None, description="the stem that audio_prompt_mode='extract' returns")
+    stems: tuple[str, ...] | None = Field(
+        None, description="also split the result into these stems (soundforge.separate), after the mix"
+    )
     lyrics: str | None = None
     instrumental: bool | None = None
     vocal_language: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
@@ -282,12 +304,17 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     @field_validator("stem")
     @classmethod
     def _stem(cls, value: str | None) -> str | None:
+        return None if value is None else stem_name(value)
+
+    @field_validator("stems")
+    @classmethod
+    def _stems(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if value is None:
             return None
-        name = value.strip().lower().replace(" ", "_").replace("-", "_")
-        if name not in STEMS:
-            raise ValueError(f"stem {value!r} is not one of {', '.join(STEMS)}")
-        return name
+        names = tuple(stem_name(v) for v in value)
+        if not names or len(set(names)) != len(names):
+            raise ValueError("stems names each stem once, at least one")
+        return names
 
     @field_validator("region")
     @classmethod
@@ -320,6 +347,8 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             raise ValueError(f"strength applies to 'variation' and 'cover', not to audio_prompt_mode={mode!r}")
         if self.loop_bars is not None and not self.loop:
             raise ValueError("loop_bars applies to a loop; give loop=True too")
+        if self.stems is not None and (self.num_outputs != 1 or mode == "extract"):
+            raise ValueError("stems splits one generated track: use num_outputs=1 and no audio_prompt_mode='extract'")
         Edits.of(self).check(self.duration, loop=bool(self.loop))  # the rule saving applies, checked up front
         return self
 

@@ -38,6 +38,7 @@ BUILTIN: dict[str, str] = {
     "musicgen": "soundforge.backends.musicgen:MusicgenBackend",
     "audiogen": "soundforge.backends.audiocraft:AudiogenBackend",
     "magnet": "soundforge.backends.magnet:MagnetBackend",
+    "demucs": "soundforge.backends.demucs:DemucsBackend",
     "stable-audio": "soundforge.backends.stable_audio:StableAudioBackend",
     "stable-audio-3": "soundforge.backends.stable_audio_3:StableAudio3Backend",
     "ace-step": "soundforge.backends.ace_step:AceStepBackend",

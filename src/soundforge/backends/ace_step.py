@@ -105,7 +105,7 @@ def _caps(*, turbo: bool, sample_rate: int = SAMPLE_RATE) -> Capabilities:
         seed_deterministic=True,
         vocals=True,
         audio_prompt_modes=frozenset({"repaint", "cover", "continuation"} | (set() if turbo else {"extract"})),
-        stems=frozenset() if turbo else frozenset(STEMS),
+        stems=frozenset() if turbo else frozenset(STEMS) - {"other"},  # ACE-Step's twelve track names
         cost_hint="local; a GPU sings a song in seconds, a 2-core CPU takes minutes per step at full size",
     )
 
