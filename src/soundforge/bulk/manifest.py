@@ -120,6 +120,12 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
                 "another name and seed for variations"
             )
             continue
+        if request.stems:
+            problems.append(
+                f"row {number}, field 'stems': one row makes one file; separate the delivered files with "
+                "`soundforge separate FILE`"
+            )
+            continue
         rows.append(BatchRow(number, name, str(provider) if provider else None, request))
     if problems:
         shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")

@@ -124,6 +124,12 @@ class JobManager:
             raise InvalidRequestError(
                 "quality='retry' cannot be streamed: a rejected take would already have been heard", field="quality"
             )
+        if request.stems:
+            raise InvalidRequestError(
+                "a job stores one track: stems are not served yet; separate the downloaded file with "
+                "`soundforge separate FILE` or soundforge.separate",
+                field="stems",
+            )
         if stream and (request.loudness is not None or Edits.of(request)):
             raise InvalidRequestError(
                 "a streamed job's stored file holds the samples that were streamed: loudness, trim and fades would "
