@@ -28,7 +28,7 @@ from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError, ModelNotAvailableError
 from ..request import GenerationRequest
 from ._compute import run_on_device_thread
-from ._hub import offline
+from ._hub import looks_like_path, offline
 from ._memory import module_bytes
 from .base import (
     LOCAL_SETTINGS,
@@ -103,7 +103,7 @@ def _options(request: GenerationRequest) -> dict[str, Any]:
 
 def hub_files(model: str) -> tuple[str, str] | None:
     """(repository, bag file) of a hub model name (`htdemucs`, or `namespace/name`); None for a folder."""
-    if Path(model).expanduser().is_dir() or model.startswith(("/", ".", "~")):
+    if Path(model).expanduser().is_dir() or looks_like_path(model):
         return None
     namespace, _, name = model.rpartition("/")
     if name in HUB_MODELS and not namespace:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import decoded_sha256, format_for, write_atomic
-from ..edits import Edits
 from ..errors import ConfigurationError, SoundforgeError
 from ..files import SIDECAR_SUFFIX, encode_track, sidecar_document
 from ..tags import read_tags_bytes
@@ -167,7 +166,8 @@ def deliver(track: Any, row: BatchRow, out: OutputLocation, sign: Any = None) ->
     The sidecar is written first and the audio file last, so a file that exists is a finished row.
     """
     fmt = format_for(None, row.request.output_format or "wav")
-    data, fields = encode_track(track, fmt, loudness=row.request.loudness, edits=Edits.of(row.request))
+    loudness, edits = track.saving_options(None, None, None, None)  # the row's request: its saving defaults
+    data, fields = encode_track(track, fmt, loudness=loudness, edits=edits)
     if sign is not None:
         from ..signing import sign_bytes
 
