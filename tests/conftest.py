@@ -49,6 +49,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))  # AudioSeal's weights: never the user's
+    monkeypatch.delenv("AUDIOSEAL_CACHE_DIR", raising=False)
     for name in list(os.environ):
         if name.startswith("SOUNDFORGE_") or name in VENDOR_KEYS:
             monkeypatch.delenv(name)

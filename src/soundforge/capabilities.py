@@ -18,6 +18,7 @@ SDK_FIELDS = frozenset(
         "loop",
         "loop_bars",
         "stems",
+        "watermark",
     }
 )
 

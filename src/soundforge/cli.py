@@ -1,7 +1,8 @@
 """The `soundforge` command: a thin shell over the Python API.
 
 Exit codes: 0 success, 1 other failure, 2 bad usage or invalid request, 3 provider or configuration
-problem, 4 refused by the licence policy, 5 audio changed since generation (`verify`).
+problem, 4 refused by the licence policy, 5 audio changed since generation (`verify`), 6 no watermark found, or
+not the recorded one (`verify --watermark`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .errors import (
 )
 from .secrets import redact
 
-EXIT_FAILURE, EXIT_USAGE, EXIT_PROVIDER, EXIT_POLICY, EXIT_MODIFIED = 1, 2, 3, 4, 5
+EXIT_FAILURE, EXIT_USAGE, EXIT_PROVIDER, EXIT_POLICY, EXIT_MODIFIED, EXIT_NO_WATERMARK = 1, 2, 3, 4, 5, 6
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -140,6 +141,11 @@ def _client(ctx: click.Context, **policy: Any) -> Any:
     default=None,
     help="Also split the track into these stems (comma-separated): NAME.STEM.wav.",
 )
+@click.option(
+    "--watermark",
+    is_flag=True,
+    help="Embed AudioSeal's invisible watermark (needs soundforge[watermark] and its weights; docs/watermark.md).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def generate(
@@ -166,6 +172,7 @@ def generate(
     loop: bool,
     loop_bars: int | None,
     stem_names: str | None,
+    watermark: bool,
     quiet: bool,
 ) -> None:
     """Generate audio from PROMPT and save it with licence and provenance."""
@@ -179,6 +186,8 @@ def generate(
             fields[key] = value
     if stem_names is not None:
         fields["stems"] = [s.strip() for s in stem_names.split(",") if s.strip()]
+    if watermark:
+        fields["watermark"] = True
     if loop or loop_bars is not None:
         fields["loop"] = True
         if loop_bars is not None:
@@ -505,6 +514,27 @@ def info(ctx: click.Context, file: Path, as_json: bool) -> None:
         click.echo(f"{'c2pa':<{width}}  {c2pa_state}")
 
 
+def _watermark_line(file: Path, recorded: str | None) -> bool:
+    """Print what AudioSeal's detector finds in FILE (and whether it matches the payload its tags record);
+    True when a watermark is detected with the recorded payload (any payload when none is recorded)."""
+    from . import watermarking
+    from .audio import load_audio
+
+    watermarking.check_ready(watermarking.DETECTOR_CARD)
+    audio, rate = load_audio(file)
+    reading = watermarking.detect_audio(audio, rate)
+    if not reading.detected:
+        click.echo(f"{file}: watermark: none detected (AudioSeal, {reading.probability:.0%} of frames)")
+        return False
+    match = ""
+    if recorded is not None:
+        match = ", matches the record" if reading.payload == recorded else f", NOT the recorded {recorded}"
+    click.echo(
+        f"{file}: watermark: AudioSeal detected ({reading.probability:.0%} of frames), payload {reading.payload}{match}"
+    )
+    return recorded is None or reading.payload == recorded
+
+
 def _c2pa_state(file: Path) -> str | None:
     """A one-line C2PA summary, or None when the file has no manifest or c2pa-python is absent."""
     try:
@@ -523,14 +553,23 @@ def _c2pa_state(file: Path) -> str | None:
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--watermark",
+    is_flag=True,
+    help="Also look for AudioSeal's watermark in the samples (needs soundforge[watermark] and its detector's "
+    "weights); works on files whose tags are gone.",
+)
 @click.pass_context
-def verify(ctx: click.Context, file: Path) -> None:
+def verify(ctx: click.Context, file: Path, watermark: bool) -> None:
     """Recompute FILE's audio hash and say whether the audio changed since soundforge wrote it."""
     from .audio import decoded_sha256
 
     try:
         fields, _ = _file_fields(file)
         expected = fields.get("AUDIO_SHA256")
+        marked = _watermark_line(file, fields.get("AUDIOSEAL_PAYLOAD")) if watermark else True
+        if watermark and not expected:  # tags stripped, or never soundforge's: the watermark is all there is
+            sys.exit(0 if marked else EXIT_NO_WATERMARK)
         if not expected:
             click.echo(f"{file}: no soundforge audio hash found; cannot verify", err=True)
             sys.exit(EXIT_FAILURE)
@@ -546,6 +585,8 @@ def verify(ctx: click.Context, file: Path) -> None:
             f"{file}: OK, audio unchanged since generation by {fields.get('PROVIDER')}:{fields.get('MODEL')} "
             f"(licence {fields.get('LICENSE')})"
         )
+        if not marked:
+            sys.exit(EXIT_NO_WATERMARK)
         return
     click.echo(f"{file}: MODIFIED, the audio no longer matches its recorded hash", err=True)
     sys.exit(EXIT_MODIFIED)

@@ -13,7 +13,7 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import loops, separation
+from . import loops, separation, watermarking
 from ._version import __version__
 from .audio import as_audio, pcm_sha256
 from .backends import Backend, CancelToken, RawGeneration, RunContext, backend_class, known_providers
@@ -183,6 +183,8 @@ class Client:
         """Generate audio (blocking). See `soundforge.generate` for the arguments."""
         request = build_request(prompt_or_request, params)
         separator = self._separator_for(request, provider) if request.stems else None  # before any work
+        if request.watermark:
+            watermarking.check_ready()
         plan = self._loop_plan(request, provider)
         take = loops.take_request(request, plan) if plan is not None else request
         generation = self._generate(take, provider, on_progress, cancel)
@@ -199,6 +201,8 @@ class Client:
             generation = self._as_loop(generation, request, plan)
         if separator is not None:
             generation = self._with_stems(generation, request, separator, on_progress, cancel)
+        if request.watermark:
+            generation = watermarking.embed_all(generation)
         return generation
 
     def _generate(
@@ -248,6 +252,8 @@ class Client:
         separator = None
         if request.stems:  # checked before any work
             separator = await asyncio.to_thread(self._separator_for, request, provider)
+        if request.watermark:
+            await asyncio.to_thread(watermarking.check_ready)
         plan = self._loop_plan(request, provider)
         take = loops.take_request(request, plan) if plan is not None else request
         generation = await self._agenerate(take, provider, on_progress, cancel)
@@ -264,6 +270,8 @@ class Client:
             generation = await asyncio.to_thread(self._as_loop, generation, request, plan)
         if separator is not None:
             generation = await asyncio.to_thread(self._with_stems, generation, request, separator, on_progress, cancel)
+        if request.watermark:
+            generation = await asyncio.to_thread(watermarking.embed_all, generation)
         return generation
 
     # --- stems ---
@@ -455,6 +463,13 @@ class Client:
                 "loop=True cannot be streamed: the loop is cut from the finished take",
                 field="loop",
                 hint="generate() the loop, then play it repeatedly",
+            )
+        if request.watermark:
+            raise InvalidRequestError(
+                "watermark=True cannot be streamed: the watermark is computed over the finished track, and the "
+                "chunks handed over would carry none",
+                field="watermark",
+                hint="generate() the track, or soundforge.watermarking.embed(stream.generation.tracks[0])",
             )
         cancel = cancel or CancelToken()
         candidates, attempts = self.router.plan(request, provider, streaming=not whole)

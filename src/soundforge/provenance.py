@@ -75,6 +75,11 @@ class Provenance(BaseModel):
         description="what this track was made from, for a stem separated by soundforge.separate: the source's "
         "pcm_sha256 and, where known, its provider, model and licence",
     )
+    watermark: dict[str, Any] | None = Field(
+        None,
+        description="the invisible watermark soundforge embedded (request watermark=True, soundforge.watermarking): "
+        "method, model, payload and the PCM hash before marking that the payload comes from",
+    )
     loop: dict[str, Any] | None = Field(
         None,
         description="loop points of a seamless loop (request loop=True): start, end (samples), bars, bpm, where it "

@@ -195,6 +195,8 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         stem: the part "extract" returns ("vocals", "drums", "bass", ...; `soundforge.music.STEMS`).
         stems: also split the generated track into these stems (`soundforge.separate`: the provider's own
             extraction where its model has it, else Demucs); the result holds the mix, then one track per stem.
+        watermark: embed AudioSeal's invisible watermark in every track, with a payload tied to its provenance
+            (`soundforge.watermarking`; needs `soundforge[watermark]` and AudioSeal's weights in its cache).
         lyrics / instrumental / vocal_language: vocals control for providers that sing; lyrics may carry
             structure tags (`[verse]`, `[chorus]`, `[bridge]`); the language is an ISO 639 code ("en", "ja").
         bpm / key / time_signature: tempo, key ("A minor", "F# major", "Bbm") and metre ("3/4", "6/8"), stated
@@ -239,6 +241,9 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     stem: str | None = Field(None, description="the stem that audio_prompt_mode='extract' returns")
     stems: tuple[str, ...] | None = Field(
         None, description="also split the result into these stems (soundforge.separate), after the mix"
+    )
+    watermark: bool | None = Field(
+        None, description="embed AudioSeal's invisible watermark in every track (soundforge.watermarking)"
     )
     lyrics: str | None = None
     instrumental: bool | None = None

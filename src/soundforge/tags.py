@@ -81,6 +81,8 @@ def describe(track: TaggedAudio, *, audio_sha256: str, loudness: float | None, f
         fields["COST_BASIS"] = f"{prov.cost.basis} ({how})"
     if prov.watermarks:
         fields["WATERMARKS"] = "; ".join(prov.watermarks)
+    if prov.watermark is not None:
+        fields["AUDIOSEAL_PAYLOAD"] = str(prov.watermark["payload"])
     if prov.loop is not None:  # in samples, as game engines read them from Ogg/FLAC comments
         fields["LOOPSTART"] = str(prov.loop["start"])
         fields["LOOPLENGTH"] = str(prov.loop["end"] - prov.loop["start"])

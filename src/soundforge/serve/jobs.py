@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import watermarking
 from ..audio import load_audio, write_atomic
 from ..backends import CancelToken
 from ..budget import Budget
@@ -130,6 +131,14 @@ class JobManager:
                 "`soundforge separate FILE` or soundforge.separate",
                 field="stems",
             )
+        if stream and request.watermark:
+            raise InvalidRequestError(
+                "a streamed job cannot be watermarked: the chunks are heard before the watermark could be computed "
+                "over the finished track; submit without stream",
+                field="watermark",
+            )
+        if request.watermark:
+            watermarking.check_ready()  # the code and the weights, before the job is queued
         if stream and (request.loudness is not None or Edits.of(request)):
             raise InvalidRequestError(
                 "a streamed job's stored file holds the samples that were streamed: loudness, trim and fades would "
