@@ -33,6 +33,7 @@ PLAN = {
     ("docs/loops.md", 0): "run",
     ("docs/loops.md", 1): "run",
     ("docs/separation.md", 0): "skip: needs the Demucs weights (tests/test_demucs.py: a tiny HTDemucs bag)",
+    ("docs/watermark.md", 0): "skip: needs AudioSeal's weights (tests/test_watermark.py: random checkpoints)",
     ("docs/streaming.md", 0): "run",
     ("docs/prices.md", 0): "skip: calls Stability's paid API (tests/test_cost.py runs it against the fake)",
     ("docs/providers/stable-audio-3.md", 0): "skip: needs converted Stable Audio 3 weights (test_stable_audio_3.py)",
