@@ -49,7 +49,7 @@ def test_every_problem_is_reported_with_its_row(tmp_path) -> None:
             {"name": "ok", "prompt": "y"},
             {"name": "m", "prompt": "x", "bogus": 1},
             {"name": "n", "prompt": "x", "num_outputs": 3},
-            {"name": "s", "prompt": "x", "stems": ["drums"]},
+            {"name": "s", "prompt": "x", "stems": ["drums", "drums"]},
         ],
     )
     (tmp_path / "bad.jsonl").write_text(bad.read_text() + "{not json\n")
@@ -62,7 +62,7 @@ def test_every_problem_is_reported_with_its_row(tmp_path) -> None:
         "row 4, field 'name': 'ok' is already used",
         "row 5, field 'bogus'",
         "row 6, field 'num_outputs'",
-        "row 7, field 'stems'",
+        "row 7, field 'stems': stems names each stem once",
         "row 8: not valid JSON",
     ):
         assert expected in text, expected

@@ -5,6 +5,7 @@ refusals, progress and cancellation, the CLI."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -225,3 +226,70 @@ def test_a_model_that_extracts_stems_itself_is_asked_once_per_stem() -> None:
     assert asked == ["bass", "drums"] and [t.role for t in g.tracks] == [None, "bass", "drums"]
     assert g.tracks[1].provenance.provider == "band" and float(g.tracks[2].audio[0, 0]) == pytest.approx(0.1)
     assert client.loaded_models() == []
+
+
+def test_a_batch_row_with_stems_delivers_the_track_and_each_stem(tmp_path: Path) -> None:
+    from soundforge.bulk import batch, load_manifest
+    from soundforge.bulk.output import OutputLocation, delivered
+
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"name": "dnb", "prompt": "drum and bass", "duration": 2, "seed": 3, "stems": ["drums", "bass"]}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    client = Client(Config.load(user_file=False))
+    report = batch(manifest, out, client=client, provider="synth")
+    assert report.done == ["dnb"] and not report.failed
+    assert sorted(p.name for p in out.glob("dnb*.wav")) == ["dnb.bass.wav", "dnb.drums.wav", "dnb.wav"]
+    # The same stems as a generate() with the same request; each file with its sidecar and the row's fingerprint.
+    g = client.generate("drum and bass", provider="synth", duration=2, seed=3, stems=["drums", "bass"])
+    stem, _ = sf.read(out / "dnb.drums.wav", dtype="float32", always_2d=True)
+    assert np.max(np.abs(stem.T - g.tracks[1].audio)) <= 1 / 32768 + 1e-7  # 16-bit WAV of the same samples
+    row = load_manifest(manifest)[0]
+    sidecar = json.loads((out / "dnb.bass.wav.json").read_text())
+    assert sidecar["batch"]["fingerprint"] == row.fingerprint and sidecar["provenance"]["role"] == "bass"
+    # The row answers to the stems' licence (the synth's CC0 and Demucs' research-only weights).
+    licenses = json.loads((out / "licenses.json").read_text())
+    assert [lid for lid, entry in licenses.items() if "dnb" in entry["rows"]] == [g.tracks[1].license.id]
+    # A stem lost after the run: the row is not delivered, and a resume makes it again.
+    (out / "dnb.drums.wav").unlink()
+    assert not delivered(row, OutputLocation(out))
+    again = batch(manifest, out, client=client, provider="synth", resume=True)
+    assert again.done == ["dnb"] and (out / "dnb.drums.wav").exists()
+    # A commercial policy refuses the row before anything runs: Demucs' weights are research-only.
+    commercial = Client(Config.load(user_file=False), policy=LicensePolicy.commercial())
+    with pytest.raises(LicensePolicyError, match="row 1"):
+        batch(manifest, tmp_path / "refused", client=commercial, provider="synth")
+    assert not (tmp_path / "refused").exists()
+
+
+def test_a_served_job_with_stems_stores_each_stem_with_its_licence(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    import httpx
+
+    from .test_serve import running, wait
+
+    with running(tmp_path) as url, httpx.Client(base_url=url, timeout=60) as http:
+        request = {"prompt": "drum and bass", "duration": 2, "seed": 3, "stems": ["drums", "bass"]}
+        job = http.post("/v1/generations", json={"request": request, "provider": "synth"}).json()
+        record = wait(http, job["id"], timeout=120)
+        assert record["status"] == "succeeded", record
+        assert [s["role"] for s in record["stems"]] == ["drums", "bass"]
+        assert record["license"]["id"] == "CC0-1.0" and record["stems"][0]["license"]["commercial_use"] != "allowed"
+        g = Client(Config.load(user_file=False)).generate(
+            "drum and bass", provider="synth", duration=2, seed=3, stems=["drums", "bass"]
+        )
+        for index, role in enumerate(("drums", "bass"), 1):
+            wav = http.get(f"/v1/generations/{job['id']}/audio", params={"stem": role})
+            assert wav.status_code == 200 and f".{role}.wav" in wav.headers["content-disposition"]
+            data, _ = sf.read(io.BytesIO(wav.content), dtype="float32", always_2d=True)
+            assert np.max(np.abs(data.T - g.tracks[index].audio)) <= 1 / 32768 + 1e-7
+            assert b"ROLE" in wav.content
+        flac = http.get(f"/v1/generations/{job['id']}/audio", params={"stem": "bass", "format": "flac"})
+        assert flac.status_code == 200 and flac.content[:4] == b"fLaC"
+        missing = http.get(f"/v1/generations/{job['id']}/audio", params={"stem": "vocals"})
+        assert missing.status_code == 404 and missing.json()["error"]["field"] == "stem"
+        # A commercial server refuses stems by Demucs' research-only weights when the job is submitted.
+    commercial = LicensePolicy.commercial()
+    with running(tmp_path / "c", policy=commercial) as url, httpx.Client(base_url=url, timeout=60) as http:
+        refused = http.post("/v1/generations", json={"request": request, "provider": "synth"})
+        assert refused.status_code == 403 and "demucs" in refused.text

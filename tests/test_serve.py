@@ -382,8 +382,11 @@ def test_a_job_saves_with_its_loudness_and_edits_and_a_stream_refuses_them(tmp_p
         )
         assert answer.status_code == 422 and answer.json()["error"]["field"] == "fade_in"
         assert "submit without stream" in answer.json()["error"]["message"]
-        # A job stores one track: stems, which would be thrown away, are refused before any work.
-        stems = http.post("/v1/generations", json={"request": {"prompt": "x", "stems": ["drums"]}, "provider": "synth"})
+        # Stems are separated from the finished track: a streamed job refuses them before any work.
+        stems = http.post(
+            "/v1/generations",
+            json={"request": {"prompt": "x", "stems": ["drums"]}, "provider": "synth", "stream": True},
+        )
         assert stems.status_code == 422 and stems.json()["error"]["field"] == "stems"
 
 

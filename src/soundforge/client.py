@@ -29,7 +29,7 @@ from .errors import (
     SoundforgeError,
     UnsupportedFeatureError,
 )
-from .licensing import LicenseRegistry
+from .licensing import License, LicenseRegistry
 from .observe import Callback, EventKind, GenerationEvent, add_event, attempt_span, end_attempt, generation_span, notify
 from .policy import LicensePolicy
 from .pricing import Cost, PriceRegistry
@@ -182,7 +182,7 @@ class Client:
     ) -> Generation:
         """Generate audio (blocking). See `soundforge.generate` for the arguments."""
         request = build_request(prompt_or_request, params)
-        separator = self._separator_for(request, provider) if request.stems else None  # before any work
+        separator = self.plan_stems(request, provider)[0] if request.stems else None  # before any work
         if request.watermark:
             watermarking.check_ready()
         plan = self._loop_plan(request, provider)
@@ -251,7 +251,7 @@ class Client:
         request = build_request(prompt_or_request, params)
         separator = None
         if request.stems:  # checked before any work
-            separator = await asyncio.to_thread(self._separator_for, request, provider)
+            separator = (await asyncio.to_thread(self.plan_stems, request, provider))[0]
         if request.watermark:
             await asyncio.to_thread(watermarking.check_ready)
         plan = self._loop_plan(request, provider)
@@ -324,19 +324,21 @@ class Client:
                 )
         return separation.stem_generation(by_role, names, license, found.record)
 
-    def _separator_for(self, request: GenerationRequest, provider: str | None) -> str:
-        """Where the stems of a request with `stems` come from, checked before anything is generated: the model
-        that makes the track when it extracts every stem asked for itself (ACE-Step's base model), else Demucs
-        (refused here when missing, without those stems or refused by the policy)."""
-        assert request.stems is not None
+    def plan_stems(self, request: GenerationRequest, provider: str | None = None) -> tuple[str, License]:
+        """Where the stems of a request with `stems` come from, and the stems' licence, checked before anything
+        is generated: the model that makes the track when it extracts every stem asked for itself (ACE-Step's
+        base model; the stems have its licence), else Demucs (the stems have the track's licence and Demucs'),
+        refused here when missing, without those stems or refused by the policy."""
+        if not request.stems:
+            raise InvalidRequestError("the request asks for no stems", field="stems")
         maker = self.router.plan(request, provider)[0][0]
         caps = maker.backend.capabilities(maker.model)
         if "extract" in caps.audio_prompt_modes and set(request.stems) <= caps.stems:
-            return f"{maker.backend.name}:{maker.model}"
+            return f"{maker.backend.name}:{maker.model}", maker.license
         probe = separation.probe_request(request.stems[0], request.duration)
         chosen = self.router.plan(probe, separation.DEFAULT_SEPARATOR)[0][0]
-        separation.check_separator(chosen, request.stems, maker.license, self.config.policy)
-        return f"{chosen.backend.name}:{chosen.model}"
+        license = separation.check_separator(chosen, request.stems, maker.license, self.config.policy)
+        return f"{chosen.backend.name}:{chosen.model}", license
 
     def _with_stems(
         self,

@@ -53,13 +53,15 @@ async def produce(client: Client, row: BatchRow, spec: str | None, out: OutputLo
         return Outcome(file=row.file_name, reused=True)
     try:
         generation = await client.agenerate(build_request(row.request, {}), provider=spec)
-        file = await asyncio.to_thread(deliver, generation.tracks[0], row, out, sign)
+        file = await asyncio.to_thread(deliver, generation.tracks, row, out, sign)
     except SoundforgeError as exc:
         return Outcome(error=str(exc))
     except OSError as exc:  # a full disk, a folder made read-only: this row fails, the run goes on
         return Outcome(error=f"cannot write {row.file_name}: {exc.strerror or exc}")
     cost = generation.cost.amount if generation.cost is not None else None
-    return Outcome(file=file, license=generation.license.id, cost=cost)
+    # A row with stems answers to the stems' licence: the track's terms and the separator's.
+    license = generation.tracks[-1].license if row.request.stems else generation.license
+    return Outcome(file=file, license=license.id, cost=cost)
 
 
 class LocalExecutor:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequestError
+from ..files import output_paths
 from ..request import GenerationRequest
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -34,8 +35,19 @@ class BatchRow:
 
     @property
     def file_name(self) -> str:
-        """The output file's name: `<name>.<format>`."""
+        """The output file's name: `<name>.<format>` (the mix, when the row asks for stems)."""
         return f"{self.name}.{self.request.output_format or 'wav'}"
+
+    @property
+    def roles(self) -> list[str | None]:
+        """What each delivered file holds: the track (None), then each stem the row asks for."""
+        return [None, *(self.request.stems or ())]
+
+    @property
+    def file_names(self) -> list[str]:
+        """Every file the row delivers, in the order of `roles`: `<name>.<format>`, then `<name>.<stem>.<format>`
+        (the names `Generation.save` gives a mix and its stems)."""
+        return [path.name for path in output_paths(self.file_name, len(self.roles), self.roles)]
 
 
 #: CSV columns that are text whatever they look like: a name `1e3` stays "1e3", a prompt "true" stays "true".
@@ -118,12 +130,6 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
             problems.append(
                 f"row {number}, field 'num_outputs': one row makes one file; repeat the row with "
                 "another name and seed for variations"
-            )
-            continue
-        if request.stems:
-            problems.append(
-                f"row {number}, field 'stems': one row makes one file; separate the delivered files with "
-                "`soundforge separate FILE`"
             )
             continue
         rows.append(BatchRow(number, name, str(provider) if provider else None, request))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..audio import decoded_sha256, format_for, write_atomic
-from ..errors import ConfigurationError, SoundforgeError
+from ..errors import ConfigurationError, ProviderError, SoundforgeError
 from ..files import SIDECAR_SUFFIX, encode_track, sidecar_document
 from ..tags import read_tags_bytes
 from .manifest import BatchRow
@@ -109,22 +110,26 @@ class OutputLocation:
 
 
 def delivered(row: BatchRow, out: OutputLocation) -> bool:
-    """Whether the row's file is there, complete, verifying and made for this row as it is now.
+    """Whether the row's files are there, complete, verifying and made for this row as it is now.
 
-    Three checks: the file's `AUDIO_SHA256` tag matches its decoded audio (nothing truncated or edited), its
-    sidecar names this row's fingerprint (the file answers the row's current prompt, seed, duration, ...), and
-    the sidecar describes this very file (same audio hash). A file left by an earlier version of the row is not
-    delivered, so a changed row runs again.
+    Three checks on each file (the track, then each stem the row asks for): its `AUDIO_SHA256` tag matches its
+    decoded audio (nothing truncated or edited), its sidecar names this row's fingerprint (the file answers the
+    row's current prompt, seed, duration, ...), and the sidecar describes this very file (same audio hash). A file
+    left by an earlier version of the row is not delivered, so a changed row runs again.
     """
-    sidecar = row.file_name + SIDECAR_SUFFIX
-    if not (out.exists(row.file_name) and out.exists(sidecar)):
+    return all(_delivered_file(name, row, out) for name in row.file_names)
+
+
+def _delivered_file(name: str, row: BatchRow, out: OutputLocation) -> bool:
+    sidecar = name + SIDECAR_SUFFIX
+    if not (out.exists(name) and out.exists(sidecar)):
         return False
     try:
         document = _sidecar(out.read_bytes(sidecar))
         batch = document.get("batch")
         if not isinstance(batch, dict) or batch.get("fingerprint") != row.fingerprint:
             return False
-        data = out.read_bytes(row.file_name)
+        data = out.read_bytes(name)
         fields = read_tags_bytes(data)
         side_tags = document.get("tags")
         return (
@@ -146,25 +151,40 @@ def _sidecar(data: bytes) -> dict[str, Any]:
 
 
 def owned(row: BatchRow, out: OutputLocation) -> bool:
-    """Whether the row's sidecar says a batch wrote it for this row name (any fingerprint): ours to replace."""
-    sidecar = row.file_name + SIDECAR_SUFFIX
-    try:
-        batch = _sidecar(out.read_bytes(sidecar)).get("batch") if out.exists(sidecar) else None
-    except OSError:
-        return False
-    return isinstance(batch, dict) and batch.get("row") == row.name
+    """Whether a sidecar of the row's files says a batch wrote it for this row name (any fingerprint): ours to
+    replace."""
+    for name in row.file_names:
+        sidecar = name + SIDECAR_SUFFIX
+        try:
+            batch = _sidecar(out.read_bytes(sidecar)).get("batch") if out.exists(sidecar) else None
+        except OSError:
+            continue
+        if isinstance(batch, dict) and batch.get("row") == row.name:
+            return True
+    return False
 
 
 def stale(row: BatchRow, out: OutputLocation) -> bool:
     """Whether a file or sidecar of the row exists without verifying (a crash mid-write, or someone else's file)."""
-    return out.exists(row.file_name) or out.exists(row.file_name + SIDECAR_SUFFIX)
+    return any(out.exists(name) or out.exists(name + SIDECAR_SUFFIX) for name in row.file_names)
 
 
-def deliver(track: Any, row: BatchRow, out: OutputLocation, sign: Any = None) -> str:
-    """Encode a generated track with its tags (and C2PA manifest) and write it and its sidecar; returns the file name.
+def deliver(tracks: Sequence[Any], row: BatchRow, out: OutputLocation, sign: Any = None) -> str:
+    """Encode a row's tracks (the track, then its stems) with their tags (and C2PA manifests) and write each with
+    its sidecar; returns the name of the row's main file.
 
-    The sidecar is written first and the audio file last, so a file that exists is a finished row.
+    Stems are written before the track, and each sidecar before its file, so a row whose main file exists has all
+    its files: an interrupted row is found stale and made again.
     """
+    names = row.file_names
+    if len(tracks) != len(names):
+        raise ProviderError(f"row {row.name} expected {len(names)} tracks (the track and its stems), got {len(tracks)}")
+    for track, name in reversed(list(zip(tracks, names, strict=True))):
+        _deliver_file(track, name, row, out, sign)
+    return row.file_name
+
+
+def _deliver_file(track: Any, name: str, row: BatchRow, out: OutputLocation, sign: Any) -> None:
     fmt = format_for(None, row.request.output_format or "wav")
     loudness, edits = track.saving_options(None, None, None, None)  # the row's request: its saving defaults
     data, fields = encode_track(track, fmt, loudness=loudness, edits=edits)
@@ -173,15 +193,14 @@ def deliver(track: Any, row: BatchRow, out: OutputLocation, sign: Any = None) ->
 
         data = sign_bytes(data, fmt, fields, sign)
     record = {
-        **sidecar_document(track, fields, row.file_name),
+        **sidecar_document(track, fields, name),
         "batch": {"row": row.name, "fingerprint": row.fingerprint},
     }
     document = json.dumps(record, indent=2, ensure_ascii=False)
-    sidecar = row.file_name + SIDECAR_SUFFIX
+    sidecar = name + SIDECAR_SUFFIX
     out.write(sidecar, document.encode("utf-8"))
     try:
-        out.write(row.file_name, data)
+        out.write(name, data)
     except BaseException:
         out.remove(sidecar)  # never leave a sidecar that describes no file
         raise
-    return row.file_name

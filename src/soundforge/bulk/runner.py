@@ -71,6 +71,13 @@ def plan(
             continue
         chosen = candidates[0]
         licenses[row.name] = chosen.license
+        if row.request.stems:  # the separator too, and the stems' combined licence, before any row runs
+            try:
+                licenses[row.name] = client.plan_stems(row.request, row.provider or provider)[1]
+            except SoundforgeError as exc:
+                refused.append(f"row {row.line} ({row.name}): {exc}")
+                first = first or exc
+                continue
         targets[row.name] = Target(chosen.backend.name, chosen.model, bool(chosen.backend.local))
         if estimates is not None:
             estimates[row.name] = chosen.estimate

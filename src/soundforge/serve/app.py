@@ -2,7 +2,7 @@
 
 Endpoints: `GET /healthz`, `GET /v1/providers`, `POST /v1/generations` (a GenerationRequest as JSON, plus
 optional `provider` and `stream`; answers a job id at once), `GET /v1/generations/{id}`, `GET /v1/generations/{id}
-/audio?format=wav|flac|ogg|mp3`, `GET /v1/generations/{id}/stream` (the audio while it is made),
+/audio?format=wav|flac|ogg|mp3[&stem=NAME]`, `GET /v1/generations/{id}/stream` (the audio while it is made),
 `GET /v1/generations/{id}/events` (Server-Sent Events), `DELETE /v1/generations/{id}` (cancel), the web page at `/`.
 Jobs wait in a bounded queue (full: 429 with Retry-After) and run on the library's async client in an engine
 (`engine.py`: a child process by default); this process keeps HTTP, the queue and the job records.
@@ -370,6 +370,9 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
             le=60,
             description="hold the answer up to this many seconds until the job has finished: submit, then one download",
         ),
+        stem: str | None = Query(
+            None, description="one of the job's stems (a request with stems), e.g. drums: its own file and licence"
+        ),
     ) -> Response:
         record = jobs.record(job_id)
         if record is not None:
@@ -383,10 +386,16 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                 {"error": {"code": "invalid_request", "message": f"format must be one of {', '.join(FORMATS)}"}},
                 status_code=422,
             )
+        if stem is not None and jobs.stem_of(record, stem) is None:
+            return JSONResponse(
+                {"error": {"code": "not_found", "message": f"job {job_id} has no stem {stem!r}", "field": "stem"}},
+                status_code=404,
+            )
+        name = f"{job_id}.{stem}.{format}" if stem is not None else f"{job_id}.{format}"
         return Response(
-            await jobs.audio(job_id, record, format),
+            await jobs.audio(job_id, record, format, stem),
             media_type=FORMATS[format].mime,
-            headers={"Content-Disposition": f'attachment; filename="{job_id}.{format}"'},
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
     @app.get(

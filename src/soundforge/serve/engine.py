@@ -53,6 +53,7 @@ class JobOutcome:
     license: dict[str, Any] | None = None
     provenance: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    stems: list[dict[str, Any]] | None = None  # a request with stems: each stem's role, licence and provenance
 
 
 def _outcome_of(exc: BaseException) -> JobOutcome:
@@ -65,6 +66,11 @@ def _outcome_of(exc: BaseException) -> JobOutcome:
     return JobOutcome(
         "failed", error={"code": "internal_error", "type": type(exc).__name__, "message": "internal error"}
     )
+
+
+def stem_path(audio_path: Path, role: str) -> Path:
+    """Where a job keeps one of its stems: beside its audio, `audio.<stem>.wav`."""
+    return audio_path.with_name(f"{audio_path.stem}.{role}{audio_path.suffix}")
 
 
 async def _run_and_save(
@@ -96,11 +102,25 @@ async def _run_and_save(
                         on_chunk(chunk.offset, chunk.sample_rate, chunk.audio.shape[0], pcm16_frames(chunk.audio))
             generation = await stream.result()
         # Saved with the request's loudness target and edits (Track.save's defaults); a streamed job has none.
-        await asyncio.to_thread(generation.tracks[0].save, audio_path, overwrite=True, sidecar=False)
+        # Stems first, the track last: a job whose audio exists has all its files.
+        mix, *stems = generation.tracks
+        for stem in stems:
+            assert stem.role is not None
+            await asyncio.to_thread(stem.save, stem_path(audio_path, stem.role), overwrite=True, sidecar=False)
+        await asyncio.to_thread(mix.save, audio_path, overwrite=True, sidecar=False)
+        described = [
+            {
+                "role": stem.role,
+                "license": stem.license.model_dump(mode="json"),
+                "provenance": stem.provenance.model_dump(mode="json"),
+            }
+            for stem in stems
+        ]
         return JobOutcome(
             "succeeded",
-            license=generation.license.model_dump(mode="json"),
-            provenance=generation.provenance.model_dump(mode="json"),
+            license=mix.license.model_dump(mode="json"),
+            provenance=mix.provenance.model_dump(mode="json"),
+            stems=described or None,
         )
     except Exception as exc:
         return _outcome_of(exc)
@@ -370,7 +390,7 @@ async def _engine_main(fd: int) -> None:
             )
         finally:
             tokens.pop(job_id, None)
-        send("ended", job_id, outcome.status, outcome.license, outcome.provenance, outcome.error)
+        send("ended", job_id, outcome.status, outcome.license, outcome.provenance, outcome.error, outcome.stems)
 
     try:
         while True:

@@ -26,7 +26,7 @@ from ..pricing import Cost
 from ..provenance import Provenance
 from ..request import GenerationRequest
 from ..result import Track
-from .engine import JobOutcome, create_engine
+from .engine import JobOutcome, create_engine, stem_path
 from .feeds import JobFeed, PcmChunk
 from .metrics import make_metrics
 from .settings import ServeSettings
@@ -125,12 +125,13 @@ class JobManager:
             raise InvalidRequestError(
                 "quality='retry' cannot be streamed: a rejected take would already have been heard", field="quality"
             )
-        if request.stems:
+        if stream and request.stems:
             raise InvalidRequestError(
-                "a job stores one track: stems are not served yet; separate the downloaded file with "
-                "`soundforge separate FILE` or soundforge.separate",
+                "a streamed job cannot have stems: they are separated from the finished track; submit without stream",
                 field="stems",
             )
+        if request.stems:
+            self.client.plan_stems(request, provider)  # the separator and the stems' licence, before the queue
         if stream and request.watermark:
             raise InvalidRequestError(
                 "a streamed job cannot be watermarked: the chunks are heard before the watermark could be computed "
@@ -242,6 +243,8 @@ class JobManager:
                 substitution=Provenance.model_validate(outcome.provenance).substitution,
                 cost=(outcome.provenance or {}).get("cost"),
             )
+            if outcome.stems:
+                ending["stems"] = outcome.stems
         else:
             ending["error"] = outcome.error
         final = await self.on_side(store.save, {**store.load(job_id), **ending})
@@ -289,21 +292,31 @@ class JobManager:
             record = self.record(job_id) or record
         return record
 
-    async def audio(self, job_id: str, record: dict[str, Any], format: str) -> bytes:
-        """A finished job's audio in `format`; other formats than WAV are encoded once and kept beside it (a 600 s
-        mp3 takes ~50 s of CPU)."""
+    def stem_of(self, record: dict[str, Any], stem: str) -> dict[str, Any] | None:
+        """The record of one of a finished job's stems (its role, licence and provenance); None when it has none."""
+        return next((entry for entry in record.get("stems") or () if entry.get("role") == stem), None)
+
+    async def audio(self, job_id: str, record: dict[str, Any], format: str, stem: str | None = None) -> bytes:
+        """A finished job's audio (or one of its stems, `stem_of` first) in `format`; other formats than WAV are
+        encoded once and kept beside it (a 600 s mp3 takes ~50 s of CPU)."""
+        source = self.audio_path(job_id)
+        if stem is not None:
+            entry = self.stem_of(record, stem)
+            if entry is None:
+                raise InvalidRequestError(f"this job has no stem {stem!r}", field="stem")
+            source, record = stem_path(source, stem), entry
         if format == "wav":
-            return await asyncio.to_thread(self.audio_path(job_id).read_bytes)
-        cached = self.store.folder(job_id) / f"audio.{format}"
+            return await asyncio.to_thread(source.read_bytes)
+        cached = source.with_suffix(f".{format}")
         if cached.is_file():
             return await asyncio.to_thread(cached.read_bytes)
-        lock = self._encoding.setdefault((job_id, format), asyncio.Lock())
+        lock = self._encoding.setdefault((job_id, f"{stem}.{format}"), asyncio.Lock())
         async with lock:  # concurrent downloads of one new format wait for one encode
             if cached.is_file():
                 return await asyncio.to_thread(cached.read_bytes)
 
             def encode() -> bytes:
-                samples, rate = load_audio(self.audio_path(job_id))
+                samples, rate = load_audio(source)
                 track = Track(
                     audio=samples,
                     sample_rate=rate,
@@ -318,7 +331,7 @@ class JobManager:
                 encoded: bytes = await self.on_side(encode)
                 return encoded
             finally:
-                self._encoding.pop((job_id, format), None)
+                self._encoding.pop((job_id, f"{stem}.{format}"), None)
 
     # --- cancelling ---
     async def cancel(self, job_id: str, record: dict[str, Any]) -> dict[str, Any]:
