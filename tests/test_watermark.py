@@ -200,3 +200,18 @@ def test_serve_marks_a_job_and_refuses_a_marked_stream(weights: dict[str, Path],
             json={"request": {"prompt": "x", "watermark": True}, "provider": "synth", "stream": True},
         )
         assert refused.status_code == 422 and refused.json()["error"]["field"] == "watermark"
+
+
+def test_a_batch_row_with_watermark_delivers_a_marked_file(weights: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    from soundforge.bulk import batch
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"name": "cue", "prompt": "rain", "duration": 1, "seed": 2, "watermark": True}))
+    report = batch(manifest, tmp_path / "out", provider="synth")
+    assert report.done == ["cue"]
+    sidecar = json.loads((tmp_path / "out" / "cue.wav.json").read_text())
+    record = sidecar["provenance"]["watermark"]
+    assert read_tags(tmp_path / "out" / "cue.wav")["AUDIOSEAL_PAYLOAD"] == record["payload"]
+    assert record["payload"] == record["unmarked_pcm_sha256"][:4]
