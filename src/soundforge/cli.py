@@ -616,6 +616,12 @@ def verify(ctx: click.Context, file: Path, watermark: bool) -> None:
     help="Run jobs in a child engine process or in the server's own ([serve] engine; auto: a child "
     "process on Linux and macOS).",
 )
+@click.option(
+    "--engines",
+    default=None,
+    help="Engine processes: a number (e.g. 2 on a CPU) or one device per engine, comma-separated "
+    "(cuda:0,cuda:1) ([serve] engines; 1).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -626,6 +632,7 @@ def serve(
     max_queue: int | None,
     workers: int | None,
     engine: str | None,
+    engines: str | None,
 ) -> None:
     """Serve the API and web page (needs soundforge[serve]); settings from [serve] in config, flags win."""
     try:
@@ -645,7 +652,28 @@ def serve(
         config = Config.load(ctx.obj["config"])
     except SoundforgeError as exc:
         _fail(exc, ctx.obj["debug"])
-    run(config, host=host, port=port, store=store, token=token, max_queue=max_queue, workers=workers, engine=engine)
+    engine_list: int | tuple[str, ...] | None = None
+    if engines is not None:
+        text = engines.strip()
+        if text.isdigit():
+            engine_list = int(text)
+            if not 1 <= engine_list <= 64:
+                raise click.UsageError("--engines takes 1 to 64 engines")
+        else:
+            engine_list = tuple(part.strip() for part in text.split(",") if part.strip())
+            if not engine_list:
+                raise click.UsageError("--engines takes a number or devices, e.g. cuda:0,cuda:1")
+    run(
+        config,
+        host=host,
+        port=port,
+        store=store,
+        token=token,
+        max_queue=max_queue,
+        workers=workers,
+        engine=engine,
+        engines=engine_list,
+    )
 
 
 @cli.command("batch")

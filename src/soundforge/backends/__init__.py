@@ -17,6 +17,7 @@ from ..errors import ProviderNotFoundError, ProviderUnavailableError
 from ._compute import run_on_device_thread
 from .base import (
     COMMON_SETTINGS,
+    ENGINE_DEVICE_ENV,
     LOCAL_SETTINGS,
     Availability,
     Backend,
@@ -135,6 +136,7 @@ def backend_class(name: str) -> type[Backend]:
 __all__ = [
     "BUILTIN",
     "COMMON_SETTINGS",
+    "ENGINE_DEVICE_ENV",
     "LOCAL_SETTINGS",
     "PLANNED",
     "Availability",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import ModelNotAvailableError
 from ._compute import run_on_device_thread
-from .base import Availability
+from .base import ENGINE_DEVICE_ENV, Availability
 
 if TYPE_CHECKING:
     from ._memory import ModelMemory
@@ -129,11 +129,14 @@ def revision(folder: str) -> str | None:
 
 
 def pick_device(setting: str) -> str:
-    """`auto` picks CUDA, then Apple MPS, then CPU; anything else is used as given."""
+    """`auto` picks the device of this serve engine (`ENGINE_DEVICE_ENV`) where one was given, else CUDA, then
+    Apple MPS, then CPU; anything else is used as given."""
     import torch
 
     if setting != "auto":
         return setting
+    if os.environ.get(ENGINE_DEVICE_ENV):
+        return os.environ[ENGINE_DEVICE_ENV]
     if torch.cuda.is_available():
         return "cuda"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -243,6 +243,9 @@ ENGINE_PACKAGES = ("torch", "transformers", "diffusers", "audiocraft", "stable-a
 COMMON_SETTINGS = frozenset({"model", "plan", "engine"})
 #: Settings of every local engine that loads weights from the Hugging Face hub or a folder.
 LOCAL_SETTINGS = frozenset({"device", "dtype", "max_loaded_models", "allow_download"})
+#: Set by `soundforge serve` in each engine process it gives a device (`[serve] engines`): what a local backend's
+#: `device = "auto"` means in that process.
+ENGINE_DEVICE_ENV = "SOUNDFORGE_ENGINE_DEVICE"
 
 
 class Backend(ABC):

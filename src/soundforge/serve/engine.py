@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..backends import CancelToken
+from ..backends import ENGINE_DEVICE_ENV, CancelToken
 from ..errors import ConfigurationError, GenerationCancelledError, SoundforgeError
 from ..request import GenerationRequest
 
@@ -54,6 +54,7 @@ class JobOutcome:
     provenance: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     stems: list[dict[str, Any]] | None = None  # a request with stems: each stem's role, licence and provenance
+    engine: int | None = None  # which engine of a pool ran the job (`[serve] engines`)
 
 
 def _outcome_of(exc: BaseException) -> JobOutcome:
@@ -219,8 +220,9 @@ class ProcessEngine:
     mode = "process"
     PROGRESS_INTERVAL_S = 0.1  # at most this often per job, plus each phase's first and last event
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, device: str | None = None) -> None:
         self._spec = pickle.dumps((client.config, client.registry), protocol=pickle.HIGHEST_PROTOCOL)
+        self.device = device  # what `device = "auto"` means in the engine process; None: as configured
         self._child: _Child | None = None
         self._starting: asyncio.Lock | None = None
         self._closing = False
@@ -245,6 +247,7 @@ class ProcessEngine:
                     str(theirs.fileno()),
                     pass_fds=(theirs.fileno(),),
                     stdin=asyncio.subprocess.DEVNULL,
+                    env={**os.environ, ENGINE_DEVICE_ENV: self.device} if self.device else None,
                 )
             except OSError as exc:
                 ours.close()
@@ -313,8 +316,9 @@ class ProcessEngine:
             await child.reader_task
 
 
-def create_engine(client: Client, mode: str) -> InlineEngine | ProcessEngine:
-    """The engine for `[serve] engine`: "process", "inline", or "auto" (process where the OS can pass sockets)."""
+def create_engine(client: Client, mode: str, device: str | None = None) -> InlineEngine | ProcessEngine:
+    """The engine for `[serve] engine`: "process", "inline", or "auto" (process where the OS can pass sockets);
+    `device` is what `device = "auto"` means in an engine process (`[serve] engines`)."""
     if mode == "auto":
         # Backends given to the client in code exist only in this process: the engine process would not have them.
         mode = "process" if os.name == "posix" and not client.has_own_backends else "inline"
@@ -324,8 +328,13 @@ def create_engine(client: Client, mode: str) -> InlineEngine | ProcessEngine:
             'with engine = "inline" (--engine inline), or register them as entry points'
         )
     if mode == "process":
-        return ProcessEngine(client)
+        return ProcessEngine(client, device)
     if mode == "inline":
+        if device is not None:
+            raise ConfigurationError(
+                '[serve] engines gives devices to engine processes: it needs engine = "process" (or "auto" on '
+                "Linux and macOS)"
+            )
         return InlineEngine(client)
     raise ConfigurationError(f"[serve] engine must be auto, process or inline, not {mode!r}")
 

@@ -26,9 +26,10 @@ from ..pricing import Cost
 from ..provenance import Provenance
 from ..request import GenerationRequest
 from ..result import Track
-from .engine import JobOutcome, create_engine, stem_path
+from .engine import JobOutcome, stem_path
 from .feeds import JobFeed, PcmChunk
 from .metrics import make_metrics
+from .pool import create_engines
 from .settings import ServeSettings
 from .store import ACTIVE, JobStore
 
@@ -45,7 +46,7 @@ class JobManager:
         self.client = client
         self.settings = settings
         self.store = JobStore(settings.store, settings.retention_s)
-        self.engine = create_engine(client, settings.engine)
+        self.engine = create_engines(client, settings.engine, settings.engines, settings.workers)
         self.queue: asyncio.Queue[tuple[str, GenerationRequest, str | None, bool]] = asyncio.Queue(
             maxsize=settings.max_queue
         )
@@ -236,6 +237,8 @@ class JobManager:
         if self.metrics is not None:
             self.metrics.ended(outcome.status, outcome.provenance, time.time() - started, provider)
         ending: dict[str, Any] = {"status": outcome.status, "finished_at": time.time()}
+        if outcome.engine is not None:
+            ending["engine"] = outcome.engine
         if outcome.status == "succeeded":
             ending.update(
                 license=outcome.license,

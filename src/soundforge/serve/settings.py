@@ -24,6 +24,8 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = _DEFAULTS.cors_origins
     engine: str = _DEFAULTS.engine  # "process" (auto on POSIX): jobs in a child process; "inline": in this one
     max_job_seconds: float = _DEFAULTS.max_job_seconds  # the most audio one job may ask for
+    #: One entry per engine process: the device it is given (what `device = "auto"` means there), or None.
+    engines: tuple[str | None, ...] = (None,)
     #: Named tokens: value -> (name, budget in USD or None, submissions per minute or None).
     tokens: dict[str, tuple[str, float | None, int | None]] = field(default_factory=dict, repr=False)
 
@@ -37,11 +39,14 @@ class ServeSettings:
         max_queue: int | None = None,
         workers: int | None = None,
         engine: str | None = None,
+        engines: int | tuple[str, ...] | None = None,
     ) -> ServeSettings:
         """Settings from the `[serve]` section, with explicit arguments (CLI flags) winning."""
         from platformdirs import user_data_dir
 
         folder = store or serve.store or Path(user_data_dir("soundforge")) / "jobs"
+        asked = serve.engines if engines is None else engines
+        devices: tuple[str | None, ...] = (None,) * asked if isinstance(asked, int) else tuple(asked)
         return cls(
             store=Path(folder),
             token=token or serve.token(),
@@ -52,6 +57,7 @@ class ServeSettings:
             cors_origins=tuple(serve.cors_origins),
             engine=engine or serve.engine,
             max_job_seconds=serve.max_job_seconds,
+            engines=devices,
             tokens={
                 value: (name, entry.budget_usd, entry.requests_per_minute)
                 for name, entry in serve.tokens.items()
