@@ -54,7 +54,7 @@ def _served_seconds(engines: int, spec: str, jobs: int, seconds: float) -> float
                     break
             except httpx.TransportError:
                 time.sleep(0.05)
-        asyncio.run(run(engines, 0.2))  # each engine loads what it needs once, like a warm server
+        asyncio.run(run(jobs, 1.0))  # every engine loads what it needs once, like a warm server
         return asyncio.run(run(jobs, seconds))
     finally:
         server.terminate()

@@ -128,6 +128,9 @@ def test_jobs_spread_over_two_engines_each_with_its_device(tmp_path: Path) -> No
         environ = [Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in pids]
         assert f"{ENGINE_DEVICE_ENV}=cpu".encode() in environ[0]
         assert not any(entry.startswith(ENGINE_DEVICE_ENV.encode()) for entry in environ[1])
+        # Both run on the CPU: each gets its share of the cores for torch's math threads.
+        share = max(1, len(os.sched_getaffinity(0)) // 2)
+        assert all(f"OMP_NUM_THREADS={share}".encode() in env for env in environ)
         # One job of room each (2 workers, 2 engines): two jobs at once run on the two engines.
         jobs = two_long_jobs_on_two_engines(http, pool)
         for job in jobs:

@@ -220,9 +220,10 @@ class ProcessEngine:
     mode = "process"
     PROGRESS_INTERVAL_S = 0.1  # at most this often per job, plus each phase's first and last event
 
-    def __init__(self, client: Client, device: str | None = None) -> None:
+    def __init__(self, client: Client, device: str | None = None, threads: int | None = None) -> None:
         self._spec = pickle.dumps((client.config, client.registry), protocol=pickle.HIGHEST_PROTOCOL)
         self.device = device  # what `device = "auto"` means in the engine process; None: as configured
+        self.threads = threads  # CPU threads for its math libraries (OpenMP, MKL); None: theirs to choose
         self._child: _Child | None = None
         self._starting: asyncio.Lock | None = None
         self._closing = False
@@ -247,7 +248,7 @@ class ProcessEngine:
                     str(theirs.fileno()),
                     pass_fds=(theirs.fileno(),),
                     stdin=asyncio.subprocess.DEVNULL,
-                    env={**os.environ, ENGINE_DEVICE_ENV: self.device} if self.device else None,
+                    env=self._environment(),
                 )
             except OSError as exc:
                 ours.close()
@@ -266,6 +267,17 @@ class ProcessEngine:
             child = self._child = _Child(process, writer)
             child.reader_task = asyncio.create_task(child.read(reader, lambda: self._closing))
             return child
+
+    def _environment(self) -> dict[str, str] | None:
+        """The engine process's environment: this one's, plus its device and thread count where given."""
+        if self.device is None and self.threads is None:
+            return None
+        env = dict(os.environ)
+        if self.device is not None:
+            env[ENGINE_DEVICE_ENV] = self.device
+        if self.threads is not None:  # read by OpenMP and MKL (torch's CPU threads) when the process starts
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
+        return env
 
     async def run(
         self,
@@ -316,9 +328,12 @@ class ProcessEngine:
             await child.reader_task
 
 
-def create_engine(client: Client, mode: str, device: str | None = None) -> InlineEngine | ProcessEngine:
+def create_engine(
+    client: Client, mode: str, device: str | None = None, threads: int | None = None
+) -> InlineEngine | ProcessEngine:
     """The engine for `[serve] engine`: "process", "inline", or "auto" (process where the OS can pass sockets);
-    `device` is what `device = "auto"` means in an engine process (`[serve] engines`)."""
+    `device` is what `device = "auto"` means in an engine process and `threads` its CPU math threads
+    (`[serve] engines`)."""
     if mode == "auto":
         # Backends given to the client in code exist only in this process: the engine process would not have them.
         mode = "process" if os.name == "posix" and not client.has_own_backends else "inline"
@@ -328,9 +343,9 @@ def create_engine(client: Client, mode: str, device: str | None = None) -> Inlin
             'with engine = "inline" (--engine inline), or register them as entry points'
         )
     if mode == "process":
-        return ProcessEngine(client, device)
+        return ProcessEngine(client, device, threads)
     if mode == "inline":
-        if device is not None:
+        if device is not None or threads is not None:
             raise ConfigurationError(
                 '[serve] engines gives devices to engine processes: it needs engine = "process" (or "auto" on '
                 "Linux and macOS)"

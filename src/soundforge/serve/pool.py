@@ -14,6 +14,7 @@ held until the engine dies. That only costs a reload, never a wrong result.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,7 +122,14 @@ def create_engines(
     pool of engine processes, one per entry, each taking its share of `workers` before another is preferred."""
     if len(engines) == 1:
         return create_engine(client, mode, engines[0])
-    members = [create_engine(client, mode, device) for device in engines]
+    # Engines on the CPU share its cores: each gets its share for its math libraries, or their threads would
+    # oversubscribe the cores (torch's spinning threads made two engines 10x slower than one on 2 cores).
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    on_cpu = sum(1 for device in engines if device is None or device == "cpu")
+    share = max(1, cores // on_cpu) if on_cpu else None
+    members = [
+        create_engine(client, mode, device, share if device is None or device == "cpu" else None) for device in engines
+    ]
     processes = [m for m in members if isinstance(m, ProcessEngine)]
     if len(processes) != len(members):
         raise ConfigurationError(
