@@ -561,53 +561,14 @@ def musicgen_batching_rows(client, spec: str, folder: Path, seconds: float = 2.0
 def musicgen_serve_row(spec: str, prompts: list[str], seconds: float, t_library: float) -> tuple[str, str, str]:
     """The same 4 concurrent requests through `soundforge serve` (jobs in its engine process, batched there):
     POST + one waiting download each, against the library's batched time measured just before."""
-    import asyncio
-    import socket
-    import tempfile
+    from served import soundforge_serve, submit_and_download  # bench/ is on sys.path when run as a script
 
-    import httpx
+    def bodies(texts: list[str], duration: float) -> list[dict[str, object]]:
+        return [{"request": {"prompt": text, "duration": duration, "seed": 1}, "provider": spec} for text in texts]
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    exe = str(Path(sys.executable).with_name("soundforge"))
-    env = {**os.environ, "SOUNDFORGE_MUSICGEN_DEVICE": "cpu", "SOUNDFORGE_MUSICGEN_BATCH_WINDOW": "0.2"}
-    server = subprocess.Popen(
-        [exe, "serve", "--port", str(port), "--store", tempfile.mkdtemp(), "--workers", "4"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    async def jobs(texts: list[str], duration: float) -> float:
-        async with httpx.AsyncClient(base_url=url, timeout=600) as http:
-
-            async def one(text: str) -> None:
-                job = (
-                    await http.post(
-                        "/v1/generations",
-                        json={"request": {"prompt": text, "duration": duration, "seed": 1}, "provider": spec},
-                    )
-                ).json()
-                (await http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 60})).raise_for_status()
-
-            start = time.perf_counter()
-            await asyncio.gather(*(one(text) for text in texts))
-            return time.perf_counter() - start
-
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        asyncio.run(jobs(["warm up"], 0.1))  # the engine loads the model, like a warm server
-        t_served = asyncio.run(jobs(prompts, seconds))
-    finally:
-        server.terminate()
-        server.wait(30)
+    with soundforge_serve("--workers", "4", env={"SOUNDFORGE_MUSICGEN_BATCH_WINDOW": "0.2"}) as url:
+        submit_and_download(url, bodies(["warm up"], 0.1))  # the engine loads the model, like a warm server
+        t_served = submit_and_download(url, bodies(prompts, seconds))
     return (
         "  the same 4 requests through soundforge serve (engine process) / the library, batched",
         f"{t_served / t_library:.2f}",

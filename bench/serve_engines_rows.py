@@ -11,54 +11,20 @@ throughput gain of the second engine.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 
 def _served_seconds(engines: int, spec: str, jobs: int, seconds: float) -> float:
-    import httpx
+    from served import soundforge_serve, submit_and_download  # bench/ is on sys.path when run as a script
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    exe = str(Path(sys.executable).with_name("soundforge"))
-    command = [exe, "serve", "--port", str(port), "--store", tempfile.mkdtemp(), "--workers", "4"]
-    env = {**os.environ, "SOUNDFORGE_MUSICGEN_DEVICE": "cpu"}
-    server = subprocess.Popen(
-        [*command, "--engines", str(engines)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
+    def bodies(duration: float) -> list[dict[str, object]]:
+        request = {"prompt": "lofi piano", "duration": duration}
+        return [{"request": {**request, "seed": seed}, "provider": spec} for seed in range(jobs)]
 
-    async def run(count: int, duration: float) -> float:
-        async with httpx.AsyncClient(base_url=url, timeout=600) as http:
-
-            async def one(seed: int) -> None:
-                body = {"request": {"prompt": "lofi piano", "duration": duration, "seed": seed}, "provider": spec}
-                job = (await http.post("/v1/generations", json=body)).json()
-                (await http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 60})).raise_for_status()
-
-            start = time.perf_counter()
-            await asyncio.gather(*(one(seed) for seed in range(count)))
-            return time.perf_counter() - start
-
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        asyncio.run(run(jobs, 1.0))  # every engine loads what it needs once, like a warm server
-        return asyncio.run(run(jobs, seconds))
-    finally:
-        server.terminate()
-        server.wait(30)
+    with soundforge_serve("--workers", "4", "--engines", str(engines)) as url:
+        submit_and_download(url, bodies(1.0))  # every engine loads what it needs once, like a warm server
+        return submit_and_download(url, bodies(seconds))
 
 
 def rows(jobs: int = 8, seconds: float = 2.0) -> list[tuple[str, str, str]]:

@@ -110,49 +110,25 @@ def musicgen_rows(seconds: float = 10.0, rounds: int = 2) -> tuple[list[tuple[st
 
 def serve_row(folder: Path, seconds: float, library_first: float) -> tuple[str, str, str]:
     """POST a streamed job to `soundforge serve` (engine process) and time the first byte of its audio."""
-    import os
-    import socket
-    import subprocess
-
     import httpx
+    from served import soundforge_serve  # bench/ is on sys.path when these files run as scripts
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    exe = str(Path(sys.executable).with_name("soundforge"))
-    env = {**os.environ, "SOUNDFORGE_MUSICGEN_DEVICE": "cpu"}
-    server = subprocess.Popen(
-        [exe, "serve", "--port", str(port), "--store", tempfile.mkdtemp()],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url, spec = f"http://127.0.0.1:{port}", f"musicgen:{folder}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        with httpx.Client(base_url=url, timeout=900) as http:
-            warm = {"request": {"prompt": "warm", "duration": 0.1, "seed": 1}, "provider": spec}
-            job = http.post("/v1/generations", json=warm).json()
-            http.get(f"/v1/generations/{job['id']}", params={"wait": 60})  # the engine loads the model
-            body = {
-                "request": {"prompt": "synthwave", "duration": seconds, "seed": 7},
-                "provider": spec,
-                "stream": True,
-            }
-            start = time.perf_counter()
-            job = http.post("/v1/generations", json=body).json()
-            with http.stream("GET", job["stream_url"]) as streamed:
-                for _ in streamed.iter_bytes():
-                    first_byte = time.perf_counter() - start
-                    break
-    finally:
-        server.terminate()
-        server.wait(30)
+    spec = f"musicgen:{folder}"
+    with soundforge_serve() as url, httpx.Client(base_url=url, timeout=900) as http:
+        warm = {"request": {"prompt": "warm", "duration": 0.1, "seed": 1}, "provider": spec}
+        job = http.post("/v1/generations", json=warm).json()
+        http.get(f"/v1/generations/{job['id']}", params={"wait": 60})  # the engine loads the model
+        body = {
+            "request": {"prompt": "synthwave", "duration": seconds, "seed": 7},
+            "provider": spec,
+            "stream": True,
+        }
+        start = time.perf_counter()
+        job = http.post("/v1/generations", json=body).json()
+        with http.stream("GET", job["stream_url"]) as streamed:
+            for _ in streamed.iter_bytes():
+                first_byte = time.perf_counter() - start
+                break
     return (
         "serve: first byte of /stream after POST / the library's first chunk (target <= 1.2)",
         f"{first_byte / library_first:.2f}",

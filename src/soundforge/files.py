@@ -35,17 +35,23 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return target.with_name(target.name + SIDECAR_SUFFIX)
 
 
+def role_path(path: str | os.PathLike[str], role: str) -> Path:
+    """Where the `role` track (a stem) saved beside `path` goes: `name.role.ext`."""
+    target = Path(path)
+    return target.with_name(f"{target.stem}.{role}{target.suffix}")
+
+
 def output_paths(path: str | os.PathLike[str], count: int, roles: Sequence[str | None] = ()) -> list[Path]:
     """The files `count` tracks saved to `path` go to: `name.role.ext` for tracks that each have their own role
     (stems), `path` and then `name.role.ext` for a mix followed by its stems, else `path` itself for one track and
     `name-1.ext`, `name-2.ext`… for more."""
     target = Path(path)
     if roles and all(roles) and len(set(roles)) == len(roles) == count:
-        return [target.with_name(f"{target.stem}.{role}{target.suffix}") for role in roles]
+        return [role_path(target, role) for role in roles if role]
     named = list(roles[1:])
     if len(roles) == count > 1 and roles[0] is None and all(named) and len(set(named)) == len(named):
         # A mix followed by its stems (request stems=...): the mix is `path`, each stem `name.role.ext`.
-        return [target, *(target.with_name(f"{target.stem}.{role}{target.suffix}") for role in named)]
+        return [target, *(role_path(target, role) for role in named if role)]
     if count == 1:
         return [target]
     return [target.with_name(f"{target.stem}-{i + 1}{target.suffix}") for i in range(count)]

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends import ENGINE_DEVICE_ENV, CancelToken
 from ..errors import ConfigurationError, GenerationCancelledError, SoundforgeError
+from ..files import role_path
 from ..request import GenerationRequest
 
 if TYPE_CHECKING:
@@ -69,11 +70,6 @@ def _outcome_of(exc: BaseException) -> JobOutcome:
     )
 
 
-def stem_path(audio_path: Path, role: str) -> Path:
-    """Where a job keeps one of its stems: beside its audio, `audio.<stem>.wav`."""
-    return audio_path.with_name(f"{audio_path.stem}.{role}{audio_path.suffix}")
-
-
 async def _run_and_save(
     client: Client,
     request: GenerationRequest,
@@ -107,7 +103,7 @@ async def _run_and_save(
         mix, *stems = generation.tracks
         for stem in stems:
             assert stem.role is not None
-            await asyncio.to_thread(stem.save, stem_path(audio_path, stem.role), overwrite=True, sidecar=False)
+            await asyncio.to_thread(stem.save, role_path(audio_path, stem.role), overwrite=True, sidecar=False)
         await asyncio.to_thread(mix.save, audio_path, overwrite=True, sidecar=False)
         described = [
             {

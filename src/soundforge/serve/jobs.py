@@ -21,12 +21,13 @@ from ..budget import Budget
 from ..client import Client, build_request
 from ..edits import Edits
 from ..errors import InvalidRequestError
+from ..files import role_path
 from ..licensing import License
 from ..pricing import Cost
 from ..provenance import Provenance
 from ..request import GenerationRequest
 from ..result import Track
-from .engine import JobOutcome, stem_path
+from .engine import JobOutcome
 from .feeds import JobFeed, PcmChunk
 from .metrics import make_metrics
 from .pool import create_engines
@@ -307,7 +308,7 @@ class JobManager:
             entry = self.stem_of(record, stem)
             if entry is None:
                 raise InvalidRequestError(f"this job has no stem {stem!r}", field="stem")
-            source, record = stem_path(source, stem), entry
+            source, record = role_path(source, stem), entry
         if format == "wav":
             return await asyncio.to_thread(source.read_bytes)
         cached = source.with_suffix(f".{format}")

