@@ -56,8 +56,9 @@ def test_engines_setting_is_a_count_or_devices() -> None:
     both = ServeSettings.from_config(ServeConfig(engines=("cuda:0", "cuda:1")), store="s")
     assert both.engines == ("cuda:0", "cuda:1")
     assert ServeSettings.from_config(ServeConfig(engines=3), store="s", engines=("cpu",)).engines == ("cpu",)
-    with pytest.raises(ValueError):
-        ServeConfig(engines=0)
+    for bad in (0, (), ("",)):
+        with pytest.raises(ValueError):
+            ServeConfig(engines=bad)
     client = Client(Config.load(user_file=False))
     with pytest.raises(ConfigurationError, match="engine process"):
         create_engines(client, "inline", (None, None), 4)

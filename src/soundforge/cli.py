@@ -654,15 +654,16 @@ def serve(
         _fail(exc, ctx.obj["debug"])
     engine_list: int | tuple[str, ...] | None = None
     if engines is not None:
+        from pydantic import ValidationError
+
+        from .config import ServeConfig
+
         text = engines.strip()
-        if text.isdigit():
-            engine_list = int(text)
-            if not 1 <= engine_list <= 64:
-                raise click.UsageError("--engines takes 1 to 64 engines")
-        else:
-            engine_list = tuple(part.strip() for part in text.split(",") if part.strip())
-            if not engine_list:
-                raise click.UsageError("--engines takes a number or devices, e.g. cuda:0,cuda:1")
+        asked = int(text) if text.isdigit() else tuple(part.strip() for part in text.split(",") if part.strip())
+        try:  # the bounds of [serve] engines, checked where they are declared
+            engine_list = ServeConfig(engines=asked or ()).engines
+        except ValidationError:
+            raise click.UsageError("--engines takes a number (1 to 64) or devices, e.g. cuda:0,cuda:1") from None
     run(
         config,
         host=host,

@@ -88,7 +88,10 @@ class ServeConfig(BaseModel):
         "auto", description="where jobs run: a child engine process (auto on POSIX) or the server's own process"
     )
     tokens: dict[str, ServeToken] = Field(default_factory=dict, description="named tokens with budgets and rate limits")
-    engines: Annotated[int, Field(ge=1, le=64)] | tuple[Annotated[str, Field(min_length=1)], ...] = Field(
+    engines: (
+        Annotated[int, Field(ge=1, le=64)]
+        | Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1, max_length=64)]
+    ) = Field(
         1,
         description="engine processes: a number (each on the configured devices) or one device per engine, e.g. "
         '["cuda:0", "cuda:1"]; jobs go to an engine that already holds their model',
