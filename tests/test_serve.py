@@ -501,8 +501,8 @@ def test_a_job_cancelled_before_it_reaches_the_engine_is_cancelled_there(tmp_pat
             token = CancelToken()
             token.cancel()
             request = GenerationRequest(prompt="ambient", duration=1)
-            cancelled = await engine.run("j1", request, "synth", tmp_path / "a.wav", token, lambda *_: None)
-            done = await engine.run("j2", request, "synth", tmp_path / "b.wav", CancelToken(), lambda *_: None)
+            cancelled = await engine.run("j1", request, "synth", str(tmp_path / "a.wav"), token, lambda *_: None)
+            done = await engine.run("j2", request, "synth", str(tmp_path / "b.wav"), CancelToken(), lambda *_: None)
             return cancelled.status, done.status, (tmp_path / "b.wav").exists()
         finally:
             await engine.close()

@@ -95,7 +95,7 @@ def test_a_model_stays_on_the_engine_holding_it_until_that_engine_is_full() -> N
 
         def start(job_id: str, provider: str) -> asyncio.Task[JobOutcome]:
             return asyncio.create_task(
-                pool.run(job_id, request, provider, Path("x.wav"), CancelToken(), lambda *_: None)
+                pool.run(job_id, request, provider, "x.wav", CancelToken(), lambda *_: None)
             )
 
         first = [start(f"m{i}", "musicgen") for i in range(3)]

@@ -63,6 +63,53 @@ class ServeToken(BaseModel):
         return value or None
 
 
+class RayEngineConfig(BaseModel):
+    """One engine deployment of `soundforge serve --ray` (`[serve.ray.engines.FAMILY]`): the replicas that run one
+    model family's jobs (a backend name such as `musicgen`; `default` takes every family not named) and what each
+    replica reserves. A fixed `replicas` count, or `min_replicas`..`max_replicas` for Ray Serve's autoscaling."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_gpus: float = Field(0, ge=0, description="GPUs each replica reserves (fractions share one)")
+    num_cpus: float = Field(1, ge=0, description="CPUs each replica reserves")
+    memory_gb: float | None = Field(None, gt=0, description="memory each replica reserves, in GiB")
+    replicas: int | None = Field(None, ge=1, description="a fixed number of replicas (default 1)")
+    min_replicas: int | None = Field(None, ge=0, description="autoscaling: the fewest replicas")
+    max_replicas: int | None = Field(None, ge=1, description="autoscaling: the most replicas")
+    max_ongoing_requests: int = Field(8, ge=1, description="jobs one replica runs at once (its batching sees them)")
+
+    @model_validator(mode="after")
+    def _one_way_to_scale(self) -> RayEngineConfig:
+        scaling = self.min_replicas is not None or self.max_replicas is not None
+        if scaling and self.replicas is not None:
+            raise ValueError("give either replicas (a fixed count) or min_replicas and max_replicas, not both")
+        if scaling and (self.min_replicas or 0) > (self.max_replicas or 1):
+            raise ValueError("min_replicas is above max_replicas")
+        return self
+
+
+class RayServeConfig(BaseModel):
+    """The `[serve.ray]` section: `soundforge serve --ray` on a Ray cluster (docs/deploy.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(
+        "auto", description='the cluster: "auto" (the one this node is in), "local" or ray://HOST:PORT'
+    )
+    ingress_replicas: int = Field(1, ge=1, le=64, description="replicas of the HTTP ingress")
+    lease_seconds: float = Field(
+        30, gt=0, description="an ingress replica silent this long has its unfinished jobs failed by another"
+    )
+    retry_local: bool = Field(
+        True,
+        description="a local-model job whose engine replica died is run once more on another; cloud jobs never are "
+        "(the first call may have been billed)",
+    )
+    engines: dict[str, RayEngineConfig] = Field(
+        default_factory=dict, description="engine deployments by model family; default takes the rest"
+    )
+
+
 class ServeConfig(BaseModel):
     """The `[serve]` section: settings of `soundforge serve` (CLI flags override them).
 
@@ -74,7 +121,17 @@ class ServeConfig(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    store: str | None = Field(None, description="folder for job results (default: the user data dir)")
+    store: str | None = Field(
+        None,
+        description="job records and audio: a folder or an fsspec URL such as s3://bucket/jobs (default: the "
+        "user data dir)",
+    )
+    index: str | None = Field(
+        None,
+        description="the job index: sqlite:///PATH (one node) or postgresql://USER@HOST/DB (several); default: "
+        "index.sqlite in a local store",
+    )
+    index_password_env: str = Field("PGPASSWORD", description="environment variable holding the index's password")
     token_env: str = "SOUNDFORGE_SERVE_TOKEN"
     max_queue: int = Field(64, ge=1)
     workers: int = Field(4, ge=1)
@@ -96,6 +153,8 @@ class ServeConfig(BaseModel):
         description="engine processes: a number (each on the configured devices) or one device per engine, e.g. "
         '["cuda:0", "cuda:1"]; jobs go to an engine that already holds their model',
     )
+
+    ray: RayServeConfig = Field(default_factory=RayServeConfig, description="soundforge serve --ray")
 
     def token(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The bearer token from the environment variable `token_env`, or None when unset or empty."""

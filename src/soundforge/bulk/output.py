@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,28 @@ class OutputLocation:
         for path in found:
             self._fs.rm_file(path)
         return [str(path).rsplit("/", 1)[-1] for path in found]
+
+    def open(self, name: str) -> Any:
+        """A file opened for reading bytes (a context manager), for reading it in pieces."""
+        return open(self.path(name), "rb") if self.is_local else self._fs.open(self.path(name), "rb")
+
+    def size(self, name: str) -> int:
+        """A file's size in bytes."""
+        return os.path.getsize(self.path(name)) if self.is_local else int(self._fs.size(self.path(name)))
+
+    def glob(self, pattern: str) -> list[str]:
+        """Names (relative to the location) of the files matching a glob pattern such as `*/job.json`."""
+        if self.is_local:
+            return [str(p.relative_to(self._root)) for p in Path(self._root).glob(pattern)]
+        prefix = self._root.rstrip("/") + "/"
+        return [str(p).removeprefix(prefix) for p in self._fs.glob(self.path(pattern))]
+
+    def remove_folder(self, name: str) -> None:
+        """Delete a folder and everything in it, if it exists."""
+        if self.is_local:
+            shutil.rmtree(self.path(name), ignore_errors=True)
+        elif self._fs.exists(self.path(name)):
+            self._fs.rm(self.path(name), recursive=True)
 
     def remove(self, name: str) -> None:
         """Delete a file if it exists."""

@@ -24,6 +24,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import iterate_in_threadpool
 from starlette.exceptions import HTTPException
 
 from .._version import __version__
@@ -34,6 +35,7 @@ from ..errors import (
     SoundforgeError,
 )
 from ..request import GenerationRequest, explain_validation_error
+from .engine import Engine
 from .feeds import sse_event
 from .jobs import JobManager
 from .settings import ServeSettings
@@ -241,10 +243,10 @@ class TokenLimits:
         return self.budgets.get(name)
 
 
-def create_app(client: Client, settings: ServeSettings) -> FastAPI:
+def create_app(client: Client, settings: ServeSettings, engine: Engine | None = None) -> FastAPI:
     """Build the ASGI app around a client (its config, policy, batching and cloud bounds): thin routes over a
-    `JobManager`."""
-    jobs = JobManager(client, settings)
+    `JobManager`. `engine` runs the jobs where it is given (Ray Serve's engine deployments); else `[serve]`'s."""
+    jobs = JobManager(client, settings, engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -392,10 +394,12 @@ def create_app(client: Client, settings: ServeSettings) -> FastAPI:
                 status_code=404,
             )
         name = f"{job_id}.{stem}.{format}" if stem is not None else f"{job_id}.{format}"
-        return Response(
-            await jobs.audio(job_id, record, format, stem),
+        file = await jobs.download(job_id, record, format, stem)
+        size = await jobs.on_side(jobs.store.size, job_id, file)
+        return StreamingResponse(  # from the store in pieces: a long file never sits whole in memory
+            iterate_in_threadpool(jobs.store.chunks(job_id, file)),
             media_type=FORMATS[format].mime,
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            headers={"Content-Disposition": f'attachment; filename="{name}"', "Content-Length": str(size)},
         )
 
     @app.get(

@@ -27,10 +27,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backends import ENGINE_DEVICE_ENV, CancelToken
+from ..bulk.output import OutputLocation
 from ..errors import ConfigurationError, GenerationCancelledError, SoundforgeError
 from ..files import role_path
 from ..request import GenerationRequest
@@ -70,18 +70,48 @@ def _outcome_of(exc: BaseException) -> JobOutcome:
     )
 
 
+class Engine(Protocol):
+    """What the job manager runs jobs on: an engine process, a pool of them, the server's own process, or Ray
+    Serve's engine deployments."""
+
+    mode: str
+
+    async def start(self) -> Any:
+        """Be ready for jobs (start processes, reach deployments)."""
+
+    async def run(
+        self,
+        job_id: str,
+        request: GenerationRequest,
+        provider: str | None,
+        audio_target: str,
+        token: CancelToken,
+        on_progress: ProgressFn,
+        on_chunk: ChunkFn | None = None,
+    ) -> JobOutcome:
+        """Run one job to its end, its audio saved to `audio_target`; never raises for the job's own failures."""
+        ...
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a running job to stop at its next step."""
+
+    async def close(self) -> None:
+        """Stop: what runs is cancelled."""
+
+
 async def _run_and_save(
     client: Client,
     request: GenerationRequest,
     provider: str | None,
-    audio_path: Path,
+    audio_target: str,
     token: CancelToken,
     on_progress: ProgressFn,
     on_chunk: ChunkFn | None = None,
 ) -> JobOutcome:
-    """Generate with the library's async client and save the first track (tags embedded, no sidecar: the job
-    record holds the full licence and provenance). With `on_chunk` the job is streamed (`Client.astream`): each
-    chunk goes to `on_chunk` as 16-bit samples, the same the saved WAV holds."""
+    """Generate with the library's async client and save the first track to `audio_target` (a local path or an
+    fsspec URL; tags embedded, no sidecar: the job record holds the full licence and provenance). With `on_chunk`
+    the job is streamed (`Client.astream`): each chunk goes to `on_chunk` as 16-bit samples, the same the saved WAV
+    holds."""
     try:
         if on_chunk is None:
             generation = await client.agenerate(
@@ -101,10 +131,14 @@ async def _run_and_save(
         # Saved with the request's loudness target and edits (Track.save's defaults); a streamed job has none.
         # Stems first, the track last: a job whose audio exists has all its files.
         mix, *stems = generation.tracks
+        folder, name = audio_target.rsplit("/", 1) if "://" in audio_target else os.path.split(audio_target)
+        files = OutputLocation(folder)
         for stem in stems:
             assert stem.role is not None
-            await asyncio.to_thread(stem.save, role_path(audio_path, stem.role), overwrite=True, sidecar=False)
-        await asyncio.to_thread(mix.save, audio_path, overwrite=True, sidecar=False)
+            data = await asyncio.to_thread(stem.to_bytes, "wav")
+            await asyncio.to_thread(files.write, role_path(name, stem.role).name, data)
+        data = await asyncio.to_thread(mix.to_bytes, "wav")
+        await asyncio.to_thread(files.write, name, data)
         described = [
             {
                 "role": stem.role,
@@ -139,14 +173,14 @@ class InlineEngine:
         job_id: str,
         request: GenerationRequest,
         provider: str | None,
-        audio_path: Path,
+        audio_target: str,
         token: CancelToken,
         on_progress: ProgressFn,
         on_chunk: ChunkFn | None = None,
     ) -> JobOutcome:
         """Run one job to its end (streamed when `on_chunk` is given); `token` cancels it. Never raises for the
         job's own failures."""
-        return await _run_and_save(self.client, request, provider, audio_path, token, on_progress, on_chunk)
+        return await _run_and_save(self.client, request, provider, audio_target, token, on_progress, on_chunk)
 
     def cancel(self, job_id: str) -> None:
         """Nothing to pass on: the job's token, which the caller cancels, is the one it runs with."""
@@ -280,7 +314,7 @@ class ProcessEngine:
         job_id: str,
         request: GenerationRequest,
         provider: str | None,
-        audio_path: Path,
+        audio_target: str,
         token: CancelToken,
         on_progress: ProgressFn,
         on_chunk: ChunkFn | None = None,
@@ -294,7 +328,7 @@ class ProcessEngine:
             if child.gone is not None:
                 return child.gone
             with contextlib.suppress(ConnectionError, OSError):  # a dead engine: its reader fails the job
-                child.writer.write(_message("job", job_id, request, provider, str(audio_path), on_chunk is not None))
+                child.writer.write(_message("job", job_id, request, provider, audio_target, on_chunk is not None))
                 if token.cancelled:  # cancelled while the engine was starting, before `cancel` could see the job
                     child.writer.write(_message("cancel", job_id))
                 await child.writer.drain()  # a request with a large melody upload waits here, not in memory
@@ -389,7 +423,7 @@ async def _engine_main(fd: int) -> None:
         token: CancelToken,
         request: GenerationRequest,
         provider: str | None,
-        audio_path: str,
+        audio_target: str,
         streamed: bool,
     ) -> None:
         last_sent, last_phase = 0.0, ""
@@ -406,7 +440,7 @@ async def _engine_main(fd: int) -> None:
 
         try:
             outcome = await _run_and_save(
-                client, request, provider, Path(audio_path), token, on_progress, on_chunk if streamed else None
+                client, request, provider, audio_target, token, on_progress, on_chunk if streamed else None
             )
         finally:
             tokens.pop(job_id, None)

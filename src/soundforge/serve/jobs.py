@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from .. import watermarking
-from ..audio import load_audio, write_atomic
+from ..audio import load_audio
 from ..backends import CancelToken
 from ..budget import Budget
 from ..client import Client, build_request
@@ -27,7 +29,7 @@ from ..pricing import Cost
 from ..provenance import Provenance
 from ..request import GenerationRequest
 from ..result import Track
-from .engine import JobOutcome
+from .engine import Engine, JobOutcome
 from .feeds import JobFeed, PcmChunk
 from .metrics import make_metrics
 from .pool import create_engines
@@ -37,17 +39,26 @@ from .store import ACTIVE, JobStore
 #: The file each job's audio is stored in; other formats are encoded from it once and kept beside it.
 AUDIO_FILE = "audio.wav"
 #: What listeners of a job still running hear when the server stops (a restart reports the job failed too).
+log = logging.getLogger("soundforge.serve")
 _STOPPING = {"code": "server_stopping", "type": "ServerStopping", "message": "the server stopped before the job ended"}
 
 
 class JobManager:
     """Admits, queues, runs and cancels generation jobs; `start` in the server's lifespan, `close` at its end."""
 
-    def __init__(self, client: Client, settings: ServeSettings) -> None:
+    def __init__(self, client: Client, settings: ServeSettings, engine: Engine | None = None) -> None:
         self.client = client
         self.settings = settings
-        self.store = JobStore(settings.store, settings.retention_s)
-        self.engine = create_engines(client, settings.engine, settings.engines, settings.workers)
+        self.store = JobStore(
+            settings.store,
+            settings.retention_s,
+            index=settings.index,
+            shared=settings.shared,
+            lease_s=settings.lease_s,
+            index_password_env=settings.index_password_env,
+        )
+        #: Where jobs run: the engines `[serve]` asks for, or one given (Ray Serve's engine deployments).
+        self.engine: Engine = engine or create_engines(client, settings.engine, settings.engines, settings.workers)
         self.queue: asyncio.Queue[tuple[str, GenerationRequest, str | None, bool]] = asyncio.Queue(
             maxsize=settings.max_queue
         )
@@ -58,6 +69,7 @@ class JobManager:
         self._finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls wake on it
         self._feeds: dict[str, JobFeed] = {}  # what running jobs tell their listeners (stream, events)
         self._workers: list[asyncio.Task[None]] = []
+        self._heartbeat: asyncio.Task[None] | None = None
         self._reserved = 0  # submissions between the queue-full check and their place in the queue
         # Short blocking work (routing checks, durable writes ending in an fsync) gets threads of its own: it must
         # not queue behind generation in the default executor, nor block the event loop.
@@ -66,13 +78,24 @@ class JobManager:
     # --- life cycle ---
     async def start(self) -> None:
         """Fail what a previous server left unfinished, start the engine and the workers."""
-        self.store.recover()
+        await self.on_side(self.store.recover)
         await self.engine.start()
         self._workers.extend(asyncio.create_task(self._worker()) for _ in range(max(1, self.settings.workers)))
+        if self.store.shared:
+            self._heartbeat = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        """A shared store's heartbeat, three times per lease: this replica lives; jobs of replicas gone fail."""
+        while True:
+            await asyncio.sleep(self.store.lease_s / 3)
+            try:
+                await self.on_side(self.store.sweep)
+            except Exception:  # the index is unreachable for a moment: the next beat tries again
+                log.warning("could not reach the job index for the heartbeat", exc_info=True)
 
     async def close(self) -> None:
         """Stop the workers, cancel running jobs, stop the engine."""
-        for task in self._workers:
+        for task in [*self._workers, *([self._heartbeat] if self._heartbeat else [])]:
             task.cancel()
         for token in self._cancels.values():
             token.cancel()
@@ -80,6 +103,7 @@ class JobManager:
             self._finish(job_id, {**(self.record(job_id) or {"id": job_id}), "status": "failed", "error": _STOPPING})
         await self.engine.close()
         self._side_pool.shutdown(wait=True)
+        self.store.close()
 
     async def on_side(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run short blocking work on the service's own threads."""
@@ -221,7 +245,7 @@ class JobManager:
 
         try:
             outcome = await self.engine.run(
-                job_id, request, provider, self.audio_path(job_id), token, on_progress, on_chunk if stream else None
+                job_id, request, provider, self.audio_target(job_id), token, on_progress, on_chunk if stream else None
             )
         except Exception as exc:  # the engine itself failed (it could not start): the job still ends
             outcome = JobOutcome(
@@ -282,9 +306,9 @@ class JobManager:
         """What a queued or running job tells its listeners; None once it has ended (its record says the rest)."""
         return self._feeds.get(job_id)
 
-    def audio_path(self, job_id: str) -> Any:
-        """Where a job's audio is (or will be) stored."""
-        return self.store.folder(job_id) / AUDIO_FILE
+    def audio_target(self, job_id: str) -> str:
+        """Where a job's audio is (or will be) stored: a local path or a URL."""
+        return self.store.target(job_id, AUDIO_FILE)
 
     async def wait(self, job_id: str, record: dict[str, Any], seconds: float) -> dict[str, Any]:
         """The record once the job has ended, or as it stands after `seconds` (long poll)."""
@@ -300,42 +324,47 @@ class JobManager:
         """The record of one of a finished job's stems (its role, licence and provenance); None when it has none."""
         return next((entry for entry in record.get("stems") or () if entry.get("role") == stem), None)
 
-    async def audio(self, job_id: str, record: dict[str, Any], format: str, stem: str | None = None) -> bytes:
-        """A finished job's audio (or one of its stems, `stem_of` first) in `format`; other formats than WAV are
-        encoded once and kept beside it (a 600 s mp3 takes ~50 s of CPU)."""
-        source = self.audio_path(job_id)
+    async def download(self, job_id: str, record: dict[str, Any], format: str, stem: str | None = None) -> str:
+        """The store's file holding a finished job's audio (or one of its stems, `stem_of` first) in `format`:
+        other formats than WAV are encoded once and kept beside it (a 600 s mp3 takes ~50 s of CPU)."""
+        source = AUDIO_FILE
         if stem is not None:
             entry = self.stem_of(record, stem)
             if entry is None:
                 raise InvalidRequestError(f"this job has no stem {stem!r}", field="stem")
-            source, record = role_path(source, stem), entry
+            source, record = role_path(source, stem).name, entry
         if format == "wav":
-            return await asyncio.to_thread(source.read_bytes)
-        cached = source.with_suffix(f".{format}")
-        if cached.is_file():
-            return await asyncio.to_thread(cached.read_bytes)
-        lock = self._encoding.setdefault((job_id, f"{stem}.{format}"), asyncio.Lock())
+            return source
+        cached = str(Path(source).with_suffix(f".{format}"))
+        store = self.store
+        if await self.on_side(store.exists, job_id, cached):
+            return cached
+        lock = self._encoding.setdefault((job_id, cached), asyncio.Lock())
         async with lock:  # concurrent downloads of one new format wait for one encode
-            if cached.is_file():
-                return await asyncio.to_thread(cached.read_bytes)
+            if await self.on_side(store.exists, job_id, cached):
+                return cached
 
-            def encode() -> bytes:
-                samples, rate = load_audio(source)
+            def encode() -> None:
+                samples, rate = load_audio(store.read(job_id, source))
                 track = Track(
                     audio=samples,
                     sample_rate=rate,
                     license=License.model_validate(record["license"]),
                     provenance=Provenance.model_validate(record["provenance"]),
                 )
-                data = track.to_bytes(format)
-                write_atomic(cached, data, overwrite=True)
-                return data
+                store.write(job_id, cached, track.to_bytes(format))
 
             try:
-                encoded: bytes = await self.on_side(encode)
-                return encoded
+                await self.on_side(encode)
+                return cached
             finally:
-                self._encoding.pop((job_id, f"{stem}.{format}"), None)
+                self._encoding.pop((job_id, cached), None)
+
+    async def audio(self, job_id: str, record: dict[str, Any], format: str, stem: str | None = None) -> bytes:
+        """A finished job's audio (or one of its stems) in `format`, whole (`download` names the file instead)."""
+        file = await self.download(job_id, record, format, stem)
+        data: bytes = await self.on_side(self.store.read, job_id, file)
+        return data
 
     # --- cancelling ---
     async def cancel(self, job_id: str, record: dict[str, Any]) -> dict[str, Any]:

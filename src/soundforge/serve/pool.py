@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..backends import CancelToken
@@ -83,7 +82,7 @@ class EnginePool:
         job_id: str,
         request: GenerationRequest,
         provider: str | None,
-        audio_path: Path,
+        audio_target: str,
         token: CancelToken,
         on_progress: ProgressFn,
         on_chunk: ChunkFn | None = None,
@@ -98,7 +97,8 @@ class EnginePool:
         self._held[index].add(key)
         self._where[job_id] = index
         try:
-            outcome = await self.engines[index].run(job_id, request, provider, audio_path, token, on_progress, on_chunk)
+            engine = self.engines[index]
+            outcome = await engine.run(job_id, request, provider, audio_target, token, on_progress, on_chunk)
         finally:
             self._load[index] -= 1
             self._where.pop(job_id, None)

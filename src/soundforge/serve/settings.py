@@ -15,7 +15,7 @@ class ServeSettings:
     """Service settings as the server runs with them: `[serve]` (`ServeConfig`) resolved (the store's folder, the
     token's value, sizes in bytes and seconds), CLI flags winning. The defaults are `ServeConfig`'s."""
 
-    store: Path
+    store: str | Path  # a folder or an fsspec URL
     token: str | None = None
     max_queue: int = _DEFAULTS.max_queue
     workers: int = _DEFAULTS.workers
@@ -26,6 +26,11 @@ class ServeSettings:
     max_job_seconds: float = _DEFAULTS.max_job_seconds  # the most audio one job may ask for
     #: One entry per engine process: the device it is given (what `device = "auto"` means there), or None.
     engines: tuple[str | None, ...] = (None,)
+    index: str | None = None  # sqlite:///PATH or postgresql://USER@HOST/DB; None: index.sqlite in a local store
+    index_password_env: str = _DEFAULTS.index_password_env
+    #: Several replicas share the store (Ray Serve): running state goes to the index, leases end lost jobs.
+    shared: bool = False
+    lease_s: float = _DEFAULTS.ray.lease_seconds
     #: Named tokens: value -> (name, budget in USD or None, submissions per minute or None).
     tokens: dict[str, tuple[str, float | None, int | None]] = field(default_factory=dict, repr=False)
 
@@ -48,7 +53,7 @@ class ServeSettings:
         asked = serve.engines if engines is None else engines
         devices: tuple[str | None, ...] = (None,) * asked if isinstance(asked, int) else tuple(asked)
         return cls(
-            store=Path(folder),
+            store=folder if isinstance(folder, str) and "://" in folder else Path(folder),
             token=token or serve.token(),
             max_queue=serve.max_queue if max_queue is None else max_queue,
             workers=serve.workers if workers is None else workers,
@@ -58,6 +63,9 @@ class ServeSettings:
             engine=engine or serve.engine,
             max_job_seconds=serve.max_job_seconds,
             engines=devices,
+            index=serve.index,
+            index_password_env=serve.index_password_env,
+            lease_s=serve.ray.lease_seconds,
             tokens={
                 value: (name, entry.budget_usd, entry.requests_per_minute)
                 for name, entry in serve.tokens.items()

@@ -1,0 +1,184 @@
+"""The job index of `soundforge serve`: one row per job (its status, owner and record) in a database.
+
+The records and audio live in the store's files (`store.py`); the index is what finds them fast and what every
+server replica sees at once: a poll answered by any replica reads the job's latest state here, a restarted
+server finds the jobs left unfinished without listing a bucket, and expired jobs are found by age.
+
+Two databases, chosen by URL (`[serve] index`):
+- `sqlite:///path/index.sqlite`: the standard library's SQLite, for one node (WAL mode: readers do not wait
+  for the writer; several processes on one machine share the file).
+- `postgresql://user@host:5432/db`: PostgreSQL (PostgreSQL licence, permissive), for replicas on several nodes,
+  through pg8000 (BSD-3-Clause, pure Python, maintained; psycopg is LGPL-3.0). The password comes from the
+  environment variable `[serve] index_password_env` names (default `PGPASSWORD`), never from the URL.
+
+Each replica that runs jobs is an *owner*: it writes a heartbeat into the index, and a job whose owner has not
+been seen for the lease time is failed by whichever replica looks next (`JobStore.sweep`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..errors import ConfigurationError
+from ..secrets import register
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS soundforge_jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, owner TEXT, "
+    "created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, record TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS soundforge_jobs_status ON soundforge_jobs (status)",
+    "CREATE INDEX IF NOT EXISTS soundforge_jobs_created ON soundforge_jobs (created_at)",
+    "CREATE TABLE IF NOT EXISTS soundforge_owners (name TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
+)
+
+
+class JobIndex:
+    """Job rows and owner heartbeats in SQLite or PostgreSQL; thread-safe (one connection, one lock).
+
+    Statements are written once with `?` placeholders and translated for PostgreSQL's driver.
+    """
+
+    def __init__(self, url: str, *, password_env: str = "PGPASSWORD") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite":
+            path = unquote(parts.path)
+            if not path or path == "/":
+                raise ConfigurationError(f"[serve] index {url!r} names no file: use sqlite:///path/to/index.sqlite")
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection: Any = connection
+            self._postgres = False
+        elif parts.scheme in ("postgresql", "postgres"):
+            self._connection = _connect_postgres(parts, password_env)
+            self._postgres = True
+        else:
+            raise ConfigurationError(
+                f"[serve] index must be sqlite:///PATH (one node) or postgresql://USER@HOST/DB (several), "
+                f"not {parts.scheme or url!r}"
+            )
+        for statement in _SCHEMA:
+            self._execute(statement)
+
+    def __repr__(self) -> str:
+        parts = urlsplit(self.url)
+        return f"JobIndex({parts.scheme}://{parts.hostname or ''}{parts.path})"
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            if self._postgres:
+                sql = sql.replace("?", "%s")
+                cursor = self._connection.cursor()
+                try:
+                    cursor.execute(sql, tuple(params))
+                    rows = cursor.fetchall() if cursor.description else []
+                    self._connection.commit()
+                except BaseException:
+                    self._connection.rollback()
+                    raise
+                return [tuple(row) for row in rows]
+            return [tuple(row) for row in self._connection.execute(sql, tuple(params)).fetchall()]
+
+    def put(self, record: dict[str, Any], owner: str | None = None) -> None:
+        """Insert or replace a job's row (its record as JSON)."""
+        self._execute(
+            "INSERT INTO soundforge_jobs (id, status, owner, created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, owner = excluded.owner, "
+            "updated_at = excluded.updated_at, record = excluded.record",
+            (
+                record["id"],
+                record.get("status", "queued"),
+                owner,
+                float(record.get("created_at") or time.time()),
+                float(record.get("updated_at") or time.time()),
+                json.dumps(record, separators=(",", ":")),
+            ),
+        )
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """A job's record, or None."""
+        rows = self._execute("SELECT record FROM soundforge_jobs WHERE id = ?", (job_id,))
+        return _record(rows[0][0]) if rows else None
+
+    def delete(self, job_id: str) -> None:
+        """Forget a job."""
+        self._execute("DELETE FROM soundforge_jobs WHERE id = ?", (job_id,))
+
+    def active(self) -> list[tuple[dict[str, Any], str | None]]:
+        """Every queued or running job, with its owner."""
+        rows = self._execute("SELECT record, owner FROM soundforge_jobs WHERE status IN ('queued', 'running')")
+        return [(_record(text), owner) for text, owner in rows]
+
+    def created_before(self, moment: float) -> list[str]:
+        """Ids of the jobs created before `moment` (seconds since the epoch)."""
+        return [row[0] for row in self._execute("SELECT id FROM soundforge_jobs WHERE created_at < ?", (moment,))]
+
+    def beat(self, owner: str, now: float | None = None) -> None:
+        """Record that `owner` is alive now."""
+        self._execute(
+            "INSERT INTO soundforge_owners (name, seen_at) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at",
+            (owner, time.time() if now is None else now),
+        )
+
+    def seen(self) -> dict[str, float]:
+        """When each owner last beat."""
+        return {name: float(at) for name, at in self._execute("SELECT name, seen_at FROM soundforge_owners")}
+
+    def forget_owner(self, owner: str) -> None:
+        """An owner that stopped cleanly: its heartbeat row goes."""
+        self._execute("DELETE FROM soundforge_owners WHERE name = ?", (owner,))
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._connection.close()
+
+
+def _record(text: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def _connect_postgres(parts: Any, password_env: str) -> Any:
+    """A pg8000 connection for a postgresql:// URL; the password only from the environment."""
+    if parts.password:
+        raise ConfigurationError(
+            "[serve] index has a password in its URL: leave it out and put it in the environment variable "
+            f"{password_env} ([serve] index_password_env), so that it never lands in a config file or a log"
+        )
+    try:
+        import pg8000.dbapi
+    except ImportError:
+        raise ConfigurationError("a postgresql:// index needs pg8000: pip install 'soundforge[postgres]'") from None
+    password = os.environ.get(password_env) or None
+    if password:
+        register(password)
+    # `?host=/run/postgresql` names the folder of a Unix socket, as libpq reads it.
+    socket_dir = parse_qs(parts.query).get("host", [""])[0]
+    where: dict[str, Any] = (
+        {"unix_sock": f"{socket_dir.rstrip('/')}/.s.PGSQL.{parts.port or 5432}"}
+        if socket_dir.startswith("/")
+        else {"host": parts.hostname or "localhost", "port": parts.port or 5432}
+    )
+    try:
+        return pg8000.dbapi.connect(
+            user=unquote(parts.username or "postgres"),
+            password=password,
+            database=unquote(parts.path.lstrip("/")) or None,
+            timeout=30,
+            **where,
+        )
+    except Exception as exc:
+        raise ConfigurationError(
+            f"cannot reach the PostgreSQL index at {where.get('unix_sock') or where.get('host')}: {exc}"
+        ) from None
