@@ -118,3 +118,40 @@ def downloads(tmp_path):
     folder = tmp_path / "downloads"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture(scope="module")
+def ray_serve_url(tmp_path_factory: pytest.TempPathFactory):
+    """A local Ray cluster on this machine with Ray Serve's HTTP proxy on a free loopback port; its base URL.
+
+    Ray's processes inherit the environment at `ray.init`: it is the isolated one here (no vendor keys, no
+    SOUNDFORGE_* variables, the kill switch for remote hosts on), whatever the test session started with.
+    """
+    ray = pytest.importorskip("ray")
+    serve = pytest.importorskip("ray.serve")
+    import socket
+
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("ray-home")
+        patch.setenv("HOME", str(home))
+        patch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+        for name in list(os.environ):
+            if name.startswith("SOUNDFORGE_") or name in VENDOR_KEYS:
+                patch.delenv(name)
+        patch.setenv(BLOCK_REMOTE_ENV, "1")
+        patch.setenv("RAY_SERVE_LOG_TO_STDERR", "0")
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 * 1024)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(params=["process", "ray"])
+def server(request: pytest.FixtureRequest) -> str:
+    """Where an HTTP test's server runs: "process" (soundforge serve, one process and its engine) or the base URL
+    of Ray Serve's proxy (soundforge serve --ray on a local cluster)."""
+    return "process" if request.param == "process" else request.getfixturevalue("ray_serve_url")

@@ -28,16 +28,28 @@ from soundforge.serve.settings import ServeSettings  # noqa: E402
 
 
 @contextmanager
-def running(store: Path, *, policy: LicensePolicy | None = None, **settings):
-    """Serve the app on a free loopback port for the duration of the block; yields its base URL."""
-    with serving(store, policy=policy, **settings) as (url, _):
+def running(store: Path, *, policy: LicensePolicy | None = None, server: str = "process", **settings):
+    """Serve the app on a free loopback port for the duration of the block; yields its base URL. `server` is
+    "process" or the base URL of a Ray Serve proxy (the `server` fixture), where `serve --ray`'s app is run."""
+    with serving(store, policy=policy, server=server, **settings) as (url, _):
         yield url
 
 
 @contextmanager
-def serving(store: Path, *, policy: LicensePolicy | None = None, client: Client | None = None, **settings):
-    """Like `running`, yielding the base URL and the app."""
+def serving(
+    store: Path,
+    *,
+    policy: LicensePolicy | None = None,
+    client: Client | None = None,
+    server: str = "process",
+    **settings,
+):
+    """Like `running`, yielding the base URL and the app (None on Ray: it lives in the ingress replica)."""
     client = client or Client(Config.load(user_file=False), policy=policy)
+    if server != "process":
+        with ray_serving(server, client, ServeSettings(store=store, **settings)):
+            yield server, None
+        return
     app = create_app(client, ServeSettings(store=store, **settings))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -54,6 +66,20 @@ def serving(store: Path, *, policy: LicensePolicy | None = None, client: Client 
         thread.join(10)
 
 
+@contextmanager
+def ray_serving(url: str, client: Client, settings: ServeSettings):
+    """`soundforge serve --ray`'s application on the test's Ray cluster, deleted at the end of the block."""
+    from ray import serve
+
+    from soundforge.serve.ray_app import APP_NAME, build_application
+
+    serve.run(build_application(client.config, settings, client), name=APP_NAME, route_prefix="/")
+    try:
+        yield
+    finally:
+        serve.delete(APP_NAME)
+
+
 def wait(client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,9 +90,9 @@ def wait(client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
     raise AssertionError(f"job {job_id} did not finish")
 
 
-def test_synth_end_to_end_and_restart(tmp_path) -> None:
+def test_synth_end_to_end_and_restart(tmp_path, server: str) -> None:
     store = tmp_path / "jobs"
-    with running(store) as url, httpx.Client(base_url=url, timeout=30) as http:
+    with running(store, server=server) as url, httpx.Client(base_url=url, timeout=30) as http:
         assert http.get("/healthz").json()["status"] == "ok"
         rows = {r["name"]: r for r in http.get("/v1/providers").json()}
         assert rows["synth"]["available"] and "musicgen" in rows
@@ -93,14 +119,17 @@ def test_synth_end_to_end_and_restart(tmp_path) -> None:
     (store / "deadbeef" / "job.json").write_text(
         json.dumps({"id": "deadbeef", "status": "running", "created_at": time.time()})
     )
-    with running(store) as url, httpx.Client(base_url=url, timeout=30) as http:
+    with running(store, server=server) as url, httpx.Client(base_url=url, timeout=30) as http:
         assert http.get(f"/v1/generations/{job_id}").json()["status"] == "succeeded"
         assert http.get(f"/v1/generations/{job_id}/audio").status_code == 200
         assert http.get("/v1/generations/deadbeef").json()["status"] == "failed"
 
 
-def test_policy_refusal_and_invalid_requests(tmp_path) -> None:
-    with running(tmp_path, policy=LicensePolicy(deny=("synth",))) as url, httpx.Client(base_url=url) as http:
+def test_policy_refusal_and_invalid_requests(tmp_path, server: str) -> None:
+    with (
+        running(tmp_path, policy=LicensePolicy(deny=("synth",)), server=server) as url,
+        httpx.Client(base_url=url) as http,
+    ):
         refused = http.post("/v1/generations", json={"request": {"prompt": "x", "duration": 1}, "provider": "synth"})
         assert refused.status_code == 403
         error = refused.json()["error"]
@@ -117,7 +146,7 @@ def test_policy_refusal_and_invalid_requests(tmp_path) -> None:
                 named = http.post("/v1/generations", json={"request": {"prompt": "x", "audio_prompt": value}})
                 assert named.status_code == 422
                 assert "does not read files named by path" in named.text and "does not exist" not in named.text
-    with running(tmp_path / "open", max_job_seconds=30) as url, httpx.Client(base_url=url) as http:
+    with running(tmp_path / "open", max_job_seconds=30, server=server) as url, httpx.Client(base_url=url) as http:
         wav = io.BytesIO()
         sf.write(wav, [0.0] * 800, 8000, format="WAV")
         sent = http.post(
@@ -130,8 +159,8 @@ def test_policy_refusal_and_invalid_requests(tmp_path) -> None:
         assert sent.status_code == 422 and sent.json()["error"]["code"] == "unsupported_feature"  # synth: no melody
 
 
-def test_every_refusal_has_the_documented_error_shape(tmp_path) -> None:
-    with running(tmp_path, max_job_seconds=30) as url, httpx.Client(base_url=url) as http:
+def test_every_refusal_has_the_documented_error_shape(tmp_path, server: str) -> None:
+    with running(tmp_path, max_job_seconds=30, server=server) as url, httpx.Client(base_url=url) as http:
 
         def refused(body: bytes | dict, status: int = 422) -> dict:
             kwargs = (
@@ -170,8 +199,8 @@ def test_every_refusal_has_the_documented_error_shape(tmp_path) -> None:
         assert {"403", "429", "503"} <= set(responses)
 
 
-def test_encoded_downloads_are_encoded_once(tmp_path) -> None:
-    with running(tmp_path) as url, httpx.Client(base_url=url, timeout=30) as http:
+def test_encoded_downloads_are_encoded_once(tmp_path, server: str) -> None:
+    with running(tmp_path, server=server) as url, httpx.Client(base_url=url, timeout=30) as http:
         job = http.post(
             "/v1/generations", json={"request": {"prompt": "lofi", "duration": 2, "seed": 1}, "provider": "synth"}
         ).json()
@@ -184,9 +213,15 @@ def test_encoded_downloads_are_encoded_once(tmp_path) -> None:
         assert again.content == first.content and cached.stat().st_mtime_ns == stamp
 
 
-def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:
+def test_queue_full_cancel_auth_and_size_limit(tmp_path, server: str) -> None:
     with running(
-        tmp_path, max_queue=1, workers=1, token="s3cret", max_body_bytes=4096, cors_origins=("https://app.example",)
+        tmp_path,
+        max_queue=1,
+        workers=1,
+        token="s3cret",
+        max_body_bytes=4096,
+        cors_origins=("https://app.example",),
+        server=server,
     ) as url:
         with httpx.Client(base_url=url, timeout=30) as anonymous:
             assert anonymous.get("/healthz").status_code == 200
@@ -227,7 +262,8 @@ def test_queue_full_cancel_auth_and_size_limit(tmp_path) -> None:
             assert full.status_code == 429 and full.headers["retry-after"] == "5"
             assert http.delete(f"/v1/generations/{second}").json()["status"] == "cancelled"
             http.delete(f"/v1/generations/{first}")
-            assert wait(http, first)["status"] in ("cancelled", "succeeded")
+            ended = wait(http, first)
+            assert ended["status"] in ("cancelled", "succeeded"), ended.get("error")
             huge = http.post("/v1/generations", json={"request": {"prompt": "x" * 5000}})
             assert huge.status_code == 413
             # Sent in chunks, without a Content-Length: counted as it arrives.
@@ -320,10 +356,10 @@ def test_the_page_plays_a_streamed_job_before_it_ends(tmp_path) -> None:
             browser.close()
 
 
-def test_stream_and_events_over_http(tmp_path) -> None:
+def test_stream_and_events_over_http(tmp_path, server: str) -> None:
     from soundforge.pcm16 import quantize
 
-    with serving(tmp_path) as (url, _), httpx.Client(base_url=url, timeout=30) as http:
+    with serving(tmp_path, server=server) as (url, _), httpx.Client(base_url=url, timeout=30) as http:
         job = http.post(
             "/v1/generations",
             json={"request": {"prompt": "house", "duration": 5, "seed": 3}, "provider": "synth", "stream": True},
@@ -364,10 +400,10 @@ def test_stream_and_events_over_http(tmp_path) -> None:
         assert http.get("/v1/generations/nope/events").status_code == 404
 
 
-def test_a_job_saves_with_its_loudness_and_edits_and_a_stream_refuses_them(tmp_path) -> None:
+def test_a_job_saves_with_its_loudness_and_edits_and_a_stream_refuses_them(tmp_path, server: str) -> None:
     from soundforge import loudness
 
-    with running(tmp_path) as url, httpx.Client(base_url=url, timeout=30) as http:
+    with running(tmp_path, server=server) as url, httpx.Client(base_url=url, timeout=30) as http:
         request = {"prompt": "ambient", "duration": 3, "seed": 2, "loudness": -20, "trim": 2, "fade_out": 0.5}
         job = http.post("/v1/generations", json={"request": request, "provider": "synth"}).json()
         assert wait(http, job["id"])["status"] == "succeeded"

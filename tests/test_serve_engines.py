@@ -94,9 +94,7 @@ def test_a_model_stays_on_the_engine_holding_it_until_that_engine_is_full() -> N
         request = GenerationRequest(prompt="x")
 
         def start(job_id: str, provider: str) -> asyncio.Task[JobOutcome]:
-            return asyncio.create_task(
-                pool.run(job_id, request, provider, "x.wav", CancelToken(), lambda *_: None)
-            )
+            return asyncio.create_task(pool.run(job_id, request, provider, "x.wav", CancelToken(), lambda *_: None))
 
         first = [start(f"m{i}", "musicgen") for i in range(3)]
         await asyncio.sleep(0)  # each task runs up to its engine's wait

@@ -105,6 +105,9 @@ class RayServeConfig(BaseModel):
         description="a local-model job whose engine replica died is run once more on another; cloud jobs never are "
         "(the first call may have been billed)",
     )
+    drain_seconds: float = Field(
+        600, gt=0, description="how long a replica being stopped (scaled down, redeployed) may finish its jobs"
+    )
     engines: dict[str, RayEngineConfig] = Field(
         default_factory=dict, description="engine deployments by model family; default takes the rest"
     )

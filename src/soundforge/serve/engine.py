@@ -99,7 +99,7 @@ class Engine(Protocol):
         """Stop: what runs is cancelled."""
 
 
-async def _run_and_save(
+async def run_and_save(
     client: Client,
     request: GenerationRequest,
     provider: str | None,
@@ -157,6 +157,21 @@ async def _run_and_save(
         return _outcome_of(exc)
 
 
+def throttle_progress(send: ProgressFn, interval_s: float = 0.1) -> ProgressFn:
+    """A progress callback passing on at most one event per `interval_s`, plus each phase's first and last: what
+    an engine sends across a process boundary (a diffusion step loop reports far more often than anyone reads)."""
+    last_sent, last_phase = 0.0, ""
+
+    def on_progress(phase: str, done: int, total: int) -> None:  # from whichever thread the backend runs on
+        nonlocal last_sent, last_phase
+        now = time.monotonic()
+        if phase != last_phase or done >= total or now - last_sent >= interval_s:
+            last_sent, last_phase = now, phase
+            send(phase, done, total)
+
+    return on_progress
+
+
 class InlineEngine:
     """Runs jobs on the server's own event loop and threads."""
 
@@ -180,7 +195,7 @@ class InlineEngine:
     ) -> JobOutcome:
         """Run one job to its end (streamed when `on_chunk` is given); `token` cancels it. Never raises for the
         job's own failures."""
-        return await _run_and_save(self.client, request, provider, audio_target, token, on_progress, on_chunk)
+        return await run_and_save(self.client, request, provider, audio_target, token, on_progress, on_chunk)
 
     def cancel(self, job_id: str) -> None:
         """Nothing to pass on: the job's token, which the caller cancels, is the one it runs with."""
@@ -248,7 +263,6 @@ class ProcessEngine:
     """Runs jobs in a child process started with this interpreter; starts a new one when it has died."""
 
     mode = "process"
-    PROGRESS_INTERVAL_S = 0.1  # at most this often per job, plus each phase's first and last event
 
     def __init__(self, client: Client, device: str | None = None, threads: int | None = None) -> None:
         self._spec = pickle.dumps((client.config, client.registry), protocol=pickle.HIGHEST_PROTOCOL)
@@ -426,20 +440,15 @@ async def _engine_main(fd: int) -> None:
         audio_target: str,
         streamed: bool,
     ) -> None:
-        last_sent, last_phase = 0.0, ""
-
-        def on_progress(phase: str, done: int, total: int) -> None:  # from whichever thread the backend runs on
-            nonlocal last_sent, last_phase
-            now = time.monotonic()
-            if phase != last_phase or done >= total or now - last_sent >= ProcessEngine.PROGRESS_INTERVAL_S:
-                last_sent, last_phase = now, phase
-                loop.call_soon_threadsafe(send, "progress", job_id, phase, done, total)
+        on_progress = throttle_progress(
+            lambda phase, done, total: loop.call_soon_threadsafe(send, "progress", job_id, phase, done, total)
+        )
 
         def on_chunk(offset: int, sample_rate: int, channels: int, data: bytes) -> None:  # on this loop
             send("chunk", job_id, offset, sample_rate, channels, data)
 
         try:
-            outcome = await _run_and_save(
+            outcome = await run_and_save(
                 client, request, provider, audio_target, token, on_progress, on_chunk if streamed else None
             )
         finally:

@@ -1,0 +1,298 @@
+"""`soundforge serve --ray`: the same HTTP API as a Ray Serve application, for several GPUs and several boxes.
+
+Two kinds of deployment (`[serve.ray]`, docs/deploy.md):
+- the ingress (`Ingress`): the very app `create_app` builds (routes, validation, licence policy, budgets, auth,
+  the queue), with `RayEngine` as its engine; the policy and budgets are checked there, before any engine is
+  touched. Its job store is shared (`shared=True`): any ingress replica answers for any job.
+- one engine deployment per model family (`EngineReplica`, named `engine-FAMILY`; `default` takes the families
+  not named), each with its own resources and replicas: a MusicGen-large replica and an ACE-Step replica live on
+  the GPUs that fit them. A replica runs several jobs at once on one client, so its batching still meets them.
+
+A job's engine call is a streaming Ray Serve request: progress, streamed chunks and the outcome come back on it,
+and cancelling the job cancels the request (the replica's job stops at its next step). When a replica dies mid-job
+the job is run once more on another replica if every provider it may reach is local (`[serve.ray] retry_local`);
+a job that may reach a cloud API is failed instead, because the first call may already have been billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import pickle
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..backends import CancelToken
+from ..errors import ConfigurationError, GenerationCancelledError, SoundforgeError
+from ..request import GenerationRequest
+from .engine import ChunkFn, JobOutcome, ProgressFn, run_and_save, throttle_progress
+from .settings import ServeSettings
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..config import Config, RayEngineConfig
+
+#: The engine deployment that runs every family `[serve.ray.engines]` does not name.
+DEFAULT_FAMILY = "default"
+APP_NAME = "soundforge"
+#: What an engine replica's death looks like to the ingress (a replica killed, its node gone).
+_LOST = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError")
+
+
+def ray_serve() -> Any:
+    """Ray Serve, or a ConfigurationError that says how to install it."""
+    try:
+        from ray import serve
+    except ImportError:
+        raise ConfigurationError(
+            "soundforge serve --ray needs Ray Serve: pip install 'soundforge[ray-serve]'"
+        ) from None
+    return serve
+
+
+class EngineReplica:
+    """One replica of an engine deployment: the library's async client (its model cache, batching and cloud
+    bounds), running the jobs the ingress sends it."""
+
+    def __init__(self, spec: bytes) -> None:
+        from ..client import Client
+
+        config, registry = pickle.loads(spec)
+        self.client = Client(config, registry=registry)
+
+    async def run(
+        self, job_id: str, request: GenerationRequest, provider: str | None, audio_target: str, streamed: bool
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Run one job, its audio written to `audio_target`; yields ("progress", phase, done, total), ("chunk",
+        offset, sample rate, channels, samples) for a streamed job, and last ("ended", status, licence, provenance,
+        error, stems). A cancelled request stops the job at its next step."""
+        loop = asyncio.get_running_loop()
+        messages: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue()
+        token = CancelToken()
+        on_progress = throttle_progress(
+            lambda phase, done, total: loop.call_soon_threadsafe(messages.put_nowait, ("progress", phase, done, total))
+        )
+
+        def on_chunk(offset: int, sample_rate: int, channels: int, data: bytes) -> None:  # on this loop
+            messages.put_nowait(("chunk", offset, sample_rate, channels, data))
+
+        task = asyncio.create_task(
+            run_and_save(
+                self.client, request, provider, audio_target, token, on_progress, on_chunk if streamed else None
+            )
+        )
+        task.add_done_callback(lambda _: messages.put_nowait(None))
+        try:
+            while (message := await messages.get()) is not None:
+                yield message
+            outcome = task.result()
+            yield ("ended", outcome.status, outcome.license, outcome.provenance, outcome.error, outcome.stems)
+        finally:
+            if not task.done():  # the ingress cancelled the request (or went away): stop the job
+                token.cancel()
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether an exception from an engine call means its replica died."""
+    return any(kind.__name__ in _LOST for kind in type(exc).__mro__)
+
+
+class RayEngine:
+    """The ingress side: sends each job to its family's engine deployment and follows it there."""
+
+    mode = "ray"
+
+    def __init__(
+        self,
+        handles: dict[str, Any],
+        family_of: Callable[[GenerationRequest, str | None], tuple[str, bool]],
+        retry_local: bool = True,
+    ) -> None:
+        self.handles = handles
+        self._family_of = family_of
+        self.retry_local = retry_local
+        self._running: dict[str, Any] = {}  # job id -> its streaming engine request
+        #: Jobs run a second time after their replica died (for tests and metrics).
+        self.retried: list[str] = []
+
+    async def start(self) -> None:
+        """Nothing to start: Ray Serve runs the engine deployments."""
+
+    async def run(
+        self,
+        job_id: str,
+        request: GenerationRequest,
+        provider: str | None,
+        audio_target: str,
+        token: CancelToken,
+        on_progress: ProgressFn,
+        on_chunk: ChunkFn | None = None,
+    ) -> JobOutcome:
+        """Run one job on its family's deployment; once more on another replica when its replica died and every
+        provider it may reach is local (and it is not streamed: its listeners heard the first take). Never raises
+        for the job's own failures."""
+        family, local = self._family_of(request, provider)
+        handle = self.handles.get(family) or self.handles[DEFAULT_FAMILY]
+        attempts = 2 if self.retry_local and local and on_chunk is None else 1
+        lost: BaseException | None = None
+        for attempt in range(attempts):
+            if token.cancelled:
+                break
+            if attempt:
+                self.retried.append(job_id)
+            response = handle.options(stream=True).run.remote(
+                job_id, request, provider, audio_target, on_chunk is not None
+            )
+            self._running[job_id] = response
+            try:
+                async for kind, *rest in response:
+                    if kind == "progress":
+                        on_progress(*rest)
+                    elif kind == "chunk" and on_chunk is not None:
+                        on_chunk(*rest)
+                    elif kind == "ended":
+                        return JobOutcome(*rest)
+            except Exception as exc:
+                if token.cancelled:
+                    break
+                if not _lost(exc):
+                    raise
+                lost = exc
+            finally:
+                self._running.pop(job_id, None)
+        if token.cancelled:
+            return JobOutcome(
+                "cancelled", error=GenerationCancelledError("generation cancelled by the caller").to_dict()
+            )
+        retried = " and again on another" if attempts > 1 else ""
+        why = "" if attempts > 1 else " (not retried: it may reach a cloud API, whose first call may be billed)"
+        return JobOutcome(
+            "failed",
+            error={
+                "code": "engine_stopped",
+                "type": "EngineStopped",
+                "message": f"the engine replica stopped before this job finished{retried}{why}; try again",
+                "detail": type(lost).__name__ if lost else None,
+            },
+        )
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a running job's engine request: its replica stops the job at its next step."""
+        response = self._running.get(job_id)
+        if response is not None:
+            response.cancel()
+
+    async def close(self) -> None:
+        """Cancel what runs; the deployments stay (Ray Serve owns them)."""
+        for response in list(self._running.values()):
+            response.cancel()
+
+
+def family_router(client: Client) -> Callable[[GenerationRequest, str | None], tuple[str, bool]]:
+    """A job's model family (the backend the router picks) and whether every provider it may reach is local."""
+
+    def family_of(request: GenerationRequest, provider: str | None) -> tuple[str, bool]:
+        try:
+            candidates = client.router.plan(request, provider)[0]
+        except SoundforgeError:
+            return DEFAULT_FAMILY, False  # refused at admission already; the engine says why
+        return candidates[0].backend.name, all(candidate.backend.local for candidate in candidates)
+
+    return family_of
+
+
+class Ingress:
+    """The HTTP ingress deployment: `create_app` over a shared store, its jobs run by `RayEngine`."""
+
+    def __init__(self, spec: bytes, settings: ServeSettings, handles: dict[str, Any], retry_local: bool) -> None:
+        self._spec = spec
+        self._settings = dataclasses.replace(settings, shared=True)
+        self._handles = handles
+        self._retry_local = retry_local
+
+    def __serve_build_asgi_app__(self) -> Any:
+        """Build the app in the replica (Ray Serve calls this once the replica has started)."""
+        from ..client import Client
+        from .app import create_app
+
+        config, registry = pickle.loads(self._spec)
+        client = Client(config, registry=registry)
+        engine = RayEngine(self._handles, family_router(client), self._retry_local)
+        return create_app(client, self._settings, engine)
+
+
+def _engine_options(family: str, engine: RayEngineConfig, drain_s: float) -> dict[str, Any]:
+    """Ray Serve deployment options for one family's engine deployment."""
+    actor: dict[str, Any] = {"num_cpus": engine.num_cpus, "num_gpus": engine.num_gpus}
+    if engine.memory_gb is not None:
+        actor["memory"] = int(engine.memory_gb * 1024**3)
+    options: dict[str, Any] = {
+        "name": f"engine-{family}",
+        "ray_actor_options": actor,
+        "max_ongoing_requests": engine.max_ongoing_requests,
+        "graceful_shutdown_timeout_s": drain_s,  # a replica that drains finishes the jobs it runs
+    }
+    if engine.min_replicas is not None or engine.max_replicas is not None:
+        options["autoscaling_config"] = {
+            "min_replicas": engine.min_replicas or 0,
+            "max_replicas": engine.max_replicas or max(1, engine.min_replicas or 1),
+            "target_ongoing_requests": max(1, engine.max_ongoing_requests // 2),
+        }
+    else:
+        options["num_replicas"] = engine.replicas or 1
+    return options
+
+
+def build_application(config: Config, settings: ServeSettings, client: Client | None = None) -> Any:
+    """The Ray Serve application: the ingress bound to one engine deployment per family in `[serve.ray]`."""
+    from ..client import Client
+    from ..config import RayEngineConfig
+
+    serve = ray_serve()
+    ray_config = config.serve.ray
+    if ray_config.ingress_replicas > 1 and any(limit or rate for _, limit, rate in settings.tokens.values()):
+        raise ConfigurationError(
+            "[serve.tokens] budgets and rate limits are counted in the ingress replica that admits a job: with "
+            f"ingress_replicas = {ray_config.ingress_replicas} each replica would allow the whole budget; use one "
+            "ingress replica, or tokens without limits"
+        )
+    client = client or Client(config)
+    if client.has_own_backends:
+        raise ConfigurationError(
+            "backends given to Client(backends=...) exist only in this process, not in Ray's replicas: register "
+            "them as entry points to serve them on Ray"
+        )
+    spec = pickle.dumps((client.config, client.registry), protocol=pickle.HIGHEST_PROTOCOL)
+    families = {DEFAULT_FAMILY: RayEngineConfig(), **ray_config.engines}
+    engines = {
+        family: serve.deployment(EngineReplica)
+        .options(**_engine_options(family, engine, ray_config.drain_seconds))
+        .bind(spec)
+        for family, engine in families.items()
+    }
+    ingress = serve.deployment(serve.ingress()(Ingress)).options(
+        name="ingress",
+        num_replicas=ray_config.ingress_replicas,
+        ray_actor_options={"num_cpus": 0},
+        max_ongoing_requests=1000,  # long polls and downloads wait here; the job queue bounds the work
+        graceful_shutdown_timeout_s=30,
+    )
+    return ingress.bind(spec, settings, engines, ray_config.retry_local)
+
+
+def run(
+    config: Config,
+    settings: ServeSettings,
+    *,
+    address: str,
+    host: str,
+    port: int,
+    blocking: bool = True,
+) -> None:
+    """Join (or start, `address="local"`) a Ray cluster and run the application on Ray Serve's HTTP proxy."""
+    import ray
+
+    serve = ray_serve()
+    ray.init(address=None if address == "local" else address, include_dashboard=False, ignore_reinit_error=True)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_application(config, settings), name=APP_NAME, route_prefix="/", blocking=blocking)
