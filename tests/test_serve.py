@@ -69,15 +69,13 @@ def serving(
 @contextmanager
 def ray_serving(url: str, client: Client, settings: ServeSettings):
     """`soundforge serve --ray`'s application on the test's Ray cluster, deleted at the end of the block."""
-    from ray import serve
+    from soundforge.serve.ray_app import deploy, undeploy
 
-    from soundforge.serve.ray_app import APP_NAME, build_application
-
-    serve.run(build_application(client.config, settings, client), name=APP_NAME, route_prefix="/")
+    deploy(client.config, settings, client)
     try:
         yield
     finally:
-        serve.delete(APP_NAME)
+        undeploy()
 
 
 def wait(client: httpx.Client, job_id: str, timeout: float = 30) -> dict:

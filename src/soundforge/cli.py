@@ -597,9 +597,15 @@ def verify(ctx: click.Context, file: Path, watermark: bool) -> None:
 @click.option("--port", type=int, default=None, help="Port ([serve] port; default 8000).")
 @click.option(
     "--store",
-    type=click.Path(file_okay=False),
     default=None,
-    help="Folder for job results ([serve] store; default: the user data dir).",
+    help="Job records and audio: a folder or an fsspec URL such as s3://bucket/jobs ([serve] store; default: "
+    "the user data dir).",
+)
+@click.option(
+    "--index",
+    default=None,
+    help="The job index: sqlite:///PATH or postgresql://USER@HOST/DB ([serve] index; default: index.sqlite in "
+    "a local store).",
 )
 @click.option(
     "--token",
@@ -622,19 +628,34 @@ def verify(ctx: click.Context, file: Path, watermark: bool) -> None:
     help="Engine processes: a number (e.g. 2 on a CPU) or one device per engine, comma-separated "
     "(cuda:0,cuda:1) ([serve] engines; 1).",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Serve on Ray Serve: alone joins [serve.ray] address (auto: the cluster this node is in); or 'local' "
+    "(start one here), 'ray://HOST:10001'. Needs soundforge[ray-serve].",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
     host: str | None,
     port: int | None,
     store: str | None,
+    index: str | None,
     token: str | None,
     max_queue: int | None,
     workers: int | None,
     engine: str | None,
     engines: str | None,
+    ray_address: str | None,
 ) -> None:
-    """Serve the API and web page (needs soundforge[serve]); settings from [serve] in config, flags win."""
+    """Serve the API and web page (needs soundforge[serve]); settings from [serve] in config, flags win.
+
+    With --ray the same API runs as a Ray Serve application: an ingress and one engine deployment per model
+    family ([serve.ray]), over a shared job store."""
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -664,11 +685,35 @@ def serve(
             engine_list = ServeConfig(engines=asked or ()).engines
         except ValidationError:
             raise click.UsageError("--engines takes a number (1 to 64) or devices, e.g. cuda:0,cuda:1") from None
+    if ray_address is not None:
+        if engine is not None or engine_list is not None:
+            raise click.UsageError(
+                "--engine and --engines set up one server's engine processes; with --ray the "
+                "engines are Ray Serve deployments ([serve.ray.engines])"
+            )
+        from .serve import run_on_ray
+
+        try:
+            run_on_ray(
+                config,
+                address=ray_address or config.serve.ray.address,
+                host=host,
+                port=port,
+                store=store,
+                index=index,
+                token=token,
+                max_queue=max_queue,
+                workers=workers,
+            )
+        except SoundforgeError as exc:
+            _fail(exc, ctx.obj["debug"])
+        return
     run(
         config,
         host=host,
         port=port,
         store=store,
+        index=index,
         token=token,
         max_queue=max_queue,
         workers=workers,

@@ -23,3 +23,20 @@ def run(config: Config, *, host: str | None = None, port: int | None = None, **o
         port=config.serve.port if port is None else port,
         log_level="info",
     )
+
+
+def run_on_ray(
+    config: Config, *, address: str, host: str | None = None, port: int | None = None, **overrides: Any
+) -> None:
+    """Run the service as a Ray Serve application on the cluster at `address` (blocking; docs/deploy.md)."""
+    from .ray_app import run as run_application
+    from .settings import ServeSettings
+
+    settings = ServeSettings.from_config(config.serve, **overrides)
+    run_application(
+        config,
+        settings,
+        address=address,
+        host=host or config.serve.host,
+        port=config.serve.port if port is None else port,
+    )

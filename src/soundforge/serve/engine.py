@@ -56,6 +56,8 @@ class JobOutcome:
     error: dict[str, Any] | None = None
     stems: list[dict[str, Any]] | None = None  # a request with stems: each stem's role, licence and provenance
     engine: int | None = None  # which engine of a pool ran the job (`[serve] engines`)
+    attempts: int | None = None  # runs of the job on Ray Serve: 2 when its first replica died (`[serve.ray]`)
+    replica: str | None = None  # the Ray Serve replica that ran it (its id in Ray's logs)
 
 
 def _outcome_of(exc: BaseException) -> JobOutcome:

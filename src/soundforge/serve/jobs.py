@@ -264,6 +264,10 @@ class JobManager:
         ending: dict[str, Any] = {"status": outcome.status, "finished_at": time.time()}
         if outcome.engine is not None:
             ending["engine"] = outcome.engine
+        if outcome.attempts is not None:
+            ending["attempts"] = outcome.attempts
+        if outcome.replica is not None:
+            ending["replica"] = outcome.replica
         if outcome.status == "succeeded":
             ending.update(
                 license=outcome.license,

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import pickle
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +34,11 @@ if TYPE_CHECKING:
     from ..client import Client
     from ..config import Config, RayEngineConfig
 
+log = logging.getLogger("soundforge.serve")
 #: The engine deployment that runs every family `[serve.ray.engines]` does not name.
 DEFAULT_FAMILY = "default"
 APP_NAME = "soundforge"
+ENGINE_DEPLOYMENT = "engine"
 #: What an engine replica's death looks like to the ingress (a replica killed, its node gone).
 _LOST = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError")
 
@@ -59,13 +63,14 @@ class EngineReplica:
 
         config, registry = pickle.loads(spec)
         self.client = Client(config, registry=registry)
+        self.replica = ray_serve().get_replica_context().replica_id.unique_id
 
     async def run(
         self, job_id: str, request: GenerationRequest, provider: str | None, audio_target: str, streamed: bool
     ) -> AsyncIterator[tuple[Any, ...]]:
         """Run one job, its audio written to `audio_target`; yields ("progress", phase, done, total), ("chunk",
-        offset, sample rate, channels, samples) for a streamed job, and last ("ended", status, licence, provenance,
-        error, stems). A cancelled request stops the job at its next step."""
+        offset, sample rate, channels, samples) for a streamed job, and last ("ended", its `JobOutcome`). A
+        cancelled request stops the job at its next step."""
         loop = asyncio.get_running_loop()
         messages: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue()
         token = CancelToken()
@@ -86,7 +91,7 @@ class EngineReplica:
             while (message := await messages.get()) is not None:
                 yield message
             outcome = task.result()
-            yield ("ended", outcome.status, outcome.license, outcome.provenance, outcome.error, outcome.stems)
+            yield ("ended", dataclasses.replace(outcome, replica=self.replica))
         finally:
             if not task.done():  # the ingress cancelled the request (or went away): stop the job
                 token.cancel()
@@ -112,8 +117,6 @@ class RayEngine:
         self._family_of = family_of
         self.retry_local = retry_local
         self._running: dict[str, Any] = {}  # job id -> its streaming engine request
-        #: Jobs run a second time after their replica died (for tests and metrics).
-        self.retried: list[str] = []
 
     async def start(self) -> None:
         """Nothing to start: Ray Serve runs the engine deployments."""
@@ -139,7 +142,7 @@ class RayEngine:
             if token.cancelled:
                 break
             if attempt:
-                self.retried.append(job_id)
+                log.warning("job %s: its engine replica stopped (%s); running it once more", job_id, lost)
             response = handle.options(stream=True).run.remote(
                 job_id, request, provider, audio_target, on_chunk is not None
             )
@@ -151,7 +154,7 @@ class RayEngine:
                     elif kind == "chunk" and on_chunk is not None:
                         on_chunk(*rest)
                     elif kind == "ended":
-                        return JobOutcome(*rest)
+                        return dataclasses.replace(rest[0], attempts=attempt + 1)
             except Exception as exc:
                 if token.cancelled:
                     break
@@ -164,14 +167,21 @@ class RayEngine:
             return JobOutcome(
                 "cancelled", error=GenerationCancelledError("generation cancelled by the caller").to_dict()
             )
-        retried = " and again on another" if attempts > 1 else ""
-        why = "" if attempts > 1 else " (not retried: it may reach a cloud API, whose first call may be billed)"
+        if attempts > 1:
+            note = ", and again on another"
+        elif not local:
+            note = " (not run again: it may reach a cloud API, whose first call may already be billed)"
+        elif on_chunk is not None:
+            note = " (not run again: its stream was already heard)"
+        else:
+            note = " (not run again: [serve.ray] retry_local is off)"
         return JobOutcome(
             "failed",
+            attempts=attempts,
             error={
                 "code": "engine_stopped",
                 "type": "EngineStopped",
-                "message": f"the engine replica stopped before this job finished{retried}{why}; try again",
+                "message": f"the engine replica stopped before this job finished{note}; try again",
                 "detail": type(lost).__name__ if lost else None,
             },
         )
@@ -202,12 +212,13 @@ def family_router(client: Client) -> Callable[[GenerationRequest, str | None], t
 
 
 class Ingress:
-    """The HTTP ingress deployment: `create_app` over a shared store, its jobs run by `RayEngine`."""
+    """The HTTP ingress deployment: `create_app` over a shared store, its jobs run by `RayEngine` on the engine
+    applications it finds by name (so that redeploying or rescaling an engine never restarts the ingress)."""
 
-    def __init__(self, spec: bytes, settings: ServeSettings, handles: dict[str, Any], retry_local: bool) -> None:
+    def __init__(self, spec: bytes, settings: ServeSettings, families: list[str], retry_local: bool) -> None:
         self._spec = spec
         self._settings = dataclasses.replace(settings, shared=True)
-        self._handles = handles
+        self._families = families
         self._retry_local = retry_local
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -215,19 +226,29 @@ class Ingress:
         from ..client import Client
         from .app import create_app
 
+        serve = ray_serve()
         config, registry = pickle.loads(self._spec)
         client = Client(config, registry=registry)
-        engine = RayEngine(self._handles, family_router(client), self._retry_local)
+        handles = {
+            family: serve.get_deployment_handle(ENGINE_DEPLOYMENT, app_name=engine_app_name(family))
+            for family in self._families
+        }
+        engine = RayEngine(handles, family_router(client), self._retry_local)
         return create_app(client, self._settings, engine)
 
 
-def _engine_options(family: str, engine: RayEngineConfig, drain_s: float) -> dict[str, Any]:
+def engine_app_name(family: str) -> str:
+    """The Ray Serve application of one family's engine deployment."""
+    return f"{APP_NAME}-engine-{family}"
+
+
+def _engine_options(engine: RayEngineConfig, drain_s: float) -> dict[str, Any]:
     """Ray Serve deployment options for one family's engine deployment."""
     actor: dict[str, Any] = {"num_cpus": engine.num_cpus, "num_gpus": engine.num_gpus}
     if engine.memory_gb is not None:
         actor["memory"] = int(engine.memory_gb * 1024**3)
     options: dict[str, Any] = {
-        "name": f"engine-{family}",
+        "name": ENGINE_DEPLOYMENT,
         "ray_actor_options": actor,
         "max_ongoing_requests": engine.max_ongoing_requests,
         "graceful_shutdown_timeout_s": drain_s,  # a replica that drains finishes the jobs it runs
@@ -243,8 +264,9 @@ def _engine_options(family: str, engine: RayEngineConfig, drain_s: float) -> dic
     return options
 
 
-def build_application(config: Config, settings: ServeSettings, client: Client | None = None) -> Any:
-    """The Ray Serve application: the ingress bound to one engine deployment per family in `[serve.ray]`."""
+def build_applications(config: Config, settings: ServeSettings, client: Client | None = None) -> dict[str, Any]:
+    """The Ray Serve applications by name: one per model family's engine deployment (`[serve.ray.engines]`, plus
+    `default`), then the ingress (routed at `/`). Settings are checked here, before any cluster is reached."""
     from ..client import Client
     from ..config import RayEngineConfig
 
@@ -264,9 +286,9 @@ def build_application(config: Config, settings: ServeSettings, client: Client | 
         )
     spec = pickle.dumps((client.config, client.registry), protocol=pickle.HIGHEST_PROTOCOL)
     families = {DEFAULT_FAMILY: RayEngineConfig(), **ray_config.engines}
-    engines = {
-        family: serve.deployment(EngineReplica)
-        .options(**_engine_options(family, engine, ray_config.drain_seconds))
+    applications = {
+        engine_app_name(family): serve.deployment(EngineReplica)
+        .options(**_engine_options(engine, ray_config.drain_seconds))
         .bind(spec)
         for family, engine in families.items()
     }
@@ -277,22 +299,45 @@ def build_application(config: Config, settings: ServeSettings, client: Client | 
         max_ongoing_requests=1000,  # long polls and downloads wait here; the job queue bounds the work
         graceful_shutdown_timeout_s=30,
     )
-    return ingress.bind(spec, settings, engines, ray_config.retry_local)
+    applications[APP_NAME] = ingress.bind(spec, settings, list(families), ray_config.retry_local)
+    return applications
 
 
-def run(
-    config: Config,
-    settings: ServeSettings,
-    *,
-    address: str,
-    host: str,
-    port: int,
-    blocking: bool = True,
-) -> None:
-    """Join (or start, `address="local"`) a Ray cluster and run the application on Ray Serve's HTTP proxy."""
+def deploy(config: Config, settings: ServeSettings, client: Client | None = None) -> None:
+    """Run the applications on the Ray cluster this process is connected to, engines first; an application
+    already running under the same name is updated (an engine's replicas drain)."""
+    serve = ray_serve()
+    applications = build_applications(config, settings, client)
+    for name, application in applications.items():
+        serve.run(application, name=name, route_prefix="/" if name == APP_NAME else None)
+
+
+def undeploy() -> None:
+    """Delete soundforge's applications from the cluster, the ingress first."""
+    serve = ray_serve()
+    names = [name for name in serve.status().applications if name == APP_NAME or name.startswith(f"{APP_NAME}-")]
+    for name in sorted(names, key=lambda name: name != APP_NAME):
+        serve.delete(name)
+
+
+def run(config: Config, settings: ServeSettings, *, address: str, host: str, port: int) -> None:
+    """Join (or start, `address="local"`) a Ray cluster and run the applications on Ray Serve's HTTP proxy until
+    interrupted. The applications are built (and the settings checked) before the cluster is reached."""
+    serve = ray_serve()
     import ray
 
-    serve = ray_serve()
-    ray.init(address=None if address == "local" else address, include_dashboard=False, ignore_reinit_error=True)
+    build_applications(config, settings)
+    try:
+        ray.init(address=None if address == "local" else address, include_dashboard=False, ignore_reinit_error=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cannot join the Ray cluster at {address!r}: {exc}",
+            hint="start one with `ray start --head`, pass its address (ray://HOST:10001), or use --ray local",
+        ) from None
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_application(config, settings), name=APP_NAME, route_prefix="/", blocking=blocking)
+    deploy(config, settings)
+    log.warning("soundforge is served by Ray Serve at http://%s:%s/ (Ctrl+C stops it)", host, port)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        undeploy()

@@ -45,6 +45,7 @@ class ServeSettings:
         workers: int | None = None,
         engine: str | None = None,
         engines: int | tuple[str, ...] | None = None,
+        index: str | None = None,
     ) -> ServeSettings:
         """Settings from the `[serve]` section, with explicit arguments (CLI flags) winning."""
         from platformdirs import user_data_dir
@@ -63,7 +64,7 @@ class ServeSettings:
             engine=engine or serve.engine,
             max_job_seconds=serve.max_job_seconds,
             engines=devices,
-            index=serve.index,
+            index=index or serve.index,
             index_password_env=serve.index_password_env,
             lease_s=serve.ray.lease_seconds,
             tokens={
