@@ -120,17 +120,15 @@ def downloads(tmp_path):
     return folder
 
 
-@pytest.fixture(scope="module")
-def ray_serve_url(tmp_path_factory: pytest.TempPathFactory):
-    """A local Ray cluster on this machine with Ray Serve's HTTP proxy on a free loopback port; its base URL.
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """One local Ray cluster on this machine for the whole session (a second `ray.init` in one process after a
+    shutdown is unreliable), started by the first test that needs it.
 
     Ray's processes inherit the environment at `ray.init`: it is the isolated one here (no vendor keys, no
     SOUNDFORGE_* variables, the kill switch for remote hosts on), whatever the test session started with.
     """
     ray = pytest.importorskip("ray")
-    serve = pytest.importorskip("ray.serve")
-    import socket
-
     with pytest.MonkeyPatch.context() as patch:
         home = tmp_path_factory.mktemp("ray-home")
         patch.setenv("HOME", str(home))
@@ -139,15 +137,23 @@ def ray_serve_url(tmp_path_factory: pytest.TempPathFactory):
             if name.startswith("SOUNDFORGE_") or name in VENDOR_KEYS:
                 patch.delenv(name)
         patch.setenv(BLOCK_REMOTE_ENV, "1")
-        patch.setenv("RAY_SERVE_LOG_TO_STDERR", "0")
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 * 1024)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_serve_url(ray_cluster):
+    """Ray Serve on the session's cluster, its HTTP proxy on a free loopback port; its base URL."""
+    serve = pytest.importorskip("ray.serve")
+    import socket
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
-    ray.shutdown()
 
 
 @pytest.fixture(params=["process", "ray"])

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import ray
 
 from soundforge.audio import decoded_sha256
 from soundforge.bulk import JOURNAL, batch
@@ -42,12 +41,10 @@ def row_workers() -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A local Ray cluster with 2 CPUs on this machine, started inside the test."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024 * 1024)
+@pytest.fixture
+def cluster(ray_cluster):
+    """The session's local Ray cluster (conftest.py), started inside the test run."""
     yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,14 @@ from .fakes import KEY
 from .test_serve import serving, wait
 
 
-def test_named_tokens_have_their_own_budget_and_rate(stability, downloads, tmp_path) -> None:
+def test_named_tokens_have_their_own_budget_and_rate(stability, downloads, tmp_path, server: str) -> None:
     settings = {"base_url": stability.url, "api_key": KEY, "download_dir": str(downloads)}
     client = Client(Config.load(user_file=False, providers={"stability": settings}))
     tokens = {"team-a-secret": ("team-a", 0.45, None), "team-b-secret": ("team-b", None, 2)}
     body = {"request": {"prompt": "x", "duration": 2}, "provider": "stability"}
-    with serving(tmp_path / "store", client=client, token="main-secret", tokens=tokens, engine="inline") as (url, _):
+    with serving(
+        tmp_path / "store", client=client, token="main-secret", tokens=tokens, engine="inline", server=server
+    ) as (url, _):
 
         def as_(token: str) -> httpx.Client:
             return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
