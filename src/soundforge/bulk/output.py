@@ -81,7 +81,12 @@ class OutputLocation:
         if self.is_local:
             write_atomic(self.path(name), data, overwrite=True)
             return
-        temp = self.path(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+        folder, _, base = name.rpartition("/")
+        if folder:
+            self._fs.makedirs(self.path(folder), exist_ok=True)  # a no-op on object stores, needed on disks
+        temp = self.path(
+            f"{folder}/.{base}.{uuid.uuid4().hex[:8]}.tmp" if folder else f".{base}.{uuid.uuid4().hex[:8]}.tmp"
+        )
         self._fs.pipe_file(temp, data)
         try:
             self._fs.mv(temp, self.path(name))

@@ -159,7 +159,7 @@ async def run_and_save(
         return _outcome_of(exc)
 
 
-def throttle_progress(send: ProgressFn, interval_s: float = 0.1) -> ProgressFn:
+def throttle_progress(send: Callable[[str, int, int], object], interval_s: float = 0.1) -> ProgressFn:
     """A progress callback passing on at most one event per `interval_s`, plus each phase's first and last: what
     an engine sends across a process boundary (a diffusion step loop reports far more often than anyone reads)."""
     last_sent, last_phase = 0.0, ""

@@ -154,7 +154,8 @@ class RayEngine:
                     elif kind == "chunk" and on_chunk is not None:
                         on_chunk(*rest)
                     elif kind == "ended":
-                        return dataclasses.replace(rest[0], attempts=attempt + 1)
+                        outcome: JobOutcome = rest[0]
+                        return dataclasses.replace(outcome, attempts=attempt + 1)
             except Exception as exc:
                 if token.cancelled:
                     break
