@@ -184,3 +184,41 @@ def test_draining_a_replica_moves_its_queued_jobs_to_the_one_that_stays(tmp_path
             until(lambda: len(replica_pids(ENGINES)) == 1, what="the old replicas to stop")
     finally:
         undeploy()
+
+
+def test_cli_serve_ray_local_starts_a_cluster_serves_and_stops_on_ctrl_c(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "soundforge.toml").write_text(
+        f'[serve]\nport = {port}\nstore = "{tmp_path / "jobs"}"\ntoken_env = "STUDIO_TOKEN"\n'
+        "[serve.ray.engines.default]\nnum_cpus = 0.5\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOUNDFORGE_", "RAY_"))} | {"STUDIO_TOKEN": "t0ken"}
+    exe = str(Path(sys.executable).with_name("soundforge"))
+    refused = subprocess.run([exe, "serve", "--ray", "--engines", "2"], cwd=tmp_path, env=env, capture_output=True)
+    assert refused.returncode == 2 and b"[serve.ray.engines]" in refused.stderr
+    server = subprocess.Popen(
+        [exe, "serve", "--ray", "local"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": "Bearer t0ken"}
+        until(lambda: server.poll() is None and httpx.get(url + "/healthz").status_code == 200, timeout=120)
+        assert httpx.get(url + "/v1/providers").status_code == 401
+        job = httpx.post(
+            url + "/v1/generations",
+            json={"request": {"prompt": "dub", "duration": 1}, "provider": "synth"},
+            headers=headers,
+        ).json()
+        audio = httpx.get(f"{url}/v1/generations/{job['id']}/audio", params={"wait": 60}, headers=headers, timeout=90)
+        assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
+    finally:
+        server.send_signal(signal.SIGINT)
+        output = server.communicate(timeout=60)[0]
+    assert server.returncode == 0, output[-2000:]
+    assert b"t0ken" not in output, "the token is never logged"

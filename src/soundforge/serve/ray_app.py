@@ -329,7 +329,7 @@ def run(config: Config, settings: ServeSettings, *, address: str, host: str, por
 
     build_applications(config, settings)
     try:
-        ray.init(address=None if address == "local" else address, include_dashboard=False, ignore_reinit_error=True)
+        ray.init(address=address, include_dashboard=False)  # "local" starts a new cluster, whatever else runs
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigurationError(
             f"cannot join the Ray cluster at {address!r}: {exc}",
