@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,21 +15,30 @@ from pathlib import Path
 
 
 @contextmanager
-def soundforge_serve(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start `soundforge serve ARGS` (its own job store, local models on the CPU), wait until /healthz answers,
-    yield its base URL; stop it after the block."""
+def soundforge_serve(*args: str, env: dict[str, str] | None = None, config: str | None = None) -> Iterator[str]:
+    """Start `soundforge [--config CONFIG] serve ARGS` (its own job store, local models on the CPU), wait until
+    /healthz answers, yield its base URL; stop it after the block (Ctrl+C, which `serve --ray` undeploys on)."""
     import httpx
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     exe = str(Path(sys.executable).with_name("soundforge"))
-    command = [exe, "serve", "--port", str(port), "--store", tempfile.mkdtemp(), *args]
+    command = [
+        exe,
+        *(["--config", config] if config else []),
+        "serve",
+        "--port",
+        str(port),
+        "--store",
+        tempfile.mkdtemp(),
+    ]
+    command += args
     environment = {**os.environ, "SOUNDFORGE_MUSICGEN_DEVICE": "cpu", **(env or {})}
     server = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
+        for _ in range(3000):  # a Ray cluster takes some seconds to start
             try:
                 if httpx.get(url + "/healthz").status_code == 200:
                     break
@@ -36,8 +46,11 @@ def soundforge_serve(*args: str, env: dict[str, str] | None = None) -> Iterator[
                 time.sleep(0.05)
         yield url
     finally:
-        server.terminate()
-        server.wait(30)
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def submit_and_download(url: str, bodies: list[dict[str, object]]) -> float:

@@ -222,3 +222,36 @@ def test_cli_serve_ray_local_starts_a_cluster_serves_and_stops_on_ctrl_c(tmp_pat
         output = server.communicate(timeout=60)[0]
     assert server.returncode == 0, output[-2000:]
     assert b"t0ken" not in output, "the token is never logged"
+
+
+def test_http_direct_replicas_share_the_port_and_answer_for_each_other_jobs(tmp_path, ray_serve_url) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = Client(
+        Config.load(
+            user_file=False,
+            serve={"port": port, "ray": {"http": "direct", "ingress_replicas": 2, "drain_seconds": 60}},
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    deploy(client.config, ServeSettings(store=tmp_path / "jobs"), client)
+    try:
+        until(lambda: len(replica_pids(APP_NAME, "ingress")) == 2 and httpx.get(url + "/healthz").status_code == 200)
+        job = httpx.post(
+            url + "/v1/generations", json={"request": {"prompt": "dub", "duration": 1}, "provider": "synth"}
+        )
+        job_id = job.json()["id"]
+        # Each read on a new connection: the kernel spreads them over both replicas; every one answers the same.
+        assert until(lambda: all(status_is(httpx.Client(base_url=url), job_id, "succeeded") for _ in range(10)))
+        wav = httpx.get(f"{url}/v1/generations/{job_id}/audio").content
+        for pid in replica_pids(APP_NAME, "ingress"):
+            os.kill(pid, signal.SIGKILL)
+        # Fresh replicas, which never held the job in memory, answer for it from the shared store.
+        until(lambda: len(replica_pids(APP_NAME, "ingress")) == 2 and httpx.get(url + "/healthz").status_code == 200)
+        assert all(httpx.get(f"{url}/v1/generations/{job_id}/audio").content == wav for _ in range(6))
+        assert httpx.get(ray_serve_url + f"/v1/generations/{job_id}").status_code == 404  # not through Ray's proxy
+    finally:
+        undeploy()

@@ -97,6 +97,11 @@ class RayServeConfig(BaseModel):
         "auto", description='the cluster: "auto" (the one this node is in), "local" or ray://HOST:PORT'
     )
     ingress_replicas: int = Field(1, ge=1, le=64, description="replicas of the HTTP ingress")
+    http: Literal["proxy", "direct"] = Field(
+        "proxy",
+        description='who answers HTTP on [serve] host:port: Ray Serve\'s proxy, or "direct": each ingress replica '
+        "itself (one hop less per request; one node's replicas share the port, a load balancer spreads nodes)",
+    )
     lease_seconds: float = Field(
         30, gt=0, description="an ingress replica silent this long has its unfinished jobs failed by another"
     )

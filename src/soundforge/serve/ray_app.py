@@ -17,11 +17,14 @@ a job that may reach a cloud API is failed instead, because the first call may a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
 import pickle
+import socket
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..backends import CancelToken
@@ -216,11 +219,19 @@ class Ingress:
     """The HTTP ingress deployment: `create_app` over a shared store, its jobs run by `RayEngine` on the engine
     applications it finds by name (so that redeploying or rescaling an engine never restarts the ingress)."""
 
-    def __init__(self, spec: bytes, settings: ServeSettings, families: list[str], retry_local: bool) -> None:
+    def __init__(
+        self,
+        spec: bytes,
+        settings: ServeSettings,
+        families: list[str],
+        retry_local: bool,
+        direct: tuple[str, int] | None = None,
+    ) -> None:
         self._spec = spec
         self._settings = dataclasses.replace(settings, shared=True)
         self._families = families
         self._retry_local = retry_local
+        self._direct = direct
 
     def __serve_build_asgi_app__(self) -> Any:
         """Build the app in the replica (Ray Serve calls this once the replica has started)."""
@@ -235,7 +246,50 @@ class Ingress:
             for family in self._families
         }
         engine = RayEngine(handles, family_router(client), self._retry_local)
-        return create_app(client, self._settings, engine)
+        app = create_app(client, self._settings, engine)
+        if self._direct is not None:
+            _serve_directly(app, *self._direct)
+        return app
+
+
+class _QuietServer:
+    """Builds a uvicorn server that leaves signals to Ray (a replica's signals are Ray's to handle)."""
+
+    @staticmethod
+    def create(app: Any, host: str, port: int) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return Server(uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning", access_log=False))
+
+
+def _serve_directly(app: Any, host: str, port: int) -> None:
+    """`[serve.ray] http = "direct"`: the replica answers HTTP on HOST:PORT itself, beside Ray's proxy, while its
+    app runs (several replicas on one node share the port: SO_REUSEPORT, the kernel spreads connections)."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        async with inner(application) as state:
+            listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "SO_REUSEPORT"):
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listener.bind((host, port))
+            server = _QuietServer.create(app, host, port)
+            task = asyncio.create_task(server.serve(sockets=[listener]))
+            try:
+                yield state
+            finally:
+                server.should_exit = True
+                await task
+                listener.close()
+
+    app.router.lifespan_context = lifespan
 
 
 def engine_app_name(family: str) -> str:
@@ -300,7 +354,8 @@ def build_applications(config: Config, settings: ServeSettings, client: Client |
         max_ongoing_requests=1000,  # long polls and downloads wait here; the job queue bounds the work
         graceful_shutdown_timeout_s=30,
     )
-    applications[APP_NAME] = ingress.bind(spec, settings, list(families), ray_config.retry_local)
+    direct = (config.serve.host, config.serve.port) if ray_config.http == "direct" else None
+    applications[APP_NAME] = ingress.bind(spec, settings, list(families), ray_config.retry_local, direct)
     return applications
 
 
@@ -310,7 +365,14 @@ def deploy(config: Config, settings: ServeSettings, client: Client | None = None
     serve = ray_serve()
     applications = build_applications(config, settings, client)
     for name, application in applications.items():
-        serve.run(application, name=name, route_prefix="/" if name == APP_NAME else None)
+        # Ray Serve logs every request at INFO in the proxy and the replica; the service's own log says what
+        # matters, and the per-request lines cost each job time on a busy machine.
+        serve.run(
+            application,
+            name=name,
+            route_prefix="/" if name == APP_NAME and config.serve.ray.http == "proxy" else None,
+            logging_config={"log_level": "WARNING", "enable_access_log": False},
+        )
 
 
 def undeploy() -> None:
@@ -328,6 +390,10 @@ def run(config: Config, settings: ServeSettings, *, address: str, host: str, por
     import ray
 
     build_applications(config, settings)
+    if address == "local":
+        # Ray starts its workers at niceness 15, as background work; here they are the service itself, and on a
+        # busy machine that priority alone cost a third more wall time per job (docs/deploy.md).
+        os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(address=address, include_dashboard=False)  # "local" starts a new cluster, whatever else runs
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -335,7 +401,11 @@ def run(config: Config, settings: ServeSettings, *, address: str, host: str, por
             f"cannot join the Ray cluster at {address!r}: {exc}",
             hint="start one with `ray start --head`, pass its address (ray://HOST:10001), or use --ray local",
         ) from None
-    serve.start(http_options={"host": host, "port": port})
+    if config.serve.ray.http == "direct":  # the ingress replicas listen themselves: no proxy on the port
+        config = config.model_copy(update={"serve": config.serve.model_copy(update={"host": host, "port": port})})
+        serve.start(http_options={"location": "NoServer"})
+    else:
+        serve.start(http_options={"host": host, "port": port})
     deploy(config, settings)
     log.warning("soundforge is served by Ray Serve at http://%s:%s/ (Ctrl+C stops it)", host, port)
     try:
