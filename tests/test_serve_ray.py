@@ -21,6 +21,7 @@ serve = pytest.importorskip("ray.serve")
 from soundforge.audio import decoded_sha256  # noqa: E402
 from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
+from soundforge.errors import ConfigurationError  # noqa: E402
 from soundforge.request import GenerationRequest  # noqa: E402
 from soundforge.serve.ray_app import (  # noqa: E402
     APP_NAME,
@@ -255,3 +256,20 @@ def test_http_direct_replicas_share_the_port_and_answer_for_each_other_jobs(tmp_
         assert httpx.get(ray_serve_url + f"/v1/generations/{job_id}").status_code == 404  # not through Ray's proxy
     finally:
         undeploy()
+
+
+def test_settings_that_cannot_work_on_ray_are_refused_before_any_cluster_is_reached(tmp_path) -> None:
+    def build(ray: dict[str, Any], **settings: Any) -> None:
+        client = Client(Config.load(user_file=False, serve={"ray": ray}))
+        build_applications(client.config, ServeSettings(store=tmp_path, **settings), client)
+
+    with pytest.raises(ConfigurationError, match="one ingress replica"):
+        build({"ingress_replicas": 2}, tokens={"v" * 24: ("team", 5.0, None)})
+    with pytest.raises(ConfigurationError, match="names no provider musicgenn"):
+        build({"engines": {"musicgenn": {"num_gpus": 1}}})
+    with pytest.raises(ConfigurationError, match="not both"):
+        Config.load(user_file=False, serve={"ray": {"engines": {"musicgen": {"replicas": 2, "max_replicas": 4}}}})
+    applications = build_applications(
+        Config.load(user_file=False), ServeSettings(store=tmp_path), Client(Config.load(user_file=False))
+    )
+    assert list(applications) == [engine_app_name("default"), APP_NAME]

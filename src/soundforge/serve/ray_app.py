@@ -339,6 +339,12 @@ def build_applications(config: Config, settings: ServeSettings, client: Client |
             "backends given to Client(backends=...) exist only in this process, not in Ray's replicas: register "
             "them as entry points to serve them on Ray"
         )
+    unknown = sorted(set(ray_config.engines) - {DEFAULT_FAMILY, *client.provider_names()})
+    if unknown:
+        raise ConfigurationError(
+            f"[serve.ray.engines] names no provider {', '.join(unknown)}: a family is a provider name "
+            f"({', '.join(client.provider_names())}) or {DEFAULT_FAMILY}"
+        )
     spec = pickle.dumps((client.config, client.registry), protocol=pickle.HIGHEST_PROTOCOL)
     families = {DEFAULT_FAMILY: RayEngineConfig(), **ray_config.engines}
     applications = {
