@@ -128,3 +128,21 @@ def test_a_remote_store_needs_an_index_and_a_password_never_sits_in_its_url(tmp_
     assert "hunter2-secret" not in str(refused.value)
     with pytest.raises(ConfigurationError, match="sqlite:///PATH"):
         JobIndex("mysql://db/jobs")
+
+
+def test_serve_refuses_a_store_it_cannot_index_with_a_message_not_a_traceback(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from soundforge.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", "--store", "memory://jobs", "--port", "0"])
+    assert result.exit_code == 3 and "needs [serve] index" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_postgresql_index_opens_its_connection_again_after_the_server_dropped_it(postgres) -> None:
+    index = JobIndex(postgres)
+    index.put(record("0e"))
+    index._connection.close()  # what a database restart or failover leaves behind
+    assert index.get("0e")["id"] == "0e"
+    index.close()

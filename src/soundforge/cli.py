@@ -685,41 +685,29 @@ def serve(
             engine_list = ServeConfig(engines=asked or ()).engines
         except ValidationError:
             raise click.UsageError("--engines takes a number (1 to 64) or devices, e.g. cuda:0,cuda:1") from None
-    if ray_address is not None:
-        if engine is not None or engine_list is not None:
-            raise click.UsageError(
-                "--engine and --engines set up one server's engine processes; with --ray the "
-                "engines are Ray Serve deployments ([serve.ray.engines])"
-            )
-        from .serve import run_on_ray
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "store": store,
+        "index": index,
+        "token": token,
+        "max_queue": max_queue,
+        "workers": workers,
+    }
+    if ray_address is not None and (engine is not None or engine_list is not None):
+        raise click.UsageError(
+            "--engine and --engines set up one server's engine processes; with --ray the engines are Ray Serve "
+            "deployments ([serve.ray.engines])"
+        )
+    try:  # a store, index or [serve.ray] setting that cannot work is refused before anything starts
+        if ray_address is not None:
+            from .serve import run_on_ray
 
-        try:
-            run_on_ray(
-                config,
-                address=ray_address or config.serve.ray.address,
-                host=host,
-                port=port,
-                store=store,
-                index=index,
-                token=token,
-                max_queue=max_queue,
-                workers=workers,
-            )
-        except SoundforgeError as exc:
-            _fail(exc, ctx.obj["debug"])
-        return
-    run(
-        config,
-        host=host,
-        port=port,
-        store=store,
-        index=index,
-        token=token,
-        max_queue=max_queue,
-        workers=workers,
-        engine=engine,
-        engines=engine_list,
-    )
+            run_on_ray(config, address=ray_address or config.serve.ray.address, **common)
+        else:
+            run(config, engine=engine, engines=engine_list, **common)
+    except SoundforgeError as exc:
+        _fail(exc, ctx.obj["debug"])
 
 
 @cli.command("batch")

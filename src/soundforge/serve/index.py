@@ -17,12 +17,14 @@ been seen for the lease time is failed by whichever replica looks next (`JobStor
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -59,7 +61,8 @@ class JobIndex:
             self._connection: Any = connection
             self._postgres = False
         elif parts.scheme in ("postgresql", "postgres"):
-            self._connection = _connect_postgres(parts, password_env)
+            self._reconnect: Callable[[], Any] = functools.partial(_connect_postgres, parts, password_env)
+            self._connection = self._reconnect()
             self._postgres = True
         else:
             raise ConfigurationError(
@@ -76,17 +79,29 @@ class JobIndex:
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             if self._postgres:
-                sql = sql.replace("?", "%s")
-                cursor = self._connection.cursor()
-                try:
-                    cursor.execute(sql, tuple(params))
-                    rows = cursor.fetchall() if cursor.description else []
-                    self._connection.commit()
-                except BaseException:
-                    self._connection.rollback()
-                    raise
-                return [tuple(row) for row in rows]
+                return self._execute_postgres(sql.replace("?", "%s"), tuple(params))
             return [tuple(row) for row in self._connection.execute(sql, tuple(params)).fetchall()]
+
+    def _execute_postgres(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One statement in its own transaction; a connection the server dropped (a restart, a failover) is
+        opened again once and the statement retried: every statement here is an idempotent upsert, read or
+        delete."""
+        for attempt in (0, 1):
+            try:
+                cursor = self._connection.cursor()
+                cursor.execute(sql, params)
+                rows = cursor.fetchall() if cursor.description else []
+                self._connection.commit()
+                return [tuple(row) for row in rows]
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    self._connection.rollback()
+                if attempt or not _connection_lost(exc):
+                    raise
+                with contextlib.suppress(Exception):
+                    self._connection.close()
+                self._connection = self._reconnect()
+        raise AssertionError("unreachable")
 
     def put(self, record: dict[str, Any], owner: str | None = None) -> None:
         """Insert or replace a job's row (its record as JSON)."""
@@ -142,6 +157,11 @@ class JobIndex:
         """Close the connection."""
         with self._lock:
             self._connection.close()
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether a database error means the connection is gone (pg8000's InterfaceError, a socket error)."""
+    return isinstance(exc, OSError) or type(exc).__name__ == "InterfaceError"
 
 
 def _record(text: str) -> dict[str, Any]:
