@@ -275,9 +275,9 @@ def test_queue_full_cancel_auth_and_size_limit(tmp_path, server: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by scripts/test")
-def test_web_page_in_headless_chromium(tmp_path) -> None:
+def test_web_page_in_headless_chromium(tmp_path, server: str) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
-    with running(tmp_path) as url, playwright.sync_playwright() as p:
+    with running(tmp_path, server=server) as url, playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=shutil.which("chromium"),
             args=[
@@ -558,23 +558,34 @@ def test_an_engine_that_cannot_start_says_how_to_run_without_one(tmp_path, monke
         asyncio.run(engine.start())
 
 
-def test_a_torch_model_runs_in_the_engine_process(tmp_path) -> None:
-    """Tiny random MusicGen checkpoints through the service: torch in the engine process, a melody sent in the
-    body reaching the model, and the stored audio identical to the library's for the same request."""
+def test_a_torch_model_runs_in_the_engine_process(tmp_path, server: str) -> None:
+    """Tiny random MusicGen checkpoints through the service: torch in the engine process (on Ray: in the musicgen
+    family's own engine replica), a melody sent in the body reaching the model, and the stored audio identical to
+    the library's for the same request."""
     pytest.importorskip("transformers")
     from soundforge.audio import decoded_sha256
     from soundforge.testing.musicgen import build_musicgen
 
     mono = str(build_musicgen(tmp_path / "mono"))
     melody_model = str(build_musicgen(tmp_path / "melody", melody=True))
-    with serving(tmp_path / "jobs") as (url, app), httpx.Client(base_url=url, timeout=60) as http:
-        assert app.state.engine.mode == "process"
+    families = {"musicgen": {"num_cpus": 0.5}, "default": {"num_cpus": 0.5}}
+    client = Client(Config.load(user_file=False, serve={"ray": {"engines": families, "drain_seconds": 60}}))
+    with (
+        serving(tmp_path / "jobs", client=client, server=server) as (url, app),
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        assert app is None or app.state.engine.mode == "process"
         job = http.post(
             "/v1/generations",
             json={"request": {"prompt": "calm piano", "duration": 0.1, "seed": 42}, "provider": f"musicgen:{mono}"},
         ).json()
         audio = http.get(f"/v1/generations/{job['id']}/audio", params={"wait": 60})
         assert audio.status_code == 200
+        if server != "process":  # run by the musicgen family's own replica, not the default one synth goes to
+            synth = http.post("/v1/generations", json={"request": {"prompt": "x", "duration": 1}, "provider": "synth"})
+            other = http.get(f"/v1/generations/{synth.json()['id']}", params={"wait": 60}).json()["replica"]
+            ran = http.get(f"/v1/generations/{job['id']}").json()["replica"]
+            assert ran and other and ran != other
         library = (
             Client(Config.load(user_file=False))
             .generate("calm piano", provider=f"musicgen:{mono}", duration=0.1, seed=42)
