@@ -161,3 +161,17 @@ def server(request: pytest.FixtureRequest) -> str:
     """Where an HTTP test's server runs: "process" (soundforge serve, one process and its engine) or the base URL
     of Ray Serve's proxy (soundforge serve --ray on a local cluster)."""
     return "process" if request.param == "process" else request.getfixturevalue("ray_serve_url")
+
+
+def _uses_ray(item: pytest.Item) -> bool:
+    """Whether a test needs the session's Ray cluster (directly, or as the Ray value of the `server` fixture)."""
+    if {"ray_cluster", "ray_serve_url"} & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("server") == "ray"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that need Ray run last, together: the cluster they share starts at the first of them and its
+    background processes do not compete with every other test for this machine's two cores."""
+    items[:] = [item for item in items if not _uses_ray(item)] + [item for item in items if _uses_ray(item)]

@@ -143,7 +143,8 @@ def test_a_cloud_job_whose_replica_dies_fails_and_is_never_sent_twice(
 def test_a_killed_ingress_restarts_with_every_finished_job_and_fails_its_unfinished_ones(
     tmp_path, ray_serve_url
 ) -> None:
-    client = ray_client(lease_seconds=2)
+    # The engine autoscales here (Ray Serve takes the bounds [serve.ray.engines] gives); the ingress is what dies.
+    client = ray_client(lease_seconds=2, engines={"default": {"min_replicas": 1, "max_replicas": 2, "num_cpus": 0.5}})
     with deployed(ray_serve_url, tmp_path / "jobs", client) as http:
         done = submit(http, {"prompt": "lofi", "duration": 2, "seed": 1})
         until(lambda: status_is(http, done, "succeeded"), what="the first job")

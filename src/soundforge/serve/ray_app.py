@@ -1,12 +1,13 @@
 """`soundforge serve --ray`: the same HTTP API as a Ray Serve application, for several GPUs and several boxes.
 
-Two kinds of deployment (`[serve.ray]`, docs/deploy.md):
-- the ingress (`Ingress`): the very app `create_app` builds (routes, validation, licence policy, budgets, auth,
-  the queue), with `RayEngine` as its engine; the policy and budgets are checked there, before any engine is
-  touched. Its job store is shared (`shared=True`): any ingress replica answers for any job.
-- one engine deployment per model family (`EngineReplica`, named `engine-FAMILY`; `default` takes the families
-  not named), each with its own resources and replicas: a MusicGen-large replica and an ACE-Step replica live on
-  the GPUs that fit them. A replica runs several jobs at once on one client, so its batching still meets them.
+Ray Serve applications (`[serve.ray]`, docs/deploy.md):
+- `soundforge`, the ingress (`Ingress`): the very app `create_app` builds (routes, validation, licence policy,
+  budgets, auth, the queue), with `RayEngine` as its engine; the policy and budgets are checked there, before any
+  engine is touched. Its job store is shared (`shared=True`): any ingress replica answers for any job.
+- `soundforge-engine-FAMILY`, one per model family (deployment `engine`, class `EngineReplica`; family `default`
+  takes the ones not named), each with its own resources and replicas: a MusicGen-large replica and an ACE-Step
+  replica live on the GPUs that fit them. A replica runs several jobs at once on one client, so its batching still
+  meets them. The ingress finds them by name: an engine is rescaled or redeployed without touching it.
 
 A job's engine call is a streaming Ray Serve request: progress, streamed chunks and the outcome come back on it,
 and cancelling the job cancels the request (the replica's job stops at its next step). When a replica dies mid-job
