@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import os
 import pickle
+import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -408,14 +409,19 @@ def run(config: Config, settings: ServeSettings, *, address: str, host: str, por
             f"cannot join the Ray cluster at {address!r}: {exc}",
             hint="start one with `ray start --head`, pass its address (ray://HOST:10001), or use --ray local",
         ) from None
-    if config.serve.ray.http == "direct":  # the ingress replicas listen themselves: no proxy on the port
-        config = config.model_copy(update={"serve": config.serve.model_copy(update={"host": host, "port": port})})
-        serve.start(http_options={"location": "NoServer"})
-    else:
-        serve.start(http_options={"host": host, "port": port})
-    deploy(config, settings)
-    log.warning("soundforge is served by Ray Serve at http://%s:%s/ (Ctrl+C stops it)", host, port)
+    stop = threading.Event()
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
+        if config.serve.ray.http == "direct":  # the ingress replicas listen themselves: no proxy on the port
+            config = config.model_copy(update={"serve": config.serve.model_copy(update={"host": host, "port": port})})
+            serve.start(http_options={"location": "NoServer"})
+        else:
+            serve.start(http_options={"host": host, "port": port})
+        deploy(config, settings)
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop: the same clean end
+        log.warning("soundforge is served by Ray Serve at http://%s:%s/ (Ctrl+C stops it)", host, port)
+        stop.wait()
+    except KeyboardInterrupt:  # Ctrl+C, while deploying or serving
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the clean-up short
         undeploy()
