@@ -38,8 +38,8 @@ from .store import ACTIVE, JobStore
 
 #: The file each job's audio is stored in; other formats are encoded from it once and kept beside it.
 AUDIO_FILE = "audio.wav"
-#: What listeners of a job still running hear when the server stops (a restart reports the job failed too).
 log = logging.getLogger("soundforge.serve")
+#: What listeners of a job still running hear when the server stops (a restart reports the job failed too).
 _STOPPING = {"code": "server_stopping", "type": "ServerStopping", "message": "the server stopped before the job ended"}
 
 

@@ -254,19 +254,16 @@ class Ingress:
         return app
 
 
-class _QuietServer:
-    """Builds a uvicorn server that leaves signals to Ray (a replica's signals are Ray's to handle)."""
+def _quiet_server(app: Any) -> Any:
+    """A uvicorn server for `app` that leaves signals alone: a replica's signals are Ray's to handle."""
+    import uvicorn
 
-    @staticmethod
-    def create(app: Any, host: str, port: int) -> Any:
-        import uvicorn
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
 
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        return Server(uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning", access_log=False))
+    return Server(uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False))
 
 
 def _serve_directly(app: Any, host: str, port: int) -> None:
@@ -282,7 +279,7 @@ def _serve_directly(app: Any, host: str, port: int) -> None:
             if hasattr(socket, "SO_REUSEPORT"):
                 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             listener.bind((host, port))
-            server = _QuietServer.create(app, host, port)
+            server = _quiet_server(app)
             task = asyncio.create_task(server.serve(sockets=[listener]))
             try:
                 yield state
