@@ -281,26 +281,36 @@ def test_other_backends_refuse_song_fields_naming_those_that_can(folder) -> None
     assert "variation" in str(info.value)
 
 
-def test_a_commercial_policy_picks_ace_step_for_a_song_with_lyrics(folder, tmp_path) -> None:
+def test_a_commercial_policy_picks_ace_step_for_a_song_with_lyrics(folder, tmp_path, monkeypatch) -> None:
+    from soundforge.backends.ace_step import XL_TURBO
+    from soundforge.testing.hub import install_in_hub_cache
     from soundforge.testing.musicgen import build_musicgen
 
     musicgen = build_musicgen(tmp_path / "mg")
+    hub = tmp_path / "hub"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))  # read at each call
     config = Config.load(
         user_file=False,
         auto_order=["musicgen", "ace-step", "synth"],
-        providers={"musicgen": {"model": str(musicgen)}, "ace-step": {"model": folder}},
+        providers={"musicgen": {"model": str(musicgen)}},
     )
-    # ACE-Step's weights carry no licence of their own (docs/licenses.md): a strict commercial policy refuses them,
-    # and says so, rather than guessing.
-    with pytest.raises(LicensePolicyError, match="ace-step"):
-        Client(config, policy=LicensePolicy.commercial()).generate(
-            "a ballad", provider=f"ace-step:{folder}", duration=SECONDS, lyrics=LYRICS
-        )
-    lenient = Client(config, policy=LicensePolicy.commercial(allow_unknown=True))
-    g = lenient.generate("a ballad", duration=SECONDS, lyrics=LYRICS, seed=1, steps=2)
-    assert g.provider == "ace-step"
+    commercial = Client(config, policy=LicensePolicy.commercial())
+    # The default checkpoint's licence is its own card's: without the card, it is unknown and refused, saying so.
+    install_in_hub_cache(folder, XL_TURBO, hub)
+    with pytest.raises(LicensePolicyError, match="unknown"):
+        commercial.generate("a ballad", provider="ace-step", duration=SECONDS, lyrics=LYRICS)
+    # The weights in the cache with their card (license: mit, as the ACE-Step release's card): a commercial product
+    # gets a local model that sings, by `auto` too, MusicGen (non-commercial) passed over.
+    install_in_hub_cache(folder, XL_TURBO, hub, card="---\nlicense: mit\nlibrary_name: diffusers\n---\n# ACE-Step\n")
+    g = commercial.generate("a ballad", duration=SECONDS, lyrics=LYRICS, seed=1, steps=2)
+    assert g.provider == "ace-step" and g.provenance.model == XL_TURBO
+    assert g.license.id == "MIT" and g.license.commercial_use.value == "allowed"
+    assert any((c.source or "").endswith("README.md") for c in g.license.components)
     skipped = {a.provider: a.error_code for a in g.provenance.attempts if a.outcome == "skipped"}
     assert skipped["musicgen"] in ("license_policy", "unsupported_feature")
+    # A folder of one's own has no record: unknown, refused, until declared.
+    with pytest.raises(LicensePolicyError, match="unknown"):
+        commercial.generate("a ballad", provider=f"ace-step:{folder}", duration=SECONDS, lyrics=LYRICS)
 
 
 def test_progress_cancellation_and_missing_weights(folder) -> None:

@@ -535,7 +535,9 @@ def test_elevenlabs_sound_effects(eleven, downloads) -> None:
         "prompt_influence": 0.8,
         "loop": True,
     }
-    assert g.audio.shape[1] == round(2.5 * g.sample_rate) and g.license.id == "LicenseRef-ElevenLabs-SFX"
+    assert (
+        g.audio.shape[1] == round(2.5 * g.sample_rate) and g.license.id == "LicenseRef-ElevenLabs-SFX-Free"
+    )  # no plan set: the free plan's terms
     wav = client.generate(
         "door creak",
         provider="elevenlabs-sfx:eleven_text_to_sound_v3",

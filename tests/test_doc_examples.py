@@ -27,6 +27,7 @@ PLAN = {
     ("docs/providers/audiocraft.md", 0): "skip: needs the AudioGen and MusicGen weights",
     ("docs/providers/musicgen.md", 0): "skip: needs the MusicGen weights (tests/test_musicgen.py: tiny models)",
     ("docs/providers/ace-step.md", 0): "skip: needs the ACE-Step 1.5 weights (tests/test_ace_step.py: tiny models)",
+    ("docs/providers/ace-step.md", 1): "skip: needs the ACE-Step 1.5 weights and card (tests/test_ace_step.py)",
     ("docs/songs.md", 0): "run",
     ("docs/observe.md", 0): "run",
     ("docs/quality.md", 0): "run",
@@ -37,6 +38,7 @@ PLAN = {
     ("docs/streaming.md", 0): "run",
     ("docs/prices.md", 0): "skip: calls Stability's paid API (tests/test_cost.py runs it against the fake)",
     ("docs/providers/stable-audio-3.md", 0): "skip: needs converted Stable Audio 3 weights (test_stable_audio_3.py)",
+    ("docs/providers/stable-audio-3.md", 1): "run",
     ("docs/providers/stable-audio.md", 0): "skip: needs the Stable Audio Open weights (tests/test_stable_audio.py)",
 }
 #: Files a document's examples expect in the working folder.

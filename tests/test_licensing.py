@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import pytest
 
 from soundforge.licensing import CommercialUse, License, LicenseComponent, LicenseRegistry
 from soundforge.policy import LicensePolicy
 
 REG = LicenseRegistry.default()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -98,7 +101,9 @@ def test_every_licence_that_allows_anything_quotes_its_grant_and_is_not_unconfir
 def test_every_component_names_its_source_quote_and_date() -> None:
     for record in REG.models:
         for component in record.all_components():
-            assert component.source.startswith("https://") and component.quote and component.checked_on, record.key
+            # A primary source on the web, or soundforge's own statement in its docs (synth's dedication).
+            assert component.source.startswith("https://") or (ROOT / component.source).is_file(), record.key
+            assert component.quote and component.checked_on, record.key
             terms = REG.licenses[component.license]
             if terms.commercial_use is CommercialUse.ALLOWED:
                 assert "not read" not in component.quote, record.key
@@ -156,16 +161,17 @@ def test_the_community_licence_terminates_above_its_revenue_cap_for_every_policy
 
 
 def test_conditions_are_checked_whatever_else_is_unknown() -> None:
-    # Community-licensed weights on an unknown host: allow_unknown accepts the host, not the missing registration.
-    hosted = REG.license_for("fal", "fal-ai/stable-audio")
-    assert hosted.commercial_use is CommercialUse.UNKNOWN and hosted.conditions
+    # A Stable Audio 3 folder: its own terms are unknown, the Community License's conditions are not.
+    # allow_unknown accepts the unknown part, not the missing registration.
+    folder = REG.license_for("stable-audio-3", "/models/sa3")
+    assert folder.commercial_use is CommercialUse.UNKNOWN and folder.conditions
     lenient = LicensePolicy.commercial(allow_unknown=True)
-    refused = lenient.check("fal", "fal-ai/stable-audio", hosted)
+    refused = lenient.check("stable-audio-3", "/models/sa3", folder)
     assert not refused.allowed and "stability_registered" in refused.clause
     declared = LicensePolicy.commercial(
         allow_unknown=True, annual_revenue_usd=100_000, attestations=frozenset({"stability_registered"})
     )
-    assert declared.check("fal", "fal-ai/stable-audio", hosted).allowed
+    assert declared.check("stable-audio-3", "/models/sa3", folder).allowed
 
 
 def test_a_folder_is_licensed_only_when_the_user_declares_what_it_holds() -> None:
@@ -178,3 +184,218 @@ def test_a_folder_is_licensed_only_when_the_user_declares_what_it_holds() -> Non
     assert REG.license_for("musicgen", "/models/mg").commercial_use is CommercialUse.UNKNOWN  # the default is unchanged
     with pytest.raises(ConfigurationError):
         REG.declare("musicgen", "/models/x", same_as="someone/else", reason="?")
+
+
+# --- licence truth (issue 37): each defect of the December audit ---------------------------------------------
+FIVE_MILLION = LicensePolicy(annual_revenue_usd=5_000_000)
+SMALL_REGISTERED = LicensePolicy.commercial(
+    annual_revenue_usd=500_000, attestations=frozenset({"stability_registered"})
+)
+
+
+@pytest.mark.parametrize(
+    "provider, folder", [("stable-audio-3", "/models/sa3-small-music"), ("stable-audio", "/models/sao-finetune")]
+)
+def test_a_folder_keeps_the_community_licence_of_the_model_it_derives_from(provider: str, folder: str) -> None:
+    lic = REG.license_for(provider, folder)
+    # Its own terms are unknown, and the Community License's conditions stay on it.
+    assert lic.commercial_use is CommercialUse.UNKNOWN
+    assert "LicenseRef-Stability-AI-Community" in {c.license.id for c in lic.components}
+    assert lic.attribution == "Powered by Stability AI"
+    big_registered = LicensePolicy.commercial(
+        allow_unknown=True, annual_revenue_usd=5e6, attestations=frozenset({"stability_registered"})
+    )
+    for policy in (big_registered, FIVE_MILLION):
+        decision = policy.check(provider, folder, lic)
+        assert not decision.allowed and "terminate" in decision.clause, decision
+    # A small registered company that accepts the unknown part may use it.
+    lenient = LicensePolicy.commercial(
+        allow_unknown=True, annual_revenue_usd=500_000, attestations=frozenset({"stability_registered"})
+    )
+    assert lenient.check(provider, folder, lic).allowed
+    if provider == "stable-audio-3":
+        assert "LicenseRef-Gemma-Terms" in {c.license.id for c in lic.components}
+    # A folder declared to be an unchanged conversion is licensed like its hub release.
+    hub = (
+        "stabilityai/stable-audio-3-small-music"
+        if provider == "stable-audio-3"
+        else "stabilityai/stable-audio-open-1.0"
+    )
+    declared = REG.declare(provider, folder, same_as=hub, reason="converted from the hub release")
+    assert declared.license_for(provider, folder).commercial_use is CommercialUse.CONDITIONAL
+
+
+def test_the_stable_audio_3_conversion_hint_names_the_declaration() -> None:
+    from soundforge.backends.stable_audio_3 import CONVERT
+
+    assert "LicenseRegistry.default().declare" in CONVERT
+
+
+def test_ace_step_1_5_is_mit_from_its_own_card_and_its_checkpoints_wait_on_theirs() -> None:
+    from soundforge.model_card import ModelCard
+
+    release = REG.license_for("ace-step", "ACE-Step/Ace-Step1.5")
+    assert release.commercial_use is CommercialUse.ALLOWED and release.id == "MIT"
+    assert {c.license.id for c in release.components} == {"MIT", "Apache-2.0"}  # the encoder's licence is checked
+    assert all("commercial purposes" in (c.quote or "") for c in release.components if c.license.id == "MIT")
+    assert LicensePolicy.commercial().check("ace-step", "ACE-Step/Ace-Step1.5", release).allowed
+    for model in (
+        "ACE-Step/acestep-v15-xl-turbo-diffusers",
+        "ACE-Step/acestep-v15-base",
+        "ACE-Step/acestep-v15-sft",
+    ):
+        unread = REG.license_for("ace-step", model)
+        assert unread.commercial_use is CommercialUse.UNKNOWN, model
+        assert all("could not be read" in (c.quote or "") for c in unread.components if c.license.id != "Apache-2.0")
+        mit = ModelCard(path=f"/cache/{model}/README.md", license="mit")
+        confirmed = REG.license_for("ace-step", model, card=mit)
+        assert confirmed.commercial_use is CommercialUse.ALLOWED, model
+        assert {c.source for c in confirmed.components if c.license.id == "MIT"} == {mit.path}
+        assert "waits on" in (confirmed.card_note or "")
+        # Another licence in the card confirms nothing: the model stays unknown.
+        other = ModelCard(path="/cache/README.md", license="apache-2.0")
+        assert REG.license_for("ace-step", model, card=other).commercial_use is CommercialUse.UNKNOWN
+    # A folder is not a release: its card alone never licenses it.
+    folder = REG.license_for("ace-step", "/models/ace", card=ModelCard(path="/models/ace/README.md", license="mit"))
+    assert folder.commercial_use is CommercialUse.UNKNOWN and "stricter" in (folder.card_note or "")
+
+
+def test_gemma_terms_are_read_so_stable_audio_3_is_conditional() -> None:
+    gemma = REG.licenses["LicenseRef-Gemma-Terms"]
+    assert gemma.commercial_use is CommercialUse.ALLOWED and "claims no rights in Outputs" in (gemma.quote or "")
+    assert any("Prohibited Use Policy" in r for r in gemma.restrictions)
+    for model in ("stabilityai/stable-audio-3-small-music", "stabilityai/stable-audio-3-medium"):
+        lic = REG.license_for("stable-audio-3", model)
+        assert lic.commercial_use is CommercialUse.CONDITIONAL and lic.id == "LicenseRef-Stability-AI-Community"
+        assert SMALL_REGISTERED.check("stable-audio-3", model, lic).allowed
+        assert not LicensePolicy.commercial().check("stable-audio-3", model, lic).allowed
+        assert "terminate" in FIVE_MILLION.check("stable-audio-3", model, lic).clause
+        encoder = next(c for c in lic.components if c.role == "text_encoder")
+        assert "stable-audio-3" in (encoder.source or ""), "the gate text is quoted from the SA3 card"
+
+
+def test_a_hosts_customer_is_judged_by_the_hosts_terms_not_the_weights_licence() -> None:
+    hosted = REG.license_for("fal", "fal-ai/stable-audio")
+    assert hosted.commercial_use is CommercialUse.UNKNOWN and hosted.conditions == []
+    assert not hosted.attribution_required
+    weights = next(c for c in hosted.components if c.license.id == "LicenseRef-Stability-AI-Community")
+    assert weights.binds == "host"  # listed for information
+    assert FIVE_MILLION.check("fal", "fal-ai/stable-audio", hosted).allowed  # no termination for fal's customer
+    refused = LicensePolicy.commercial().check("fal", "fal-ai/stable-audio", hosted)
+    assert not refused.allowed and "unknown" in refused.clause and "terminate" not in refused.clause
+    # Replicate passes the model's own terms through to its customer: those still bind.
+    assert REG.license_for("replicate", "meta/musicgen").commercial_use is CommercialUse.NOT_ALLOWED
+
+
+def test_gemini_terms_are_the_current_ones() -> None:
+    lyria = REG.license_for("gemini", "lyria-3-pro-preview")
+    assert lyria.commercial_use is CommercialUse.UNKNOWN
+    assert not any("Preview" in r for r in lyria.restrictions)
+    assert "terms-archive" not in lyria.source and "2026" in (REG.licenses[lyria.id].quote or "")
+    assert any("professional or business" in r for r in lyria.restrictions)
+
+
+def test_elevenlabs_sound_effects_on_a_free_plan_are_not_commercial() -> None:
+    none = REG.license_for("elevenlabs-sfx", "eleven_text_to_sound_v2")
+    assert none.commercial_use is CommercialUse.NOT_ALLOWED and "strictest" in (none.plan_note or "")
+    assert REG.license_for("elevenlabs-sfx", "eleven_text_to_sound_v2", plan="free").id.endswith("SFX-Free")
+    paid = REG.license_for("elevenlabs-sfx", "eleven_text_to_sound_v3", plan="pro")
+    assert paid.commercial_use is CommercialUse.UNKNOWN
+    assert not LicensePolicy.commercial(allow_unknown=True).check("elevenlabs-sfx", "v2", none).allowed
+
+
+def test_the_community_licence_ends_only_above_one_million() -> None:
+    sao = REG.license_for("stable-audio", "stabilityai/stable-audio-open-1.0")
+    exactly = LicensePolicy.commercial(annual_revenue_usd=1_000_000, attestations=frozenset({"stability_registered"}))
+    assert exactly.check("stable-audio", "x", sao).allowed
+    over = LicensePolicy.commercial(annual_revenue_usd=1_000_001, attestations=frozenset({"stability_registered"}))
+    assert not over.check("stable-audio", "x", sao).allowed
+
+
+def test_sources_and_quotes_say_where_each_fact_comes_from() -> None:
+    # The NC-era licence points at the NC text, not at today's page (which shows the Community License).
+    assert "huggingface.co" not in REG.licenses["LicenseRef-Stability-AI-NC-Research"].url
+    # synth's dedication is soundforge's own statement, cited to soundforge's docs, not to the CC0 legal code.
+    synth = REG.license_for("synth", "default").components[0]
+    assert synth.source == "docs/licenses.md" and "soundforge" in (synth.quote or "")
+    # The audio-MAGNeT codec quote comes from the README that states the weights' licence.
+    codec = next(c for c in REG.license_for("magnet", "facebook/audio-magnet-small").components if c.role == "codec")
+    assert not (codec.source or "").endswith(".yaml") and "CC-BY-NC 4.0" in (codec.quote or "")
+    # Demucs: the MIT tag of the author's exports is named, with the reason it is set aside.
+    demucs = REG.record_for("demucs", "htdemucs")
+    assert demucs is not None and "license: mit" in (demucs.notes or "") and "#327" in (demucs.notes or "")
+    # ElevenLabs stem models are not under the music terms without a source: a record of their own, unknown.
+    stems = REG.license_for("elevenlabs", "six_stems_v1", plan="pro")
+    assert stems.commercial_use is CommercialUse.UNKNOWN and stems.id == "LicenseRef-ElevenLabs-Stems"
+
+
+def test_a_cached_card_naming_a_stricter_licence_wins() -> None:
+    from soundforge.model_card import ModelCard
+
+    nc_card = ModelCard(path="/cache/README.md", license="other", license_name="stable-audio-nc-community")
+    old = REG.license_for("stable-audio", "stabilityai/stable-audio-open-1.0", card=nc_card)
+    assert old.commercial_use is CommercialUse.NOT_ALLOWED and "stricter" in (old.card_note or "")
+    assert not SMALL_REGISTERED.check("stable-audio", "x", old).allowed
+    current = ModelCard(path="/cache/README.md", license="other", license_name="stable-audio-community")
+    same = REG.license_for("stable-audio", "stabilityai/stable-audio-open-1.0", card=current)
+    assert same.commercial_use is CommercialUse.CONDITIONAL and "as the record does" in (same.card_note or "")
+    # A card naming a licence soundforge has no record of makes an allowed record unknown.
+    odd = REG.license_for("encodec", "facebook/encodec_48khz", card=ModelCard(path="/c/README.md", license="wtfpl"))
+    assert odd.commercial_use is CommercialUse.UNKNOWN and "no record" in (odd.card_note or "")
+    # A looser card changes nothing.
+    mit = REG.license_for("demucs", "htdemucs", card=ModelCard(path="/c/README.md", license="mit"))
+    assert mit.commercial_use is CommercialUse.NOT_ALLOWED
+
+
+def test_the_card_is_read_from_the_cache_snapshot_before_anything_loads(tmp_path, monkeypatch) -> None:
+    from soundforge import Client
+    from soundforge.config import Config
+    from soundforge.model_card import read_model_card
+    from soundforge.testing.hub import install_in_hub_cache
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))  # read at each call
+    card = "---\nlicense: other\nlicense_name: stable-audio-nc-community\npipeline_tag: text-to-audio\n---\n# SAO\n"
+    snapshot = install_in_hub_cache(None, "stabilityai/stable-audio-open-1.0", hub, card=card)
+    parsed = read_model_card(snapshot)
+    assert parsed is not None and parsed.tag == "stable-audio-nc-community"
+    client = Client(
+        Config.load(user_file=False, providers={"stable-audio": {"model": "stabilityai/stable-audio-open-1.0"}}),
+        policy=SMALL_REGISTERED,
+    )
+    status = next(p for p in client.providers() if p.name == "stable-audio")
+    assert status.license is not None and status.license.id == "LicenseRef-Stability-AI-NC-Research"
+    assert not status.policy_allows and "non-commercial" in status.policy_clause.lower()
+
+
+def test_model_cards_are_read_without_surprises(tmp_path) -> None:
+    from soundforge.model_card import read_model_card
+
+    (tmp_path / "README.md").write_text("---\nlicense: 'MIT'\n---\n", "utf-8")
+    assert read_model_card(tmp_path).license == "mit"
+    (tmp_path / "README.md").write_text("# no front matter\nlicense: mit\n", "utf-8")
+    assert read_model_card(tmp_path) is None
+    (tmp_path / "README.md").write_bytes(b"---\ntags: [a]\n---\n\xff\xfe")
+    assert read_model_card(tmp_path) is None
+    assert read_model_card(tmp_path / "missing") is None
+
+
+def test_the_registry_file_is_the_hand_edited_source_with_a_schema() -> None:
+    import json
+    from importlib import resources
+
+    from soundforge._licenses_doc import registry_schema
+
+    data = resources.files("soundforge").joinpath("data")
+    text = data.joinpath("licenses.json").read_text("utf-8")
+    assert text == json.dumps(json.loads(text), indent=1) + "\n", "keep licenses.json in its canonical layout"
+    assert data.joinpath("licenses.schema.json").read_text("utf-8") == registry_schema(), (
+        "regenerate with: python -m soundforge._licenses_doc --write"
+    )
+    # The schema rejects what the loader rejects: an unknown field anywhere.
+    broken = json.loads(text)
+    broken["models"][0]["licence"] = "typo"
+    from soundforge import ConfigurationError
+
+    with pytest.raises((ConfigurationError, ValueError)):
+        LicenseRegistry(broken)

@@ -234,13 +234,18 @@ def test_licence_components_and_policy() -> None:
     license = LicenseRegistry.default().license_for("stable-audio-3", "stabilityai/stable-audio-3-small-sfx")
     roles = {c.license.id for c in license.components}
     assert roles == {"LicenseRef-Stability-AI-Community", "LicenseRef-Gemma-Terms"}
-    assert license.commercial_use.value == "unknown"  # the strictest: Gemma's terms are not read yet
-    small = LicensePolicy.commercial(
-        allow_unknown=True, annual_revenue_usd=200_000, attestations=("stability_registered",)
-    )
+    assert license.commercial_use.value == "conditional"  # the Community License's; Gemma's terms allow
+    small = LicensePolicy.commercial(annual_revenue_usd=200_000, attestations=("stability_registered",))
     assert small.check("stable-audio-3", "x", license).allowed
     big = LicensePolicy.commercial(allow_unknown=True, annual_revenue_usd=5_000_000)
     assert not big.check("stable-audio-3", "x", license).allowed
+    # The provider runs folders: one keeps the Community License's end above US$1M (it was allowed before).
+    folder = LicenseRegistry.default().license_for("stable-audio-3", "/models/sa3-small-sfx")
+    assert not big.check("stable-audio-3", "/models/sa3-small-sfx", folder).allowed
+    with pytest.raises(LicensePolicyError, match="terminate"):
+        Client(Config.load(user_file=False), policy=big).generate(
+            "x", provider="stable-audio-3:/models/sa3-small-sfx", duration=5
+        )
     with pytest.raises(LicensePolicyError):
         Client(Config.load(user_file=False), policy=LicensePolicy.commercial()).generate(
             "x", provider="stable-audio-3", duration=5

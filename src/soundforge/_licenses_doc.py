@@ -3,9 +3,26 @@ licence with the clause it relies on, quoted, so a reader (or a lawyer) can chec
 
 from __future__ import annotations
 
-from .licensing import LicenseRegistry
+import json
+import sys
+from pathlib import Path
+
+from .licensing import License, LicenseRegistry, ModelLicenseRecord, RegistryFile
+from .model_card import ModelCard
+from .policy import LicensePolicy
 
 BEGIN, END = "<!-- registry:begin -->", "<!-- registry:end -->"
+POLICIES_BEGIN, POLICIES_END = "<!-- policies:begin -->", "<!-- policies:end -->"
+#: The two policies the table shows: a strict commercial product, and a small registered company.
+POLICIES = (
+    ("LicensePolicy.commercial()", LicensePolicy.commercial()),
+    (
+        'commercial(annual_revenue_usd=500_000, attestations={"stability_registered"})',
+        LicensePolicy.commercial(annual_revenue_usd=500_000, attestations=frozenset({"stability_registered"})),
+    ),
+)
+#: A folder's path, standing for every model a pattern record covers.
+_ANY_FOLDER = "/path/to/a/folder"
 
 
 def _cell(text: str) -> str:
@@ -61,5 +78,81 @@ def registry_table(registry: LicenseRegistry | None = None) -> str:
     return "\n".join(lines).rstrip()
 
 
+def _decision(policy: LicensePolicy, provider: str, model: str, license: License) -> str:
+    """One cell: `allowed`, or `refused` with the kind of clause that decided it, in a few words."""
+    decided = policy.check(provider, model, license)
+    if decided.allowed:
+        return "allowed"
+    clause = decided.clause
+    if clause.startswith("the licence's grants terminate"):
+        return "refused: the licence has ended"
+    if clause.startswith("commercial use is not allowed"):
+        return "refused: not for commercial use"
+    if "is unknown" in clause:
+        return "refused: unknown"
+    if "not declared met" in clause:
+        facts = [c.fact or c.kind for c in license.conditions if c.fact and c.fact not in policy.attestations]
+        facts = [f for f in facts if f != "annual_revenue_usd" or policy.annual_revenue_usd is None]
+        return f"refused: declare {', '.join(f'`{f}`' for f in facts)}" if facts else "refused: conditions unmet"
+    return f"refused: {_cell(clause.split(' [')[0])}"
+
+
+def _rows(record: ModelLicenseRecord) -> list[tuple[str, str, ModelCard | None]]:
+    """The (label, model, card) rows of one record: each id (or a folder for a pattern), and for a record that waits
+    on the model's card, the same id with a card that confirms it."""
+    models = record.ids or [_ANY_FOLDER if record.provider.startswith("stable-audio") else "any-model"]
+    rows: list[tuple[str, str, ModelCard | None]] = []
+    for model in models:
+        label = f"`{record.provider}:{model}`" if record.ids else f"`{record.provider}:{record.pattern}` ({model})"
+        rows.append((label, model, None))
+        confirms = {c.card_confirms for c in record.components if c.card_confirms}
+        for tag in sorted(confirms):
+            card = ModelCard(path=f"{model}/README.md", license=tag.lower())
+            rows.append((f"{label}, its card saying `license: {card.license}`", model, card))
+    return rows
+
+
+def policy_table(registry: LicenseRegistry | None = None) -> str:
+    """What `LicensePolicy.commercial()` and a small registered company's policy decide for every record (the
+    strictest plan where terms depend on the plan), from the registry: the answer to "may my product use it?"."""
+    reg = registry or LicenseRegistry.default()
+    header = " | ".join(f"`{name}`" for name, _ in POLICIES)
+    lines = [f"| provider: model | effective licence | {header} |", "|---|---|" + "---|" * len(POLICIES)]
+    for record in reg.models:
+        for label, model, card in _rows(record):
+            lic = reg.license_for(record.provider, model, card=card)
+            cells = " | ".join(_decision(policy, record.provider, model, lic) for _, policy in POLICIES)
+            lines.append(f"| {label} | `{lic.id}` ({lic.commercial_use.value.replace('_', ' ')}) | {cells} |")
+    return "\n".join(lines)
+
+
+def registry_schema() -> str:
+    """The JSON Schema of `data/licenses.json` (committed as `data/licenses.schema.json` for editors)."""
+    return json.dumps(RegistryFile.model_json_schema(by_alias=True), indent=1) + "\n"
+
+
+def render_page(page: str) -> str:
+    """`page` (docs/licenses.md) with its generated blocks replaced by the registry's current tables."""
+    for begin, end, body in ((BEGIN, END, registry_table()), (POLICIES_BEGIN, POLICIES_END, policy_table())):
+        head, rest = page.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        page = f"{head}{begin}\n{body}\n{end}{tail}"
+    return page
+
+
+def main(argv: list[str]) -> None:  # pragma: no cover
+    """`--write`: rewrite docs/licenses.md's tables and data/licenses.schema.json in this checkout; `--schema`:
+    print the schema; nothing: print the registry's Markdown."""
+    if "--write" in argv:
+        root = Path(__file__).resolve().parents[2]
+        page = root / "docs" / "licenses.md"
+        page.write_text(render_page(page.read_text("utf-8")), "utf-8")
+        (Path(__file__).parent / "data" / "licenses.schema.json").write_text(registry_schema(), "utf-8")
+    elif "--schema" in argv:
+        print(registry_schema(), end="")
+    else:
+        print(registry_table())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    print(registry_table())
+    main(sys.argv[1:])

@@ -15,11 +15,12 @@ from datetime import date
 from enum import Enum
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigurationError
+from .model_card import ModelCard
 
 
 class CommercialUse(str, Enum):
@@ -38,8 +39,9 @@ _STRICTNESS = [CommercialUse.ALLOWED, CommercialUse.CONDITIONAL, CommercialUse.U
 class Condition(BaseModel):
     """A machine-checkable condition of conditional commercial use.
 
-    kind: `revenue_below` (fact `annual_revenue_usd` < `limit`), `attestation` (fact `fact` is true,
-    e.g. registered with the vendor), or `plan_in` (the configured plan is one of `plans`).
+    kind: `revenue_at_most` (fact `annual_revenue_usd` <= `limit`: the Community License ends only at "more than"
+    US$1,000,000), `attestation` (fact `fact` is true, e.g. registered with the vendor), or `plan_in` (the
+    configured plan is one of `plans`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,12 +56,11 @@ class Condition(BaseModel):
     scope: str = "commercial"
 
 
-class LicenseTerms(BaseModel):
-    """One licence as the registry records it, with the source of every fact."""
+class LicenseFields(BaseModel):
+    """One licence as `data/licenses.json` records it under its id, with the source of every fact."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(description="SPDX identifier or a LicenseRef- name")
     name: str
     url: str
     commercial_use: CommercialUse
@@ -75,6 +76,17 @@ class LicenseTerms(BaseModel):
     notes: str | None = None
 
 
+class LicenseTerms(LicenseFields):
+    """One licence of the registry, with its id."""
+
+    id: str = Field(description="SPDX identifier or a LicenseRef- name")
+
+
+#: Who a component's licence binds: the user, or the host that runs the weights (a cloud service's customer holds no
+#: licence to the weights it never runs: the Community License binds the licensee that operates "a hosted service").
+Binds = Literal["user", "host"]
+
+
 class LicenseComponent(BaseModel):
     """A part of a generation pipeline (weights, codec, service...) and its licence."""
 
@@ -86,6 +98,11 @@ class LicenseComponent(BaseModel):
     source: str | None = Field(None, description="where this model's licence is stated (its card, its LICENSE)")
     quote: str | None = Field(None, description="the line of `source` that applies the licence to this model")
     checked_on: date | None = None
+    binds: Binds = Field(
+        "user",
+        description="who the licence binds: `user` (you), or `host` (the service that runs the weights for you: "
+        "shown for information, its conditions and duties are the host's, not yours)",
+    )
 
 
 class License(BaseModel):
@@ -107,6 +124,9 @@ class License(BaseModel):
     checked_on: date
     plan: str | None = None
     plan_note: str | None = None
+    card_note: str | None = Field(
+        None, description="what the card of the weights in use says about their licence, when it was read"
+    )
     components: list[LicenseComponent] = Field(default_factory=list)
 
     @property
@@ -128,16 +148,26 @@ class License(BaseModel):
 
     @classmethod
     def effective(
-        cls, components: list[LicenseComponent], *, plan: str | None = None, plan_note: str | None = None
+        cls,
+        components: list[LicenseComponent],
+        *,
+        plan: str | None = None,
+        plan_note: str | None = None,
+        card_note: str | None = None,
     ) -> License:
-        """Combine component licences: the strictest commercial status wins, duties and restrictions add up."""
-        if not components:
-            raise ValueError("a licence needs at least one component")
-        strictest = max(components, key=lambda c: _STRICTNESS.index(c.license.commercial_use)).license
-        attributions = _unique(c.license.attribution for c in components if c.license.attribution_required)
-        restrictions = _unique(r for c in components for r in c.license.restrictions)
-        conditions = _unique_models(cond for c in components for cond in c.license.conditions)
-        condition_texts = _unique(c.license.condition for c in components if c.license.condition)
+        """Combine component licences: the strictest commercial status wins, duties and restrictions add up.
+
+        Components that bind a host (the weights a cloud service runs) are listed but decide nothing: their
+        conditions and duties are the host's.
+        """
+        binding = [c for c in components if c.binds == "user"]
+        if not binding:
+            raise ValueError("a licence needs at least one component that binds the user")
+        strictest = max(binding, key=lambda c: _STRICTNESS.index(c.license.commercial_use)).license
+        attributions = _unique(c.license.attribution for c in binding if c.license.attribution_required)
+        restrictions = _unique(r for c in binding for r in c.license.restrictions)
+        conditions = _unique_models(cond for c in binding for cond in c.license.conditions)
+        condition_texts = _unique(c.license.condition for c in binding if c.license.condition)
         return cls(
             id=strictest.id,
             name=strictest.name,
@@ -152,9 +182,10 @@ class License(BaseModel):
             output_ownership=strictest.output_ownership,
             restrictions=restrictions,
             source=strictest.source,
-            checked_on=min(c.license.checked_on for c in components),
+            checked_on=min(c.license.checked_on for c in binding),
             plan=plan,
             plan_note=plan_note,
+            card_note=card_note,
             components=list(components),
         )
 
@@ -186,6 +217,10 @@ class ComponentRecord(BaseModel):
     source: str
     quote: str
     checked_on: date
+    binds: Binds = "user"
+    #: A licence the model's own card may confirm at run time, when the card could not be read for the registry: the
+    #: component keeps `license` (unknown) unless the card of the weights in use names this one (see `ModelCard`).
+    card_confirms: str | None = None
 
 
 class LicenseHistory(BaseModel):
@@ -233,6 +268,24 @@ class ModelLicenseRecord(BaseModel):
         return [*self.components, *(c for cs in self.plans.values() for c in cs)]
 
 
+class RegistryFile(BaseModel):
+    """The shape of `data/licenses.json`, the hand-edited source of every licence fact (no script writes it).
+
+    `data/licenses.schema.json` is this model's JSON Schema, for editors; a test keeps the two equal and the file
+    in its canonical layout (`json.dumps(..., indent=1)`), so every change is a readable diff.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    about: str = Field(alias="_about", description="what the file is and the rules it follows")
+    licenses: dict[str, LicenseFields] = Field(description="every licence, by SPDX id or LicenseRef- name")
+    card_tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="a model card's licence tag (`license:`, or `license_name:` of `license: other`) -> licence id",
+    )
+    models: list[ModelLicenseRecord] = Field(description="which licences apply to which provider:model")
+
+
 #: The licence of a model no record names.
 UNKNOWN_LICENSE = "LicenseRef-Unknown"
 
@@ -241,14 +294,23 @@ class LicenseRegistry:
     """The licence facts shipped with soundforge: licences by id, and model records naming the ids they cover."""
 
     def __init__(self, data: dict[str, Any]) -> None:
-        self.licenses = {key: LicenseTerms(id=key, **value) for key, value in data["licenses"].items()}
-        self.models = [ModelLicenseRecord(**value) for value in data["models"]]
+        parsed = RegistryFile.model_validate(data)
+        self.licenses = {key: LicenseTerms(id=key, **value.model_dump()) for key, value in parsed.licenses.items()}
+        self.models = list(parsed.models)
+        #: A model card's licence tag (`mit`, or the `license_name` of `license: other`) -> the registry's licence id.
+        self.card_tags: dict[str, str] = dict(parsed.card_tags)
+        for tag, name in self.card_tags.items():
+            if name not in self.licenses:
+                raise ConfigurationError(f"licence registry: card tag {tag!r} names unknown licence {name!r}")
         for record in self.models:
             if record.pattern is not None and not record.pattern_reason:
                 raise ConfigurationError(f"licence registry: {record.key} has a pattern without pattern_reason")
             if not record.ids and record.pattern is None:
                 raise ConfigurationError(f"licence registry: a {record.provider} record names no model ids")
+            if all(c.binds == "host" for c in record.components) and record.components:
+                raise ConfigurationError(f"licence registry: {record.key} has no component that binds the user")
             names = [c.license for c in record.all_components()] + [h.license for h in record.history]
+            names += [c.card_confirms for c in record.all_components() if c.card_confirms]
             for name in names:
                 if name not in self.licenses:
                     raise ConfigurationError(f"licence registry: {record.key} names unknown licence {name!r}")
@@ -293,23 +355,28 @@ class LicenseRegistry:
                 return record
         return None
 
-    def license_for(self, provider: str, model: str, *, plan: str | None = None) -> License:
+    def license_for(
+        self, provider: str, model: str, *, plan: str | None = None, card: ModelCard | None = None
+    ) -> License:
         """The licence of outputs of `model` run by `provider`, for the given plan (strictest when None).
 
         A model no record names gets `LicenseRef-Unknown`: never the terms of a sibling (a fine-tune, a local
-        folder or a newer release may be licensed differently).
+        folder or a newer release may be licensed differently). `card` is the card of the weights in use (read
+        from their snapshot or folder): where it names a stricter licence than the record, the stricter applies
+        and `card_note` says why; where a record waits on the card (`card_confirms`), the card decides that
+        component. A card never loosens a record on its own.
         """
         record = self.record_for(provider, model)
         if record is None:
-            return License.effective(
-                [
-                    LicenseComponent(
-                        role="model",
-                        name=f"{provider}:{model} (no licence record names it)",
-                        license=self.licenses[UNKNOWN_LICENSE],
-                    )
-                ]
-            )
+            components = [
+                LicenseComponent(
+                    role="model",
+                    name=f"{provider}:{model} (no licence record names it)",
+                    license=self.licenses[UNKNOWN_LICENSE],
+                )
+            ]
+            components, card_note = self._hold_to_card(components, [], card)
+            return License.effective(components, card_note=card_note)
         plan_note = None
         comps = record.components
         if record.plans:
@@ -332,7 +399,59 @@ class LicenseRegistry:
                 source=c.source,
                 quote=c.quote,
                 checked_on=c.checked_on,
+                binds=c.binds,
             )
             for c in comps
         ]
-        return License.effective(components, plan=plan, plan_note=plan_note)
+        components, card_note = self._hold_to_card(components, comps, card)
+        return License.effective(components, plan=plan, plan_note=plan_note, card_note=card_note)
+
+    def _hold_to_card(
+        self, components: list[LicenseComponent], records: list[ComponentRecord], card: ModelCard | None
+    ) -> tuple[list[LicenseComponent], str | None]:
+        """Apply the card of the weights in use: confirm the components that wait on it, or add the card's licence
+        as a component when it is stricter than the record (an older revision, a re-licensed copy)."""
+        if card is None or card.tag is None:
+            return components, None
+        named = self.card_tags.get(card.tag)
+        quote = f"{card.describe()} (the card of the weights in use, read from {card.path})"
+        confirmed = False
+        if named is not None:
+            updated = []
+            for component, record in zip(components, records, strict=False):
+                if record.card_confirms == named:
+                    component = component.model_copy(
+                        update={
+                            "license": self.licenses[named],
+                            "source": card.path,
+                            "quote": quote,
+                            "checked_on": date.today(),
+                        }
+                    )
+                    confirmed = True
+                updated.append(component)
+            components = updated + components[len(updated) :]
+        if confirmed:
+            return components, f"the card of the weights in use names {card.tag}, which this record waits on"
+        binding = [c for c in components if c.binds == "user"]
+        current = max(_STRICTNESS.index(c.license.commercial_use) for c in binding)
+        held = {c.license.id for c in binding}
+        if named is None:
+            terms = self.licenses[UNKNOWN_LICENSE]
+            why = f"the card of the weights in use names {card.tag!r}, a licence soundforge has no record of"
+        elif named in held:
+            return components, f"the card of the weights in use names {card.tag} ({named}), as the record does"
+        else:
+            terms = self.licenses[named]
+            why = f"the card of the weights in use names {card.tag} ({named}), not the record's licence"
+        if _STRICTNESS.index(terms.commercial_use) <= current:
+            return components, f"{why}; the record is as strict or stricter, and applies"
+        card_component = LicenseComponent(
+            role="card",
+            name=f"the licence named by the card at {card.path}",
+            license=terms,
+            source=card.path,
+            quote=quote,
+            checked_on=date.today(),
+        )
+        return [*components, card_component], f"{why}; the stricter of the two applies"

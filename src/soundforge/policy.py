@@ -103,16 +103,16 @@ class LicensePolicy(BaseModel):
 
     def _declared(self, condition: Condition) -> bool:
         """Whether the policy states the fact a condition is about (revenue, an attestation)."""
-        if condition.kind == "revenue_below":
+        if condition.kind == "revenue_at_most":
             return self.annual_revenue_usd is not None
         return True
 
     def _meets(self, condition: Condition, plan: str | None) -> bool:
-        if condition.kind == "revenue_below":
+        if condition.kind == "revenue_at_most":
             return (
                 self.annual_revenue_usd is not None
                 and condition.limit is not None
-                and self.annual_revenue_usd < condition.limit
+                and self.annual_revenue_usd <= condition.limit
             )
         if condition.kind == "attestation":
             return condition.fact in self.attestations
@@ -123,8 +123,8 @@ class LicensePolicy(BaseModel):
 
 def _how_to_declare(condition: Condition, provider: str) -> str:
     """What a user sets to declare a condition met: the policy field or attestation, by name."""
-    if condition.kind == "revenue_below":
-        limit = f" (below US${condition.limit:,.0f})" if condition.limit is not None else ""
+    if condition.kind == "revenue_at_most":
+        limit = f" (at most US${condition.limit:,.0f})" if condition.limit is not None else ""
         return (
             f"declare annual_revenue_usd{limit}: LicensePolicy(annual_revenue_usd=...) or [policy] annual_revenue_usd"
         )

@@ -172,7 +172,7 @@ class Router:
         if found is not None:
             return found
         plan = self.config.provider_settings(backend.name).get("plan")
-        return self.registry.license_for(backend.name, model, plan=plan)
+        return self.registry.license_for(backend.name, model, plan=plan, card=backend.model_card(model))
 
     def supported_by(self, field: str, value: object = None) -> list[str]:
         """Providers whose default model honours `field` (set to `value`, when given: a mode, a stem), installed

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import ModelNotAvailableError
+from ..model_card import ModelCard, read_model_card
 from ._compute import run_on_device_thread
 from .base import ENGINE_DEVICE_ENV, Availability
 
@@ -22,7 +23,8 @@ T = TypeVar("T")
 #: stable-audio-tools) holds this lock from `manual_seed` to the end of sampling, so seeds mean the same thing
 #: whatever else runs concurrently.
 TORCH_RNG_LOCK = threading.RLock()
-WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt"]
+#: README.md is the model card: its licence fields travel with the weights (`soundforge.model_card`).
+WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "README.md"]
 
 
 def offline(settings: dict[str, Any]) -> bool:
@@ -120,6 +122,24 @@ def files_availability(
         f"{', '.join(files)} not in the Hugging Face cache",
         fix=f"{download_note}hf download {model} {' '.join(files)}",
     )
+
+
+def find_model_card(model: str) -> ModelCard | None:
+    """The card of the weights `model` names, from its folder or its Hugging Face cache snapshot; None when there
+    is none here. Never downloads, and never imports anything heavier than huggingface_hub."""
+    path = Path(model).expanduser()
+    if path.is_dir() or looks_like_path(model):
+        return read_model_card(path)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.utils import HFValidationError
+    except ImportError:
+        return None
+    try:
+        cached = try_to_load_from_cache(model, "README.md")
+    except HFValidationError:  # not a hub id: it has no card in the cache
+        return None
+    return read_model_card(cached) if isinstance(cached, str) else None
 
 
 def revision(folder: str) -> str | None:

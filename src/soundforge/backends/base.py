@@ -32,6 +32,7 @@ from ._compute import cpu_bound_pool
 
 if TYPE_CHECKING:
     from ..licensing import License
+    from ..model_card import ModelCard
     from ._memory import ModelMemory
 
 
@@ -436,6 +437,11 @@ class Backend(ABC):
     def license_for(self, model: str) -> License | None:
         """The licence of `model`'s outputs when this backend knows it itself (a plug-in with its own terms);
         None (the default) lets the client look the model up in the licence registry."""
+        return None
+
+    def model_card(self, model: str) -> ModelCard | None:
+        """The card of the weights `model` names, as they are on this machine (local engines read it from the
+        folder or the cache snapshot, without loading or downloading); None when there is none (cloud services)."""
         return None
 
     def unload(self, model: str | None = None) -> None:  # noqa: B027 - optional hook

@@ -18,8 +18,9 @@ import numpy as np
 
 from ..audio import AudioArray, resample, to_channels
 from ..errors import InvalidRequestError, UnsupportedFeatureError
+from ..model_card import ModelCard
 from ..request import GenerationRequest
-from ._hub import ModelCache, pick_device
+from ._hub import ModelCache, find_model_card, pick_device
 from .base import Availability, Backend, ChunkStream, RawGeneration, RawTrack, RunContext
 
 if TYPE_CHECKING:
@@ -156,6 +157,10 @@ class LocalBackend(Backend):
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         return self.strategy(request).generate(request, model, context)
+
+    def model_card(self, model: str) -> ModelCard | None:
+        """The card of the weights in `model`'s folder or cache snapshot (read before anything is loaded)."""
+        return find_model_card(model)
 
     def check_stream(self, request: GenerationRequest, model: str) -> None:
         super().check_stream(request, model)

@@ -57,7 +57,10 @@ CONVERT_REASON = "Stability publishes it in stable-audio-3's own layout, which d
 CONVERT = (
     "accept its licence at https://huggingface.co/{model} (gated), convert it with diffusers' "
     "scripts/convert_stable_audio_3_to_diffusers.py --checkpoint_path {model} --text_encoder_repo "
-    'google/t5gemma-b-b-ul2, then set [providers.stable-audio-3] model = "/path/to/the/folder"'
+    'google/t5gemma-b-b-ul2, then set [providers.stable-audio-3] model = "/path/to/the/folder". A folder keeps '
+    "the Community License's conditions and is otherwise of unknown terms: record that it is an unchanged "
+    'conversion with LicenseRegistry.default().declare("stable-audio-3", "/path/to/the/folder", '
+    'same_as="{model}", reason="converted from the hub release")'
 )
 EXTRA_KEYS: dict[str, Any] = {"logsnr_min": (int, float), "logsnr_max": (int, float), "engine": str}
 _FIELDS = frozenset(

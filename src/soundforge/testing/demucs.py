@@ -11,12 +11,13 @@ Needs `soundforge[demucs]`.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
+from .hub import REVISION, install_in_hub_cache
+
+__all__ = ["REVISION", "SOURCES", "build_demucs", "install_in_hub_cache"]
+
 SOURCES = ("drums", "bass", "other", "vocals")
-#: A fake commit for snapshots installed in a cache.
-REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
 def build_demucs(
@@ -54,14 +55,3 @@ def build_demucs(
     bag = {"models": signatures, "weights": None, "segment": None}
     (out / f"{name}.yaml").write_text(yaml.safe_dump(bag))
     return out
-
-
-def install_in_hub_cache(folder: str | Path, repo_id: str, hub_cache: str | Path) -> Path:
-    """Copy an export into `hub_cache` (a Hugging Face hub cache, e.g. `$HF_HOME/hub`) as the `main` snapshot of
-    `repo_id`; returns the snapshot folder."""
-    repo = Path(hub_cache) / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / REVISION
-    shutil.copytree(folder, snapshot, dirs_exist_ok=True)
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(REVISION)
-    return snapshot
