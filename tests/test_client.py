@@ -147,7 +147,7 @@ def test_async_generate_matches_sync(client: Client) -> None:
 def test_async_generate_builds_long_results_off_the_event_loop(client: Client, monkeypatch) -> None:
     import threading
 
-    import soundforge.client as client_module
+    import soundforge.run.attempts as client_module
 
     hashed_on = []
 

@@ -415,7 +415,8 @@ def test_a_job_saves_with_its_loudness_and_edits_and_a_stream_refuses_them(tmp_p
             "/v1/generations", json={"request": {"prompt": "x", "fade_in": 1}, "provider": "synth", "stream": True}
         )
         assert answer.status_code == 422 and answer.json()["error"]["field"] == "fade_in"
-        assert "submit without stream" in answer.json()["error"]["message"]
+        error = answer.json()["error"]
+        assert "stored file holds the samples" in error["message"] and "submit without stream" in error["hint"]
         # Stems are separated from the finished track: a streamed job refuses them before any work.
         stems = http.post(
             "/v1/generations",

@@ -125,7 +125,7 @@ def test_missing_weights_are_refused_before_anything_is_generated(
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("generated before the watermark was checked")
 
-    monkeypatch.setattr(client, "_generate", must_not_run)
+    monkeypatch.setattr(client.attempts, "run", must_not_run)
     with pytest.raises(ModelNotAvailableError) as caught:
         client.generate("x", provider="synth", duration=1, watermark=True)
     message = str(caught.value) + str(caught.value.hint)

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Fields handled by soundforge itself when saving, so every backend supports them.
-SDK_FIELDS = frozenset(
-    {
-        "output_format",
-        "loudness",
-        "trim",
-        "fade_in",
-        "fade_out",
-        "max_cost",
-        "quality",
-        "quality_retries",
-        "loop",
-        "loop_bars",
-        "stems",
-        "watermark",
-    }
-)
+#: The request fields soundforge handles itself, by the step of a request's life that owns them
+#: (`soundforge.run.steps` declares each step: its check at plan time and what it does to the generation).
+STEP_FIELDS: dict[str, frozenset[str]] = {
+    "output": frozenset({"output_format", "loudness", "trim", "fade_in", "fade_out"}),
+    "cost": frozenset({"max_cost"}),
+    "quality": frozenset({"quality", "quality_retries"}),
+    "loop": frozenset({"loop", "loop_bars"}),
+    "stems": frozenset({"stems"}),
+    "watermark": frozenset({"watermark"}),
+}
+#: Every field a step owns: every backend supports them, since soundforge does the work.
+SDK_FIELDS = frozenset().union(*STEP_FIELDS.values())
 
 
 class Capabilities(BaseModel):

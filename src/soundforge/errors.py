@@ -8,6 +8,7 @@ the provider (`LicensePolicyError`), or wait and retry (`RateLimitError`, `Provi
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,14 @@ class SoundforgeError(Exception):
         self.provider = provider
         self.hint = hint
         super().__init__(self.message)
+
+    def with_message(self, message: str) -> SoundforgeError:
+        """The same error (class, code, field, provider, hint) with another message: a door that gathers the
+        refusals of many items (a batch's rows) reports them under the first one's code."""
+        copied = copy.copy(self)
+        copied.message = redact(message)
+        copied.args = (copied.message,)
+        return copied
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its attributes, not by calling __init__ again with the message (subclasses take other

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -377,3 +378,18 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             for name in self.model_fields_set
             if name not in {"prompt", "duration", "extra"} and getattr(self, name) is not None
         } | ({"extra"} if self.extra else set())
+
+
+def build_request(prompt_or_request: str | GenerationRequest, params: Mapping[str, Any]) -> GenerationRequest:
+    """A validated request from a prompt plus keyword fields, or from a request updated with keyword fields.
+
+    Raises InvalidRequestError (a ValueError) naming each bad field.
+    """
+    if isinstance(prompt_or_request, GenerationRequest):
+        if not params:
+            return prompt_or_request
+        data = {k: getattr(prompt_or_request, k) for k in prompt_or_request.model_fields_set}
+        return GenerationRequest(**{**data, **params})
+    if not isinstance(prompt_or_request, str):
+        raise InvalidRequestError("the first argument must be a prompt string or a GenerationRequest", field="prompt")
+    return GenerationRequest(prompt=prompt_or_request, **params)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from ..client import Client, build_request
 from ..errors import SoundforgeError
+from ..run.steps import takes_cost
 from .manifest import BatchRow
 from .output import OutputLocation, deliver, delivered
 
@@ -58,7 +59,8 @@ async def produce(client: Client, row: BatchRow, spec: str | None, out: OutputLo
         return Outcome(error=str(exc))
     except OSError as exc:  # a full disk, a folder made read-only: this row fails, the run goes on
         return Outcome(error=f"cannot write {row.file_name}: {exc.strerror or exc}")
-    cost = generation.cost.amount if generation.cost is not None else None
+    spent = takes_cost(generation.provenance.model_dump(mode="json"))  # every take quality="retry" paid for
+    cost = spent.amount if spent is not None else None
     # A row with stems answers to the stems' licence: the track's terms and the separator's.
     license = generation.tracks[-1].license if row.request.stems else generation.license
     return Outcome(file=file, license=license.id, cost=cost)

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import InvalidRequestError
 from ..files import output_paths
 from ..request import GenerationRequest
+from ..run.plan import check_one_output
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
@@ -126,11 +127,10 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
         except InvalidRequestError as exc:
             problems.extend(f"row {number}, field {field or '-'!r}: {message}" for field, message in exc.details)
             continue
-        if request.num_outputs != 1:
-            problems.append(
-                f"row {number}, field 'num_outputs': one row makes one file; repeat the row with "
-                "another name and seed for variations"
-            )
+        try:
+            check_one_output(request)
+        except InvalidRequestError as exc:
+            problems.append(f"row {number}, field 'num_outputs': {exc.message}")
             continue
         rows.append(BatchRow(number, name, str(provider) if provider else None, request))
     if problems:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client
-from ..errors import BudgetExceededError, InvalidRequestError, LicensePolicyError, SoundforgeError
+from ..errors import BudgetExceededError, InvalidRequestError, SoundforgeError
 from ..licensing import License
 from ..pricing import Cost, total_amount
+from ..run import JobLimits
 from .executors import Executor, LocalExecutor, Target
 from .journal import JOURNAL, Journal
 from .manifest import BatchRow, load_manifest
@@ -50,13 +51,18 @@ class BatchReport:
         return total_amount(list(self.estimates.values()))
 
 
+#: A row makes one file.
+ROW_LIMITS = JobLimits(one_output=True)
+
+
 def plan(
     rows: list[BatchRow], client: Client, provider: str | None, estimates: dict[str, Cost] | None = None
 ) -> tuple[dict[str, License], dict[str, Target]]:
-    """Route every row and check it against the licence policy (and each row's `max_cost`) before any work.
+    """Plan every row (`soundforge.run.plan.prepare`, as the library and serve do) before any work.
 
     Returns row name -> licence and row name -> target; fills `estimates` (row name -> estimated cost) when given.
-    Raises LicensePolicyError (or InvalidRequestError for other routing problems) naming every row that cannot run.
+    Raises the first refused row's error (LicensePolicyError, InvalidRequestError, ...) naming every row that
+    cannot run.
     """
     licenses: dict[str, License] = {}
     targets: dict[str, Target] = {}
@@ -64,30 +70,23 @@ def plan(
     first: SoundforgeError | None = None
     for row in rows:
         try:
-            candidates, _ = client.router.plan(row.request, row.provider or provider)
+            # The row's whole plan, as the library and serve make it: the stems' separator and licence, the
+            # watermark's weights, a loop's take and every take quality="retry" may pay for, before any row runs.
+            planned = client.plan(row.request, provider=row.provider or provider, door="row", limits=ROW_LIMITS)
         except SoundforgeError as exc:
             refused.append(f"row {row.line} ({row.name}): {exc}")
             first = first or exc
             continue
-        chosen = candidates[0]
-        licenses[row.name] = chosen.license
-        if row.request.stems:  # the separator too, and the stems' combined licence, before any row runs
-            try:
-                licenses[row.name] = client.plan_stems(row.request, row.provider or provider)[1]
-            except SoundforgeError as exc:
-                refused.append(f"row {row.line} ({row.name}): {exc}")
-                first = first or exc
-                continue
+        chosen = planned.chosen
+        licenses[row.name] = planned.license or chosen.license
         targets[row.name] = Target(chosen.backend.name, chosen.model, bool(chosen.backend.local))
         if estimates is not None:
-            estimates[row.name] = chosen.estimate
+            estimates[row.name] = planned.estimate
     if refused:
-        message = f"{len(refused)} row(s) cannot run: " + "; ".join(refused[:10])
-        if isinstance(first, LicensePolicyError):
-            raise LicensePolicyError(
-                first.provider or "?", first.model, first.license_id, message, first.allowed_providers
-            )
-        raise InvalidRequestError(message, field="manifest")
+        assert first is not None
+        # Every refused row named, under the first refusal's own error (its code, status and exit code), as the
+        # library and serve would raise it for that row.
+        raise first.with_message(f"{len(refused)} row(s) cannot run: " + "; ".join(refused[:10]))
     return licenses, targets
 
 

@@ -16,19 +16,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .. import watermarking
 from ..audio import load_audio
 from ..backends import CancelToken
 from ..budget import Budget
 from ..client import Client, build_request
-from ..edits import Edits
 from ..errors import InvalidRequestError
 from ..files import role_path
 from ..licensing import License
-from ..pricing import Cost
 from ..provenance import Provenance
 from ..request import GenerationRequest
 from ..result import Track
+from ..run import JobLimits
+from ..run.steps import takes_cost
 from .engine import Engine, JobOutcome
 from .feeds import JobFeed, PcmChunk
 from .metrics import make_metrics
@@ -146,36 +145,13 @@ class JobManager:
         """On a service thread: limits, routing and policy before any compute, then the job's record is written
         before it is queued, so that no later save can race it."""
         request = build_request(request, {})
-        self.check_limits(request)
-        if stream and request.quality == "retry":
-            raise InvalidRequestError(
-                "quality='retry' cannot be streamed: a rejected take would already have been heard", field="quality"
-            )
-        if stream and request.stems:
-            raise InvalidRequestError(
-                "a streamed job cannot have stems: they are separated from the finished track; submit without stream",
-                field="stems",
-            )
-        if request.stems:
-            self.client.plan_stems(request, provider)  # the separator and the stems' licence, before the queue
-        if stream and request.watermark:
-            raise InvalidRequestError(
-                "a streamed job cannot be watermarked: the chunks are heard before the watermark could be computed "
-                "over the finished track; submit without stream",
-                field="watermark",
-            )
-        if request.watermark:
-            watermarking.check_ready()  # the code and the weights, before the job is queued
-        if stream and (request.loudness is not None or Edits.of(request)):
-            raise InvalidRequestError(
-                "a streamed job's stored file holds the samples that were streamed: loudness, trim and fades would "
-                "change them; submit without stream, or apply them to the downloaded file",
-                field="loudness" if request.loudness is not None else Edits.of(request).asked()[0],
-            )
-        candidates, _ = self.client.router.plan(request, provider, streaming=stream)
+        plan = self.client.plan(
+            request, provider=provider, door="streamed_job" if stream else "job", limits=self.limits
+        )
         if not has_room:
             return None
-        held = budget.reserve(candidates[0].backend.name, candidates[0].estimate) if budget is not None else 0.0
+        # Every take the request may pay for is held (quality="retry" makes up to 1 + quality_retries paid calls).
+        held = budget.reserve(plan.chosen.backend.name, plan.estimate) if budget is not None else 0.0
         job_id = self.store.new_id()
         if budget is not None:
             self._holds[job_id] = (budget, held)
@@ -192,22 +168,10 @@ class JobManager:
         )
         return job_id
 
-    def check_limits(self, request: GenerationRequest) -> None:
-        """What one job may cost, checked before anything runs."""
-        if request.num_outputs > 1:
-            # The service stores and serves one track per job: computing more would throw them away.
-            raise InvalidRequestError(
-                "the service makes one track per job; submit one job per variation "
-                "(with its own seed) instead of num_outputs > 1",
-                field="num_outputs",
-            )
-        if request.duration * request.num_outputs > self.settings.max_job_seconds:
-            raise InvalidRequestError(
-                f"this job asks for {request.duration * request.num_outputs:g} s of audio; "
-                f"this server allows {self.settings.max_job_seconds:g} s per job",
-                field="duration",
-                hint="ask the operator to raise [serve] max_job_seconds, or ask for less",
-            )
+    @property
+    def limits(self) -> JobLimits:
+        """What one job may ask of this server (`[serve]`), checked by the request's plan."""
+        return JobLimits(max_seconds=self.settings.max_job_seconds, one_output=True)
 
     # --- running ---
     async def _worker(self) -> None:
@@ -286,8 +250,8 @@ class JobManager:
         """The job's budget hold becomes what it cost (nothing, when it failed or never ran)."""
         hold = self._holds.pop(job_id, None)
         if hold is not None:
-            cost = (outcome.provenance or {}).get("cost") if outcome and outcome.status == "succeeded" else None
-            hold[0].settle(hold[1], Cost.model_validate(cost) if cost else None)
+            paid = outcome is not None and outcome.status == "succeeded"
+            hold[0].settle(hold[1], takes_cost(outcome.provenance or {}) if paid and outcome else None)
 
     def _finish(self, job_id: str, record: dict[str, Any]) -> None:
         """A job ended: long polls wake, listeners hear the end (and keep the feed they hold)."""

@@ -64,6 +64,11 @@ class SynthBackend(Backend):
             ModelInfo(id="default", description="procedural arrangement from prompt words", capabilities=_CAPABILITIES)
         ]
 
+    def check(self, request: GenerationRequest, model: str) -> None:
+        """The common checks, and the synthesizer's own `extra` keys and sections, before any work."""
+        super().check(request, model)
+        song_sections(request)
+
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         tracks, seed = [], default_seed(request)
         for index in range(request.num_outputs):

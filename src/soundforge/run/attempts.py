@@ -1,0 +1,387 @@
+"""One bookkeeping core for every provider call, with thin sync, async and streaming loops around the I/O.
+
+An attempt is one candidate's call for one take: its cache lookup, its budget hold, its callbacks and spans, then
+either its failure record (the next candidate may answer) or the result with its provenance and settled cost. Every
+paid take goes through here, the quality gate's retries included, so budgets, callbacks and traces see each one.
+The three loops differ only in how they call the backend (`generate`, `agenerate`, `stream`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._version import __version__
+from ..audio import as_audio, pcm_sha256
+from ..backends import Backend, CancelToken, RawGeneration, RunContext
+from ..backends.base import AudioChunk, ProgressCallback, ProgressEvent
+from ..budget import Budget
+from ..cache import ResultCache, cache_key
+from ..config import Config
+from ..errors import AllProvidersFailedError, SoundforgeError, UnsupportedFeatureError
+from ..observe import (
+    Callback,
+    EventKind,
+    GenerationEvent,
+    add_event,
+    attempt_span,
+    end_attempt,
+    generation_span,
+    notify,
+)
+from ..pricing import Cost
+from ..pricing import settle as settle_cost
+from ..provenance import Attempt, Provenance, Timings
+from ..request import GenerationRequest
+from ..result import Generation, Track
+from ..routing import Candidate, Router, parse_spec
+from .plan import Plan
+from .steps import judge, with_quality
+
+log = logging.getLogger("soundforge")
+#: Above this many samples (about 11 s of stereo at 44.1 kHz, ~4 ms of checks and hashing) the async loop builds the
+#: result on a worker thread; below it the thread hop would cost more than it saves.
+_FINISH_ON_LOOP_MAX_SAMPLES = 1_000_000
+
+
+@dataclass
+class _Call:
+    """One provider attempt of one take, tracked around the backend's call."""
+
+    candidate: Candidate
+    number: int
+    key: str | None
+    record: dict[str, Any]
+    started: float
+    context: RunContext = field(default_factory=RunContext)
+    held: float = 0.0
+    span: Any = None
+
+
+class Attempts:
+    """Runs the takes of planned requests: the client holds one."""
+
+    def __init__(
+        self,
+        config: Config,
+        router: Router,
+        *,
+        budget: Budget | None,
+        callbacks: list[Callback],
+        cache: ResultCache | None,
+    ) -> None:
+        self.config = config
+        self.router = router
+        self.budget = budget
+        self.callbacks = callbacks
+        self.cache = cache
+
+    # --- the three loops ---
+    def run(
+        self, plan: Plan, take: GenerationRequest, on_progress: ProgressCallback | None, cancel: CancelToken | None
+    ) -> Generation:
+        """One take (blocking): the plan's candidates in order until one answers."""
+        record = take.record()
+        with generation_span(record, plan.provider) as span:
+            self._skipped(span, plan.skipped)
+            attempts = list(plan.skipped)
+            errors: list[tuple[str, SoundforgeError]] = []
+            for number, candidate in enumerate(plan.candidates, 1):
+                key = self._cache_key(candidate, take, record)
+                cached = self.cache.get(key) if self.cache is not None and key is not None else None
+                if cached is not None:
+                    return cached
+                call = self._begin(candidate, number, key, record, on_progress, cancel)
+                with attempt_span(candidate.backend.name, candidate.model, number) as call.span:
+                    try:
+                        raw = candidate.backend.generate(take, candidate.model, call.context)
+                    except SoundforgeError as exc:
+                        self._failed(span, call, exc, attempts, errors)
+                        continue
+                    except BaseException:
+                        self._settle(call.held, None)
+                        raise
+                    generation = self._finish(call, raw, attempts, plan.provider)
+                    self._succeeded(call, generation)
+                    self._store(key, generation)
+                    return generation
+            raise _exhausted(errors)
+
+    async def arun(
+        self, plan: Plan, take: GenerationRequest, on_progress: ProgressCallback | None, cancel: CancelToken | None
+    ) -> Generation:
+        """One take without blocking the event loop; cancelling the task cancels the call."""
+        record = take.record()
+        with generation_span(record, plan.provider) as span:
+            self._skipped(span, plan.skipped)
+            attempts = list(plan.skipped)
+            errors: list[tuple[str, SoundforgeError]] = []
+            for number, candidate in enumerate(plan.candidates, 1):
+                key = self._cache_key(candidate, take, record)
+                if self.cache is not None and key is not None:
+                    cached = await asyncio.to_thread(self.cache.get, key)
+                    if cached is not None:
+                        return cached
+                call = self._begin(candidate, number, key, record, on_progress, cancel)
+                with attempt_span(candidate.backend.name, candidate.model, number) as call.span:
+                    try:
+                        raw = await candidate.backend.agenerate(take, candidate.model, call.context)
+                    except SoundforgeError as exc:
+                        self._failed(span, call, exc, attempts, errors)
+                        continue
+                    except BaseException:
+                        self._settle(call.held, None)
+                        raise
+                    if sum(track.audio.size for track in raw.tracks) > _FINISH_ON_LOOP_MAX_SAMPLES:
+                        # Checking and hashing long audio takes milliseconds: not on the event loop.
+                        generation = await asyncio.to_thread(self._finish, call, raw, attempts, plan.provider)
+                    else:
+                        generation = self._finish(call, raw, attempts, plan.provider)
+                    self._succeeded(call, generation)
+                    if key is not None and self.cache is not None:
+                        await asyncio.to_thread(self._store, key, generation)
+                    return generation
+            raise _exhausted(errors)
+
+    def stream(
+        self, plan: Plan, on_progress: ProgressCallback | None, cancel: CancelToken
+    ) -> Generator[AudioChunk, None, Generation]:
+        """The chunks of the first candidate that starts delivering, then its finished generation."""
+        request = plan.take
+        record = request.record()
+        attempts = list(plan.skipped)
+        errors: list[tuple[str, SoundforgeError]] = []
+        for number, candidate in enumerate(plan.candidates, 1):
+            key = self._cache_key(candidate, request, record)
+            cached = self.cache.get(key) if self.cache is not None and key is not None else None
+            if cached is not None:
+                yield from _whole_chunks(cached)
+                return cached
+            call = self._begin(candidate, number, key, record, on_progress, cancel)
+            backend, model = candidate.backend, candidate.model
+            source = (
+                backend.stream(request, model, call.context)
+                if _streams(backend, request, model)
+                else _whole_track(backend, request, model, call.context)
+            )
+            delivered = False
+            try:
+                while True:
+                    try:
+                        chunk = next(source)
+                    except StopIteration as done:
+                        raw: RawGeneration = done.value
+                        break
+                    delivered = True
+                    yield chunk
+            except SoundforgeError as exc:
+                source.close()
+                if delivered:  # the listener has heard part of it: no other provider may continue it
+                    self._settle(call.held, candidate.estimate)
+                    self._tell("failure", call, error_code=exc.code, error=str(exc))
+                    raise
+                self._failed(None, call, exc, attempts, errors)
+                continue
+            except BaseException:  # closed by the listener (GeneratorExit), or interrupted
+                cancel.cancel()
+                source.close()  # the backend stops its engine and waits for it
+                self._settle(call.held, candidate.estimate if delivered else None)
+                raise
+            generation = self._finish(call, raw, attempts, plan.provider)
+            if request.quality == "report":
+                generation = with_quality(generation, judge(generation, request), [])
+            self._succeeded(call, generation)
+            self._store(key, generation)
+            return generation
+        raise _exhausted(errors)
+
+    # --- one attempt: budget, callbacks, spans ---
+    def _begin(
+        self,
+        candidate: Candidate,
+        number: int,
+        key: str | None,
+        record: dict[str, Any],
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> _Call:
+        """Start an attempt: its run context (progress told to the callbacks too), its budget hold, its start
+        event."""
+        call = _Call(candidate, number, key, record, started=time.perf_counter())
+        call.context = RunContext(
+            settings=self.config.provider_settings(candidate.backend.name),
+            on_progress=self._watch(on_progress, call),
+            cancel=cancel or CancelToken(),
+        )
+        if self.budget is not None:
+            call.held = self.budget.reserve(candidate.backend.name, candidate.estimate)
+        self._tell("start", call)
+        return call
+
+    def _tell(self, kind: EventKind, call: _Call, **more: Any) -> None:
+        if self.callbacks:
+            candidate = call.candidate
+            event = GenerationEvent(
+                kind,
+                candidate.backend.name,
+                candidate.model,
+                call.record,
+                call.number,
+                seconds=time.perf_counter() - call.started,
+                **more,
+            )
+            notify(self.callbacks, event)
+
+    def _watch(self, on_progress: ProgressCallback | None, call: _Call) -> ProgressCallback | None:
+        """The caller's progress callback, also telling the client's callbacks (itself when there are none)."""
+        if not self.callbacks:
+            return on_progress
+
+        def progress(event: ProgressEvent) -> None:
+            self._tell("progress", call, phase=event.phase, done=event.done, total=event.total)
+            if on_progress is not None:
+                on_progress(event)
+
+        return progress
+
+    @staticmethod
+    def _skipped(span: Any, attempts: list[Attempt]) -> None:
+        for skip in attempts:
+            add_event(span, "soundforge.skipped", {"provider": skip.provider, "reason": skip.error_code})
+
+    def _failed(
+        self,
+        span: Any,
+        call: _Call,
+        exc: SoundforgeError,
+        attempts: list[Attempt],
+        errors: list[tuple[str, SoundforgeError]],
+    ) -> None:
+        """An attempt failed: its hold released, the failure counted, told and recorded; raise when no fallback
+        may answer it."""
+        candidate = call.candidate
+        self._settle(call.held, None)
+        if exc.fallback_allowed:  # the provider failed (not the request): it counts towards a cool-down
+            self.router.health.failed(candidate.backend.name, str(exc))
+        end_attempt(call.span, outcome="failed", error_code=exc.code)
+        add_event(span, "soundforge.attempt_failed", {"provider": candidate.backend.name, "error.type": exc.code})
+        self._tell("failure", call, error_code=exc.code, error=str(exc))
+        attempts.append(
+            Attempt(
+                provider=candidate.backend.name,
+                model=candidate.model,
+                outcome="failed",
+                error=str(exc),
+                error_code=exc.code,
+                seconds=time.perf_counter() - call.started,
+            )
+        )
+        errors.append((f"{candidate.backend.name}:{candidate.model}", exc))
+        if not exc.fallback_allowed:
+            raise exc
+
+    def _succeeded(self, call: _Call, generation: Generation) -> None:
+        candidate = call.candidate
+        elapsed = time.perf_counter() - call.started
+        self.router.health.succeeded(candidate.backend.name, candidate.model, elapsed, generation.duration)
+        license_id = generation.license.id
+        end_attempt(call.span, outcome="ok", cost=generation.cost, license_id=license_id, delivered=generation.duration)
+        self._tell("success", call, cost=generation.cost, license_id=license_id)
+
+    def _cache_key(self, candidate: Candidate, request: GenerationRequest, record: dict[str, Any]) -> str | None:
+        """The result cache's key for this call, or None when it must not be cached (no cache, no explicit seed,
+        or a model that does not declare seed determinism)."""
+        if self.cache is None or request.seed is None:
+            return None
+        if not candidate.backend.capabilities(candidate.model).seed_deterministic:
+            return None
+        identity = candidate.backend.cache_identity(candidate.model)
+        return cache_key(candidate.backend.name, candidate.model, record, identity)
+
+    def _store(self, key: str | None, generation: Generation) -> None:
+        if key is not None and self.cache is not None:
+            try:
+                self.cache.put(key, generation)
+            except OSError:  # a full disk must not lose a result that was made (and maybe paid for)
+                log.warning("the result cache could not store a generation; it is returned uncached", exc_info=True)
+
+    def _settle(self, held: float, cost: Cost | None) -> None:
+        if self.budget is not None:
+            self.budget.settle(held, cost)
+
+    def _finish(self, call: _Call, raw: RawGeneration, attempts: list[Attempt], requested: str | None) -> Generation:
+        """The result of a successful call: its cost settled, each track with its licence and provenance."""
+        candidate = call.candidate
+        elapsed = time.perf_counter() - call.started
+        backend, model = candidate.backend, candidate.model
+        cost = settle_cost(
+            candidate.estimate, raw.usage, compute_seconds=max(0.0, elapsed - raw.load_seconds), device=raw.device
+        )
+        self._settle(call.held, cost)
+        attempts = [*attempts, Attempt(provider=backend.name, model=model, outcome="ok", seconds=elapsed)]
+        tracks = []
+        for index, raw_track in enumerate(raw.tracks):
+            audio = as_audio(raw_track.audio, name=f"{backend.name} output")
+            provenance = Provenance(
+                digital_source_type=raw.digital_source_type,
+                provider=backend.name,
+                model=model,
+                model_revision=raw.model_revision,
+                track_index=index,
+                role=raw_track.role,
+                seed=raw_track.seed,
+                parameters=raw_track.parameters,
+                request=call.record,
+                soundforge_version=__version__,
+                engine=raw.engine_versions,
+                device=raw.device,
+                timings=Timings(load=raw.load_seconds, generate=max(0.0, elapsed - raw.load_seconds), total=elapsed),
+                pcm_sha256=pcm_sha256(audio),
+                sample_rate=raw_track.sample_rate,
+                channels=audio.shape[0],
+                attempts=attempts,
+                requested=str(parse_spec(requested or self.config.default_provider, self.config.aliases)),
+                unofficial=raw.unofficial,
+                watermarks=list(raw.watermarks),
+                cost=cost,
+            )
+            tracks.append(
+                Track(audio=audio, sample_rate=raw_track.sample_rate, license=candidate.license, provenance=provenance)
+            )
+        return Generation(tracks)
+
+
+def _streams(backend: Backend, request: GenerationRequest, model: str) -> bool:
+    """Whether the backend streams this request (planning already refused those that cannot, unless `whole`)."""
+    try:
+        backend.check_stream(request, model)
+    except UnsupportedFeatureError:
+        return False
+    return True
+
+
+def _whole_chunks(generation: Generation) -> Iterator[AudioChunk]:
+    """Each track of a finished generation as one chunk."""
+    for index, track in enumerate(generation.tracks):
+        yield AudioChunk(track.audio, 0, track.sample_rate, index)
+
+
+def _whole_track(
+    backend: Backend, request: GenerationRequest, model: str, context: RunContext
+) -> Generator[AudioChunk, None, RawGeneration]:
+    """A backend that does not stream, as a stream of one chunk per track (`stream(whole=True)`)."""
+    raw = backend.generate(request, model, context)
+    for index, track in enumerate(raw.tracks):
+        audio = as_audio(track.audio, name=f"{backend.name} output")
+        yield AudioChunk(audio, 0, track.sample_rate, index)
+    return raw
+
+
+def _exhausted(errors: list[tuple[str, SoundforgeError]]) -> SoundforgeError:
+    if len(errors) == 1:
+        return errors[0][1]
+    return AllProvidersFailedError(errors)
