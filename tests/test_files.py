@@ -149,3 +149,30 @@ def test_flac_tags_are_listed_once(tmp_path) -> None:
     path = generate("calm", provider="synth", duration=2, seed=1).save(tmp_path / "t.flac")[0]
     fields = read_tags(path)
     assert "COMMENT" not in {k.upper() for k in fields} and fields["AI_GENERATED"] == "true"
+
+
+def test_verify_and_read_record_are_the_library_s_own(tmp_path) -> None:
+    """`soundforge.verify` and `soundforge.read_record`: the checks the CLI's verify and info print."""
+    import numpy as np
+    import soundfile as sf
+
+    import soundforge
+
+    track = soundforge.generate("lofi", provider="synth", duration=1, seed=4)
+    path = track.tracks[0].save(tmp_path / "a.wav")
+    result = soundforge.verify(path)
+    assert result.ok and result.status == "ok" and result.actual_sha256 == result.recorded_sha256
+    record = soundforge.read_record(path)
+    assert record.fields["PROVIDER"] == "synth" and record.license is not None and record.license.id == "CC0-1.0"
+    assert record.provenance["seed"] == 4
+    # The samples changed: modified. Tags stripped: the sidecar's copy still names the hash.
+    samples, rate = sf.read(path, dtype="float32")
+    sf.write(tmp_path / "b.wav", samples * np.float32(0.5), rate, subtype="PCM_16")
+    (tmp_path / "b.wav.json").write_bytes((tmp_path / "a.wav.json").read_bytes())
+    changed = soundforge.verify(tmp_path / "b.wav")
+    assert changed.status == "modified" and not changed.ok and changed.record.tags == {}
+    assert changed.record.fields["AUDIO_SHA256"] == result.recorded_sha256
+    # No record at all: nothing to compare with.
+    sf.write(tmp_path / "c.wav", samples, rate)
+    assert soundforge.verify(tmp_path / "c.wav").status == "unverifiable"
+    assert not soundforge.read_record(tmp_path / "c.wav").found

@@ -71,3 +71,49 @@ def test_a_full_queue_says_later_and_a_queued_job_cancels_at_once(tmp_path) -> N
         await jobs.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("fmt", ["flac", "ogg", "mp3"])
+def test_encoded_downloads_are_the_stored_samples_never_edited_again(tmp_path, fmt: str) -> None:
+    """The stored WAV carries the request's trim, fades and loudness; every other format encodes those samples
+    (lossless: the same samples; lossy: within the codec's error), never applying the edits a second time."""
+    import numpy as np
+    import pyloudnorm
+
+    from soundforge.audio import load_audio
+    from soundforge.tags import read_tags_bytes
+
+    async def main() -> tuple[bytes, bytes]:
+        jobs = manager(tmp_path)
+        await jobs.start()
+        try:
+            request = GenerationRequest(
+                prompt="ambient", duration=4, seed=2, loudness=-20, trim=3, fade_in=1, fade_out=0.5
+            )
+            job_id = await jobs.submit(request, "synth")
+            assert job_id is not None
+            record = await jobs.wait(job_id, jobs.record(job_id), 30)
+            assert record["status"] == "succeeded"
+            return await jobs.audio(job_id, record, "wav"), await jobs.audio(job_id, record, fmt)
+        finally:
+            await jobs.close()
+
+    wav, encoded = asyncio.run(main())
+    stored, rate = load_audio(wav)
+    other, other_rate = load_audio(encoded)
+    assert other_rate == rate
+    if fmt == "flac":
+        np.testing.assert_array_equal(other, stored)  # lossless: exactly the stored samples
+    else:
+        # Lossy: the codec's own delay and error, never a second fade (the first second would be at ~0.7 of it).
+        n = min(stored.shape[1], other.shape[1])
+        meter = pyloudnorm.Meter(rate)
+        assert abs(meter.integrated_loudness(other.T) - meter.integrated_loudness(stored.T)) < 0.5
+        assert abs(other.shape[1] - stored.shape[1]) < 0.05 * rate
+        window = slice(rate // 4, rate)  # inside the fade-in: a second fade would scale it down again
+        ratio = np.sqrt(np.mean(other[:, window] ** 2)) / np.sqrt(np.mean(stored[:, window] ** 2))
+        assert 0.85 < ratio < 1.15, ratio
+        assert n > 0
+    tags = read_tags_bytes(encoded)
+    stored_tags = read_tags_bytes(wav)
+    assert tags["EDITS"] == stored_tags["EDITS"] and tags["LOUDNESS_LUFS"] == stored_tags["LOUDNESS_LUFS"]

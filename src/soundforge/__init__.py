@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .config import Config
     from .licensing import CommercialUse, License
+    from .output.inspect import FileRecord, Verification, read_record, verify
     from .policy import LicensePolicy
     from .pricing import Cost
     from .provenance import Provenance
@@ -74,6 +75,10 @@ _LAZY = {
     "BatchReport": "bulk",
     "Budget": "budget",
     "Cost": "pricing",
+    "verify": "output.inspect",
+    "read_record": "output.inspect",
+    "Verification": "output.inspect",
+    "FileRecord": "output.inspect",
 }
 
 
@@ -219,6 +224,7 @@ __all__ = [
     "ConfigurationError",
     "ContentRefusedError",
     "Cost",
+    "FileRecord",
     "Generation",
     "GenerationCancelledError",
     "GenerationRequest",
@@ -238,6 +244,7 @@ __all__ = [
     "SoundforgeError",
     "Track",
     "UnsupportedFeatureError",
+    "Verification",
     "__version__",
     "abatch",
     "agenerate",
@@ -245,6 +252,8 @@ __all__ = [
     "batch",
     "default_client",
     "generate",
+    "read_record",
     "separate",
     "stream",
+    "verify",
 ]

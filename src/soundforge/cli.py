@@ -476,18 +476,6 @@ def _print_provider_table(rows: list[Any], *, commercial: bool, verbose: bool) -
             click.echo("(`soundforge providers -v` shows every reason and fix in full)")
 
 
-def _file_fields(path: Path) -> tuple[dict[str, str], dict[str, Any] | None]:
-    from .files import sidecar_path
-    from .tags import read_tags
-
-    fields = read_tags(path)
-    side = sidecar_path(path)
-    document = json.loads(side.read_text("utf-8")) if side.is_file() else None
-    if not fields and document:
-        fields = dict(document.get("tags", {}))
-    return fields, document
-
-
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the tags (and sidecar) as JSON.")
@@ -495,7 +483,10 @@ def _file_fields(path: Path) -> tuple[dict[str, str], dict[str, Any] | None]:
 def info(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Show the licence and provenance embedded in FILE (or in its JSON sidecar)."""
     try:
-        fields, document = _file_fields(file)
+        from .output.inspect import read_record
+
+        record = read_record(file)
+        fields, document = record.fields, record.sidecar
     except (OSError, ValueError, SoundforgeError) as exc:
         _fail(exc, ctx.obj["debug"])
     if not fields:
@@ -509,46 +500,11 @@ def info(ctx: click.Context, file: Path, as_json: bool) -> None:
         click.echo(f"{key.lower():<{width}}  {value}")
     if document:
         click.echo(f"{'sidecar':<{width}}  {file.name}.json (full provenance: parameters, versions, attempts)")
-    c2pa_state = _c2pa_state(file)
+    from .output.inspect import c2pa_summary
+
+    c2pa_state = c2pa_summary(file)
     if c2pa_state:
         click.echo(f"{'c2pa':<{width}}  {c2pa_state}")
-
-
-def _watermark_line(file: Path, recorded: str | None) -> bool:
-    """Print what AudioSeal's detector finds in FILE (and whether it matches the payload its tags record);
-    True when a watermark is detected with the recorded payload (any payload when none is recorded)."""
-    from . import watermarking
-    from .audio import load_audio
-
-    watermarking.check_ready(watermarking.DETECTOR_CARD)
-    audio, rate = load_audio(file)
-    reading = watermarking.detect_audio(audio, rate)
-    if not reading.detected:
-        click.echo(f"{file}: watermark: none detected (AudioSeal, {reading.probability:.0%} of frames)")
-        return False
-    match = ""
-    if recorded is not None:
-        match = ", matches the record" if reading.payload == recorded else f", NOT the recorded {recorded}"
-    click.echo(
-        f"{file}: watermark: AudioSeal detected ({reading.probability:.0%} of frames), payload {reading.payload}{match}"
-    )
-    return recorded is None or reading.payload == recorded
-
-
-def _c2pa_state(file: Path) -> str | None:
-    """A one-line C2PA summary, or None when the file has no manifest or c2pa-python is absent."""
-    try:
-        from .signing import read_manifest, validation_problems
-
-        store = read_manifest(file)
-    except ProviderUnavailableError:
-        return None
-    if not store:
-        return None
-    problems = validation_problems(store)
-    return "signed manifest, " + (
-        "valid (signer not on a trust list)" if not problems else "INVALID: " + ", ".join(problems)
-    )
 
 
 @cli.command()
@@ -562,25 +518,37 @@ def _c2pa_state(file: Path) -> str | None:
 @click.pass_context
 def verify(ctx: click.Context, file: Path, watermark: bool) -> None:
     """Recompute FILE's audio hash and say whether the audio changed since soundforge wrote it."""
-    from .audio import decoded_sha256
+    from .output.inspect import verify as verify_file
 
     try:
-        fields, _ = _file_fields(file)
-        expected = fields.get("AUDIO_SHA256")
-        marked = _watermark_line(file, fields.get("AUDIOSEAL_PAYLOAD")) if watermark else True
-        if watermark and not expected:  # tags stripped, or never soundforge's: the watermark is all there is
-            sys.exit(0 if marked else EXIT_NO_WATERMARK)
-        if not expected:
-            click.echo(f"{file}: no soundforge audio hash found; cannot verify", err=True)
-            sys.exit(EXIT_FAILURE)
-        actual = decoded_sha256(file.read_bytes())
+        result = verify_file(file, watermark=watermark)
     except (OSError, ValueError, SoundforgeError) as exc:
         _fail(exc, ctx.obj["debug"])
-    c2pa_state = _c2pa_state(file)
-    if c2pa_state and "INVALID" in c2pa_state:
-        click.echo(f"{file}: MODIFIED, C2PA {c2pa_state}", err=True)
+    fields = result.record.fields
+    if result.watermark is not None:
+        reading, recorded = result.watermark, fields.get("AUDIOSEAL_PAYLOAD")
+        if not reading.detected:
+            click.echo(f"{file}: watermark: none detected (AudioSeal, {reading.probability:.0%} of frames)")
+        else:
+            match = (
+                ""
+                if recorded is None
+                else (", matches the record" if reading.payload == recorded else f", NOT the recorded {recorded}")
+            )
+            click.echo(
+                f"{file}: watermark: AudioSeal detected ({reading.probability:.0%} of frames), payload "
+                f"{reading.payload}{match}"
+            )
+    marked = result.watermark_matches is not False
+    if result.status == "unverifiable":
+        if watermark:  # tags stripped, or never soundforge's: the watermark is all there is
+            sys.exit(0 if marked else EXIT_NO_WATERMARK)
+        click.echo(f"{file}: no soundforge audio hash found; cannot verify", err=True)
+        sys.exit(EXIT_FAILURE)
+    if result.c2pa and "INVALID" in result.c2pa:
+        click.echo(f"{file}: MODIFIED, C2PA {result.c2pa}", err=True)
         sys.exit(EXIT_MODIFIED)
-    if actual == expected:
+    if result.status == "ok":
         click.echo(
             f"{file}: OK, audio unchanged since generation by {fields.get('PROVIDER')}:{fields.get('MODEL')} "
             f"(licence {fields.get('LICENSE')})"

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import pcm16, tags
 from .audio import (
     FORMATS,
+    AudioArray,
     AudioFormat,
     decoded_sha256,
     encode,
     format_for,
+    load_audio,
     pcm_sha256,
     write_atomic,
 )
@@ -24,6 +27,8 @@ from .loudness import check_target, normalize_loudness
 from .tags import TaggedAudio
 
 if TYPE_CHECKING:
+    from .licensing import License
+    from .provenance import Provenance
     from .signing import C2paSigner
 
 SIDECAR_SUFFIX = ".json"
@@ -115,13 +120,19 @@ def _check_folder(folder: Path) -> None:
 
 
 def encode_track(
-    track: TaggedAudio, fmt: AudioFormat, *, loudness: float | None = None, edits: Edits | None = None
+    track: TaggedAudio,
+    fmt: AudioFormat,
+    *,
+    loudness: float | None = None,
+    edits: Edits | None = None,
+    applied: dict[str, str] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """Encode a track with its tags; returns the file bytes and the tag fields written into them.
 
     The file's `AUDIO_SHA256` tag is the hash of the samples the file decodes to, so `verify` can tell
     whether the audio changed after saving (a lossy format is hashed after its own encoding). `edits` (a trim,
-    fades) come before the loudness target; the `EDITS` tag says what they did.
+    fades) come before the loudness target; the `EDITS` tag says what they did. `applied` are the `EDITS` and
+    `LOUDNESS_LUFS` tags of samples that already carry their edits (`encode_saved`), written as they are.
     """
     audio = track.audio
     note = ""
@@ -136,14 +147,44 @@ def encode_track(
         # libsndfile's trial encode, decode and second encode (soundforge.pcm16).
         samples = pcm16.quantize(audio)
         fields = tags.describe(track, audio_sha256=pcm_sha256(pcm16.dequantize(samples)), loudness=loudness, fmt=fmt)
-        fields |= {"EDITS": note} if note else {}
+        fields |= _applied(note, applied)
         data = pcm16.wav_bytes(samples, track.sample_rate, tags.soundfile_strings(fields))
         return tags.embed(data, fmt, fields), fields
     untagged = encode(audio, track.sample_rate, fmt)
     fields = tags.describe(track, audio_sha256=decoded_sha256(untagged), loudness=loudness, fmt=fmt)
-    fields |= {"EDITS": note} if note else {}
+    fields |= _applied(note, applied)
     data = encode(audio, track.sample_rate, fmt, strings=tags.soundfile_strings(fields))
     return tags.embed(data, fmt, fields), fields
+
+
+#: The tags that say what was done to a saved file's samples after generation.
+APPLIED_TAGS = ("LOUDNESS_LUFS", "EDITS")
+
+
+def _applied(note: str, applied: dict[str, str] | None) -> dict[str, str]:
+    if applied is not None:  # samples that already carry their edits: the stored tags say what was done
+        return {key: applied[key] for key in APPLIED_TAGS if key in applied}
+    return {"EDITS": note} if note else {}
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """A saved file's samples with the records of the track it was saved from."""
+
+    audio: AudioArray
+    sample_rate: int
+    license: License
+    provenance: Provenance
+
+
+def encode_saved(data: bytes, fmt: AudioFormat, license: License, provenance: Provenance) -> bytes:
+    """Another encoding of a saved file (`data`): its samples exactly as stored, never edited again (the request's
+    trim, fades and loudness were applied once, when it was saved), with the record of the track it holds and
+    the stored file's `EDITS` and `LOUDNESS_LUFS` tags carried over. Lossless formats decode to the same samples."""
+    samples, rate = load_audio(data)
+    stored = tags.read_tags_bytes(data)
+    saved = _Saved(samples, rate, license, provenance)
+    return encode_track(saved, fmt, applied={k: stored[k] for k in APPLIED_TAGS if k in stored})[0]
 
 
 def sidecar_document(track: TaggedAudio, fields: dict[str, str], file_name: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ soundforge has no record of keeps the licence "unknown" for its part, which only
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,25 +92,19 @@ def source_of(source: Any, registry: LicenseRegistry) -> SeparationSource:
 
 
 def _file_record(path: Path, registry: LicenseRegistry) -> tuple[License, dict[str, Any]]:
-    """A saved file's licence and origin: its sidecar when there is one, else its tags, else unknown."""
-    from .files import sidecar_path
-    from .tags import read_tags
+    """A saved file's licence and origin (`output.inspect.read_record`): the sidecar's full licence, else the
+    licence of the provider and model its tags name, else unknown."""
+    from .output.inspect import read_record
 
-    side = sidecar_path(path)
-    if side.is_file():
-        try:
-            document = json.loads(side.read_text("utf-8"))
-            license = License.model_validate(document["license"])
-            provenance = document.get("provenance", {})
-            return license, {
-                "provider": provenance.get("provider"),
-                "model": provenance.get("model"),
-                "license": license.id,
-                "generation_pcm_sha256": provenance.get("pcm_sha256"),
-            }
-        except (ValueError, KeyError, TypeError):
-            pass  # a sidecar that is not soundforge's: fall back to the tags
-    fields = read_tags(path)
+    record = read_record(path)
+    license, provenance, fields = record.license, record.provenance, record.fields
+    if license is not None:
+        return license, {
+            "provider": provenance.get("provider") or fields.get("PROVIDER"),
+            "model": provenance.get("model") or fields.get("MODEL"),
+            "license": license.id,
+            "generation_pcm_sha256": provenance.get("pcm_sha256") or fields.get("GENERATED_PCM_SHA256"),
+        }
     if fields.get("PROVIDER") and fields.get("MODEL"):
         license = registry.license_for(fields["PROVIDER"], fields["MODEL"])
         return license, {"provider": fields["PROVIDER"], "model": fields["MODEL"], "license": license.id}

@@ -17,7 +17,7 @@ from typing import Any
 from ..audio import decoded_sha256, format_for, write_atomic
 from ..errors import ConfigurationError, ProviderError, SoundforgeError
 from ..files import SIDECAR_SUFFIX, encode_track, sidecar_document
-from ..tags import read_tags_bytes
+from ..output.inspect import record_of
 from .manifest import BatchRow
 
 
@@ -149,21 +149,22 @@ def delivered(row: BatchRow, out: OutputLocation) -> bool:
 
 
 def _delivered_file(name: str, row: BatchRow, out: OutputLocation) -> bool:
+    """Whether `name` is this row's finished file: its record (`output.inspect.record_of`) says it was made for
+    this row, and its tags' audio hash, its sidecar's copy and what it decodes to agree."""
     sidecar = name + SIDECAR_SUFFIX
     if not (out.exists(name) and out.exists(sidecar)):
         return False
     try:
-        document = _sidecar(out.read_bytes(sidecar))
-        batch = document.get("batch")
+        data = out.read_bytes(name)
+        record = record_of(data, out.read_bytes(sidecar), name)
+        batch = (record.sidecar or {}).get("batch")
         if not isinstance(batch, dict) or batch.get("fingerprint") != row.fingerprint:
             return False
-        data = out.read_bytes(name)
-        fields = read_tags_bytes(data)
-        side_tags = document.get("tags")
+        side_tags = (record.sidecar or {}).get("tags")
         return (
-            bool(fields)
+            bool(record.tags)
             and isinstance(side_tags, dict)
-            and fields.get("AUDIO_SHA256") == decoded_sha256(data) == side_tags.get("AUDIO_SHA256")
+            and record.tags.get("AUDIO_SHA256") == decoded_sha256(data) == side_tags.get("AUDIO_SHA256")
         )
     except (OSError, ValueError, SoundforgeError):
         return False

@@ -16,16 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..audio import load_audio
+from ..audio import format_for
 from ..backends import CancelToken
 from ..budget import Budget
 from ..client import Client, build_request
 from ..errors import InvalidRequestError
-from ..files import role_path
+from ..files import encode_saved, role_path
 from ..licensing import License
 from ..provenance import Provenance
 from ..request import GenerationRequest
-from ..result import Track
 from ..run import JobLimits
 from ..run.steps import takes_cost
 from .engine import Engine, JobOutcome
@@ -313,14 +312,12 @@ class JobManager:
                 return cached
 
             def encode() -> None:
-                samples, rate = load_audio(store.read(job_id, source))
-                track = Track(
-                    audio=samples,
-                    sample_rate=rate,
-                    license=License.model_validate(record["license"]),
-                    provenance=Provenance.model_validate(record["provenance"]),
-                )
-                store.write(job_id, cached, track.to_bytes(format))
+                # The stored file is final (its edits and loudness were applied when it was saved): the new
+                # format encodes those very samples, with the job's record, and edits nothing again.
+                stored = store.read(job_id, source)
+                license = License.model_validate(record["license"])
+                provenance = Provenance.model_validate(record["provenance"])
+                store.write(job_id, cached, encode_saved(stored, format_for(None, format), license, provenance))
 
             try:
                 await self.on_side(encode)
