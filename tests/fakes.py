@@ -218,7 +218,8 @@ class FakeStability(FakeServer):
             return self.error(h, 403, "content_moderation", "Your request was flagged by our content moderation system")
         fmt = form.get("output_format", "mp3")
         accept = h.headers.get("Accept", "")
-        audio = audio_bytes(duration, fmt)
+        # "short": an answer a few milliseconds under the duration asked for (an encoder's frame rounding).
+        audio = audio_bytes(duration - 0.02 if fault == "short" else duration, fmt)
         if accept.startswith("application/json"):
             import base64
 

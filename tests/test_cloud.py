@@ -44,6 +44,14 @@ def test_stability_text_to_audio(stability, downloads) -> None:
     assert g.provenance.device == "cloud" and not list(downloads.iterdir())
 
 
+def test_a_short_vendor_answer_comes_back_exactly_as_long_as_asked(stability, downloads) -> None:
+    # Exactly `duration` is one rule (base.fit_length): a vendor's answer a few ms short is padded, not returned short.
+    stability.faults.append("short")
+    g = cloud("stability", stability, downloads).generate("x", provider="stability", duration=4, seed=1)
+    assert g.audio.shape == (2, 4 * 44100)
+    assert np.all(g.audio[:, -400:] == 0)  # the padding is silence
+
+
 def test_stability_audio_to_audio(stability, downloads) -> None:
     clip = (np.sin(np.linspace(0, 2000, 44100 * 6)).astype(np.float32), 44100)
     g = cloud("stability", stability, downloads).generate(

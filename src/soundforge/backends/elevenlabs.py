@@ -207,7 +207,7 @@ class ElevenLabsBackend(CloudBackend):
         song_id = reply.headers.get("song-id")  # with store_for_inpainting: the id later edits refer to
         audio, rate = decode_reply(reply, self.name)
         if plan is None or request.lyrics is not None:  # the length asked for is the plan's (or the prompt's)
-            audio = audio[:, : round(request.duration * rate)]
+            audio = fit_length(audio, round(request.duration * rate))
         return _song(audio, rate, body, output_format, plan, song_id)
 
     def check_stream(self, request: GenerationRequest, model: str) -> None:

@@ -18,7 +18,7 @@ from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
 from ._cloud import CloudBackend, decode_reply, model_inputs
-from .base import RawGeneration, RawTrack, RunContext
+from .base import RawGeneration, RawTrack, RunContext, fit_length
 
 STABLE_AUDIO = "fal-ai/stable-audio"
 AUDIO_KEYS = ("audio_file", "audio", "audio_url", "output")
@@ -260,7 +260,7 @@ class FalBackend(CloudBackend):
             )
         audio, rate = decode_reply(await self.http.download(url, context), self.name)
         entry.forget()  # delivered
-        audio = audio[:, : round(request.duration * rate)]
+        audio = fit_length(audio, round(request.duration * rate))
         parameters = {k: v for k, v in payload.items() if k != "prompt"} | {"request_id": job_id}
         return RawGeneration(
             tracks=[RawTrack(audio=audio, sample_rate=rate, seed=request.seed, parameters=parameters)],

@@ -21,7 +21,7 @@ from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, So
 from ..request import GenerationRequest
 from ._cloud import CLOUD_SETTINGS, CloudBackend
 from ._http import HttpSettings
-from .base import Availability, RawGeneration, RawTrack, RunContext
+from .base import Availability, RawGeneration, RawTrack, RunContext, fit_length
 
 CLIP_SECONDS = 32.8
 AUDIO_KEYS = ("bytesBase64Encoded", "audioContent")  # the docs' sample and working clients disagree: read both
@@ -132,7 +132,7 @@ class LyriaBackend(CloudBackend):
             audio, rate = _decode(wav)
             tracks.append(
                 RawTrack(
-                    audio=audio[:, : round(request.duration * rate)],
+                    audio=fit_length(audio, round(request.duration * rate)),
                     sample_rate=rate,
                     seed=request.seed,
                     parameters={

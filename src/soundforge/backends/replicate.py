@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..request import GenerationRequest
 from ._cloud import CLOUD_SETTINGS, CloudBackend, JobEntry, decode_reply, model_inputs
-from .base import RawGeneration, RawTrack, RunContext
+from .base import RawGeneration, RawTrack, RunContext, fit_length
 
 if TYPE_CHECKING:
     from ._memory import ModelMemory
@@ -245,7 +245,7 @@ class ReplicateBackend(CloudBackend):
             )
         audio, rate = decode_reply(await self.http.download(url, context), self.name)
         entry.forget()  # delivered: a call for the same request from now on is a new generation
-        audio = audio[:, : round(request.duration * rate)]
+        audio = fit_length(audio, round(request.duration * rate))
         parameters = {k: v for k, v in payload["input"].items() if k not in ("prompt", "input_audio")}
         resolved = prediction.get("version") or payload.get("version") or None
         parameters |= {"prediction_id": job_id, "version": resolved}

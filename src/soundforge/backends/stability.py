@@ -15,7 +15,7 @@ from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
 from ..request import GenerationRequest
 from ._cloud import CLOUD_SETTINGS, UPLOAD_FORMATS, CloudBackend, decode_reply, upload_file
-from .base import RawGeneration, RawTrack, RunContext, checked_extra, default_seed
+from .base import RawGeneration, RawTrack, RunContext, checked_extra, default_seed, fit_length
 
 MODELS = {"stable-audio-2.5": (4, 8), "stable-audio-2": (1, 100)}  # model: allowed steps
 MAX_SECONDS = 190
@@ -178,7 +178,7 @@ class StabilityBackend(CloudBackend):
                 "Stability filtered the output (finish-reason CONTENT_FILTERED)", provider=self.name
             )
         audio, rate = decode_reply(reply, self.name)
-        audio = audio[:, : round(request.duration * rate)]
+        audio = fit_length(audio, round(request.duration * rate))
         parameters = {k: v for k, v in fields.items() if k != "prompt"} | {"endpoint": endpoint}
         if "strength" in files:
             parameters["strength"] = files["strength"][1]
