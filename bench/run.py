@@ -940,9 +940,9 @@ def operations_rows(
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from soundforge import Budget
     from soundforge.backends.cloud import CloudJobJournal
-    from soundforge.cache import DiskCache
     from soundforge.client import Client
     from soundforge.config import Config
+    from soundforge.ops.cache import DiskCache
     from soundforge.request import GenerationRequest
     from tests.fakes import KEY
 

@@ -24,7 +24,7 @@ import numpy as np
 
 
 def _weight_paths() -> list[str]:
-    from soundforge import watermarking
+    from soundforge.run import watermarking
 
     return [str(watermarking.weights_path(card)) for card in watermarking.CHECKPOINT_URLS]
 
@@ -37,8 +37,8 @@ def timing_rows(seconds: float = 10.0) -> list[tuple[str, str, str]]:
     import torch
     from audioseal.libs.moshi.utils.compile import no_compile
 
-    from soundforge import watermarking
     from soundforge.audio import resample
+    from soundforge.run import watermarking
 
     if not _real_weights():
         from soundforge.testing.audioseal import install_random_audioseal
@@ -72,7 +72,8 @@ def timing_rows(seconds: float = 10.0) -> list[tuple[str, str, str]]:
 def robustness_rows(real_weights: bool, where: str, takes: int = 4) -> list[tuple[str, str, str]]:
     import soundfile as sf
 
-    from soundforge import generate, watermarking
+    from soundforge import generate
+    from soundforge.run import watermarking
 
     if not real_weights:
         print(f"robustness skipped: AudioSeal's published weights are not in its cache ({where})")

@@ -19,7 +19,7 @@ from soundforge import Client
 from soundforge.backends import Backend, RawGeneration, RawTrack, RunContext, checked_extra, default_seed, fit_length
 from soundforge.capabilities import Capabilities, ModelInfo
 from soundforge.config import Config
-from soundforge.licensing import License, LicenseComponent, LicenseRegistry
+from soundforge.licences.licensing import License, LicenseComponent, LicenseRegistry
 from soundforge.request import GenerationRequest
 
 RATE = 22050

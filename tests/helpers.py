@@ -12,7 +12,7 @@ from soundforge.capabilities import Capabilities, ModelInfo
 from soundforge.client import Client
 from soundforge.config import Config
 from soundforge.errors import ProviderError
-from soundforge.licensing import License, LicenseComponent, LicenseRegistry
+from soundforge.licences.licensing import License, LicenseComponent, LicenseRegistry
 from soundforge.request import GenerationRequest
 
 CAPS = Capabilities(max_duration=30, sample_rates=(16000,), channels=(1,), fields=frozenset({"seed", "melody"}))

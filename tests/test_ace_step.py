@@ -196,7 +196,7 @@ def test_an_extracted_stem_is_a_named_track_saved_under_its_role(folder, tmp_pat
     )
     (path,) = single.save(tmp_path / "song.wav")
     assert path.name == "song.bass.wav" and path.with_name("song.bass.wav.json").is_file()
-    from soundforge.tags import read_tags
+    from soundforge.output.tags import read_tags
 
     assert read_tags(path)["ROLE"] == "bass"
 

@@ -93,3 +93,58 @@ def test_every_public_name_and_method_is_documented() -> None:
                 if inspect.isfunction(function) and not (function.__doc__ or "").strip():
                     missing.append(f"{name}.{attr}")
     assert not missing, f"document these public names: {missing}"
+
+
+# --- the wings (docs/architecture.md) ------------------------------------------------------------------------
+#: What each wing may import besides itself: the shared base wings never reach up into a request's life, the
+#: client, routing or the doors.
+WING_MAY_IMPORT = {
+    "audio": {"errors", "music", "request"},
+    "licences": {"errors", "audio", "_version"},
+    "ops": {"errors", "audio", "licences", "request", "result", "_version"},
+    "output": {"errors", "audio", "music", "licences", "ops"},
+}
+#: Named exceptions, each with its reason.
+WING_EXCEPTIONS = {
+    ("soundforge.output.inspect", "soundforge.run.watermarking"): "verify(watermark=True) asks AudioSeal's detector",
+}
+#: At most this many modules sit flat in src/soundforge (the rest live in wings).
+MAX_FLAT_MODULES = 15
+
+
+def _wing(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_each_wing_imports_only_what_its_floor_allows() -> None:
+    modules = _modules()
+    wrong = []
+    for name, path in modules.items():
+        wing = _wing(name)
+        if wing not in WING_MAY_IMPORT:
+            continue
+        for dep in _imports(name, path, modules):
+            other = _wing(dep)
+            if other in (wing, "") or other in WING_MAY_IMPORT[wing] or (name, dep) in WING_EXCEPTIONS:
+                continue
+            wrong.append(f"{name} -> {dep}")
+    assert not wrong, "wings import one way (docs/architecture.md): " + "; ".join(sorted(wrong))
+
+
+def test_serve_never_imports_bulk_and_only_the_plan_asks_the_router() -> None:
+    modules = _modules()
+    for name, path in modules.items():
+        if name.startswith("soundforge.serve"):
+            assert not any(d.startswith("soundforge.bulk") for d in _imports(name, path, modules)), name
+        if name not in ("soundforge.run.plan", "soundforge.routing"):
+            assert "router.plan(" not in path.read_text("utf-8"), f"{name} asks the router: use Client.plan"
+
+
+def test_the_top_level_stays_small() -> None:
+    flat = sorted(p.name for p in (SRC / "soundforge").glob("*.py"))
+    assert len(flat) <= MAX_FLAT_MODULES, f"{len(flat)} flat modules: put new ones in a wing ({flat})"
+    too_big = {
+        str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text("utf-8").splitlines())) > 600
+    }
+    assert not too_big, f"modules over 600 lines: {too_big}"

@@ -191,7 +191,7 @@ def test_output_to_an_fsspec_url_with_a_local_journal(tmp_path) -> None:
     fs = fsspec.filesystem("memory")
     data = fs.cat_file("/library/cues/x2.flac")
     from soundforge.audio import decoded_sha256
-    from soundforge.tags import read_tags_bytes
+    from soundforge.output.tags import read_tags_bytes
 
     assert read_tags_bytes(data)["AUDIO_SHA256"] == decoded_sha256(data)
     assert json.loads(fs.cat_file("/library/cues/licenses.json"))["CC0-1.0"]["rows"] == ["x1", "x2"]

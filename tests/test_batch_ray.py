@@ -16,7 +16,7 @@ from soundforge.audio import decoded_sha256
 from soundforge.bulk import JOURNAL, batch
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.tags import read_tags
+from soundforge.output.tags import read_tags
 from soundforge.testing.musicgen import build_musicgen
 
 from .helpers import cloud

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
 from soundforge import ConfigurationError  # noqa: E402
-from soundforge.signing import ASSERTION_LABEL, C2paSigner, read_manifest, validation_problems  # noqa: E402
-from soundforge.tags import read_tags  # noqa: E402
+from soundforge.output.signing import ASSERTION_LABEL, C2paSigner, read_manifest, validation_problems  # noqa: E402
+from soundforge.output.tags import read_tags  # noqa: E402
 
 
 def _name(cn: str) -> x509.Name:

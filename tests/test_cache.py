@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from soundforge.cache import DiskCache
 from soundforge.client import Client
 from soundforge.config import Config
+from soundforge.ops.cache import DiskCache
 
 from .helpers import cloud
 

@@ -10,8 +10,8 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from soundforge import backends
+from soundforge.audio.wavstream import GrowingWav, wav_header
 from soundforge.cli import cli
-from soundforge.wavstream import GrowingWav, wav_header
 
 from .helpers import PeekingStreamer
 from .test_cli import run

@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 from soundforge import InvalidRequestError  # noqa: E402
 from soundforge.codec import Codec, Tokens, codec_license  # noqa: E402
-from soundforge.tags import read_tags  # noqa: E402
+from soundforge.output.tags import read_tags  # noqa: E402
 
 
 def build_encodec(folder: Path, *, stereo_chunked: bool) -> str:

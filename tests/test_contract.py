@@ -21,7 +21,7 @@ from soundforge import CancelToken, GenerationCancelledError, UnsupportedFeature
 from soundforge.backends import BUILTIN, PLANNED
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.licensing import LicenseRegistry
+from soundforge.licences.licensing import LicenseRegistry
 from soundforge.testing import FunctionBackend
 
 from .fakes import KEY

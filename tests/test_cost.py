@@ -10,7 +10,7 @@ import pytest
 from soundforge import Budget, BudgetExceededError, ConfigurationError, SoundforgeError
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.pricing import Cost, PriceRegistry, settle, total
+from soundforge.ops.pricing import Cost, PriceRegistry, settle, total
 
 from .fakes import KEY
 from .helpers import cloud
@@ -93,7 +93,7 @@ def test_every_result_carries_its_cost(stability, replicate, fal, minimax, downl
     saved = g.tracks[0].save(tmp_path / "a.wav")
     sidecar = json.loads(saved.with_suffix(".wav.json").read_text())
     assert sidecar["provenance"]["cost"]["amount"] == pytest.approx(0.2)
-    from soundforge.tags import read_tags
+    from soundforge.output.tags import read_tags
 
     tags = read_tags(saved)  # in the file itself too
     assert tags["COST"] == "0.2000 USD" and tags["COST_BASIS"] == "per_generation (estimated)"

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from soundforge._licenses_doc import render_page
+from soundforge.licences._doc import render_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -8,17 +8,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_licence_doc_matches_registry() -> None:
     # Both generated tables: the records with their quotes, and what the two documented policies decide.
     text = (ROOT / "docs" / "licenses.md").read_text("utf-8")
-    assert text == render_page(text), "regenerate with: python -m soundforge._licenses_doc --write"
+    assert text == render_page(text), "regenerate with: python -m soundforge.licences._doc --write"
 
 
 def test_price_doc_matches_registry() -> None:
-    from soundforge._prices_doc import BEGIN as PRICES_BEGIN
-    from soundforge._prices_doc import END as PRICES_END
-    from soundforge._prices_doc import price_table
+    from soundforge.ops._prices_doc import BEGIN as PRICES_BEGIN
+    from soundforge.ops._prices_doc import END as PRICES_END
+    from soundforge.ops._prices_doc import price_table
 
     text = (ROOT / "docs" / "prices.md").read_text("utf-8")
     body = text.split(PRICES_BEGIN, 1)[1].split(PRICES_END, 1)[0].strip()
-    assert body == price_table(), "regenerate with: python -m soundforge._prices_doc"
+    assert body == price_table(), "regenerate with: python -m soundforge.ops._prices_doc"
 
 
 def test_readme_commands_are_the_ones_ci_runs() -> None:

@@ -1,5 +1,5 @@
-"""Edits on saving (soundforge.edits): a trim cut where the waveform crosses zero, fades, the EDITS tag, a file that
-verifies, refusals before anything is written; the request's edits are the defaults of `save`."""
+"""Edits on saving (soundforge.audio.edits): a trim cut where the waveform crosses zero, fades, the EDITS tag, a
+file that verifies, refusals before anything is written; the request's edits are the defaults of `save`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 from soundforge import InvalidRequestError
 from soundforge.audio import decoded_sha256
+from soundforge.audio.edits import Edits, fade, zero_crossing_before
 from soundforge.cli import cli
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.edits import Edits, fade, zero_crossing_before
+from soundforge.output.tags import read_tags
 from soundforge.request import GenerationRequest
-from soundforge.tags import read_tags
 from soundforge.testing import FunctionBackend
 
 SR = 44100

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from soundforge import InvalidRequestError, loudness
+from soundforge import InvalidRequestError
 from soundforge import audio as audio_mod
+from soundforge.audio import loudness
 from soundforge.client import Client
-from soundforge.tags import read_tags
+from soundforge.output.tags import read_tags
 
 
 @pytest.fixture(scope="module")

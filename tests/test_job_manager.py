@@ -81,7 +81,7 @@ def test_encoded_downloads_are_the_stored_samples_never_edited_again(tmp_path, f
     import pyloudnorm
 
     from soundforge.audio import load_audio
-    from soundforge.tags import read_tags_bytes
+    from soundforge.output.tags import read_tags_bytes
 
     async def main() -> tuple[bytes, bytes]:
         jobs = manager(tmp_path)

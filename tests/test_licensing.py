@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from soundforge.licensing import CommercialUse, License, LicenseComponent, LicenseRegistry
-from soundforge.policy import LicensePolicy
+from soundforge.licences.licensing import CommercialUse, License, LicenseComponent, LicenseRegistry
+from soundforge.licences.policy import LicensePolicy
 
 REG = LicenseRegistry.default()
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +232,7 @@ def test_the_stable_audio_3_conversion_hint_names_the_declaration() -> None:
 
 
 def test_ace_step_1_5_is_mit_from_its_own_card_and_its_checkpoints_wait_on_theirs() -> None:
-    from soundforge.model_card import ModelCard
+    from soundforge.licences.model_card import ModelCard
 
     release = REG.license_for("ace-step", "ACE-Step/Ace-Step1.5")
     assert release.commercial_use is CommercialUse.ALLOWED and release.id == "MIT"
@@ -330,7 +330,7 @@ def test_sources_and_quotes_say_where_each_fact_comes_from() -> None:
 
 
 def test_a_cached_card_naming_a_stricter_licence_wins() -> None:
-    from soundforge.model_card import ModelCard
+    from soundforge.licences.model_card import ModelCard
 
     nc_card = ModelCard(path="/cache/README.md", license="other", license_name="stable-audio-nc-community")
     old = REG.license_for("stable-audio", "stabilityai/stable-audio-open-1.0", card=nc_card)
@@ -350,7 +350,7 @@ def test_a_cached_card_naming_a_stricter_licence_wins() -> None:
 def test_the_card_is_read_from_the_cache_snapshot_before_anything_loads(tmp_path, monkeypatch) -> None:
     from soundforge import Client
     from soundforge.config import Config
-    from soundforge.model_card import read_model_card
+    from soundforge.licences.model_card import read_model_card
     from soundforge.testing.hub import install_in_hub_cache
 
     hub = tmp_path / "hub"
@@ -369,7 +369,7 @@ def test_the_card_is_read_from_the_cache_snapshot_before_anything_loads(tmp_path
 
 
 def test_model_cards_are_read_without_surprises(tmp_path) -> None:
-    from soundforge.model_card import read_model_card
+    from soundforge.licences.model_card import read_model_card
 
     (tmp_path / "README.md").write_text("---\nlicense: 'MIT'\n---\n", "utf-8")
     assert read_model_card(tmp_path).license == "mit"
@@ -384,13 +384,13 @@ def test_the_registry_file_is_the_hand_edited_source_with_a_schema() -> None:
     import json
     from importlib import resources
 
-    from soundforge._licenses_doc import registry_schema
+    from soundforge.licences._doc import registry_schema
 
     data = resources.files("soundforge").joinpath("data")
     text = data.joinpath("licenses.json").read_text("utf-8")
     assert text == json.dumps(json.loads(text), indent=1) + "\n", "keep licenses.json in its canonical layout"
     assert data.joinpath("licenses.schema.json").read_text("utf-8") == registry_schema(), (
-        "regenerate with: python -m soundforge._licenses_doc --write"
+        "regenerate with: python -m soundforge.licences._doc --write"
     )
     # The schema rejects what the loader rejects: an unknown field anywhere.
     broken = json.loads(text)

@@ -1,5 +1,6 @@
-"""Seamless loops (soundforge.loops): whole bars, a wrap as continuous as the inside, loop points in the provenance,
-the tags and a WAV `smpl` chunk read back by an independent reader (wavinfo), the provider's own loop mode."""
+"""Seamless loops (soundforge.audio.loops): whole bars, a wrap as continuous as the inside, loop points in the
+provenance, the tags and a WAV `smpl` chunk read back by an independent reader (wavinfo), the provider's own loop
+mode."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 from soundforge import Capabilities, InvalidRequestError
+from soundforge.audio.loops import estimate_tempo
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.loops import estimate_tempo
 from soundforge.testing import FunctionBackend
 
 SR = 44100
@@ -106,7 +107,7 @@ def test_loop_points_in_wav_smpl_and_in_the_tags(client: Client, tmp_path) -> No
     only = sampler.sample_loops[0]
     assert (only.start, only.end, only.loop_type, only.repetition_count) == (0, n - 1, 0, 0)
     assert sampler.sample_period_ns == round(1e9 / SR)
-    from soundforge.tags import read_tags
+    from soundforge.output.tags import read_tags
 
     assert read_tags(path)["LOOPLENGTH"] == str(n)
     flac = g.save(tmp_path / "loop.flac")[0]

@@ -19,7 +19,7 @@ from soundforge import (  # noqa: E402
 )
 from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
-from soundforge.licensing import LicenseRegistry  # noqa: E402
+from soundforge.licences.licensing import LicenseRegistry  # noqa: E402
 from soundforge.testing.musicgen import build_musicgen  # noqa: E402
 
 SR, FRAME_RATE = 16000, 500  # the tiny checkpoints: 16 kHz EnCodec, hop 32

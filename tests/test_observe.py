@@ -9,7 +9,7 @@ import pytest
 from soundforge import AuthenticationError, ProviderError
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.observe import GenerationEvent
+from soundforge.ops.observe import GenerationEvent
 from soundforge.testing import FunctionBackend
 
 from .helpers import cloud
@@ -62,7 +62,7 @@ def test_spans_for_every_generation_and_attempt() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
-    from soundforge import observe
+    from soundforge.ops import observe
 
     original = observe._tracer
     observe._tracer = lambda: tracer  # the global provider can be set once per process; use this one

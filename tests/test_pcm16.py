@@ -1,4 +1,4 @@
-"""soundforge.pcm16 against libsndfile: the same samples back, a WAV every reader accepts, the same tags."""
+"""soundforge.audio.pcm16 against libsndfile: the same samples back, a WAV every reader accepts, the same tags."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from soundforge import pcm16
-from soundforge.audio import FORMATS, decoded_sha256, encode, load_audio, pcm_sha256
-from soundforge.files import encode_track
-from soundforge.tags import read_tags_bytes
+from soundforge.audio import FORMATS, decoded_sha256, encode, load_audio, pcm16, pcm_sha256
+from soundforge.output.files import encode_track
+from soundforge.output.tags import read_tags_bytes
 
 
 def _awkward(channels: int, n: int = 20000) -> np.ndarray:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from soundforge.audio.quality import check
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.quality import check
 from soundforge.testing import FunctionBackend
 
 RATE = 44100

@@ -22,7 +22,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
-from soundforge.policy import LicensePolicy  # noqa: E402
+from soundforge.licences.policy import LicensePolicy  # noqa: E402
 from soundforge.serve.app import create_app  # noqa: E402
 from soundforge.serve.settings import ServeSettings  # noqa: E402
 
@@ -355,7 +355,7 @@ def test_the_page_plays_a_streamed_job_before_it_ends(tmp_path) -> None:
 
 
 def test_stream_and_events_over_http(tmp_path, server: str) -> None:
-    from soundforge.pcm16 import quantize
+    from soundforge.audio.pcm16 import quantize
 
     with serving(tmp_path, server=server) as (url, _), httpx.Client(base_url=url, timeout=30) as http:
         job = http.post(
@@ -399,7 +399,7 @@ def test_stream_and_events_over_http(tmp_path, server: str) -> None:
 
 
 def test_a_job_saves_with_its_loudness_and_edits_and_a_stream_refuses_them(tmp_path, server: str) -> None:
-    from soundforge import loudness
+    from soundforge.audio import loudness
 
     with running(tmp_path, server=server) as url, httpx.Client(base_url=url, timeout=30) as http:
         request = {"prompt": "ambient", "duration": 3, "seed": 2, "loudness": -20, "trim": 2, "fade_out": 0.5}

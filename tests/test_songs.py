@@ -13,9 +13,9 @@ import pytest
 from soundforge import GenerationRequest, InvalidRequestError, UnsupportedFeatureError
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.files import output_paths
 from soundforge.music import lyric_sections, parse_key
-from soundforge.tags import read_tags
+from soundforge.output.files import output_paths
+from soundforge.output.tags import read_tags
 
 
 @pytest.mark.parametrize(

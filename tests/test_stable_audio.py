@@ -20,7 +20,7 @@ from soundforge import (  # noqa: E402
 )
 from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
-from soundforge.licensing import LicenseRegistry  # noqa: E402
+from soundforge.licences.licensing import LicenseRegistry  # noqa: E402
 from soundforge.testing.stable_audio import build_stable_audio  # noqa: E402
 
 SR = 800  # the tiny VAE's rate; window 1024 latents x hop 2 = 2.56 s

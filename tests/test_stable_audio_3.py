@@ -229,7 +229,7 @@ def test_progress_cancellation_and_auto_prefers_it(folder, tmp_path) -> None:
 
 
 def test_licence_components_and_policy() -> None:
-    from soundforge.licensing import LicenseRegistry
+    from soundforge.licences.licensing import LicenseRegistry
 
     license = LicenseRegistry.default().license_for("stable-audio-3", "stabilityai/stable-audio-3-small-sfx")
     roles = {c.license.id for c in license.components}

@@ -9,7 +9,7 @@ import pytest
 from soundforge import ProviderError
 from soundforge.client import Client
 from soundforge.config import Config
-from soundforge.health import ProviderHealth
+from soundforge.ops.health import ProviderHealth
 from soundforge.testing import FunctionBackend
 
 from .fakes import KEY

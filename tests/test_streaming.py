@@ -22,9 +22,9 @@ from soundforge import (
 )
 from soundforge.backends.base import AudioChunk as BackendChunk
 from soundforge.backends.base import ChunkAssembler, RawGeneration, RawTrack
-from soundforge.cache import DiskCache
 from soundforge.client import Client
 from soundforge.config import Config
+from soundforge.ops.cache import DiskCache
 from soundforge.testing import FunctionBackend
 
 
@@ -185,7 +185,7 @@ def test_a_streamed_take_saves_the_same_tagged_file(client: Client, tmp_path) ->
     streamed = client.stream("rock", provider="synth", duration=2, seed=4).result()
     a, b = whole.save(tmp_path / "whole.flac")[0], streamed.save(tmp_path / "streamed.flac")[0]
     assert np.array_equal(soundfile.read(a)[0], soundfile.read(b)[0])
-    from soundforge.tags import read_tags
+    from soundforge.output.tags import read_tags
 
     tags_a, tags_b = read_tags(a), read_tags(b)
     assert tags_a["LICENSE"] == tags_b["LICENSE"] and tags_a["GENERATED_PCM_SHA256"] == tags_b["GENERATED_PCM_SHA256"]

@@ -1,4 +1,4 @@
-"""The invisible watermark (soundforge.watermarking): AudioSeal's real generator and detector, built from its own
+"""The invisible watermark (soundforge.run.watermarking): AudioSeal's real generator and detector, built from its own
 model cards at their real size with random weights, saved in the published checkpoint layout into AudioSeal's
 cache and loaded by AudioSeal's loader; soundforge's marks and readings compared bit for bit with AudioSeal's own
 calls; the payload tied to provenance, tags, refusals before any work, streams, serve and the CLI. What only the
@@ -21,11 +21,11 @@ from audioseal import AudioSeal
 from audioseal.libs.moshi.utils.compile import no_compile
 
 from soundforge import InvalidRequestError, ModelNotAvailableError, ProviderUnavailableError
-from soundforge import watermarking as wm
 from soundforge.audio import pcm_sha256, resample
 from soundforge.cli import EXIT_NO_WATERMARK, cli
 from soundforge.client import Client
-from soundforge.tags import read_tags
+from soundforge.output.tags import read_tags
+from soundforge.run import watermarking as wm
 from soundforge.testing.audioseal import install_random_audioseal
 
 

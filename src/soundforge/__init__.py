@@ -36,20 +36,20 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .backends.base import AudioChunk, Backend, CancelToken, ProgressCallback, ProgressEvent
-    from .budget import Budget
     from .bulk import BatchReport, abatch, batch
     from .capabilities import Capabilities
     from .client import Client
     from .config import Config
-    from .licensing import CommercialUse, License
+    from .licences.licensing import CommercialUse, License
+    from .licences.policy import LicensePolicy
+    from .licences.provenance import Provenance
+    from .ops.budget import Budget
+    from .ops.pricing import Cost
     from .output.inspect import FileRecord, Verification, read_record, verify
-    from .policy import LicensePolicy
-    from .pricing import Cost
-    from .provenance import Provenance
     from .request import AudioInput, GenerationRequest
     from .result import Generation, Track
     from .routing import ProviderStatus
-    from .streaming import AsyncAudioStream, AudioStream
+    from .run.streaming import AsyncAudioStream, AudioStream
 
 _LAZY = {
     "Client": "client",
@@ -59,22 +59,22 @@ _LAZY = {
     "AudioInput": "request",
     "Generation": "result",
     "Track": "result",
-    "License": "licensing",
-    "CommercialUse": "licensing",
-    "LicensePolicy": "policy",
-    "Provenance": "provenance",
+    "License": "licences.licensing",
+    "CommercialUse": "licences.licensing",
+    "LicensePolicy": "licences.policy",
+    "Provenance": "licences.provenance",
     "Capabilities": "capabilities",
     "Backend": "backends.base",
     "CancelToken": "backends.base",
     "ProgressEvent": "backends.base",
     "AudioChunk": "backends.base",
-    "AudioStream": "streaming",
-    "AsyncAudioStream": "streaming",
+    "AudioStream": "run.streaming",
+    "AsyncAudioStream": "run.streaming",
     "batch": "bulk",
     "abatch": "bulk",
     "BatchReport": "bulk",
-    "Budget": "budget",
-    "Cost": "pricing",
+    "Budget": "ops.budget",
+    "Cost": "ops.pricing",
     "verify": "output.inspect",
     "read_record": "output.inspect",
     "Verification": "output.inspect",

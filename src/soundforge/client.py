@@ -10,26 +10,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import separation, watermarking
 from .backends import Backend, CancelToken, backend_class, known_providers
 from .backends.base import ProgressCallback
 from .backends.runtime import ModelMemory
-from .budget import Budget
-from .cache import DiskCache, ResultCache
 from .capabilities import Capabilities
 from .config import Config
 from .errors import InvalidRequestError, ProviderError
-from .licensing import License, LicenseRegistry
-from .observe import Callback
-from .policy import LicensePolicy
-from .pricing import PriceRegistry
+from .licences.licensing import License, LicenseRegistry
+from .licences.policy import LicensePolicy
+from .ops.budget import Budget
+from .ops.cache import DiskCache, ResultCache
+from .ops.observe import Callback
+from .ops.pricing import PriceRegistry
 from .request import GenerationRequest, build_request
 from .result import Generation, Track
 from .routing import ProviderStatus, Router
-from .run import Door, JobLimits, Plan, prepare
+from .run import Door, JobLimits, Plan, prepare, separation, watermarking
 from .run.attempts import Attempts
 from .run.steps import QualityGate, as_loop, check_door
-from .streaming import AsyncAudioStream, AudioStream
+from .run.streaming import AsyncAudioStream, AudioStream
 
 __all__ = ["Client", "LoadedModelInfo", "build_request"]
 
@@ -65,9 +64,9 @@ class Client:
         budget: a running spending limit for every call this client makes (`soundforge.Budget`): a call that
             would pass it is refused before it is sent, and `auto` skips providers over it.
         prices: the price registry costs are estimated from (default: the one shipped, docs/prices.md).
-        callbacks: functions called with a `soundforge.observe.GenerationEvent` when a provider attempt starts,
+        callbacks: functions called with a `soundforge.ops.observe.GenerationEvent` when a provider attempt starts,
             reports progress, succeeds or fails (for your own logging: no audio, no secret in them).
-        cache: a result cache (`soundforge.cache.DiskCache`, or True for one in the user cache dir): a request with
+        cache: a result cache (`soundforge.ops.cache.DiskCache`, or True for one in the user cache dir): a request with
             an explicit seed to a seed-deterministic model returns the stored audio at no cost, `provenance.cache_hit`
             set. Off by default.
     """
@@ -228,7 +227,7 @@ class Client:
         on_progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> Generation:
-        """Split a track into stems: one named track per stem asked for, in that order (`soundforge.separation`).
+        """Split a track into stems: one named track per stem asked for, in that order (`soundforge.run.separation`).
 
         Args:
             source: a `Track`, a `Generation` (its first track), an audio file, or `(array, sample_rate)`.
@@ -287,7 +286,7 @@ class Client:
         cancel: CancelToken | None = None,
         **params: Any,
     ) -> AudioStream:
-        """Generate audio and hand it over in chunks as it is made (`soundforge.streaming.AudioStream`).
+        """Generate audio and hand it over in chunks as it is made (`soundforge.run.streaming.AudioStream`).
 
         Routing, the licence policy and the cost limits are applied here, before the first chunk, as for
         `generate`; only providers whose model streams (`Capabilities.streaming`) are candidates, unless

@@ -29,7 +29,7 @@ import numpy as np
 from .audio import AudioArray, as_audio, resample, to_channels, write_atomic
 from .backends.runtime import run_on_device_thread
 from .errors import InvalidRequestError, ModelNotAvailableError, ProviderUnavailableError
-from .licensing import License, LicenseRegistry
+from .licences.licensing import License, LicenseRegistry
 
 if TYPE_CHECKING:
     from .result import Track
@@ -248,7 +248,7 @@ class Codec:
         """Decode tokens to a `Track` carrying the codec's licence and a provenance record, ready to `save`."""
         from ._version import __version__
         from .audio import pcm_sha256
-        from .provenance import Provenance
+        from .licences.provenance import Provenance
         from .result import Track
 
         audio, rate = self.decode(tokens)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigurationError
-from .policy import LicensePolicy
+from .licences.policy import LicensePolicy
 from .secrets import is_secret_setting, register
 
 if TYPE_CHECKING:
-    from .signing import C2paSigner
+    from .output.signing import C2paSigner
 
 import tomllib
 
@@ -227,7 +227,7 @@ class Config(BaseModel):
                 "the [c2pa] section needs `cert` and `key` (PEM paths), optionally `alg` "
                 f"and `tsa_url`{'; unknown: ' + ', '.join(sorted(unknown)) if unknown else ''}"
             )
-        from .signing import C2paSigner
+        from .output.signing import C2paSigner
 
         return C2paSigner.from_files(
             self.c2pa["cert"], self.c2pa["key"], self.c2pa.get("alg", "es256"), self.c2pa.get("tsa_url")

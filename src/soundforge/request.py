@@ -19,9 +19,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .audio import AudioArray, as_audio, encode, format_for, load_audio
-from .edits import Edits
+from .audio.edits import Edits
+from .audio.loudness import MAX_LUFS, MIN_LUFS
 from .errors import InvalidRequestError
-from .loudness import MAX_LUFS, MIN_LUFS
 from .music import STEMS, normalise_key, normalise_time_signature
 
 MAX_PROMPT_CHARS = 4000
@@ -177,7 +177,7 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         max_cost: the most the call may cost, in USD (docs/prices.md). A provider whose estimate is higher, or whose
             price is unknown, is refused before anything is sent; `auto` skips it. Local engines cost nothing.
         quality: "report" runs the quality gate (silence, clipping, DC offset, noise, a stuck loop, a take that
-            stops early: `soundforge.quality`) and records its verdicts in `provenance.quality`; "retry" also makes
+            stops early: `soundforge.audio.quality`), records its verdicts in `provenance.quality`; "retry" also makes
             a fresh take with a new seed while the gate fails, up to `quality_retries` (2) times, each rejected take
             (seed, failures, cost) recorded. Every take is a paid call where the provider charges.
         loop / loop_bars: a seamless loop of `loop_bars` bars (default: as many whole bars as fit in `duration`),
@@ -197,14 +197,14 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         stems: also split the generated track into these stems (`soundforge.separate`: the provider's own
             extraction where its model has it, else Demucs); the result holds the mix, then one track per stem.
         watermark: embed AudioSeal's invisible watermark in every track, with a payload tied to its provenance
-            (`soundforge.watermarking`; needs `soundforge[watermark]` and AudioSeal's weights in its cache).
+            (`soundforge.run.watermarking`; needs `soundforge[watermark]` and AudioSeal's weights in its cache).
         lyrics / instrumental / vocal_language: vocals control for providers that sing; lyrics may carry
             structure tags (`[verse]`, `[chorus]`, `[bridge]`); the language is an ISO 639 code ("en", "ja").
         bpm / key / time_signature: tempo, key ("A minor", "F# major", "Bbm") and metre ("3/4", "6/8"), stated
             once in one spelling (`soundforge.music`) and written into the saved files' tags.
         output_format / loudness: defaults for saving (format name, LUFS target).
         trim / fade_in / fade_out: edits for saving (seconds): a trim cut where the waveform crosses zero, fades
-            (`soundforge.edits`); batch and serve apply them to the files they write.
+            (`soundforge.audio.edits`); batch and serve apply them to the files they write.
         extra: provider-specific parameters, validated by that backend.
     """
 
@@ -220,11 +220,13 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     num_outputs: int = Field(1, ge=1, le=MAX_OUTPUTS)
     max_cost: float | None = Field(None, ge=0, description="the most this call may cost, in USD; refused before it")
     quality: Literal["report", "retry"] | None = Field(
-        None, description="run the quality gate (soundforge.quality): record its verdicts, or also retry bad takes"
+        None,
+        description="run the quality gate (soundforge.audio.quality): record its verdicts, or also retry bad takes",
     )
     quality_retries: int | None = Field(None, ge=0, le=10, description="fresh takes quality='retry' may make (2)")
     loop: bool | None = Field(
-        None, description="a seamless loop: a whole number of bars whose end runs into its start (soundforge.loops)"
+        None,
+        description="a seamless loop: a whole number of bars whose end runs into its start (soundforge.audio.loops)",
     )
     loop_bars: int | None = Field(None, ge=1, le=256, description="bars in the loop (default: as many as fit)")
     sample_rate: int | None = Field(None, ge=8000, le=192000)
@@ -244,7 +246,7 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         None, description="also split the result into these stems (soundforge.separate), after the mix"
     )
     watermark: bool | None = Field(
-        None, description="embed AudioSeal's invisible watermark in every track (soundforge.watermarking)"
+        None, description="embed AudioSeal's invisible watermark in every track (soundforge.run.watermarking)"
     )
     lyrics: str | None = None
     instrumental: bool | None = None

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .audio import AudioArray, encode, format_for
-from .edits import Edits
-from .files import check_destination, encode_track, output_paths, save_track
-from .licensing import License
-from .pricing import Cost
-from .provenance import Provenance
+from .audio.edits import Edits
+from .licences.licensing import License
+from .licences.provenance import Provenance
+from .ops.pricing import Cost
+from .output.files import check_destination, encode_track, output_paths, save_track
 
 if TYPE_CHECKING:
-    from .signing import C2paSigner
+    from .output.signing import C2paSigner
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Track:
             overwrite: replace an existing file (otherwise FileExistsError).
             sidecar: also write `<file>.json` with the full provenance and licence.
             sign: sign a C2PA manifest into the file (WAV, MP3, FLAC; needs `soundforge[c2pa]`).
-            trim: cut the file to this many seconds, where the waveform crosses zero (`soundforge.edits`).
+            trim: cut the file to this many seconds, where the waveform crosses zero (`soundforge.audio.edits`).
             fade_in, fade_out: fades of this many seconds (after the trim, before the loudness target).
 
         `loudness`, `trim`, `fade_in` and `fade_out` left out take the request's values, so a request that asked

@@ -11,7 +11,6 @@ from enum import Enum
 from typing import Any
 
 from .backends import PLANNED, Backend, known_providers
-from .budget import Budget
 from .config import Config
 from .errors import (
     BudgetExceededError,
@@ -22,10 +21,11 @@ from .errors import (
     SoundforgeError,
     UnsupportedFeatureError,
 )
-from .health import ProviderHealth
-from .licensing import License, LicenseRegistry
-from .pricing import Cost, PriceRegistry
-from .provenance import Attempt
+from .licences.licensing import License, LicenseRegistry
+from .licences.provenance import Attempt
+from .ops.budget import Budget
+from .ops.health import ProviderHealth
+from .ops.pricing import Cost, PriceRegistry
 from .request import GenerationRequest
 
 AUTO = "auto"

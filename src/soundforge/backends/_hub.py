@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import ModelNotAvailableError
-from ..model_card import ModelCard, read_model_card
+from ..licences.model_card import ModelCard, read_model_card
 from ._compute import run_on_device_thread
 from .base import ENGINE_DEVICE_ENV, Availability
 
@@ -23,7 +23,7 @@ T = TypeVar("T")
 #: stable-audio-tools) holds this lock from `manual_seed` to the end of sampling, so seeds mean the same thing
 #: whatever else runs concurrently.
 TORCH_RNG_LOCK = threading.RLock()
-#: README.md is the model card: its licence fields travel with the weights (`soundforge.model_card`).
+#: README.md is the model card: its licence fields travel with the weights (`soundforge.licences.model_card`).
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "README.md"]
 
 

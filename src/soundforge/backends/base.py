@@ -31,8 +31,8 @@ from ..request import GenerationRequest
 from ._compute import cpu_bound_pool
 
 if TYPE_CHECKING:
-    from ..licensing import License
-    from ..model_card import ModelCard
+    from ..licences.licensing import License
+    from ..licences.model_card import ModelCard
     from ._memory import ModelMemory
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..audio import AudioArray, resample, to_channels
 from ..errors import InvalidRequestError, UnsupportedFeatureError
-from ..model_card import ModelCard
+from ..licences.model_card import ModelCard
 from ..request import GenerationRequest
 from ._hub import ModelCache, find_model_card, pick_device
 from .base import Availability, Backend, ChunkStream, RawGeneration, RawTrack, RunContext

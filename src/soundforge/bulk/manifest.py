@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequestError
-from ..files import output_paths
+from ..output.files import output_paths
 from ..request import GenerationRequest
 from ..run.plan import check_one_output
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..client import Client
 from ..errors import BudgetExceededError, InvalidRequestError, SoundforgeError
-from ..licensing import License
-from ..pricing import Cost, total_amount
+from ..licences.licensing import License
+from ..ops.pricing import Cost, total_amount
 from ..run import JobLimits
 from .executors import Executor, LocalExecutor, Target
 from .journal import JOURNAL, Journal

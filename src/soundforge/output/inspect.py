@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..audio import decoded_sha256
 from ..errors import ProviderUnavailableError
-from ..files import sidecar_path
-from ..licensing import License
-from ..tags import read_tags_bytes
+from ..licences.licensing import License
+from .files import sidecar_path
+from .tags import read_tags_bytes
 
 if TYPE_CHECKING:
-    from ..watermarking import WatermarkReading
+    from ..run.watermarking import WatermarkReading
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class Verification:
 def c2pa_summary(path: str | os.PathLike[str]) -> str | None:
     """A one-line C2PA summary of a file, or None when it has no manifest or c2pa-python is absent."""
     try:
-        from ..signing import read_manifest, validation_problems
+        from .signing import read_manifest, validation_problems
 
         store = read_manifest(Path(path))
     except ProviderUnavailableError:
@@ -143,8 +143,8 @@ def verify(path: str | os.PathLike[str], *, watermark: bool = False) -> Verifica
     fields = record.fields
     reading, matches = None, None
     if watermark:
-        from .. import watermarking
         from ..audio import load_audio
+        from ..run import watermarking
 
         watermarking.check_ready(watermarking.DETECTOR_CARD)
         audio, rate = load_audio(Path(path))

@@ -19,11 +19,12 @@ from .._version import __version__
 from ..audio import as_audio, pcm_sha256
 from ..backends import Backend, CancelToken, RawGeneration, RunContext
 from ..backends.base import AudioChunk, ProgressCallback, ProgressEvent
-from ..budget import Budget
-from ..cache import ResultCache, cache_key
 from ..config import Config
 from ..errors import AllProvidersFailedError, SoundforgeError, UnsupportedFeatureError
-from ..observe import (
+from ..licences.provenance import Attempt, Provenance, Timings
+from ..ops.budget import Budget
+from ..ops.cache import ResultCache, cache_key
+from ..ops.observe import (
     Callback,
     EventKind,
     GenerationEvent,
@@ -33,9 +34,8 @@ from ..observe import (
     generation_span,
     notify,
 )
-from ..pricing import Cost
-from ..pricing import settle as settle_cost
-from ..provenance import Attempt, Provenance, Timings
+from ..ops.pricing import Cost
+from ..ops.pricing import settle as settle_cost
 from ..request import GenerationRequest
 from ..result import Generation, Track
 from ..routing import Candidate, Router, parse_spec

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import loops, separation, watermarking
-from ..budget import Budget
+from ..audio import loops
 from ..errors import InvalidRequestError
-from ..licensing import License
-from ..policy import LicensePolicy
-from ..pricing import Cost
-from ..provenance import Attempt
+from ..licences.licensing import License
+from ..licences.policy import LicensePolicy
+from ..licences.provenance import Attempt
+from ..ops.budget import Budget
+from ..ops.pricing import Cost
 from ..request import GenerationRequest
 from ..routing import Candidate, Router
+from . import separation, watermarking
 from .steps import DOORS, STREAMED, Door, check_door, quality_takes
 
 __all__ = ["DOORS", "Door", "JobLimits", "Plan", "check_one_output", "prepare", "stems_source"]

@@ -14,14 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .. import loops
-from ..audio import pcm_sha256
+from ..audio import loops, pcm_sha256
+from ..audio.edits import Edits
+from ..audio.quality import QualityReport
+from ..audio.quality import check as quality_check
 from ..capabilities import STEP_FIELDS, Capabilities
-from ..edits import Edits
 from ..errors import InvalidRequestError
-from ..pricing import Cost
-from ..quality import QualityReport
-from ..quality import check as quality_check
+from ..ops.pricing import Cost
 from ..request import GenerationRequest
 from ..result import Generation, Track
 
@@ -117,7 +116,7 @@ STEPS: tuple[Step, ...] = (
             STREAMED,
             "watermark=True cannot be streamed: the watermark is computed over the finished track, and the chunks "
             "heard would carry none",
-            "generate the track, or soundforge.watermarking.embed(stream.generation.tracks[0])",
+            "generate the track, or soundforge.run.watermarking.embed(stream.generation.tracks[0])",
         ),
     ),
 )

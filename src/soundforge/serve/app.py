@@ -29,11 +29,11 @@ from starlette.exceptions import HTTPException
 
 from .._version import __version__
 from ..audio import FORMATS
-from ..budget import Budget
 from ..client import Client
 from ..errors import (
     SoundforgeError,
 )
+from ..ops.budget import Budget
 from ..request import GenerationRequest, explain_validation_error
 from .engine import Engine
 from .feeds import sse_event

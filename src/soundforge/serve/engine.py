@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backends import ENGINE_DEVICE_ENV, CancelToken
-from ..bulk.output import OutputLocation
 from ..errors import ConfigurationError, GenerationCancelledError, SoundforgeError
-from ..files import role_path
+from ..output.files import role_path
+from ..output.location import OutputLocation
 from ..request import GenerationRequest
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ async def run_and_save(
                 request, provider=provider, cancel=token, on_progress=lambda e: on_progress(e.phase, e.done, e.total)
             )
         else:
-            from ..wavstream import pcm16_frames
+            from ..audio.wavstream import pcm16_frames
 
             stream = client.astream(
                 request, provider=provider, cancel=token, on_progress=lambda e: on_progress(e.phase, e.done, e.total)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..wavstream import wav_header
+from ..audio.wavstream import wav_header
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from typing import Any
 
 from ..audio import format_for
 from ..backends import CancelToken
-from ..budget import Budget
 from ..client import Client, build_request
 from ..errors import InvalidRequestError
-from ..files import encode_saved, role_path
-from ..licensing import License
-from ..provenance import Provenance
+from ..licences.licensing import License
+from ..licences.provenance import Provenance
+from ..ops.budget import Budget
+from ..output.files import encode_saved, role_path
 from ..request import GenerationRequest
 from ..run import JobLimits
 from ..run.steps import takes_cost

@@ -142,7 +142,7 @@ def create_engines(
 
     def key_of(request: GenerationRequest, provider: str | None) -> str:
         try:
-            chosen = client.router.plan(request, provider)[0][0]
+            chosen = client.plan(request, provider=provider, door="job").chosen
         except SoundforgeError:
             return provider or "auto"  # refused at admission already; the engine will say why
         return f"{chosen.backend.name}:{chosen.model}"

@@ -209,7 +209,7 @@ def family_router(client: Client) -> Callable[[GenerationRequest, str | None], t
 
     def family_of(request: GenerationRequest, provider: str | None) -> tuple[str, bool]:
         try:
-            candidates = client.router.plan(request, provider)[0]
+            candidates = client.plan(request, provider=provider, door="job").candidates
         except SoundforgeError:
             return DEFAULT_FAMILY, False  # refused at admission already; the engine says why
         return candidates[0].backend.name, all(candidate.backend.local for candidate in candidates)

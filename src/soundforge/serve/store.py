@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..bulk.output import OutputLocation
 from ..errors import ConfigurationError
+from ..output.location import OutputLocation
 from .index import JobIndex
 
 ACTIVE = ("queued", "running")

@@ -4,7 +4,7 @@
 architecture at its real size: SEANet encoder and decoder with LSTMs, 14.7 M and 8.6 M parameters) with random
 weights, and saves each as a checkpoint in the layout of the published ones: convolution weights under their
 pre-TorchScript names and split by weight norm (`weight_g`, `weight_v`), which `audioseal.loader` converts and
-folds back when it loads them. The files go to `soundforge.watermarking.weights_path(card)`, inside
+folds back when it loads them. The files go to `soundforge.run.watermarking.weights_path(card)`, inside
 `$AUDIOSEAL_CACHE_DIR` (set it to a temporary folder first), so `AudioSeal.load_generator("audioseal_wm_16bits")`
 loads them from the cache without a network. For tests: a random model marks nothing a detector could find.
 Needs `soundforge[watermark]`.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..watermarking import DETECTOR_CARD, GENERATOR_CARD, weights_path
+from ..run.watermarking import DETECTOR_CARD, GENERATOR_CARD, weights_path
 
 
 def _published_layout(state: dict[str, Any]) -> dict[str, Any]:

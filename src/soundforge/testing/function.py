@@ -26,7 +26,7 @@ import numpy as np
 
 from ..backends.base import Backend, RawGeneration, RawTrack, RunContext, default_seed, fit_length
 from ..capabilities import Capabilities, ModelInfo
-from ..licensing import License, LicenseComponent, LicenseRegistry
+from ..licences.licensing import License, LicenseComponent, LicenseRegistry
 from ..music import STEMS
 from ..request import AUDIO_PROMPT_MODES, GenerationRequest
 

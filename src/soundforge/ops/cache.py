@@ -23,12 +23,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._version import __version__
-from .licensing import License
+from .._version import __version__
+from ..licences.licensing import License
+from ..licences.provenance import Provenance
+from ..request import content_key
+from ..result import Generation, Track
 from .pricing import Cost
-from .provenance import Provenance
-from .request import content_key
-from .result import Generation, Track
 
 
 class ResultCache(Protocol):

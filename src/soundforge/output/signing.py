@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .audio import AudioFormat
-from .errors import ConfigurationError, ProviderUnavailableError
+from ..audio import AudioFormat
+from ..errors import ConfigurationError, ProviderUnavailableError
 
 #: Formats c2pa-rs can embed a manifest in (WAV RIFF chunk; MP3 and FLAC ID3 GEOB frame).
 SIGNABLE = frozenset({"wav", "mp3", "flac"})

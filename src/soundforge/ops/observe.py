@@ -64,7 +64,7 @@ def _tracer() -> Any:
         from opentelemetry import trace
     except ImportError:
         return None
-    from ._version import __version__
+    from .._version import __version__
 
     return trace.get_tracer("soundforge", __version__)
 

@@ -7,8 +7,49 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .audio import TRAINED_ALGORITHMIC_MEDIA
-from .pricing import Cost
+from ..audio import TRAINED_ALGORITHMIC_MEDIA
+
+#: How a cost is counted (`soundforge.ops.pricing` estimates and settles costs; the value lives with the
+#: provenance that carries it).
+Basis = Literal["per_generation", "per_audio_second", "per_gpu_second", "local_compute", "cache_hit", "unknown"]
+
+
+class Cost(BaseModel):
+    """The cost of one generation call: money (when the price is known) and, for local engines, compute time.
+
+    `estimated` is True when the amount was worked out from the registry rather than reported by the vendor.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: float | None
+    currency: str | None = "USD"
+    basis: Basis
+    estimated: bool = True
+    confirmed: bool = False
+    #: The price per unit of the basis (per GPU-second: what `settle` multiplies the reported seconds by).
+    rate: float | None = None
+    compute_seconds: float | None = None
+    device: str | None = None
+    source: str | None = None
+    detail: str = ""
+
+    @property
+    def known(self) -> bool:
+        """Whether the money amount is known (local engines: yes, zero)."""
+        return self.amount is not None
+
+    def describe(self) -> str:
+        """One line for people: "$0.2000 (estimated, per generation)"."""
+        if self.basis == "local_compute":
+            seconds = f"{self.compute_seconds:.1f} s" if self.compute_seconds is not None else "compute"
+            return f"{seconds} on {self.device or 'this machine'} (local, no charge)"
+        if self.basis == "cache_hit":
+            return "nothing (served from the result cache)"
+        if self.amount is None:
+            return "unknown price" + (f" ({self.detail})" if self.detail else "")
+        how = "estimated" if self.estimated else "reported"
+        return f"${self.amount:.4f} ({how}, {self.basis.replace('_', ' ')})"
 
 
 class Attempt(BaseModel):
@@ -77,7 +118,7 @@ class Provenance(BaseModel):
     )
     watermark: dict[str, Any] | None = Field(
         None,
-        description="the invisible watermark soundforge embedded (request watermark=True, soundforge.watermarking): "
+        description="the invisible watermark soundforge embedded (watermark=True, soundforge.run.watermarking): "
         "method, model, payload and the PCM hash before marking that the payload comes from",
     )
     loop: dict[str, Any] | None = Field(

@@ -17,7 +17,7 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
-from .audio import AudioArray
+from . import AudioArray
 
 #: libsndfile's RIFF INFO chunk ids for the string tags soundforge writes (the licence URL has none in WAV).
 INFO_IDS = {
@@ -47,7 +47,7 @@ def dequantize(samples: npt.NDArray[np.int16]) -> AudioArray:
 @functools.cache
 def matches_libsndfile() -> bool:
     """Whether the installed libsndfile converts like `quantize`/`dequantize` (checked once, about 1 ms)."""
-    from .audio import FORMATS, encode, load_audio
+    from . import FORMATS, encode, load_audio
 
     steps = np.arange(-32769, 32769, dtype=np.float64)
     probe = np.concatenate([steps / 32768, (steps + 0.5) / 32768, (steps + 0.25) / 32768, [1.5, -1.5]])

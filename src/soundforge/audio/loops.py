@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .audio import AudioArray
-from .errors import InvalidRequestError
-from .music import parse_time_signature
-from .request import GenerationRequest
+from ..errors import InvalidRequestError
+from ..music import parse_time_signature
+from ..request import GenerationRequest
+from . import AudioArray
 
 #: What is generated beyond the loop: a bar of lead-in before it, and this much after the cross-fade, so the
 #: take's own ending (a fade-out, a final chord) stays out of the loop.

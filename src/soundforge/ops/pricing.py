@@ -6,7 +6,7 @@ the source and the date it was checked, and whether the source is the vendor's o
 record has an unknown price: `Cost.amount` is None, never a guess. Local engines cost compute-seconds on a device,
 no money.
 
-`docs/prices.md` is generated from the registry (`python -m soundforge._prices_doc`).
+`docs/prices.md` is generated from the registry (`python -m soundforge.ops._prices_doc`).
 """
 
 from __future__ import annotations
@@ -17,52 +17,14 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from ..errors import ConfigurationError
+from ..licences.provenance import Basis, Cost
 
-from .errors import ConfigurationError
+__all__ = ["BASES", "Basis", "Cost", "Price", "PriceRegistry", "settle", "total", "total_amount"]
 
-Basis = Literal["per_generation", "per_audio_second", "per_gpu_second", "local_compute", "cache_hit", "unknown"]
 BASES = ("per_generation", "per_audio_second", "per_gpu_second")
-
-
-class Cost(BaseModel):
-    """The cost of one generation call: money (when the price is known) and, for local engines, compute time.
-
-    `estimated` is True when the amount was worked out from the registry rather than reported by the vendor.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    amount: float | None
-    currency: str | None = "USD"
-    basis: Basis
-    estimated: bool = True
-    confirmed: bool = False
-    #: The price per unit of the basis (per GPU-second: what `settle` multiplies the reported seconds by).
-    rate: float | None = None
-    compute_seconds: float | None = None
-    device: str | None = None
-    source: str | None = None
-    detail: str = ""
-
-    @property
-    def known(self) -> bool:
-        """Whether the money amount is known (local engines: yes, zero)."""
-        return self.amount is not None
-
-    def describe(self) -> str:
-        """One line for people: "$0.2000 (estimated, per generation)"."""
-        if self.basis == "local_compute":
-            seconds = f"{self.compute_seconds:.1f} s" if self.compute_seconds is not None else "compute"
-            return f"{seconds} on {self.device or 'this machine'} (local, no charge)"
-        if self.basis == "cache_hit":
-            return "nothing (served from the result cache)"
-        if self.amount is None:
-            return "unknown price" + (f" ({self.detail})" if self.detail else "")
-        how = "estimated" if self.estimated else "reported"
-        return f"${self.amount:.4f} ({how}, {self.basis.replace('_', ' ')})"
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import AudioArray
-from .errors import InvalidRequestError
+from ..errors import InvalidRequestError
+from . import AudioArray
 
 #: The loudness targets soundforge accepts (also the request's `loudness` range).
 MIN_LUFS, MAX_LUFS = -70.0, 0.0

@@ -14,8 +14,8 @@ import logging
 from collections.abc import AsyncIterator, Generator, Iterator
 from types import TracebackType
 
-from .backends.base import AudioChunk, CancelToken
-from .result import Generation
+from ..backends.base import AudioChunk, CancelToken
+from ..result import Generation
 
 log = logging.getLogger("soundforge")
 

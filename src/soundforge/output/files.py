@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import pcm16, tags
-from .audio import (
+from ..audio import (
     FORMATS,
     AudioArray,
     AudioFormat,
@@ -18,17 +17,19 @@ from .audio import (
     encode,
     format_for,
     load_audio,
+    pcm16,
     pcm_sha256,
     write_atomic,
 )
-from .edits import Edits
-from .errors import InvalidRequestError
-from .loudness import check_target, normalize_loudness
+from ..audio.edits import Edits
+from ..audio.loudness import check_target, normalize_loudness
+from ..errors import InvalidRequestError
+from . import tags
 from .tags import TaggedAudio
 
 if TYPE_CHECKING:
-    from .licensing import License
-    from .provenance import Provenance
+    from ..licences.licensing import License
+    from ..licences.provenance import Provenance
     from .signing import C2paSigner
 
 SIDECAR_SUFFIX = ".json"
@@ -144,7 +145,7 @@ def encode_track(
         audio, loudness = normalize_loudness(audio, track.sample_rate, loudness)
     if fmt.name == "wav" and audio.shape[0] in (1, 2) and pcm16.matches_libsndfile():
         # 16-bit WAV: the decoded samples follow from the audio alone, so the file is written directly, without
-        # libsndfile's trial encode, decode and second encode (soundforge.pcm16).
+        # libsndfile's trial encode, decode and second encode (soundforge.audio.pcm16).
         samples = pcm16.quantize(audio)
         fields = tags.describe(track, audio_sha256=pcm_sha256(pcm16.dequantize(samples)), loudness=loudness, fmt=fmt)
         fields |= _applied(note, applied)

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import AudioArray, as_audio, load_audio, pcm_sha256
-from .errors import InvalidRequestError, LicensePolicyError
-from .licensing import UNKNOWN_LICENSE, License, LicenseComponent, LicenseRegistry
-from .request import AudioInput, GenerationRequest, stem_name
-from .result import Generation, Track
+from ..audio import AudioArray, as_audio, load_audio, pcm_sha256
+from ..errors import InvalidRequestError, LicensePolicyError
+from ..licences.licensing import UNKNOWN_LICENSE, License, LicenseComponent, LicenseRegistry
+from ..request import AudioInput, GenerationRequest, stem_name
+from ..result import Generation, Track
 
 if TYPE_CHECKING:
-    from .policy import LicensePolicy
-    from .routing import Candidate
+    from ..licences.policy import LicensePolicy
+    from ..routing import Candidate
 
 #: What `separate` returns when no stems are named: the four every separator offers.
 DEFAULT_STEMS = ("vocals", "drums", "bass", "other")
@@ -94,7 +94,7 @@ def source_of(source: Any, registry: LicenseRegistry) -> SeparationSource:
 def _file_record(path: Path, registry: LicenseRegistry) -> tuple[License, dict[str, Any]]:
     """A saved file's licence and origin (`output.inspect.read_record`): the sidecar's full licence, else the
     licence of the provider and model its tags name, else unknown."""
-    from .output.inspect import read_record
+    from ..output.inspect import read_record
 
     record = read_record(path)
     license, provenance, fields = record.license, record.provenance, record.fields

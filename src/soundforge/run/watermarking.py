@@ -31,9 +31,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .audio import AudioArray, pcm_sha256, resample
-from .errors import InvalidRequestError, ModelNotAvailableError, ProviderUnavailableError
-from .result import Generation, Track
+from ..audio import AudioArray, pcm_sha256, resample
+from ..errors import InvalidRequestError, ModelNotAvailableError, ProviderUnavailableError
+from ..result import Generation, Track
 
 #: AudioSeal's model cards (shipped in the package) for the 16-bit generator and its detector.
 GENERATOR_CARD = "audioseal_wm_16bits"

@@ -16,7 +16,7 @@ from types import TracebackType
 
 import numpy as np
 
-from .audio import AudioArray
+from . import AudioArray
 from .pcm16 import quantize
 
 #: The size fields of a WAV whose length is not known: read as "until the end of the stream".

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .audio import AudioArray
-from .errors import InvalidRequestError
+from ..errors import InvalidRequestError
+from . import AudioArray
 
 #: How far before the asked length a zero crossing is looked for; past it, the cut gets a 5 ms fade instead.
 ZERO_CROSSING_WINDOW = 0.01

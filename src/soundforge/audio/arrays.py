@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InvalidRequestError
+from ..errors import InvalidRequestError
 
 AudioArray = npt.NDArray[np.float32]
 

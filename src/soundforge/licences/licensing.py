@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 from .model_card import ModelCard
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from .errors import BudgetExceededError
+from ..errors import BudgetExceededError
 from .pricing import Cost
 
 

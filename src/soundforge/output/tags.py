@@ -17,12 +17,12 @@ import os
 import struct
 from typing import TYPE_CHECKING, Protocol
 
-from .audio import AudioArray, AudioFormat
-from .music import parse_key
+from ..audio import AudioArray, AudioFormat
+from ..music import parse_key
 
 if TYPE_CHECKING:
-    from .licensing import License
-    from .provenance import Provenance
+    from ..licences.licensing import License
+    from ..licences.provenance import Provenance
 
 COMMENT_HEADER = "soundforge provenance"
 #: ID3v2.4 text frames for the musical fields.

@@ -1,0 +1,5 @@
+"""`python -m soundforge.cli`: the `soundforge` command."""
+
+from . import main
+
+main()
