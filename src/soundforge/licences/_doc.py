@@ -144,10 +144,11 @@ def main(argv: list[str]) -> None:  # pragma: no cover
     """`--write`: rewrite docs/licenses.md's tables and data/licenses.schema.json in this checkout; `--schema`:
     print the schema; nothing: print the registry's Markdown."""
     if "--write" in argv:
-        root = Path(__file__).resolve().parents[2]
+        package = Path(__file__).resolve().parents[1]  # src/soundforge
+        root = package.parents[1]
         page = root / "docs" / "licenses.md"
         page.write_text(render_page(page.read_text("utf-8")), "utf-8")
-        (Path(__file__).parent / "data" / "licenses.schema.json").write_text(registry_schema(), "utf-8")
+        (package / "data" / "licenses.schema.json").write_text(registry_schema(), "utf-8")
     elif "--schema" in argv:
         print(registry_schema(), end="")
     else:
