@@ -148,3 +148,20 @@ def test_the_top_level_stays_small() -> None:
         str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text("utf-8").splitlines())) > 600
     }
     assert not too_big, f"modules over 600 lines: {too_big}"
+
+
+#: The public faces of `soundforge.backends`: a built-in provider is written from them alone, as a plug-in is.
+FACES = {"base", "local", "diffusion", "cloud", "runtime", "devices"}
+
+
+def test_builtin_providers_use_only_the_public_faces() -> None:
+    modules = _modules()
+    wrong = []
+    for name, path in modules.items():
+        parts = name.split(".")
+        if not name.startswith("soundforge.backends.") or parts[2] in FACES or parts[2].startswith("_"):
+            continue
+        for dep in _imports(name, path, modules):
+            if dep.startswith("soundforge.backends.") and dep.split(".")[2].startswith("_"):
+                wrong.append(f"{name} -> {dep}")
+    assert not wrong, "import soundforge.backends.cloud / runtime instead: " + "; ".join(sorted(wrong))

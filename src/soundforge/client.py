@@ -187,7 +187,9 @@ class Client:
     ) -> Generation:
         """Generate audio without blocking the event loop; cancelling the task cancels the generation."""
         request = build_request(prompt_or_request, params)
-        plan = await asyncio.to_thread(self.plan, request, provider=provider)
+        # Planned on the event loop: concurrent requests reach a local engine's batcher in the order they were made.
+        # Planning loads no model and calls no network (it stats weights and reads model cards).
+        plan = self.plan(request, provider=provider)
         gate = QualityGate(plan.take)
         generation = await self.attempts.arun(plan, gate.take, on_progress, cancel)
         while (take := await asyncio.to_thread(gate.next_take, generation)) is not None:

@@ -27,9 +27,6 @@ from typing import Any, ClassVar
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError, ModelNotAvailableError
 from ..request import GenerationRequest
-from ._compute import run_on_device_thread
-from ._hub import looks_like_path, offline
-from ._memory import module_bytes
 from .base import (
     LOCAL_SETTINGS,
     Availability,
@@ -41,6 +38,7 @@ from .base import (
     fit_length,
 )
 from .local import LocalBackend, LocalEngine
+from .runtime import looks_like_path, module_bytes, offline, run_on_device_thread
 
 #: Demucs' released bags of models: name -> (Hugging Face repository, sources in the model's order).
 #: demucs 4.1 `demucs/hf.py` (`hf_repo_name`, `DEFAULT_NAMESPACE`) and `demucs/remote/*.yaml`.

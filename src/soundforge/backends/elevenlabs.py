@@ -28,8 +28,6 @@ from ..errors import (
 )
 from ..music import Section, lyric_sections
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend, decode_reply, upload_file
-from ._mp3stream import Mp3Stream
 from .base import (
     AudioChunk,
     ChunkAssembler,
@@ -40,6 +38,7 @@ from .base import (
     checked_extra,
     fit_length,
 )
+from .cloud import CLOUD_SETTINGS, CloudBackend, Mp3Stream, decode_reply, upload_file
 
 MODELS = ("music_v1", "music_v2", "music_v2_5")
 #: Stem separation's variations (the SDK's `MusicSeparateStemsRequestStemVariationId`) as models: the stems each

@@ -13,8 +13,8 @@ from typing import Any
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, cloud_track, decode_reply
 from .base import RawGeneration, RunContext, checked_extra
+from .cloud import CLOUD_SETTINGS, cloud_track, decode_reply
 from .elevenlabs import DEFAULT_FORMAT, ElevenLabsBackend
 
 #: The SDK's `SfxModelId`.

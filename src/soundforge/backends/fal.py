@@ -17,8 +17,8 @@ from typing import Any
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CloudBackend, decode_reply, model_inputs
 from .base import RawGeneration, RawTrack, RunContext, fit_length
+from .cloud import CloudBackend, decode_reply, model_inputs
 
 STABLE_AUDIO = "fal-ai/stable-audio"
 AUDIO_KEYS = ("audio_file", "audio", "audio_url", "output")

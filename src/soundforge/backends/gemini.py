@@ -26,8 +26,8 @@ from ..errors import (
     SoundforgeError,
 )
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend, cloud_track, poll_job
 from .base import RawGeneration, RunContext, checked_extra
+from .cloud import CLOUD_SETTINGS, CloudBackend, cloud_track, poll_job
 
 CLIP = "lyria-3-clip-preview"
 PRO = "lyria-3-pro-preview"

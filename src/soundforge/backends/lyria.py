@@ -19,9 +19,8 @@ from ..audio import load_audio
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, ProviderError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend
-from ._http import HttpSettings
 from .base import Availability, RawGeneration, RawTrack, RunContext, fit_length
+from .cloud import CLOUD_SETTINGS, CloudBackend, HttpSettings
 
 CLIP_SECONDS = 32.8
 AUDIO_KEYS = ("bytesBase64Encoded", "audioContent")  # the docs' sample and working clients disagree: read both

@@ -22,9 +22,6 @@ from typing import Any, ClassVar
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError, ModelNotAvailableError
 from ..request import GenerationRequest
-from ._compute import run_on_device_thread
-from ._hub import TORCH_RNG_LOCK
-from ._memory import module_bytes
 from .audiocraft import LoadedAudiocraft, audiocraft_availability, checkpoint_state, weights_size
 from .base import (
     LOCAL_SETTINGS,
@@ -37,6 +34,7 @@ from .base import (
 )
 from .devices import check_device_dtype
 from .local import LocalBackend, LocalEngine, batch_generation, check_output_format
+from .runtime import TORCH_RNG_LOCK, module_bytes, run_on_device_thread
 
 #: The released checkpoints: id -> (sample rate, window seconds). audiocraft `models/magnet.py` `get_pretrained`
 #: (10- and 30-second music models) and docs/MAGNET.md (the sound models are trained at 16 kHz,

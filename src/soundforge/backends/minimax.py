@@ -23,9 +23,8 @@ from ..errors import (
     SoundforgeError,
 )
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend, cloud_track, decode_reply
-from ._http import backoff_delay
 from .base import RawGeneration, RunContext, checked_extra
+from .cloud import CLOUD_SETTINGS, CloudBackend, backoff_delay, cloud_track, decode_reply
 
 #: Models (MiniMax-AI/skills minimax-music-guide.md): 2.5 has no instrumental mode.
 MODELS = {

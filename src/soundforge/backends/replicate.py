@@ -26,11 +26,11 @@ from ..errors import (
     SoundforgeError,
 )
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, CloudBackend, JobEntry, decode_reply, model_inputs
 from .base import RawGeneration, RawTrack, RunContext, fit_length
+from .cloud import CLOUD_SETTINGS, CloudBackend, JobEntry, decode_reply, model_inputs
 
 if TYPE_CHECKING:
-    from ._memory import ModelMemory
+    from .runtime import ModelMemory
 
 #: Final statuses (Replicate's prediction lifecycle docs): "aborted" is a prediction that passed its deadline before
 #: it started (replicate-python added it to its terminal statuses in PR #460).

@@ -14,8 +14,8 @@ from typing import Any
 from ..capabilities import Capabilities, ModelInfo
 from ..errors import ContentRefusedError, InvalidRequestError, SoundforgeError
 from ..request import GenerationRequest
-from ._cloud import CLOUD_SETTINGS, UPLOAD_FORMATS, CloudBackend, decode_reply, upload_file
 from .base import RawGeneration, RawTrack, RunContext, checked_extra, default_seed, fit_length
+from .cloud import CLOUD_SETTINGS, UPLOAD_FORMATS, CloudBackend, decode_reply, upload_file
 
 MODELS = {"stable-audio-2.5": (4, 8), "stable-audio-2": (1, 100)}  # model: allowed steps
 MAX_SECONDS = 190

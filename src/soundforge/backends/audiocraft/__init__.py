@@ -21,9 +21,6 @@ import numpy as np
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
-from .._compute import run_on_device_thread
-from .._hub import TORCH_RNG_LOCK, files_availability
-from .._memory import module_bytes
 from ..base import (
     LOCAL_SETTINGS,
     Availability,
@@ -36,6 +33,7 @@ from ..base import (
 )
 from ..devices import check_device_dtype
 from ..local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
+from ..runtime import TORCH_RNG_LOCK, files_availability, module_bytes, run_on_device_thread
 
 RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")

@@ -20,16 +20,6 @@ from ...audio import AudioArray, resample, to_channels
 from ...capabilities import Capabilities
 from ...errors import InvalidRequestError, UnsupportedFeatureError
 from ...request import GenerationRequest
-from .._batching import Batcher
-from .._compute import run_on_device_thread, submit_on_device_thread
-from .._hub import (
-    TORCH_RNG_LOCK,
-    checkpoint_availability,
-    pick_dtype,
-    resolve_checkpoint,
-    revision,
-)
-from .._memory import module_bytes, weights_on_disk
 from ..base import (
     AudioChunk,
     Availability,
@@ -45,6 +35,18 @@ from ..base import (
 )
 from ..devices import check_device_dtype, dtype_name
 from ..local import LocalEngine, batch_generation, check_output_format, input_clip
+from ..runtime import (
+    TORCH_RNG_LOCK,
+    Batcher,
+    checkpoint_availability,
+    module_bytes,
+    pick_dtype,
+    resolve_checkpoint,
+    revision,
+    run_on_device_thread,
+    submit_on_device_thread,
+    weights_on_disk,
+)
 from .chroma import melody_chroma
 from .stream import AllTokensIn, StreamDecoder
 

@@ -20,10 +20,6 @@ import numpy as np
 from ...capabilities import Capabilities, ModelInfo
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
-from .._batching import Batcher
-from .._compute import run_on_device_thread
-from .._hub import revision
-from .._memory import module_bytes
 from ..base import (
     LOCAL_SETTINGS,
     Backend,
@@ -35,6 +31,7 @@ from ..base import (
 )
 from ..diffusion import DiffusionPipelineEngine
 from ..local import LocalBackend, LocalEngine, variation_clip
+from ..runtime import Batcher, module_bytes, revision, run_on_device_thread
 
 EXTRA = 'pip install "soundforge[stable-audio]"'
 OPEN_1_0 = "stabilityai/stable-audio-open-1.0"

@@ -20,11 +20,9 @@ import numpy as np
 
 from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
-from .._compute import run_on_device_thread
-from .._hub import TORCH_RNG_LOCK, files_availability
-from .._memory import module_bytes
 from ..base import Availability, RawGeneration, RunContext, checked_extra, default_seed, fit_length
 from ..local import LocalEngine, batch_generation, check_output_format, variation_clip
+from ..runtime import TORCH_RNG_LOCK, files_availability, module_bytes, run_on_device_thread
 
 RECIPE = "see docs/providers/stable-audio.md (stable-audio-tools engine) for an install recipe"
 FILES = ("model_config.json", "model.safetensors")
