@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .backends import Backend, CancelToken, backend_class, known_providers
+from .backends import Backend, CancelToken, backend_class, known_providers, make_backend
 from .backends.base import ProgressCallback
 from .backends.runtime import ModelMemory
-from .capabilities import Capabilities
 from .config import Config
-from .errors import InvalidRequestError, ProviderError
-from .licences.licensing import License, LicenseRegistry
+from .errors import ProviderError
+from .licences.licensing import LicenseRegistry
 from .licences.policy import LicensePolicy
 from .ops.budget import Budget
 from .ops.cache import DiskCache, ResultCache
@@ -41,14 +39,6 @@ class LoadedModelInfo:
     model: str
     device: str
     nbytes: int
-
-
-def _make_backend(cls: type[Backend], settings: dict[str, Any], memory: ModelMemory) -> Backend:
-    """A backend made with its settings and the client's memory ledger; a plug-in whose constructor predates the
-    `memory` argument gets the ledger set on the instance instead."""
-    if "memory" in inspect.signature(cls).parameters:
-        return cls(settings, memory=memory)
-    return cls(settings)
 
 
 class Client:
@@ -121,7 +111,7 @@ class Client:
                 if isinstance(given, Backend):
                     backend = given
                 else:
-                    backend = _make_backend(
+                    backend = make_backend(
                         given or backend_class(name), self.config.provider_settings(name), self.memory
                     )
                 if backend.memory is None:  # an instance made by the caller, before this client existed
@@ -202,7 +192,7 @@ class Client:
         """The steps over the finished take, in order: the loop is cut, the stems separated, the watermark last."""
         request = plan.request
         if request.loop:
-            generation = as_loop(generation, request, plan.loop, self._capabilities)
+            generation = as_loop(generation, request, plan.loop, lambda p, m: self.backend(p).capabilities(m))
         if plan.separator is not None:
             assert request.stems is not None
             mix = generation.tracks[0]
@@ -213,9 +203,6 @@ class Client:
         if request.watermark:
             generation = watermarking.embed_all(generation)
         return generation
-
-    def _capabilities(self, provider: str, model: str) -> Capabilities:
-        return self.backend(provider).capabilities(model)
 
     # --- stems ---
     def separate(
@@ -267,15 +254,6 @@ class Client:
                     f"{chosen.backend.name}:{chosen.model} answered no {name} stem", provider=chosen.backend.name
                 )
         return separation.stem_generation(by_role, names, license, found.record)
-
-    def plan_stems(self, request: GenerationRequest, provider: str | None = None) -> tuple[str, License]:
-        """Where the stems of a request with `stems` come from (`provider:model`), and the stems' licence, checked
-        before anything is generated (`soundforge.run.plan.stems_source`)."""
-        if not request.stems:
-            raise InvalidRequestError("the request asks for no stems", field="stems")
-        plan = self.plan(request, provider=provider)
-        assert plan.separator is not None and plan.license is not None
-        return plan.separator, plan.license
 
     # --- streaming ---
     def stream(

@@ -10,11 +10,14 @@ registers a `Backend` subclass under the entry-point group `soundforge.backends`
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from ..errors import ProviderNotFoundError, ProviderUnavailableError
 from ._compute import run_on_device_thread
+from ._memory import ModelMemory
 from .base import (
     COMMON_SETTINGS,
     ENGINE_DEVICE_ENV,
@@ -107,6 +110,14 @@ def known_providers() -> list[str]:
     return sorted({*BUILTIN, *PLANNED, *_entry_points()})
 
 
+def make_backend(cls: type[Backend], settings: dict[str, Any], memory: ModelMemory) -> Backend:
+    """A backend made with its settings and the client's memory ledger; a plug-in whose constructor predates the
+    `memory` argument gets the ledger set on the instance instead."""
+    if "memory" in inspect.signature(cls).parameters:
+        return cls(settings, memory=memory)
+    return cls(settings)
+
+
 def backend_class(name: str) -> type[Backend]:
     """Import and return the backend class for a provider name.
 
@@ -152,5 +163,6 @@ __all__ = [
     "default_seed",
     "fit_length",
     "known_providers",
+    "make_backend",
     "run_on_device_thread",
 ]
