@@ -117,3 +117,48 @@ def test_encoded_downloads_are_the_stored_samples_never_edited_again(tmp_path, f
     tags = read_tags_bytes(encoded)
     stored_tags = read_tags_bytes(wav)
     assert tags["EDITS"] == stored_tags["EDITS"] and tags["LOUDNESS_LUFS"] == stored_tags["LOUDNESS_LUFS"]
+
+
+def test_a_record_the_store_cannot_take_fails_the_job_and_the_worker_lives_on(tmp_path, monkeypatch) -> None:
+    """A full disk (or an index locked past its timeout) at a job's last save: the job ends failed with the reason,
+    its listeners hear it, the worker takes the next job, /healthz says the store cannot be written, and the records
+    are saved once the store takes them again."""
+    import json
+    import threading
+
+    import soundforge.serve.jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "RESAVE_S", 0.05, raising=False)
+
+    async def main() -> None:
+        jobs = manager(tmp_path, workers=1)
+        await jobs.start()
+        try:
+            real_save = jobs.store.save
+            full = threading.Event()
+            full.set()
+
+            def save(record):
+                if full.is_set() and record.get("status") in ("succeeded", "failed"):
+                    raise OSError(28, "No space left on device")
+                return real_save(record)
+
+            monkeypatch.setattr(jobs.store, "save", save)
+            first = await jobs.submit(GenerationRequest(prompt="x", duration=1, seed=1), "synth")
+            record = await jobs.wait(first, jobs.record(first), 30)
+            assert record["status"] == "failed" and record["outcome"] == "succeeded"
+            assert record["error"]["code"] == "store_error" and "No space left" in record["error"]["message"]
+            assert record["license"]["id"] == "CC0-1.0"  # nothing of the job is dropped
+            assert jobs.health()["status"] == "degraded" and "No space left" in jobs.health()["store"]
+            second = await jobs.submit(GenerationRequest(prompt="y", duration=1, seed=2), "synth")
+            assert (await jobs.wait(second, jobs.record(second), 30))["status"] == "failed"  # the worker lived on
+            full.clear()
+            await asyncio.wait_for(jobs._resaver, 30)  # the store takes them again
+            assert jobs.health() == {"status": "ok"}
+            for job_id in (first, second):
+                on_disk = json.loads((jobs.store.folder(job_id) / "job.json").read_text())
+                assert on_disk["status"] == "failed" and on_disk["error"]["code"] == "store_error"
+        finally:
+            await jobs.close()
+
+    asyncio.run(main())

@@ -298,8 +298,10 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
         return JSONResponse({"error": {"code": "not_found", "message": f"no job {job_id}"}}, status_code=404)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "queued": jobs.queue.qsize()}
+    async def healthz() -> JSONResponse:
+        # 503 while the job store cannot be written: a load balancer stops sending work to a replica that would fail it.
+        state = {**jobs.health(), "version": __version__, "queued": jobs.queue.qsize()}
+        return JSONResponse(state, status_code=200 if state["status"] == "ok" else 503)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:

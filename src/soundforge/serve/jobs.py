@@ -37,6 +37,8 @@ from .store import ACTIVE, JobStore
 #: The file each job's audio is stored in; other formats are encoded from it once and kept beside it.
 AUDIO_FILE = "audio.wav"
 log = logging.getLogger("soundforge.serve")
+#: How often records the store refused are saved again.
+RESAVE_S = 2.0
 #: What listeners of a job still running hear when the server stops (a restart reports the job failed too).
 _STOPPING = {"code": "server_stopping", "type": "ServerStopping", "message": "the server stopped before the job ended"}
 
@@ -69,6 +71,11 @@ class JobManager:
         self._workers: list[asyncio.Task[None]] = []
         self._heartbeat: asyncio.Task[None] | None = None
         self._reserved = 0  # submissions between the queue-full check and their place in the queue
+        #: Final records the store could not take (disk full, index locked): kept in memory, saved again later.
+        self._unsaved: dict[str, dict[str, Any]] = {}
+        self._resaver: asyncio.Task[None] | None = None
+        #: Why the store cannot be written, while it cannot (reported by `/healthz`); None when it is fine.
+        self.store_problem: str | None = None
         # Short blocking work (routing checks, durable writes ending in an fsync) gets threads of its own: it must
         # not queue behind generation in the default executor, nor block the event loop.
         self._side_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="soundforge-serve")
@@ -93,7 +100,7 @@ class JobManager:
 
     async def close(self) -> None:
         """Stop the workers, cancel running jobs, stop the engine."""
-        for task in [*self._workers, *([self._heartbeat] if self._heartbeat else [])]:
+        for task in [*self._workers, *([self._heartbeat] if self._heartbeat else []), *filter(None, [self._resaver])]:
             task.cancel()
         for token in self._cancels.values():
             token.cancel()
@@ -178,6 +185,11 @@ class JobManager:
             job_id, request, provider, stream = await self.queue.get()
             try:
                 await self._run(job_id, request, provider, stream)
+            except Exception as exc:  # a fault around the job (not in it) must not end the worker: the job fails
+                log.exception("job %s could not be finished", job_id)
+                record = {**(self.record(job_id) or {"id": job_id}), "status": "failed", "finished_at": time.time()}
+                error = {"code": "internal_error", "message": f"the server could not finish the job: {exc}"}
+                self._finish(job_id, self.store.keep({**record, "error": error}))
             finally:
                 self.queue.task_done()
 
@@ -242,8 +254,52 @@ class JobManager:
                 ending["stems"] = outcome.stems
         else:
             ending["error"] = outcome.error
-        final = await self.on_side(store.save, {**store.load(job_id), **ending})
+        final = await self._save_final({**store.load(job_id), **ending})
         self._finish(job_id, final)
+
+    async def _save_final(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Save a job's last record. When the store cannot take it (a full disk, an index locked past its timeout),
+        the job ends failed with the reason, in memory, and the record is saved again until the store takes it;
+        `/healthz` reports the store meanwhile. Nothing of the job is dropped: its licence and provenance stay."""
+        try:
+            saved: dict[str, Any] = await self.on_side(self.store.save, record)
+            return saved
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "job %s: its record could not be saved (%s); kept in memory, saved again later", record["id"], reason
+            )
+            self.store_problem = reason
+            error = {
+                "code": "store_error",
+                "message": f"the job ended ({record.get('status')}) but its record could not be saved: {reason}",
+            }
+            failed = self.store.keep({**record, "status": "failed", "outcome": record.get("status"), "error": error})
+            self._unsaved[record["id"]] = failed
+            if self._resaver is None or self._resaver.done():
+                self._resaver = asyncio.create_task(self._save_again())
+            return failed
+
+    async def _save_again(self) -> None:
+        """Save the records the store refused, every `RESAVE_S`, until it takes them all."""
+        while self._unsaved:
+            await asyncio.sleep(RESAVE_S)
+            for job_id, record in list(self._unsaved.items()):
+                try:
+                    await self.on_side(self.store.save, record)
+                except Exception as exc:
+                    self.store_problem = f"{type(exc).__name__}: {exc}"
+                    break
+                self._unsaved.pop(job_id, None)
+            else:
+                self.store_problem = None
+
+    def health(self) -> dict[str, Any]:
+        """What `/healthz` answers: `ok`, or `degraded` with the reason while the store cannot be written."""
+        answer: dict[str, Any] = {"status": "ok" if self.store_problem is None else "degraded"}
+        if self.store_problem is not None:
+            answer |= {"store": f"cannot write: {self.store_problem}", "unsaved_records": len(self._unsaved)}
+        return answer
 
     def _settle(self, job_id: str, outcome: JobOutcome | None) -> None:
         """The job's budget hold becomes what it cost (nothing, when it failed or never ran)."""

@@ -120,6 +120,12 @@ class JobStore:
         self._memory[job_id] = snapshot
         return snapshot
 
+    def keep(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Hold a record in memory only (the store could not take it): readers see it until it is saved."""
+        snapshot = {**record, "updated_at": time.time()}
+        self._memory[snapshot["id"]] = snapshot
+        return snapshot
+
     def remember(self, record: dict[str, Any]) -> dict[str, Any]:
         """Replace a record for states a restart would not need (running, progress): in memory, and in a shared
         store in the index too, where other replicas read it (progress at most every `PROGRESS_WRITE_S`)."""
