@@ -263,3 +263,41 @@ def test_cli_dry_run_prints_the_plan(tmp_path) -> None:
         cwd=tmp_path,
     )
     assert dry.returncode == 0 and "x1  synth:default" in dry.stdout
+
+
+def test_rows_that_would_write_the_same_file_are_refused_before_any_row_runs(tmp_path) -> None:
+    """A row with stems writes NAME.wav and NAME.STEM.wav: a row named NAME.STEM (or any name equal but for case)
+    would overwrite it, and every --resume would overwrite the other. Both are named, nothing runs."""
+    manifest = write_jsonl(
+        tmp_path / "rows.jsonl",
+        [
+            {"name": "song", "prompt": "x", "duration": 1, "stems": ["drums"]},
+            {"name": "song.drums", "prompt": "y", "duration": 1},
+            {"name": "Intro", "prompt": "z", "duration": 1},
+            {"name": "intro", "prompt": "w", "duration": 1},
+        ],
+    )
+    with pytest.raises(InvalidRequestError) as refused:
+        batch(manifest, tmp_path / "out", client=Client(Config.load(user_file=False)), provider="synth")
+    message = str(refused.value)
+    assert "row 2 ('song.drums') would write song.drums.wav, which row 1 ('song')" in message
+    assert "row 4 ('intro') would write intro.wav, which row 3 ('Intro')" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_serve_job_s_files_cannot_collide() -> None:
+    """serve stores a job's files in a folder of its own: the mix, each stem, each encoding and the record never
+    share a name, whatever stems and formats are asked for."""
+    from soundforge.audio import FORMATS
+    from soundforge.music import STEMS
+    from soundforge.output.files import role_path
+
+    pytest.importorskip("fastapi")
+    from soundforge.serve.jobs import AUDIO_FILE
+    from soundforge.serve.store import RECORD_FILE
+
+    names = [RECORD_FILE]
+    for fmt in FORMATS:
+        mix = f"audio.{fmt}" if fmt != "wav" else AUDIO_FILE
+        names += [mix, *(role_path(mix, stem).name for stem in STEMS)]
+    assert len({n.casefold() for n in names}) == len(names)

@@ -51,6 +51,22 @@ class BatchRow:
         return [path.name for path in output_paths(self.file_name, len(self.roles), self.roles)]
 
 
+def _collisions(rows: list[BatchRow]) -> list[str]:
+    """Every file a run will write, stems included, known before any row runs: two rows that would write the same
+    file (compared ignoring case, as case-insensitive file systems do) are refused, naming both."""
+    owners: dict[str, BatchRow] = {}
+    found = []
+    for row in rows:
+        for file in row.file_names:
+            other = owners.setdefault(file.casefold(), row)
+            if other is not row:
+                found.append(
+                    f"row {row.line} ({row.name!r}) would write {file}, which row {other.line} ({other.name!r}) "
+                    "writes too (file names are compared ignoring case); rename one of them"
+                )
+    return found
+
+
 #: CSV columns that are text whatever they look like: a name `1e3` stays "1e3", a prompt "true" stays "true".
 _TEXT_COLUMNS = frozenset(
     {"name", "provider", "prompt", "negative_prompt", "lyrics", "output_format", "audio_prompt_mode"}
@@ -133,6 +149,7 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
             problems.append(f"row {number}, field 'num_outputs': {exc.message}")
             continue
         rows.append(BatchRow(number, name, str(provider) if provider else None, request))
+    problems.extend(_collisions(rows))
     if problems:
         shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise InvalidRequestError(f"manifest {source.name} has {len(problems)} problem(s): {shown}", field="manifest")
