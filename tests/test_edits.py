@@ -124,3 +124,19 @@ def test_a_backend_track_keeps_its_samples_when_saved_with_edits(tmp_path) -> No
     before = g.audio.copy()
     g.tracks[0].save(tmp_path / "f.wav", fade_in=0.5)
     assert np.array_equal(g.audio, before)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"trim": 1e308},  # was an OverflowError on saving (a traceback; in batch, the whole run aborted)
+        {"trim": 1e-9},  # shorter than one sample: nothing left to encode (downloads failed with a 500)
+        {"trim": 2, "fade_in": 1, "fade_out": 1},  # fades filling the whole trim
+        {"duration": 2, "fade_in": 2},
+    ],
+)
+def test_edits_that_cannot_make_a_file_are_refused_at_validation(fields) -> None:
+    from soundforge.request import GenerationRequest
+
+    with pytest.raises(InvalidRequestError):
+        GenerationRequest(prompt="x", **{"duration": 4, **fields})

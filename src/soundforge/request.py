@@ -29,6 +29,8 @@ MAX_PROMPT_CHARS = 4000
 AudioPromptMode = Literal["continuation", "variation", "repaint", "cover", "extract"]
 AUDIO_PROMPT_MODES: tuple[str, ...] = get_args(AudioPromptMode)
 MAX_DURATION_S = 3600.0
+#: The shortest trim: a shorter one leaves no audio to encode.
+MIN_TRIM_S = 0.01
 MAX_OUTPUTS = 16
 
 
@@ -256,7 +258,12 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     time_signature: str | None = Field(None, description='metre, e.g. "4/4", "3/4", "6/8"')
     output_format: Literal["wav", "flac", "ogg", "mp3"] | None = None
     loudness: float | None = Field(None, ge=MIN_LUFS, le=MAX_LUFS, description="LUFS target when saving")
-    trim: float | None = Field(None, gt=0, description="when saving: cut to this many seconds at a zero crossing")
+    trim: float | None = Field(
+        None,
+        ge=MIN_TRIM_S,
+        le=MAX_DURATION_S,
+        description="when saving: cut to this many seconds at a zero crossing (at least 10 ms)",
+    )
     fade_in: float | None = Field(None, ge=0, le=600, description="when saving: a fade-in of this many seconds")
     fade_out: float | None = Field(None, ge=0, le=600, description="when saving: a fade-out of this many seconds")
     extra: dict[str, Any] = Field(default_factory=dict)

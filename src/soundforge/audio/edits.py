@@ -55,9 +55,10 @@ class Edits:
         length = min(duration, self.trim) if self.trim is not None else duration
         if self.trim is not None and self.trim <= 0:
             raise InvalidRequestError("trim must be longer than 0 s", field="trim")
-        if (self.fade_in or 0) + (self.fade_out or 0) > length + 1e-9:
+        faded = (self.fade_in or 0) + (self.fade_out or 0)
+        if faded and faded >= length - 1e-9:  # fades that fill the whole file leave nothing heard
             raise InvalidRequestError(
-                f"fades of {(self.fade_in or 0) + (self.fade_out or 0):g} s do not fit in {length:g} s of audio",
+                f"fades of {faded:g} s do not fit in {length:g} s of audio (they must leave some of it unfaded)",
                 field="fade_out" if self.fade_out is not None else "fade_in",
             )
 
