@@ -58,7 +58,7 @@ CASES: dict[str, tuple[dict[str, Any], LicensePolicy | None, dict[str, str | Non
         {**except_on(JOB, "invalid_request"), "stream": "invalid_request"},
     ),
     "refused by the policy": ({}, LicensePolicy(deny=("synth",)), everywhere("license_policy")),
-    # No Demucs weights in this machine's hub cache (downloads are off): the separator is refused before any work.
+    # No Demucs weights in the (empty) hub cache and downloads off: the separator is refused before any work.
     "stems": ({"stems": ["drums"]}, None, except_on(STREAMED, "invalid_request", "model_not_available")),
     # AudioSeal's weights are not in its (empty) cache: refused before any work, by every door.
     "watermark": ({"watermark": True}, None, except_on(STREAMED, "invalid_request", "model_not_available")),
@@ -105,6 +105,9 @@ def _door(name: str, tmp_path: Path, policy: LicensePolicy | None) -> Callable[[
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_door_accepts_and_refuses_alike(case: str, door: str, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AUDIOSEAL_CACHE_DIR", str(tmp_path / "no-audioseal"))
+    # An empty hub cache (read at each call): other tests install a tiny Demucs in the session's cache.
+    pytest.importorskip("huggingface_hub")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "no-hub"))
     fields, policy, expected = CASES[case]
     fields = {"duration": 1, "seed": 3, **fields}
     try:

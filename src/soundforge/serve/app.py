@@ -82,6 +82,14 @@ def error_response(exc: SoundforgeError) -> JSONResponse:
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
 
 
+def service_error(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **more: Any
+) -> JSONResponse:
+    """The error body of a refusal that belongs to the service (not found, not ready, queue full, rate limited):
+    the same shape as `error_response`'s, `{"error": {"code", "message", ...}}`. The one place such bodies are made."""
+    return JSONResponse({"error": {"code": code, "message": message, **more}}, status_code=status, headers=headers)
+
+
 class ErrorDetail(BaseModel):
     """One problem of a refused request."""
 
@@ -212,9 +220,7 @@ class _Guard:
 async def _reply(
     scope: Any, receive: Any, send: Any, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> None:
-    await JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)(
-        scope, receive, send
-    )
+    await service_error(status, code, message, headers=headers)(scope, receive, send)
 
 
 class TokenLimits:
@@ -279,7 +285,7 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
 
     @app.exception_handler(_BodyTooLarge)
     async def too_large(request: Request, exc: _BodyTooLarge) -> Response:
-        return JSONResponse({"error": {"code": "too_large", "message": exc.detail}}, status_code=413)
+        return service_error(413, "too_large", exc.detail)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> Response:
@@ -288,14 +294,10 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail)}},
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        return service_error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     def not_found(job_id: str) -> Response:
-        return JSONResponse({"error": {"code": "not_found", "message": f"no job {job_id}"}}, status_code=404)
+        return service_error(404, "not_found", f"no job {job_id}")
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -310,15 +312,7 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
     @app.get("/metrics")
     async def metrics() -> Response:
         if jobs.metrics is None:
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "not_found",
-                        "message": "metrics need prometheus-client: pip install 'soundforge[metrics]'",
-                    }
-                },
-                status_code=404,
-            )
+            return service_error(404, "not_found", "metrics need prometheus-client: pip install 'soundforge[metrics]'")
         body, content_type = jobs.metrics.render()
         return Response(body, media_type=content_type)
 
@@ -332,9 +326,10 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
         name = getattr(request.state, "token_name", "")
         wait = limits.admit(name)
         if wait is not None:
-            return JSONResponse(
-                {"error": {"code": "rate_limited", "message": f"token {name!r} is over its requests per minute"}},
-                status_code=429,
+            return service_error(
+                429,
+                "rate_limited",
+                f"token {name!r} is over its requests per minute",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
         try:
@@ -342,11 +337,7 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
         except SoundforgeError as exc:
             return error_response(exc)
         if job_id is None:
-            return JSONResponse(
-                {"error": {"code": "queue_full", "message": "too many jobs waiting; retry later"}},
-                status_code=429,
-                headers={"Retry-After": "5"},
-            )
+            return service_error(429, "queue_full", "too many jobs waiting; retry later", headers={"Retry-After": "5"})
         body = {"id": job_id, "status": "queued", "url": f"/v1/generations/{job_id}"}
         if job.stream:
             body["stream_url"] = f"/v1/generations/{job_id}/stream"
@@ -382,19 +373,11 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
         if record is not None:
             record = await jobs.wait(job_id, record, wait)
         if record is None or record.get("status") != "succeeded":
-            return JSONResponse(
-                {"error": {"code": "not_ready", "message": "no finished audio for this job"}}, status_code=404
-            )
+            return service_error(404, "not_ready", "no finished audio for this job")
         if format not in FORMATS:
-            return JSONResponse(
-                {"error": {"code": "invalid_request", "message": f"format must be one of {', '.join(FORMATS)}"}},
-                status_code=422,
-            )
+            return service_error(422, "invalid_request", f"format must be one of {', '.join(FORMATS)}", field="format")
         if stem is not None and jobs.stem_of(record, stem) is None:
-            return JSONResponse(
-                {"error": {"code": "not_found", "message": f"job {job_id} has no stem {stem!r}", "field": "stem"}},
-                status_code=404,
-            )
+            return service_error(404, "not_found", f"job {job_id} has no stem {stem!r}", field="stem")
         name = f"{job_id}.{stem}.{format}" if stem is not None else f"{job_id}.{format}"
         file = await jobs.download(job_id, record, format, stem)
         size = await jobs.on_side(jobs.store.size, job_id, file)
@@ -421,19 +404,13 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
         if record["status"] == "succeeded":
             return Response(await jobs.audio(job_id, record, "wav"), media_type="audio/wav")
         if record["status"] in ("queued", "running"):
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "not_streamed",
-                        "message": "this job was not submitted with stream: true",
-                        "hint": "download /audio once it has finished, or submit with stream: true to listen to it",
-                    }
-                },
-                status_code=409,
+            return service_error(
+                409,
+                "not_streamed",
+                "this job was not submitted with stream: true",
+                hint="download /audio once it has finished, or submit with stream: true to listen to it",
             )
-        return JSONResponse(
-            {"error": {"code": "not_ready", "message": "no finished audio for this job"}}, status_code=404
-        )
+        return service_error(404, "not_ready", "no finished audio for this job")
 
     @app.get(
         "/v1/generations/{job_id}/events",
