@@ -155,3 +155,25 @@ def _json(value) -> str:
     import json
 
     return json.dumps(value)  # writes NaN / Infinity, as a careless client would
+
+
+def test_extra_is_bounded_in_depth_and_size() -> None:
+    """A hostile `extra` (1000 levels deep: a RecursionError and a 500 in serve; 32 MiB: kept for good) is refused
+    as an invalid request, naming the limit."""
+    from soundforge.request import MAX_EXTRA_BYTES, MAX_EXTRA_DEPTH
+
+    deep: dict = {}
+    node = deep
+    for _ in range(1000):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(InvalidRequestError, match="nested more than"):
+        GenerationRequest(prompt="x", extra=deep)
+    with pytest.raises(InvalidRequestError, match="bytes as JSON"):
+        GenerationRequest(prompt="x", extra={"blob": "x" * (MAX_EXTRA_BYTES + 1)})
+    shallow: dict = {}
+    node = shallow
+    for _ in range(MAX_EXTRA_DEPTH - 1):
+        node["a"] = {}
+        node = node["a"]
+    assert GenerationRequest(prompt="x", extra=shallow).extra == shallow

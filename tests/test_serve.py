@@ -610,3 +610,16 @@ def test_a_torch_model_runs_in_the_engine_process(tmp_path, server: str) -> None
         record = http.get(f"/v1/generations/{job.json()['id']}", params={"wait": 60}).json()
         assert record["status"] == "succeeded", record
         assert record["provenance"]["request"]["melody"] is not None
+
+
+def test_hostile_nesting_is_an_invalid_request_not_a_500(tmp_path) -> None:
+    """`extra` 500 levels deep (a RecursionError in validation: a 500) is a 422, and a body 5000 levels deep (past
+    the JSON parser's own limit) a 400, both `invalid_request` in the typed error shape."""
+    with serving(tmp_path, engine="inline") as (url, _), httpx.Client(base_url=url, timeout=30) as http:
+        deep = '{"a":' * 500 + "1" + "}" * 500
+        body = '{"provider": "synth", "request": {"prompt": "x", "duration": 1, "extra": ' + deep + "}}"
+        answer = http.post("/v1/generations", content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_request"
+        deeper = '{"a":' * 5000 + "1" + "}" * 5000
+        answer = http.post("/v1/generations", content=deeper, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request"

@@ -119,6 +119,31 @@ def check_text(value: str, name: str) -> str:
     return value
 
 
+#: `extra` is kept in every record and sidecar: it may nest this deep and take this much room as JSON.
+MAX_EXTRA_DEPTH = 32
+MAX_EXTRA_BYTES = 64 * 1024
+
+
+def _check_extra_depth(value: Any) -> None:
+    """Refuse an `extra` nested deeper than `MAX_EXTRA_DEPTH` (walked without recursion, so a hostile depth is a
+    clear error, never a RecursionError)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if depth > MAX_EXTRA_DEPTH:
+                raise ValueError(f"extra is nested more than {MAX_EXTRA_DEPTH} levels deep")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _check_extra_size(value: Any) -> None:
+    """Refuse an `extra` larger than `MAX_EXTRA_BYTES` as JSON (its text already checked)."""
+    size = len(json.dumps(value, default=str, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_EXTRA_BYTES:
+        raise ValueError(f"extra takes {size} bytes as JSON; at most {MAX_EXTRA_BYTES} are kept with a result")
+
+
 def _check_extra(value: Any, path: str) -> None:
     """Provider parameters are written into records and tags too: the same text and number rules apply."""
     if isinstance(value, str):
@@ -292,7 +317,9 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     @field_validator("extra")
     @classmethod
     def _extra(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_extra_depth(value)
         _check_extra(value, "extra")
+        _check_extra_size(value)
         return value
 
     @field_validator("prompt")

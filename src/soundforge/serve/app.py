@@ -287,13 +287,19 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
     async def too_large(request: Request, exc: _BodyTooLarge) -> Response:
         return service_error(413, "too_large", exc.detail)
 
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, exc: RecursionError) -> Response:
+        # A JSON body nested thousands of levels deep: the parser gives up; the client hears why, not a 500.
+        return service_error(422, "invalid_request", "the request body is nested too deep to read", field="request")
+
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> Response:
         return validation_error_response(exc)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # 400: a body that is not JSON, or nests deeper than the parser reads: the client's to fix.
+        code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return service_error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     def not_found(job_id: str) -> Response:
