@@ -64,3 +64,37 @@ def test_eviction_and_damaged_entries(tmp_path) -> None:
     (entries[0] / "0.npy").write_bytes(b"not an array")
     assert not client.generate("b", provider="synth", duration=1.5, seed=1).provenance.cache_hit  # a miss, remade
     assert client.generate("b", provider="synth", duration=1.5, seed=1).provenance.cache_hit
+
+
+def test_an_entry_that_is_not_what_was_stored_is_a_miss(tmp_path) -> None:
+    """Flipped bytes, NaN, a wrong shape, a changed rate and a malformed tracks.json: each a miss (the request is
+    made again and the entry replaced), never damaged audio served as a hit, never a crash."""
+    import json
+
+    cache = DiskCache(tmp_path / "cache")
+    client = Client(Config.load(user_file=False), cache=cache)
+    made = client.generate("b", provider="synth", duration=1, seed=1)
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    stored = np.load(entry / "0.npy")
+    meta = (entry / "tracks.json").read_text()
+
+    def damaged(write) -> None:
+        write()
+        again = client.generate("b", provider="synth", duration=1, seed=1)
+        assert not again.provenance.cache_hit and np.array_equal(again.audio, made.audio)
+        np.save(entry / "0.npy", stored)  # the remade entry is the original one
+        (entry / "tracks.json").write_text(meta)
+
+    flipped = stored.copy()
+    flipped[0, 100] += np.float32(0.25)
+    damaged(lambda: np.save(entry / "0.npy", flipped))
+    nan = stored.copy()
+    nan[1, 5] = np.nan
+    damaged(lambda: np.save(entry / "0.npy", nan))
+    damaged(lambda: np.save(entry / "0.npy", stored[:1]))
+    records = json.loads(meta)
+    records[0]["sample_rate"] = 7
+    damaged(lambda: (entry / "tracks.json").write_text(json.dumps(records)))
+    damaged(lambda: (entry / "tracks.json").write_text('[{"sample_rate": "x"}]'))
+    damaged(lambda: (entry / "tracks.json").write_text('{"not": "a list"}'))
+    assert client.generate("b", provider="synth", duration=1, seed=1).provenance.cache_hit

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .._version import __version__
+from ..audio import pcm_sha256
 from ..licences.licensing import License
 from ..licences.provenance import Provenance
 from ..request import content_key
@@ -91,21 +92,36 @@ class DiskCache:
             return None
         try:
             records = json.loads(meta.read_text("utf-8"))
-            tracks = []
-            for index, record in enumerate(records):
-                audio = np.load(entry / f"{index}.npy", allow_pickle=False)
-                tracks.append(
-                    Track(
-                        audio=audio,
-                        sample_rate=int(record["sample_rate"]),
-                        license=License.model_validate(record["license"]),
-                        provenance=Provenance.model_validate(record["provenance"]),
-                    )
-                )
-        except (OSError, ValueError, KeyError):
+            if not isinstance(records, list) or not records:
+                return None
+            tracks = [self._track(entry, index, record) for index, record in enumerate(records)]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # a damaged entry is a miss; the next put replaces it
+        if any(track is None for track in tracks):
+            return None
         os.utime(entry)  # recently used
-        return as_cache_hit(Generation(tracks))
+        return as_cache_hit(Generation([t for t in tracks if t is not None]))
+
+    @staticmethod
+    def _track(entry: Path, index: int, record: dict[str, Any]) -> Track | None:
+        """One stored track, or None when it is not what was stored: its samples must hash to the provenance's
+        `pcm_sha256` (a flipped byte, NaN), be float32 (channels, samples) with the recorded channels, at the rate
+        its provenance records (an entry whose rate was changed to 7 Hz is damaged)."""
+        audio = np.load(entry / f"{index}.npy", allow_pickle=False)
+        provenance = Provenance.model_validate(record["provenance"])
+        rate = int(record["sample_rate"])
+        if (
+            audio.dtype != np.float32
+            or audio.ndim != 2
+            or audio.shape[0] != provenance.channels
+            or rate != provenance.sample_rate
+            or not np.isfinite(audio).all()
+            or pcm_sha256(audio) != provenance.pcm_sha256
+        ):
+            return None
+        return Track(
+            audio=audio, sample_rate=rate, license=License.model_validate(record["license"]), provenance=provenance
+        )
 
     def put(self, key: str, generation: Generation) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
