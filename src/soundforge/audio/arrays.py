@@ -103,10 +103,13 @@ def load_audio(source: str | os.PathLike[str] | bytes) -> tuple[AudioArray, int]
             data, rate = sf.read(io.BytesIO(source), dtype="float32", always_2d=True)
         else:
             data, rate = sf.read(os.fspath(source), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as exc:
+    except (sf.LibsndfileError, RuntimeError, MemoryError) as exc:
+        # MemoryError: a damaged or crafted header claiming more frames than could ever be read.
         where = "the given bytes" if isinstance(source, bytes) else repr(os.fspath(source))
         raise InvalidRequestError(
-            f"cannot read audio from {where}: {exc}", field="audio", hint="use a WAV, FLAC, OGG or MP3 file"
+            f"cannot read audio from {where}: {type(exc).__name__}: {exc}",
+            field="audio",
+            hint="use a WAV, FLAC, OGG or MP3 file",
         ) from exc
     return np.ascontiguousarray(data.T, dtype=np.float32), int(rate)
 

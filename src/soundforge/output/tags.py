@@ -18,6 +18,7 @@ import struct
 from typing import TYPE_CHECKING, Protocol
 
 from ..audio import AudioArray, AudioFormat
+from ..errors import InvalidRequestError
 from ..music import parse_key
 
 if TYPE_CHECKING:
@@ -341,14 +342,25 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def read_tags_bytes(data: bytes) -> dict[str, str]:
-    """soundforge's fields from the bytes of an encoded file (see `read_tags`)."""
+    """soundforge's fields from the bytes of an encoded file (see `read_tags`).
+
+    Raises InvalidRequestError for a file whose tag block is damaged (truncated, or crafted to point past itself):
+    a typed error the CLI turns into an exit code, and batch's resume into a row made again.
+    """
     fields: dict[str, str] = {}
-    if data[:4] == b"RIFF":
-        fields = _wav_id3(data)
-    elif data[:4] == b"fLaC":
-        fields = _flac_comments(data)
-    elif data[:3] == b"ID3":
-        fields = read_id3v2(data)
+    try:
+        if data[:4] == b"RIFF":
+            fields = _wav_id3(data)
+        elif data[:4] == b"fLaC":
+            fields = _flac_comments(data)
+        elif data[:3] == b"ID3":
+            fields = read_id3v2(data)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError, OverflowError) as exc:
+        raise InvalidRequestError(
+            f"the file's tags are damaged ({type(exc).__name__}: {exc})",
+            field="file",
+            hint="the file was truncated or changed after it was written; make it again",
+        ) from exc
     if "AI_GENERATED" in fields:
         # The comment block repeats every field for readers that show only the comment: once is enough here.
         return {key: value for key, value in fields.items() if not (key.upper() == "COMMENT" and parse_comment(value))}
