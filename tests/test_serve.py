@@ -623,3 +623,37 @@ def test_hostile_nesting_is_an_invalid_request_not_a_500(tmp_path) -> None:
         deeper = '{"a":' * 5000 + "1" + "}" * 5000
         answer = http.post("/v1/generations", content=deeper, headers={"Content-Type": "application/json"})
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_stream_listener_hears_why_a_job_ended_before_any_audio(tmp_path) -> None:
+    """A streamed job whose provider fails before its first chunk: the listener gets the job's error (409), not
+    an empty 200 audio/wav; a finished job's stream is its stored WAV, read from the store in pieces."""
+    from soundforge import ProviderError
+    from soundforge.testing import FunctionBackend
+
+    class Refusing(FunctionBackend):
+        def capabilities(self, model):
+            return super().capabilities(model).model_copy(update={"streaming": True})
+
+        def stream(self, request, model, context):
+            raise ProviderError("the service refused the job", provider=self.name)
+
+    refusing = Refusing(lambda request, context: np.zeros(800, np.float32), name="refusing", sample_rate=8000)
+    client = Client(Config.load(user_file=False), backends={"refusing": refusing})
+    with serving(tmp_path, client=client, engine="inline") as (url, _), httpx.Client(base_url=url, timeout=30) as http:
+        job = http.post(
+            "/v1/generations", json={"request": {"prompt": "x", "duration": 1}, "provider": "refusing", "stream": True}
+        )
+        assert job.status_code == 202, job.text
+        answer = http.get(f"/v1/generations/{job.json()['id']}/stream")
+        assert answer.status_code == 409 and answer.headers["content-type"].startswith("application/json")
+        error = answer.json()["error"]
+        assert error["code"] == "job_failed" and "refused the job" in error["message"]
+        done = http.post(
+            "/v1/generations", json={"request": {"prompt": "x", "duration": 1, "seed": 1}, "provider": "synth"}
+        )
+        assert wait(http, done.json()["id"])["status"] == "succeeded"
+        whole = http.get(f"/v1/generations/{done.json()['id']}/stream")
+        assert (
+            whole.status_code == 200 and whole.content == http.get(f"/v1/generations/{done.json()['id']}/audio").content
+        )

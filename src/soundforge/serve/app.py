@@ -82,6 +82,21 @@ def error_response(exc: SoundforgeError) -> JSONResponse:
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
 
 
+def _ended_without_audio(record: dict[str, Any]) -> JSONResponse:
+    """A streamed job that ended (failed, cancelled) before its first chunk: its own error, as a 409."""
+    error = record.get("error") or {}
+    status = record.get("status", "ended")
+    message = f"the job {status} before any audio was made" + (f": {error['message']}" if error.get("message") else "")
+    return service_error(409, f"job_{status}", message, job_error=error or None)
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`first`, then the rest of a stream."""
+    yield first
+    async for block in rest:
+        yield block
+
+
 def service_error(
     status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **more: Any
 ) -> JSONResponse:
@@ -406,9 +421,18 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
         if record is None:
             return not_found(job_id)
         if feed is not None and record.get("stream"):
-            return StreamingResponse(feed.wav(), media_type="audio/wav", headers={"Cache-Control": "no-store"})
+            body = feed.wav()
+            first = await anext(body, None)  # the status is sent with the first bytes: wait for audio first
+            if first is None:  # the job ended before any audio: say why, not an empty 200 audio/wav
+                return _ended_without_audio(jobs.record(job_id) or record)
+            return StreamingResponse(
+                _prepend(first, body), media_type="audio/wav", headers={"Cache-Control": "no-store"}
+            )
         if record["status"] == "succeeded":
-            return Response(await jobs.audio(job_id, record, "wav"), media_type="audio/wav")
+            file = await jobs.download(job_id, record, "wav")
+            return StreamingResponse(  # from the store in pieces, as /audio: never the whole file in memory
+                iterate_in_threadpool(jobs.store.chunks(job_id, file)), media_type="audio/wav"
+            )
         if record["status"] in ("queued", "running"):
             return service_error(
                 409,
