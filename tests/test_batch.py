@@ -301,3 +301,25 @@ def test_a_serve_job_s_files_cannot_collide() -> None:
         mix = f"audio.{fmt}" if fmt != "wav" else AUDIO_FILE
         names += [mix, *(role_path(mix, stem).name for stem in STEMS)]
     assert len({n.casefold() for n in names}) == len(names)
+
+
+def test_a_row_s_unexpected_error_fails_that_row_and_the_run_goes_on(tmp_path, monkeypatch) -> None:
+    """A plain Python error met by one row (a bug) fails that row, with its reason, never the whole run (and so
+    never every --resume after it)."""
+    from soundforge.backends.synth import SynthBackend
+
+    real = SynthBackend.generate
+
+    def buggy(self, request, model, context):
+        if request.prompt == "boom":
+            raise ZeroDivisionError("division by zero")
+        return real(self, request, model, context)
+
+    monkeypatch.setattr(SynthBackend, "generate", buggy)
+    manifest = write_jsonl(
+        tmp_path / "rows.jsonl",
+        [{"name": "ok", "prompt": "x", "duration": 1}, {"name": "bad", "prompt": "boom", "duration": 1}],
+    )
+    report = batch(manifest, tmp_path / "out", client=Client(Config.load(user_file=False)), provider="synth")
+    assert report.done == ["ok"] and "ZeroDivisionError" in report.failed["bad"]
+    assert (tmp_path / "out" / "ok.wav").exists() and not (tmp_path / "out" / "bad.wav").exists()

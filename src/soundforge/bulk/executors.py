@@ -7,6 +7,7 @@ each other.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +38,9 @@ class Outcome:
     cost: float | None = None  # what the generation cost, when its price is known
 
 
+log = logging.getLogger("soundforge.batch")
+
+
 class Executor(Protocol):
     """Turns rows into delivered files; `run` never raises for a row's own failure (it returns an Outcome)."""
 
@@ -59,6 +63,9 @@ async def produce(client: Client, row: BatchRow, spec: str | None, out: OutputLo
         return Outcome(error=str(exc))
     except OSError as exc:  # a full disk, a folder made read-only: this row fails, the run goes on
         return Outcome(error=f"cannot write {row.file_name}: {exc.strerror or exc}")
+    except Exception as exc:  # a bug met by one row fails that row, logged with its traceback; the run goes on
+        log.exception("row %s (%s) failed unexpectedly", row.line, row.name)
+        return Outcome(error=f"unexpected {type(exc).__name__}: {exc} (a soundforge bug: please report it)")
     spent = takes_cost(generation.provenance.model_dump(mode="json"))  # every take quality="retry" paid for
     cost = spent.amount if spent is not None else None
     # A row with stems answers to the stems' licence: the track's terms and the separator's.
