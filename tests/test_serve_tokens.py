@@ -77,3 +77,24 @@ def test_metrics_for_prometheus(tmp_path) -> None:
     assert samples[("soundforge_generation_seconds_count", (("provider", "synth"),))] == 2
     assert samples[("soundforge_queue_depth", ())] == 0 and samples[("soundforge_jobs_running", ())] == 0
     assert samples[("soundforge_cost_usd_total", (("provider", "synth"),))] == 0
+
+
+def test_a_token_s_spending_survives_a_restart(stability, downloads, tmp_path) -> None:
+    """What a named token spent is kept in the job index: a server started again on the same store does not give
+    the token its whole budget back."""
+    settings = {"base_url": stability.url, "api_key": KEY, "download_dir": str(downloads)}
+    tokens = {"team-a-secret": ("team-a", 0.45, None)}
+    body = {"request": {"prompt": "x", "duration": 2}, "provider": "stability"}
+
+    def client() -> Client:
+        return Client(Config.load(user_file=False, providers={"stability": settings}))
+
+    def as_a(url: str) -> httpx.Client:
+        return httpx.Client(base_url=url, headers={"Authorization": "Bearer team-a-secret"}, timeout=30)
+
+    with serving(tmp_path / "store", client=client(), tokens=tokens, engine="inline") as (url, _), as_a(url) as a:
+        jobs = [a.post("/v1/generations", json=body).json()["id"] for _ in range(2)]
+        assert [wait(a, job)["status"] for job in jobs] == ["succeeded", "succeeded"]  # 0.40 of 0.45 spent
+    with serving(tmp_path / "store", client=client(), tokens=tokens, engine="inline") as (url, _), as_a(url) as a:
+        again = a.post("/v1/generations", json=body)
+        assert again.status_code == 402 and "0.0500 USD left" in again.json()["error"]["message"]

@@ -37,6 +37,12 @@ class Budget:
         with self._lock:
             return self.limit - self.spent - self.reserved
 
+    def carry(self, spent: float) -> None:
+        """Count what was spent before this object existed (a service's named token, read back from its job index
+        after a restart or from another replica): spending only ever grows."""
+        with self._lock:
+            self.spent = max(self.spent, spent)
+
     def check(self, provider: str, estimate: Cost) -> None:
         """Raise `BudgetExceededError` if a call with this estimate would not fit now."""
         self._amount(provider, estimate, reserve=False)

@@ -354,7 +354,9 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
         try:
-            job_id = await jobs.submit(job.request, job.provider, budget=limits.budget(name), stream=job.stream)
+            job_id = await jobs.submit(
+                job.request, job.provider, budget=limits.budget(name), stream=job.stream, token=name or None
+            )
         except SoundforgeError as exc:
             return error_response(exc)
         if job_id is None:

@@ -37,6 +37,7 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS soundforge_jobs_status ON soundforge_jobs (status)",
     "CREATE INDEX IF NOT EXISTS soundforge_jobs_created ON soundforge_jobs (created_at)",
     "CREATE TABLE IF NOT EXISTS soundforge_owners (name TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS soundforge_spent (token TEXT PRIMARY KEY, amount DOUBLE PRECISION NOT NULL)",
 )
 
 
@@ -152,6 +153,19 @@ class JobIndex:
     def forget_owner(self, owner: str) -> None:
         """An owner that stopped cleanly: its heartbeat row goes."""
         self._execute("DELETE FROM soundforge_owners WHERE name = ?", (owner,))
+
+    def add_spent(self, token: str, amount: float) -> None:
+        """Count `amount` (USD) as spent by a named token, for good: a restart or another replica reads it back."""
+        self._execute(
+            "INSERT INTO soundforge_spent (token, amount) VALUES (?, ?) "
+            "ON CONFLICT (token) DO UPDATE SET amount = soundforge_spent.amount + excluded.amount",
+            (token, float(amount)),
+        )
+
+    def spent(self, token: str) -> float:
+        """What a named token has spent (USD), every replica and every run of the server counted."""
+        rows = self._execute("SELECT amount FROM soundforge_spent WHERE token = ?", (token,))
+        return float(rows[0][0]) if rows else 0.0
 
     def close(self) -> None:
         """Close the connection."""

@@ -63,7 +63,8 @@ class JobManager:
             maxsize=settings.max_queue
         )
         self._cancels: dict[str, CancelToken] = {}
-        self._holds: dict[str, tuple[Budget, float]] = {}  # job id -> (its token's budget, the estimate held)
+        #: job id -> (its token's budget, the estimate held, the token's name).
+        self._holds: dict[str, tuple[Budget, float, str | None]] = {}
         self.metrics = make_metrics(lambda: self.queue.qsize())
         self._encoding: dict[tuple[str, str], asyncio.Lock] = {}  # downloads being encoded into a new format
         self._finished: dict[str, asyncio.Event] = {}  # set when a job ends: long polls wake on it
@@ -122,16 +123,18 @@ class JobManager:
         *,
         budget: Budget | None = None,
         stream: bool = False,
+        token: str | None = None,
     ) -> str | None:
         """Check the request (limits, routing, licence policy, the caller's budget: refusals raise) and queue it;
         its job id, or None when the queue is full. A full queue still checks the request first: a refusal is
         final, a full queue only says "later". A budget holds the job's estimate until the job ends, then counts
-        what it cost. A `stream` job is routed to a provider that streams, and its audio can be listened to while
-        it is made (`feed(...).wav()`)."""
+        what it cost; with the named `token` it belongs to, what was spent is kept in the job index, so a restart
+        or another replica counts it too. A `stream` job is routed to a provider that streams, and its audio can
+        be listened to while it is made (`feed(...).wav()`)."""
         has_room = self.queue.qsize() + self._reserved < self.queue.maxsize
         self._reserved += has_room  # the place is held from this check until the job is in the queue
         try:
-            job_id: str | None = await self.on_side(self._admit, request, provider, has_room, budget, stream)
+            job_id: str | None = await self.on_side(self._admit, request, provider, has_room, budget, stream, token)
         finally:
             self._reserved -= has_room
         if job_id is not None:
@@ -147,10 +150,13 @@ class JobManager:
         has_room: bool,
         budget: Budget | None = None,
         stream: bool = False,
+        token: str | None = None,
     ) -> str | None:
         """On a service thread: limits, routing and policy before any compute, then the job's record is written
         before it is queued, so that no later save can race it."""
         request = build_request(request, {})
+        if budget is not None and token is not None:  # what the token spent before a restart, or on other replicas
+            budget.carry(self.store.index.spent(token))
         plan = self.client.plan(
             request, provider=provider, door="streamed_job" if stream else "job", limits=self.limits
         )
@@ -160,7 +166,7 @@ class JobManager:
         held = budget.reserve(plan.chosen.backend.name, plan.estimate) if budget is not None else 0.0
         job_id = self.store.new_id()
         if budget is not None:
-            self._holds[job_id] = (budget, held)
+            self._holds[job_id] = (budget, held, token)
         self.store.save(
             {
                 "id": job_id,
@@ -304,9 +310,18 @@ class JobManager:
     def _settle(self, job_id: str, outcome: JobOutcome | None) -> None:
         """The job's budget hold becomes what it cost (nothing, when it failed or never ran)."""
         hold = self._holds.pop(job_id, None)
-        if hold is not None:
-            paid = outcome is not None and outcome.status == "succeeded"
-            hold[0].settle(hold[1], takes_cost(outcome.provenance or {}) if paid and outcome else None)
+        if hold is None:
+            return
+        budget, held, token = hold
+        cost = takes_cost(outcome.provenance or {}) if outcome is not None and outcome.status == "succeeded" else None
+        budget.settle(held, cost)
+        if token is not None and cost is not None and cost.amount:
+            try:  # kept for good in the index: a restart must not give the token its whole budget again
+                self.store.index.add_spent(token, cost.amount)
+            except Exception:
+                log.error(
+                    "could not record %.4f USD spent by token %r in the job index", cost.amount, token, exc_info=True
+                )
 
     def _finish(self, job_id: str, record: dict[str, Any]) -> None:
         """A job ended: long polls wake, listeners hear the end (and keep the feed they hold)."""
