@@ -657,3 +657,22 @@ def test_a_stream_listener_hears_why_a_job_ended_before_any_audio(tmp_path) -> N
         assert (
             whole.status_code == 200 and whole.content == http.get(f"/v1/generations/{done.json()['id']}/audio").content
         )
+
+
+def test_a_store_fault_is_a_typed_500_not_plain_text(tmp_path) -> None:
+    """The index failing under a request (a locked or dropped database): the error shape, with the reason."""
+    import sqlite3
+
+    with serving(tmp_path, engine="inline") as (url, app), httpx.Client(base_url=url, timeout=30) as http:
+        job = http.post("/v1/generations", json={"request": {"prompt": "x", "duration": 1}, "provider": "synth"})
+        assert wait(http, job.json()["id"])["status"] == "succeeded"
+        store = app.state.jobs.store
+
+        def locked(job_id):
+            raise sqlite3.OperationalError("database is locked")
+
+        store._memory.clear()
+        store.index.get = locked
+        answer = http.get(f"/v1/generations/{job.json()['id']}")
+        assert answer.status_code == 500 and answer.headers["content-type"].startswith("application/json")
+        assert answer.json()["error"]["code"] == "internal_error" and "database is locked" in answer.text

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import hmac
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -75,6 +76,9 @@ class GenerationJob(BaseModel):
 async def _ended(record: dict[str, Any]) -> AsyncIterator[str]:
     """The events of a job that has ended: its `end` alone."""
     yield sse_event("end", record)
+
+
+log = logging.getLogger("soundforge.serve")
 
 
 def error_response(exc: SoundforgeError) -> JSONResponse:
@@ -301,6 +305,13 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
     @app.exception_handler(_BodyTooLarge)
     async def too_large(request: Request, exc: _BodyTooLarge) -> Response:
         return service_error(413, "too_large", exc.detail)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # A store or index fault (a full disk, a dropped database): the typed error shape, the reason, and the
+        # traceback in the server's log; never a plain-text 500.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return service_error(500, "internal_error", f"the server could not answer: {type(exc).__name__}: {exc}")
 
     @app.exception_handler(RecursionError)
     async def too_deep(request: Request, exc: RecursionError) -> Response:
