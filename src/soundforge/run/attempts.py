@@ -62,6 +62,54 @@ class _Call:
     span: Any = None
 
 
+@dataclass
+class _Io:
+    """One I/O step the attempt loop asks its driver for: a cache read, the provider's call, building the result
+    (checks and hashing), a cache write."""
+
+    kind: str
+    key: str | None = None
+    take: GenerationRequest | None = None
+    call: _Call | None = None
+    raw: RawGeneration | None = None
+    attempts: list[Attempt] | None = None
+    requested: str | None = None
+    generation: Generation | None = None
+
+
+class _Step:
+    """A driver's state between the attempt loop's steps: the step asked for, and its answer or error."""
+
+    def __init__(self) -> None:
+        self.io: _Io | None = None
+        self.answer: Any = None
+        self.error: BaseException | None = None
+        self.result: Any = None
+
+    def advance(self, steps: Generator[_Io, Any, Generation]) -> bool:
+        """Give the loop the last answer (or raise the last error in it); False once it has its result."""
+        try:
+            self.io = steps.throw(self.error) if self.error is not None else steps.send(self.answer)
+        except StopIteration as done:
+            self.result = done.value
+            return False
+        return True
+
+    def perform(self, do: Any) -> None:
+        """Perform the step, blocking; an error goes back into the loop, which records it and moves on or ends."""
+        try:
+            self.answer, self.error = do(self.io), None
+        except BaseException as exc:
+            self.answer, self.error = None, exc
+
+    async def aperform(self, do: Any) -> None:
+        """Perform the step without blocking the event loop (cancelling the task raises in the loop)."""
+        try:
+            self.answer, self.error = await do(self.io), None
+        except BaseException as exc:
+            self.answer, self.error = None, exc
+
+
 class Attempts:
     """Runs the takes of planned requests: the client holds one."""
 
@@ -85,36 +133,25 @@ class Attempts:
         self, plan: Plan, take: GenerationRequest, on_progress: ProgressCallback | None, cancel: CancelToken | None
     ) -> Generation:
         """One take (blocking): the plan's candidates in order until one answers."""
-        record = take.record()
-        with generation_span(record, plan.provider) as span:
-            self._skipped(span, plan.skipped)
-            attempts = list(plan.skipped)
-            errors: list[tuple[str, SoundforgeError]] = []
-            for number, candidate in enumerate(plan.candidates, 1):
-                key = self._cache_key(candidate, take, record)
-                cached = self.cache.get(key) if self.cache is not None and key is not None else None
-                if cached is not None:
-                    return cached
-                call = self._begin(candidate, number, key, record, on_progress, cancel)
-                with attempt_span(candidate.backend.name, candidate.model, number) as call.span:
-                    try:
-                        raw = candidate.backend.generate(take, candidate.model, call.context)
-                    except SoundforgeError as exc:
-                        self._failed(span, call, exc, attempts, errors)
-                        continue
-                    except BaseException:
-                        self._settle(call.held, None)
-                        raise
-                    generation = self._finish(call, raw, attempts, plan.provider)
-                    self._succeeded(call, generation)
-                    self._store(key, generation)
-                    return generation
-            raise _exhausted(errors)
+        steps, step = self._steps(plan, take, on_progress, cancel), _Step()
+        while step.advance(steps):
+            step.perform(self._io)
+        return step.result
 
     async def arun(
         self, plan: Plan, take: GenerationRequest, on_progress: ProgressCallback | None, cancel: CancelToken | None
     ) -> Generation:
         """One take without blocking the event loop; cancelling the task cancels the call."""
+        steps, step = self._steps(plan, take, on_progress, cancel), _Step()
+        while step.advance(steps):
+            await step.aperform(self._aio)
+        return step.result
+
+    def _steps(
+        self, plan: Plan, take: GenerationRequest, on_progress: ProgressCallback | None, cancel: CancelToken | None
+    ) -> Generator[_Io, Any, Generation]:
+        """The attempt loop without its I/O (`run` and `arun` perform each `_Io` it yields, blocking or not, and
+        send the answer back): cache, budget hold, callbacks, spans, fallbacks, provenance, written once."""
         record = take.record()
         with generation_span(record, plan.provider) as span:
             self._skipped(span, plan.skipped)
@@ -123,29 +160,43 @@ class Attempts:
             for number, candidate in enumerate(plan.candidates, 1):
                 key = self._cache_key(candidate, take, record)
                 if self.cache is not None and key is not None:
-                    cached = await asyncio.to_thread(self.cache.get, key)
+                    cached = yield _Io("cache", key=key)
                     if cached is not None:
-                        return cached
+                        return cached  # type: ignore[no-any-return]
                 call = self._begin(candidate, number, key, record, on_progress, cancel)
                 with attempt_span(candidate.backend.name, candidate.model, number) as call.span:
                     try:
-                        raw = await candidate.backend.agenerate(take, candidate.model, call.context)
+                        raw = yield _Io("call", take=take, call=call)
                     except SoundforgeError as exc:
                         self._failed(span, call, exc, attempts, errors)
                         continue
                     except BaseException:
                         self._settle(call.held, None)
                         raise
-                    if sum(track.audio.size for track in raw.tracks) > _FINISH_ON_LOOP_MAX_SAMPLES:
-                        # Checking and hashing long audio takes milliseconds: not on the event loop.
-                        generation = await asyncio.to_thread(self._finish, call, raw, attempts, plan.provider)
-                    else:
-                        generation = self._finish(call, raw, attempts, plan.provider)
+                    generation = yield _Io("finish", call=call, raw=raw, attempts=attempts, requested=plan.provider)
                     self._succeeded(call, generation)
                     if key is not None and self.cache is not None:
-                        await asyncio.to_thread(self._store, key, generation)
-                    return generation
+                        yield _Io("store", key=key, generation=generation)
+                    return generation  # type: ignore[no-any-return]
             raise _exhausted(errors)
+
+    def _io(self, io: _Io) -> Any:
+        """Perform one step of the loop, blocking."""
+        if io.kind == "cache":
+            return self.cache.get(io.key) if self.cache is not None else None
+        if io.kind == "call":
+            return io.call.candidate.backend.generate(io.take, io.call.candidate.model, io.call.context)
+        if io.kind == "finish":
+            return self._finish(io.call, io.raw, io.attempts, io.requested)
+        return self._store(io.key, io.generation)
+
+    async def _aio(self, io: _Io) -> Any:
+        """Perform one step of the loop without blocking the event loop."""
+        if io.kind == "call":
+            return await io.call.candidate.backend.agenerate(io.take, io.call.candidate.model, io.call.context)
+        if io.kind == "finish" and sum(t.audio.size for t in io.raw.tracks) <= _FINISH_ON_LOOP_MAX_SAMPLES:
+            return self._finish(io.call, io.raw, io.attempts, io.requested)  # short audio: the hop costs more
+        return await asyncio.to_thread(self._io, io)  # the cache, the store, hashing long audio
 
     def stream(
         self, plan: Plan, on_progress: ProgressCallback | None, cancel: CancelToken
