@@ -676,3 +676,14 @@ def test_a_store_fault_is_a_typed_500_not_plain_text(tmp_path) -> None:
         answer = http.get(f"/v1/generations/{job.json()['id']}")
         assert answer.status_code == 500 and answer.headers["content-type"].startswith("application/json")
         assert answer.json()["error"]["code"] == "internal_error" and "database is locked" in answer.text
+
+
+def test_malformed_json_names_no_field(tmp_path) -> None:
+    """A body that is not JSON: its error says so, with the character offset in words, not as `field: "11"`."""
+    with serving(tmp_path, engine="inline") as (url, _), httpx.Client(base_url=url, timeout=30) as http:
+        answer = http.post(
+            "/v1/generations", content='{"request": {"prompt": ', headers={"Content-Type": "application/json"}
+        )
+        error = answer.json()["error"]
+        assert answer.status_code == 422 and error["code"] == "invalid_request"
+        assert error["field"] is None and "not valid JSON at character" in error["message"]

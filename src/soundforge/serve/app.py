@@ -148,6 +148,11 @@ def validation_error_response(exc: Any) -> JSONResponse:
     """
     details: list[dict[str, str | None]] = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":  # its location is a character offset, not a field
+            offset = next((p for p in error.get("loc", ()) if isinstance(p, int)), None)
+            where = f" at character {offset}" if offset is not None else ""
+            details.append({"field": None, "message": f"the body is not valid JSON{where}"})
+            continue
         loc = [str(p) for p in error.get("loc", ()) if p != "body"]
         details.append({"field": ".".join(loc) or None, "message": explain_validation_error(error)})
     text = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else str(d["message"]) for d in details[:10])
