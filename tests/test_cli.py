@@ -124,3 +124,20 @@ def test_auto_explains_a_bad_request_in_one_short_line(tmp_path: Path) -> None:
     out = run("generate", "x", "-d", "601", cwd=tmp_path)
     assert out.returncode == 2 and "601 s is over" in out.stderr.splitlines()[0]
     assert len(out.stderr) < 600, out.stderr
+
+
+def test_an_option_and_a_param_for_the_same_field_must_agree(tmp_path) -> None:
+    """`-d 1 --param duration=5` kept 1 s silently: two values for one field are a usage error."""
+    from click.testing import CliRunner
+
+    from soundforge.cli import cli
+
+    out = tmp_path / "a.wav"
+    result = CliRunner().invoke(
+        cli, ["generate", "x", "-p", "synth", "-d", "1", "--param", "duration=5", "-o", str(out)]
+    )
+    assert result.exit_code == 2 and "disagree" in result.output and not out.exists()
+    same = CliRunner().invoke(
+        cli, ["generate", "x", "-p", "synth", "-d", "1", "--param", "duration=1", "-o", str(out), "-q"]
+    )
+    assert same.exit_code == 0, same.output

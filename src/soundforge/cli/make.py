@@ -115,12 +115,13 @@ def generate(
     """Generate audio from PROMPT and save it with licence and provenance."""
     debug = ctx.obj["debug"]
     fields: dict[str, Any] = dict(_parse_param(p) for p in params)
-    for key, value in (("duration", duration), ("num_outputs", num_outputs), ("seed", seed)):
-        if value is not None:
-            fields[key] = value
-    for key, value in (("trim", trim), ("fade_in", fade_in), ("fade_out", fade_out)):
-        if value is not None:  # checked with the request, before anything is generated
-            fields[key] = value
+    options = {"duration": duration, "num_outputs": num_outputs, "seed": seed, "trim": trim, "fade_in": fade_in}
+    for key, value in {**options, "fade_out": fade_out}.items():
+        if value is None:
+            continue
+        if key in fields and fields[key] != value:  # one value per field: never one of two silently
+            raise click.UsageError(f"--{key.replace('_', '-')} and --param {key}= disagree: give it once")
+        fields[key] = value  # checked with the request, before anything is generated
     if stem_names is not None:
         fields["stems"] = [s.strip() for s in stem_names.split(",") if s.strip()]
     if watermark:
