@@ -150,3 +150,32 @@ def test_soundforge_jobs_lists_and_collects(replicate, downloads, tmp_path) -> N
     assert collected.exit_code == 0, collected.output
     assert out.exists() and len(replicate.jobs) == 1 and CloudJobJournal(journal).all() == []
     assert "no pending cloud jobs" in runner.invoke(cli, ["jobs", "--journal", str(journal)]).output
+
+
+def test_soundforge_jobs_reads_the_configured_journals_and_refuses_bad_ones(replicate, downloads, tmp_path) -> None:
+    """`soundforge jobs` lists the journal a provider is configured with (not only the default one), refuses a
+    mistyped --journal path (it created an empty journal there) and a file that is no journal (a traceback)."""
+    from click.testing import CliRunner
+
+    from soundforge.cli import cli
+
+    replicate.job_seconds = 1.2
+    journal = tmp_path / "team" / "jobs.sqlite"
+    with pytest.raises(GenerationTimeoutError):
+        cloud("replicate", replicate, downloads, job_timeout=0.2, prefer_wait=0, job_journal=str(journal)).generate(
+            "configured journal", provider=SPEC, duration=1
+        )
+    [job] = CloudJobJournal(journal).all()
+    config = tmp_path / "soundforge.toml"
+    config.write_text(f'[providers.replicate]\njob_journal = "{journal}"\n')
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["--config", str(config), "jobs"])
+    assert listed.exit_code == 0 and job.job_id in listed.output, listed.output
+    missing = tmp_path / "typo" / "jobs.sqlite"
+    refused = runner.invoke(cli, ["jobs", "--journal", str(missing)])
+    assert refused.exit_code == 2 and "no job journal" in refused.output and not missing.parent.exists()
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 100)
+    bad = runner.invoke(cli, ["jobs", "--journal", str(garbage)])
+    assert bad.exit_code == 3 and "not a readable soundforge job journal" in bad.output
+    assert "Traceback" not in bad.output

@@ -285,26 +285,46 @@ def jobs_command(ctx: click.Context, journal: Path | None, resume_id: str | None
 
     Collecting a job never submits it again: the result that was paid for is downloaded once.
     """
+    import sqlite3
     import time as clock
 
     from ..backends.cloud import CloudJobJournal, default_journal_path
+    from ..config import Config
+    from ..errors import ConfigurationError
     from ..request import GenerationRequest
 
-    book = CloudJobJournal(journal or default_journal_path())
-    pending = book.all()
+    debug = ctx.obj["debug"]
+    try:
+        config = Config.load(ctx.obj["config"])
+    except SoundforgeError as exc:
+        _fail(exc, debug)
+    if journal is not None and not journal.is_file():  # a mistyped path is an error, never a new empty journal
+        _fail(InvalidRequestError(f"no job journal at {journal}", field="journal"), debug)
+    # Every journal this machine's providers write to: the default one and each provider's own `job_journal`.
+    paths = [journal] if journal is not None else [default_journal_path()]
+    if journal is None:
+        paths += [Path(str(s["job_journal"])).expanduser() for s in config.providers.values() if s.get("job_journal")]
+    books = [CloudJobJournal(path) for path in dict.fromkeys(paths) if path.is_file()]
+    pending = []
+    for book in books:
+        try:
+            pending += [(book, entry) for entry in book.all()]
+        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+            _fail(ConfigurationError(f"{book.path} is not a readable soundforge job journal: {exc}"), debug)
     if resume_id is None:
         if not pending:
-            click.echo(f"no pending cloud jobs in {book.path}")
+            click.echo(f"no pending cloud jobs in {', '.join(str(p) for p in dict.fromkeys(paths))}")
             return
-        for entry in pending:
+        for _, entry in pending:
             state = "waited for" if entry.waited_for else "pending"
             age = clock.time() - entry.created
             prompt = str(entry.request.get("prompt", ""))[:40]
             click.echo(f"{entry.job_id}  {entry.provider}:{entry.model}  {state}  {age:.0f} s old  {prompt!r}")
         return
-    job = next((j for j in pending if j.job_id == resume_id), None)
-    if job is None:
-        _fail(InvalidRequestError(f"no pending job {resume_id!r} in {book.path}", field="resume"), ctx.obj["debug"])
+    found = next(((b, j) for b, j in pending if j.job_id == resume_id), None)
+    if found is None:
+        _fail(InvalidRequestError(f"no pending job {resume_id!r} in the job journals", field="resume"), debug)
+    book, job = found
     if output is None:
         _fail(InvalidRequestError("--resume needs -o FILE to save the result", field="output"), ctx.obj["debug"])
     if any(
@@ -320,9 +340,7 @@ def jobs_command(ctx: click.Context, journal: Path | None, resume_id: str | None
         )
     try:
         from ..client import Client
-        from ..config import Config
 
-        config = Config.load(ctx.obj["config"])
         providers = {
             **config.providers,
             job.provider: {**config.providers.get(job.provider, {}), "job_journal": str(book.path)},
