@@ -162,3 +162,46 @@ def test_a_record_the_store_cannot_take_fails_the_job_and_the_worker_lives_on(tm
             await jobs.close()
 
     asyncio.run(main())
+
+
+def test_admission_never_waits_behind_encodes(tmp_path, monkeypatch) -> None:
+    """Four first downloads in new formats, each a long encode, held: a submission is still admitted at once (it
+    waited 227 s when encodes shared the admission threads)."""
+    import threading
+
+    import soundforge.serve.jobs as jobs_module
+
+    release = threading.Event()
+    started = threading.Semaphore(0)
+    real = jobs_module.encode_saved
+
+    def slow_encode(*args, **kwargs):
+        started.release()
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs_module, "encode_saved", slow_encode)
+
+    async def main() -> None:
+        jobs = manager(tmp_path)
+        await jobs.start()
+        try:
+            ids = []
+            for seed in range(4):
+                job_id = await jobs.submit(GenerationRequest(prompt="x", duration=1, seed=seed), "synth")
+                ids.append(job_id)
+            records = [await jobs.wait(i, jobs.record(i), 30) for i in ids]
+            downloads = [
+                asyncio.create_task(jobs.audio(i, r, fmt))
+                for i, r, fmt in zip(ids, records, ["mp3", "ogg", "flac", "mp3"], strict=True)
+            ]
+            await asyncio.to_thread(started.acquire, True, 30)  # at least one encode is running, and held
+            admitted = await asyncio.wait_for(jobs.submit(GenerationRequest(prompt="y", duration=1), "synth"), 10)
+            assert admitted is not None
+            release.set()
+            assert all(await asyncio.gather(*downloads))
+        finally:
+            release.set()
+            await jobs.close()
+
+    asyncio.run(main())

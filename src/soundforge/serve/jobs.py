@@ -39,6 +39,8 @@ AUDIO_FILE = "audio.wav"
 log = logging.getLogger("soundforge.serve")
 #: How often records the store refused are saved again.
 RESAVE_S = 2.0
+#: Encodes into new download formats that run at once (the rest wait their turn; admission never does).
+ENCODE_THREADS = 2
 #: What listeners of a job still running hear when the server stops (a restart reports the job failed too).
 _STOPPING = {"code": "server_stopping", "type": "ServerStopping", "message": "the server stopped before the job ended"}
 
@@ -80,6 +82,9 @@ class JobManager:
         # Short blocking work (routing checks, durable writes ending in an fsync) gets threads of its own: it must
         # not queue behind generation in the default executor, nor block the event loop.
         self._side_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="soundforge-serve")
+        # Encodes into a new download format (a 600 s MP3 takes ~50 s of CPU) get threads of their own, bounded:
+        # admission and record writes never wait behind them.
+        self._encode_pool = ThreadPoolExecutor(max_workers=ENCODE_THREADS, thread_name_prefix="soundforge-encode")
 
     # --- life cycle ---
     async def start(self) -> None:
@@ -108,6 +113,7 @@ class JobManager:
         for job_id in list(self._feeds):  # listeners are told, not left waiting on a server that is going
             self._finish(job_id, {**(self.record(job_id) or {"id": job_id}), "status": "failed", "error": _STOPPING})
         await self.engine.close()
+        self._encode_pool.shutdown(wait=True, cancel_futures=True)
         self._side_pool.shutdown(wait=True)
         self.store.close()
 
@@ -391,7 +397,7 @@ class JobManager:
                 store.write(job_id, cached, encode_saved(stored, format_for(None, format), license, provenance))
 
             try:
-                await self.on_side(encode)
+                await asyncio.get_running_loop().run_in_executor(self._encode_pool, encode)
                 return cached
             finally:
                 self._encoding.pop((job_id, cached), None)
