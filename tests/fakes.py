@@ -962,8 +962,9 @@ class FakeGemini(FakeServer):
             reason = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
             error = _google_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [reason])
             return self.send(h, 400, error)
-        if fault == "quota":
-            delay = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.05s"}
+        if fault in ("quota", "daily-quota"):  # a daily quota asks for a wait of hours, in the body
+            wait = "0.05s" if fault == "quota" else "36000s"
+            delay = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": wait}
             return self.send(h, 429, _google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", [delay]))
         path = urlsplit(h.path).path
         body = json.loads(raw or b"{}")

@@ -14,6 +14,7 @@ from soundforge import (
     InvalidRequestError,
     ModelNotAvailableError,
     ProviderError,
+    RateLimitError,
     SoundforgeError,
 )
 
@@ -79,6 +80,12 @@ def test_refusals_and_errors(gemini, downloads) -> None:
     assert gemini.requests == sent  # all refused before sending
     gemini.faults.append("quota")  # 429 RESOURCE_EXHAUSTED, retried after its RetryInfo delay
     assert client.generate("x", provider="gemini", duration=5).audio.shape[1] == 5 * 44100
+    # A daily quota's RetryInfo asks for 10 hours: over max_retry_after, it is an error at once (it was slept).
+    gemini.faults.append("daily-quota")
+    started = gemini.requests
+    with pytest.raises(RateLimitError) as daily:
+        client.generate("x", provider="gemini", duration=5)
+    assert daily.value.retry_after == 36000 and gemini.requests == started + 1
     gemini.faults.append("malformed")
     with pytest.raises(ProviderError, match="malformed"):
         client.generate("x", provider="gemini", duration=5)

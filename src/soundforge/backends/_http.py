@@ -442,7 +442,10 @@ class HttpCore:
         if isinstance(mapped, RateLimitError) and mapped.retry_after is None:
             mapped.retry_after = retry_after
         if status in RETRY_STATUSES and not (self._final is not None and self._final(headers)):
-            too_long = retry_after is not None and retry_after > self.settings.max_retry_after
+            # The delay that would be slept (`_wait`): the vendor's own (a Retry-After header, or what `map_error`
+            # read from the body: Gemini's google.rpc.RetryInfo) is weighed against max_retry_after.
+            delay = mapped.retry_after if isinstance(mapped, RateLimitError) else retry_after
+            too_long = delay is not None and delay > self.settings.max_retry_after
             if not too_long:
                 return _Retryable(mapped)
         return mapped
