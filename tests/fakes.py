@@ -1018,6 +1018,16 @@ class FakeGemini(FakeServer):
             "mime_type": "audio/mp3",
             "data": base64.b64encode(audio_bytes(seconds, fmt, rate)).decode(),
         }
+        if "forbidden" in body["input"]:
+            # A failed interaction: its reasons in `errors`, a list of {code, message} whose code is a URI naming
+            # the error type (google-genai _gaos/types/interactions/interaction.py `errors`, error.py `Error`).
+            failed = {
+                "id": uuid.uuid4().hex,
+                "status": "failed",
+                "model": "lyria-3.5",
+                "errors": [{"code": "type.googleapis.com/SAFETY", "message": "The prompt was blocked for safety."}],
+            }
+            return self.send(h, 200, failed, fault=fault)
         answer = {
             "id": uuid.uuid4().hex,
             "status": "completed",

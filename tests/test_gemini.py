@@ -59,6 +59,9 @@ def test_lyria_35_through_the_interactions_api(gemini, downloads) -> None:
     body = gemini.bodies[-1]
     assert body["model"] == "lyria-3.5" and body["input"].startswith("a pop song") and "Length: 0:20." in body["input"]
     assert g.audio.shape == (2, 20 * 44100) and g.provenance.parameters["returned_text"] == "[Chorus]\nla la"
+    # A failed interaction names its reasons in `errors` (the SDK's list): a safety reason is a refusal, kept.
+    with pytest.raises(ContentRefusedError, match="blocked for safety"):
+        cloud("gemini", gemini, downloads).generate("a forbidden song", provider="gemini:lyria-3.5", duration=20)
 
 
 def test_refusals_and_errors(gemini, downloads) -> None:

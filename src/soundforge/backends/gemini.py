@@ -230,11 +230,7 @@ class GeminiBackend(CloudBackend):
                 provider=self.name,
             )
         if interaction.get("status") != "completed":
-            raise ProviderError(
-                f"Gemini interaction {interaction_id} {interaction.get('status')}: {interaction.get('error') or ''}",
-                provider=self.name,
-                request_id=interaction_id or None,
-            )
+            raise _interaction_error(interaction, interaction_id, self.name)
         # The SDK reads `steps[].content[]`; legacy Lyria answers use `outputs[]` (google-genai _maybe_coerce_outputs).
         blocks: list[Any] = []
         for step in interaction.get("steps") or []:
@@ -248,3 +244,18 @@ class GeminiBackend(CloudBackend):
             raise ProviderError(f"Gemini interaction {interaction_id} has no audio", provider=self.name)
         returned = "\n".join(b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str))
         return audio, returned, interaction_id or None
+
+
+def _interaction_error(interaction: dict[str, Any], interaction_id: str, provider: str) -> SoundforgeError:
+    """Why an interaction did not complete: its `errors` (the SDK's `Interaction.errors`: a list of `{code, message}`,
+    the code a URI naming the error type; an older `error` object too). A safety reason among them is a
+    `ContentRefusedError` (the prompt must change), anything else a `ProviderError`."""
+    found = [e for e in interaction.get("errors") or [] if isinstance(e, dict)]
+    if isinstance(interaction.get("error"), dict):
+        found.append(interaction["error"])
+    reasons = "; ".join(f"{e.get('code') or 'error'}: {e.get('message') or ''}".strip() for e in found)
+    text = f"Gemini interaction {interaction_id} {interaction.get('status')}" + (f": {reasons}" if reasons else "")
+    words = {w for e in found for w in re.split(r"[^A-Z_]+", f"{e.get('code', '')} {e.get('message', '')}".upper())}
+    if words & REFUSALS:
+        return ContentRefusedError(text, provider=provider)
+    return ProviderError(text, provider=provider, request_id=interaction_id or None)
