@@ -415,8 +415,8 @@ class FakeElevenLabs(FakeServer):
         cannot know the total length for a Xing/Info frame, so none is sent (its presence in a live stream is
         UNCONFIRMED either way); the first piece is sent, then the rest once `stream_gate` (when set by a test) is
         released, so a test can see audio arrive before the whole has been sent. `fault="drop"` closes the
-        connection after the first piece."""
-        first = _without_info_frame(data)
+        connection after the first piece; `fault="garbage"` streams bytes that are no MP3 (a broken encoder)."""
+        first = _without_info_frame(data) if fault != "garbage" else bytes(range(256)) * 400
         h.send_response(200)
         h.send_header("Content-Type", "audio/mpeg")
         h.send_header("Transfer-Encoding", "chunked")

@@ -63,6 +63,13 @@ def test_a_dropped_stream_fails_once_and_is_not_sent_again(eleven, downloads) ->
     assert "does not re-send" in (cut.value.hint or "") and eleven.requests == 1
 
 
+def test_an_undecodable_stream_is_the_provider_s_fault(eleven, downloads) -> None:
+    # Bytes that are no MP3: a ProviderError, as on the plain path, never an InvalidRequestError blaming the caller.
+    eleven.faults.append("garbage")
+    with pytest.raises(ProviderError, match="cannot be decoded"):
+        list(cloud("elevenlabs", eleven, downloads).stream("calm piano", provider="elevenlabs", duration=30))
+
+
 def test_refusals_come_before_any_request(eleven, downloads) -> None:
     client = cloud("elevenlabs", eleven, downloads)
     with pytest.raises(UnsupportedFeatureError, match="mp3"):

@@ -248,9 +248,14 @@ class ElevenLabsBackend(CloudBackend):
                                 ready.put(AudioChunk(audio, offset, decoder.sample_rate or 0))
                                 offset += audio.shape[1]
 
-                    async for data in reply.chunks:
-                        hand_on(decoder.feed(data))
-                    hand_on(decoder.finish())
+                    try:
+                        async for data in reply.chunks:
+                            hand_on(decoder.feed(data))
+                        hand_on(decoder.finish())
+                    except InvalidRequestError as exc:  # the vendor's bytes, not the caller's request, are wrong
+                        raise ProviderError(
+                            f"ElevenLabs streamed audio that cannot be decoded: {exc.message}", provider=self.name
+                        ) from exc
                     if offset == 0:
                         raise ProviderError("ElevenLabs streamed no audio", provider=self.name)
                     return reply.headers.get("song-id")
