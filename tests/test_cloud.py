@@ -242,8 +242,10 @@ def test_elevenlabs_errors(eleven, downloads) -> None:
         client.generate("in the style of a forbidden artist", provider="elevenlabs", duration=3)
     assert "upbeat pop" in str(refused.value)
     eleven.faults.append("invalid")
-    with pytest.raises(InvalidRequestError, match="422"):
+    with pytest.raises(InvalidRequestError, match="422") as invalid:
         client.generate("x", provider="elevenlabs", duration=3)
+    # The validation list in words, never the raw dict.
+    assert "model_id: unknown model" in str(invalid.value) and "{" not in invalid.value.message
     with pytest.raises(InvalidRequestError, match="unknown elevenlabs extra"):
         client.generate("x", provider="elevenlabs", duration=3, extra={"temperature": 1})
     with pytest.raises(InvalidRequestError, match="minimum"):

@@ -148,8 +148,9 @@ class ElevenLabsBackend(CloudBackend):
                     hint=f"suggestion: {suggestion}" if suggestion else None,
                 )
         if status in (400, 422):
-            text = detail if isinstance(detail, str) else str(body)[:300]
-            return InvalidRequestError(f"ElevenLabs refused the request ({status}): {text}", provider=self.name)
+            return InvalidRequestError(
+                f"ElevenLabs refused the request ({status}): {_detail_text(detail, body)}", provider=self.name
+            )
         return None
 
     def _compose(self, request: GenerationRequest, model: str) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
@@ -541,3 +542,20 @@ def _shares(total: int, weights: list[int], low: int, high: int) -> list[int]:
             given = 1
         left -= given
     return shares
+
+
+def _detail_text(detail: Any, body: Any) -> str:
+    """An error body's `detail` in words: a string as it is, a validation list as `field: message; ...` (the
+    FastAPI shape ElevenLabs answers 422 with), an object by its message; never the raw dict."""
+    if isinstance(detail, str):
+        return detail[:300]
+    if isinstance(detail, list):
+        parts = []
+        for item in detail[:5]:
+            if isinstance(item, dict):
+                where = ".".join(str(p) for p in item.get("loc") or [] if p not in ("body", "query"))
+                parts.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", "")))
+        return "; ".join(parts)[:300] or "no reason given"
+    if isinstance(detail, dict):
+        return str(detail.get("message") or detail.get("status") or "no reason given")[:300]
+    return "no reason given" if body in (None, "", {}) else str(body)[:120]
