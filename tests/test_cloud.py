@@ -562,6 +562,9 @@ def test_elevenlabs_sound_effects(eleven, downloads) -> None:
         client.generate("x", provider="elevenlabs-sfx", duration=2, extra={"prompt_influence": 1.5})
     with pytest.raises(InvalidRequestError, match="wav_"):
         client.generate("x", provider="elevenlabs-sfx", duration=2, extra={"output_format": "flac_44100"})
+    # Headerless PCM would be billed, then could not be decoded: refused before sending.
+    with pytest.raises(InvalidRequestError, match="headerless"):
+        client.generate("x", provider="elevenlabs-sfx", duration=2, extra={"output_format": "pcm_44100"})
     assert len(eleven.bodies) == sent
     with pytest.raises(ContentRefusedError):
         client.generate("a forbidden noise", provider="elevenlabs-sfx", duration=2)

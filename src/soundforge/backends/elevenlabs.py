@@ -285,9 +285,12 @@ class ElevenLabsBackend(CloudBackend):
         """
         extra = checked_extra(request, SEPARATION_EXTRA, provider=self.name)
         output_format = str(extra.get("output_format", DEFAULT_FORMAT))
-        if not output_format.startswith(("mp3_", "pcm_", "opus_")):
+        # pcm_* is headerless 16-bit PCM: its channel layout is nowhere in the answer, so it could not be decoded
+        # once paid for; it is refused before sending.
+        if not output_format.startswith(("mp3_", "opus_")):
             raise InvalidRequestError(
-                "extra['output_format'] for stems must be an mp3_*, pcm_* or opus_* format",
+                "extra['output_format'] for stems must be an mp3_* or opus_* format (pcm_* is headerless audio "
+                "soundforge cannot decode)",
                 field="extra",
                 provider=self.name,
             )

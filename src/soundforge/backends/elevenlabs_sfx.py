@@ -21,8 +21,10 @@ from .elevenlabs import DEFAULT_FORMAT, ElevenLabsBackend
 MODELS = ("eleven_text_to_sound_v2", "eleven_text_to_sound_v3")
 MIN_SECONDS, MAX_SECONDS = 0.5, 30.0
 EXTRA_KEYS: dict[str, Any] = {"output_format": str, "prompt_influence": float, "loop": bool}
-#: The formats this endpoint takes besides the music ones (its `TextToSoundEffectsConvertRequestOutputFormat`).
-FORMAT_PREFIXES = ("mp3_", "pcm_", "opus_", "wav_")
+#: The formats of this endpoint (its `TextToSoundEffectsConvertRequestOutputFormat`) that soundforge can decode:
+#: `pcm_*` is headerless 16-bit PCM whose channel layout the answer does not give, so it is refused before sending
+#: (a paid answer that cannot be decoded would be lost).
+FORMAT_PREFIXES = ("mp3_", "opus_", "wav_")
 
 
 def _caps() -> Capabilities:
@@ -55,8 +57,8 @@ class ElevenLabsSfxBackend(ElevenLabsBackend):
         output_format = str(extra.get("output_format", DEFAULT_FORMAT))
         if not output_format.startswith(FORMAT_PREFIXES):
             raise InvalidRequestError(
-                "extra['output_format'] must be an mp3_*, wav_*, pcm_* or opus_* format (wav and pcm at 44.1 kHz "
-                "need the Pro plan or above)",
+                "extra['output_format'] must be an mp3_*, wav_* or opus_* format (wav at 44.1 kHz needs the Pro plan "
+                "or above; pcm_* is headerless audio soundforge cannot decode: wav_* carries the same samples)",
                 field="extra",
                 provider=self.name,
             )
