@@ -323,3 +323,19 @@ def test_a_row_s_unexpected_error_fails_that_row_and_the_run_goes_on(tmp_path, m
     report = batch(manifest, tmp_path / "out", client=Client(Config.load(user_file=False)), provider="synth")
     assert report.done == ["ok"] and "ZeroDivisionError" in report.failed["bad"]
     assert (tmp_path / "out" / "ok.wav").exists() and not (tmp_path / "out" / "bad.wav").exists()
+
+
+def test_hostile_manifests_are_refused_with_their_reason(tmp_path) -> None:
+    """A JSONL row 100 000 levels deep (a RecursionError) and a CSV cell over the csv module's 128 KiB field limit
+    (a csv.Error) crashed the loader: each is an InvalidRequestError naming the problem."""
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"name": "a", "prompt": "x", "extra": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(InvalidRequestError, match="row 1: nested too deep"):
+        load_manifest(deep)
+    wide = tmp_path / "wide.csv"
+    wide.write_text('name,prompt\na,"' + "x" * 200_000 + '"\n')
+    with pytest.raises(InvalidRequestError, match="cannot be read as CSV"):
+        load_manifest(wide)
+    ok = tmp_path / "ok.csv"
+    ok.write_text("name,prompt,duration\na,calm,2\n")
+    assert [r.name for r in load_manifest(ok)] == ["a"]

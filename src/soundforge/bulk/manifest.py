@@ -100,19 +100,7 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
             f"manifest {source.name} is not UTF-8 text (byte {exc.start}); save it as UTF-8", field="manifest"
         ) from None
     if source.suffix.lower() == ".csv":
-        for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
-            if None in row:  # more cells than the header has columns: nothing is dropped silently
-                problems.append(
-                    f"row {number}: {len(row[None])} cell(s) more than the header's columns "
-                    f"({row[None]!r}); quote cells that contain commas"
-                )
-                continue
-            raw.append(
-                (
-                    number,
-                    {k.strip(): _cell(k.strip(), v) for k, v in row.items() if k and v is not None and v.strip() != ""},
-                )
-            )
+        raw, problems = _csv_rows(source.name, text)
     else:
         # Only \n ends a JSON Lines row: str.splitlines would also split on U+2028 inside a prompt.
         for number, line in enumerate(text.split("\n"), start=1):
@@ -123,10 +111,40 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
             except json.JSONDecodeError as exc:
                 problems.append(f"row {number}: not valid JSON ({exc.msg})")
                 continue
+            except RecursionError:  # nested deeper than the JSON parser reads
+                problems.append(f"row {number}: nested too deep to read")
+                continue
             if not isinstance(value, dict):
                 problems.append(f"row {number}: must be a JSON object")
                 continue
             raw.append((number, value))
+    return _rows(source, raw, problems)
+
+
+def _csv_rows(name: str, text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    """The rows of a CSV manifest as (row number, fields), and the problems found reading it."""
+    raw: list[tuple[int, dict[str, Any]]] = []
+    problems: list[str] = []
+    reader = enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2)
+    while True:
+        try:
+            number, row = next(reader)
+        except StopIteration:
+            return raw, problems
+        except csv.Error as exc:  # a cell over the csv module's field limit (128 KiB), an unclosed quote
+            raise InvalidRequestError(f"manifest {name} cannot be read as CSV: {exc}", field="manifest") from None
+        if None in row:  # more cells than the header has columns: nothing is dropped silently
+            problems.append(
+                f"row {number}: {len(row[None])} cell(s) more than the header's columns "
+                f"({row[None]!r}); quote cells that contain commas"
+            )
+            continue
+        fields = {k.strip(): _cell(k.strip(), v) for k, v in row.items() if k and v is not None and v.strip() != ""}
+        raw.append((number, fields))
+
+
+def _rows(source: Path, raw: list[tuple[int, dict[str, Any]]], problems: list[str]) -> list[BatchRow]:
+    """The manifest's rows as requests, every problem found reported together."""
     rows: list[BatchRow] = []
     names: dict[str, int] = {}
     for number, data in raw:
