@@ -82,7 +82,14 @@ def _door(name: str, tmp_path: Path, policy: LicensePolicy | None) -> Callable[[
         settings = ServeSettings(store=tmp_path / "jobs", engine="inline", max_job_seconds=MAX_JOB_SECONDS)
         manager = JobManager(client(), settings)
         request = GenerationRequest(prompt="lofi", **fields)
-        assert asyncio.run(manager.submit(request, "synth", stream=streamed)) is not None
+
+        async def admit() -> str | None:
+            try:
+                return await manager.submit(request, "synth", stream=streamed)
+            finally:
+                await manager.close()  # its threads and index connection end with the test
+
+        assert asyncio.run(admit()) is not None
 
     def row(fields: dict[str, Any], dry_run: bool = False) -> None:
         manifest = tmp_path / "rows.jsonl"
