@@ -339,3 +339,11 @@ def test_hostile_manifests_are_refused_with_their_reason(tmp_path) -> None:
     ok = tmp_path / "ok.csv"
     ok.write_text("name,prompt,duration\na,calm,2\n")
     assert [r.name for r in load_manifest(ok)] == ["a"]
+
+
+def test_a_manifest_problem_across_fields_names_its_field(tmp_path) -> None:
+    """A fade that does not fit (a check across fields) was reported under field '-': it names fade_in."""
+    manifest = write_jsonl(tmp_path / "rows.jsonl", [{"name": "a", "prompt": "x", "duration": 2, "fade_in": 2}])
+    with pytest.raises(InvalidRequestError, match="row 1, field 'fade_in': fades of 2 s do not fit") as refused:
+        load_manifest(manifest)
+    assert "'-'" not in str(refused.value)

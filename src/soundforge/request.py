@@ -90,13 +90,21 @@ def invalid_request(exc: ValidationError, *, prefix: str = "invalid request") ->
 
     `details` holds (field, message) per problem, for callers that list them (manifests, the HTTP service).
     """
-    details = [
-        (".".join(str(p) for p in e["loc"]), explain_validation_error(e)) for e in exc.errors(include_input=False)
-    ]
+    details = [(_field_of(e), explain_validation_error(e)) for e in exc.errors(include_input=False)]
     text = "; ".join(f"{field}: {message}" if field else message for field, message in details)
     error = InvalidRequestError(f"{prefix}: {text}", field=details[0][0] if details and details[0][0] else None)
     error.details = details
     return error
+
+
+def _field_of(error: Any) -> str:
+    """The field a pydantic error is about: its location, or for a check across fields (a model validator, whose
+    location is empty) the field the raised `InvalidRequestError` names."""
+    located = ".".join(str(p) for p in error.get("loc", ()))
+    if located:
+        return located
+    raised = (error.get("ctx") or {}).get("error")
+    return getattr(raised, "field", None) or ""
 
 
 def explain_validation_error(error: Any) -> str:
