@@ -678,6 +678,12 @@ def test_a_store_fault_is_a_typed_500_not_plain_text(tmp_path) -> None:
         assert answer.json()["error"]["code"] == "internal_error" and "database is locked" in answer.text
 
 
+def test_the_audio_of_an_unknown_job_is_not_found_not_not_ready(tmp_path) -> None:
+    with serving(tmp_path, engine="inline") as (url, _), httpx.Client(base_url=url, timeout=30) as http:
+        answer = http.get("/v1/generations/no-such-job/audio")
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+
+
 def test_malformed_json_names_no_field(tmp_path) -> None:
     """A body that is not JSON: its error says so, with the character offset in words, not as `field: "11"`."""
     with serving(tmp_path, engine="inline") as (url, _), httpx.Client(base_url=url, timeout=30) as http:

@@ -409,9 +409,10 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
         ),
     ) -> Response:
         record = jobs.record(job_id)
-        if record is not None:
-            record = await jobs.wait(job_id, record, wait)
-        if record is None or record.get("status") != "succeeded":
+        if record is None:  # no such job: not "not ready", which says it will be
+            return not_found(job_id)
+        record = await jobs.wait(job_id, record, wait)
+        if record.get("status") != "succeeded":
             return service_error(404, "not_ready", "no finished audio for this job")
         if format not in FORMATS:
             return service_error(422, "invalid_request", f"format must be one of {', '.join(FORMATS)}", field="format")
