@@ -125,22 +125,19 @@ def _csv_rows(name: str, text: str) -> tuple[list[tuple[int, dict[str, Any]]], l
     """The rows of a CSV manifest as (row number, fields), and the problems found reading it."""
     raw: list[tuple[int, dict[str, Any]]] = []
     problems: list[str] = []
-    reader = enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2)
-    while True:
-        try:
-            number, row = next(reader)
-        except StopIteration:
-            return raw, problems
-        except csv.Error as exc:  # a cell over the csv module's field limit (128 KiB), an unclosed quote
-            raise InvalidRequestError(f"manifest {name} cannot be read as CSV: {exc}", field="manifest") from None
-        if None in row:  # more cells than the header has columns: nothing is dropped silently
-            problems.append(
-                f"row {number}: {len(row[None])} cell(s) more than the header's columns "
-                f"({row[None]!r}); quote cells that contain commas"
-            )
-            continue
-        fields = {k.strip(): _cell(k.strip(), v) for k, v in row.items() if k and v is not None and v.strip() != ""}
-        raw.append((number, fields))
+    try:
+        for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+            if None in row:  # more cells than the header has columns: nothing is dropped silently
+                problems.append(
+                    f"row {number}: {len(row[None])} cell(s) more than the header's columns "
+                    f"({row[None]!r}); quote cells that contain commas"
+                )
+                continue
+            fields = {k.strip(): _cell(k.strip(), v) for k, v in row.items() if k and v is not None and v.strip()}
+            raw.append((number, fields))
+    except csv.Error as exc:  # a cell over the csv module's field limit (128 KiB), an unclosed quote
+        raise InvalidRequestError(f"manifest {name} cannot be read as CSV: {exc}", field="manifest") from None
+    return raw, problems
 
 
 def _rows(source: Path, raw: list[tuple[int, dict[str, Any]]], problems: list[str]) -> list[BatchRow]:

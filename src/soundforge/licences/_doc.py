@@ -91,8 +91,7 @@ def _decision(policy: LicensePolicy, provider: str, model: str, license: License
     if "is unknown" in clause:
         return "refused: unknown"
     if "not declared met" in clause:
-        facts = [c.fact or c.kind for c in license.conditions if c.fact and c.fact not in policy.attestations]
-        facts = [f for f in facts if f != "annual_revenue_usd" or policy.annual_revenue_usd is None]
+        facts = [c.fact for c in policy.unmet_conditions(license) if c.fact]
         return f"refused: declare {', '.join(f'`{f}`' for f in facts)}" if facts else "refused: conditions unmet"
     return f"refused: {_cell(clause.split(' [')[0])}"
 

@@ -415,23 +415,17 @@ class LicenseRegistry:
             return components, None
         named = self.card_tags.get(card.tag)
         quote = f"{card.describe()} (the card of the weights in use, read from {card.path})"
-        confirmed = False
-        if named is not None:
-            updated = []
-            for component, record in zip(components, records, strict=False):
-                if record.card_confirms == named:
-                    component = component.model_copy(
-                        update={
-                            "license": self.licenses[named],
-                            "source": card.path,
-                            "quote": quote,
-                            "checked_on": date.today(),
-                        }
-                    )
-                    confirmed = True
-                updated.append(component)
-            components = updated + components[len(updated) :]
-        if confirmed:
+        if named is not None and any(r.card_confirms == named for r in records):
+            confirmed = {
+                "license": self.licenses[named],
+                "source": card.path,
+                "quote": quote,
+                "checked_on": date.today(),
+            }
+            components = [
+                c.model_copy(update=confirmed) if r.card_confirms == named else c
+                for c, r in zip(components, records, strict=True)
+            ]
             return components, f"the card of the weights in use names {card.tag}, which this record waits on"
         binding = [c for c in components if c.binds == "user"]
         current = max(_STRICTNESS.index(c.license.commercial_use) for c in binding)

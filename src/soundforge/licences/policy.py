@@ -93,13 +93,17 @@ class LicensePolicy(BaseModel):
                 False,
                 f"commercial use is conditional ({license.condition}) and the policy does not accept conditional terms",
             )
-        unmet = [c for c in license.conditions if not self._meets(c, license.plan)]
+        unmet = self.unmet_conditions(license)
         if unmet:
             texts = "; ".join(f"{c.text} [{_how_to_declare(c, provider)}]" for c in unmet)
             return PolicyDecision(
                 False, f"commercial use is conditional and these conditions are not declared met: {texts}"
             )
         return PolicyDecision(True)
+
+    def unmet_conditions(self, license: License) -> list[Condition]:
+        """The conditions of `license` that the facts this policy declares do not meet."""
+        return [c for c in license.conditions if not self._meets(c, license.plan)]
 
     def _declared(self, condition: Condition) -> bool:
         """Whether the policy states the fact a condition is about (revenue, an attestation)."""

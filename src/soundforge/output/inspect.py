@@ -85,9 +85,14 @@ def record_of(data: bytes, sidecar: bytes | None, path: str) -> FileRecord:
 
 def read_record(path: str | os.PathLike[str]) -> FileRecord:
     """The record of the saved file at `path` (its tags and its sidecar)."""
-    file = Path(path)
+    return _read(Path(path))[1]
+
+
+def _read(file: Path) -> tuple[bytes, FileRecord]:
+    """A saved file's bytes and its record, the file read once."""
+    data = file.read_bytes()
     side = sidecar_path(file)
-    return record_of(file.read_bytes(), side.read_bytes() if side.is_file() else None, str(file))
+    return data, record_of(data, side.read_bytes() if side.is_file() else None, str(file))
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ def verify(path: str | os.PathLike[str], *, watermark: bool = False) -> Verifica
     recorded one, its C2PA manifest's validity, and (with `watermark`, needs `soundforge[watermark]` and the
     detector's weights) AudioSeal's watermark with the recorded payload. Works on a file whose tags are gone
     (from the sidecar's copy), and with `watermark`, on one with no record at all."""
-    record = read_record(path)
+    data, record = _read(Path(path))  # read once: the record, the watermark and the hash all come from these bytes
     fields = record.fields
     reading, matches = None, None
     if watermark:
@@ -147,14 +152,14 @@ def verify(path: str | os.PathLike[str], *, watermark: bool = False) -> Verifica
         from ..run import watermarking
 
         watermarking.check_ready(watermarking.DETECTOR_CARD)
-        audio, rate = load_audio(Path(path))
+        audio, rate = load_audio(data)
         reading = watermarking.detect_audio(audio, rate)
         recorded = fields.get("AUDIOSEAL_PAYLOAD")
         matches = reading.detected and (recorded is None or reading.payload == recorded)
     expected = fields.get("AUDIO_SHA256")
     if not expected:
         return Verification(record, "unverifiable", None, None, None, reading, matches)
-    actual = decoded_sha256(Path(path).read_bytes())
+    actual = decoded_sha256(data)
     c2pa = c2pa_summary(path)
     status: Literal["ok", "modified"] = "ok" if actual == expected and not (c2pa and "INVALID" in c2pa) else "modified"
     return Verification(record, status, expected, actual, c2pa, reading, matches)
