@@ -238,7 +238,11 @@ class FakeStability(FakeServer):
             200,
             audio,
             content_type="audio/mpeg" if fmt == "mp3" else "audio/wav",
-            headers={"finish-reason": "SUCCESS", "seed": str(form.get("seed", 0))},
+            # "filtered": the moderation outcome the v2beta API documents in the finish-reason header (200 OK).
+            headers={
+                "finish-reason": "CONTENT_FILTERED" if fault == "filtered" else "SUCCESS",
+                "seed": str(form.get("seed", 0)),
+            },
             fault=fault,
         )
 

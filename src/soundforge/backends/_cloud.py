@@ -11,7 +11,7 @@ import contextlib
 import os
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -24,6 +24,7 @@ from ..errors import (
     SoundforgeError,
 )
 from ..request import GenerationRequest
+from ._answers import PaidAnswers
 from ._http import HttpCore, HttpReply, HttpSettings
 from ._journal import CloudJobJournal, PendingJob, default_path, job_key
 from .base import Availability, Backend, RawGeneration, RawTrack, RunContext, checked_values, fit_length
@@ -93,6 +94,9 @@ class CloudBackend(Backend):
     #: Environment variable the vendor's own SDK reads the key from.
     key_env: ClassVar[str]
     default_base_url: ClassVar[str]
+    #: Whether billed answers are kept on disk until delivered (`_answers`); False for job APIs, whose job id is
+    #: journaled instead (Replicate, fal).
+    keeps_answers: ClassVar[bool] = True
 
     def __init__(self, settings: dict[str, Any] | None = None, *, memory: ModelMemory | None = None) -> None:
         super().__init__(settings, memory=memory)
@@ -195,10 +199,25 @@ class CloudBackend(Backend):
         """Make the audio with the remote API."""
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
-        return self.http.run_sync(lambda: self.agenerate_raw(request, model, context), context)
+        return self.http.run_sync(lambda: self._delivered(request, model, context), context)
 
     async def agenerate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
-        return await self.agenerate_raw(request, model, context)
+        return await self._delivered(request, model, context)
+
+    async def _delivered(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        """`agenerate_raw` with its paid answers kept on disk until it delivers (`_answers`)."""
+        journal = self.job_journal() if self.keeps_answers else None
+        if journal is None:
+            return await self.agenerate_raw(request, model, context)
+        record = request.record()
+        answers = PaidAnswers.open(journal, job_key(self.name, model, record), self.name, model, record)
+        try:
+            raw = await self.agenerate_raw(request, model, replace(context, answers=answers))
+        except BaseException as exc:
+            answers.settle(exc)
+            raise
+        answers.settle(None)
+        return raw
 
     def close(self) -> None:
         if self._http is not None:

@@ -19,6 +19,7 @@ import ipaddress
 import json
 import os
 import random
+import shutil
 import socket
 import tempfile
 import threading
@@ -260,14 +261,30 @@ class HttpCore:
                     return await attempt()
             raise AssertionError("unreachable")  # pragma: no cover
 
+        answers = None if idempotent else context.answers
+        kept = answers.take(method, path) if answers is not None else None
+        if kept is not None:  # an earlier call paid for this answer and did not deliver it: replay it
+            return self._replay(kept.status, kept.headers, kept.file)
         try:
-            return await asyncio.wait_for(with_retries(), s.total_timeout)
+            reply = await asyncio.wait_for(with_retries(), s.total_timeout)
         except _Retryable as exc:
             raise exc.error from None
         except TimeoutError:
             raise GenerationTimeoutError(
                 f"{self.provider} did not answer within {s.total_timeout:g} s", provider=self.provider
             ) from None
+        if answers is not None:  # billed: a copy is on disk before anything reads it
+            answers.keep(method, path, reply.status, reply.headers, reply.path)
+        return reply
+
+    def _replay(self, status: int, headers: dict[str, str], kept: Path) -> HttpReply:
+        """A kept answer as a fresh reply (a copy in the download folder: readers delete their reply's file)."""
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed at once, kept for the reader
+            prefix="soundforge-", suffix=".part", dir=self.settings.download_dir, delete=False
+        )
+        with handle, kept.open("rb") as source:
+            shutil.copyfileobj(source, handle)
+        return HttpReply(status, headers, Path(handle.name))
 
     def _wait(self, state: Any) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -8,6 +8,10 @@ more (its process is gone, or its call ended with a timeout): two calls for the 
 get their own job. The entry is removed once the job's result is delivered or the job has ended without one.
 `soundforge jobs` lists what is pending.
 
+The same file keeps the paid answers of APIs that answer in one response (`_answers.PaidAnswers`): rows of kind
+"answer" whose body files lie in a folder beside it, so an answer that was billed and then failed (a decode error, a
+full disk, a crash) is delivered by the next call instead of being paid for again.
+
 One small SQLite file (default: the user data dir's `cloud-jobs.sqlite`; setting `job_journal`, "off" for none),
 safe across threads and processes (one connection per thread, kept open: closing the last one checkpoints the
 write-ahead log, which would make every write cost a millisecond more).
@@ -64,6 +68,18 @@ class PendingJob:
     released: bool
 
     @property
+    def kind(self) -> str:
+        """ "job" (a remote job to collect) or "answer" (a paid answer kept on disk, `_answers.PaidAnswers`)."""
+        return str(self.data.get("kind", "job"))
+
+    @property
+    def failed(self) -> str | None:
+        """Why delivering a kept answer failed last time: such an answer is collected only when asked for by id
+        (`soundforge jobs --resume`), never taken over by a call on its own (it would fail the same way)."""
+        reason = self.data.get("failed")
+        return str(reason) if reason is not None else None
+
+    @property
     def waited_for(self) -> bool:
         """Whether a live call is still waiting for this job (then nobody else may take it over)."""
         return not self.released and _alive(self.pid)
@@ -115,13 +131,14 @@ class CloudJobJournal:
             ),
         )
 
-    def claim(self, key: str) -> PendingJob | None:
-        """Take over a job submitted for this key that nobody waits for any more (oldest first), or None."""
+    def claim(self, key: str, kind: str = "job") -> PendingJob | None:
+        """Take over an entry of this kind for this key that nobody waits for any more (oldest first), or None.
+        An answer whose delivery failed is left alone (see `PendingJob.failed`)."""
         db = self._connect()
         db.execute("BEGIN IMMEDIATE")
         try:
             rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE key = ? ORDER BY created", (key,)).fetchall()
-            job = next((j for j in map(_job, rows) if not j.waited_for), None)
+            job = next((j for j in map(_job, rows) if j.kind == kind and not j.failed and not j.waited_for), None)
             if job is not None:
                 db.execute("UPDATE jobs SET pid = ?, released = 0 WHERE job_id = ?", (os.getpid(), job.job_id))
         except BaseException:
@@ -135,10 +152,38 @@ class CloudJobJournal:
         db = self._connect()
         db.execute("UPDATE jobs SET released = 1 WHERE job_id = ?", (job_id,))
 
-    def forget(self, job_id: str) -> None:
-        """The job's result was delivered, or the job ended without one."""
+    def update(self, job_id: str, data: dict[str, Any]) -> None:
+        """Replace an entry's data (a kept answer's list of reply files grows as the call goes on)."""
         db = self._connect()
+        db.execute("UPDATE jobs SET data = ? WHERE job_id = ?", (json.dumps(data), job_id))
+
+    def fail(self, job_id: str, reason: str) -> None:
+        """Delivering this kept answer failed: keep it for the user (`soundforge jobs`), out of automatic reuse."""
+        db = self._connect()
+        row = db.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is not None:
+            data = {**json.loads(row[0]), "failed": reason}
+            db.execute("UPDATE jobs SET data = ?, released = 1 WHERE job_id = ?", (json.dumps(data), job_id))
+
+    def retry(self, job_id: str) -> None:
+        """Make a failed kept answer collectable again (the user asked for it by id)."""
+        db = self._connect()
+        row = db.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is not None:
+            data = {k: v for k, v in json.loads(row[0]).items() if k != "failed"}
+            db.execute("UPDATE jobs SET data = ?, released = 1 WHERE job_id = ?", (json.dumps(data), job_id))
+
+    def forget(self, job_id: str) -> None:
+        """The job's result was delivered, or the job ended without one (a kept answer's files go with it)."""
+        db = self._connect()
+        row = db.execute("SELECT data FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+        for reply in json.loads(row[0]).get("replies", []) if row is not None else []:
+            Path(reply["file"]).unlink(missing_ok=True)
+
+    def answers_folder(self) -> Path:
+        """Where kept answers' bodies lie: a folder beside the journal file."""
+        return self.path.with_name(f"{self.path.stem}-answers")
 
     def all(self) -> list[PendingJob]:
         """Every pending job, oldest first."""

@@ -33,6 +33,7 @@ from ._compute import cpu_bound_pool
 if TYPE_CHECKING:
     from ..licences.licensing import License
     from ..licences.model_card import ModelCard
+    from ._answers import PaidAnswers
     from ._memory import ModelMemory
 
 
@@ -142,6 +143,8 @@ class RunContext:
     settings: dict[str, Any] = field(default_factory=dict)
     on_progress: ProgressCallback | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
+    #: Where a cloud call keeps the answers it paid for until it delivers them (`CloudBackend`); None elsewhere.
+    answers: PaidAnswers | None = None
 
     def progress(self, phase: str, done: int, total: int) -> None:
         """Report progress and stop if the caller cancelled."""

@@ -2,7 +2,8 @@
 
 Subclass `CloudBackend`, set `name`, `key_env`, `default_base_url`, write `auth_headers`, `map_error` and
 `agenerate_raw` (usually a `self.http().request_json(...)` then `poll_job` and `decode_reply`; a job API records
-its job with `job_entry` and waits with `wait_for_job`, so a timeout or a crash never pays twice); the shared
+its job with `job_entry` and waits with `wait_for_job`, so a timeout or a crash never pays twice; every other
+billed answer is kept on disk until delivered without the adapter doing anything, `keeps_answers`); the shared
 `HttpCore` gives timeouts, retries with Retry-After, no re-send of a billed call, capped streamed bodies and
 redacted errors. `cloud_track` makes one track of exactly the duration asked for; `model_inputs` maps request
 fields onto an app's input names; `backoff_delay` is the retry schedule for a vendor's own busy codes;

@@ -108,6 +108,8 @@ def app_for(model: str) -> FalApp:
 class FalBackend(CloudBackend):
     """fal queue API; `fal:owner/alias[/path]`."""
 
+    keeps_answers = False  # its job id is journaled instead: the job is collected again, never resubmitted
+
     name = "fal"
     description = "fal queue API (cloud), e.g. fal-ai/stable-audio"
     default_model = STABLE_AUDIO

@@ -85,6 +85,8 @@ def _data_uri(audio_input: Any) -> str:
 class ReplicateBackend(CloudBackend):
     """Replicate predictions; `replicate:owner/name` or `replicate:owner/name:version`."""
 
+    keeps_answers = False  # its job id is journaled instead: the job is collected again, never resubmitted
+
     settings_keys = CLOUD_SETTINGS | {"prefer_wait", "version_cache_seconds"}
 
     name = "replicate"

@@ -275,15 +275,24 @@ def batch_command(
     default=None,
     help="The job journal (default: the user data dir's cloud-jobs.sqlite; a provider's job_journal setting).",
 )
-@click.option("--resume", "resume_id", default=None, metavar="JOB_ID", help="Collect this pending job's result.")
+@click.option(
+    "--resume", "resume_id", default=None, metavar="JOB_ID", help="Collect this pending job's or paid answer's result."
+)
+@click.option(
+    "--forget", "forget_id", default=None, metavar="JOB_ID", help="Drop this entry (a kept answer's files too)."
+)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Where --resume saves."
 )
 @click.pass_context
-def jobs_command(ctx: click.Context, journal: Path | None, resume_id: str | None, output: Path | None) -> None:
-    """List cloud jobs that were submitted and not collected (a timeout, a crash), or collect one with --resume.
+def jobs_command(
+    ctx: click.Context, journal: Path | None, resume_id: str | None, forget_id: str | None, output: Path | None
+) -> None:
+    """List what was paid for and not delivered, collect one with --resume, or drop one with --forget.
 
-    Collecting a job never submits it again: the result that was paid for is downloaded once.
+    Two kinds: cloud jobs that were submitted and not collected (a timeout, a crash: Replicate, fal), and paid
+    answers of one-response APIs kept on disk because delivering them failed (Stability, ElevenLabs, Gemini,
+    MiniMax). Collecting never submits again: the result that was paid for is delivered once.
     """
     import sqlite3
     import time as clock
@@ -311,20 +320,32 @@ def jobs_command(ctx: click.Context, journal: Path | None, resume_id: str | None
             pending += [(book, entry) for entry in book.all()]
         except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
             _fail(ConfigurationError(f"{book.path} is not a readable soundforge job journal: {exc}"), debug)
-    if resume_id is None:
+    if resume_id is None and forget_id is None:
         if not pending:
             click.echo(f"no pending cloud jobs in {', '.join(str(p) for p in dict.fromkeys(paths))}")
             return
         for _, entry in pending:
             state = "waited for" if entry.waited_for else "pending"
+            kind = "paid answer" if entry.kind == "answer" else "job"
             age = clock.time() - entry.created
             prompt = str(entry.request.get("prompt", ""))[:40]
-            click.echo(f"{entry.job_id}  {entry.provider}:{entry.model}  {state}  {age:.0f} s old  {prompt!r}")
+            failed = f"  failed: {entry.failed}" if entry.failed else ""
+            click.echo(
+                f"{entry.job_id}  {kind}  {entry.provider}:{entry.model}  {state}  {age:.0f} s old  {prompt!r}{failed}"
+            )
         return
-    found = next(((b, j) for b, j in pending if j.job_id == resume_id), None)
+    wanted, option = (forget_id, "forget") if forget_id is not None else (resume_id, "resume")
+    found = next(((b, j) for b, j in pending if j.job_id == wanted), None)
     if found is None:
-        _fail(InvalidRequestError(f"no pending job {resume_id!r} in the job journals", field="resume"), debug)
+        _fail(InvalidRequestError(f"no pending job {wanted!r} in the job journals", field=option), debug)
     book, job = found
+    if forget_id is not None:
+        book.forget(job.job_id)
+        click.echo(f"forgot {job.job_id}")
+        return
+    if job.waited_for:
+        _fail(InvalidRequestError(f"{job.job_id} is being collected by a running call", field="resume"), debug)
+    book.retry(job.job_id)  # asked for by id: a kept answer that failed before is tried again
     if output is None:
         _fail(InvalidRequestError("--resume needs -o FILE to save the result", field="output"), ctx.obj["debug"])
     if any(
