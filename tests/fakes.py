@@ -181,6 +181,8 @@ class FakeStability(FakeServer):
             return self.error(h, 413, "payload_too_large", "request body is over 50 MB")
         if fault == "invalid":
             return self.error(h, 400, "bad_request", "cfg_scale: must be between 1 and 25")
+        if fault == "proxy_413":  # a proxy in front of the API answers in plain text, without the API's error shape
+            return self.send(h, 413, b"Request Entity Too Large", content_type="text/plain")
         path = urlsplit(h.path).path
         endpoints = ("text-to-audio", "audio-to-audio", "inpaint")
         if path not in {f"/v2beta/audio/stable-audio-2/{name}" for name in endpoints}:

@@ -138,6 +138,9 @@ def test_stability_error_mapping(stability, downloads) -> None:
     stability.faults.append("invalid")
     with pytest.raises(InvalidRequestError, match="cfg_scale"):
         client.generate("x", provider="stability", duration=2)
+    stability.faults.append("proxy_413")
+    with pytest.raises(InvalidRequestError, match=r"\(413\): Request Entity Too Large"):  # it said "(413 )"
+        client.generate("x", provider="stability", duration=2)
     with pytest.raises(InvalidRequestError, match="4-8 steps"):
         client.generate("x", provider="stability", duration=2, steps=50)
     with pytest.raises(InvalidRequestError, match="maximum"):

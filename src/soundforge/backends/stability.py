@@ -86,7 +86,8 @@ class StabilityBackend(CloudBackend):
                 hint="rephrase the prompt or change the input audio",
             )
         if status in (400, 413, 422):
-            return InvalidRequestError(f"Stability refused the request ({status} {name}): {detail}", provider=self.name)
+            label = f"{status} {name}".strip()  # an answer without a name (a proxy's 413) said "(413 )"
+            return InvalidRequestError(f"Stability refused the request ({label}): {detail}", provider=self.name)
         return None
 
     def _upload(self, audio: Any, rate: int, endpoint: str) -> tuple[str, bytes, str]:
