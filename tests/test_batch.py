@@ -222,6 +222,11 @@ def test_manifest_edge_cases_are_read_as_written(tmp_path) -> None:
     (tmp_path / "extra.csv").write_text("name,prompt\na,calm,unexpected\n")
     with pytest.raises(InvalidRequestError, match="more than the header"):
         load_manifest(tmp_path / "extra.csv")
+    # Rows are numbered by the line they start on, as an editor shows them: a quoted prompt spans lines 2-4 and a
+    # blank line follows, so the faulty row is on line 6 (it said "row 3", counting records).
+    (tmp_path / "lines.csv").write_text('name,prompt,duration\na,"verse\nbridge\nchorus",2\n\nb,calm,many\n')
+    with pytest.raises(InvalidRequestError, match=r"row 6\b"):
+        load_manifest(tmp_path / "lines.csv")
     (tmp_path / "sep.jsonl").write_text(
         json.dumps({"name": "a", "prompt": "verse\u2028chorus"}, ensure_ascii=False) + "\n"
     )

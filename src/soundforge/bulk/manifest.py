@@ -122,11 +122,18 @@ def load_manifest(path: str | Path) -> list[BatchRow]:
 
 
 def _csv_rows(name: str, text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
-    """The rows of a CSV manifest as (row number, fields), and the problems found reading it."""
+    """The rows of a CSV manifest as (line number, fields), and the problems found reading it. A row is numbered
+    by the line it starts on, as an editor shows it: a quoted cell may span lines, and blank lines are skipped."""
     raw: list[tuple[int, dict[str, Any]]] = []
     problems: list[str] = []
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        reader.fieldnames  # noqa: B018 - reads the header, so that line_num is where the first row may start
+        ended = reader.line_num
+        for row in reader:
+            number = next((n for n in range(ended + 1, reader.line_num + 1) if lines[n - 1].strip()), ended + 1)
+            ended = reader.line_num
             if None in row:  # more cells than the header has columns: nothing is dropped silently
                 problems.append(
                     f"row {number}: {len(row[None])} cell(s) more than the header's columns "
