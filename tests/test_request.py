@@ -75,13 +75,26 @@ def test_audio_input_needs_existing_file(tmp_path) -> None:
 )
 def test_validation_never_lets_bad_values_through(duration: float, seed: int, top_p: float, n: int) -> None:
     params = {"duration": duration, "seed": seed, "top_p": top_p, "num_outputs": n}
-    ok = (0 < duration <= 3600) and 0 <= seed < 2**63 and 0 <= top_p <= 1 and 1 <= n <= 16
+    # Output i uses seed + i: every one of them is a seed a request may give (a track's recorded seed was 2**63).
+    ok = (0 < duration <= 3600) and 0 <= seed and seed + n <= 2**63 and 0 <= top_p <= 1 and 1 <= n <= 16
     try:
         req = build_request("a prompt", params)
     except InvalidRequestError:
         assert not ok
     else:
         assert ok and req.duration == duration and req.seed == seed
+
+
+def test_every_output_seed_is_a_seed_a_request_can_give_back() -> None:
+    """The second track of seed=2**63-1 recorded seed 2**63, which no request accepts: refused up front instead."""
+    import soundforge
+
+    with pytest.raises(InvalidRequestError, match="give a seed up to 9223372036854775806") as caught:
+        GenerationRequest(prompt="x", seed=2**63 - 1, num_outputs=2)
+    assert caught.value.field == "seed"
+    g = soundforge.generate("x", provider="synth", duration=1, seed=2**63 - 2, num_outputs=2)
+    for track in g.tracks:
+        assert GenerationRequest(prompt="x", seed=track.provenance.seed).seed == track.provenance.seed
 
 
 def test_backend_extra_is_checked_by_key_and_type() -> None:

@@ -32,6 +32,8 @@ MAX_DURATION_S = 3600.0
 #: The shortest trim: a shorter one leaves no audio to encode.
 MIN_TRIM_S = 0.01
 MAX_OUTPUTS = 16
+#: The largest seed (a signed 64-bit integer, what torch and numpy take); output i of a request uses seed + i.
+MAX_SEED = 2**63 - 1
 
 
 class AudioInput(BaseModel):
@@ -251,7 +253,7 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     prompt: str = Field(..., description="text description of the audio to generate")
     negative_prompt: str | None = None
     duration: float = Field(10.0, gt=0, le=MAX_DURATION_S, description="seconds")
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     num_outputs: int = Field(1, ge=1, le=MAX_OUTPUTS)
     max_cost: float | None = Field(None, ge=0, description="the most this call may cost, in USD; refused before it")
     quality: Literal["report", "retry"] | None = Field(
@@ -399,6 +401,14 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             raise ValueError("loop_bars applies to a loop; give loop=True too")
         if self.stems is not None and (self.num_outputs != 1 or mode == "extract"):
             raise ValueError("stems splits one generated track: use num_outputs=1 and no audio_prompt_mode='extract'")
+        if self.seed is not None and self.seed + self.num_outputs > MAX_SEED + 1:
+            # Output i is made with seed + i and records it: each must be a seed a request can give back.
+            raise InvalidRequestError(
+                f"with num_outputs={self.num_outputs} the outputs use seeds {self.seed} to "
+                f"{self.seed + self.num_outputs - 1}, past the largest seed ({MAX_SEED}): give a seed up to "
+                f"{MAX_SEED + 1 - self.num_outputs}",
+                field="seed",
+            )
         Edits.of(self).check(self.duration, loop=bool(self.loop))  # the rule saving applies, checked up front
         return self
 
