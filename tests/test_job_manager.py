@@ -205,3 +205,43 @@ def test_admission_never_waits_behind_encodes(tmp_path, monkeypatch) -> None:
             await jobs.close()
 
     asyncio.run(main())
+
+
+def test_a_job_the_service_fails_carries_a_typed_error(tmp_path) -> None:
+    """Every error a job record can hold has one shape: the `to_dict` of a class in `soundforge.errors` (the engine
+    errors were hand-written dicts with their own fields and a `type` naming no class)."""
+    import soundforge.errors as errors
+    from soundforge.serve.engine import JobSpec
+
+    class BrokenEngine:
+        mode = "inline"
+
+        async def start(self) -> None:
+            pass
+
+        async def run(self, spec: JobSpec, *args: object) -> object:
+            raise RuntimeError("cannot start the engine")
+
+        def cancel(self, job_id: str) -> None:
+            pass
+
+        async def close(self) -> None:
+            pass
+
+    async def main() -> dict:
+        client = Client(Config.load(user_file=False))
+        jobs = JobManager(client, ServeSettings(store=tmp_path / "jobs", engine="inline"), engine=BrokenEngine())
+        await jobs.start()
+        try:
+            job_id = await jobs.submit(GenerationRequest(prompt="x", duration=1), "synth")
+            assert job_id is not None
+            return await jobs.wait(job_id, jobs.record(job_id), 30)
+        finally:
+            await jobs.close()
+
+    record = asyncio.run(main())
+    error = record["error"]
+    assert record["status"] == "failed" and error["code"] == "engine_error" and "cannot start" in error["message"]
+    kind = getattr(errors, error["type"])
+    assert issubclass(kind, errors.ServiceError) and kind.code == error["code"]
+    assert set(error) == set(kind("x").to_dict())

@@ -527,7 +527,7 @@ def test_a_job_cancelled_before_it_reaches_the_engine_is_cancelled_there(tmp_pat
 
     from soundforge.backends import CancelToken
     from soundforge.request import GenerationRequest
-    from soundforge.serve.engine import create_engine
+    from soundforge.serve.engine import JobSpec, create_engine
 
     async def scenario() -> tuple[str, str, bool]:
         engine = create_engine(Client(Config.load(user_file=False)), mode)
@@ -536,8 +536,10 @@ def test_a_job_cancelled_before_it_reaches_the_engine_is_cancelled_there(tmp_pat
             token = CancelToken()
             token.cancel()
             request = GenerationRequest(prompt="ambient", duration=1)
-            cancelled = await engine.run("j1", request, "synth", str(tmp_path / "a.wav"), token, lambda *_: None)
-            done = await engine.run("j2", request, "synth", str(tmp_path / "b.wav"), CancelToken(), lambda *_: None)
+            first = JobSpec("j1", request, "synth", str(tmp_path / "a.wav"), backend="synth", model="default")
+            second = JobSpec("j2", request, "synth", str(tmp_path / "b.wav"), backend="synth", model="default")
+            cancelled = await engine.run(first, token, lambda *_: None)
+            done = await engine.run(second, CancelToken(), lambda *_: None)
             return cancelled.status, done.status, (tmp_path / "b.wav").exists()
         finally:
             await engine.close()

@@ -71,7 +71,7 @@ def test_a_model_stays_on_the_engine_holding_it_until_that_engine_is_full() -> N
 
     from soundforge.backends import CancelToken
     from soundforge.request import GenerationRequest
-    from soundforge.serve.engine import JobOutcome
+    from soundforge.serve.engine import JobOutcome, JobSpec
 
     class HeldEngine:
         """Stands in for an engine process: takes each job and holds it until released."""
@@ -83,18 +83,19 @@ def test_a_model_stays_on_the_engine_holding_it_until_that_engine_is_full() -> N
             self.jobs: list[str] = []
             self.release = asyncio.Event()
 
-        async def run(self, job_id: str, *args: object) -> JobOutcome:
-            self.jobs.append(job_id)
+        async def run(self, spec: JobSpec, *args: object) -> JobOutcome:
+            self.jobs.append(spec.job_id)
             await self.release.wait()
             return JobOutcome("succeeded")
 
     async def scenario() -> None:
         a, b = HeldEngine(), HeldEngine()
-        pool = EnginePool([a, b], capacity=2, key_of=lambda request, provider: str(provider))  # type: ignore[list-item]
+        pool = EnginePool([a, b], capacity=2)  # type: ignore[list-item]
         request = GenerationRequest(prompt="x")
 
         def start(job_id: str, provider: str) -> asyncio.Task[JobOutcome]:
-            return asyncio.create_task(pool.run(job_id, request, provider, "x.wav", CancelToken(), lambda *_: None))
+            spec = JobSpec(job_id, request, provider, "x.wav", backend=provider, model="m")
+            return asyncio.create_task(pool.run(spec, CancelToken(), lambda *_: None))
 
         first = [start(f"m{i}", "musicgen") for i in range(3)]
         await asyncio.sleep(0)  # each task runs up to its engine's wait

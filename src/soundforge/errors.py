@@ -297,6 +297,48 @@ class AllProvidersFailedError(SoundforgeError):
         self.errors = list(errors)
 
 
+# --- the service around a job (soundforge serve) ----------------------------------------------------
+class ServiceError(SoundforgeError):
+    """A job failed because of the service around it, not its request: trying it again is the fix.
+
+    Raised by nothing in the library; `soundforge serve` puts these in job records and answers, so that every error a
+    client can read has one shape and one code (`to_dict`), whichever layer saw it."""
+
+    code = "service_error"
+    http_status = 500
+
+
+class EngineStoppedError(ServiceError):
+    """The engine process or Ray replica running the job stopped (a crash, the OOM killer) before it finished."""
+
+    code = "engine_stopped"
+
+
+class EngineError(ServiceError):
+    """The engine could not run the job at all (it could not start)."""
+
+    code = "engine_error"
+
+
+class StoreError(ServiceError):
+    """The job ended but its record could not be saved; the server keeps it and saves it again."""
+
+    code = "store_error"
+
+
+class ServerStoppingError(ServiceError):
+    """The server stopped before the job ended (a restart reports the job failed too)."""
+
+    code = "server_stopping"
+    http_status = 503
+
+
+class InternalError(ServiceError):
+    """A fault inside soundforge (a bug): the details are in the server's log, never in the answer."""
+
+    code = "internal_error"
+
+
 def _rebuild(cls: type[SoundforgeError], args: tuple[Any, ...], state: dict[str, Any]) -> SoundforgeError:
     """Unpickle an error: a bare instance of its class with its attributes restored."""
     error = cls.__new__(cls)

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backends import ENGINE_DEVICE_ENV, CancelToken
-from ..errors import ConfigurationError, GenerationCancelledError, SoundforgeError
+from ..errors import (
+    ConfigurationError,
+    EngineStoppedError,
+    GenerationCancelledError,
+    InternalError,
+    SoundforgeError,
+)
 from ..output.files import role_path
 from ..output.location import OutputLocation
 from ..request import GenerationRequest
@@ -60,6 +66,33 @@ class JobOutcome:
     replica: str | None = None  # the Ray Serve replica that ran it (its id in Ray's logs)
 
 
+@dataclass(frozen=True)
+class JobSpec:
+    """One job as every engine receives it, decided once at admission (`JobManager.submit`): what to make, where
+    its audio goes, and where it may run. It crosses process boundaries (the engine socket, Ray) as one pickle."""
+
+    job_id: str
+    #: The request as admitted (defaults resolved by `build_request`).
+    request: GenerationRequest
+    #: The provider as the caller named it (None: the router picks); the engine plans the request again with it.
+    provider: str | None
+    #: Where the audio is saved: a local path or an fsspec URL.
+    audio_target: str
+    #: Whether listeners hear the job while it is made (its chunks are forwarded).
+    streamed: bool = False
+    #: The backend and model admission's plan chose: where a pool places the job, its Ray family.
+    backend: str = ""
+    model: str = ""
+    #: Whether every provider the plan may fall back to runs locally (Ray runs such a job once more when its
+    #: replica dies).
+    local_only: bool = False
+
+    @property
+    def target(self) -> str:
+        """The model the job needs, as a placement key ("musicgen:facebook/musicgen-small")."""
+        return f"{self.backend}:{self.model}"
+
+
 def _outcome_of(exc: BaseException) -> JobOutcome:
     """The outcome for an exception raised while a job ran; a bug still ends the job, with no internals shown."""
     if isinstance(exc, GenerationCancelledError):
@@ -67,9 +100,7 @@ def _outcome_of(exc: BaseException) -> JobOutcome:
     if isinstance(exc, SoundforgeError):
         return JobOutcome("failed", error=exc.to_dict())
     log.error("job failed with an internal error", exc_info=exc)
-    return JobOutcome(
-        "failed", error={"code": "internal_error", "type": type(exc).__name__, "message": "internal error"}
-    )
+    return JobOutcome("failed", error=InternalError(f"internal error ({type(exc).__name__})").to_dict())
 
 
 class Engine(Protocol):
@@ -82,16 +113,10 @@ class Engine(Protocol):
         """Be ready for jobs (start processes, reach deployments)."""
 
     async def run(
-        self,
-        job_id: str,
-        request: GenerationRequest,
-        provider: str | None,
-        audio_target: str,
-        token: CancelToken,
-        on_progress: ProgressFn,
-        on_chunk: ChunkFn | None = None,
+        self, spec: JobSpec, token: CancelToken, on_progress: ProgressFn, on_chunk: ChunkFn | None = None
     ) -> JobOutcome:
-        """Run one job to its end, its audio saved to `audio_target`; never raises for the job's own failures."""
+        """Run one job to its end, its audio saved to `spec.audio_target` (its chunks to `on_chunk` when the job is
+        streamed); never raises for the job's own failures."""
         ...
 
     def cancel(self, job_id: str) -> None:
@@ -102,18 +127,13 @@ class Engine(Protocol):
 
 
 async def run_and_save(
-    client: Client,
-    request: GenerationRequest,
-    provider: str | None,
-    audio_target: str,
-    token: CancelToken,
-    on_progress: ProgressFn,
-    on_chunk: ChunkFn | None = None,
+    client: Client, spec: JobSpec, token: CancelToken, on_progress: ProgressFn, on_chunk: ChunkFn | None = None
 ) -> JobOutcome:
-    """Generate with the library's async client and save the first track to `audio_target` (a local path or an
-    fsspec URL; tags embedded, no sidecar: the job record holds the full licence and provenance). With `on_chunk`
+    """Generate with the library's async client and save the first track to `spec.audio_target` (a local path or
+    an fsspec URL; tags embedded, no sidecar: the job record holds the full licence and provenance). With `on_chunk`
     the job is streamed (`Client.astream`): each chunk goes to `on_chunk` as 16-bit samples, the same the saved WAV
     holds."""
+    request, provider, audio_target = spec.request, spec.provider, spec.audio_target
     try:
         if on_chunk is None:
             generation = await client.agenerate(
@@ -159,6 +179,21 @@ async def run_and_save(
         return _outcome_of(exc)
 
 
+async def run_reporting(client: Client, spec: JobSpec, token: CancelToken, report: Callable[..., None]) -> JobOutcome:
+    """`run_and_save` for an engine across a boundary: its progress (throttled) and, for a streamed job, its chunks
+    become messages `report("progress", phase, done, total)` and `report("chunk", offset, rate, channels, data)`,
+    always called on the running event loop."""
+    loop = asyncio.get_running_loop()
+    on_progress = throttle_progress(
+        lambda phase, done, total: loop.call_soon_threadsafe(report, "progress", phase, done, total)
+    )
+
+    def on_chunk(offset: int, sample_rate: int, channels: int, data: bytes) -> None:  # on this loop
+        report("chunk", offset, sample_rate, channels, data)
+
+    return await run_and_save(client, spec, token, on_progress, on_chunk if spec.streamed else None)
+
+
 def throttle_progress(send: Callable[[str, int, int], object], interval_s: float = 0.1) -> ProgressFn:
     """A progress callback passing on at most one event per `interval_s`, plus each phase's first and last: what
     an engine sends across a process boundary (a diffusion step loop reports far more often than anyone reads)."""
@@ -186,18 +221,10 @@ class InlineEngine:
         """Nothing to start: the client is already here."""
 
     async def run(
-        self,
-        job_id: str,
-        request: GenerationRequest,
-        provider: str | None,
-        audio_target: str,
-        token: CancelToken,
-        on_progress: ProgressFn,
-        on_chunk: ChunkFn | None = None,
+        self, spec: JobSpec, token: CancelToken, on_progress: ProgressFn, on_chunk: ChunkFn | None = None
     ) -> JobOutcome:
-        """Run one job to its end (streamed when `on_chunk` is given); `token` cancels it. Never raises for the
-        job's own failures."""
-        return await run_and_save(self.client, request, provider, audio_target, token, on_progress, on_chunk)
+        """Run one job to its end; `token` cancels it. Never raises for the job's own failures."""
+        return await run_and_save(self.client, spec, token, on_progress, on_chunk if spec.streamed else None)
 
     def cancel(self, job_id: str) -> None:
         """Nothing to pass on: the job's token, which the caller cancels, is the one it runs with."""
@@ -250,11 +277,9 @@ class _Child:
                 )
             self.gone = JobOutcome(
                 "failed",
-                error={
-                    "code": "engine_stopped",
-                    "type": "EngineStopped",
-                    "message": f"the engine process stopped (exit code {code}) before this job finished; try again",
-                },
+                error=EngineStoppedError(
+                    f"the engine process stopped (exit code {code}) before this job finished; try again"
+                ).to_dict(),
             )
             for future, *_ in self.pending.values():
                 if not future.done():
@@ -326,17 +351,11 @@ class ProcessEngine:
         return env
 
     async def run(
-        self,
-        job_id: str,
-        request: GenerationRequest,
-        provider: str | None,
-        audio_target: str,
-        token: CancelToken,
-        on_progress: ProgressFn,
-        on_chunk: ChunkFn | None = None,
+        self, spec: JobSpec, token: CancelToken, on_progress: ProgressFn, on_chunk: ChunkFn | None = None
     ) -> JobOutcome:
-        """Send one job to the engine and wait for its outcome (its chunks come to `on_chunk` when given: a
-        streamed job); `token` (or `cancel`) cancels it there. Never raises for the job's own failures."""
+        """Send one job to the engine and wait for its outcome (a streamed job's chunks come to `on_chunk`);
+        `token` (or `cancel`) cancels it there. Never raises for the job's own failures."""
+        job_id = spec.job_id
         child = await self.start()
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
         child.pending[job_id] = (future, on_progress, on_chunk)
@@ -344,7 +363,7 @@ class ProcessEngine:
             if child.gone is not None:
                 return child.gone
             with contextlib.suppress(ConnectionError, OSError):  # a dead engine: its reader fails the job
-                child.writer.write(_message("job", job_id, request, provider, audio_target, on_chunk is not None))
+                child.writer.write(_message("job", job_id, spec))
                 if token.cancelled:  # cancelled while the engine was starting, before `cancel` could see the job
                     child.writer.write(_message("cancel", job_id))
                 await child.writer.drain()  # a request with a large melody upload waits here, not in memory
@@ -426,7 +445,6 @@ async def _engine_main(fd: int) -> None:
     reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
     config, registry = pickle.loads(await _read_frame(reader))
     client = Client(config, registry=registry)
-    loop = asyncio.get_running_loop()
     tokens: dict[str, CancelToken] = {}
     running: set[asyncio.Task[None]] = set()
 
@@ -434,25 +452,9 @@ async def _engine_main(fd: int) -> None:
         if not writer.is_closing():
             writer.write(_message(*fields))
 
-    async def job(
-        job_id: str,
-        token: CancelToken,
-        request: GenerationRequest,
-        provider: str | None,
-        audio_target: str,
-        streamed: bool,
-    ) -> None:
-        on_progress = throttle_progress(
-            lambda phase, done, total: loop.call_soon_threadsafe(send, "progress", job_id, phase, done, total)
-        )
-
-        def on_chunk(offset: int, sample_rate: int, channels: int, data: bytes) -> None:  # on this loop
-            send("chunk", job_id, offset, sample_rate, channels, data)
-
+    async def job(job_id: str, token: CancelToken, spec: JobSpec) -> None:
         try:
-            outcome = await run_and_save(
-                client, request, provider, audio_target, token, on_progress, on_chunk if streamed else None
-            )
+            outcome = await run_reporting(client, spec, token, lambda kind, *fields: send(kind, job_id, *fields))
         finally:
             tokens.pop(job_id, None)
         send("ended", job_id, outcome.status, outcome.license, outcome.provenance, outcome.error, outcome.stems)

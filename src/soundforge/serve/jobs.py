@@ -19,7 +19,7 @@ from typing import Any
 from ..audio import format_for
 from ..backends import CancelToken
 from ..client import Client, build_request
-from ..errors import InvalidRequestError
+from ..errors import EngineError, InternalError, InvalidRequestError, ServerStoppingError, StoreError
 from ..licences.licensing import License
 from ..licences.provenance import Provenance
 from ..ops.budget import Budget
@@ -27,7 +27,7 @@ from ..output.files import encode_saved, role_path
 from ..request import GenerationRequest
 from ..run import JobLimits
 from ..run.steps import takes_cost
-from .engine import Engine, JobOutcome
+from .engine import Engine, JobOutcome, JobSpec
 from .feeds import JobFeed, PcmChunk
 from .metrics import make_metrics
 from .pool import create_engines
@@ -42,7 +42,7 @@ RESAVE_S = 2.0
 #: Encodes into new download formats that run at once (the rest wait their turn; admission never does).
 ENCODE_THREADS = 2
 #: What listeners of a job still running hear when the server stops (a restart reports the job failed too).
-_STOPPING = {"code": "server_stopping", "type": "ServerStopping", "message": "the server stopped before the job ended"}
+_STOPPING = ServerStoppingError("the server stopped before the job ended").to_dict()
 
 
 class JobManager:
@@ -61,9 +61,7 @@ class JobManager:
         )
         #: Where jobs run: the engines `[serve]` asks for, or one given (Ray Serve's engine deployments).
         self.engine: Engine = engine or create_engines(client, settings.engine, settings.engines, settings.workers)
-        self.queue: asyncio.Queue[tuple[str, GenerationRequest, str | None, bool]] = asyncio.Queue(
-            maxsize=settings.max_queue
-        )
+        self.queue: asyncio.Queue[JobSpec] = asyncio.Queue(maxsize=settings.max_queue)
         self._cancels: dict[str, CancelToken] = {}
         #: job id -> (its token's budget, the estimate held, the token's name).
         self._holds: dict[str, tuple[Budget, float, str | None]] = {}
@@ -140,14 +138,15 @@ class JobManager:
         has_room = self.queue.qsize() + self._reserved < self.queue.maxsize
         self._reserved += has_room  # the place is held from this check until the job is in the queue
         try:
-            job_id: str | None = await self.on_side(self._admit, request, provider, has_room, budget, stream, token)
+            spec: JobSpec | None = await self.on_side(self._admit, request, provider, has_room, budget, stream, token)
         finally:
             self._reserved -= has_room
-        if job_id is not None:
-            self._cancels[job_id] = CancelToken()
-            self._feeds[job_id] = JobFeed()
-            self.queue.put_nowait((job_id, request, provider, stream))
-        return job_id
+        if spec is None:
+            return None
+        self._cancels[spec.job_id] = CancelToken()
+        self._feeds[spec.job_id] = JobFeed()
+        self.queue.put_nowait(spec)
+        return spec.job_id
 
     def _admit(
         self,
@@ -157,9 +156,10 @@ class JobManager:
         budget: Budget | None = None,
         stream: bool = False,
         token: str | None = None,
-    ) -> str | None:
+    ) -> JobSpec | None:
         """On a service thread: limits, routing and policy before any compute, then the job's record is written
-        before it is queued, so that no later save can race it."""
+        before it is queued, so that no later save can race it. The job as the engines will run it, placement
+        included (nothing downstream plans it again), or None when the queue is full."""
         request = build_request(request, {})
         if budget is not None and token is not None:  # what the token spent before a restart, or on other replicas
             budget.carry(self.store.index.spent(token))
@@ -184,7 +184,16 @@ class JobManager:
                 "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}),
             }
         )
-        return job_id
+        return JobSpec(
+            job_id,
+            request,
+            provider,
+            self.audio_target(job_id),
+            streamed=stream,
+            backend=plan.chosen.backend.name,
+            model=plan.chosen.model,
+            local_only=all(candidate.backend.local for candidate in plan.candidates),
+        )
 
     @property
     def limits(self) -> JobLimits:
@@ -194,18 +203,20 @@ class JobManager:
     # --- running ---
     async def _worker(self) -> None:
         while True:
-            job_id, request, provider, stream = await self.queue.get()
+            spec = await self.queue.get()
+            job_id = spec.job_id
             try:
-                await self._run(job_id, request, provider, stream)
+                await self._run(spec)
             except Exception as exc:  # a fault around the job (not in it) must not end the worker: the job fails
                 log.exception("job %s could not be finished", job_id)
                 record = {**(self.record(job_id) or {"id": job_id}), "status": "failed", "finished_at": time.time()}
-                error = {"code": "internal_error", "message": f"the server could not finish the job: {exc}"}
+                error = InternalError(f"the server could not finish the job: {type(exc).__name__}: {exc}").to_dict()
                 self._finish(job_id, self.store.keep({**record, "error": error}))
             finally:
                 self.queue.task_done()
 
-    async def _run(self, job_id: str, request: GenerationRequest, provider: str | None, stream: bool = False) -> None:
+    async def _run(self, spec: JobSpec) -> None:
+        job_id = spec.job_id
         token = self._cancels.setdefault(job_id, CancelToken())
         if token.cancelled:  # cancelled while queued: its record already says so
             self._cancels.pop(job_id, None)
@@ -231,23 +242,16 @@ class JobManager:
             feed.chunk(PcmChunk(offset, sample_rate, channels, data))
 
         try:
-            outcome = await self.engine.run(
-                job_id, request, provider, self.audio_target(job_id), token, on_progress, on_chunk if stream else None
-            )
+            outcome = await self.engine.run(spec, token, on_progress, on_chunk)
         except Exception as exc:  # the engine itself failed (it could not start): the job still ends
             outcome = JobOutcome(
-                "failed",
-                error={
-                    "code": "engine_error",
-                    "type": type(exc).__name__,
-                    "message": f"the engine could not run the job: {exc}",
-                },
+                "failed", error=EngineError(f"the engine could not run the job: {type(exc).__name__}: {exc}").to_dict()
             )
         finally:
             self._cancels.pop(job_id, None)
         self._settle(job_id, outcome)
         if self.metrics is not None:
-            self.metrics.ended(outcome.status, outcome.provenance, time.time() - started, provider)
+            self.metrics.ended(outcome.status, outcome.provenance, time.time() - started, spec.provider)
         ending: dict[str, Any] = {"status": outcome.status, "finished_at": time.time()}
         if outcome.engine is not None:
             ending["engine"] = outcome.engine
@@ -282,10 +286,9 @@ class JobManager:
                 "job %s: its record could not be saved (%s); kept in memory, saved again later", record["id"], reason
             )
             self.store_problem = reason
-            error = {
-                "code": "store_error",
-                "message": f"the job ended ({record.get('status')}) but its record could not be saved: {reason}",
-            }
+            error = StoreError(
+                f"the job ended ({record.get('status')}) but its record could not be saved: {reason}"
+            ).to_dict()
             failed = self.store.keep({**record, "status": "failed", "outcome": record.get("status"), "error": error})
             self._unsaved[record["id"]] = failed
             if self._resaver is None or self._resaver.done():

@@ -26,13 +26,12 @@ import pickle
 import signal
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..backends import CancelToken
-from ..errors import ConfigurationError, GenerationCancelledError, SoundforgeError
-from ..request import GenerationRequest
-from .engine import ChunkFn, JobOutcome, ProgressFn, run_and_save, throttle_progress
+from ..errors import ConfigurationError, EngineStoppedError, GenerationCancelledError
+from .engine import ChunkFn, JobOutcome, JobSpec, ProgressFn, run_reporting
 from .settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -70,26 +69,14 @@ class EngineReplica:
         self.client = Client(config, registry=registry)
         self.replica = ray_serve().get_replica_context().replica_id.unique_id
 
-    async def run(
-        self, job_id: str, request: GenerationRequest, provider: str | None, audio_target: str, streamed: bool
-    ) -> AsyncIterator[tuple[Any, ...]]:
+    async def run(self, spec: JobSpec) -> AsyncIterator[tuple[Any, ...]]:
         """Run one job, its audio written to `audio_target`; yields ("progress", phase, done, total), ("chunk",
         offset, sample rate, channels, samples) for a streamed job, and last ("ended", its `JobOutcome`). A
         cancelled request stops the job at its next step."""
-        loop = asyncio.get_running_loop()
         messages: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue()
         token = CancelToken()
-        on_progress = throttle_progress(
-            lambda phase, done, total: loop.call_soon_threadsafe(messages.put_nowait, ("progress", phase, done, total))
-        )
-
-        def on_chunk(offset: int, sample_rate: int, channels: int, data: bytes) -> None:  # on this loop
-            messages.put_nowait(("chunk", offset, sample_rate, channels, data))
-
         task = asyncio.create_task(
-            run_and_save(
-                self.client, request, provider, audio_target, token, on_progress, on_chunk if streamed else None
-            )
+            run_reporting(self.client, spec, token, lambda *message: messages.put_nowait(message))
         )
         task.add_done_callback(lambda _: messages.put_nowait(None))
         try:
@@ -112,14 +99,8 @@ class RayEngine:
 
     mode = "ray"
 
-    def __init__(
-        self,
-        handles: dict[str, Any],
-        family_of: Callable[[GenerationRequest, str | None], tuple[str, bool]],
-        retry_local: bool = True,
-    ) -> None:
+    def __init__(self, handles: dict[str, Any], retry_local: bool = True) -> None:
         self.handles = handles
-        self._family_of = family_of
         self.retry_local = retry_local
         self._running: dict[str, Any] = {}  # job id -> its streaming engine request
 
@@ -127,30 +108,22 @@ class RayEngine:
         """Nothing to start: Ray Serve runs the engine deployments."""
 
     async def run(
-        self,
-        job_id: str,
-        request: GenerationRequest,
-        provider: str | None,
-        audio_target: str,
-        token: CancelToken,
-        on_progress: ProgressFn,
-        on_chunk: ChunkFn | None = None,
+        self, spec: JobSpec, token: CancelToken, on_progress: ProgressFn, on_chunk: ChunkFn | None = None
     ) -> JobOutcome:
         """Run one job on its family's deployment; once more on another replica when its replica died and every
         provider it may reach is local (and it is not streamed: its listeners heard the first take). Never raises
         for the job's own failures."""
-        family, local = self._family_of(request, provider)
-        handle = self.handles.get(family) or self.handles[DEFAULT_FAMILY]
-        attempts = 2 if self.retry_local and local and on_chunk is None else 1
+        job_id = spec.job_id
+        # The family is the backend admission's plan chose: the ingress never plans a job again.
+        handle = self.handles.get(spec.backend) or self.handles[DEFAULT_FAMILY]
+        attempts = 2 if self.retry_local and spec.local_only and not spec.streamed else 1
         lost: BaseException | None = None
         for attempt in range(attempts):
             if token.cancelled:
                 break
             if attempt:
                 log.warning("job %s: its engine replica stopped (%s); running it once more", job_id, lost)
-            response = handle.options(stream=True).run.remote(
-                job_id, request, provider, audio_target, on_chunk is not None
-            )
+            response = handle.options(stream=True).run.remote(spec)
             self._running[job_id] = response
             try:
                 async for kind, *rest in response:
@@ -175,9 +148,9 @@ class RayEngine:
             )
         if attempts > 1:
             note = ", and again on another"
-        elif not local:
+        elif not spec.local_only:
             note = " (not run again: it may reach a cloud API, whose first call may already be billed)"
-        elif on_chunk is not None:
+        elif spec.streamed:
             note = " (not run again: its stream was already heard)"
         else:
             note = " (not run again: [serve.ray] retry_local is off)"
@@ -185,9 +158,7 @@ class RayEngine:
             "failed",
             attempts=attempts,
             error={
-                "code": "engine_stopped",
-                "type": "EngineStopped",
-                "message": f"the engine replica stopped before this job finished{note}; try again",
+                **EngineStoppedError(f"the engine replica stopped before this job finished{note}; try again").to_dict(),
                 "detail": type(lost).__name__ if lost else None,
             },
         )
@@ -202,19 +173,6 @@ class RayEngine:
         """Cancel what runs; the deployments stay (Ray Serve owns them)."""
         for response in list(self._running.values()):
             response.cancel()
-
-
-def family_router(client: Client) -> Callable[[GenerationRequest, str | None], tuple[str, bool]]:
-    """A job's model family (the backend the router picks) and whether every provider it may reach is local."""
-
-    def family_of(request: GenerationRequest, provider: str | None) -> tuple[str, bool]:
-        try:
-            candidates = client.plan(request, provider=provider, door="job").candidates
-        except SoundforgeError:
-            return DEFAULT_FAMILY, False  # refused at admission already; the engine says why
-        return candidates[0].backend.name, all(candidate.backend.local for candidate in candidates)
-
-    return family_of
 
 
 class Ingress:
@@ -247,7 +205,7 @@ class Ingress:
             family: serve.get_deployment_handle(ENGINE_DEPLOYMENT, app_name=engine_app_name(family))
             for family in self._families
         }
-        engine = RayEngine(handles, family_router(client), self._retry_local)
+        engine = RayEngine(handles, self._retry_local)
         app = create_app(client, self._settings, engine)
         if self._direct is not None:
             _serve_directly(app, *self._direct)
