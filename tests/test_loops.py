@@ -136,3 +136,19 @@ def test_loop_refusals(client: Client) -> None:
         client.stream("x", provider="synth", duration=4, loop=True)
     with pytest.raises(InvalidRequestError, match="over the 600 s maximum"):
         client.generate("x", provider="synth", duration=4, loop=True, loop_bars=256, bpm=60)
+
+
+@pytest.mark.parametrize("metre", ["1/16", "1/8", "2/16"])
+def test_a_bar_shorter_than_a_beat_still_loops(client: Client, metre: str) -> None:
+    """One bar of 1/16 at 120 BPM is an eighth of a second, shorter than the beat the cross-fade took: the loop
+    raised a broadcasting ValueError (a traceback in generate, internal_error in serve). The fade is now at most
+    half the loop."""
+    g = client.generate(
+        "x", provider="synth", duration=1, seed=1, loop=True, time_signature=metre, loop_bars=1, bpm=120
+    )
+    loop = g.tracks[0].provenance.loop
+    assert loop is not None and loop["bars"] == 1
+    length = loop["end"] - loop["start"]
+    sixteenths = int(metre.split("/")[0]) * 16 // int(metre.split("/")[1])
+    assert length == round(sixteenths * 15 / 120 * g.sample_rate)
+    assert 0 < loop["crossfade_seconds"] * g.sample_rate <= length / 2 + 1

@@ -99,7 +99,9 @@ def cut(audio: AudioArray, sample_rate: int, loop: LoopPlan, reported_bpm: float
     bar = loop.bar_seconds(bpm) * sample_rate
     bars = loop.bars or max(1, math.floor(loop.duration * sample_rate / bar + 1e-9))
     length = round(bars * bar)
-    crossfade = max(1, round(min(60.0 / bpm, 0.5) * sample_rate))  # a beat, at most half a second
+    # A beat, at most half a second and half the loop (a bar of 1/16 is shorter than a beat: the fade was longer
+    # than the loop it fades into, a broadcasting ValueError).
+    crossfade = max(1, min(round(min(60.0 / bpm, 0.5) * sample_rate), length // 2))
     phase = 0.0 if reported_bpm else downbeat(audio, sample_rate, bar)
     # Past the bar of lead-in where the take allows: a take's first bar is often a count-in or a fade-in.
     start = round(phase + bar) if phase + bar + length + crossfade <= audio.shape[1] else round(phase)
