@@ -33,7 +33,8 @@ INFO_IDS = {
 def quantize(audio: AudioArray) -> npt.NDArray[np.int16]:
     """Float audio (channels, samples) to int16 (channels, samples) as libsndfile converts it: clipped to
     [-1, 1], scaled by 32768 (exact in float32), floored, and 1.0 clipped to 32767."""
-    scaled = np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False) * np.float32(32768.0)
+    scaled = np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+    scaled *= np.float32(32768.0)  # in place: one float copy of the audio, not two (a 600 s track is 212 MB)
     np.floor(scaled, out=scaled)
     np.clip(scaled, -32768, 32767, out=scaled)
     return scaled.astype(np.int16)
@@ -41,7 +42,9 @@ def quantize(audio: AudioArray) -> npt.NDArray[np.int16]:
 
 def dequantize(samples: npt.NDArray[np.int16]) -> AudioArray:
     """int16 (channels, samples) to the float32 libsndfile reads back from them."""
-    return samples.astype(np.float32) * np.float32(1.0 / 32768.0)
+    audio = samples.astype(np.float32)
+    audio *= np.float32(1.0 / 32768.0)  # in place: the same values, one float copy instead of two
+    return audio
 
 
 @functools.cache
@@ -72,9 +75,10 @@ def wav_bytes(samples: npt.NDArray[np.int16], sample_rate: int, strings: dict[st
     frames = np.empty((samples.shape[1], channels), dtype="<i2")
     for channel in range(channels):
         frames[:, channel] = samples[channel]
-    chunks.append(_chunk(b"data", frames.tobytes()))
-    body = b"WAVE" + b"".join(chunks)
-    return b"RIFF" + struct.pack("<I", len(body)) + body
+    # The samples are joined straight from the array (an even number of bytes: no pad): one copy of them, where
+    # tobytes, the chunk and the body each made another (four for a 600 s track: +320 MB at its peak).
+    head = b"WAVE" + b"".join(chunks) + b"data" + struct.pack("<I", frames.nbytes)
+    return b"".join([b"RIFF", struct.pack("<I", len(head) + frames.nbytes), head, memoryview(frames).cast("B")])
 
 
 def _chunk(cid: bytes, payload: bytes) -> bytes:

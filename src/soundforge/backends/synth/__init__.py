@@ -89,6 +89,7 @@ class SynthBackend(Backend):
         for index in range(request.num_outputs):
             piece, track = self._piece(request, seed + index)
             block = max(1, round(seconds * track.sample_rate))
+            assembler.expect(index, piece.n)
             for offset, mixed in piece.blocks(block):
                 context.progress("render", index * piece.n + offset, request.num_outputs * piece.n)
                 yield assembler.add(AudioChunk(track.shaped(mixed), offset, track.sample_rate, index))
