@@ -243,6 +243,12 @@ def test_every_error_pickles_and_carries_its_status_and_exit_code() -> None:
         errors.RateLimitError("slow down", provider="fal", retry_after=2.0),
         errors.GenerationTimeoutError("late"),
         errors.GenerationCancelledError("cancelled"),
+        errors.ServiceError("the service failed the job"),
+        errors.EngineStoppedError("the engine stopped"),
+        errors.EngineError("the engine could not start"),
+        errors.StoreError("the record could not be saved"),
+        errors.ServerStoppingError("the server stopped"),
+        errors.InternalError("a bug"),
     ]
     samples.append(errors.AllProvidersFailedError([("a", samples[3]), ("b", samples[10])]))
     classes = {cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, SoundforgeError)}

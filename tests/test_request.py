@@ -76,7 +76,7 @@ def test_audio_input_needs_existing_file(tmp_path) -> None:
 def test_validation_never_lets_bad_values_through(duration: float, seed: int, top_p: float, n: int) -> None:
     params = {"duration": duration, "seed": seed, "top_p": top_p, "num_outputs": n}
     # Output i uses seed + i: every one of them is a seed a request may give (a track's recorded seed was 2**63).
-    ok = (0 < duration <= 3600) and 0 <= seed and seed + n <= 2**63 and 0 <= top_p <= 1 and 1 <= n <= 16
+    ok = (0 < duration <= 3600) and seed >= 0 and seed + n <= 2**63 and 0 <= top_p <= 1 and 1 <= n <= 16
     try:
         req = build_request("a prompt", params)
     except InvalidRequestError:

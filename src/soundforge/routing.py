@@ -14,6 +14,7 @@ from .backends import PLANNED, Backend, known_providers
 from .config import Config
 from .errors import (
     BudgetExceededError,
+    ConfigurationError,
     InvalidRequestError,
     LicensePolicyError,
     ModelNotAvailableError,
@@ -201,15 +202,16 @@ class Router:
                 needs.append(f"{name}: {status.fix or status.reason}")
         return "; ".join(needs)
 
-    def passing_policy(self, request: GenerationRequest | None = None) -> list[str]:
-        """Available providers (default models) that the policy allows."""
+    def passing_policy(self, request: GenerationRequest | None = None, *, set_up: bool = True) -> list[str]:
+        """Providers (default models) that the policy allows: those set up here, or with `set_up=False` those that
+        are not (a refusal names them too: not set up is not refused)."""
         names = []
         for name in self.names():
             try:
                 backend = self.get_backend(name)
                 model = self.model_for(backend, None)
                 if (
-                    backend.availability().available
+                    backend.availability().available is set_up
                     and self.config.policy.check(name, model, self.license_for(backend, model)).allowed
                     and (request is None or self._fits(backend, model, request))
                 ):
@@ -271,7 +273,11 @@ class Router:
     def _check_policy(self, provider: str, model: str, license: License, request: GenerationRequest) -> None:
         decision = self.config.policy.check(provider, model, license)
         if not decision.allowed:
-            raise LicensePolicyError(provider, model, license.id, decision.clause, self.passing_policy(request))
+            error = LicensePolicyError(provider, model, license.id, decision.clause, self.passing_policy(request))
+            elsewhere = self.passing_policy(request, set_up=False)
+            if elsewhere:
+                error.hint = f"{error.hint}; allowed too once set up here: {', '.join(elsewhere)}"
+            raise error
 
     def _check_planned(self, spec: ProviderSpec, request: GenerationRequest) -> None:
         """A provider soundforge names but cannot run (planned, no public API) is still checked by the policy."""
@@ -346,20 +352,22 @@ class Router:
         """
         wanted = parse_spec(spec or self.config.default_provider, self.config.aliases)
         skipped: list[Attempt] = []
+        refusals: list[SoundforgeError] = []  # the errors behind `skipped`, in the same order
         candidates: list[Candidate] = []
         if wanted.provider == AUTO:
             for name in self.config.auto_order:
-                self._try_add(ProviderSpec(name, wanted.model), request, candidates, skipped, Origin.AUTO, streaming)
+                choice = ProviderSpec(name, wanted.model)
+                self._try_add(choice, request, candidates, skipped, Origin.AUTO, streaming, refusals)
             candidates = self._ordered(candidates)
         else:
-            self._try_add(wanted, request, candidates, skipped, Origin.EXPLICIT, streaming)
+            self._try_add(wanted, request, candidates, skipped, Origin.EXPLICIT, streaming, refusals)
         for fallback in self.config.fallbacks:
             fb = parse_spec(fallback, self.config.aliases)
             if fb.provider in (AUTO, *(c.backend.name for c in candidates)):
                 continue
-            self._try_add(fb, request, candidates, skipped, Origin.FALLBACK, streaming)
+            self._try_add(fb, request, candidates, skipped, Origin.FALLBACK, streaming, refusals)
         if not candidates:
-            raise _nothing_fits(wanted, skipped)
+            raise _nothing_fits(wanted, skipped, refusals)
         return candidates, skipped
 
     def _ordered(self, candidates: list[Candidate]) -> list[Candidate]:
@@ -384,6 +392,7 @@ class Router:
         skipped: list[Attempt],
         origin: Origin,
         streaming: bool = False,
+        refusals: list[SoundforgeError] | None = None,
     ) -> None:
         """Add the spec as a candidate, or record why it was skipped; raise when that ends the routing.
 
@@ -392,18 +401,22 @@ class Router:
         """
         try:
             candidates.append(self._prepare(spec, request, origin, streaming))
+        except ConfigurationError:
+            raise  # a mistake in the configuration is reported as itself, whichever provider was asked for
         except SoundforgeError as exc:
             set_up_here = isinstance(exc, (ProviderUnavailableError, ModelNotAvailableError))
             if origin is Origin.EXPLICIT and not (set_up_here and self.config.fallbacks):
                 raise
             skipped.append(Attempt(provider=str(spec), outcome="skipped", error=str(exc), error_code=exc.code))
+            if refusals is not None:
+                refusals.append(exc)
 
 
 #: Skips that say something about the request itself, not about this machine's set-up.
 _ABOUT_THE_REQUEST = ("invalid_request", "unsupported_feature", "license_policy", "budget_exceeded")
 
 
-def _nothing_fits(wanted: ProviderSpec, skipped: list[Attempt]) -> SoundforgeError:
+def _nothing_fits(wanted: ProviderSpec, skipped: list[Attempt], refusals: list[SoundforgeError]) -> SoundforgeError:
     """One short error when no provider can take the request: the cause that applies to the request first, then
     the providers grouped by why they were passed over (not every provider's full message on one line)."""
     groups: dict[str, list[str]] = {}
@@ -414,9 +427,9 @@ def _nothing_fits(wanted: ProviderSpec, skipped: list[Attempt]) -> SoundforgeErr
     if about_request:
         lead = about_request[0]
         if lead.error_code == "license_policy":
-            return ProviderUnavailableError(
-                str(wanted), f"no provider fits the licence policy: {lead.error}", fix=summary
-            )
+            # The policy's own error (exit code 4, as documented), its hint naming what passes, set up or not.
+            refusal = next(e for e in refusals if e.code == "license_policy")
+            return refusal.with_message(f"no provider fits the licence policy: {refusal.message}")
         if lead.error_code == "budget_exceeded":
             return BudgetExceededError(f"no provider fits the cost limit: {lead.error}", hint=summary)
         return InvalidRequestError(f"no provider can make this request: {lead.provider}: {lead.error}", hint=summary)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from . import codec, files, make, service  # noqa: F401  (each registers its commands on `cli`)
 from .app import (
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     EXIT_MODIFIED,
     EXIT_NO_WATERMARK,
     EXIT_POLICY,
@@ -17,6 +18,7 @@ from .app import (
 
 __all__ = [
     "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
     "EXIT_MODIFIED",
     "EXIT_NO_WATERMARK",
     "EXIT_POLICY",

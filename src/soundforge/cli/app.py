@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 other failure, 2 bad usage or invalid request, 3 provider or configuration
 problem, 4 refused by the licence policy, 5 audio changed since generation (`verify`), 6 no watermark found, or
-not the recorded one (`verify --watermark`).
+not the recorded one (`verify --watermark`), 130 interrupted (Ctrl+C).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from ..errors import (
 from ..secrets import redact
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_PROVIDER, EXIT_POLICY, EXIT_MODIFIED, EXIT_NO_WATERMARK = 1, 2, 3, 4, 5, 6
+#: Ctrl+C: the shells' convention for a command ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -34,7 +36,8 @@ def _exit_code(exc: BaseException) -> int:
 def _fail(exc: BaseException, debug: bool) -> NoReturn:
     if debug:
         raise exc
-    if isinstance(exc, OSError) and not isinstance(exc, FileExistsError):
+    if isinstance(exc, OSError) and not isinstance(exc, FileExistsError | SoundforgeError):
+        # (A GenerationTimeoutError is a TimeoutError, so an OSError: it said "cannot write:".)
         # A full disk, a read-only folder: the system's reason and the path, not a traceback.
         where = f" {exc.filename}" if exc.filename else ""
         message = f"cannot write{where}: {exc.strerror or exc}"
@@ -55,7 +58,18 @@ def _parse_param(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group, ending on Ctrl+C with exit code 130 and one line (click says "Aborted!" and exits 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="soundforge")
 @click.option(
     "--config",

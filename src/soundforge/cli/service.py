@@ -15,6 +15,7 @@ from ..errors import (
 )
 from .app import (
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     _client,
     _fail,
     cli,
@@ -237,6 +238,14 @@ def batch_command(
             )
     except (SoundforgeError, OSError) as exc:
         _fail(exc, ctx.obj["debug"])
+    except KeyboardInterrupt:
+        # The rows saved so far are kept (each file is complete: written atomically) and counted by the journal.
+        click.echo(
+            f"interrupted: the rows saved so far are kept in {out_dir}; run the same command with --resume to "
+            "generate the rest",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
     if dry_run:
         click.echo("plan (dry run: nothing generated):")
         width = max(len(name) for name in report.plan)
