@@ -171,7 +171,25 @@ def _uses_ray(item: pytest.Item) -> bool:
     return callspec is not None and callspec.params.get("server") == "ray"
 
 
+#: Test files that start or use a Ray cluster in every test (their own `ray start` included).
+_RAY_FILES = frozenset({"test_serve_ray.py", "test_batch_ray.py"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests that need Ray run last, together: the cluster they share starts at the first of them and its
-    background processes do not compete with every other test for this machine's two cores."""
-    items[:] = [item for item in items if not _uses_ray(item)] + [item for item in items if _uses_ray(item)]
+    """The tests that need Ray are marked `ray` and run last, together: the cluster they share starts at the first
+    of them. scripts/test runs the others on two workers (pytest-xdist), then these alone in one process: their
+    replicas, health checks and killed workers must not compete with other tests for this machine's two cores.
+    A test marked `own_ray_cluster` starts its own cluster in a child process (`--ray local`): it runs with the
+    others, on one worker with the other such tests (two local clusters at once would share ports)."""
+    for item in items:
+        if item.get_closest_marker("own_ray_cluster") is not None:
+            item.add_marker(pytest.mark.xdist_group("own-ray-cluster"))
+    ray = {
+        id(item)
+        for item in items
+        if (_uses_ray(item) or item.path.name in _RAY_FILES) and item.get_closest_marker("own_ray_cluster") is None
+    }
+    for item in items:
+        if id(item) in ray:
+            item.add_marker(pytest.mark.ray)
+    items[:] = [item for item in items if id(item) not in ray] + [item for item in items if id(item) in ray]

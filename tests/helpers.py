@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import pytest
 
 from soundforge.backends.base import Backend, RawGeneration, RawTrack, RunContext
 from soundforge.capabilities import Capabilities, ModelInfo
@@ -110,3 +111,10 @@ def cloud(name: str, server, downloads, **extra) -> Client:
         **extra,
     }
     return Client(Config.load(user_file=False, providers={name: settings}))
+
+
+#: For the HTTP tests of what the ingress decides alone (admission, refusals, limits, tokens, encodes, the page): the
+#: ingress is the same app under `soundforge serve` and `--ray`, so they take the `server` fixture's process value
+#: only; the Ray values of the tests that reach the engines (jobs, streams, cancels, a torch model, restarts) cover
+#: the Ray path.
+ingress_only = pytest.mark.parametrize("server", ["process"], indirect=True)

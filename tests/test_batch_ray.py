@@ -123,6 +123,7 @@ def test_cloud_rows_run_as_ray_tasks(tmp_path, cluster, stability, downloads) ->
     assert read_tags(tmp_path / "out" / "sfx1.wav")["PROVIDER"] == "stability"
 
 
+@pytest.mark.own_ray_cluster
 def test_cli_ray_flag_starts_and_stops_its_own_cluster(tmp_path) -> None:
     manifest = write_jsonl(
         tmp_path / "m.jsonl",

@@ -95,7 +95,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path) -> None:
 
 
 def test_ctrl_c_in_a_batch_says_how_to_resume(tmp_path) -> None:
-    rows = "\n".join(f'{{"name": "row{i}", "prompt": "a long drone", "duration": 300, "seed": {i}}}' for i in range(3))
+    rows = "\n".join(f'{{"name": "row{i}", "prompt": "a long drone", "duration": 120, "seed": {i}}}' for i in range(3))
     (tmp_path / "m.jsonl").write_text(rows + "\n")
     ended = _interrupt_once(
         ["batch", "m.jsonl", "-o", "out", "--concurrency", "1"], tmp_path, tmp_path / "out" / "row0.wav"

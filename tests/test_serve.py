@@ -26,6 +26,8 @@ from soundforge.licences.policy import LicensePolicy  # noqa: E402
 from soundforge.serve.app import create_app  # noqa: E402
 from soundforge.serve.settings import ServeSettings  # noqa: E402
 
+from .helpers import ingress_only  # noqa: E402
+
 
 @contextmanager
 def running(store: Path, *, policy: LicensePolicy | None = None, server: str = "process", **settings):
@@ -123,6 +125,7 @@ def test_synth_end_to_end_and_restart(tmp_path, server: str) -> None:
         assert http.get("/v1/generations/deadbeef").json()["status"] == "failed"
 
 
+@ingress_only
 def test_policy_refusal_and_invalid_requests(tmp_path, server: str) -> None:
     with (
         running(tmp_path, policy=LicensePolicy(deny=("synth",)), server=server) as url,
@@ -157,6 +160,7 @@ def test_policy_refusal_and_invalid_requests(tmp_path, server: str) -> None:
         assert sent.status_code == 422 and sent.json()["error"]["code"] == "unsupported_feature"  # synth: no melody
 
 
+@ingress_only
 def test_every_refusal_has_the_documented_error_shape(tmp_path, server: str) -> None:
     with running(tmp_path, max_job_seconds=30, server=server) as url, httpx.Client(base_url=url) as http:
 
@@ -197,6 +201,7 @@ def test_every_refusal_has_the_documented_error_shape(tmp_path, server: str) -> 
         assert {"403", "429", "503"} <= set(responses)
 
 
+@ingress_only
 def test_encoded_downloads_are_encoded_once(tmp_path, server: str) -> None:
     with running(tmp_path, server=server) as url, httpx.Client(base_url=url, timeout=30) as http:
         job = http.post(
@@ -275,6 +280,7 @@ def test_queue_full_cancel_auth_and_size_limit(tmp_path, server: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by scripts/test")
+@ingress_only
 def test_web_page_in_headless_chromium(tmp_path, server: str) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     with running(tmp_path, server=server) as url, playwright.sync_playwright() as p:

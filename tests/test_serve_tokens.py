@@ -12,9 +12,11 @@ from soundforge.config import Config, ServeConfig, ServeToken
 from soundforge.serve.settings import ServeSettings
 
 from .fakes import KEY
+from .helpers import ingress_only
 from .test_serve import serving, wait
 
 
+@ingress_only
 def test_named_tokens_have_their_own_budget_and_rate(stability, downloads, tmp_path, server: str) -> None:
     settings = {"base_url": stability.url, "api_key": KEY, "download_dir": str(downloads)}
     client = Client(Config.load(user_file=False, providers={"stability": settings}))
