@@ -124,3 +124,17 @@ def test_readmes_first_steps_run_one_after_the_other(tmp_path) -> None:
         [sys.executable, "-c", snippet.group(1)], cwd=tmp_path, env=_env(), capture_output=True, text=True
     )
     assert second.returncode == 0, second.stderr
+
+
+def test_every_local_engine_installs_by_its_provider_name() -> None:
+    """`pip install "soundforge[magnet]"` (or `[audiogen]`) only warned that no such extra exists."""
+    import importlib
+    import tomllib
+
+    from soundforge.backends import BUILTIN
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for name, target in BUILTIN.items():
+        module, _, attribute = target.partition(":")
+        if name != "synth" and getattr(importlib.import_module(module), attribute).local:
+            assert name in extras, f"no extra named {name!r}"
