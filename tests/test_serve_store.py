@@ -146,3 +146,17 @@ def test_a_postgresql_index_opens_its_connection_again_after_the_server_dropped_
     index._connection.close()  # what a database restart or failover leaves behind
     assert index.get("0e")["id"] == "0e"
     index.close()
+
+
+def test_a_store_that_cannot_be_written_is_refused_at_start(tmp_path) -> None:
+    """`soundforge serve --store` on a place this user cannot write printed a traceback while starting."""
+    from click.testing import CliRunner
+
+    from soundforge.cli import EXIT_PROVIDER, cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(cli, ["serve", "--store", str(blocker / "jobs"), "--port", "0"])
+    assert result.exit_code == EXIT_PROVIDER, (result.output, result.exception)
+    assert "cannot write the job store" in result.output and "--store" in result.output
+    assert "Traceback" not in result.output

@@ -35,6 +35,9 @@ def _failure(code: str, message: str) -> dict[str, str]:
     return {"code": code, "type": "".join(word.title() for word in code.split("_")), "message": message}
 
 
+#: A file written and removed when a store opens, to find a store that cannot be written before any job.
+_WRITE_CHECK = ".soundforge-write-check"
+
 class JobStore:
     """Job records and result files under `root`, indexed in `index`.
 
@@ -61,7 +64,15 @@ class JobStore:
         index_password_env: str = "PGPASSWORD",
     ) -> None:
         self.files = OutputLocation(root)
-        self.files.makedirs()
+        try:  # a store this user cannot write is refused at start (it was a traceback), not at the first job
+            self.files.makedirs()
+            self.files.write(_WRITE_CHECK, b"")
+            self.files.remove(_WRITE_CHECK)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot write the job store at {self.files.url}: {exc.strerror or exc}",
+                hint="give a folder (or fsspec URL) this user can write: --store or [serve] store",
+            ) from None
         if index is None:
             if self.files.folder is None:
                 raise ConfigurationError(
