@@ -38,6 +38,7 @@ def _failure(code: str, message: str) -> dict[str, str]:
 #: A file written and removed when a store opens, to find a store that cannot be written before any job.
 _WRITE_CHECK = ".soundforge-write-check"
 
+
 class JobStore:
     """Job records and result files under `root`, indexed in `index`.
 
