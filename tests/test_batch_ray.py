@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,13 @@ def test_ray_run_survives_a_killed_worker_with_every_row_once(tmp_path, cluster,
     killed: list[int] = []
 
     def kill_workers_once(name: str, state: str) -> None:
-        # At the first finished row every actor still holds rows: kill all of them (SIGKILL, no clean-up).
+        # At the first finished row the other actor may still be starting (a loaded machine): wait until both run
+        # (each then holds rows), then kill all of them (SIGKILL, no clean-up).
         if not killed:
-            for pid in row_workers():
+            deadline = time.monotonic() + 120
+            while len(pids := row_workers()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)  # a process table: nothing here can be waited on
+            for pid in pids:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
