@@ -210,3 +210,32 @@ def test_a_damaged_file_is_a_typed_error_never_a_traceback(tmp_path, fmt: str) -
                 read(damaged)
     result = CliRunner().invoke(cli, ["verify", str(damaged)])
     assert result.exit_code in (0, 1, 2, 5) and "Traceback" not in result.output
+
+
+def test_an_mp3_is_encoded_once_with_the_same_bytes(tmp_path, monkeypatch) -> None:
+    """Saving an MP3 ran LAME twice (once to hash the decoded samples, once with libsndfile's tags: 5.5 s each for
+    60 s of stereo here). Its frames do not depend on the tags: one encode plus the ID3v1 trailer libsndfile would
+    write gives the same file, byte for byte (a prompt past 30 UTF-8 bytes, with accents, included)."""
+    import soundforge.output.files as files
+    from soundforge.audio import FORMATS, encode
+    from soundforge.config import Config
+    from soundforge.output import tags
+
+    generation = Client(Config.load(user_file=False)).generate(
+        "café ünïcode — a prompt longer than thirty bytes", provider="synth", duration=3, seed=2
+    )
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("strings"))
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(files, "encode", counted)
+    [path] = generation.save(tmp_path / "once.mp3", sidecar=False)
+    assert len(calls) == 1
+    track, fmt = generation.tracks[0], FORMATS["mp3"]
+    fields = tags.read_tags(path)
+    expected = tags.embed(
+        encode(track.audio, track.sample_rate, fmt, strings=tags.soundfile_strings(fields)), fmt, fields
+    )
+    assert path.read_bytes() == expected

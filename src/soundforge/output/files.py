@@ -154,6 +154,10 @@ def encode_track(
     untagged = encode(audio, track.sample_rate, fmt)
     fields = tags.describe(track, audio_sha256=decoded_sha256(untagged), loudness=loudness, fmt=fmt)
     fields |= _applied(note, applied)
+    if fmt.name == "mp3":
+        # LAME's frames do not depend on the tags, and `embed` replaces its ID3v2 tag with ours: only the ID3v1
+        # trailer is added, instead of a second encode (5.5 s for 60 s of stereo here; the same bytes).
+        return tags.embed(untagged + tags.id3v1_trailer(tags.soundfile_strings(fields)), fmt, fields), fields
     data = encode(audio, track.sample_rate, fmt, strings=tags.soundfile_strings(fields))
     return tags.embed(data, fmt, fields), fields
 

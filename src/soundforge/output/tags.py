@@ -199,6 +199,25 @@ def id3v2_tag(fields: dict[str, str]) -> bytes:
     return b"ID3\x04\x00\x00" + _syncsafe(len(body)) + body
 
 
+def id3v1_trailer(strings: dict[str, str]) -> bytes:
+    """The 128-byte ID3v1 tag libsndfile's LAME writes at the end of an MP3 from its string tags (title, artist,
+    year, comment; UTF-8 bytes cut at 30, NUL-padded, no genre), byte for byte: an MP3 is then encoded once, not once
+    to hash its decoded samples and again with its tags (the audio frames are the same; `encode_track`)."""
+
+    def cell(text: str, size: int) -> bytes:
+        return text.encode("utf-8")[:size].ljust(size, b"\x00")
+
+    return (
+        b"TAG"
+        + cell(strings.get("title", ""), 30)
+        + cell(strings.get("artist", ""), 30)
+        + cell("", 30)
+        + cell(strings.get("date", "")[:4], 4)
+        + cell(strings.get("comment", ""), 30)
+        + b"\xff"
+    )
+
+
 def _strip_id3(data: bytes) -> bytes:
     """Drop a leading ID3v2 tag (libsndfile's own minimal one), keeping the audio frames."""
     if data[:3] == b"ID3" and len(data) >= 10:
