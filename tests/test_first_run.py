@@ -138,3 +138,47 @@ def test_every_local_engine_installs_by_its_provider_name() -> None:
         module, _, attribute = target.partition(":")
         if name != "synth" and getattr(importlib.import_module(module), attribute).local:
             assert name in extras, f"no extra named {name!r}"
+
+
+def test_the_prompt_may_be_a_keyword_and_a_misspelt_provider_gets_a_suggestion() -> None:
+    """`generate(prompt=...)` raised TypeError; `-p musicgne` listed every provider but did not say "musicgen"."""
+    import soundforge
+    from soundforge import InvalidRequestError, ProviderNotFoundError
+
+    g = soundforge.generate(prompt="rain on a tin roof", provider="synth", duration=1, seed=1)
+    assert g.provenance.request["prompt"] == "rain on a tin roof"
+    with pytest.raises(InvalidRequestError, match="give a prompt"):
+        soundforge.generate(provider="synth", duration=1)
+    with pytest.raises(ProviderNotFoundError, match="did you mean 'musicgen'"):
+        soundforge.generate("x", provider="musicgne", duration=1)
+
+
+def test_the_output_folder_is_checked_by_writing_and_the_summary_gives_the_saved_length(tmp_path) -> None:
+    """`-o /proc/x.wav` failed after generating, naming a temporary file (permission bits said yes to root); the
+    summary printed the length generated (3.0 s) for a file trimmed to 2 s."""
+    if not Path("/proc").is_dir():
+        pytest.skip("needs /proc")
+    unwritable = subprocess.run(
+        [EXE, "generate", "x", "-d", "1", "-o", "/proc/x.wav"], cwd=tmp_path, env=_env(), capture_output=True, text=True
+    )
+    assert unwritable.returncode == 2 and "cannot save into /proc" in unwritable.stderr
+    assert ".tmp" not in unwritable.stderr
+    trimmed = subprocess.run(
+        [EXE, "generate", "x", "-d", "3", "--trim", "2", "-o", "t.wav"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert trimmed.returncode == 0, trimmed.stderr
+    assert "t.wav  2.0 s" in trimmed.stdout, trimmed.stdout
+
+
+def test_batch_names_its_licence_files_once_and_the_page_asks_for_no_favicon(tmp_path) -> None:
+    """`batch -o out/` printed `out//licenses.json`; the web page made every browser ask for /favicon.ico (404)."""
+    (tmp_path / "m.jsonl").write_text('{"name": "a", "prompt": "lofi", "duration": 1, "seed": 1}\n')
+    result = CliRunner().invoke(cli, ["batch", str(tmp_path / "m.jsonl"), "-o", f"{tmp_path / 'out'}/"])
+    assert result.exit_code == 0, result.output
+    assert f"{tmp_path / 'out'}/licenses.json" in result.output and "//licenses.json" not in result.output
+    page = (ROOT / "src" / "soundforge" / "serve" / "static" / "index.html").read_text()
+    assert re.search(r'<link rel="icon" href="data:,">', page)

@@ -110,7 +110,7 @@ def default_client() -> Client:
 
 
 def generate(
-    prompt_or_request: str | GenerationRequest,
+    prompt_or_request: str | GenerationRequest | None = None,
     *,
     provider: str | None = None,
     on_progress: ProgressCallback | None = None,
@@ -132,7 +132,7 @@ def generate(
 
 
 async def agenerate(
-    prompt_or_request: str | GenerationRequest,
+    prompt_or_request: str | GenerationRequest | None = None,
     *,
     provider: str | None = None,
     on_progress: ProgressCallback | None = None,
@@ -167,7 +167,7 @@ def separate(
 
 
 def stream(
-    prompt_or_request: str | GenerationRequest,
+    prompt_or_request: str | GenerationRequest | None = None,
     *,
     provider: str | None = None,
     whole: bool = False,
@@ -191,7 +191,7 @@ def stream(
 
 
 def astream(
-    prompt_or_request: str | GenerationRequest,
+    prompt_or_request: str | GenerationRequest | None = None,
     *,
     provider: str | None = None,
     whole: bool = False,

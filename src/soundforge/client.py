@@ -135,7 +135,7 @@ class Client:
     # --- planning ---
     def plan(
         self,
-        prompt_or_request: str | GenerationRequest,
+        prompt_or_request: str | GenerationRequest | None = None,
         *,
         provider: str | None = None,
         door: Door = "generate",
@@ -151,7 +151,7 @@ class Client:
     # --- generation ---
     def generate(
         self,
-        prompt_or_request: str | GenerationRequest,
+        prompt_or_request: str | GenerationRequest | None = None,
         *,
         provider: str | None = None,
         on_progress: ProgressCallback | None = None,
@@ -168,7 +168,7 @@ class Client:
 
     async def agenerate(
         self,
-        prompt_or_request: str | GenerationRequest,
+        prompt_or_request: str | GenerationRequest | None = None,
         *,
         provider: str | None = None,
         on_progress: ProgressCallback | None = None,
@@ -258,7 +258,7 @@ class Client:
     # --- streaming ---
     def stream(
         self,
-        prompt_or_request: str | GenerationRequest,
+        prompt_or_request: str | GenerationRequest | None = None,
         *,
         provider: str | None = None,
         whole: bool = False,
@@ -285,7 +285,7 @@ class Client:
 
     def astream(
         self,
-        prompt_or_request: str | GenerationRequest,
+        prompt_or_request: str | GenerationRequest | None = None,
         *,
         provider: str | None = None,
         whole: bool = False,

@@ -85,8 +85,13 @@ class ProviderNotFoundError(ConfigurationError):
     http_status = 404
 
     def __init__(self, name: str, known: Sequence[str]) -> None:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(known), n=1)
         super().__init__(
-            f"unknown provider {name!r}; known providers: {', '.join(sorted(known))}",
+            f"unknown provider {name!r}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; known providers: {', '.join(sorted(known))}",
             provider=name,
             hint="run `soundforge providers` to see them all",
         )

@@ -434,11 +434,16 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         } | ({"extra"} if self.extra else set())
 
 
-def build_request(prompt_or_request: str | GenerationRequest, params: Mapping[str, Any]) -> GenerationRequest:
-    """A validated request from a prompt plus keyword fields, or from a request updated with keyword fields.
+def build_request(prompt_or_request: str | GenerationRequest | None, params: Mapping[str, Any]) -> GenerationRequest:
+    """A validated request from a prompt plus keyword fields, or from a request updated with keyword fields; the
+    prompt may come as a keyword too (`generate(prompt="rain")` raised a TypeError).
 
     Raises InvalidRequestError (a ValueError) naming each bad field.
     """
+    if prompt_or_request is None:
+        if "prompt" not in params:
+            raise InvalidRequestError("give a prompt: generate('rain on a tin roof', ...)", field="prompt")
+        return GenerationRequest(**params)
     if isinstance(prompt_or_request, GenerationRequest):
         if not params:
             return prompt_or_request

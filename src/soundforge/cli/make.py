@@ -189,12 +189,22 @@ def generate(
     _echo_tracks(paths, generation.tracks)
 
 
+def _saved_seconds(path: Path, made: float) -> float:
+    """The length of the file as saved (a trim makes it shorter than what was made), from its header."""
+    import soundfile as sf
+
+    try:
+        return float(sf.info(str(path)).duration)
+    except (RuntimeError, OSError):
+        return made
+
+
 def _echo_tracks(paths: list[Path], tracks: list[Any]) -> None:
-    """One line per saved file, then its licence and any duty."""
+    """One line per saved file (its length as saved), then its licence and any duty."""
     for path, track in zip(paths, tracks, strict=True):
         click.echo(
-            f"{path}  {track.duration:.1f} s  {track.provenance.provider}:{track.provenance.model}  "
-            f"seed {track.provenance.seed}"
+            f"{path}  {_saved_seconds(path, track.duration):.1f} s  "
+            f"{track.provenance.provider}:{track.provenance.model}  seed {track.provenance.seed}"
         )
         click.echo(f"  licence: {track.license.summary()}")
         if track.license.attribution_required:

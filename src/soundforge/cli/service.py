@@ -267,7 +267,8 @@ def batch_command(
     if not dry_run:
         click.echo(
             f"{len(report.done)} generated, {len(report.skipped)} already done, {len(report.failed)} failed "
-            f"in {report.seconds:.1f} s; licences in {out_dir}/licenses.json and {out_dir}/ATTRIBUTIONS.md"
+            f"in {report.seconds:.1f} s; licences in {out_dir.rstrip('/')}/licenses.json and "
+            f"{out_dir.rstrip('/')}/ATTRIBUTIONS.md"
         )
         unpriced = f" ({len(report.unpriced)} row(s) of unknown price not counted)" if report.unpriced else ""
         click.echo(f"spent ${report.spent:.4f}{unpriced}")

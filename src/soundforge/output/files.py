@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,9 +113,18 @@ def _check_folder(folder: Path) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise InvalidRequestError(f"cannot save into {folder}: {probe} is a file, not a folder", field="output")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    problem = None if os.access(probe, os.W_OK | os.X_OK) else "is not writable"
+    if problem is None:
+        # Permission bits do not tell everything (root on /proc, a read-only mount): a file is made and removed,
+        # so the failure comes now, naming the folder, not after generating, naming a temporary file.
+        try:
+            with tempfile.NamedTemporaryFile(dir=probe, prefix=".soundforge-write-check-"):
+                pass
+        except OSError as exc:
+            problem = f"cannot be written ({exc.strerror or exc})"
+    if problem is not None:
         raise InvalidRequestError(
-            f"cannot save into {folder}: {probe} is not writable",
+            f"cannot save into {folder}: {probe} {problem}",
             field="output",
             hint="choose another output folder, or change its permissions",
         )
