@@ -222,7 +222,7 @@ def test_queue_full_cancel_auth_and_size_limit(tmp_path, server: str) -> None:
         max_queue=1,
         workers=1,
         token="s3cret",
-        max_body_bytes=4096,
+        max_body_mb=4096 / 1024 / 1024,  # 4096 bytes
         cors_origins=("https://app.example",),
         server=server,
     ) as url:
@@ -328,6 +328,7 @@ CHROMIUM_ARGS = [
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by scripts/test")
+@pytest.mark.slow
 def test_the_page_plays_a_streamed_job_before_it_ends(tmp_path) -> None:
     """A tiny MusicGen in the engine process, 0.2 s chunks: the page schedules audio from the first chunk on,
     while the language model still works, and shows the licence once the job has ended."""
@@ -488,7 +489,8 @@ def test_a_killed_engine_fails_its_jobs_and_the_next_job_gets_a_new_one(tmp_path
 def test_unknown_engine_setting_is_a_configuration_error(tmp_path) -> None:
     from soundforge.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="engine must be auto, process or inline"):
+    # Checked where [serve] is declared (ServeConfig), as the config file's value would be.
+    with pytest.raises(ConfigurationError, match="engine: Input should be 'auto', 'process' or 'inline'"):
         create_app(Client(Config.load(user_file=False)), ServeSettings(store=tmp_path, engine="threads"))
 
 
