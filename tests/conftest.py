@@ -192,11 +192,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if id(item) in ray:
             item.add_marker(pytest.mark.ray)
-    # The slowest tests first: the two workers each start with one and share the many short ones after, instead
-    # of one worker ending the run alone on a minute-long test picked up last.
-    slow = {id(item) for item in items if item.get_closest_marker("slow") is not None}
-    order = [id(item) in slow for item in items]
-    rest = [item for item, is_slow in zip(items, order, strict=True) if is_slow] + [
-        item for item, is_slow in zip(items, order, strict=True) if not is_slow
-    ]
-    items[:] = [item for item in rest if id(item) not in ray] + [item for item in rest if id(item) in ray]
+    items[:] = [item for item in items if id(item) not in ray] + [item for item in items if id(item) in ray]

@@ -109,7 +109,6 @@ def test_codec_weights_licences() -> None:
     assert musicgen_codec.id == "CC-BY-NC-4.0" and musicgen_codec.commercial_use.value == "not_allowed"
 
 
-@pytest.mark.slow
 def test_cli_encode_and_decode(codecs, tmp_path) -> None:
     import soundfile as sf
 

@@ -19,7 +19,6 @@ from soundforge.config import Config
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.mark.slow
 def test_engine_suite_in_its_own_process() -> None:
     """tests/engines/ put a torchaudio stand-in on sys.path; a separate process keeps it out of every other test."""
     env = {

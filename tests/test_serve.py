@@ -328,7 +328,6 @@ CHROMIUM_ARGS = [
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by scripts/test")
-@pytest.mark.slow
 def test_the_page_plays_a_streamed_job_before_it_ends(tmp_path) -> None:
     """A tiny MusicGen in the engine process, 0.2 s chunks: the page schedules audio from the first chunk on,
     while the language model still works, and shows the licence once the job has ended."""
