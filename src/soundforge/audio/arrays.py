@@ -91,7 +91,7 @@ def as_audio(array: Any, *, name: str = "audio") -> AudioArray:
 def pcm_sha256(audio: AudioArray) -> str:
     """sha256 of the audio as little-endian float32, channels-first: the fingerprint recorded in provenance."""
     data = np.ascontiguousarray(audio, dtype="<f4")
-    return hashlib.sha256(memoryview(data)).hexdigest()  # the same bytes as tobytes(), without copying them
+    return hashlib.sha256(data.data).hexdigest()  # the same bytes as tobytes(), without copying them
 
 
 def load_audio(source: str | os.PathLike[str] | bytes) -> tuple[AudioArray, int]:

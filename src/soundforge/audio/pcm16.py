@@ -78,7 +78,7 @@ def wav_bytes(samples: npt.NDArray[np.int16], sample_rate: int, strings: dict[st
     # The samples are joined straight from the array (an even number of bytes: no pad): one copy of them, where
     # tobytes, the chunk and the body each made another (four for a 600 s track: +320 MB at its peak).
     head = b"WAVE" + b"".join(chunks) + b"data" + struct.pack("<I", frames.nbytes)
-    return b"".join([b"RIFF", struct.pack("<I", len(head) + frames.nbytes), head, memoryview(frames).cast("B")])
+    return b"".join([b"RIFF", struct.pack("<I", len(head) + frames.nbytes), head, frames.data.cast("B")])
 
 
 def _chunk(cid: bytes, payload: bytes) -> bytes:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ContentRefusedError, GenerationCancelledError, GenerationTimeoutError, SoundforgeError
-from ._journal import CloudJobJournal, PendingJob
+from ._journal import CloudJobJournal
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,7 @@ class PaidAnswers:
     provider: str
     model: str
     record_of_request: dict[str, Any]
-    #: An earlier call's answers for the same request, taken over; replayed instead of sent.
-    claimed: PendingJob | None = None
+    #: The journal row of this call's answers: an earlier call's, taken over, or the one `keep` writes first.
     entry_id: str | None = None
     #: Every reply of the entry (taken over and received), as written in the journal.
     replies: list[dict[str, Any]] = field(default_factory=list)
@@ -69,18 +68,13 @@ class PaidAnswers:
     def open(cls, journal: CloudJobJournal, key: str, provider: str, model: str, record: dict[str, Any]) -> PaidAnswers:
         """This call's spool, with an earlier call's undelivered answer for the same request if there is one."""
         claimed = journal.claim(key, KIND)
-        answers = cls(journal, key, provider, model, record, claimed)
+        answers = cls(journal, key, provider, model, record)
         if claimed is not None:
             log.info("%s: delivering answer %s, already paid for, instead of sending again", provider, claimed.job_id)
             answers.entry_id = claimed.job_id
             answers.replies = list(claimed.data.get("replies", []))
             answers.unplayed = list(answers.replies)
         return answers
-
-    @property
-    def replayed(self) -> bool:
-        """Whether this call delivers an answer an earlier call paid for."""
-        return self.claimed is not None
 
     def take(self, method: str, path: str) -> KeptReply | None:
         """The kept reply to this route, if an earlier call received it (each one is replayed once)."""

@@ -16,7 +16,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..audio import TRAINED_ALGORITHMIC_MEDIA, AudioArray
 from ..capabilities import Capabilities, ModelInfo
@@ -31,9 +31,10 @@ from ..request import GenerationRequest
 from ._compute import cpu_bound_pool
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..licences.licensing import License
     from ..licences.model_card import ModelCard
-    from ._answers import PaidAnswers
     from ._memory import ModelMemory
 
 
@@ -136,6 +137,32 @@ class CancelToken:
             raise GenerationCancelledError("generation cancelled by the caller")
 
 
+class AnswerSpool(Protocol):
+    """Where a cloud call keeps the answers it paid for until it delivers them (`_answers.PaidAnswers`): the HTTP
+    core asks it for a kept reply before sending a non-idempotent request, and hands it each reply it receives."""
+
+    def take(self, method: str, path: str) -> KeptAnswer | None:
+        """The reply an earlier call received for this route, if one is kept."""
+        ...
+
+    def keep(self, method: str, path: str, status: int, headers: dict[str, str], body: Path) -> None:
+        """Keep a reply just received, before anything reads it."""
+        ...
+
+
+class KeptAnswer(Protocol):
+    """A kept reply: its status, headers and body file."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> dict[str, str]: ...
+
+    @property
+    def file(self) -> Path: ...
+
+
 @dataclass
 class RunContext:
     """What the client gives a backend for one call: progress reporting, cancellation, provider settings."""
@@ -144,7 +171,7 @@ class RunContext:
     on_progress: ProgressCallback | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
     #: Where a cloud call keeps the answers it paid for until it delivers them (`CloudBackend`); None elsewhere.
-    answers: PaidAnswers | None = None
+    answers: AnswerSpool | None = None
 
     def progress(self, phase: str, done: int, total: int) -> None:
         """Report progress and stop if the caller cancelled."""
