@@ -151,7 +151,7 @@ def test_the_top_level_stays_small() -> None:
 
 
 #: The public faces of `soundforge.backends`: a built-in provider is written from them alone, as a plug-in is.
-FACES = {"base", "local", "diffusion", "cloud", "runtime", "devices"}
+FACES = {"base", "local", "diffusion", "cloud", "runtime", "devices", "adapters"}
 
 
 def test_builtin_providers_use_only_the_public_faces() -> None:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .ops.budget import Budget
     from .ops.pricing import Cost
     from .output.inspect import FileRecord, Verification, read_record, verify
-    from .request import AudioInput, GenerationRequest
+    from .request import Adapter, AudioInput, GenerationRequest
     from .result import Generation, Track
     from .routing import ProviderStatus
     from .run.streaming import AsyncAudioStream, AudioStream
@@ -57,6 +57,7 @@ _LAZY = {
     "Config": "config",
     "GenerationRequest": "request",
     "AudioInput": "request",
+    "Adapter": "request",
     "Generation": "result",
     "Track": "result",
     "License": "licences.licensing",
@@ -206,6 +207,7 @@ def astream(
 
 
 __all__ = [
+    "Adapter",
     "AllProvidersFailedError",
     "AsyncAudioStream",
     "AudioChunk",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigurationError
+from .licences.licensing import AdapterLicense
 from .licences.policy import LicensePolicy
 from .secrets import is_secret_setting, register
 
@@ -149,6 +150,11 @@ class ServeConfig(BaseModel):
     max_job_seconds: float = Field(
         600, gt=0, description="longest audio one job may ask for (duration x outputs), in seconds"
     )
+    adapter_folders: tuple[str, ...] = Field(
+        (),
+        description="local folders whose style adapters jobs may name (by path inside one); hub ids are accepted "
+        "as [providers] allow downloads; any other local path is refused",
+    )
     engine: Literal["auto", "process", "inline"] = Field(
         "auto", description="where jobs run: a child engine process (auto on POSIX) or the server's own process"
     )
@@ -185,6 +191,8 @@ class Config(BaseModel):
         cooldown_seconds: how long a failing provider is skipped (0: never).
         providers: per-provider settings (`model`, `device`, `api_key_env`, `base_url`, `timeout`, `plan`, …).
         policy: the licence policy.
+        adapters: licences you declare for style adapters, by source as requests name them:
+            `[adapters."owner/style-lora"] license = "MIT"`, `reason = "its LICENSE file"` (docs/adapters.md).
         model_memory_gb: memory budget per device for the models local backends keep loaded (GiB); "auto" is
             90 % of a GPU or 80 % of RAM, "off" only bounds each backend by `max_loaded_models`.
         c2pa: C2PA signing (`cert`, `key`, `alg`, `tsa_url`).
@@ -202,6 +210,9 @@ class Config(BaseModel):
     cooldown_seconds: float = Field(60.0, ge=0)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policy: LicensePolicy = Field(default_factory=lambda: LicensePolicy())
+    adapters: dict[str, AdapterLicense] = Field(
+        default_factory=dict, description="declared licences of style adapters, by source (docs/adapters.md)"
+    )
     model_memory_gb: Annotated[float, Field(gt=0)] | Literal["auto", "off"] = Field(
         "auto", description="model memory budget per device (GiB), 'auto' or 'off'"
     )

@@ -34,6 +34,11 @@ MIN_TRIM_S = 0.01
 MAX_OUTPUTS = 16
 #: The largest seed (a signed 64-bit integer, what torch and numpy take); output i of a request uses seed + i.
 MAX_SEED = 2**63 - 1
+#: Style adapters one request may stack (each is loaded into the model for the call and removed after it).
+MAX_ADAPTERS = 8
+#: An adapter's scale: 1 is its trained strength, 0 turns it off, a negative scale steers away from its style.
+#: Beyond this the LoRA's update swamps the model's own weights: noise, never a stronger style.
+MAX_ADAPTER_SCALE = 8.0
 
 
 class AudioInput(BaseModel):
@@ -77,6 +82,45 @@ class AudioInput(BaseModel):
     def load(self) -> tuple[AudioArray, int]:
         """The audio as float32 (channels, samples) and its sample rate."""
         return load_audio(self.wav if self.wav is not None else os.fspath(self.path))  # type: ignore[arg-type]
+
+
+class Adapter(BaseModel):
+    """A style adapter (a LoRA) applied to the model for one request: its `source` and the `scale` it is applied at.
+
+    `source` is a local folder or `.safetensors` file, or a Hugging Face hub id (`owner/name`, at `revision` when
+    given). Its licence is a component of the result's licence (its card's `license:`, or your declaration:
+    `LicenseRegistry.declare_adapter`, `[adapters."<source>"]` in the config); docs/adapters.md.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    source: str = Field(..., min_length=1, max_length=1000, description="a folder, a .safetensors file or a hub id")
+    scale: float = Field(
+        1.0, ge=-MAX_ADAPTER_SCALE, le=MAX_ADAPTER_SCALE, description="how strongly it applies (1: as trained)"
+    )
+    revision: str | None = Field(
+        None, min_length=1, max_length=200, description="a hub branch, tag or commit (hub ids only)"
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        check_text(value, "adapter source")
+        if not value.strip() or value != value.strip():
+            raise ValueError(f"adapter source {value!r} is empty or has spaces around it")
+        return value
+
+    @classmethod
+    def parse(cls, text: str) -> Adapter:
+        """An adapter from the command line's `SOURCE[:SCALE]` ("owner/style-lora:0.7", "./my-lora")."""
+        source, colon, scale = text.rpartition(":")
+        if colon and source:
+            try:
+                number = float(scale)
+            except ValueError:
+                return cls(source=text)  # not a number after the last colon: it belongs to the source
+            return cls(source=source, scale=number)
+        return cls(source=text)
 
 
 def stem_name(value: str) -> str:
@@ -242,6 +286,9 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
         output_format / loudness: defaults for saving (format name, LUFS target).
         trim / fade_in / fade_out: edits for saving (seconds): a trim cut where the waveform crosses zero, fades
             (`soundforge.audio.edits`); batch and serve apply them to the files they write.
+        adapters: style adapters (LoRAs) applied at generation time, each `Adapter(source, scale)` (a string is
+            a source at scale 1); providers that load them: `soundforge providers`, docs/adapters.md. Each adapter's
+            licence is part of the result's licence and its files' sha256 part of the provenance.
         extra: provider-specific parameters, validated by that backend.
     """
 
@@ -301,6 +348,9 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     )
     fade_in: float | None = Field(None, ge=0, le=600, description="when saving: a fade-in of this many seconds")
     fade_out: float | None = Field(None, ge=0, le=600, description="when saving: a fade-out of this many seconds")
+    adapters: tuple[Adapter, ...] | None = Field(
+        None, description="style adapters (LoRAs) applied for this request, each with its scale (docs/adapters.md)"
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -373,6 +423,27 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
     def _region(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
         if value is not None and not 0 <= value[0] < value[1]:
             raise ValueError(f"region {value} must be (start, end) seconds with 0 <= start < end")
+        return value
+
+    @field_validator("adapters", mode="before")
+    @classmethod
+    def _adapter_items(cls, value: Any) -> Any:
+        if isinstance(value, (str, Adapter, dict)):
+            value = [value]  # one adapter given alone
+        if isinstance(value, (list, tuple)):
+            return [Adapter(source=item) if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapters(cls, value: tuple[Adapter, ...] | None) -> tuple[Adapter, ...] | None:
+        if value is None:
+            return None
+        if not value or len(value) > MAX_ADAPTERS:
+            raise ValueError(f"adapters holds 1 to {MAX_ADAPTERS} adapters, not {len(value)}")
+        sources = [(a.source, a.revision) for a in value]
+        if len(set(sources)) != len(sources):
+            raise ValueError("adapters names the same adapter twice; give it once, with the scale you want")
         return value
 
     @field_validator("melody", "audio_prompt", mode="before")

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any
 
 from .backends import PLANNED, Backend, known_providers
+from .backends.adapters import AdapterFiles, adapter_card, adapter_files
 from .config import Config
 from .errors import (
     BudgetExceededError,
@@ -76,6 +77,8 @@ class Candidate:
     license: License
     #: What the call is expected to cost (`Cost.amount` None: the price is unknown).
     estimate: Cost = UNKNOWN_COST
+    #: The request's style adapters, found and hashed (their licences are in `license`).
+    adapters: tuple[AdapterFiles, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,11 +267,53 @@ class Router:
             others = self.supported_by(exc.field or "", asked)
             exc.offer(others, not_set_up=self.setup_hint(others))
             raise
+        adapters: tuple[AdapterFiles, ...] = ()
+        if request.adapters:
+            license, adapters = self._adapters(backend, model, license, request, allow_fetch=origin is not Origin.AUTO)
         # Only a provider somebody named may start a download; `auto` never fetches weights on its own.
         ready = backend.model_availability(model, allow_fetch=origin is not Origin.AUTO, request=request)
         if not ready.available:
             raise ModelNotAvailableError(backend.name, model, ready.reason, fix=ready.fix)
-        return Candidate(backend, model, license, estimate)
+        return Candidate(backend, model, license, estimate, adapters)
+
+    def _adapters(
+        self, backend: Backend, model: str, license: License, request: GenerationRequest, *, allow_fetch: bool
+    ) -> tuple[License, tuple[AdapterFiles, ...]]:
+        """The request's adapters: each one's licence from its card or your declaration, added to the model's and
+        checked by the policy before any adapter file is read or fetched; then their files, found and hashed."""
+        assert request.adapters
+        settings = self.config.provider_settings(backend.name)
+        policy = self.config.policy
+        parts = [
+            (
+                a.source,
+                self.registry.adapter_component(
+                    a.source, adapter_card(a, settings, allow_fetch=allow_fetch), self.config.adapters.get(a.source)
+                ),
+            )
+            for a in request.adapters
+        ]
+        combined = license.with_components([component for _, component in parts])
+        decision = policy.check(backend.name, model, combined)
+        if not decision.allowed:
+            refused = [
+                source
+                for source, component in parts
+                if not policy.check(backend.name, model, license.with_components([component])).allowed
+            ] or [parts[0][0]]
+            clause = f"the adapter {', '.join(refused)} brings that licence: {decision.clause}"
+            error = LicensePolicyError(backend.name, model, combined.id, clause, self.passing_policy(request))
+            error.hint = (
+                "pick an adapter whose licence the policy accepts, "
+                f'or, if you know its terms, declare them: [adapters."{refused[0]}"] license = "<SPDX id>" and '
+                f'reason = "..." in the config, or LicenseRegistry.declare_adapter("{refused[0]}", "<SPDX id>", '
+                'reason="...")'
+            )
+            raise error
+        found = tuple(
+            adapter_files(a, settings, allow_fetch=allow_fetch, provider=backend.name) for a in request.adapters
+        )
+        return combined, found
 
     def _check_policy(self, provider: str, model: str, license: License, request: GenerationRequest) -> None:
         decision = self.config.policy.check(provider, model, license)

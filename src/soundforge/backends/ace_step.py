@@ -22,8 +22,10 @@ from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError
 from ..music import STEMS, parse_key, parse_time_signature
 from ..request import GenerationRequest
+from .adapters import adapters_key
 from .base import (
     LOCAL_SETTINGS,
+    AdapterWeights,
     Backend,
     ProgressEvent,
     RawGeneration,
@@ -32,7 +34,7 @@ from .base import (
     default_seed,
     fit_length,
 )
-from .diffusion import DiffusionPipelineEngine
+from .diffusion import DiffusionPipelineEngine, lora_adapters
 from .local import LocalBackend, check_output_format, input_clip
 from .runtime import (
     Batcher,
@@ -88,6 +90,7 @@ _FIELDS = frozenset(
         "stem",
         "channels",
         "sample_rate",
+        "adapters",
         "extra",
     }
 )
@@ -181,6 +184,7 @@ class DiffusersAceStep(DiffusionPipelineEngine[LoadedAceStep]):
                 hint="use a base model (ACE-Step/acestep-v15-base, converted to diffusers' format)",
             )
         seed = default_seed(request)
+        adapters = context.adapters
         kwargs = dict(plan.kwargs)
         if request.audio_prompt is not None:
             kwargs |= _source(request, loaded.sample_rate, self.owner.name)
@@ -189,15 +193,16 @@ class DiffusersAceStep(DiffusionPipelineEngine[LoadedAceStep]):
             # Text to music with the same duration, metadata, steps and settings: one pipeline call for several
             # requests (measured 1.10x on a 2-core CPU at full size: docs/performance.md). A request alone in
             # its window runs exactly as unbatched.
+            # Requests with other adapters never share a call: the adapters are part of the key.
             shared = tuple(sorted((k, repr(v)) for k, v in kwargs.items() if k not in ("prompt", "lyrics")))
             audio, batch_info = self._batcher.submit(
-                (model, shared),
-                _BatchItem(kwargs, seed, request.num_outputs, context, loaded),
+                (model, shared, adapters_key(adapters)),
+                _BatchItem(kwargs, seed, request.num_outputs, context, loaded, adapters),
                 size=request.num_outputs,
             )
             context.cancel.raise_if_cancelled()
         else:
-            audio = self._call(loaded, kwargs, [seed + i for i in range(request.num_outputs)], [context])
+            audio = self._call(loaded, kwargs, [seed + i for i in range(request.num_outputs)], [context], adapters)
         parameters = {k: v for k, v in kwargs.items() if k not in ("src_audio", "prompt", "lyrics")}
         parameters |= {"sample_rate": loaded.sample_rate, "seed_scope": "output", "task_type": plan.task}
         parameters |= batch_info
@@ -218,14 +223,15 @@ class DiffusersAceStep(DiffusionPipelineEngine[LoadedAceStep]):
         first = items[0]
         if len(items) == 1:
             seeds = [first.seed + i for i in range(first.rows)]
-            return [(self._call(first.loaded, first.kwargs, seeds, [first.context]), {"batched_requests": 1})]
+            call = self._call(first.loaded, first.kwargs, seeds, [first.context], first.adapters)
+            return [(call, {"batched_requests": 1})]
         kwargs = {
             **first.kwargs,
             "prompt": [it.kwargs["prompt"] for it in items for _ in range(it.rows)],
             "lyrics": [it.kwargs.get("lyrics", "") for it in items for _ in range(it.rows)],
         }
         seeds = [it.seed + i for it in items for i in range(it.rows)]
-        audio = self._call(first.loaded, kwargs, seeds, [it.context for it in items])
+        audio = self._call(first.loaded, kwargs, seeds, [it.context for it in items], first.adapters)
         results, start = [], 0
         for it in items:
             results.append(
@@ -237,8 +243,18 @@ class DiffusersAceStep(DiffusionPipelineEngine[LoadedAceStep]):
             start += it.rows
         return results
 
-    def _call(self, loaded: LoadedAceStep, kwargs: dict[str, Any], seeds: list[int], contexts: list[RunContext]) -> Any:
+    def _call(
+        self,
+        loaded: LoadedAceStep,
+        kwargs: dict[str, Any],
+        seeds: list[int],
+        contexts: list[RunContext],
+        adapters: tuple[AdapterWeights, ...] = (),
+    ) -> Any:
         """One pipeline call on the device's compute thread: numpy (rows, 2, samples), one row per seed.
+
+        The request's adapters are loaded with diffusers' own LoRA loader, at their scales, for this call only and
+        unloaded after it (under the pipeline's lock), so the next call sees the base model.
 
         Each row draws its starting noise from its own generator. The pipeline samples the VAE posterior of an
         input clip from torch's global generator, not from `generator`: that is seeded with the first seed inside
@@ -268,7 +284,12 @@ class DiffusersAceStep(DiffusionPipelineEngine[LoadedAceStep]):
                 call["prompt"] = [call["prompt"]] * rows
                 call["lyrics"] = [call.get("lyrics", "")] * rows
             forked = [device.index or 0] if device.type == "cuda" else []
-            with loaded.lock, torch.random.fork_rng(devices=forked), torch.inference_mode():
+            with (
+                loaded.lock,
+                lora_adapters(loaded.pipeline, adapters, provider=self.owner.name),
+                torch.random.fork_rng(devices=forked),
+                torch.inference_mode(),
+            ):
                 torch.manual_seed(seeds[0])
                 return loaded.pipeline(
                     **call,
@@ -289,6 +310,7 @@ class _BatchItem:
     rows: int
     context: RunContext
     loaded: LoadedAceStep
+    adapters: tuple[AdapterWeights, ...] = ()
 
 
 def pipeline_plan(request: GenerationRequest, *, provider: str = "ace-step") -> _Plan:

@@ -27,7 +27,7 @@ from ..errors import (
     ModelNotAvailableError,
     UnsupportedFeatureError,
 )
-from ..request import GenerationRequest
+from ..request import Adapter, GenerationRequest
 from ._compute import cpu_bound_pool
 
 if TYPE_CHECKING:
@@ -137,6 +137,31 @@ class CancelToken:
             raise GenerationCancelledError("generation cancelled by the caller")
 
 
+class AdapterWeights(Protocol):
+    """A style adapter routing found and checked (`adapters.AdapterFiles`): what an engine loads, and at what
+    scale."""
+
+    @property
+    def adapter(self) -> Adapter:
+        """The request's adapter: source, scale, revision."""
+        ...
+
+    @property
+    def folder(self) -> str:
+        """The folder holding the weight file."""
+        ...
+
+    @property
+    def weight_name(self) -> str:
+        """The weight file's name inside `folder`."""
+        ...
+
+    @property
+    def sha256(self) -> str:
+        """The weight file's sha256."""
+        ...
+
+
 class AnswerSpool(Protocol):
     """Where a cloud call keeps the answers it paid for until it delivers them (`_answers.PaidAnswers`): the HTTP
     core asks it for a kept reply before sending a non-idempotent request, and hands it each reply it receives."""
@@ -172,6 +197,8 @@ class RunContext:
     cancel: CancelToken = field(default_factory=CancelToken)
     #: Where a cloud call keeps the answers it paid for until it delivers them (`CloudBackend`); None elsewhere.
     answers: AnswerSpool | None = None
+    #: The request's style adapters as routing found and checked them (files, hashes, licences): what to load.
+    adapters: tuple[AdapterWeights, ...] = ()
 
     def progress(self, phase: str, done: int, total: int) -> None:
         """Report progress and stop if the caller cancelled."""

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from ..errors import ConfigurationError
-from .base import Availability, RawGeneration, fit_length
+from .adapters import AdapterError
+from .base import AdapterWeights, Availability, RawGeneration, fit_length
 from .devices import check_device_dtype, dtype_name
 from .local import LocalEngine, batch_generation
 from .runtime import Batcher, checkpoint_availability, pick_dtype, resolve_checkpoint, weights_on_disk
@@ -134,3 +136,59 @@ class DiffusionPipelineEngine(LocalEngine[L]):
             choices = 'true, false or "auto"' if default == "auto" else "true or false"
             raise ConfigurationError(f"[providers.{self.owner.name}] batching must be {choices}, not {setting!r}")
         return setting
+
+
+@contextmanager
+def lora_adapters(pipeline: Any, adapters: tuple[AdapterWeights, ...], *, provider: str) -> Iterator[None]:
+    """Load `adapters` into a diffusers pipeline with its own LoRA loader (`load_lora_weights`, `set_adapters` at
+    their scales) for the body of the block, then unload them, so the pipeline is the base model again.
+
+    The caller holds the pipeline's lock. An adapter that cannot be loaded (not for this model: shapes that differ;
+    keys that match none of its modules) raises `AdapterError` before anything is generated, the pipeline unloaded
+    as it was. Nothing happens without adapters.
+    """
+    if not adapters:
+        yield
+        return
+    if importlib.util.find_spec("peft") is None:
+        raise ConfigurationError(
+            "loading adapters needs PEFT, diffusers' LoRA backend",
+            provider=provider,
+            hint=f'pip install "soundforge[{provider}]" (it includes peft)',
+        )
+    names = [f"soundforge_{index}" for index in range(len(adapters))]
+    try:
+        for name, found in zip(names, adapters, strict=True):
+            _load_lora(pipeline, found, name, provider)
+        pipeline.set_adapters(names, [found.adapter.scale for found in adapters])
+        yield
+    finally:
+        pipeline.unload_lora_weights()
+
+
+def _load_lora(pipeline: Any, found: AdapterWeights, name: str, provider: str) -> None:
+    """Load one adapter, or raise `AdapterError` saying why it does not fit this pipeline."""
+    source = found.adapter.source
+    try:
+        pipeline.load_lora_weights(
+            found.folder, weight_name=found.weight_name, adapter_name=name, local_files_only=True
+        )
+    except (ValueError, RuntimeError, KeyError, OSError) as exc:
+        if type(exc).__name__ == "NoMatchingPeftModuleError":  # PEFT's: the keys name modules this model lacks
+            why = f"none of its keys match a module of {type(pipeline).__name__}"
+        else:
+            why = f"it does not fit {type(pipeline).__name__}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        raise AdapterError(
+            source,
+            why,
+            provider=provider,
+            hint="use an adapter trained for this model (its card names the base model)",
+        ) from exc
+    loaded = {n for names in pipeline.get_list_adapters().values() for n in names}
+    if name not in loaded:
+        raise AdapterError(
+            source,
+            f"none of its keys match a module of {type(pipeline).__name__}",
+            provider=provider,
+            hint="use an adapter trained for this model (its card names the base model)",
+        )

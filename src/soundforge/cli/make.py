@@ -21,6 +21,19 @@ from .app import (
 )
 
 
+def adapter_arg(text: str) -> Any:
+    """`--adapter SOURCE[:SCALE]` as a request's adapter; a bad one is a usage error naming the option."""
+    from pydantic import ValidationError
+
+    from ..request import Adapter, explain_validation_error
+
+    try:
+        return Adapter.parse(text)
+    except ValidationError as exc:
+        reason = "; ".join(explain_validation_error(e) for e in exc.errors(include_input=False))
+        raise click.BadParameter(f"{text!r}: {reason}", param_hint="--adapter") from None
+
+
 @cli.command()
 @click.argument("prompt")
 @click.option("-p", "--provider", default=None, help="Provider spec: synth, musicgen:MODEL, auto, …")
@@ -79,6 +92,14 @@ from .app import (
     help="Also split the track into these stems (comma-separated): NAME.STEM.wav.",
 )
 @click.option(
+    "--adapter",
+    "adapters",
+    multiple=True,
+    metavar="SOURCE[:SCALE]",
+    help="A style adapter (LoRA): a folder, a .safetensors file or a hub id, at SCALE (default 1); repeatable "
+    "(docs/adapters.md).",
+)
+@click.option(
     "--watermark",
     is_flag=True,
     help="Embed AudioSeal's invisible watermark (needs soundforge[watermark] and its weights; docs/watermark.md).",
@@ -109,6 +130,7 @@ def generate(
     loop: bool,
     loop_bars: int | None,
     stem_names: str | None,
+    adapters: tuple[str, ...],
     watermark: bool,
     quiet: bool,
 ) -> None:
@@ -124,6 +146,10 @@ def generate(
         fields[key] = value  # checked with the request, before anything is generated
     if stem_names is not None:
         fields["stems"] = [s.strip() for s in stem_names.split(",") if s.strip()]
+    if adapters:
+        if "adapters" in fields:
+            raise click.UsageError("--adapter and --param adapters= both name adapters: use one of them")
+        fields["adapters"] = [adapter_arg(text) for text in adapters]
     if watermark:
         fields["watermark"] = True
     if loop or loop_bars is not None:

@@ -146,6 +146,14 @@ class License(BaseModel):
             text += f": {self.condition}"
         return text + ")"
 
+    def with_components(self, extra: list[LicenseComponent]) -> License:
+        """This licence with more components (a request's adapters): the effective terms worked out again."""
+        if not extra:
+            return self
+        return License.effective(
+            [*self.components, *extra], plan=self.plan, plan_note=self.plan_note, card_note=self.card_note
+        )
+
     @classmethod
     def effective(
         cls,
@@ -290,6 +298,16 @@ class RegistryFile(BaseModel):
 UNKNOWN_LICENSE = "LicenseRef-Unknown"
 
 
+class AdapterLicense(BaseModel):
+    """Your declaration of an adapter's licence (`[adapters."<source>"]` in the config, or
+    `LicenseRegistry.declare_adapter`): for an adapter whose card names none, or that has no card."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    license: str = Field(description="the registry's id of its licence (`soundforge licenses` lists them)")
+    reason: str = Field(min_length=1, description="why you know: where its terms are stated")
+
+
 class LicenseRegistry:
     """The licence facts shipped with soundforge: licences by id, and model records naming the ids they cover."""
 
@@ -297,6 +315,8 @@ class LicenseRegistry:
         parsed = RegistryFile.model_validate(data)
         self.licenses = {key: LicenseTerms(id=key, **value.model_dump()) for key, value in parsed.licenses.items()}
         self.models = list(parsed.models)
+        #: Adapter licences the user declared, by adapter source (`declare_adapter`).
+        self.adapter_licenses: dict[str, AdapterLicense] = {}
         #: A model card's licence tag (`mit`, or the `license_name` of `license: other`) -> the registry's licence id.
         self.card_tags: dict[str, str] = dict(parsed.card_tags)
         for tag, name in self.card_tags.items():
@@ -344,6 +364,68 @@ class LicenseRegistry:
         registry = copy.copy(self)
         registry.models = [declared, *self.models]
         return registry
+
+    def declare_adapter(self, source: str, license_id: str, *, reason: str) -> LicenseRegistry:
+        """A registry that also knows the licence of the adapter at `source` (as a request names it), on your word.
+
+        For an adapter whose card names no licence, or that has none: without a declaration its licence is unknown,
+        which a commercial policy refuses before the adapter is loaded. A card that names a stricter licence still
+        wins; the declaration and its reason are kept in every result's licence.
+        """
+        self.check_adapter_license(source, AdapterLicense(license=license_id, reason=reason))
+        registry = copy.copy(self)
+        registry.adapter_licenses = {**self.adapter_licenses, source: AdapterLicense(license=license_id, reason=reason)}
+        return registry
+
+    def check_adapter_license(self, source: str, declared: AdapterLicense) -> None:
+        """Refuse a declaration naming a licence the registry does not know."""
+        if declared.license not in self.licenses:
+            known = ", ".join(sorted(k for k in self.licenses if not k.startswith("LicenseRef-")))
+            raise ConfigurationError(
+                f"adapter {source!r} is declared under {declared.license!r}, a licence soundforge has no record of "
+                f"(SPDX ids it knows: {known})"
+            )
+
+    def adapter_component(
+        self, source: str, card: ModelCard | None, declared: AdapterLicense | None = None
+    ) -> LicenseComponent:
+        """The licence component of one adapter: what its card names (mapped to a registry id), or what the user
+        declared, the stricter when both speak; unknown when neither does. A card naming a licence soundforge has
+        no record of is unknown too."""
+        declared = declared or self.adapter_licenses.get(source)
+        options: list[LicenseComponent] = []
+        if card is not None and card.tag is not None:
+            named = self.card_tags.get(card.tag, UNKNOWN_LICENSE)
+            options.append(
+                LicenseComponent(
+                    role="adapter",
+                    name=f"adapter {source}",
+                    license=self.licenses[named],
+                    source=card.path,
+                    quote=f"{card.describe()} (the adapter's card)",
+                    checked_on=date.today(),
+                )
+            )
+        if declared is not None:
+            self.check_adapter_license(source, declared)
+            options.append(
+                LicenseComponent(
+                    role="adapter",
+                    name=f"adapter {source}",
+                    license=self.licenses[declared.license],
+                    source="declared by the user",
+                    quote=declared.reason,
+                    checked_on=date.today(),
+                )
+            )
+        if not options:
+            why = "its card names no licence" if card is not None else "it has no card here"
+            return LicenseComponent(
+                role="adapter",
+                name=f"adapter {source} ({why}, and no licence is declared for it)",
+                license=self.licenses[UNKNOWN_LICENSE],
+            )
+        return max(options, key=lambda c: _STRICTNESS.index(c.license.commercial_use))
 
     def record_for(self, provider: str, model: str) -> ModelLicenseRecord | None:
         """The record that names `model` among its ids, else one whose explicit pattern matches; None otherwise."""

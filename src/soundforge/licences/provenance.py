@@ -107,6 +107,11 @@ class Provenance(BaseModel):
     cost: Cost | None = Field(
         None, description="what the call cost: reported by the vendor, or estimated (docs/prices.md)"
     )
+    adapters: list[dict[str, Any]] | None = Field(
+        None,
+        description="style adapters applied to the model (request adapters): each one's source, revision, scale, "
+        "weight file with its sha256, and licence id",
+    )
     cache_hit: bool = Field(False, description="served from soundforge's result cache: no call was made this time")
     quality: dict[str, Any] | None = Field(
         None, description="the quality gate's verdicts and the takes it rejected (request quality='report'/'retry')"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..audio import AudioArray, AudioFormat
 from ..errors import InvalidRequestError
@@ -84,6 +84,8 @@ def describe(track: TaggedAudio, *, audio_sha256: str, loudness: float | None, f
         fields["WATERMARKS"] = "; ".join(prov.watermarks)
     if prov.watermark is not None:
         fields["AUDIOSEAL_PAYLOAD"] = str(prov.watermark["payload"])
+    if prov.adapters:
+        fields["ADAPTERS"] = "; ".join(adapter_text(a) for a in prov.adapters)
     if prov.loop is not None:  # in samples, as game engines read them from Ogg/FLAC comments
         fields["LOOPSTART"] = str(prov.loop["start"])
         fields["LOOPLENGTH"] = str(prov.loop["end"] - prov.loop["start"])
@@ -92,6 +94,20 @@ def describe(track: TaggedAudio, *, audio_sha256: str, loudness: float | None, f
     fields["SOUNDFORGE_VERSION"] = prov.soundforge_version
     fields["PROMPT"] = str(prov.request.get("prompt", ""))[:1000]
     return fields
+
+
+def adapter_text(adapter: dict[str, Any]) -> str:
+    """One adapter as a tag reads it: `source@revision x0.7 (MIT) sha256:<first 16 hex digits>`."""
+    text = str(adapter.get("source", ""))
+    if adapter.get("revision"):
+        text += f"@{adapter['revision']}"
+    text += f" x{adapter.get('scale', 1.0):g}"
+    if adapter.get("license"):
+        text += f" ({adapter['license']})"
+    hashes = list((adapter.get("files") or {}).values())
+    if hashes:
+        text += f" sha256:{str(hashes[0])[:16]}"
+    return text
 
 
 def music_fields(request: dict[str, object]) -> dict[str, str]:

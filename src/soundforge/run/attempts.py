@@ -267,6 +267,7 @@ class Attempts:
             settings=self.config.provider_settings(candidate.backend.name),
             on_progress=self._watch(on_progress, call),
             cancel=cancel or CancelToken(),
+            adapters=candidate.adapters,
         )
         if self.budget is not None:
             call.held = self.budget.reserve(candidate.backend.name, candidate.estimate)
@@ -351,6 +352,8 @@ class Attempts:
         if not candidate.backend.capabilities(candidate.model).seed_deterministic:
             return None
         identity = candidate.backend.cache_identity(candidate.model)
+        if candidate.adapters:  # the files' hashes, not only their names: an adapter changed in place is another call
+            record = {**record, "adapters": [a.record() for a in candidate.adapters]}
         return cache_key(candidate.backend.name, candidate.model, record, identity)
 
     def _store(self, key: str | None, generation: Generation) -> None:
@@ -399,11 +402,21 @@ class Attempts:
                 unofficial=raw.unofficial,
                 watermarks=list(raw.watermarks),
                 cost=cost,
+                adapters=adapter_records(candidate) or None,
             )
             tracks.append(
                 Track(audio=audio, sample_rate=raw_track.sample_rate, license=candidate.license, provenance=provenance)
             )
         return Generation(tracks)
+
+
+def adapter_records(candidate: Candidate) -> list[dict[str, Any]]:
+    """The provenance of a call's adapters: each one's source, revision, scale, file sha256 and licence."""
+    licences = [c for c in candidate.license.components if c.role == "adapter"]
+    return [
+        {**found.record(), "license": component.license.id}
+        for found, component in zip(candidate.adapters, licences, strict=True)
+    ]
 
 
 def _streams(backend: Backend, request: GenerationRequest, model: str) -> bool:

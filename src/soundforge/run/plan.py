@@ -15,9 +15,11 @@ admission and batch's planning (its dry run too) call it, so they accept and ref
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ..audio import loops
+from ..backends.adapters import is_local
 from ..errors import InvalidRequestError
 from ..licences.licensing import License
 from ..licences.policy import LicensePolicy
@@ -40,6 +42,9 @@ class JobLimits:
     max_seconds: float | None = None
     #: A serve job or a batch row stores one track: more outputs would be made and thrown away.
     one_output: bool = False
+    #: The local folders a job's adapters may come from (`[serve] adapter_folders`); None: any file the caller
+    #: names (the library, a batch manifest: the caller's own files). A client of a service names no other path.
+    adapter_folders: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ def prepare(
     check_door(request, door)
     if limits is not None and limits.one_output:
         check_one_output(request)
+    if limits is not None and limits.adapter_folders is not None:
+        check_adapter_folders(request, limits.adapter_folders)
     if limits is not None:  # the least this request makes, before routing: a refusal that needs no provider
         _check_seconds(request.duration * request.num_outputs * quality_takes(request), request, limits)
     streaming = door in STREAMED
@@ -142,6 +149,23 @@ def check_one_output(request: GenerationRequest) -> None:
             "num_outputs > 1",
             field="num_outputs",
         )
+
+
+def check_adapter_folders(request: GenerationRequest, folders: tuple[str, ...]) -> None:
+    """Refuse an adapter on a local path outside `folders`: a service's client must not make the server read (or
+    learn of) any file it can reach. Hub ids pass (fetched as the provider's downloads allow)."""
+    for adapter in request.adapters or ():
+        if not is_local(adapter.source):
+            continue
+        real = os.path.realpath(os.path.expanduser(adapter.source))
+        allowed = [os.path.realpath(folder) for folder in folders]
+        if not any(os.path.commonpath([real, folder]) == folder for folder in allowed):
+            raise InvalidRequestError(
+                f"adapter {adapter.source!r}: this service loads local adapters only from its adapter folders",
+                field="adapters",
+                hint="name a hub adapter (owner/name), or ask the operator to place it in one of [serve] "
+                "adapter_folders and name its path there",
+            )
 
 
 def _check_seconds(seconds: float, request: GenerationRequest, limits: JobLimits) -> None:

@@ -198,7 +198,9 @@ class JobManager:
     @property
     def limits(self) -> JobLimits:
         """What one job may ask of this server (`[serve]`), checked by the request's plan."""
-        return JobLimits(max_seconds=self.settings.max_job_seconds, one_output=True)
+        return JobLimits(
+            max_seconds=self.settings.max_job_seconds, one_output=True, adapter_folders=self.settings.adapter_folders
+        )
 
     # --- running ---
     async def _worker(self) -> None:

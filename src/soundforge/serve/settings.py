@@ -121,6 +121,11 @@ class ServeSettings:
         return self.config.engine
 
     @property
+    def adapter_folders(self) -> tuple[str, ...]:
+        """Local folders whose adapters jobs may name (`[serve] adapter_folders`)."""
+        return self.config.adapter_folders
+
+    @property
     def max_job_seconds(self) -> float:
         """The most audio one job may ask for."""
         return self.config.max_job_seconds

@@ -1,0 +1,228 @@
+"""Style adapters (LoRAs): where a request's adapter files are, what they are, and what their card says.
+
+Routing asks here before anything loads: the card first (its `license:` decides whether the policy lets the adapter
+in, so a refused adapter's weights are never fetched or read), then the weight files, hashed for the provenance, the
+result cache's key and the batching key. Only `.safetensors` files are accepted: a pickled `.bin` or `.pt` can run
+code when it is loaded, and an adapter is often a stranger's file. An engine then loads the files it is given
+(`AdapterFiles.path`) into its model for the call and removes them after it (docs/adapters.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidRequestError
+from ..licences.model_card import ModelCard, read_model_card
+from ..request import Adapter
+from ._hub import looks_like_path, offline, revision
+from .base import AdapterWeights
+
+#: What a hub adapter's snapshot needs: its weights, its configs (PEFT's adapter_config.json) and its card.
+ADAPTER_PATTERNS = ["*.safetensors", "*.json", "README.md"]
+#: The file names the two common writers give a LoRA: diffusers' `save_lora_weights` and PEFT's `save_pretrained`.
+KNOWN_WEIGHT_NAMES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")
+_HASHED_FILES = 256
+
+
+class AdapterError(InvalidRequestError):
+    """An adapter that cannot be used: missing, not a safetensors file, not for this model, or keys that match none
+    of its modules. Raised before any generation; the shared model is left as it was."""
+
+    code = "invalid_adapter"
+
+    def __init__(self, source: str, reason: str, *, provider: str | None = None, hint: str | None = None) -> None:
+        super().__init__(f"adapter {source!r}: {reason}", field="adapters", provider=provider, hint=hint)
+        self.source = source
+
+    def _describe(self) -> dict[str, Any]:
+        return {**super()._describe(), "source": self.source}
+
+
+@dataclass(frozen=True)
+class AdapterFiles:
+    """One adapter of a request, found: the file an engine loads, its sha256, the hub revision and the card.
+
+    Attributes:
+        adapter: the request's adapter (source, scale, revision asked for).
+        path: the `.safetensors` file an engine loads.
+        sha256: the file's sha256 (provenance, the result cache's key, the batching key).
+        revision: the hub commit of a cached snapshot; None for a local file.
+        card: the licence fields of the adapter's card (its folder's `README.md`), when it has one.
+    """
+
+    adapter: Adapter
+    path: str
+    sha256: str
+    revision: str | None = None
+    card: ModelCard | None = None
+
+    @property
+    def folder(self) -> str:
+        """The folder holding the weight file (and PEFT's `adapter_config.json`, when it has one)."""
+        return str(Path(self.path).parent)
+
+    @property
+    def weight_name(self) -> str:
+        """The weight file's name inside `folder`."""
+        return Path(self.path).name
+
+    def record(self) -> dict[str, Any]:
+        """The adapter as provenance keeps it: source, revision, scale and its file with its sha256."""
+        record: dict[str, Any] = {"source": self.adapter.source, "scale": self.adapter.scale}
+        if self.revision or self.adapter.revision:
+            record["revision"] = self.revision or self.adapter.revision
+        record["files"] = {self.weight_name: self.sha256}
+        return record
+
+
+def is_local(source: str) -> bool:
+    """Whether an adapter source names a file or folder on this machine (else it is a hub id, `owner/name`)."""
+    return Path(source).expanduser().exists() or looks_like_path(source) or source.endswith(".safetensors")
+
+
+def adapter_card(adapter: Adapter, settings: dict[str, Any], *, allow_fetch: bool) -> ModelCard | None:
+    """The licence fields of an adapter's card, read before its weights are looked at: a local folder's (or a
+    file's folder's) `README.md`, a hub adapter's card from the Hugging Face cache, else downloaded alone when
+    `allow_fetch` and downloads are on. None when there is no card to read here."""
+    if is_local(adapter.source):
+        path = Path(adapter.source).expanduser()
+        return read_model_card(path if path.is_dir() else path.parent)
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(adapter.source, "README.md", revision=adapter.revision)
+    except Exception:  # not a valid hub id: `adapter_files` says so
+        return None
+    if isinstance(cached, str):
+        return read_model_card(cached)
+    if not allow_fetch or offline(settings):
+        return None
+    try:
+        return read_model_card(hf_hub_download(adapter.source, "README.md", revision=adapter.revision, etag_timeout=10))
+    except Exception:  # no card on the hub: the adapter's licence is unknown, which the policy decides on
+        return None
+
+
+def adapter_files(adapter: Adapter, settings: dict[str, Any], *, allow_fetch: bool, provider: str) -> AdapterFiles:
+    """The weight file of one adapter, found (a local file or folder, the Hugging Face cache, or a download when
+    `allow_fetch`) and hashed. Raises `AdapterError` saying what is wrong and what to do."""
+    source = adapter.source
+    if is_local(source):
+        if adapter.revision is not None:
+            raise AdapterError(source, "a revision applies to hub adapters, not to a local file", provider=provider)
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise AdapterError(source, f"{path} does not exist", provider=provider)
+        snapshot = None
+    else:
+        path = Path(_hub_snapshot(adapter, settings, allow_fetch=allow_fetch, provider=provider))
+        snapshot = revision(str(path))
+    weights = _weight_file(path, source, provider)
+    return AdapterFiles(
+        adapter=adapter,
+        path=str(weights),
+        sha256=file_sha256(weights),
+        revision=snapshot,
+        card=read_model_card(weights.parent),
+    )
+
+
+def _weight_file(path: Path, source: str, provider: str) -> Path:
+    """The one `.safetensors` file a file or folder names (a known writer's name first)."""
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise AdapterError(
+                source,
+                f"{path.name} is not a .safetensors file",
+                provider=provider,
+                hint="soundforge loads adapters from .safetensors only (a pickled .bin or .pt can run code when "
+                "loaded); convert it with safetensors' save_file",
+            )
+        return path
+    found = sorted(p for p in path.glob("*.safetensors") if p.is_file())
+    known = [p for p in found if p.name in KNOWN_WEIGHT_NAMES]
+    if len(known) == 1 or len(found) == 1:
+        return (known or found)[0]
+    if not found:
+        raise AdapterError(
+            source,
+            f"{path} holds no .safetensors file",
+            provider=provider,
+            hint="point to the folder save_lora_weights() or PEFT's save_pretrained() wrote, or to the file itself",
+        )
+    raise AdapterError(
+        source,
+        f"{path} holds {len(found)} .safetensors files ({', '.join(p.name for p in found[:5])})",
+        provider=provider,
+        hint="name the file itself as the source",
+    )
+
+
+def _hub_snapshot(adapter: Adapter, settings: dict[str, Any], *, allow_fetch: bool, provider: str) -> str:
+    """The cached (or downloaded) snapshot folder of a hub adapter."""
+    from huggingface_hub import snapshot_download
+
+    source = adapter.source
+    fix = f"download it first: hf download {source}" + (f" --revision {adapter.revision}" if adapter.revision else "")
+    try:
+        return str(
+            snapshot_download(source, revision=adapter.revision, local_files_only=True, allow_patterns=ADAPTER_PATTERNS)
+        )
+    except Exception as cached_miss:
+        if offline(settings) or not allow_fetch:
+            why = (
+                "downloads are off (HF_HUB_OFFLINE or allow_download = false)"
+                if offline(settings)
+                else "not downloaded yet (a provider named in the request downloads it; `auto` never does)"
+            )
+            raise AdapterError(
+                source, f"not in the Hugging Face cache and {why}", provider=provider, hint=fix
+            ) from cached_miss
+    try:
+        return str(
+            snapshot_download(source, revision=adapter.revision, allow_patterns=ADAPTER_PATTERNS, etag_timeout=10)
+        )
+    except Exception as exc:
+        raise AdapterError(
+            source, f"could not download it: {type(exc).__name__}: {str(exc)[:200]}", provider=provider, hint=fix
+        ) from exc
+
+
+_hash_lock = threading.Lock()
+_hashes: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """A file's sha256, remembered by (real path, size, modification time): an adapter used by every request of a
+    service is read once, and a file changed in place is hashed again."""
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    key = (real, stat.st_size, stat.st_mtime_ns)
+    with _hash_lock:
+        known = _hashes.get(key)
+        if known is not None:
+            _hashes.move_to_end(key)
+            return known
+    digest = hashlib.sha256()
+    with open(real, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    with _hash_lock:
+        _hashes[key] = value
+        while len(_hashes) > _HASHED_FILES:
+            _hashes.popitem(last=False)
+    return value
+
+
+def adapters_key(adapters: tuple[AdapterWeights, ...]) -> str:
+    """What tells two requests' adapters apart (sources, revisions, scales, file hashes): part of the batching key,
+    so requests with different adapters never share a model call."""
+    parts = [f"{a.sha256}@{a.adapter.scale!r}" for a in adapters]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest() if parts else ""
