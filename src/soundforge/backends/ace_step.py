@@ -138,6 +138,7 @@ class DiffusersAceStep(DiffusionPipelineEngine[LoadedAceStep]):
 
     min_diffusers = MIN_DIFFUSERS
     install = EXTRA
+    loads_adapters = True
 
     def __init__(self, owner: Backend) -> None:
         super().__init__(owner, cache_label=owner.name)

@@ -10,14 +10,17 @@ code when it is loaded, and an adapter is often a stranger's file. An engine the
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequestError
+from ..errors import ConfigurationError, InvalidRequestError
 from ..licences.model_card import ModelCard, read_model_card
 from ..request import Adapter
 from ._hub import looks_like_path, offline, revision
@@ -226,3 +229,69 @@ def adapters_key(adapters: tuple[AdapterWeights, ...]) -> str:
     so requests with different adapters never share a model call."""
     parts = [f"{a.sha256}@{a.adapter.scale!r}" for a in adapters]
     return hashlib.sha256("|".join(parts).encode()).hexdigest() if parts else ""
+
+
+@contextmanager
+def peft_adapters(model: Any, adapters: tuple[AdapterWeights, ...], *, provider: str) -> Iterator[None]:
+    """Inject `adapters` (PEFT's format: `adapter_config.json` beside the weights) into a transformers model in place
+    with PEFT's own `PeftModel.from_pretrained` / `load_adapter`, each at its scale (`LoraLayer.set_scale`), for the
+    body of the block; then `unload()` puts the model's own modules back, so it is the base model again.
+
+    The caller runs this on the model's device thread (one call at a time). An adapter that does not fit raises
+    `AdapterError` before anything is generated, the model restored. Nothing happens without adapters.
+    """
+    if not adapters:
+        yield
+        return
+    if importlib.util.find_spec("peft") is None:
+        raise ConfigurationError(
+            "loading adapters needs PEFT",
+            provider=provider,
+            hint=f'pip install "soundforge[{provider}]" (it includes peft)',
+        )
+    from peft import PeftConfig, PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    wrapped: Any = None
+    names = [f"soundforge_{index}" for index in range(len(adapters))]
+    try:
+        for name, found in zip(names, adapters, strict=True):
+            if not (Path(found.folder) / "adapter_config.json").is_file():
+                raise AdapterError(
+                    found.adapter.source,
+                    "it has no adapter_config.json beside its weights (PEFT's format, which this engine loads)",
+                    provider=provider,
+                    hint="point to the folder PEFT's save_pretrained() wrote",
+                )
+            try:
+                # What `PeftModel.from_pretrained` does, in two steps: once the model is wrapped, `unload()` can
+                # take out whatever a failing load left in it.
+                if wrapped is None:
+                    wrapped = PeftModel(model, PeftConfig.from_pretrained(found.folder), adapter_name=name)
+                wrapped.load_adapter(found.folder, adapter_name=name)
+            except (ValueError, RuntimeError, KeyError, OSError) as exc:
+                raise AdapterError(
+                    found.adapter.source, _misfit(model, exc), provider=provider, hint=_TRAINED_FOR_IT
+                ) from exc
+        wrapped.base_model.set_adapter(names)
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                for name, found in zip(names, adapters, strict=True):
+                    if name in module.lora_A:
+                        module.set_scale(name, found.adapter.scale)
+        yield
+    finally:
+        if wrapped is not None:
+            wrapped.unload()
+        elif hasattr(model, "peft_config"):  # a failed first injection may have left its config behind
+            del model.peft_config
+
+
+_TRAINED_FOR_IT = "use an adapter trained for this model (its card names the base model)"
+
+
+def _misfit(model: Any, exc: BaseException) -> str:
+    """Why an adapter did not load into `model`, in one line."""
+    if type(exc).__name__ == "NoMatchingPeftModuleError":  # PEFT's: the keys name modules this model lacks
+        return f"none of its target modules is a module of {type(model).__name__}"
+    return f"it does not fit {type(model).__name__}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"

@@ -34,6 +34,9 @@ class LocalEngine(ABC, Generic[L]):
 
     #: The engine's name, as `[providers.NAME] engine` and `extra["engine"]` spell it.
     name: ClassVar[str]
+    #: Whether the engine loads a request's style adapters (`context.adapters`); a provider whose capabilities
+    #: accept `adapters` refuses them on an engine that does not.
+    loads_adapters: ClassVar[bool] = False
 
     def __init__(self, owner: Backend, *, cache_label: str | None = None) -> None:
         self.owner = owner
@@ -161,6 +164,17 @@ class LocalBackend(Backend):
     def model_card(self, model: str) -> ModelCard | None:
         """The card of the weights in `model`'s folder or cache snapshot (read before anything is loaded)."""
         return find_model_card(model)
+
+    def check(self, request: GenerationRequest, model: str) -> None:
+        super().check(request, model)
+        engine = self.strategy(request)
+        if request.adapters and not engine.loads_adapters:
+            loaders = [name for name, make in self.engine_types.items() if getattr(make, "loads_adapters", False)]
+            raise UnsupportedFeatureError(
+                "adapters",
+                f"{self.name}:{model}",
+                detail=f"its {engine.name} engine loads none" + (f" (engine = {loaders[0]!r} does)" if loaders else ""),
+            )
 
     def check_stream(self, request: GenerationRequest, model: str) -> None:
         super().check_stream(request, model)

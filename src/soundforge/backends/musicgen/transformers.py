@@ -20,6 +20,7 @@ from ...audio import AudioArray, resample, to_channels
 from ...capabilities import Capabilities
 from ...errors import InvalidRequestError, UnsupportedFeatureError
 from ...request import GenerationRequest
+from ..adapters import adapters_key, peft_adapters
 from ..base import (
     AudioChunk,
     Availability,
@@ -75,6 +76,7 @@ EXTRA_KEYS = {"do_sample": bool, "window": float, "extend_stride": float, "engin
 
 def _caps(*, stereo: bool, melody: bool, sample_rate: int = 32000, frame_rate: int = 50) -> Capabilities:
     fields = {"seed", "num_outputs", "temperature", "top_k", "top_p", "guidance", "channels", "sample_rate", "extra"}
+    fields |= {"adapters"}  # the transformers engine's (PEFT); the audiocraft engine refuses them
     fields |= {"melody"} if melody else {"audio_prompt", "audio_prompt_mode"}
     return Capabilities(
         min_duration=1.0 / frame_rate,
@@ -108,7 +110,10 @@ class LoadedModel:
 
 class TransformersEngine(LocalEngine[LoadedModel]):
     """MusicGen through transformers' `MusicgenForConditionalGeneration` / `MusicgenMelodyForConditionalGeneration`
-    (the default engine): batching of concurrent requests, continuation, melody, long-form by extension."""
+    (the default engine): batching of concurrent requests, continuation, melody, long-form by extension, style
+    adapters through PEFT."""
+
+    loads_adapters = True
 
     name = "transformers"
 
@@ -198,7 +203,8 @@ class TransformersEngine(LocalEngine[LoadedModel]):
             sampling = tuple(
                 sorted((k, repr(v)) for k, v in kwargs.items() if k not in ("input_ids", "attention_mask"))
             )
-            key = (model, self._frames(request.duration, loaded), sampling)
+            # Requests with other adapters never share a call: the adapters are part of the key.
+            key = (model, self._frames(request.duration, loaded), sampling, adapters_key(context.adapters))
             audio, seed, batch_info = self._batcher.submit(
                 key, _BatchItem(request, context, seed, loaded, options), size=request.num_outputs
             )
@@ -208,7 +214,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
             def run() -> Any:
                 import torch
 
-                with TORCH_RNG_LOCK:
+                with TORCH_RNG_LOCK, peft_adapters(loaded.model, context.adapters, provider=self.owner.name):
                     torch.manual_seed(seed)
                     with torch.inference_mode():
                         if request.audio_prompt is not None:
@@ -274,7 +280,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
             import torch
 
             try:
-                with TORCH_RNG_LOCK:
+                with TORCH_RNG_LOCK, peft_adapters(loaded.model, context.adapters, provider=self.owner.name):
                     torch.manual_seed(seed)
                     with torch.inference_mode():
                         self._run(loaded, kwargs, frames, [context], on_step=decoder.step)
@@ -322,7 +328,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         kwargs = self._generate_kwargs(first.request, first.loaded, first.options, prompts=prompts)
 
         def run() -> Any:
-            with TORCH_RNG_LOCK:
+            with TORCH_RNG_LOCK, peft_adapters(first.loaded.model, first.context.adapters, provider=self.owner.name):
                 torch.manual_seed(first.seed)
                 with torch.inference_mode():
                     return self._run(
