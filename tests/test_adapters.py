@@ -222,6 +222,13 @@ def test_providers_that_load_no_adapters_refuse_them_naming_those_that_do(loras)
         Client(Config.load(user_file=False)).generate("x", provider="synth", adapters=[loras["mit"]])
     assert {"ace-step", "musicgen"} <= set(info.value.supported_by)
     assert "stable-audio-3" not in info.value.supported_by and "stable-audio" not in info.value.supported_by
+    # Stable Audio 3 and Stable Audio Open say why (no loader in diffusers; docs/adapters.md), before anything loads.
+    c = Client(Config.load(user_file=False))
+    request = GenerationRequest(prompt="x", adapters=[loras["mit"]])
+    for name, why in (("stable-audio-3", "no LoRA loader for StableAudio3Pipeline"), ("stable-audio", "LoRAW")):
+        backend = c.backend(name)
+        with pytest.raises(UnsupportedFeatureError, match=why):
+            backend.check(request, backend.default_model)
 
 
 def test_the_cache_key_holds_the_adapters_files_and_the_batching_key_their_identity(folder, loras, tmp_path) -> None:

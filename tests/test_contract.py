@@ -5,7 +5,7 @@ Every built-in provider gets every check (`CASES` is derived from the registry; 
 tested elsewhere, with the reason):
 the exact duration and rate asked for, a declared channel layout, identical audio for a repeated seed where the
 model declares it, refusal of an unsupported field naming it, cancellation before work, progress for local
-engines, and a licence record for its default model.
+engines, style adapters applied and removed (or refused by name), and a licence record for its default model.
 """
 
 from __future__ import annotations
@@ -193,6 +193,26 @@ def test_local_engines_report_progress(case: Case) -> None:
     events = []
     case.client.generate("x", provider=case.spec, duration=case.duration, on_progress=events.append, **case.params)
     assert events and all(0 <= e.done <= e.total for e in events)
+
+
+def test_adapters_change_the_audio_and_leave_no_trace_or_are_refused_by_name(case: Case, tmp_path) -> None:
+    backend, caps = _caps(case)
+    if not caps.supports("adapters"):
+        with pytest.raises(UnsupportedFeatureError) as info:
+            case.client.generate("x", provider=case.spec, duration=case.duration, adapters=[str(tmp_path)])
+        assert info.value.field == "adapters"
+        return
+    from soundforge.testing.adapters import build_lora_for
+
+    lora = str(build_lora_for(backend.name, case.spec.partition(":")[2], tmp_path / "lora"))
+
+    def make(**fields: Any) -> Any:
+        return case.client.generate("contract", provider=case.spec, duration=case.duration, seed=5, **fields)
+
+    base, styled, after = make(**case.params), make(adapters=[lora], **case.params), make(**case.params)
+    assert not np.array_equal(base.audio, styled.audio) and np.array_equal(base.audio, after.audio)
+    assert styled.provenance.adapters[0]["source"] == lora and base.provenance.adapters is None
+    assert any(c.role == "adapter" for c in styled.license.components)
 
 
 @pytest.mark.parametrize("name", sorted({*BUILTIN, *PLANNED}))

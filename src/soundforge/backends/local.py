@@ -165,7 +165,12 @@ class LocalBackend(Backend):
         """The card of the weights in `model`'s folder or cache snapshot (read before anything is loaded)."""
         return find_model_card(model)
 
+    #: Why this provider loads no style adapters, when there is more to say than "it does not support them".
+    adapters_refused: ClassVar[str | None] = None
+
     def check(self, request: GenerationRequest, model: str) -> None:
+        if request.adapters and self.adapters_refused and not self.capabilities(model).supports("adapters"):
+            raise UnsupportedFeatureError("adapters", f"{self.name}:{model}", detail=self.adapters_refused)
         super().check(request, model)
         engine = self.strategy(request)
         if request.adapters and not engine.loads_adapters:

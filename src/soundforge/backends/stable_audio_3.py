@@ -289,6 +289,11 @@ def model_facts(folder: Path) -> tuple[bool, float, int]:
 class StableAudio3Backend(LocalBackend):
     """Stable Audio 3 (Small-Music, Small-SFX, Medium) through diffusers."""
 
+    adapters_refused = (
+        "diffusers has no LoRA loader for StableAudio3Pipeline, and the official SA3 runtimes' adapter format is not "
+        "mapped onto diffusers' transformer yet (docs/adapters.md)"
+    )
+
     settings_keys = LOCAL_SETTINGS
 
     name = "stable-audio-3"

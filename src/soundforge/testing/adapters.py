@@ -81,3 +81,19 @@ def build_peft_lora(
         wrapped.unload()
     (out / "README.md").write_text(card(license), "utf-8")
     return out
+
+
+def build_lora_for(
+    provider: str, model_folder: str | os.PathLike[str], folder: str | os.PathLike[str], **options: Any
+) -> Path:
+    """A random LoRA for the model a provider runs from `model_folder`, in the format that provider's engine loads:
+    diffusers' for `ace-step`, PEFT's for `musicgen` (the contract suite's adapter case)."""
+    if provider == "ace-step":
+        from diffusers import AceStepPipeline
+
+        return build_pipeline_lora(AceStepPipeline.from_pretrained(model_folder), folder, **options)
+    if provider == "musicgen":
+        from transformers import MusicgenForConditionalGeneration
+
+        return build_peft_lora(MusicgenForConditionalGeneration.from_pretrained(model_folder), folder, **options)
+    raise ValueError(f"no LoRA builder for {provider!r}")

@@ -33,8 +33,11 @@ from ..request import AUDIO_PROMPT_MODES, GenerationRequest
 if TYPE_CHECKING:
     from ..backends.runtime import ModelMemory
 
-#: Every optional request field: the function sees the whole request, so nothing is refused on its behalf.
-ALL_FIELDS = frozenset(name for name in GenerationRequest.model_fields if name not in {"prompt", "duration"})
+#: Every optional request field: the function sees the whole request, so nothing is refused on its behalf; but for
+#: `adapters`, which a function must load itself (`context.adapters`): one that does declares it in `capabilities`.
+ALL_FIELDS = frozenset(
+    name for name in GenerationRequest.model_fields if name not in {"prompt", "duration", "adapters"}
+)
 
 GenerateFunction = Callable[[GenerationRequest, RunContext], Any]
 

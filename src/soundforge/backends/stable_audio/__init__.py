@@ -297,6 +297,11 @@ class DiffusersEngine(DiffusionPipelineEngine[LoadedPipeline]):
 class StableAudioBackend(LocalBackend):
     """Stable Audio Open through diffusers, or through stable-audio-tools (`engine = "stable-audio-tools"`)."""
 
+    adapters_refused = (
+        "neither diffusers' StableAudioPipeline nor stable-audio-tools loads LoRA adapters (community LoRAW "
+        "adapters need their own trainer's code; docs/adapters.md)"
+    )
+
     settings_keys = LOCAL_SETTINGS | {"batching", "batch_window", "max_batch_size"}
 
     name = "stable-audio"
