@@ -179,6 +179,8 @@ def test_a_commercial_policy_decides_on_each_adapters_licence_before_loading_it(
         song(loose, folder, adapters=[loras["nc"]])
     with pytest.raises(ConfigurationError, match="no record of"):
         registry.declare_adapter(loras["none"], "WTFPL-ish", reason="x")
+    with pytest.raises(ConfigurationError, match="no record of"):  # in the config: when the client is made
+        client(config={"adapters": {loras["none"]: {"license": "WTFPL-ish", "reason": "x"}}})
     # Without a commercial policy, an NC adapter runs and its licence is the result's.
     assert song(client(), folder, adapters=[loras["nc"]]).license.commercial_use.value == "not_allowed"
 
@@ -480,3 +482,27 @@ def test_a_musicgen_adapter_that_does_not_fit_is_refused_and_the_model_restored(
         with pytest.raises(AdapterError, match=reason):
             c.generate("calm piano", provider=spec, duration=MUSICGEN_SECONDS, seed=1, adapters=[source])
         assert np.array_equal(c.generate("calm piano", provider=spec, duration=MUSICGEN_SECONDS, seed=1).audio, before)
+
+
+def test_a_hub_adapter_comes_from_the_hugging_face_cache_with_its_card_and_revision(
+    folder, pipe, loras, tmp_path, monkeypatch
+) -> None:
+    import shutil
+
+    from soundforge.testing.hub import REVISION, install_in_hub_cache
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))  # read at each call
+    weights = tmp_path / "weights-only"
+    weights.mkdir()
+    shutil.copy(f"{loras['mit']}/pytorch_lora_weights.safetensors", weights)
+    install_in_hub_cache(weights, "someone/style-lora", hub, card=card("apache-2.0"))
+    g = song(client(), folder, adapters=["someone/style-lora"])
+    assert np.array_equal(g.audio, direct(pipe, 3, [(loras["mit"], 1.0)]))  # the same weights, from the cache
+    record = g.provenance.adapters[0]
+    assert record["source"] == "someone/style-lora" and record["revision"] == REVISION
+    assert record["license"] == "Apache-2.0"  # the cached snapshot's own card
+    # Not in the cache, downloads off (as in every test): a typed error with the command that fetches it.
+    with pytest.raises(AdapterError, match="not in the Hugging Face cache") as info:
+        song(client(), folder, adapters=["someone/other-lora"])
+    assert "hf download someone/other-lora" in str(info.value)

@@ -17,6 +17,8 @@ BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 PLAN = {
     ("README.md", 0): "run",
     ("README.md", 1): "raises LicensePolicyError",
+    ("docs/adapters.md", 0): "skip: needs the ACE-Step weights and a hub adapter (tests/test_adapters.py and "
+    "examples/adapters.py run the same on tiny models)",
     ("docs/ai-act.md", 0): "skip: needs a C2PA signing certificate and key (tests/test_c2pa.py signs with a test CA)",
     ("docs/batch.md", 0): "run",
     ("docs/batch.md", 1): "skip: writes to S3 through a Ray cluster (tests/test_batch_ray.py runs a local cluster)",

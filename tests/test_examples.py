@@ -55,3 +55,19 @@ def test_the_quickstart_and_the_provider_swap_examples_run(tmp_path) -> None:
         )
         assert out.returncode == 0, (name, out.stderr)
         assert expected in out.stdout, (name, out.stdout)
+
+
+def test_the_adapters_example_shows_a_commercial_policy_at_work(tmp_path) -> None:
+    import pytest
+
+    pytest.importorskip("diffusers")
+    pytest.importorskip("peft")
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "adapters.py")], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "with an MIT adapter: MIT (commercial use: allowed)"
+    assert sum(line.startswith("refused before loading") for line in lines) == 2
+    assert "NonCommercial" in out.stdout and "unknown" in out.stdout
+    assert lines[-1] == "declared MIT, scale 0.6: MIT (commercial use: allowed)"

@@ -130,6 +130,8 @@ class Router:
     ) -> None:
         self.config = config
         self.registry = registry
+        for source, declared in config.adapters.items():  # a declaration naming no known licence fails at once
+            registry.check_adapter_license(source, declared)
         self.get_backend = get_backend
         self.names = names
         self.prices = prices or PriceRegistry.default()

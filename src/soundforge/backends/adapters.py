@@ -243,12 +243,7 @@ def peft_adapters(model: Any, adapters: tuple[AdapterWeights, ...], *, provider:
     if not adapters:
         yield
         return
-    if importlib.util.find_spec("peft") is None:
-        raise ConfigurationError(
-            "loading adapters needs PEFT",
-            provider=provider,
-            hint=f'pip install "soundforge[{provider}]" (it includes peft)',
-        )
+    require_peft(provider)
     from peft import PeftConfig, PeftModel
     from peft.tuners.lora import LoraLayer
 
@@ -285,6 +280,17 @@ def peft_adapters(model: Any, adapters: tuple[AdapterWeights, ...], *, provider:
             wrapped.unload()
         elif hasattr(model, "peft_config"):  # a failed first injection may have left its config behind
             del model.peft_config
+
+
+def require_peft(provider: str) -> None:
+    """Refuse to load adapters without PEFT (the LoRA backend of diffusers' and transformers' loaders), saying
+    which extra brings it."""
+    if importlib.util.find_spec("peft") is None:
+        raise ConfigurationError(
+            "loading adapters needs PEFT",
+            provider=provider,
+            hint=f'pip install "soundforge[{provider}]" (it includes peft)',
+        )
 
 
 _TRAINED_FOR_IT = "use an adapter trained for this model (its card names the base model)"

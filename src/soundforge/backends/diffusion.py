@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ..errors import ConfigurationError
-from .adapters import AdapterError
+from .adapters import AdapterError, require_peft
 from .base import AdapterWeights, Availability, RawGeneration, fit_length
 from .devices import check_device_dtype, dtype_name
 from .local import LocalEngine, batch_generation
@@ -150,12 +150,7 @@ def lora_adapters(pipeline: Any, adapters: tuple[AdapterWeights, ...], *, provid
     if not adapters:
         yield
         return
-    if importlib.util.find_spec("peft") is None:
-        raise ConfigurationError(
-            "loading adapters needs PEFT, diffusers' LoRA backend",
-            provider=provider,
-            hint=f'pip install "soundforge[{provider}]" (it includes peft)',
-        )
+    require_peft(provider)
     names = [f"soundforge_{index}" for index in range(len(adapters))]
     try:
         for name, found in zip(names, adapters, strict=True):
