@@ -19,6 +19,8 @@ PLAN = {
     ("README.md", 1): "raises LicensePolicyError",
     ("docs/adapters.md", 0): "skip: needs the ACE-Step weights and a hub adapter (tests/test_adapters.py and "
     "examples/adapters.py run the same on tiny models)",
+    ("docs/mcp.md", 0): "skip: needs a running `soundforge mcp --http` and its token (tests/test_mcp.py drives "
+    "the same client code against one)",
     ("docs/ai-act.md", 0): "skip: needs a C2PA signing certificate and key (tests/test_c2pa.py signs with a test CA)",
     ("docs/batch.md", 0): "run",
     ("docs/batch.md", 1): "skip: writes to S3 through a Ray cluster (tests/test_batch_ray.py runs a local cluster)",

@@ -1,10 +1,10 @@
 """The `soundforge` command: a thin shell over the library, one module per family of commands (`make`: generate
-and separate; `files`: providers, info, verify; `service`: serve, batch, jobs; `codec`). Every rule it applies is the
-library's; the shell parses options, shows progress and maps errors to exit codes."""
+and separate; `files`: providers, info, verify; `service`: serve, batch, jobs; `agents`: mcp; `codec`). Every rule
+it applies is the library's; the shell parses options, shows progress and maps errors to exit codes."""
 
 from __future__ import annotations
 
-from . import codec, files, make, service  # noqa: F401  (each registers its commands on `cli`)
+from . import agents, codec, files, make, service  # noqa: F401  (each registers its commands on `cli`)
 from .app import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
