@@ -37,6 +37,8 @@ PLAN = {
     ("docs/quality.md", 0): "run",
     ("docs/loops.md", 0): "run",
     ("docs/loops.md", 1): "run",
+    ("docs/serve.md", 0): "skip: needs a running `soundforge serve` and its token (tests/test_elevenlabs_compat.py "
+    "drives the same SDK calls against one)",
     ("docs/separation.md", 0): "skip: needs the Demucs weights (tests/test_demucs.py: a tiny HTDemucs bag)",
     ("docs/watermark.md", 0): "skip: needs AudioSeal's weights (tests/test_watermark.py: random checkpoints)",
     ("docs/streaming.md", 0): "run",

@@ -119,6 +119,21 @@ class RayServeConfig(BaseModel):
     )
 
 
+class ElevenLabsCompatConfig(BaseModel):
+    """`[serve.elevenlabs]`: the ElevenLabs-compatible routes of `soundforge serve` (`/v1/music`,
+    `/v1/music/stream`, `/v1/sound-generation`) and the providers that answer them (docs/serve.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(True, description="serve the ElevenLabs-compatible routes")
+    music: str | None = Field(
+        None, description="the provider spec that makes songs (e.g. 'ace-step'); default: the configured default"
+    )
+    sound_effects: str | None = Field(
+        None, description="the provider spec that makes sound effects (e.g. 'stable-audio-3'); default: as above"
+    )
+
+
 class ServeConfig(BaseModel):
     """The `[serve]` section: settings of `soundforge serve` (CLI flags override them).
 
@@ -169,6 +184,9 @@ class ServeConfig(BaseModel):
     )
 
     ray: RayServeConfig = Field(default_factory=RayServeConfig, description="soundforge serve --ray")
+    elevenlabs: ElevenLabsCompatConfig = Field(
+        default_factory=ElevenLabsCompatConfig, description="the ElevenLabs-compatible routes"
+    )
 
     def token(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The bearer token from the environment variable `token_env`, or None when unset or empty."""

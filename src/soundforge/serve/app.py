@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ..ops.budget import Budget
 from ..request import GenerationRequest, explain_validation_error
+from . import elevenlabs_api
 from .engine import Engine
 from .feeds import sse_event
 from .jobs import JobManager
@@ -210,7 +211,10 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        who = self._who(headers.get(b"authorization", b"")) if self.accepted else ""
+        presented = headers.get(b"authorization", b"")
+        if not presented and b"xi-api-key" in headers:  # ElevenLabs' SDK sends its key here (/v1/music…)
+            presented = b"Bearer " + headers[b"xi-api-key"]
+        who = self._who(presented) if self.accepted else ""
         scope.setdefault("state", {})["token_name"] = who or ""
         if self.accepted and scope["path"] not in self.OPEN_PATHS and scope["method"] != "OPTIONS" and who is None:
             await _reply(
@@ -358,21 +362,31 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
         rows = await asyncio.to_thread(client.providers)
         return [row.to_dict() for row in rows]
 
-    @app.post("/v1/generations", status_code=202, responses=_errors(401, 403, 404, 413, 422, 429, 500, 503))
-    async def submit(job: GenerationJob, request: Request) -> Response:
+    def admit(request: Request) -> tuple[Response | None, Budget | None, str]:
+        """The token's admission, for every route that submits work: a 429 when it is over its rate, else None,
+        with the token's budget and name."""
         name = getattr(request.state, "token_name", "")
         wait = limits.admit(name)
         if wait is not None:
-            return service_error(
+            refused = service_error(
                 429,
                 "rate_limited",
                 f"token {name!r} is over its requests per minute",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
+            return refused, None, name
+        return None, limits.budget(name), name
+
+    if settings.config.elevenlabs.enabled:
+        elevenlabs_api.register(app, jobs, settings, admit)
+
+    @app.post("/v1/generations", status_code=202, responses=_errors(401, 403, 404, 413, 422, 429, 500, 503))
+    async def submit(job: GenerationJob, request: Request) -> Response:
+        refused, budget, name = admit(request)
+        if refused is not None:
+            return refused
         try:
-            job_id = await jobs.submit(
-                job.request, job.provider, budget=limits.budget(name), stream=job.stream, token=name or None
-            )
+            job_id = await jobs.submit(job.request, job.provider, budget=budget, stream=job.stream, token=name or None)
         except SoundforgeError as exc:
             return error_response(exc)
         if job_id is None:
