@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .backends import Backend, CancelToken, backend_class, known_providers, make_backend
 from .backends.base import ProgressCallback
+from .backends.pull import PullPlan, PullResult, plan_pull, pull
 from .backends.runtime import ModelMemory
 from .config import Config
-from .errors import ProviderError
+from .errors import InvalidRequestError, ProviderError
 from .licences.licensing import LicenseRegistry
 from .licences.policy import LicensePolicy
 from .ops.budget import Budget
@@ -22,7 +23,7 @@ from .ops.observe import Callback
 from .ops.pricing import PriceRegistry
 from .request import GenerationRequest, build_request
 from .result import Generation, Track
-from .routing import ProviderStatus, Router
+from .routing import ProviderStatus, Router, parse_spec
 from .run import Door, JobLimits, Plan, prepare, separation, watermarking
 from .run.attempts import Attempts
 from .run.steps import QualityGate, as_loop, check_door
@@ -302,6 +303,30 @@ class Client:
             prompt_or_request, provider=provider, whole=whole, on_progress=on_progress, cancel=cancel, **params
         )
         return AsyncAudioStream(sync._source, cancel)
+
+    # --- weights ---
+    def pull(self, spec: str | None = None, *, on_plan: Callable[[PullPlan], None] | None = None) -> PullResult:
+        """Fetch a local model's weights through the licence gate (`soundforge.backends.pull`): the spec's model (or
+        the provider's configured or default one), refused under the licence policy before any weight byte is
+        downloaded, then downloaded into the Hugging Face cache, checked against the hub's hashes, and ready to run
+        offline. `on_plan` sees the licence, files and sizes first."""
+        backend, model = self._pull_target(spec)
+        plan = self.config.provider_settings(backend.name).get("plan")
+        return pull(backend, model, self.registry, self.config.policy, plan=plan, on_plan=on_plan)
+
+    def plan_pull(self, spec: str | None = None) -> PullPlan:
+        """What `pull` would do, with nothing downloaded but the model's card: its licence, the policy's verdict,
+        the files and their sizes."""
+        backend, model = self._pull_target(spec)
+        plan = self.config.provider_settings(backend.name).get("plan")
+        return plan_pull(backend, model, self.registry, self.config.policy, plan=plan)
+
+    def _pull_target(self, spec: str | None) -> tuple[Backend, str]:
+        parsed = parse_spec(spec or self.config.default_provider, self.config.aliases)
+        if parsed.provider == "auto":
+            raise InvalidRequestError("name the provider to pull, e.g. `soundforge pull musicgen`", field="provider")
+        backend = self.backend(parsed.provider)
+        return backend, self.router.model_for(backend, parsed.model)
 
     # --- life cycle ---
     def loaded_models(self) -> list[LoadedModelInfo]:

@@ -522,6 +522,11 @@ class Backend(ABC):
         None (the default) lets the client look the model up in the licence registry."""
         return None
 
+    def pull_note(self, model: str) -> str:
+        """Why `soundforge pull` cannot fetch `model`'s weights, with what does ("" when it can): cloud services
+        have none; a local engine says whether it loads a hub snapshot as published."""
+        return "it runs in the cloud: there are no weights to pull"
+
     def model_card(self, model: str) -> ModelCard | None:
         """The card of the weights `model` names, as they are on this machine (local engines read it from the
         folder or the cache snapshot, without loading or downloading); None when there is none (cloud services)."""

@@ -49,6 +49,13 @@ class DiffusionPipelineEngine(LocalEngine[L]):
     #: Whether a missing hub checkpoint may be downloaded (False for weights diffusers cannot load as published).
     downloads: ClassVar[bool] = True
 
+    def pull_note(self, model: str) -> str:
+        if self.downloads:
+            return ""
+        return (
+            "its published weights are not in diffusers' layout: convert them first (see its page in docs/providers/)"
+        )
+
     def access_note(self, model: str) -> str:
         """Said before the download hint of missing weights (how to get access to a gated repository)."""
         return ""

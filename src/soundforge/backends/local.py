@@ -105,6 +105,11 @@ class LocalEngine(ABC, Generic[L]):
         loaded = self.load(model)
         return self.run(request, model, loaded, options, context, time.perf_counter() - started)
 
+    def pull_note(self, model: str) -> str:
+        """Why `soundforge pull` cannot fetch this engine's weights ("" when it loads a hub snapshot as
+        published: transformers' and diffusers' folders)."""
+        return f"the {self.name} engine fetches its own weights on first use (see its page in docs/providers/)"
+
     def check_stream(self, request: GenerationRequest, model: str) -> None:
         """Refuse to stream what this engine cannot (by default: everything; engines that stream override it)."""
         raise UnsupportedFeatureError(
@@ -160,6 +165,9 @@ class LocalBackend(Backend):
 
     def generate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         return self.strategy(request).generate(request, model, context)
+
+    def pull_note(self, model: str) -> str:
+        return self.strategy().pull_note(model)
 
     def model_card(self, model: str) -> ModelCard | None:
         """The card of the weights in `model`'s folder or cache snapshot (read before anything is loaded)."""

@@ -19,6 +19,7 @@ from ._batching import Batcher
 from ._compute import run_on_device_thread, submit_on_device_thread
 from ._hub import (
     TORCH_RNG_LOCK,
+    WEIGHT_PATTERNS,
     ModelCache,
     checkpoint_availability,
     files_availability,
@@ -33,6 +34,7 @@ from ._memory import ModelMemory, module_bytes, weights_on_disk
 
 __all__ = [
     "TORCH_RNG_LOCK",
+    "WEIGHT_PATTERNS",
     "Batcher",
     "ModelCache",
     "ModelMemory",

@@ -16,6 +16,7 @@ from .app import (
     EXIT_FAILURE,
     EXIT_MODIFIED,
     EXIT_NO_WATERMARK,
+    EXIT_POLICY,
     _client,
     _fail,
     cli,
@@ -170,3 +171,51 @@ def verify(ctx: click.Context, file: Path, watermark: bool) -> None:
         return
     click.echo(f"{file}: MODIFIED, the audio no longer matches its recorded hash", err=True)
     sys.exit(EXIT_MODIFIED)
+
+
+@cli.command()
+@click.argument("spec", required=False)
+@click.option("--dry-run", is_flag=True, help="Show the licence, the policy's verdict and the files; download nothing.")
+@click.option("--commercial", is_flag=True, help="Refuse models whose outputs may not be used commercially.")
+@click.pass_context
+def pull(ctx: click.Context, spec: str | None, dry_run: bool, commercial: bool) -> None:
+    """Download a local model's weights (SPEC: musicgen, ace-step:MODEL, …; default: the configured provider's),
+    after its licence passes the policy; then check them against the hub's hashes."""
+    from ..backends.pull import PullPlan
+
+    def show(plan: PullPlan) -> None:
+        click.echo(f"{plan.provider}:{plan.model}" + (f" @ {plan.commit[:12]}" if plan.commit else ""))
+        click.echo(f"  licence: {plan.license.summary()}")
+        if not plan.allowed:
+            return
+        for file in plan.files:
+            state = "cached" if file.cached else _size(file.size)
+            click.echo(f"  {file.name}  {state}")
+        click.echo(f"  {_size(plan.download_bytes)} to download of {_size(plan.total_bytes)}")
+
+    try:
+        client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
+        if dry_run:
+            plan = client.plan_pull(spec)
+            show(plan)
+            if not plan.allowed:
+                click.echo(f"refused by the licence policy: {plan.clause}", err=True)
+                sys.exit(EXIT_POLICY)
+            return
+        result = client.pull(spec, on_plan=show)
+    except SoundforgeError as exc:
+        _fail(exc, ctx.obj["debug"])
+    ready = "ready to run offline" if result.offline_ready else "downloaded, but the engine does not find it yet"
+    click.echo(f"{result.verified} files match the hub's hashes; {ready} ({result.folder})")
+
+
+def _size(size: int | None) -> str:
+    """Bytes for people: `812 B`, `3.4 MB`, `12.1 GB`."""
+    if size is None:
+        return "size unknown"
+    amount = float(size)
+    for unit in ("B", "KB", "MB"):
+        if amount < 1000:
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1000
+    return f"{amount:.1f} GB"

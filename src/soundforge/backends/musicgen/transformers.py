@@ -125,6 +125,9 @@ class TransformersEngine(LocalEngine[LoadedModel]):
             max_batch=int(self.settings.get("max_batch_size", 8)),
         )
 
+    def pull_note(self, model: str) -> str:
+        return ""  # a transformers folder, loaded as published
+
     def availability(self) -> Availability:
         missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
         if missing:
