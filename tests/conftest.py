@@ -10,6 +10,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="soundforge-hf-")
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# numba (librosa's beat tracker) caches compiled functions beside their source; two test workers writing that cache
+# at once can leave an entry another loads and crashes on (a segfault in a gufunc, seen in CI): one cache per process.
+os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="soundforge-numba-")
 
 from soundforge import backends
 from soundforge.client import Client
