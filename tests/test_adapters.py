@@ -506,3 +506,17 @@ def test_a_hub_adapter_comes_from_the_hugging_face_cache_with_its_card_and_revis
     with pytest.raises(AdapterError, match="not in the Hugging Face cache") as info:
         song(client(), folder, adapters=["someone/other-lora"])
     assert "hf download someone/other-lora" in str(info.value)
+
+
+def test_loaded_adapters_are_counted_in_the_memory_ledger_while_they_are_loaded(folder, loras) -> None:
+    c = client()
+    during: list[list[tuple[str, str, int]]] = []
+
+    def look(event) -> None:  # called on the engine's thread inside the pipeline call, adapters loaded
+        during.append([(m.provider, m.model, m.nbytes) for m in c.loaded_models()])
+
+    song(c, folder, adapters=[loras["mit"], loras["mit2"]], on_progress=look)
+    size = sum(Path(loras[n], "pytorch_lora_weights.safetensors").stat().st_size for n in ("mit", "mit2"))
+    counted = [(p, nbytes) for p, model, nbytes in during[0] if model.startswith("adapters ")]
+    assert counted == [("ace-step", size)]
+    assert not any(m.model.startswith("adapters ") for m in c.loaded_models())  # forgotten once unloaded

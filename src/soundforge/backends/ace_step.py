@@ -287,7 +287,9 @@ class DiffusersAceStep(DiffusionPipelineEngine[LoadedAceStep]):
             forked = [device.index or 0] if device.type == "cuda" else []
             with (
                 loaded.lock,
-                lora_adapters(loaded.pipeline, adapters, provider=self.owner.name),
+                lora_adapters(
+                    loaded.pipeline, adapters, provider=self.owner.name, memory=self.owner.memory, device=loaded.device
+                ),
                 torch.random.fork_rng(devices=forked),
                 torch.inference_mode(),
             ):

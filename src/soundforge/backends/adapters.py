@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import os
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from ..errors import ConfigurationError, InvalidRequestError
 from ..licences.model_card import ModelCard, read_model_card
 from ..request import Adapter
 from ._hub import looks_like_path, offline, revision
+from ._memory import ModelMemory
 from .base import AdapterWeights
 
 #: What a hub adapter's snapshot needs: its weights, its configs (PEFT's adapter_config.json) and its card.
@@ -224,6 +226,25 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return value
 
 
+@contextmanager
+def counted(
+    adapters: tuple[AdapterWeights, ...], memory: ModelMemory | None, *, owner: str, device: str
+) -> Iterator[None]:
+    """Count loaded adapters in the client's model memory ledger while the block runs (their weight files' size:
+    safetensors hold the tensors as they load), so the budget sees them and `Client.loaded_models()` lists them;
+    forgotten when they are unloaded. Each call has its own entry: concurrent calls never share one."""
+    if memory is None or not adapters:
+        yield
+        return
+    key = f"adapters {adapters_key(adapters)[:12]} #{uuid.uuid4().hex[:8]}"
+    nbytes = sum(os.path.getsize(Path(a.folder) / a.weight_name) for a in adapters)
+    memory.record(owner, key, device, nbytes, drop=lambda: None)
+    try:
+        yield
+    finally:
+        memory.forget(owner, key)
+
+
 def adapters_key(adapters: tuple[AdapterWeights, ...]) -> str:
     """What tells two requests' adapters apart (sources, revisions, scales, file hashes): part of the batching key,
     so requests with different adapters never share a model call."""
@@ -232,7 +253,14 @@ def adapters_key(adapters: tuple[AdapterWeights, ...]) -> str:
 
 
 @contextmanager
-def peft_adapters(model: Any, adapters: tuple[AdapterWeights, ...], *, provider: str) -> Iterator[None]:
+def peft_adapters(
+    model: Any,
+    adapters: tuple[AdapterWeights, ...],
+    *,
+    provider: str,
+    memory: ModelMemory | None = None,
+    device: str = "cpu",
+) -> Iterator[None]:
     """Inject `adapters` (PEFT's format: `adapter_config.json` beside the weights) into a transformers model in place
     with PEFT's own `PeftModel.from_pretrained` / `load_adapter`, each at its scale (`LoraLayer.set_scale`), for the
     body of the block; then `unload()` puts the model's own modules back, so it is the base model again.
@@ -274,7 +302,8 @@ def peft_adapters(model: Any, adapters: tuple[AdapterWeights, ...], *, provider:
                 for name, found in zip(names, adapters, strict=True):
                     if name in module.lora_A:
                         module.set_scale(name, found.adapter.scale)
-        yield
+        with counted(adapters, memory, owner=provider, device=device):
+            yield
     finally:
         if wrapped is not None:
             wrapped.unload()

@@ -17,11 +17,11 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ..errors import ConfigurationError
-from .adapters import AdapterError, require_peft
+from .adapters import AdapterError, counted, require_peft
 from .base import AdapterWeights, Availability, RawGeneration, fit_length
 from .devices import check_device_dtype, dtype_name
 from .local import LocalEngine, batch_generation
-from .runtime import Batcher, checkpoint_availability, pick_dtype, resolve_checkpoint, weights_on_disk
+from .runtime import Batcher, ModelMemory, checkpoint_availability, pick_dtype, resolve_checkpoint, weights_on_disk
 
 L = TypeVar("L")
 I = TypeVar("I")  # noqa: E741 - the batcher's item type, as in `Batcher`
@@ -146,7 +146,14 @@ class DiffusionPipelineEngine(LocalEngine[L]):
 
 
 @contextmanager
-def lora_adapters(pipeline: Any, adapters: tuple[AdapterWeights, ...], *, provider: str) -> Iterator[None]:
+def lora_adapters(
+    pipeline: Any,
+    adapters: tuple[AdapterWeights, ...],
+    *,
+    provider: str,
+    memory: ModelMemory | None = None,
+    device: str = "cpu",
+) -> Iterator[None]:
     """Load `adapters` into a diffusers pipeline with its own LoRA loader (`load_lora_weights`, `set_adapters` at
     their scales) for the body of the block, then unload them, so the pipeline is the base model again.
 
@@ -163,7 +170,8 @@ def lora_adapters(pipeline: Any, adapters: tuple[AdapterWeights, ...], *, provid
         for name, found in zip(names, adapters, strict=True):
             _load_lora(pipeline, found, name, provider)
         pipeline.set_adapters(names, [found.adapter.scale for found in adapters])
-        yield
+        with counted(adapters, memory, owner=provider, device=device):  # in the memory ledger while loaded
+            yield
     finally:
         pipeline.unload_lora_weights()
 

@@ -217,7 +217,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
             def run() -> Any:
                 import torch
 
-                with TORCH_RNG_LOCK, peft_adapters(loaded.model, context.adapters, provider=self.owner.name):
+                with TORCH_RNG_LOCK, self._adapters(loaded, context):
                     torch.manual_seed(seed)
                     with torch.inference_mode():
                         if request.audio_prompt is not None:
@@ -283,7 +283,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
             import torch
 
             try:
-                with TORCH_RNG_LOCK, peft_adapters(loaded.model, context.adapters, provider=self.owner.name):
+                with TORCH_RNG_LOCK, self._adapters(loaded, context):
                     torch.manual_seed(seed)
                     with torch.inference_mode():
                         self._run(loaded, kwargs, frames, [context], on_step=decoder.step)
@@ -313,6 +313,12 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         }
         return _generation(audio, loaded, seed, parameters, load_seconds)
 
+    def _adapters(self, loaded: LoadedModel, context: RunContext) -> Any:
+        """The call's adapters loaded into the model through PEFT (and counted in the memory ledger) for a block."""
+        return peft_adapters(
+            loaded.model, context.adapters, provider=self.owner.name, memory=self.owner.memory, device=loaded.device
+        )
+
     def _batchable(self, request: GenerationRequest, options: dict[str, Any]) -> bool:
         """Plain text-to-music within one window can share a batch (unless `batching = false`)."""
         return (
@@ -331,7 +337,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         kwargs = self._generate_kwargs(first.request, first.loaded, first.options, prompts=prompts)
 
         def run() -> Any:
-            with TORCH_RNG_LOCK, peft_adapters(first.loaded.model, first.context.adapters, provider=self.owner.name):
+            with TORCH_RNG_LOCK, self._adapters(first.loaded, first.context):
                 torch.manual_seed(first.seed)
                 with torch.inference_mode():
                     return self._run(
