@@ -53,7 +53,9 @@ def build_server(client: Client, output_dir: str | Path) -> Any:
             is_error=True,
         )
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, open_world_hint=True))
+    @server.tool(  # type: ignore[untyped-decorator]
+        annotations=ToolAnnotations(read_only_hint=False, open_world_hint=True)
+    )
     async def generate(
         prompt: str,
         ctx: Context,
@@ -96,7 +98,9 @@ def build_server(client: Client, output_dir: str | Path) -> Any:
         except SoundforgeError as error:
             return refusal(error)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, open_world_hint=True))
+    @server.tool(  # type: ignore[untyped-decorator]
+        annotations=ToolAnnotations(read_only_hint=False, open_world_hint=True)
+    )
     async def separate(
         path: str, stems: list[str], provider: str | None = None, output_format: OutputFormat = "wav"
     ) -> CallToolResult:
@@ -109,7 +113,9 @@ def build_server(client: Client, output_dir: str | Path) -> Any:
         except SoundforgeError as error:
             return refusal(error)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    @server.tool(  # type: ignore[untyped-decorator]
+        annotations=ToolAnnotations(read_only_hint=True)
+    )
     async def verify(path: str) -> CallToolResult:
         """Check that a file in the output folder still holds the audio soundforge wrote, and read its record: who
         made it, under what licence."""
@@ -120,13 +126,17 @@ def build_server(client: Client, output_dir: str | Path) -> Any:
         except (OSError, ValueError) as error:
             return refusal(SoundforgeError(f"cannot read {path!r}: {error}"))
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    @server.tool(  # type: ignore[untyped-decorator]
+        annotations=ToolAnnotations(read_only_hint=True)
+    )
     async def providers() -> CallToolResult:
         """Every provider: whether it runs here (and what it needs if not), its models, its default model's licence
         and whether the configured licence policy allows it, with the clause that decided."""
         return answer({"providers": await asyncio.to_thread(tools.providers)})
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    @server.tool(  # type: ignore[untyped-decorator]
+        annotations=ToolAnnotations(read_only_hint=True)
+    )
     async def estimate_cost(
         prompt: str, provider: str | None = None, duration: float | None = None, fields: dict[str, Any] | None = None
     ) -> CallToolResult:

@@ -52,8 +52,10 @@ class ToolBox:
     ) -> dict[str, Any]:
         """Split a file under the output folder into stems, saved beside it."""
         source = self._inside(path)
-        kwargs = {"provider": provider} if provider else {}
-        generation = self.client.separate(str(source), stems, **kwargs)
+        if provider:
+            generation = self.client.separate(str(source), stems, provider=provider)
+        else:
+            generation = self.client.separate(str(source), stems)
         return self._saved(generation, source.stem, output_format)
 
     def verify(self, path: str) -> dict[str, Any]:

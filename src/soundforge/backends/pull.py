@@ -139,7 +139,7 @@ def verify_snapshot(model: str, commit: str | None, folder: str, *, provider: st
     Raises `PullError` naming the first file that differs; returns how many files were checked."""
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
-    from huggingface_hub.utils import filter_repo_objects
+    from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
     entries = {
         entry.path: entry

@@ -17,6 +17,7 @@ carries (403 for the licence policy, 402 for a budget, 429 for a full queue).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -235,7 +236,7 @@ def register(app: FastAPI, jobs: JobManager, settings: ServeSettings, admit: Any
         return job_id, record
 
     async def answer(
-        job_id: str, record: dict[str, Any], wanted: str | None, *, stream: bool, unused: list[str] = ()
+        job_id: str, record: dict[str, Any], wanted: str | None, *, stream: bool, unused: Sequence[str] = ()
     ) -> Response:
         container, rate = output_format(wanted)
         headers = record_headers(job_id, record, unused)
@@ -328,7 +329,7 @@ async def pcm_bytes(wav: bytes, rate: int) -> bytes:
     return await asyncio.to_thread(convert)
 
 
-def record_headers(job_id: str, record: dict[str, Any], unused: list[str] = ()) -> dict[str, str]:
+def record_headers(job_id: str, record: dict[str, Any], unused: Sequence[str] = ()) -> dict[str, str]:
     """The result's licence and provenance in response headers (the file's tags say the same)."""
     license = record.get("license") or {}
     provenance = record.get("provenance") or {}
