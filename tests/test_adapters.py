@@ -520,3 +520,38 @@ def test_loaded_adapters_are_counted_in_the_memory_ledger_while_they_are_loaded(
     counted = [(p, nbytes) for p, model, nbytes in during[0] if model.startswith("adapters ")]
     assert counted == [("ace-step", size)]
     assert not any(m.model.startswith("adapters ") for m in c.loaded_models())  # forgotten once unloaded
+
+
+def test_a_hub_adapter_is_fetched_only_once_its_card_passes_the_policy(folder, pipe, loras, tmp_path, monkeypatch):
+    """Against the fake hub (tests/fake_hub.py): a provider named in the request may download an adapter; its card
+    comes first, alone, and a refused adapter's weights are never requested."""
+    import shutil
+
+    import huggingface_hub.constants as constants
+
+    from .fake_hub import COMMIT, FakeHub
+
+    hub = FakeHub()
+    for name, licence in (("someone/nc-style", "cc-by-nc-4.0"), ("someone/mit-style", "mit")):
+        repo = tmp_path / name.replace("/", "--")
+        repo.mkdir()
+        shutil.copy(f"{loras['mit']}/pytorch_lora_weights.safetensors", repo)
+        (repo / "README.md").write_text(card(licence), "utf-8")
+        hub.add(name, repo)
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    try:
+        registry = LicenseRegistry.default().declare("ace-step", folder, same_as="ACE-Step/Ace-Step1.5", reason="test")
+        commercial = client(policy=LicensePolicy.commercial(), registry=registry)
+        with pytest.raises(LicensePolicyError, match=r"CC-BY-NC-4\.0"):
+            song(commercial, folder, adapters=["someone/nc-style"])
+        fetched = [path for method, path in hub.requests if method == "GET" and "nc-style" in path]
+        assert fetched == ["/someone/nc-style/resolve/main/README.md"]  # the card, never the weights
+        g = song(commercial, folder, adapters=["someone/mit-style"])
+        assert g.provenance.adapters[0]["revision"] == COMMIT and g.provenance.adapters[0]["license"] == "MIT"
+        assert np.array_equal(g.audio, direct(pipe, 3, [(loras["mit"], 1.0)]))
+    finally:
+        hub.close()

@@ -176,9 +176,12 @@ def _hub_snapshot(adapter: Adapter, settings: dict[str, Any], *, allow_fetch: bo
     source = adapter.source
     fix = f"download it first: hf download {source}" + (f" --revision {adapter.revision}" if adapter.revision else "")
     try:
-        return str(
-            snapshot_download(source, revision=adapter.revision, local_files_only=True, allow_patterns=ADAPTER_PATTERNS)
+        cached = snapshot_download(
+            source, revision=adapter.revision, local_files_only=True, allow_patterns=ADAPTER_PATTERNS
         )
+        if not any(Path(cached).glob("*.safetensors")):  # only the card is here (fetched alone for its licence)
+            raise FileNotFoundError(f"{cached} holds the card only")
+        return str(cached)
     except Exception as cached_miss:
         if offline(settings) or not allow_fetch:
             why = (
