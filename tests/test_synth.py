@@ -24,6 +24,9 @@ def test_output_shape_and_level(client: Client) -> None:
     assert mono.audio.shape == (1, 44100) and mono.sample_rate == 22050
 
 
+# librosa's beat tracker is numba code compiled on first use (~40 s on a 2-core CPU): its tests share one worker,
+# which compiles it once (tests/conftest.py gives each process its own numba cache).
+@pytest.mark.xdist_group("librosa")
 @pytest.mark.parametrize(
     "prompt, bpm",
     [
