@@ -17,7 +17,7 @@ carries (403 for the licence policy, 402 for a budget, 429 for a full queue).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import numpy as np
@@ -255,47 +255,48 @@ def register(app: FastAPI, jobs: JobManager, settings: ServeSettings, admit: Any
         return StreamingResponse(chunks, media_type=media, headers=headers)
 
     async def compose(request: Request, stream: bool) -> Response:
-        try:
-            body = ComposeBody.model_validate(await _json(request))
-            wanted = request.query_params.get("output_format")
-            output_format(wanted)  # a format this server cannot answer is refused before the work
-            job_id, record = await run(request, song_request(body), music_provider)
-            return await answer(job_id, record, wanted, stream=stream)
-        except CompatError as exc:
-            return JSONResponse(exc.body, status_code=exc.status)
-        except ValidationError as exc:
-            return JSONResponse({"detail": _validation(exc)}, status_code=422)
-        except SoundforgeError as exc:
-            status, payload = error_body(exc)
-            return JSONResponse(payload, status_code=status)
+        body = ComposeBody.model_validate(await _json(request))
+        wanted = request.query_params.get("output_format")
+        output_format(wanted)  # a format this server cannot answer is refused before the work
+        job_id, record = await run(request, song_request(body), music_provider)
+        return await answer(job_id, record, wanted, stream=stream)
 
     @app.post("/v1/music", response_class=Response, tags=["ElevenLabs-compatible"])
     async def music(request: Request) -> Response:
         """ElevenLabs' compose: a song from a prompt or a composition plan, answered as audio."""
-        return await compose(request, stream=False)
+        return await in_elevenlabs_shape(compose(request, stream=False))
 
     @app.post("/v1/music/stream", response_class=Response, tags=["ElevenLabs-compatible"])
     async def music_stream(request: Request) -> Response:
         """ElevenLabs' compose, answered as a chunked audio stream."""
-        return await compose(request, stream=True)
+        return await in_elevenlabs_shape(compose(request, stream=True))
 
     @app.post("/v1/sound-generation", response_class=Response, tags=["ElevenLabs-compatible"])
     async def sound_generation(request: Request) -> Response:
         """ElevenLabs' sound effects: a sound from text, answered as audio."""
-        try:
-            body = SoundEffectBody.model_validate(await _json(request))
-            wanted = request.query_params.get("output_format")
-            output_format(wanted)
-            made, unused = effect_request(body)
-            job_id, record = await run(request, made, effects_provider)
-            return await answer(job_id, record, wanted, stream=False, unused=unused)
-        except CompatError as exc:
-            return JSONResponse(exc.body, status_code=exc.status)
-        except ValidationError as exc:
-            return JSONResponse({"detail": _validation(exc)}, status_code=422)
-        except SoundforgeError as exc:
-            status, payload = error_body(exc)
-            return JSONResponse(payload, status_code=status)
+        return await in_elevenlabs_shape(sound_effect(request))
+
+    async def sound_effect(request: Request) -> Response:
+        body = SoundEffectBody.model_validate(await _json(request))
+        wanted = request.query_params.get("output_format")
+        output_format(wanted)
+        made, unused = effect_request(body)
+        job_id, record = await run(request, made, effects_provider)
+        return await answer(job_id, record, wanted, stream=False, unused=unused)
+
+
+async def in_elevenlabs_shape(work: Awaitable[Response]) -> Response:
+    """A route's answer, or its refusal in ElevenLabs' error shape (whatever raised it: the translation, pydantic,
+    or the typed error of the job's admission)."""
+    try:
+        return await work
+    except CompatError as exc:
+        return JSONResponse(exc.body, status_code=exc.status)
+    except ValidationError as exc:
+        return JSONResponse({"detail": _validation(exc)}, status_code=422)
+    except SoundforgeError as exc:
+        status, payload = error_body(exc)
+        return JSONResponse(payload, status_code=status)
 
 
 async def _json(request: Request) -> Any:
