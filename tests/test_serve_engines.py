@@ -46,7 +46,13 @@ def two_long_jobs_on_two_engines(http: httpx.Client, pool: EnginePool) -> list[s
     """Two long jobs at once: with one job of room per engine, the second goes to the other engine."""
     jobs = [str(http.post("/v1/generations", json=LONG).json()["id"]) for _ in range(2)]
     until_running(http, *jobs)
-    assert pool.loads() == [1, 1] and None not in pool.pids
+    # A job is "running" once its engine has it; an engine started again for it (after one was killed) has its
+    # process a moment later: wait for that, on a deadline.
+    deadline = time.monotonic() + 60
+    while None in pool.pids:
+        assert time.monotonic() < deadline, f"an engine did not start: {pool.pids}"
+        time.sleep(0.01)
+    assert pool.loads() == [1, 1]
     return jobs
 
 
