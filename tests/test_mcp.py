@@ -6,6 +6,7 @@ tool errors carrying the typed error's code and hint."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import soundfile as sf
 
 pytest.importorskip("mcp")
 
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
 
 from soundforge.agents.mcp import build_server
@@ -69,6 +70,13 @@ def test_the_tools_over_stdio_under_a_commercial_policy(tmp_path) -> None:
             assert bad.is_error and "Traceback" not in bad.content[0].text
             bad = await client.call_tool("generate", {"prompt": "x", "provider": "synth", "fields": {"bpm": 9999}})
             assert bad.is_error and bad.structured_content["error"]["field"] == "bpm"
+            # The file as an MCP resource (for a host that cannot open the server's paths), and nothing else.
+            assert file["resource"] == f"soundforge://output/{Path(file['path']).name}"
+            read = (await client.read_resource(file["resource"])).contents[0]
+            assert read.mime_type == "audio/wav" and base64.b64decode(read.blob) == Path(file["path"]).read_bytes()
+            for outside in ("soundforge://output/..%2Fsoundforge.toml.wav", "soundforge://output/none.wav"):
+                with pytest.raises(MCPError):
+                    await client.read_resource(outside)
             # Verify reads only the output folder.
             checked = await client.call_tool("verify", {"path": Path(file["path"]).name})
             assert not checked.is_error and checked.structured_content["status"] == "ok"

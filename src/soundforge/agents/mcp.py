@@ -23,7 +23,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from ..backends.base import ProgressEvent
 from ..client import Client
 from ..errors import SoundforgeError
-from .tools import ToolBox
+from .tools import RESOURCE_PREFIX, ToolBox
 
 log = logging.getLogger("soundforge.mcp")
 
@@ -150,7 +150,28 @@ def build_server(client: Client, output_dir: str | Path) -> Any:
         except SoundforgeError as error:
             return refusal(error)
 
+    for suffix, mime in MIME_TYPES.items():
+        register_files(server, tools, suffix, mime)
     return server
+
+
+#: The audio formats a saved file may have, with the MIME type its resource reads as.
+MIME_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+
+
+def register_files(server: Any, tools: ToolBox, suffix: str, mime: str) -> None:
+    """The output folder's `.suffix` files as resources (`soundforge://output/NAME.suffix`, read as `mime`); the SDK
+    rejects `..`, absolute paths and NUL in NAME, and the tools refuse anything outside the folder."""
+
+    @server.resource(f"{RESOURCE_PREFIX}{{name}}.{suffix}", mime_type=mime)  # type: ignore[untyped-decorator]
+    async def saved_file(name: str) -> bytes:
+        """A file `generate` or `separate` saved, by the name its answer gave."""
+        try:
+            return await asyncio.to_thread(tools.file_bytes, f"{name}.{suffix}")
+        except SoundforgeError as error:
+            from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+
+            raise ResourceNotFoundError(str(error)) from None
 
 
 def _progress_reporter(ctx: Any) -> Any:

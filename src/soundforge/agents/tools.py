@@ -22,6 +22,10 @@ from ..ops.pricing import Cost
 from ..request import build_request
 from ..result import Generation, Track
 
+#: Saved files as MCP resources (`soundforge://output/NAME`): read over the protocol itself, for a host that talks to
+#: the server over HTTP and cannot open its paths.
+RESOURCE_PREFIX = "soundforge://output/"
+
 
 @dataclass(frozen=True)
 class ToolBox:
@@ -94,6 +98,11 @@ class ToolBox:
             "skipped": [{"provider": a.provider, "reason": a.error} for a in plan.skipped],
         }
 
+    def file_bytes(self, name: str) -> bytes:
+        """A saved file's bytes by its name in the output folder (what the MCP resource `soundforge://output/NAME`
+        reads, for hosts that cannot open the server's paths)."""
+        return self._inside(name).read_bytes()
+
     def _inside(self, path: str) -> Path:
         """A path the caller names, refused unless it lies in the output folder (an agent must not make the server
         read a file of its choosing)."""
@@ -130,6 +139,7 @@ def track_dict(track: Track, path: Path) -> dict[str, Any]:
     return {
         "path": str(path),
         "uri": path.resolve().as_uri(),
+        "resource": f"{RESOURCE_PREFIX}{path.name}",
         "role": track.role,
         "duration": round(track.duration, 3),
         "sample_rate": track.sample_rate,
