@@ -134,3 +134,22 @@ def test_the_cli_shows_the_plan_and_pulls(hub, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert "files match the hub's hashes; ready to run offline" in done.stdout
     assert weights_fetched(hub) == [f"/{MODEL}/resolve/{COMMIT}/model.safetensors"]
+
+
+def test_a_long_hub_error_is_cut_at_a_word(hub) -> None:
+    """The hub's error for a repository it does not have is long (status, request id, URL, advice): the message keeps
+    whole words and says it was cut (it was cut mid-word at 200 characters)."""
+    from huggingface_hub import snapshot_download
+
+    from soundforge import ModelNotAvailableError
+
+    with pytest.raises(Exception) as original:
+        snapshot_download("nobody/nothing", allow_patterns=["*.json"])
+    words = " ".join(str(original.value).split()).split(" ")
+    assert len(" ".join(words)) > 300  # long enough to be cut
+    with pytest.raises(ModelNotAvailableError) as info:  # named, so the engine may download: it asks the hub
+        Client(Config.load(user_file=False)).generate("x", provider="musicgen:nobody/nothing", duration=0.05)
+    said = str(info.value.message).split(f"{type(original.value).__name__}: ", 1)[1]
+    assert said.endswith(" …")
+    kept = said.removesuffix(" …").split(" ")
+    assert kept == words[: len(kept)]  # whole words, in order: nothing cut mid-word

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .licences.policy import LicensePolicy
     from .licences.provenance import Provenance
     from .ops.budget import Budget
+    from .ops.cache import DiskCache
     from .ops.pricing import Cost
     from .output.inspect import FileRecord, Verification, read_record, verify
     from .request import Adapter, AudioInput, GenerationRequest
@@ -75,6 +76,7 @@ _LAZY = {
     "abatch": "bulk",
     "BatchReport": "bulk",
     "Budget": "ops.budget",
+    "DiskCache": "ops.cache",
     "Cost": "ops.pricing",
     "verify": "output.inspect",
     "read_record": "output.inspect",
@@ -226,6 +228,7 @@ __all__ = [
     "ConfigurationError",
     "ContentRefusedError",
     "Cost",
+    "DiskCache",
     "FileRecord",
     "Generation",
     "GenerationCancelledError",

@@ -9,10 +9,17 @@ the provider (`LicensePolicyError`), or wait and retry (`RateLimitError`, `Provi
 from __future__ import annotations
 
 import copy
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 from .secrets import redact
+
+
+def clipped(text: str, limit: int = 300) -> str:
+    """Another library's message on one line, cut at a word (never mid-word) with "…" when longer than `limit`:
+    a hub's or a server's error can be pages long, and the part kept must still read."""
+    return textwrap.shorten(" ".join(str(text).split()), width=limit, placeholder=" …")
 
 
 class SoundforgeError(Exception):

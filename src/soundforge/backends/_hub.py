@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ..errors import ModelNotAvailableError
+from ..errors import ModelNotAvailableError, clipped
 from ..licences.model_card import ModelCard, read_model_card
 from ._compute import run_on_device_thread
 from .base import ENGINE_DEVICE_ENV, Availability
@@ -77,7 +77,7 @@ def resolve_checkpoint(
         return str(snapshot_download(model, allow_patterns=WEIGHT_PATTERNS, etag_timeout=10))
     except Exception as exc:
         raise ModelNotAvailableError(
-            provider, model, f"could not download the weights: {type(exc).__name__}: {str(exc)[:200]}", fix=fix
+            provider, model, f"could not download the weights: {type(exc).__name__}: {clipped(str(exc))}", fix=fix
         ) from exc
 
 

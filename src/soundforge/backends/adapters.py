@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, InvalidRequestError
+from ..errors import ConfigurationError, InvalidRequestError, clipped
 from ..licences.model_card import ModelCard, read_model_card
 from ..request import Adapter
 from ._hub import looks_like_path, offline, revision
@@ -198,7 +198,7 @@ def _hub_snapshot(adapter: Adapter, settings: dict[str, Any], *, allow_fetch: bo
         )
     except Exception as exc:
         raise AdapterError(
-            source, f"could not download it: {type(exc).__name__}: {str(exc)[:200]}", provider=provider, hint=fix
+            source, f"could not download it: {type(exc).__name__}: {clipped(str(exc))}", provider=provider, hint=fix
         ) from exc
 
 
@@ -332,4 +332,4 @@ def _misfit(model: Any, exc: BaseException) -> str:
     """Why an adapter did not load into `model`, in one line."""
     if type(exc).__name__ == "NoMatchingPeftModuleError":  # PEFT's: the keys name modules this model lacks
         return f"none of its target modules is a module of {type(model).__name__}"
-    return f"it does not fit {type(model).__name__}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return f"it does not fit {type(model).__name__}: {type(exc).__name__}: {clipped(str(exc))}"

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, clipped
 from .adapters import AdapterError, counted, require_peft
 from .base import AdapterWeights, Availability, RawGeneration, fit_length
 from .devices import check_device_dtype, dtype_name
@@ -187,7 +187,7 @@ def _load_lora(pipeline: Any, found: AdapterWeights, name: str, provider: str) -
         if type(exc).__name__ == "NoMatchingPeftModuleError":  # PEFT's: the keys name modules this model lacks
             why = f"none of its keys match a module of {type(pipeline).__name__}"
         else:
-            why = f"it does not fit {type(pipeline).__name__}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            why = f"it does not fit {type(pipeline).__name__}: {type(exc).__name__}: {clipped(str(exc))}"
         raise AdapterError(
             source,
             why,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LicensePolicyError, ModelNotAvailableError, SoundforgeError
+from ..errors import LicensePolicyError, ModelNotAvailableError, SoundforgeError, clipped
 from ..licences.licensing import License, LicenseRegistry
 from ..licences.model_card import read_model_card
 from ..licences.policy import LicensePolicy
@@ -127,7 +127,7 @@ def pull(
         folder = str(snapshot_download(model, revision=found.commit, allow_patterns=list(PULL_PATTERNS)))
     except Exception as exc:  # the hub's and the network's errors: one typed error with the reason
         raise PullError(
-            f"could not download {model}: {type(exc).__name__}: {str(exc)[:300]}", provider=backend.name
+            f"could not download {model}: {type(exc).__name__}: {clipped(str(exc))}", provider=backend.name
         ) from exc
     verified = verify_snapshot(model, found.commit, folder, provider=backend.name)
     ready = backend.model_availability(model, allow_fetch=False)
@@ -197,7 +197,7 @@ def _listing(backend: Backend, model: str) -> tuple[str | None, list[HubFile]]:
         infos = snapshot_download(model, allow_patterns=list(PULL_PATTERNS), dry_run=True)
     except Exception as exc:
         raise ModelNotAvailableError(
-            backend.name, model, f"the hub does not list it: {type(exc).__name__}: {str(exc)[:300]}"
+            backend.name, model, f"the hub does not list it: {type(exc).__name__}: {clipped(str(exc))}"
         ) from exc
     files = [HubFile(i.filename, i.file_size, bool(i.is_cached)) for i in infos]
     commit = infos[0].commit_hash if infos else None

@@ -86,6 +86,8 @@ class DiskCache:
         return f"DiskCache({str(self.folder)!r}, max_bytes={self.max_bytes})"
 
     def get(self, key: str) -> Generation | None:
+        """The stored generation for a key, or None (a missing or damaged entry is a miss; a hit is the most
+        recently used)."""
         entry = self.folder / key
         meta = entry / "tracks.json"
         if not meta.exists():
@@ -125,6 +127,8 @@ class DiskCache:
         )
 
     def put(self, key: str, generation: Generation) -> None:
+        """Store a generation under a key (written aside, then moved in place), evicting the least recently used
+        entries past `max_bytes`."""
         self.folder.mkdir(parents=True, exist_ok=True)
         staging = self.folder / f".{key}.{uuid.uuid4().hex}.part"
         staging.mkdir()
