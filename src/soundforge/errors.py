@@ -134,6 +134,15 @@ class ModelNotAvailableError(SoundforgeError):
         self.model = model
 
 
+class PullError(SoundforgeError):
+    """A model `soundforge pull` cannot fetch: not a hub model, an engine with its own download code, a layout the
+    engine cannot load as published, a hub that does not answer, or files that do not match the hub's hashes."""
+
+    code = "pull_failed"
+    http_status = 502
+    exit_code = 3
+
+
 class AuthenticationError(SoundforgeError):
     """The provider rejected the credentials (or none were configured). The key itself is never included."""
 
@@ -189,6 +198,20 @@ class UnsupportedFeatureError(InvalidRequestError):
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "supported_by": self.supported_by}
+
+
+class AdapterError(InvalidRequestError):
+    """A style adapter that cannot be used: missing, not a safetensors file, not for this model, or keys that match
+    none of its modules. Raised before any generation; the shared model is left as it was."""
+
+    code = "invalid_adapter"
+
+    def __init__(self, source: str, reason: str, *, provider: str | None = None, hint: str | None = None) -> None:
+        super().__init__(f"adapter {source!r}: {reason}", field="adapters", provider=provider, hint=hint)
+        self.source = source
+
+    def _describe(self) -> dict[str, Any]:
+        return {**super()._describe(), "source": self.source}
 
 
 class LicensePolicyError(SoundforgeError):

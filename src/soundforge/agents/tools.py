@@ -107,7 +107,7 @@ class ToolBox:
         """A path the caller names, refused unless it lies in the output folder (an agent must not make the server
         read a file of its choosing)."""
         root = self.output_dir.resolve()
-        target = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
+        target = (root / path).resolve()  # an absolute path replaces root, and is checked the same way
         if not target.is_relative_to(root):
             raise InvalidRequestError(
                 f"{path!r} is outside the output folder", field="path", hint=f"name a file in {root}"

@@ -124,22 +124,30 @@ def files_availability(
     )
 
 
-def find_model_card(model: str) -> ModelCard | None:
-    """The card of the weights `model` names, from its folder or its Hugging Face cache snapshot; None when there
-    is none here. Never downloads, and never imports anything heavier than huggingface_hub."""
+def find_model_card(model: str, *, revision: str | None = None, allow_fetch: bool = False) -> ModelCard | None:
+    """The card of the weights `model` names, from its folder or its Hugging Face cache snapshot (at `revision`);
+    with `allow_fetch`, a card not cached is downloaded alone (a few kilobytes, never the weights). None when there
+    is none. Never imports anything heavier than huggingface_hub."""
     path = Path(model).expanduser()
     if path.is_dir() or looks_like_path(model):
         return read_model_card(path)
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
         from huggingface_hub.utils import HFValidationError
     except ImportError:
         return None
     try:
-        cached = try_to_load_from_cache(model, "README.md")
+        cached = try_to_load_from_cache(model, "README.md", revision=revision)
     except HFValidationError:  # not a hub id: it has no card in the cache
         return None
-    return read_model_card(cached) if isinstance(cached, str) else None
+    if isinstance(cached, str):
+        return read_model_card(cached)
+    if not allow_fetch:
+        return None
+    try:
+        return read_model_card(hf_hub_download(model, "README.md", revision=revision, etag_timeout=10))
+    except Exception:  # no card on the hub (or no hub): the licence record decides alone
+        return None
 
 
 def revision(folder: str) -> str | None:

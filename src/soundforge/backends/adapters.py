@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, InvalidRequestError, clipped
+from ..errors import AdapterError, ConfigurationError, clipped
 from ..licences.model_card import ModelCard, read_model_card
 from ..request import Adapter
-from ._hub import looks_like_path, offline, revision
-from ._memory import ModelMemory
 from .base import AdapterWeights
+from .runtime import ModelMemory, find_model_card, looks_like_path, offline, revision
 
 #: What a hub adapter's snapshot needs: its weights, its configs (PEFT's adapter_config.json) and its card.
 ADAPTER_PATTERNS = ["*.safetensors", "*.json", "README.md"]
@@ -35,37 +34,21 @@ KNOWN_WEIGHT_NAMES = ("pytorch_lora_weights.safetensors", "adapter_model.safeten
 _HASHED_FILES = 256
 
 
-class AdapterError(InvalidRequestError):
-    """An adapter that cannot be used: missing, not a safetensors file, not for this model, or keys that match none
-    of its modules. Raised before any generation; the shared model is left as it was."""
-
-    code = "invalid_adapter"
-
-    def __init__(self, source: str, reason: str, *, provider: str | None = None, hint: str | None = None) -> None:
-        super().__init__(f"adapter {source!r}: {reason}", field="adapters", provider=provider, hint=hint)
-        self.source = source
-
-    def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "source": self.source}
-
-
 @dataclass(frozen=True)
 class AdapterFiles:
-    """One adapter of a request, found: the file an engine loads, its sha256, the hub revision and the card.
+    """One adapter of a request, found: the file an engine loads, its sha256 and the hub revision.
 
     Attributes:
         adapter: the request's adapter (source, scale, revision asked for).
         path: the `.safetensors` file an engine loads.
         sha256: the file's sha256 (provenance, the result cache's key, the batching key).
         revision: the hub commit of a cached snapshot; None for a local file.
-        card: the licence fields of the adapter's card (its folder's `README.md`), when it has one.
     """
 
     adapter: Adapter
     path: str
     sha256: str
     revision: str | None = None
-    card: ModelCard | None = None
 
     @property
     def folder(self) -> str:
@@ -98,20 +81,7 @@ def adapter_card(adapter: Adapter, settings: dict[str, Any], *, allow_fetch: boo
     if is_local(adapter.source):
         path = Path(adapter.source).expanduser()
         return read_model_card(path if path.is_dir() else path.parent)
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    try:
-        cached = try_to_load_from_cache(adapter.source, "README.md", revision=adapter.revision)
-    except Exception:  # not a valid hub id: `adapter_files` says so
-        return None
-    if isinstance(cached, str):
-        return read_model_card(cached)
-    if not allow_fetch or offline(settings):
-        return None
-    try:
-        return read_model_card(hf_hub_download(adapter.source, "README.md", revision=adapter.revision, etag_timeout=10))
-    except Exception:  # no card on the hub: the adapter's licence is unknown, which the policy decides on
-        return None
+    return find_model_card(adapter.source, revision=adapter.revision, allow_fetch=allow_fetch and not offline(settings))
 
 
 def adapter_files(adapter: Adapter, settings: dict[str, Any], *, allow_fetch: bool, provider: str) -> AdapterFiles:
@@ -134,7 +104,6 @@ def adapter_files(adapter: Adapter, settings: dict[str, Any], *, allow_fetch: bo
         path=str(weights),
         sha256=file_sha256(weights),
         revision=snapshot,
-        card=read_model_card(weights.parent),
     )
 
 
@@ -217,11 +186,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         if known is not None:
             _hashes.move_to_end(key)
             return known
-    digest = hashlib.sha256()
     with open(real, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
+        value = hashlib.file_digest(handle, "sha256").hexdigest()
     with _hash_lock:
         _hashes[key] = value
         while len(_hashes) > _HASHED_FILES:
@@ -296,8 +262,8 @@ def peft_adapters(
                     wrapped = PeftModel(model, PeftConfig.from_pretrained(found.folder), adapter_name=name)
                 wrapped.load_adapter(found.folder, adapter_name=name)
             except (ValueError, RuntimeError, KeyError, OSError) as exc:
-                raise AdapterError(
-                    found.adapter.source, _misfit(model, exc), provider=provider, hint=_TRAINED_FOR_IT
+                raise misfit(
+                    found.adapter.source, model, exc, provider=provider, no_match="none of its target modules is"
                 ) from exc
         wrapped.base_model.set_adapter(names)
         for module in model.modules():
@@ -325,11 +291,15 @@ def require_peft(provider: str) -> None:
         )
 
 
-_TRAINED_FOR_IT = "use an adapter trained for this model (its card names the base model)"
+#: What a user does about an adapter that does not fit.
+TRAINED_FOR_IT = "use an adapter trained for this model (its card names the base model)"
 
 
-def _misfit(model: Any, exc: BaseException) -> str:
-    """Why an adapter did not load into `model`, in one line."""
-    if type(exc).__name__ == "NoMatchingPeftModuleError":  # PEFT's: the keys name modules this model lacks
-        return f"none of its target modules is a module of {type(model).__name__}"
-    return f"it does not fit {type(model).__name__}: {type(exc).__name__}: {clipped(str(exc))}"
+def misfit(source: str, target: Any, exc: BaseException, *, provider: str, no_match: str) -> AdapterError:
+    """The error for an adapter a loader refused (diffusers' or PEFT's): `no_match`, then "a module of <model>",
+    when its keys name no module of the model (PEFT's `NoMatchingPeftModuleError`), else the loader's reason."""
+    if type(exc).__name__ == "NoMatchingPeftModuleError":
+        why = f"{no_match} a module of {type(target).__name__}"
+    else:
+        why = f"it does not fit {type(target).__name__}: {type(exc).__name__}: {clipped(str(exc))}"
+    return AdapterError(source, why, provider=provider, hint=TRAINED_FOR_IT)

@@ -16,8 +16,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from ..errors import ConfigurationError, clipped
-from .adapters import AdapterError, counted, require_peft
+from ..errors import AdapterError, ConfigurationError
+from .adapters import TRAINED_FOR_IT, counted, misfit, require_peft
 from .base import AdapterWeights, Availability, RawGeneration, fit_length
 from .devices import check_device_dtype, dtype_name
 from .local import LocalEngine, batch_generation
@@ -184,21 +184,12 @@ def _load_lora(pipeline: Any, found: AdapterWeights, name: str, provider: str) -
             found.folder, weight_name=found.weight_name, adapter_name=name, local_files_only=True
         )
     except (ValueError, RuntimeError, KeyError, OSError) as exc:
-        if type(exc).__name__ == "NoMatchingPeftModuleError":  # PEFT's: the keys name modules this model lacks
-            why = f"none of its keys match a module of {type(pipeline).__name__}"
-        else:
-            why = f"it does not fit {type(pipeline).__name__}: {type(exc).__name__}: {clipped(str(exc))}"
-        raise AdapterError(
-            source,
-            why,
-            provider=provider,
-            hint="use an adapter trained for this model (its card names the base model)",
-        ) from exc
+        raise misfit(source, pipeline, exc, provider=provider, no_match="none of its keys match") from exc
     loaded = {n for names in pipeline.get_list_adapters().values() for n in names}
     if name not in loaded:
         raise AdapterError(
             source,
             f"none of its keys match a module of {type(pipeline).__name__}",
             provider=provider,
-            hint="use an adapter trained for this model (its card names the base model)",
+            hint=TRAINED_FOR_IT,
         )

@@ -17,27 +17,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ..errors import LicensePolicyError, ModelNotAvailableError, SoundforgeError, clipped
+from ..errors import LicensePolicyError, ModelNotAvailableError, PullError, clipped
 from ..licences.licensing import License, LicenseRegistry
-from ..licences.model_card import read_model_card
 from ..licences.policy import LicensePolicy
+from .adapters import file_sha256
 from .base import Backend
-from .runtime import WEIGHT_PATTERNS, looks_like_path, offline
+from .runtime import WEIGHT_PATTERNS, find_model_card, looks_like_path, offline
 
 #: Files a pull fetches for engines that load a `save_pretrained` folder (transformers, diffusers): weights in
 #: safetensors, configs, tokenizers and the card. Pickled `.bin` weights are never fetched.
 PULL_PATTERNS = tuple(WEIGHT_PATTERNS)
-
-
-class PullError(SoundforgeError):
-    """A model `soundforge pull` cannot fetch: not a hub model, an engine with its own download code, a layout the
-    engine cannot load as published, a hub that does not answer, or files that do not match the hub's hashes."""
-
-    code = "pull_failed"
-    http_status = 502
-    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -96,7 +86,7 @@ def plan_pull(
             provider=backend.name,
             hint="unset HF_HUB_OFFLINE and allow_download = false to pull",
         )
-    card = _card(model)
+    card = find_model_card(model, allow_fetch=True)  # the card alone, a few kilobytes
     license = registry.license_for(backend.name, model, plan=plan, card=card)
     decision = policy.check(backend.name, model, license)
     if not decision.allowed:
@@ -153,7 +143,7 @@ def verify_snapshot(model: str, commit: str | None, folder: str, *, provider: st
         if not path.is_file():
             raise PullError(f"{model}: {name} is missing after the download", provider=provider)
         if entry.lfs is not None:
-            actual, expected = _sha256(path), entry.lfs.sha256
+            actual, expected = file_sha256(path), entry.lfs.sha256
         else:
             actual, expected = _git_blob_sha1(path), entry.blob_id
         if actual != expected:
@@ -176,19 +166,6 @@ def _check_pullable(backend: Backend, model: str) -> None:
         raise PullError(f"soundforge pull does not fetch {backend.name}:{model}: {note}", provider=backend.name)
 
 
-def _card(model: str) -> Any:
-    """The card of the revision a pull would fetch: from the cache, or downloaded alone (a few kilobytes)."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(model, "README.md")
-    if isinstance(cached, str):
-        return read_model_card(cached)
-    try:
-        return read_model_card(hf_hub_download(model, "README.md", etag_timeout=10))
-    except Exception:  # no card on the hub: the registry's record decides alone
-        return None
-
-
 def _listing(backend: Backend, model: str) -> tuple[str | None, list[HubFile]]:
     """The files of `model` a pull fetches, with their sizes and whether they are cached (the hub's dry run)."""
     from huggingface_hub import snapshot_download
@@ -202,14 +179,6 @@ def _listing(backend: Backend, model: str) -> tuple[str | None, list[HubFile]]:
     files = [HubFile(i.filename, i.file_size, bool(i.is_cached)) for i in infos]
     commit = infos[0].commit_hash if infos else None
     return commit, sorted(files, key=lambda f: f.name)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _git_blob_sha1(path: Path) -> str:

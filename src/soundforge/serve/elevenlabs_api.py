@@ -16,6 +16,7 @@ carries (403 for the licence policy, 402 for a budget, 429 for a full queue).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Sequence
 from typing import Any
@@ -236,9 +237,14 @@ def register(app: FastAPI, jobs: JobManager, settings: ServeSettings, admit: Any
         return job_id, record
 
     async def answer(
-        job_id: str, record: dict[str, Any], wanted: str | None, *, stream: bool, unused: Sequence[str] = ()
+        job_id: str,
+        record: dict[str, Any],
+        wanted: tuple[str, int],
+        *,
+        stream: bool,
+        unused: Sequence[str] = (),
     ) -> Response:
-        container, rate = output_format(wanted)
+        container, rate = wanted
         headers = record_headers(job_id, record, unused)
         if container == "pcm":
             wav = await jobs.audio(job_id, record, "wav")
@@ -256,8 +262,8 @@ def register(app: FastAPI, jobs: JobManager, settings: ServeSettings, admit: Any
 
     async def compose(request: Request, stream: bool) -> Response:
         body = ComposeBody.model_validate(await _json(request))
-        wanted = request.query_params.get("output_format")
-        output_format(wanted)  # a format this server cannot answer is refused before the work
+        # A format this server cannot answer is refused before the work.
+        wanted = output_format(request.query_params.get("output_format"))
         job_id, record = await run(request, song_request(body), music_provider)
         return await answer(job_id, record, wanted, stream=stream)
 
@@ -278,8 +284,7 @@ def register(app: FastAPI, jobs: JobManager, settings: ServeSettings, admit: Any
 
     async def sound_effect(request: Request) -> Response:
         body = SoundEffectBody.model_validate(await _json(request))
-        wanted = request.query_params.get("output_format")
-        output_format(wanted)
+        wanted = output_format(request.query_params.get("output_format"))
         made, unused = effect_request(body)
         job_id, record = await run(request, made, effects_provider)
         return await answer(job_id, record, wanted, stream=False, unused=unused)
@@ -320,7 +325,6 @@ def _validation(exc: ValidationError) -> list[dict[str, Any]]:
 
 async def pcm_bytes(wav: bytes, rate: int) -> bytes:
     """A stored WAV as ElevenLabs' `pcm_RATE`: 16-bit little-endian samples at `rate`, channels interleaved."""
-    import asyncio
 
     def convert() -> bytes:
         samples, made = load_audio(wav)

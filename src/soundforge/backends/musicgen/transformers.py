@@ -10,6 +10,7 @@ import queue
 import time
 from collections.abc import Callable
 from concurrent import futures
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -313,7 +314,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         }
         return _generation(audio, loaded, seed, parameters, load_seconds)
 
-    def _adapters(self, loaded: LoadedModel, context: RunContext) -> Any:
+    def _adapters(self, loaded: LoadedModel, context: RunContext) -> AbstractContextManager[None]:
         """The call's adapters loaded into the model through PEFT (and counted in the memory ledger) for a block."""
         return peft_adapters(
             loaded.model, context.adapters, provider=self.owner.name, memory=self.owner.memory, device=loaded.device
