@@ -249,6 +249,8 @@ def test_every_error_pickles_and_carries_its_status_and_exit_code() -> None:
         errors.StoreError("the record could not be saved"),
         errors.ServerStoppingError("the server stopped"),
         errors.InternalError("a bug"),
+        errors.AdapterError("owner/lora", "keys match nothing", provider="ace-step", hint="another adapter"),
+        errors.PullError("cannot pull", provider="audiogen"),
     ]
     samples.append(errors.AllProvidersFailedError([("a", samples[3]), ("b", samples[10])]))
     classes = {cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, SoundforgeError)}
