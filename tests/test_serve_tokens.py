@@ -100,3 +100,35 @@ def test_a_token_s_spending_survives_a_restart(stability, downloads, tmp_path) -
     with serving(tmp_path / "store", client=client(), tokens=tokens, engine="inline") as (url, _), as_a(url) as a:
         again = a.post("/v1/generations", json=body)
         assert again.status_code == 402 and "0.0500 USD left" in again.json()["error"]["message"]
+
+
+def test_the_history_lists_a_token_s_own_jobs_newest_first(tmp_path) -> None:
+    """`GET /v1/generations`: a named token sees the jobs it submitted (never another team's prompts); the main
+    token, and a server without named tokens, every job; records as they stand (licence and cost once finished)."""
+    tokens = {"team-a-secret": ("team-a", None, None), "team-b-secret": ("team-b", None, None)}
+    body = {"request": {"prompt": "x", "duration": 1}, "provider": "synth"}
+    with serving(tmp_path / "store", token="main-secret", tokens=tokens, engine="inline") as (url, _):
+
+        def as_(token: str) -> httpx.Client:
+            return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+        a, b, main = as_("team-a-secret"), as_("team-b-secret"), as_("main-secret")
+        made = {}
+        for who, http in (("a1", a), ("b1", b), ("a2", a), ("main", main)):
+            answer = http.post("/v1/generations", json={**body, "request": {**body["request"], "prompt": who}})
+            made[who] = answer.json()["id"]
+            assert wait(http, made[who])["status"] == "succeeded"
+        listed = a.get("/v1/generations").json()["jobs"]
+        assert [job["id"] for job in listed] == [made["a2"], made["a1"]]
+        assert listed[0]["request"]["prompt"] == "a2" and listed[0]["license"]["id"] == "CC0-1.0"
+        assert "local, no charge" in listed[0]["cost_text"] and listed[0]["token"] == "team-a"
+        assert [job["id"] for job in b.get("/v1/generations").json()["jobs"]] == [made["b1"]]
+        everything = main.get("/v1/generations", params={"limit": 3}).json()["jobs"]
+        assert [job["id"] for job in everything] == [made["main"], made["a2"], made["b1"]]
+        assert a.get("/v1/generations", params={"limit": 0}).status_code == 422
+        assert httpx.get(f"{url}/v1/generations").status_code == 401
+        assert "team-a-secret" not in str(everything)
+    with serving(tmp_path / "open") as (url, _), httpx.Client(base_url=url, timeout=30) as anyone:
+        job = anyone.post("/v1/generations", json=body).json()["id"]
+        assert wait(anyone, job)["status"] == "succeeded"
+        assert [entry["id"] for entry in anyone.get("/v1/generations").json()["jobs"]] == [job]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 #: The request fields soundforge handles itself, by the step of a request's life that owns them
 #: (`soundforge.run.steps` declares each step: its check at plan time and what it does to the generation).
@@ -37,6 +37,11 @@ class Capabilities(BaseModel):
     )
     stems: frozenset[str] = Field(frozenset(), description="the stems audio_prompt_mode='extract' can return")
     cost_hint: str = "free, local"
+
+    @field_serializer("fields", "audio_prompt_modes", "stems")
+    def _sorted(self, names: frozenset[str]) -> list[str]:
+        """Sets as sorted lists: the same JSON every time (a set's order changes with the process's hash seed)."""
+        return sorted(names)
 
     def supports(self, field: str) -> bool:
         """Whether the model honours an optional request field."""

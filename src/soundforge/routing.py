@@ -12,6 +12,7 @@ from typing import Any
 
 from .backends import PLANNED, Backend, known_providers
 from .backends.adapters import AdapterFiles, adapter_card, adapter_files
+from .capabilities import Capabilities
 from .config import Config
 from .errors import (
     BudgetExceededError,
@@ -96,6 +97,7 @@ class ProviderStatus:
     local: bool
     policy_allows: bool
     policy_clause: str = ""
+    capabilities: Capabilities | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as JSON (the CLI's `providers --json` and serve's `/v1/providers` print this one shape)."""
@@ -111,6 +113,8 @@ class ProviderStatus:
             "license": self.license.model_dump(mode="json", exclude={"components"}) if self.license else None,
             "policy_allows": self.policy_allows,
             "policy_clause": self.policy_clause,
+            # The default model's: what a form or an agent may offer (None where the backend cannot load here).
+            "capabilities": self.capabilities.model_dump(mode="json") if self.capabilities else None,
         }
 
 
@@ -386,6 +390,7 @@ class Router:
             local=backend.local,
             policy_allows=decision.allowed,
             policy_clause=decision.clause,
+            capabilities=backend.capabilities(model),
         )
 
     def plan(

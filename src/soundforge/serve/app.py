@@ -187,7 +187,7 @@ class _Guard:
     design, so they pass to the CORS middleware unchecked; every other method needs the token.
     """
 
-    OPEN_PATHS = ("/healthz", "/", "/favicon.ico")
+    OPEN_PATHS = ("/healthz", "/", "/studio.js", "/favicon.ico")
 
     def __init__(
         self, app: Any, *, token: str | None, max_body_bytes: int, named: dict[str, str] | None = None
@@ -350,6 +350,11 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
     async def page() -> str:
         return resources.files("soundforge.serve").joinpath("static/index.html").read_text("utf-8")
 
+    @app.get("/studio.js", include_in_schema=False)
+    async def page_script() -> Response:
+        script = resources.files("soundforge.serve").joinpath("static/studio.js").read_text("utf-8")
+        return Response(script, media_type="text/javascript")
+
     @app.get("/metrics")
     async def metrics() -> Response:
         if jobs.metrics is None:
@@ -395,6 +400,17 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
         if job.stream:
             body["stream_url"] = f"/v1/generations/{job_id}/stream"
         return JSONResponse(body, status_code=202)
+
+    @app.get("/v1/generations", responses=_errors(401, 422))
+    async def history(
+        request: Request,
+        limit: int = Query(20, ge=1, le=100, description="how many jobs, newest first"),
+    ) -> JSONResponse:
+        """The caller's jobs, newest first, as their records stand (what the page's history lists): a named token
+        sees the jobs it submitted; without named tokens, every job."""
+        name = getattr(request.state, "token_name", "") or None
+        records = await jobs.on_side(jobs.history, name if settings.tokens else None, limit)
+        return JSONResponse({"jobs": records})
 
     @app.get("/v1/generations/{job_id}", responses=_errors(401, 404, 422))
     async def status(

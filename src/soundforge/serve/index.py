@@ -134,6 +134,14 @@ class JobIndex:
         rows = self._execute("SELECT record, owner FROM soundforge_jobs WHERE status IN ('queued', 'running')")
         return [(_record(text), owner) for text, owner in rows]
 
+    def newest(self, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        """Job records, newest first: `limit` of them after skipping `offset` (a page of the history)."""
+        rows = self._execute(
+            "SELECT record FROM soundforge_jobs ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+            (int(limit), int(offset)),
+        )
+        return [_record(row[0]) for row in rows]
+
     def created_before(self, moment: float) -> list[str]:
         """Ids of the jobs created before `moment` (seconds since the epoch)."""
         return [row[0] for row in self._execute("SELECT id FROM soundforge_jobs WHERE created_at < ?", (moment,))]

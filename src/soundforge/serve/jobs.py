@@ -21,7 +21,7 @@ from ..backends import CancelToken
 from ..client import Client, build_request
 from ..errors import EngineError, InternalError, InvalidRequestError, ServerStoppingError, StoreError
 from ..licences.licensing import License
-from ..licences.provenance import Provenance
+from ..licences.provenance import Cost, Provenance
 from ..ops.budget import Budget
 from ..output.files import encode_saved, role_path
 from ..request import GenerationRequest
@@ -43,6 +43,11 @@ RESAVE_S = 2.0
 ENCODE_THREADS = 2
 #: What listeners of a job still running hear when the server stops (a restart reports the job failed too).
 _STOPPING = ServerStoppingError("the server stopped before the job ended").to_dict()
+
+
+#: How many of the newest jobs `JobManager.history` looks through, and how many it reads from the index at once.
+HISTORY_SCAN = 2000
+HISTORY_PAGE = 200
 
 
 class JobManager:
@@ -180,6 +185,7 @@ class JobManager:
                 "created_at": time.time(),
                 "provider": provider,
                 "stream": stream,
+                "token": token,  # the token's name from [serve.tokens] (never its value): whose history it is in
                 "progress": None,
                 "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}),
             }
@@ -268,6 +274,8 @@ class JobManager:
                 substitution=Provenance.model_validate(outcome.provenance).substitution,
                 cost=(outcome.provenance or {}).get("cost"),
             )
+            if ending["cost"]:  # one line for people, as the CLI prints it (the page's history shows it)
+                ending["cost_text"] = Cost.model_validate(ending["cost"]).describe()
             if outcome.stems:
                 ending["stems"] = outcome.stems
         else:
@@ -350,6 +358,18 @@ class JobManager:
             return self.store.load(job_id)
         except KeyError:
             return None
+
+    def history(self, token: str | None, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` jobs submitted with `token` (a named token sees its own jobs; without named
+        tokens, every job), as their records stand now. Only the newest `HISTORY_SCAN` jobs are looked at: a
+        token quiet for longer than that many jobs of others sees an empty history, not a slow scan."""
+        found: list[dict[str, Any]] = []
+        for offset in range(0, HISTORY_SCAN, HISTORY_PAGE):
+            page = self.store.newest(HISTORY_PAGE, offset)
+            found += [record for record in page if token is None or record.get("token") == token]
+            if len(found) >= limit or len(page) < HISTORY_PAGE:
+                break
+        return found[:limit]
 
     def feed(self, job_id: str) -> JobFeed | None:
         """What a queued or running job tells its listeners; None once it has ended (its record says the rest)."""

@@ -166,6 +166,10 @@ class JobStore:
         except (OSError, ValueError):
             raise KeyError(job_id) from None
 
+    def newest(self, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        """Job records, newest first (a page of the index), each as this replica last knew it."""
+        return [self._memory.get(record["id"], record) for record in self.index.newest(limit, offset)]
+
     # --- files ---
     def exists(self, job_id: str, file: str) -> bool:
         """Whether a job has that file."""
