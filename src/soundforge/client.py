@@ -6,15 +6,14 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .backends import Backend, CancelToken, backend_class, known_providers, make_backend
 from .backends.base import ProgressCallback
 from .backends.pull import PullPlan, PullResult, plan_pull, pull
-from .backends.runtime import ModelMemory
+from .backends.runtime import LoadedModelInfo, ModelMemory
 from .config import Config
-from .errors import InvalidRequestError, ProviderError
+from .errors import InvalidRequestError
 from .licences.licensing import LicenseRegistry
 from .licences.policy import LicensePolicy
 from .ops.budget import Budget
@@ -22,7 +21,7 @@ from .ops.cache import DiskCache, ResultCache
 from .ops.observe import Callback
 from .ops.pricing import PriceRegistry
 from .request import GenerationRequest, build_request
-from .result import Generation, Track
+from .result import Generation
 from .routing import ProviderStatus, Router, parse_spec
 from .run import Door, JobLimits, Plan, prepare, separation, watermarking
 from .run.attempts import Attempts
@@ -30,16 +29,6 @@ from .run.steps import QualityGate, as_loop, check_door
 from .run.streaming import AsyncAudioStream, AudioStream
 
 __all__ = ["Client", "LoadedModelInfo", "build_request"]
-
-
-@dataclass(frozen=True)
-class LoadedModelInfo:
-    """One row of `Client.loaded_models()`."""
-
-    provider: str
-    model: str
-    device: str
-    nbytes: int
 
 
 class Client:
@@ -233,27 +222,14 @@ class Client:
         names = separation.check_stems(stems)
         found = separation.source_of(source, self.registry)
         request = separation.separation_request(found, names[0], seed=seed, extra=extra)
-        plan = self.plan(request, provider=provider)
-        chosen = plan.chosen
+        chosen = self.plan(request, provider=provider).chosen
         license = separation.check_separator(chosen, names, found.license, self.config.policy)
-        # One call gives every stem of Demucs or ElevenLabs; a model that extracts one stem per call (ACE-Step)
-        # is called again for each stem still missing.
-        by_role: dict[str | None, Track] = {}
-        for name in names:
-            if name in by_role:
-                continue
-            answer = self.generate(
-                request.model_copy(update={"stem": name}),
-                provider=f"{chosen.backend.name}:{chosen.model}",
-                on_progress=on_progress,
-                cancel=cancel,
-            )
-            for track in answer.tracks:
-                by_role.setdefault(track.role, track)
-            if name not in by_role:
-                raise ProviderError(
-                    f"{chosen.backend.name}:{chosen.model} answered no {name} stem", provider=chosen.backend.name
-                )
+
+        def take(stem: str) -> Generation:  # one call of the separator chosen, for one stem
+            asked, spec = request.model_copy(update={"stem": stem}), f"{chosen.backend.name}:{chosen.model}"
+            return self.generate(asked, provider=spec, on_progress=on_progress, cancel=cancel)
+
+        by_role = separation.collect_stems(take, names, chosen)
         return separation.stem_generation(by_role, names, license, found.record)
 
     # --- streaming ---
@@ -310,28 +286,28 @@ class Client:
         the provider's configured or default one), refused under the licence policy before any weight byte is
         downloaded, then downloaded into the Hugging Face cache, checked against the hub's hashes, and ready to run
         offline. `on_plan` sees the licence, files and sizes first."""
-        backend, model = self._pull_target(spec)
-        plan = self.config.provider_settings(backend.name).get("plan")
+        backend, model, plan = self._pull_target(spec)
         return pull(backend, model, self.registry, self.config.policy, plan=plan, on_plan=on_plan)
 
     def plan_pull(self, spec: str | None = None) -> PullPlan:
         """What `pull` would do, with nothing downloaded but the model's card: its licence, the policy's verdict,
         the files and their sizes."""
-        backend, model = self._pull_target(spec)
-        plan = self.config.provider_settings(backend.name).get("plan")
+        backend, model, plan = self._pull_target(spec)
         return plan_pull(backend, model, self.registry, self.config.policy, plan=plan)
 
-    def _pull_target(self, spec: str | None) -> tuple[Backend, str]:
+    def _pull_target(self, spec: str | None) -> tuple[Backend, str, str | None]:
+        """The backend, model and licence plan (`[providers.X] plan`) that `pull` and `plan_pull` act on."""
         parsed = parse_spec(spec or self.config.default_provider, self.config.aliases)
         if parsed.provider == "auto":
             raise InvalidRequestError("name the provider to pull, e.g. `soundforge pull musicgen`", field="provider")
         backend = self.backend(parsed.provider)
-        return backend, self.router.model_for(backend, parsed.model)
+        plan = self.config.provider_settings(backend.name).get("plan")
+        return backend, self.router.model_for(backend, parsed.model), plan
 
     # --- life cycle ---
     def loaded_models(self) -> list[LoadedModelInfo]:
         """The models local backends hold, least recently used first, with their device and measured size."""
-        return [LoadedModelInfo(e.owner, e.key, e.device, e.nbytes) for e in self.memory.entries()]
+        return self.memory.loaded()
 
     def unload(self, provider: str | None = None, model: str | None = None) -> None:
         """Unload one model, every model of one provider, or (no arguments) every model this client holds."""

@@ -74,6 +74,16 @@ def module_bytes(*objects: Any) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class LoadedModelInfo:
+    """One row of `Client.loaded_models()`: a model a client holds, where, and its measured size."""
+
+    provider: str
+    model: str
+    device: str
+    nbytes: int
+
+
 class ModelMemory:
     """Models loaded by a client's local backends, least recently used first, against a budget per device.
 
@@ -114,6 +124,10 @@ class ModelMemory:
         """Every loaded model, least recently used first."""
         with self._lock:
             return list(self._entries.values())
+
+    def loaded(self) -> list[LoadedModelInfo]:
+        """`entries` as the client reports them, least recently used first."""
+        return [LoadedModelInfo(e.owner, e.key, e.device, e.nbytes) for e in self.entries()]
 
     def admit(self, owner: str, key: str, device: str, estimate: int) -> None:
         """Make room for a model about to load: evict least recently used models on its device until it fits.

@@ -31,12 +31,13 @@ from ._hub import (
     resolve_checkpoint,
     revision,
 )
-from ._memory import ModelMemory, module_bytes, weights_on_disk
+from ._memory import LoadedModelInfo, ModelMemory, module_bytes, weights_on_disk
 
 __all__ = [
     "TORCH_RNG_LOCK",
     "WEIGHT_PATTERNS",
     "Batcher",
+    "LoadedModelInfo",
     "ModelCache",
     "ModelMemory",
     "checkpoint_availability",

@@ -13,7 +13,7 @@ soundforge has no record of keeps the licence "unknown" for its part, which only
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audio import AudioArray, as_audio, load_audio, pcm_sha256
-from ..errors import InvalidRequestError, LicensePolicyError
+from ..errors import InvalidRequestError, LicensePolicyError, ProviderError
 from ..licences.licensing import UNKNOWN_LICENSE, License, LicenseComponent, LicenseRegistry
 from ..request import AudioInput, GenerationRequest, stem_name
 from ..result import Generation, Track
@@ -170,6 +170,25 @@ def check_separator(chosen: Candidate, names: Sequence[str], source: License, po
     if not decision.allowed:
         raise LicensePolicyError(chosen.backend.name, chosen.model, license.id, decision.clause)
     return license
+
+
+def collect_stems(
+    take: Callable[[str], Generation], names: Sequence[str], chosen: Candidate
+) -> dict[str | None, Track]:
+    """Every stem asked for, by role, from `take(stem)` (one call of the separator): one call gives every stem of
+    Demucs or ElevenLabs; a model that extracts one stem per call (ACE-Step) is called again for each stem still
+    missing. A separator that answers no track for a stem asked of it is a `ProviderError`."""
+    by_role: dict[str | None, Track] = {}
+    for name in names:
+        if name in by_role:
+            continue
+        for track in take(name).tracks:
+            by_role.setdefault(track.role, track)
+        if name not in by_role:
+            raise ProviderError(
+                f"{chosen.backend.name}:{chosen.model} answered no {name} stem", provider=chosen.backend.name
+            )
+    return by_role
 
 
 def stem_generation(
