@@ -260,25 +260,11 @@ class Client:
         plan = self.plan(request, provider=provider, door="generate" if whole else "stream")
         return AudioStream(self.attempts.stream(plan, on_progress, cancel), cancel)
 
-    def astream(
-        self,
-        prompt_or_request: str | GenerationRequest | None = None,
-        *,
-        provider: str | None = None,
-        whole: bool = False,
-        on_progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-        **params: Any,
-    ) -> AsyncAudioStream:
-        """`stream` for async code: `async with client.astream(...) as stream: async for chunk in stream: ...`.
-
-        Routing and the policy are checked when it is called; the engine runs on a worker thread between chunks.
-        """
-        cancel = cancel or CancelToken()
-        sync = self.stream(
-            prompt_or_request, provider=provider, whole=whole, on_progress=on_progress, cancel=cancel, **params
-        )
-        return AsyncAudioStream(sync._source, cancel)
+    def astream(self, prompt_or_request: str | GenerationRequest | None = None, **params: Any) -> AsyncAudioStream:
+        """`stream` for async code, with the same arguments: `async with client.astream(...) as stream: async for
+        chunk in stream: ...`. Routing and the policy are checked when it is called; the engine runs on a worker
+        thread between chunks."""
+        return self.stream(prompt_or_request, **params).to_async()
 
     # --- weights ---
     def pull(self, spec: str | None = None, *, on_plan: Callable[[PullPlan], None] | None = None) -> PullResult:

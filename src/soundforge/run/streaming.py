@@ -64,6 +64,10 @@ class AudioStream(Iterator[AudioChunk]):
         self._cancel.cancel()
         self._source.close()
 
+    def to_async(self) -> AsyncAudioStream:
+        """The same stream for async code (nothing taken from it yet): each chunk is made on a worker thread."""
+        return AsyncAudioStream(self._source, self._cancel)
+
     def __enter__(self) -> AudioStream:
         return self
 
