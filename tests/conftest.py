@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -174,8 +175,9 @@ def _uses_ray(item: pytest.Item) -> bool:
     return callspec is not None and callspec.params.get("server") == "ray"
 
 
-#: Test files that start or use a Ray cluster in every test (their own `ray start` included).
-_RAY_FILES = frozenset({"test_serve_ray.py", "test_batch_ray.py"})
+#: Test files that start or use a Ray cluster in every test (their own `ray start` included), from tests/.
+_RAY_FILES = frozenset({"serve/test_ray.py", "bulk/test_batch_ray.py"})
+_TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -190,7 +192,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ray = {
         id(item)
         for item in items
-        if (_uses_ray(item) or item.path.name in _RAY_FILES) and item.get_closest_marker("own_ray_cluster") is None
+        if (_uses_ray(item) or item.path.relative_to(_TESTS).as_posix() in _RAY_FILES)
+        and item.get_closest_marker("own_ray_cluster") is None
     }
     for item in items:
         if id(item) in ray:

@@ -17,35 +17,53 @@ BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 PLAN = {
     ("README.md", 0): "run",
     ("README.md", 1): "raises LicensePolicyError",
-    ("docs/adapters.md", 0): "skip: needs the ACE-Step weights and a hub adapter (tests/test_adapters.py and "
+    ("docs/adapters.md", 0): "skip: needs the ACE-Step weights and a hub adapter (tests/backends/test_adapters.py and "
     "examples/adapters.py run the same on tiny models)",
-    ("docs/mcp.md", 0): "skip: needs a running `soundforge mcp --http` and its token (tests/test_mcp.py drives "
+    ("docs/mcp.md", 0): "skip: needs a running `soundforge mcp --http` and its token (tests/agents/test_mcp.py drives "
     "the same client code against one)",
-    ("docs/ai-act.md", 0): "skip: needs a C2PA signing certificate and key (tests/test_c2pa.py signs with a test CA)",
+    (
+        "docs/ai-act.md",
+        0,
+    ): "skip: needs a C2PA signing certificate and key (tests/output/test_c2pa.py signs with a test CA)",
     ("docs/batch.md", 0): "run",
-    ("docs/batch.md", 1): "skip: writes to S3 through a Ray cluster (tests/test_batch_ray.py runs a local cluster)",
+    (
+        "docs/batch.md",
+        1,
+    ): "skip: writes to S3 through a Ray cluster (tests/bulk/test_batch_ray.py runs a local cluster)",
     ("docs/codec.md", 0): "skip: needs the EnCodec weights (tests/test_codec.py uses a tiny random codec)",
     ("docs/getting-started.md", 0): "run",
     ("docs/getting-started.md", 1): "run",
     ("docs/getting-started.md", 2): "run",
     ("docs/providers/audiocraft.md", 0): "skip: needs the AudioGen and MusicGen weights",
-    ("docs/providers/musicgen.md", 0): "skip: needs the MusicGen weights (tests/test_musicgen.py: tiny models)",
-    ("docs/providers/ace-step.md", 0): "skip: needs the ACE-Step 1.5 weights (tests/test_ace_step.py: tiny models)",
-    ("docs/providers/ace-step.md", 1): "skip: needs the ACE-Step 1.5 weights and card (tests/test_ace_step.py)",
+    (
+        "docs/providers/musicgen.md",
+        0,
+    ): "skip: needs the MusicGen weights (tests/backends/test_musicgen.py: tiny models)",
+    (
+        "docs/providers/ace-step.md",
+        0,
+    ): "skip: needs the ACE-Step 1.5 weights (tests/backends/test_ace_step.py: tiny models)",
+    (
+        "docs/providers/ace-step.md",
+        1,
+    ): "skip: needs the ACE-Step 1.5 weights and card (tests/backends/test_ace_step.py)",
     ("docs/songs.md", 0): "run",
     ("docs/observe.md", 0): "run",
     ("docs/quality.md", 0): "run",
     ("docs/loops.md", 0): "run",
     ("docs/loops.md", 1): "run",
-    ("docs/serve.md", 0): "skip: needs a running `soundforge serve` and its token (tests/test_elevenlabs_compat.py "
+    ("docs/serve.md", 0): "skip: needs a running `soundforge serve` and its token (tests/serve/test_elevenlabs_api.py "
     "drives the same SDK calls against one)",
-    ("docs/separation.md", 0): "skip: needs the Demucs weights (tests/test_demucs.py: a tiny HTDemucs bag)",
-    ("docs/watermark.md", 0): "skip: needs AudioSeal's weights (tests/test_watermark.py: random checkpoints)",
+    ("docs/separation.md", 0): "skip: needs the Demucs weights (tests/backends/test_demucs.py: a tiny HTDemucs bag)",
+    ("docs/watermark.md", 0): "skip: needs AudioSeal's weights (tests/run/test_watermark.py: random checkpoints)",
     ("docs/streaming.md", 0): "run",
-    ("docs/prices.md", 0): "skip: calls Stability's paid API (tests/test_cost.py runs it against the fake)",
+    ("docs/prices.md", 0): "skip: calls Stability's paid API (tests/ops/test_cost.py runs it against the fake)",
     ("docs/providers/stable-audio-3.md", 0): "skip: needs converted Stable Audio 3 weights (test_stable_audio_3.py)",
     ("docs/providers/stable-audio-3.md", 1): "run",
-    ("docs/providers/stable-audio.md", 0): "skip: needs the Stable Audio Open weights (tests/test_stable_audio.py)",
+    (
+        "docs/providers/stable-audio.md",
+        0,
+    ): "skip: needs the Stable Audio Open weights (tests/backends/test_stable_audio.py)",
 }
 #: Files a document's examples expect in the working folder.
 SETUP = {"docs/batch.md": {"cues.jsonl": '{"name": "menu", "prompt": "calm menu music", "duration": 2, "seed": 1}\n'}}

@@ -111,7 +111,7 @@ def test_an_echoed_key_stays_out_of_serve_records_and_bodies(upstream, tmp_path)
     pytest.importorskip("fastapi")
     import httpx
 
-    from .test_serve import serving, wait
+    from .serve.test_app import serving, wait
 
     store = tmp_path / "jobs"
     with (

@@ -83,7 +83,7 @@ def _client() -> Client:
     return Client(Config.load(user_file=False))
 
 
-@pytest.mark.xdist_group("librosa")  # with tests/test_synth.py's beat tests: numba compiles once per worker
+@pytest.mark.xdist_group("librosa")  # with tests/backends/test_synth.py's beat tests: numba compiles once per worker
 def test_the_synth_plays_the_tempo_the_request_states_over_the_prompt() -> None:
     librosa = pytest.importorskip("librosa")
     g = _client().generate("deep house 124 BPM", provider="synth", duration=30, seed=5, bpm=97)
