@@ -304,3 +304,35 @@ def test_the_form_follows_the_capabilities_and_sings_the_librarys_song(tmp_path:
         assert np.array_equal(served.T, quantize(library.audio))
         assert_drawn_as_numpy_reads(page, http, job)  # at 800 Hz: played 4x held, drawn as it is
         assert errors == []
+
+
+def test_cancelling_a_job_on_the_page_is_not_an_error(tmp_path: Path) -> None:
+    """A job the user cancels ends as "cancelled" in the status line and the history; no red error box."""
+    import threading
+
+    from soundforge.testing import FunctionBackend
+
+    started = threading.Event()
+
+    def slow(request: Any, context: Any) -> np.ndarray:
+        started.set()
+        for step in range(10_000):  # until the cancel: progress raises once the job is cancelled
+            context.progress("render", step, 10_000)
+            threading.Event().wait(0.01)
+        return np.zeros(8000, dtype=np.float32)
+
+    backend = FunctionBackend(slow, name="slow", sample_rate=8000, license="CC0-1.0")
+    client = Client(Config.load(user_file=False), backends={"slow": backend})
+    with studio(tmp_path, client, engine="inline") as (page, http, errors):
+        page.wait_for_selector("#provider option[value=slow]:not([disabled])", state="attached")
+        page.select_option("#provider", "slow")
+        page.fill("#duration", "1")
+        page.click("#go")
+        assert started.wait(60)
+        page.click("#cancel")
+        page.wait_for_function("document.querySelector('#phase').textContent === 'cancelled'", timeout=60_000)
+        assert page.is_hidden("#error") and page.is_visible("#status") and page.is_hidden("#cancel")
+        page.wait_for_selector("#history tbody tr td:has-text('cancelled')")
+        job = http.get("/v1/generations").json()["jobs"][0]
+        assert job["status"] == "cancelled"
+        assert errors == []

@@ -502,7 +502,14 @@ async function ended(id, job) {
     loadHistory();
     return true;
   }
-  if (job.status === "failed" || job.status === "cancelled") {
+  if (job.status === "cancelled") { // the user's own doing: said in the status line, not as an error
+    $("phase").textContent = "cancelled";
+    $("bar").value = 0;
+    $("cancel").hidden = true;
+    loadHistory();
+    return true;
+  }
+  if (job.status === "failed") {
     $("status").hidden = true;
     showError(job.error ? {error: job.error} : job.status);
     loadHistory();
@@ -585,6 +592,7 @@ $("form").addEventListener("submit", async (ev) => {
   if (!r.ok) return showError(body);
   current = body.id;
   $("status").hidden = false;
+  $("cancel").hidden = false;
   $("bar").removeAttribute("value");
   loadHistory();
   if (streamed) { listen(body.id, audio); follow(body.id); } else poll(body.id);
