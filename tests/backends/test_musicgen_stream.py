@@ -19,7 +19,7 @@ from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
 from soundforge.testing.musicgen import build_musicgen  # noqa: E402
 
-from ..backends.test_musicgen import direct  # noqa: E402
+from .test_musicgen import direct  # noqa: E402
 
 SR, FRAME_RATE = 16000, 500  # the tiny checkpoints: 16 kHz EnCodec, hop 32, 4 codebooks (delay 3)
 #: The tiny models' chunks: 20 frames (10 in the first), 40 frames of LSTM context: many windows in 0.4 s.

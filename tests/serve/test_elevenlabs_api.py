@@ -22,7 +22,7 @@ from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
 from soundforge.output.inspect import record_of  # noqa: E402
 
-from ..serve.test_app import running  # noqa: E402
+from .test_app import running  # noqa: E402
 
 TOKEN = "compat-token"
 

@@ -22,7 +22,7 @@ from soundforge.errors import ConfigurationError
 from soundforge.serve.pool import EnginePool, create_engines
 from soundforge.serve.settings import ServeSettings
 
-from ..serve.test_app import serving, wait
+from .test_app import serving, wait
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads engine environments from /proc")
 

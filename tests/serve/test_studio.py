@@ -29,7 +29,7 @@ from soundforge.client import Client  # noqa: E402
 from soundforge.config import Config  # noqa: E402
 from soundforge.licences.policy import LicensePolicy  # noqa: E402
 
-from ..serve.test_app import CHROMIUM_ARGS, serving  # noqa: E402
+from .test_app import CHROMIUM_ARGS, serving  # noqa: E402
 
 FFT_SIZE = 1024  # the page's (static/studio.js)
 #: Where the screenshots are kept (read when the module loads: each test runs in a home folder of its own).

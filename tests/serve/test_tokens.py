@@ -13,7 +13,7 @@ from soundforge.serve.settings import ServeSettings
 
 from ..fakes import KEY
 from ..helpers import ingress_only
-from ..serve.test_app import serving, wait
+from .test_app import serving, wait
 
 
 @ingress_only
