@@ -190,3 +190,14 @@ def test_extra_is_bounded_in_depth_and_size() -> None:
         node["a"] = {}
         node = node["a"]
     assert GenerationRequest(prompt="x", extra=shallow).extra == shallow
+
+
+def test_a_trim_longer_than_the_audio_is_refused_not_ignored() -> None:
+    """A trim past `duration` would cut nothing: refused when the request is made, naming the field (a loop refuses
+    any trim, for its own reason)."""
+    with pytest.raises(InvalidRequestError) as refused:
+        build_request("x", {"duration": 2, "trim": 5})
+    assert refused.value.field == "trim" and "longer than the 2 s asked for" in str(refused.value)
+    assert build_request("x", {"duration": 2, "trim": 2}).trim == 2
+    with pytest.raises(InvalidRequestError, match="break its wrap"):
+        build_request("x", {"duration": 2, "trim": 5, "loop": True})

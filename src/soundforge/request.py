@@ -468,6 +468,13 @@ class GenerationRequest(BaseModel, metaclass=_InvalidRequestOnCall):
             raise ValueError("audio_prompt_mode='extract' and stem= go together; give both, e.g. stem='vocals'")
         if self.strength is not None and mode in ("continuation", "repaint", "extract"):
             raise ValueError(f"strength applies to 'variation' and 'cover', not to audio_prompt_mode={mode!r}")
+        if self.trim is not None and not self.loop and self.trim > self.duration:
+            # Every result is `duration` long (a loop, whole bars long, refuses a trim for its own reason).
+            raise InvalidRequestError(
+                f"trim={self.trim:g} s is longer than the {self.duration:g} s asked for, so it would cut nothing",
+                field="trim",
+                hint=f"give a trim up to {self.duration:g} s, or leave it out",
+            )
         if self.loop_bars is not None and not self.loop:
             raise ValueError("loop_bars applies to a loop; give loop=True too")
         if self.stems is not None and (self.num_outputs != 1 or mode == "extract"):

@@ -13,8 +13,8 @@ from soundforge import backends
 from soundforge.audio.wavstream import GrowingWav, wav_header
 from soundforge.cli import cli
 
-from ..cli.test_cli import run
 from ..helpers import PeekingStreamer
+from .test_cli import run
 
 
 def test_stream_to_writes_the_same_tagged_file_as_generate(tmp_path: Path) -> None:
@@ -79,3 +79,22 @@ def test_a_growing_wav_is_a_valid_file_after_every_chunk(tmp_path: Path) -> None
         raise RuntimeError("stream cancelled")
     assert not (tmp_path / "gone.wav").exists()
     assert wav_header(1, 8000)[4:8] == b"\xff\xff\xff\xff" and wav_header(1, 8000)[40:44] == b"\xff\xff\xff\xff"
+
+
+@pytest.mark.parametrize(
+    ("option", "field", "tag"), [("--loudness=-14", "loudness", b"LOUDNESS_LUFS"), ("--trim=0.5", "trim", b"EDITS")]
+)
+def test_stream_to_refuses_what_would_change_the_streamed_file_as_serve_does(
+    tmp_path: Path, option: str, field: str, tag: bytes
+) -> None:
+    """The file --stream-to names is the stream itself (as a streamed serve job's stored file): loudness, a trim or
+    fades would make it another file than the one that was listened to. Refused before any work, as serve does."""
+    from soundforge import InvalidRequestError
+
+    out = run("generate", "x", "-d", "1", "--stream-to", "s.wav", option, cwd=tmp_path)
+    assert out.returncode == InvalidRequestError.exit_code and "Traceback" not in out.stderr
+    assert "samples that were streamed" in out.stderr and field in out.stderr
+    assert list(tmp_path.iterdir()) == []
+    saved = run("generate", "x", "-d", "1", "-o", "g.wav", option, cwd=tmp_path)  # saved, not streamed: applied
+    assert saved.returncode == 0, saved.stderr
+    assert tag in (tmp_path / "g.wav").read_bytes()

@@ -137,8 +137,8 @@ def generate(
     """Generate audio from PROMPT and save it with licence and provenance."""
     debug = ctx.obj["debug"]
     fields: dict[str, Any] = dict(_parse_param(p) for p in params)
-    options = {"duration": duration, "num_outputs": num_outputs, "seed": seed, "trim": trim, "fade_in": fade_in}
-    for key, value in {**options, "fade_out": fade_out}.items():
+    options = {"duration": duration, "num_outputs": num_outputs, "seed": seed, "loudness": loudness, "trim": trim}
+    for key, value in {**options, "fade_in": fade_in, "fade_out": fade_out}.items():
         if value is None:
             continue
         if key in fields and fields[key] != value:  # one value per field: never one of two silently
@@ -181,6 +181,13 @@ def generate(
             loudness=loudness,
             roles=[None, *fields["stems"]] if fields.get("stems") else (),
         )
+        if stream_to is not None:
+            from ..request import build_request
+            from ..run.steps import check_door
+
+            # The file it names is the stream itself, as a streamed serve job's stored file: what the steps refuse
+            # there (loudness, trim, fades: the file would no longer be what was streamed) they refuse here.
+            check_door(build_request(prompt, dict(fields)), "streamed_job")
         client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
         signer = client.config.c2pa_signer()
         if sign_cert is not None and sign_key is not None:
@@ -196,17 +203,8 @@ def generate(
                     generation = _run_with_progress(client, prompt, provider, fields, quiet)
                 if generation.substitution:
                     click.echo(f"note: {generation.substitution}", err=True)
-                paths = generation.save(
-                    output,
-                    format=fmt,
-                    loudness=loudness,
-                    overwrite=overwrite,
-                    sidecar=not no_sidecar,
-                    sign=signer,
-                    trim=trim,
-                    fade_in=fade_in,
-                    fade_out=fade_out,
-                )
+                # Loudness, trim and fades are the request's (saved as it asked, with its EDITS tag).
+                paths = generation.save(output, format=fmt, overwrite=overwrite, sidecar=not no_sidecar, sign=signer)
             finally:  # the growing file was the stream's; the tagged file (or nothing, on failure) replaces it
                 if partial is not None:
                     partial.unlink(missing_ok=True)
