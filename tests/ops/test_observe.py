@@ -42,6 +42,23 @@ def test_callbacks_see_start_progress_success_and_failure() -> None:
     assert all(json.dumps(e.request) for e in events)  # plain JSON: no audio arrays, no bytes
 
 
+def test_a_raising_callback_logs_its_traceback_once(caplog: pytest.LogCaptureFixture) -> None:
+    """One generation tells a callback several events; a callback that raises on each has its traceback logged once,
+    then one line per later failure (it logged four tracebacks for one generation)."""
+
+    def broken(event: GenerationEvent) -> None:
+        raise RuntimeError("a logging bug")
+
+    client = Client(Config.load(user_file=False), callbacks=[broken])
+    with caplog.at_level("WARNING", logger="soundforge"):
+        client.generate("lofi", provider="synth", duration=1, seed=2)
+        client.generate("lofi", provider="synth", duration=1, seed=3)
+    failures = [r for r in caplog.records if "callback raised" in r.getMessage()]
+    assert len(failures) >= 4  # start, progress, success, for each of two generations
+    assert [r.exc_info is not None for r in failures] == [True] + [False] * (len(failures) - 1)
+    assert all("RuntimeError: a logging bug" in r.getMessage() for r in failures[1:])
+
+
 def test_callback_events_carry_no_secret(stability, downloads) -> None:
     events: list[GenerationEvent] = []
     client = cloud("stability", stability, downloads, api_key="sk-very-secret-000")

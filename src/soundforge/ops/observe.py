@@ -48,12 +48,24 @@ class GenerationEvent:
 Callback = Callable[[GenerationEvent], None]
 
 
-def notify(callbacks: list[Callback], event: GenerationEvent) -> None:
-    """Give the event to every callback; one that raises is logged, not allowed to stop the generation."""
+def notify(callbacks: list[Callback], event: GenerationEvent, raised: set[int] | None = None) -> None:
+    """Give the event to every callback; one that raises is logged, not allowed to stop the generation. With
+    `raised` (the ids of callbacks that raised before, kept by the caller), a callback's traceback is logged once
+    and its later failures in one line each: a broken logger does not fill the log with the same traceback."""
     for callback in callbacks:
         try:
             callback(event)
-        except Exception:  # a user's logging failed: the generation goes on
+        except Exception as exc:  # a user's logging failed: the generation goes on
+            if raised is not None and id(callback) in raised:
+                log.warning(
+                    "a soundforge callback raised again on a %s event; ignored: %s: %s",
+                    event.kind,
+                    type(exc).__name__,
+                    exc,
+                )
+                continue
+            if raised is not None:
+                raised.add(id(callback))
             log.warning("a soundforge callback raised on a %s event; ignored", event.kind, exc_info=True)
 
 

@@ -126,6 +126,8 @@ class Attempts:
         self.router = router
         self.budget = budget
         self.callbacks = callbacks
+        #: Ids of the callbacks that have raised: their traceback is logged the first time only.
+        self.callbacks_raised: set[int] = set()
         self.cache = cache
 
     # --- the three loops ---
@@ -286,7 +288,7 @@ class Attempts:
                 seconds=time.perf_counter() - call.started,
                 **more,
             )
-            notify(self.callbacks, event)
+            notify(self.callbacks, event, self.callbacks_raised)
 
     def _watch(self, on_progress: ProgressCallback | None, call: _Call) -> ProgressCallback | None:
         """The caller's progress callback, also telling the client's callbacks (itself when there are none)."""
