@@ -141,3 +141,13 @@ def test_an_option_and_a_param_for_the_same_field_must_agree(tmp_path) -> None:
         cli, ["generate", "x", "-p", "synth", "-d", "1", "--param", "duration=1", "-o", str(out), "-q"]
     )
     assert same.exit_code == 0, same.output
+
+
+def test_a_missing_output_folder_is_made_and_said(tmp_path: Path) -> None:
+    """The folder is created for the output, with a note on stderr (a mistyped path used to pass unseen)."""
+    out = run("generate", "x", "-d", "1", "-o", "new/sub/t.wav", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "new/sub does not exist; it is created for the output" in out.stderr
+    assert (tmp_path / "new" / "sub" / "t.wav").is_file()
+    again = run("generate", "x", "-d", "1", "-o", "new/sub/u.wav", cwd=tmp_path)
+    assert again.returncode == 0 and "does not exist" not in again.stderr

@@ -181,6 +181,7 @@ def generate(
             loudness=loudness,
             roles=[None, *fields["stems"]] if fields.get("stems") else (),
         )
+        _say_new_folder(output)
         if stream_to is not None:
             from ..request import build_request
             from ..run.steps import check_door
@@ -211,6 +212,13 @@ def generate(
     except (SoundforgeError, OSError) as exc:
         _fail(exc, debug)
     _echo_tracks(paths, generation.tracks)
+
+
+def _say_new_folder(output: Path) -> None:
+    """Say on stderr that the output's folder will be made (a typo in a path should not pass unseen)."""
+    folder = output.parent
+    if not folder.exists():
+        click.echo(f"note: {folder} does not exist; it is created for the output", err=True)
 
 
 def _saved_seconds(path: Path, made: float) -> float:
@@ -280,6 +288,7 @@ def separate(
         names = check_stems([s.strip() for s in stems.split(",") if s.strip()])
         target = output or file.with_suffix(".wav")
         check_destination(target, count=len(names), overwrite=overwrite, roles=list(names))
+        _say_new_folder(target)
         extra = dict(_parse_param(p) for p in params)
         client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
         with client:
