@@ -26,3 +26,15 @@ def test_readme_commands_are_the_ones_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text("utf-8")
     assert "bash scripts/test" in readme and "bash scripts/test" in ci
     assert "bash scripts/soundforge generate" in readme
+
+
+def test_docs_and_data_cite_public_sources_not_files_outside_the_repository() -> None:
+    """A reader of the docs (or of a price's or licence's source) can follow every citation: none points at the
+    project's private research folder, which is not in the repository."""
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "src").rglob("*.json")]
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if "shared/research" in line
+    ]
+    assert not cited, f"cite the public source instead of the research notes: {cited}"
