@@ -579,3 +579,20 @@ def test_the_sdks_sound_effects_speak_to_the_fake(eleven) -> None:
     sdk = elevenlabs.ElevenLabs(api_key=KEY, base_url=eleven.url)
     audio = b"".join(sdk.text_to_sound_effects.convert(text="rain", duration_seconds=1.5, loop=True))
     assert len(audio) > 1000 and eleven.bodies[-1]["loop"] is True and eleven.bodies[-1]["duration_seconds"] == 1.5
+
+
+def test_a_provider_that_cannot_be_reached_is_named_with_its_host_and_the_reason(tmp_path) -> None:
+    """Nothing listens on the port: the error names the provider, where it tried and the system's reason, with a
+    hint; it said only "ConnectError"."""
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = {"base_url": f"http://127.0.0.1:{port}", "api_key": KEY, "max_retries": 0, "download_dir": str(tmp_path)}
+    client = Client(Config.load(user_file=False, providers={"stability": settings}))
+    with pytest.raises(ProviderError) as failed:
+        client.generate("x", provider="stability", duration=2)
+    message = str(failed.value)
+    assert f"cannot connect to stability at http://127.0.0.1:{port}: Connection refused" in message
+    assert "base_url" in failed.value.hint and KEY not in message + failed.value.hint
