@@ -157,3 +157,27 @@ def test_cli_encode_and_decode(codecs, tmp_path) -> None:
         text=True,
     )
     assert missing.returncode == 3 and "does not exist" in missing.stderr
+
+
+def test_missing_weights_are_said_before_transformers_is_loaded_with_the_fix_that_works(tmp_path) -> None:
+    """The hint names `-m FOLDER` (there is no [providers.encodec] setting the codec reads), and the weights are
+    looked for before transformers is imported (it took seconds to say they were missing)."""
+    import soundfile as sf
+
+    sf.write(tmp_path / "in.wav", tone(0.5, 16000).T, 16000)
+    exe = str(Path(sys.executable).with_name("soundforge"))
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
+    enc = subprocess.run(
+        [exe, "codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "t.npz")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert enc.returncode != 0 and "Traceback" not in enc.stderr
+    assert "-m FOLDER" in enc.stderr and "[providers.encodec]" not in enc.stderr
+    check = (
+        "import sys\nfrom soundforge.codec import Codec\nfrom soundforge import ModelNotAvailableError\n"
+        "try:\n    Codec()\nexcept ModelNotAvailableError:\n    print('transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False", out.stderr

@@ -16,6 +16,7 @@ audio stay whatever they were.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -139,14 +140,20 @@ class Codec:
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", allow_download: bool = False) -> None:
-        try:
-            import torch  # noqa: F401
-            from transformers import EncodecModel
-        except ImportError:
-            raise ProviderUnavailableError("encodec", "torch and transformers are not installed", fix=EXTRA) from None
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+            raise ProviderUnavailableError("encodec", "torch and transformers are not installed", fix=EXTRA)
         from .backends.runtime import pick_device, resolve_checkpoint, revision
 
-        folder = resolve_checkpoint("encodec", model, {"allow_download": allow_download}, marker="config.json")
+        # The weights first: a missing checkpoint is said at once, not after seconds of importing transformers.
+        folder = resolve_checkpoint(
+            "encodec",
+            model,
+            {"allow_download": allow_download},
+            marker="config.json",
+            point_to="give a folder written by save_pretrained() as the model (CLI: `soundforge codec ... -m FOLDER`)",
+        )
+        from transformers import EncodecModel
+
         self.model_id = model
         self.revision = revision(folder)
         self.device = pick_device(device)

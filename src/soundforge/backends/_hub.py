@@ -39,11 +39,19 @@ def looks_like_path(model: str) -> bool:
 
 
 def resolve_checkpoint(
-    provider: str, model: str, settings: dict[str, Any], *, marker: str, allow_fetch: bool = True, access_note: str = ""
+    provider: str,
+    model: str,
+    settings: dict[str, Any],
+    *,
+    marker: str,
+    allow_fetch: bool = True,
+    access_note: str = "",
+    point_to: str | None = None,
 ) -> str:
     """The local folder of a checkpoint: given directly, found in the Hugging Face cache, or downloaded.
 
-    Raises ModelNotAvailableError at once (never a retry loop) with where it looked and the command to fix it.
+    Raises ModelNotAvailableError at once (never a retry loop) with where it looked and the command to fix it;
+    `point_to` says how a user names a local folder instead (default: the provider's `model` setting).
     """
     path = Path(model).expanduser()
     if path.is_dir():
@@ -56,10 +64,8 @@ def resolve_checkpoint(
         raise ModelNotAvailableError(provider, model, f"folder {path} does not exist")
     from huggingface_hub import snapshot_download
 
-    fix = (
-        f"{access_note}download it first (`hf download {model}`), or set [providers.{provider}] model = "
-        '"/path/to/checkpoint"'
-    )
+    where = point_to or f'set [providers.{provider}] model = "/path/to/checkpoint"'
+    fix = f"{access_note}download it first (`hf download {model}`), or {where}"
     try:
         return str(snapshot_download(model, local_files_only=True, allow_patterns=WEIGHT_PATTERNS))
     except Exception as cached_miss:
