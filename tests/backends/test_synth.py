@@ -98,3 +98,16 @@ def test_seeds_vary_the_groove(client: Client) -> None:
     envelopes = [envelope(seed) for seed in range(6)]
     correlations = [np.corrcoef(envelopes[0], other)[0, 1] for other in envelopes[1:]]
     assert min(correlations) < 0.9, correlations
+
+
+def test_a_metre_in_the_prompt_is_played_as_if_it_were_asked_for(client: Client) -> None:
+    """ "waltz in 3/4" is rendered in 3/4, the same audio as `time_signature="3/4"`; a fraction that is no metre
+    ("24/7") leaves common time (the synth ignored metres in the prompt)."""
+    assert str(plan_from_prompt("a waltz in 3/4", 1).meter) == "3/4"
+    assert str(plan_from_prompt("a jig", 1).meter) == "6/8" and str(plan_from_prompt("a slow waltz", 1).meter) == "3/4"
+    assert str(plan_from_prompt("24/7 vibes", 1).meter) == "4/4"
+    read = client.generate("strings in 3/4", provider="synth", duration=3, seed=4)
+    stated = client.generate("strings in 3/4", provider="synth", duration=3, seed=4, time_signature="3/4")
+    common = client.generate("strings in 3/4", provider="synth", duration=3, seed=4, time_signature="4/4")
+    assert read.tracks[0].provenance.parameters["time_signature"] == "3/4"
+    assert np.array_equal(read.audio, stated.audio) and not np.array_equal(read.audio, common.audio)

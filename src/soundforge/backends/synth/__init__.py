@@ -1,7 +1,7 @@
 """`synth`: the built-in offline synthesizer. No weights, no network, no torch; CC0 output.
 
-It reads tempo ("128 BPM", "slow"), key and mode ("in A minor", "dark") and genre words from the
-prompt (a request's `bpm`, `key` and `time_signature` override them exactly), then renders drums,
+It reads tempo ("128 BPM", "slow"), key and mode ("in A minor", "dark"), metre ("in 3/4", "waltz") and genre
+words from the prompt (a request's `bpm`, `key` and `time_signature` override them exactly), then renders drums,
 bass, chords and a lead line, through the named sections of `extra={"sections": [...]}` when given
 (an intro of hats and chords, verses without the lead, full choruses, a bridge without drums...).
 The same request and seed give bit-identical audio; a different seed gives a different piece.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, replace
 
@@ -129,6 +130,10 @@ _KEY = re.compile(
     re.IGNORECASE,
 )
 _KEY_ONLY = re.compile(r"\bin\s+([a-g])\s*(#|♯|b|♭|sharp|flat)?\b", re.IGNORECASE)
+#: A metre written in the prompt ("in 3/4", "6/8 groove"); a fraction that is no metre ("24/7") is left alone.
+_METER = re.compile(r"(?<![\d/])(\d{1,2})\s*/\s*(\d{1,2})(?![\d/])")
+#: Words that name a metre.
+METER_WORDS = (("waltz", "3/4"), ("jig", "6/8"))
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,16 @@ def plan_from_prompt(prompt: str, choose: int) -> MusicPlan:
             minor = style.name in ("lofi", "cinematic", "dnb", "techno", "synthwave") or (
                 bool(choose & 1) and style.name not in ("pop", "chiptune", "house")
             )
-    return MusicPlan(tempo=tempo, tonic=tonic, minor=minor, style=style)
+    return MusicPlan(tempo=tempo, tonic=tonic, minor=minor, style=style, meter=_meter_from_prompt(prompt, text))
+
+
+def _meter_from_prompt(prompt: str, text: str) -> TimeSignature:
+    """The metre the prompt writes ("3/4") or names ("waltz"); common time otherwise."""
+    for match in _METER.finditer(prompt):
+        with contextlib.suppress(ValueError):
+            return parse_time_signature(f"{match.group(1)}/{match.group(2)}")
+    named = next((meter for word, meter in METER_WORDS if re.search(rf"\b{word}\b", text)), None)
+    return parse_time_signature(named) if named else COMMON_TIME
 
 
 # Chord progressions as scale degrees (0-based), per mode.
