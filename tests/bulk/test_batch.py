@@ -109,7 +109,13 @@ def test_run_resume_and_licence_report(tmp_path, test_backends) -> None:
     foreign = write_jsonl(tmp_path / "f.jsonl", [{"name": "mine", "prompt": "x", "duration": 1}])
     (out / "mine.wav").write_bytes(b"RIFF my own file")
     fifth = batch(foreign, out, client=client, provider="synth", resume=True)
-    assert "does not verify" in fifth.failed["mine"] and (out / "mine.wav").read_bytes() == b"RIFF my own file"
+    assert "belongs to no row of this run" in fifth.failed["mine"]
+    assert (out / "mine.wav").read_bytes() == b"RIFF my own file"
+    # A valid file of someone else's (it verifies on its own): said to belong to no row, not to be damaged.
+    client.generate("town", provider="synth", duration=1).save(out / "town.wav")
+    town = write_jsonl(tmp_path / "t.jsonl", [{"name": "town", "prompt": "x", "duration": 1}])
+    sixth = batch(town, out, client=client, provider="synth", resume=True)
+    assert "belongs to no row of this run" in sixth.failed["town"] and "does not verify" not in sixth.failed["town"]
 
 
 def test_resume_regenerates_a_row_that_changed(tmp_path) -> None:

@@ -254,8 +254,12 @@ def _pending(
             report.skipped.append(row.name)
             tell(row.name, "skipped")
         elif stale(row, out) and state is None and not owned(row, out):
-            book.mark(row.name, row.fingerprint, "failed", error="output exists and does not verify")
-            report.failed[row.name] = f"{row.file_name} exists and does not verify; remove it"
+            # Someone else's file (a valid one from `soundforge generate` too): said as such, never overwritten.
+            book.mark(row.name, row.fingerprint, "failed", error="output exists and belongs to no row of this run")
+            report.failed[row.name] = (
+                f"{row.file_name} exists and belongs to no row of this run (neither the journal nor its sidecar ties "
+                f"it to row {row.name!r}); it is left as it is: remove it, or write to another folder"
+            )
             tell(row.name, "failed")
         else:
             todo.append(row)
