@@ -9,6 +9,7 @@ the provider (`LicensePolicyError`), or wait and retry (`RateLimitError`, `Provi
 from __future__ import annotations
 
 import copy
+import os
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,18 @@ def clipped(text: str, limit: int = 300) -> str:
     """Another library's message on one line, cut at a word (never mid-word) with "…" when longer than `limit`:
     a hub's or a server's error can be pages long, and the part kept must still read."""
     return textwrap.shorten(" ".join(str(text).split()), width=limit, placeholder=" …")
+
+
+def system_reason(exc: BaseException) -> str:
+    """Why an I/O call failed, in the system's words where the exception chain holds them ("Connection refused",
+    "Name or service not known"): a library's own message is often only "All connection attempts failed"."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            # asyncio words a refusal "Connect call failed (host, port)": the errno's own text says why.
+            return os.strerror(seen.errno) if isinstance(seen.errno, int) and seen.errno > 0 else seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return clipped(str(exc)) or type(exc).__name__
 
 
 class SoundforgeError(Exception):

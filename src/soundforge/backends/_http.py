@@ -39,7 +39,7 @@ from ..errors import (
     ProviderError,
     RateLimitError,
     SoundforgeError,
-    clipped,
+    system_reason,
 )
 from ..secrets import Secret
 from .base import RunContext
@@ -328,7 +328,7 @@ class HttpCore:
             # Nothing was sent: always safe to try again. The host and the system's reason (refused, no such
             # host, timed out) say where to look; the path and query are left out (they may carry a key).
             where = f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}" if request.url.port else "")
-            why = _connect_reason(exc)
+            why = system_reason(exc)
             raise _Retryable(
                 ProviderError(
                     f"cannot connect to {self.provider} at {where}: {why}",
@@ -559,18 +559,6 @@ def _retry_after(value: str | None) -> float | None:
             return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
-
-
-def _connect_reason(exc: BaseException) -> str:
-    """Why a connection failed, in the system's words where the chain holds them ("Connection refused", "Name or
-    service not known"): httpx's own message is often only "All connection attempts failed"."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            # asyncio words a refusal "Connect call failed (host, port)": the errno's own text says why.
-            return os.strerror(seen.errno) if isinstance(seen.errno, int) and seen.errno > 0 else seen.strerror
-        seen = seen.__cause__ or seen.__context__
-    return clipped(str(exc)) or type(exc).__name__
 
 
 def check_output_url(url: str, settings: HttpSettings) -> None:
