@@ -156,20 +156,14 @@ class Client:
             generation = self.attempts.run(plan, take, on_progress, cancel)
         return self._after(gate.result(generation), plan, on_progress, cancel)
 
-    async def agenerate(
-        self,
-        prompt_or_request: str | GenerationRequest | None = None,
-        *,
-        provider: str | None = None,
-        on_progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-        **params: Any,
-    ) -> Generation:
-        """Generate audio without blocking the event loop; cancelling the task cancels the generation."""
-        request = build_request(prompt_or_request, params)
+    async def agenerate(self, prompt_or_request: str | GenerationRequest | None = None, **params: Any) -> Generation:
+        """`generate` without blocking the event loop, with the same arguments (`provider`, `on_progress`,
+        `cancel` and the request's fields); cancelling the task cancels the generation."""
+        on_progress: ProgressCallback | None = params.pop("on_progress", None)
+        cancel: CancelToken | None = params.pop("cancel", None)
         # Planned on the event loop: concurrent requests reach a local engine's batcher in the order they were made.
         # Planning loads no model and calls no network (it stats weights and reads model cards).
-        plan = self.plan(request, provider=provider)
+        plan = self.plan(prompt_or_request, **params)
         gate = QualityGate(plan.take)
         generation = await self.attempts.arun(plan, gate.take, on_progress, cancel)
         while (take := await asyncio.to_thread(gate.next_take, generation)) is not None:
