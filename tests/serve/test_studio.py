@@ -336,3 +336,24 @@ def test_cancelling_a_job_on_the_page_is_not_an_error(tmp_path: Path) -> None:
         job = http.get("/v1/generations").json()["jobs"][0]
         assert job["status"] == "cancelled"
         assert errors == []
+
+
+def test_behind_a_token_the_page_asks_for_it_and_sends_it_as_a_bearer_header(tmp_path: Path) -> None:
+    """The page and its script load without the token; the API answers 401 until the token is typed, then the page
+    sends it in the Authorization header (never in a URL) for providers, history and jobs."""
+    with studio(tmp_path, token="s3cret-token") as (page, _, errors):
+        page.wait_for_selector("#error", state="visible")
+        assert "unauthorized" in page.inner_text("#error")
+        sent: list[tuple[str, str | None]] = []
+        page.on("request", lambda r: sent.append((r.url, r.headers.get("authorization"))))
+        page.fill("#token", "s3cret-token")
+        page.dispatch_event("#token", "change")
+        page.wait_for_selector("#policy tr[data-provider=synth]")
+        assert page.is_hidden("#error")  # the refusal went with the missing token
+        page.fill("#duration", "1")
+        page.click("#go")
+        wait_for_result(page, 1)
+        api = [(url, auth) for url, auth in sent if "/v1/" in url]
+        assert api and all(auth == "Bearer s3cret-token" for _, auth in api)
+        assert all("s3cret" not in url for url, _ in sent)
+        assert errors == []

@@ -69,6 +69,7 @@ function licenceBadge(lic) {
 async function loadProviders() {
   const r = await api("/v1/providers");
   if (!r.ok) return showError(await r.json().catch(() => r.statusText));
+  $("error").hidden = true; // an earlier refusal (a missing token) no longer stands
   const rows = await r.json();
   const sel = $("provider");
   const chosen = sel.value || "synth";
