@@ -188,7 +188,7 @@ def generate(
 
             # The file it names is the stream itself, as a streamed serve job's stored file: what the steps refuse
             # there (loudness, trim, fades: the file would no longer be what was streamed) they refuse here.
-            check_door(build_request(prompt, dict(fields)), "streamed_job")
+            check_door(build_request(prompt, fields), "streamed_job")
         client = _client(ctx, **({"require_commercial_use": True} if commercial else {}))
         signer = client.config.c2pa_signer()
         if sign_cert is not None and sign_key is not None:

@@ -277,6 +277,11 @@ class TokenLimits:
         return self.budgets.get(name)
 
 
+def _static(name: str) -> str:
+    """One of the page's files (`serve/static/`), as shipped in the package."""
+    return resources.files("soundforge.serve").joinpath("static", name).read_text("utf-8")
+
+
 def create_app(client: Client, settings: ServeSettings, engine: Engine | None = None) -> FastAPI:
     """Build the ASGI app around a client (its config, policy, batching and cloud bounds): thin routes over a
     `JobManager`. `engine` runs the jobs where it is given (Ray Serve's engine deployments); else `[serve]`'s."""
@@ -348,12 +353,11 @@ def create_app(client: Client, settings: ServeSettings, engine: Engine | None = 
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
-        return resources.files("soundforge.serve").joinpath("static/index.html").read_text("utf-8")
+        return _static("index.html")
 
     @app.get("/studio.js", include_in_schema=False)
     async def page_script() -> Response:
-        script = resources.files("soundforge.serve").joinpath("static/studio.js").read_text("utf-8")
-        return Response(script, media_type="text/javascript")
+        return Response(_static("studio.js"), media_type="text/javascript")
 
     @app.get("/metrics")
     async def metrics() -> Response:

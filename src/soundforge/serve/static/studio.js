@@ -54,13 +54,15 @@ function fill(dl, rows) {
     dl.append(element("dt", k), dd);
   }
 }
-// A licence's commercial verdict as a coloured word (the record says it; the page only colours it).
+// The colour class of a licence's commercial verdict (the record says it; the page only colours it).
+function useClass(use) {
+  return use === "allowed" ? "yes" : use === "conditional" ? "cond" : "no";
+}
 function licenceBadge(lic) {
   if (!lic) return element("span", "no licence record", "badge no");
   const use = lic.commercial_use;
-  const cls = use === "allowed" ? "yes" : use === "conditional" ? "cond" : "no";
   const words = use === "allowed" ? "commercial use" : use === "conditional" ? "conditional" : use.replace("_", " ");
-  const badge = element("span", lic.id + " · " + words, "badge " + cls);
+  const badge = element("span", lic.id + " · " + words, "badge " + useClass(use));
   badge.title = lic.condition || lic.plan_note || lic.name || "";
   return badge;
 }
@@ -368,8 +370,8 @@ async function show(id, job) {
   const link = element("a", lic.id);
   link.href = lic.url;
   const use = lic.commercial_use;
-  const verdict = element("span", use === "allowed" ? "yes" : use === "conditional" ? "conditional: " + lic.condition : use.replace("_", " "),
-    use === "allowed" ? "yes" : use === "conditional" ? "cond" : "no");
+  const said = use === "allowed" ? "yes" : use === "conditional" ? "conditional: " + lic.condition : use.replace("_", " ");
+  const verdict = element("span", said, useClass(use));
   fill($("license"), [["licence", link], ["commercial use", verdict],
     ["attribution", lic.attribution_required ? lic.attribution : "none required"], ["note", lic.plan_note],
     ["output ownership", lic.output_ownership]]);
