@@ -47,6 +47,10 @@ PLAN = {
         "docs/providers/ace-step.md",
         1,
     ): "skip: needs the ACE-Step 1.5 weights and card (tests/backends/test_ace_step.py)",
+    (
+        "docs/providers/minimax-music-3.md",
+        0,
+    ): "skip: needs the MiniMax Music 3 weights, 24 GB (tests/backends/test_minimax_music_3.py: tiny pipelines)",
     ("docs/songs.md", 0): "run",
     ("docs/observe.md", 0): "run",
     ("docs/quality.md", 0): "run",

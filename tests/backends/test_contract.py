@@ -82,6 +82,14 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
 
         folder = build_ace_step(tmp_path_factory.mktemp("contract-ace") / "tiny")
         yield Case(Client(Config.load(user_file=False)), f"ace-step:{folder}", 10.03, {"steps": 2})
+    elif kind == "minimax-music-3":
+        pytest.importorskip("diffusers")
+        from soundforge.testing.minimax_music3 import build_minimax_music3
+
+        folder = build_minimax_music3(tmp_path_factory.mktemp("contract-mm3") / "tiny")
+        # It sings only given lyrics (or told to play): an instrumental, so every check needs no lyrics of its own.
+        params = {"steps": 2, "instrumental": True}
+        yield Case(Client(Config.load(user_file=False)), f"minimax-music-3:{folder}", 1.3, params)
     else:
         from .. import fakes
 

@@ -46,6 +46,7 @@ BUILTIN: dict[str, str] = {
     "stable-audio": "soundforge.backends.stable_audio:StableAudioBackend",
     "stable-audio-3": "soundforge.backends.stable_audio_3:StableAudio3Backend",
     "ace-step": "soundforge.backends.ace_step:AceStepBackend",
+    "minimax-music-3": "soundforge.backends.minimax_music_3:MiniMaxMusic3Backend",
     "stability": "soundforge.backends.stability:StabilityBackend",
     "elevenlabs": "soundforge.backends.elevenlabs:ElevenLabsBackend",
     "elevenlabs-sfx": "soundforge.backends.elevenlabs_sfx:ElevenLabsSfxBackend",

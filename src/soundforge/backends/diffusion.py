@@ -48,6 +48,8 @@ class DiffusionPipelineEngine(LocalEngine[L]):
     install: ClassVar[str] = ""
     #: Whether a missing hub checkpoint may be downloaded (False for weights diffusers cannot load as published).
     downloads: ClassVar[bool] = True
+    #: The file that marks the engine's checkpoint folder (a modular pipeline's is `modular_model_index.json`).
+    marker: ClassVar[str] = MARKER
 
     def pull_note(self, model: str) -> str:
         if self.downloads:
@@ -79,7 +81,7 @@ class DiffusionPipelineEngine(LocalEngine[L]):
             self.owner.name,
             model,
             self.settings,
-            marker=MARKER,
+            marker=self.marker,
             allow_fetch=allow_fetch and self.downloads,
             access_note=self.access_note(model),
         )
@@ -90,7 +92,7 @@ class DiffusionPipelineEngine(LocalEngine[L]):
             self.owner.name,
             model,
             self.settings,
-            marker=MARKER,
+            marker=self.marker,
             allow_fetch=self.downloads,
             access_note=self.access_note(model),
         )
