@@ -8,6 +8,7 @@ Contracts: docs/providers/stability.md and docs/providers/elevenlabs.md.
 
 from __future__ import annotations
 
+import base64
 import functools
 import io
 import json
@@ -28,16 +29,18 @@ KEY = "test-key-123"
 
 
 @functools.lru_cache(maxsize=32)
-def audio_bytes(seconds: float, fmt: str = "wav", rate: int = 44100) -> bytes:
-    """A stereo chord of the given length, encoded as WAV or MP3 (cached: a service's encoding time is not ours)."""
+def audio_bytes(seconds: float, fmt: str = "wav", rate: int = 44100, channels: int = 2) -> bytes:
+    """A stereo (or mono) chord of the given length, encoded as WAV or MP3 (cached: a service's encoding time is not
+    ours)."""
     t = np.arange(int(seconds * rate)) / rate
     left = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 277 * t)
     right = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.2 * np.sin(2 * np.pi * 277 * t)
+    samples = np.stack([left, right], axis=1)[:, :channels]
     buffer = io.BytesIO()
     if fmt == "mp3":
-        sf.write(buffer, np.stack([left, right], axis=1), rate, format="MP3", subtype="MPEG_LAYER_III")
+        sf.write(buffer, samples, rate, format="MP3", subtype="MPEG_LAYER_III")
     else:
-        sf.write(buffer, np.stack([left, right], axis=1), rate, format="WAV", subtype="PCM_16")
+        sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 
@@ -1046,21 +1049,80 @@ class FakeGemini(FakeServer):
 
 
 class FakeMiniMax(FakeServer):
-    """MiniMax Music, `POST /v1/music_generation` (see docs/providers/minimax.md).
+    """MiniMax Music, `POST /v1/music_generation` and `POST /v1/music_cover_preprocess` (docs/providers/minimax.md).
 
     From MiniMax's own clients (MiniMax-AI/MiniMax-MCP `minimax_mcp/client.py`, `server.py` @2910d66: Bearer key,
     `raise_for_status()` then `base_resp`; MiniMax-AI/skills `minimax-music-guide.md`, `minimax_music.py` @60aaae5:
-    fields, limits, `data.status == 2`, hex audio, the status codes). Every business error is HTTP 200 with
+    fields, limits, `data.status == 2`, hex audio, the status codes; mmx-cli 1.0.19 on npm, MiniMax's CLI and SDK:
+    the models, a cover's rules in `MusicSDK.validateParams` and its preprocessing step in `music cover`, the
+    `data.audio_url` of a URL answer in `MusicResponse`). Every business error is HTTP 200 with
     `base_resp.status_code`: 1004 a bad key, 2013 invalid parameters, 1026 flagged content (a prompt or lyrics with
-    "forbidden"), and the faults `busy` (1002 rate limit) and `broke` (1008 insufficient balance).
+    "forbidden"), and the faults `busy` (1002 rate limit) and `broke` (1008 insufficient balance). `url_field` is the
+    field a URL answer uses ("audio", as the MCP server reads it, or "audio_url", as the SDK types it).
     """
 
-    models = ("music-2.6", "music-2.6-free", "music-2.5+", "music-2.5", "music-2.0")
+    models = ("music-3.0", "music-2.6", "music-2.6-free", "music-2.5+", "music-2.5", "music-2.0")
+    cover_models = ("music-cover", "music-cover-free")
     song_seconds = 20.0
 
     def __init__(self) -> None:
         self.billed = 0
+        self.preprocessed = 0
+        self.features: dict[str, float] = {}  # cover_feature_id -> the reference's seconds
+        self.url_field = "audio"
         super().__init__()
+
+    def reference_seconds(self, encoded: Any) -> float | None:
+        """The length of a base64 reference track, or None when it is not audio MiniMax could read."""
+        import soundfile as sf
+
+        try:
+            data = base64.b64decode(str(encoded), validate=True)
+            info = sf.info(io.BytesIO(data))
+        except Exception:
+            return None
+        return None if len(data) > 50 * 1024 * 1024 else info.frames / info.samplerate
+
+    def cover_problems(self, body: dict[str, Any]) -> list[str]:
+        """What `MusicSDK.validateParams` and the CLI's `music cover` refuse in a cover."""
+        problems = []
+        prompt, lyrics = str(body.get("prompt") or "").strip(), str(body.get("lyrics") or "").strip()
+        if not 10 <= len(prompt) <= 300:
+            problems.append("prompt must be between 10 and 300 characters for music cover models")
+        sources = [key for key in ("audio_url", "audio_base64", "cover_feature_id") if body.get(key)]
+        if len(sources) != 1:
+            problems.append("exactly one of audio_url, audio_base64, or cover_feature_id is required")
+        if body.get("is_instrumental") or body.get("lyrics_optimizer"):
+            problems.append("is_instrumental and lyrics_optimizer are only supported by music generation models")
+        if body.get("cover_feature_id") and not lyrics:
+            problems.append("lyrics is required with cover_feature_id")
+        if body.get("cover_feature_id") and body["cover_feature_id"] not in self.features:
+            problems.append("unknown cover_feature_id")
+        if lyrics and not body.get("cover_feature_id"):
+            problems.append("new lyrics need a cover_feature_id from /v1/music_cover_preprocess")
+        if lyrics and not 10 <= len(lyrics) <= 1000:
+            problems.append("lyrics must be between 10 and 1000 characters for music cover models")
+        if "audio_base64" in body:
+            seconds = self.reference_seconds(body["audio_base64"])
+            if seconds is None or not 6 <= seconds <= 360:
+                problems.append("the reference audio must be readable audio of 6 s to 6 min, at most 50 MB")
+        seed = body.get("seed")
+        if seed is not None and not (isinstance(seed, int) and 0 <= seed <= 1_000_000):
+            problems.append("seed must be 0-1000000")
+        if body.get("audio_setting", {}).get("channel", 2) not in (1, 2):
+            problems.append("channel must be 1 or 2")
+        return problems
+
+    def preprocess(self, h: BaseHTTPRequestHandler, body: dict[str, Any], fault: str | None) -> None:
+        """`/v1/music_cover_preprocess`: a reference in, a `cover_feature_id` out (top level, as the CLI reads it)."""
+        seconds = self.reference_seconds(body.get("audio_base64")) if "audio_base64" in body else None
+        if body.get("model") != "music-cover" or seconds is None or not 6 <= seconds <= 360:
+            return self.business(h, 2013, "invalid params: a music-cover reference of 6 s to 6 min is required")
+        feature = uuid.uuid4().hex
+        with self.lock:
+            self.preprocessed += 1
+            self.features[feature] = seconds
+        self.business(h, 0, "success", {"cover_feature_id": feature}, fault=fault)
 
     def business(
         self, h: BaseHTTPRequestHandler, code: int, message: str, data: Any = None, fault: str | None = None
@@ -1081,7 +1143,7 @@ class FakeMiniMax(FakeServer):
             )
         if h.headers.get("Authorization") != f"Bearer {KEY}":
             return self.business(h, 1004, "login fail: Please carry the API secret key in the 'Authorization' field")
-        if path != "/v1/music_generation" or h.command != "POST":
+        if path not in ("/v1/music_generation", "/v1/music_cover_preprocess") or h.command != "POST":
             return self.send(h, 404, {"error": "not found"})
         if fault == "busy":
             return self.business(h, 1002, "rate limit exceeded")
@@ -1089,16 +1151,26 @@ class FakeMiniMax(FakeServer):
             return self.business(h, 1008, "insufficient balance")
         body = json.loads(raw or b"{}")
         self.bodies.append(body)
+        if path == "/v1/music_cover_preprocess":
+            return self.preprocess(h, body, fault)
         problems = []
         model, prompt, lyrics = body.get("model"), body.get("prompt", ""), body.get("lyrics")
         instrumental = body.get("is_instrumental", False)
-        if model not in self.models:
+        if model in self.cover_models:
+            problems = self.cover_problems(body)
+        elif model not in self.models:
             problems.append("invalid model")
+        elif any(key in body for key in ("audio_url", "audio_base64", "cover_feature_id")):
+            problems.append("audio_url, audio_base64, and cover_feature_id are only supported by music cover models")
+        elif instrumental and lyrics:
+            problems.append("cannot use is_instrumental with lyrics")
+        elif body.get("lyrics_optimizer") and (lyrics or instrumental):
+            problems.append("cannot use lyrics_optimizer with lyrics or is_instrumental")
         if not isinstance(prompt, str) or len(prompt) > 2000:
             problems.append("prompt must be at most 2000 characters")
         if instrumental and (model == "music-2.5" or not prompt):
             problems.append("is_instrumental needs a prompt and a model with instrumental mode")
-        if lyrics is None and not instrumental and not body.get("lyrics_optimizer"):
+        if lyrics is None and not instrumental and not body.get("lyrics_optimizer") and model not in self.cover_models:
             problems.append("lyrics is required")
         if lyrics is not None and not 1 <= len(lyrics) <= 3500:
             problems.append("lyrics must be 1-3500 characters")
@@ -1119,13 +1191,16 @@ class FakeMiniMax(FakeServer):
         with self.lock:
             self.billed += 1
         song_id = uuid.uuid4().hex
+        url = body.get("output_format") == "url"
         audio = (
             f"{self.url}/files/{song_id}.mp3"
-            if body.get("output_format") == "url"
-            else audio_bytes(self.song_seconds, "mp3", setting.get("sample_rate", 44100)).hex()
+            if url
+            else audio_bytes(
+                self.song_seconds, "mp3", setting.get("sample_rate", 44100), setting.get("channel", 2)
+            ).hex()
         )
         data = {
-            "data": {"audio": audio, "status": 2},
+            "data": {self.url_field if url else "audio": audio, "status": 2},
             "extra_info": {
                 "music_duration": int(self.song_seconds * 1000),
                 "music_sample_rate": 44100,

@@ -141,3 +141,97 @@ def test_fault_suite_loses_nothing_and_bills_once(minimax, downloads) -> None:
     # A cut-off answer was billed and is never re-sent: one song made per request at most.
     assert minimax.billed == len(results) and minimax.delivered == len(results) - len(failures)
     assert not list(downloads.iterdir())
+
+
+def _song_file(tmp_path, seconds: float, rate: int = 22050):
+    """A stereo reference track on disk, as a user has one."""
+    import soundfile as sf
+
+    t = np.arange(round(seconds * rate)) / rate
+    left = 0.3 * np.sin(2 * np.pi * 220 * t)
+    path = tmp_path / f"reference-{seconds:g}.wav"
+    sf.write(path, np.stack([left, np.roll(left, 50)]).T, rate, subtype="PCM_16")
+    return path
+
+
+def test_music_3_is_a_model_with_instrumental_mode_and_a_url_answer(minimax, downloads) -> None:
+    client = cloud("minimax", minimax, downloads)
+    g = client.generate("cinematic orchestral", provider="minimax:music-3.0", duration=10, instrumental=True)
+    assert minimax.bodies[-1]["model"] == "music-3.0" and minimax.bodies[-1]["is_instrumental"] is True
+    assert g.provenance.model == "music-3.0" and g.audio.shape[1] == 10 * 44100
+    # MiniMax's SDK types a URL answer as data.audio_url (its MCP server reads data.audio): both are read.
+    minimax.url_field = "audio_url"
+    h = client.generate("x", provider="minimax:music-3.0", duration=5, lyrics=LYRICS, extra={"output_format": "url"})
+    assert h.audio.shape[1] == 5 * 44100 and not list(downloads.iterdir())
+
+
+def test_lyrics_optimizer_goes_with_neither_lyrics_nor_instrumental(minimax, downloads) -> None:
+    """MiniMax's SDK refuses both pairs (`validateParams`); they were sent and billed-or-refused before."""
+    client = cloud("minimax", minimax, downloads)
+    for fields in ({"lyrics": LYRICS}, {"instrumental": True}):
+        with pytest.raises(InvalidRequestError, match="lyrics_optimizer") as info:
+            client.generate("x", provider="minimax", duration=5, extra={"lyrics_optimizer": True}, **fields)
+        assert info.value.field == "extra"
+    assert minimax.requests == 0
+
+
+def test_a_cover_sends_the_reference_and_new_lyrics_go_through_preprocessing(minimax, downloads, tmp_path) -> None:
+    client = cloud("minimax", minimax, downloads)
+    reference = _song_file(tmp_path, 8.0)
+    g = client.generate(
+        "indie folk, acoustic guitar, warm male vocal",
+        provider="minimax:music-cover",
+        duration=20,
+        audio_prompt=str(reference),
+        audio_prompt_mode="cover",
+        seed=42,
+        channels=1,
+    )
+    body = minimax.bodies[-1]
+    assert body["model"] == "music-cover" and body["seed"] == 42 and body["audio_setting"]["channel"] == 1
+    assert minimax.reference_seconds(body["audio_base64"]) == pytest.approx(8.0)
+    assert "lyrics" not in body and minimax.preprocessed == 0
+    assert "audio_base64" not in g.provenance.parameters and g.audio.shape == (1, 20 * 44100)
+    # New lyrics: the reference is preprocessed first, and the cover names the feature, not the audio.
+    client.generate(
+        "jazz, piano, slow and smoky",
+        provider="minimax:music-cover-free",
+        duration=20,
+        audio_prompt=str(reference),
+        lyrics=LYRICS,
+    )
+    preprocess, cover = minimax.bodies[-2:]
+    assert preprocess["model"] == "music-cover" and "audio_base64" in preprocess and minimax.preprocessed == 1
+    assert cover["cover_feature_id"] in minimax.features and "audio_base64" not in cover
+    assert cover["lyrics"] == LYRICS and cover["model"] == "music-cover-free"
+
+
+def test_a_cover_is_checked_before_anything_is_sent(minimax, downloads, tmp_path) -> None:
+    client = cloud("minimax", minimax, downloads)
+    reference, short = _song_file(tmp_path, 8.0), _song_file(tmp_path, 3.0)
+    style = "indie folk, acoustic guitar"
+    cases = [
+        ({}, InvalidRequestError, "audio_prompt", "reference track: it needs one"),
+        ({"audio_prompt": str(short)}, InvalidRequestError, "audio_prompt", "6 s to 6 min"),
+        ({"audio_prompt": str(reference), "prompt": "folk"}, InvalidRequestError, "prompt", "10-300"),
+        ({"audio_prompt": str(reference), "lyrics": "la"}, InvalidRequestError, "lyrics", "10-1000"),
+        ({"audio_prompt": str(reference), "seed": 2_000_000}, InvalidRequestError, "seed", "0 to 1000000"),
+        ({"audio_prompt": str(reference), "instrumental": True}, UnsupportedFeatureError, "instrumental", ""),
+        ({"audio_prompt": str(reference), "extra": {"aigc_watermark": True}}, InvalidRequestError, "extra", ""),
+        (
+            {"audio_prompt": str(reference), "audio_prompt_mode": "variation", "strength": 0.5},
+            UnsupportedFeatureError,
+            "audio_prompt_mode",
+            "",
+        ),
+    ]
+    for fields, kind, field, message in cases:
+        prompt = fields.pop("prompt", style)
+        with pytest.raises(kind, match=message or None) as info:
+            client.generate(prompt, provider="minimax:music-cover", duration=10, **fields)
+        assert info.value.field in (field, "strength"), (fields, info.value)
+    # The song models take no reference: refused by name, pointing to the cover models.
+    with pytest.raises(UnsupportedFeatureError) as refused:
+        client.generate(style, provider="minimax:music-3.0", duration=10, lyrics=LYRICS, audio_prompt=str(reference))
+    assert refused.value.field == "audio_prompt"
+    assert minimax.requests == 0
