@@ -751,6 +751,27 @@ FAL_APPS: dict[str, dict[str, Any]] = {
         "rate": 44100,
         "key": "audio",
     },
+    # fal.ai/models/fal-ai/elevenlabs/music/llms.txt and fal.ai/models/elevenlabs/music/v2/llms.txt.
+    "fal-ai/elevenlabs/music": {
+        "fields": {
+            "prompt": (str, None, None),
+            "composition_plan": (dict, None, None),
+            "music_length_ms": (int, 3000, 600000),
+            "force_instrumental": (bool, None, None),
+        },
+        "rate": 44100,
+        "key": "audio",
+    },
+    "elevenlabs/music/v2": {
+        "fields": {
+            "prompt": (str, None, None),
+            "composition_plan": (dict, None, None),
+            "music_length_ms": (int, 3000, 600000),
+            "force_instrumental": (bool, None, None),
+        },
+        "rate": 48000,
+        "key": "audio",
+    },
     "fal-ai/lyria2": {
         "fields": {"prompt": (str, None, None), "negative_prompt": (str, None, None), "seed": (int, None, None)},
         "rate": 48000,
@@ -797,7 +818,12 @@ class FakeFal(JobServer):
     def serve_file(self, h: BaseHTTPRequestHandler, job_id: str, fault: str | None) -> None:
         job = self.jobs.get(job_id, {"input": {}, "app": ""})
         schema = FAL_APPS.get(job["app"], {})
-        seconds = schema.get("clip") or float(job["input"].get("seconds_total", job["input"].get("duration", 3)))
+        given = job["input"]
+        seconds = schema.get("clip") or (
+            given["music_length_ms"] / 1000
+            if "music_length_ms" in given
+            else float(given.get("seconds_total", given.get("duration", 3)))
+        )
         data = audio_bytes(seconds, "wav", schema.get("rate", self.output_rate))
         self.send(h, 200, data, content_type="audio/wav", fault=fault)
 

@@ -42,6 +42,8 @@ class FalApp:
     seed_deterministic: bool = True
     #: request field -> (lowest, highest) the app accepts, checked before submitting.
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: The duration field's unit: "s" (whole seconds, rounded up) or "ms" (whole milliseconds).
+    duration_unit: str = "s"
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -81,6 +83,28 @@ APPS: dict[str, FalApp] = {
         max_duration=190.0,
         sample_rate=44100,
         limits={"steps": (4, 8), "guidance": (1, 25)},
+    ),
+    # fal.ai/models/fal-ai/elevenlabs/music/llms.txt: prompt, composition_plan, music_length_ms (3000-600000, "used
+    # only in conjunction with prompt"), force_instrumental; "$0.8 per output audio minute ... rounded up".
+    "fal-ai/elevenlabs/music": FalApp(
+        "ElevenLabs Music on fal (billed per started minute)",
+        {"prompt": "prompt", "duration": "music_length_ms", "instrumental": "force_instrumental"},
+        min_duration=3.0,
+        max_duration=600.0,
+        sample_rate=44100,
+        seed_deterministic=False,
+        duration_unit="ms",
+    ),
+    # fal.ai/models/elevenlabs/music/v2/llms.txt: the same inputs (a chunk-based composition plan); "$0.6 per output
+    # audio minute ... rounded up". ElevenLabs' own API answers v2 in 48 kHz MP3.
+    "elevenlabs/music/v2": FalApp(
+        "ElevenLabs Music v2 on fal (billed per started minute)",
+        {"prompt": "prompt", "duration": "music_length_ms", "instrumental": "force_instrumental"},
+        min_duration=3.0,
+        max_duration=600.0,
+        sample_rate=48000,
+        seed_deterministic=False,
+        duration_unit="ms",
     ),
     # fal.ai/models/fal-ai/lyria2/api: prompt, negative_prompt, seed; "48kHz WAV audio output, 30 second duration".
     "fal-ai/lyria2": FalApp(
@@ -173,7 +197,7 @@ class FalBackend(CloudBackend):
         for name, key in app.inputs.items():
             value = getattr(request, name)
             if name == "duration":
-                value = math.ceil(value)
+                value = round(value * 1000) if app.duration_unit == "ms" else math.ceil(value)
             if value is None:
                 continue
             low, high = app.limits.get(name, (-math.inf, math.inf))

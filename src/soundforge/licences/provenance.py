@@ -11,7 +11,15 @@ from ..audio import TRAINED_ALGORITHMIC_MEDIA
 
 #: How a cost is counted (`soundforge.ops.pricing` estimates and settles costs; the value lives with the
 #: provenance that carries it).
-Basis = Literal["per_generation", "per_audio_second", "per_gpu_second", "local_compute", "cache_hit", "unknown"]
+Basis = Literal[
+    "per_generation",
+    "per_audio_second",
+    "per_started_minute",
+    "per_gpu_second",
+    "local_compute",
+    "cache_hit",
+    "unknown",
+]
 
 
 class Cost(BaseModel):

@@ -24,7 +24,7 @@ from ..licences.provenance import Basis, Cost
 
 __all__ = ["BASES", "Basis", "Cost", "Price", "PriceRegistry", "settle", "total", "total_amount"]
 
-BASES = ("per_generation", "per_audio_second", "per_gpu_second")
+BASES = ("per_generation", "per_audio_second", "per_started_minute", "per_gpu_second")
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,9 @@ class PriceRegistry:
             return Cost(amount=price.amount * outputs, basis="per_generation", **common)
         if price.basis == "per_audio_second":
             return Cost(amount=price.amount * duration * outputs, basis="per_audio_second", **common)
+        if price.basis == "per_started_minute":  # fal's "rounded up to the closest minute": 30 s bills a minute
+            minutes = math.ceil(duration / 60 - 1e-9)
+            return Cost(amount=price.amount * minutes * outputs, basis="per_started_minute", **common)
         return Cost(
             amount=None, basis="per_gpu_second", detail="billed per GPU-second, reported after the call", **common
         )

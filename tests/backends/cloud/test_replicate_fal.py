@@ -203,6 +203,25 @@ def test_fal_apps_get_their_own_schema(fal, downloads) -> None:
     assert fal.ignored == []  # no key any app would have silently ignored
 
 
+def test_fal_elevenlabs_music_apps_take_milliseconds_and_bill_per_started_minute(fal, downloads) -> None:
+    """fal's ElevenLabs Music apps (fal's llms.txt pages): the length is `music_length_ms`, instrumental is
+    `force_instrumental`, and the price is per output minute, rounded up."""
+    client = cloud("fal", fal, downloads)
+    song = client.generate("city pop", provider="fal:fal-ai/elevenlabs/music", duration=30.5, instrumental=True)
+    assert fal.bodies[-1] == {"prompt": "city pop", "music_length_ms": 30500, "force_instrumental": True}
+    assert song.audio.shape[1] == round(30.5 * 44100)
+    assert song.cost.basis == "per_started_minute" and song.cost.amount == pytest.approx(0.8)  # one started minute
+    v2 = client.generate("lo-fi", provider="fal:elevenlabs/music/v2", duration=61)
+    assert fal.bodies[-1] == {"prompt": "lo-fi", "music_length_ms": 61000} and v2.sample_rate == 48000
+    assert v2.cost.amount == pytest.approx(1.2)  # 61 s bills two minutes at $0.6
+    sent = fal.requests
+    with pytest.raises(InvalidRequestError, match="minimum"):
+        client.generate("x", provider="fal:elevenlabs/music/v2", duration=2)
+    with pytest.raises(InvalidRequestError, match="seed"):
+        client.generate("x", provider="fal:elevenlabs/music/v2", duration=10, seed=1)
+    assert fal.requests == sent and fal.ignored == []
+
+
 def test_fal_content_checker_refusal(fal, downloads) -> None:
     client = cloud("fal", fal, downloads)
     with pytest.raises(ContentRefusedError, match=r"prompt \(violence\)") as caught:
