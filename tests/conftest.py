@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,8 +14,11 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="soundforge-hf-")
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # numba (librosa's beat tracker) caches compiled functions beside their source; two test workers writing that cache
-# at once can leave an entry another loads and crashes on (a segfault in a gufunc, seen in CI): one cache per process.
+# at once can leave an entry another loads and crashes on (a segfault in a gufunc, seen in CI): one cache per process,
+# a copy of the one scripts/test compiles before the tests (loading it takes seconds, compiling 45 s).
 os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="soundforge-numba-")
+if (Path(sys.prefix) / "numba-cache").is_dir():
+    shutil.copytree(Path(sys.prefix) / "numba-cache", os.environ["NUMBA_CACHE_DIR"], dirs_exist_ok=True)
 
 from soundforge import backends
 from soundforge.client import Client
