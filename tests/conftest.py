@@ -112,6 +112,19 @@ def fal():
 
 
 @pytest.fixture
+def lyria_rt(monkeypatch):
+    """The fake Lyria RealTime over TLS; its certificate is the one clients trust (Google's client always uses wss)."""
+    pytest.importorskip("google.genai")
+    from .fake_lyria_realtime import FakeLyriaRealtime
+    from .fakes import KEY
+
+    server = FakeLyriaRealtime(KEY)
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.trust_file))
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def gemini():
     yield from _serve("FakeGemini")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .backends import Backend, CancelToken, backend_class, known_providers, make_backend
-from .backends.base import ProgressCallback
+from .backends.base import ProgressCallback, Steering
 from .backends.pull import PullPlan, PullResult, plan_pull, pull
 from .backends.runtime import LoadedModelInfo, ModelMemory
 from .config import Config
@@ -252,7 +252,8 @@ class Client:
         if whole:  # any provider may answer, each track as one chunk; the steps' refusals still apply
             check_door(request, "stream")
         plan = self.plan(request, provider=provider, door="generate" if whole else "stream")
-        return AudioStream(self.attempts.stream(plan, on_progress, cancel), cancel)
+        steering = Steering()
+        return AudioStream(self.attempts.stream(plan, on_progress, cancel, steering), cancel, steering)
 
     def astream(self, prompt_or_request: str | GenerationRequest | None = None, **params: Any) -> AsyncAudioStream:
         """`stream` for async code, with the same arguments: `async with client.astream(...) as stream: async for

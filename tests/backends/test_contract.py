@@ -10,6 +10,7 @@ engines, style adapters applied and removed (or refused by name), and a licence 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,6 +91,22 @@ def _case(kind: str, tmp_path_factory) -> Iterator[Case]:
         # It sings only given lyrics (or told to play): an instrumental, so every check needs no lyrics of its own.
         params = {"steps": 2, "instrumental": True}
         yield Case(Client(Config.load(user_file=False)), f"minimax-music-3:{folder}", 1.3, params)
+    elif kind == "lyria-realtime":
+        pytest.importorskip("google.genai")
+        from ..fake_lyria_realtime import FakeLyriaRealtime
+
+        live = FakeLyriaRealtime(KEY)
+        trusted = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = str(live.trust_file)  # Google's client always connects with wss
+        try:
+            settings = {"base_url": live.url, "api_key": KEY}
+            yield Case(Client(Config.load(user_file=False, providers={kind: settings})), kind, 1.2, {})
+        finally:
+            if trusted is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = trusted
+            live.close()
     else:
         from .. import fakes
 

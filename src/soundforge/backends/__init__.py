@@ -54,6 +54,7 @@ BUILTIN: dict[str, str] = {
     "fal": "soundforge.backends.fal:FalBackend",
     "lyria": "soundforge.backends.lyria:LyriaBackend",
     "gemini": "soundforge.backends.gemini:GeminiBackend",
+    "lyria-realtime": "soundforge.backends.lyria_realtime:LyriaRealtimeBackend",
     "minimax": "soundforge.backends.minimax:MiniMaxBackend",
 }
 
@@ -73,14 +74,6 @@ class PlannedProvider:
 PLANNED: dict[str, PlannedProvider] = {
     p.name: p
     for p in [
-        PlannedProvider(
-            "lyria-realtime",
-            "Google Lyria RealTime on the Gemini API (streamed instrumental music over a WebSocket)",
-            "planned: Lyria RealTime is a live WebSocket session; soundforge streams (soundforge.stream) but does "
-            "not speak that session yet; use gemini for whole songs (docs/providers/gemini.md has the contract)",
-            "gemini",
-            "lyria-realtime-exp",
-        ),
         PlannedProvider(
             "suno",
             "Suno (hosted app)",

@@ -137,6 +137,51 @@ class CancelToken:
             raise GenerationCancelledError("generation cancelled by the caller")
 
 
+class Steering:
+    """Changes a listener sends to a stream while it plays (`AudioStream.steer`), for the providers that take them.
+
+    The backend that streams attaches its check when its session starts (`attach`): `send` runs it at once, so a
+    change the model cannot take raises where it was made and is never sent; checked changes wait in order until the
+    backend takes them (`take`), between chunks. A stream whose provider cannot be steered refuses every change.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[dict[str, Any]] = []
+        self._check: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self._provider: str | None = None
+
+    def attach(self, provider: str, check: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """A backend starts taking changes; `check` validates one change (raising) and returns what to apply."""
+        with self._lock:
+            self._provider, self._check = provider, check
+
+    def detach(self) -> None:
+        """The backend's session ended: later changes are refused."""
+        with self._lock:
+            self._check = None
+
+    def send(self, changes: dict[str, Any]) -> None:
+        """Check `changes` against the playing model and queue them; raises what the check raises."""
+        with self._lock:
+            check, provider = self._check, self._provider
+        if check is None:
+            raise UnsupportedFeatureError(
+                "steering",
+                provider or "this stream",
+                detail="only a live session (lyria-realtime) takes changes while it plays, and only while it plays",
+            )
+        checked = check(dict(changes))
+        with self._lock:
+            self._pending.append(checked)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The checked changes not applied yet, oldest first (the backend applies them)."""
+        with self._lock:
+            taken, self._pending = self._pending, []
+        return taken
+
+
 class AdapterWeights(Protocol):
     """A style adapter routing found and checked (`adapters.AdapterFiles`): what an engine loads, and at what
     scale."""
@@ -199,6 +244,8 @@ class RunContext:
     answers: AnswerSpool | None = None
     #: The request's style adapters as routing found and checked them (files, hashes, licences): what to load.
     adapters: tuple[AdapterWeights, ...] = ()
+    #: A stream's channel for changes while it plays (`AudioStream.steer`); None outside `Client.stream`.
+    steering: Steering | None = None
 
     def progress(self, phase: str, done: int, total: int) -> None:
         """Report progress and stop if the caller cancelled."""

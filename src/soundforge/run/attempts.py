@@ -18,7 +18,7 @@ from typing import Any
 from .._version import __version__
 from ..audio import as_audio, pcm_sha256
 from ..backends import Backend, CancelToken, RawGeneration, RunContext
-from ..backends.base import AudioChunk, ProgressCallback, ProgressEvent
+from ..backends.base import AudioChunk, ProgressCallback, ProgressEvent, Steering
 from ..config import Config
 from ..errors import AllProvidersFailedError, SoundforgeError, UnsupportedFeatureError
 from ..licences.provenance import Attempt, Provenance, Timings
@@ -201,9 +201,10 @@ class Attempts:
         return await asyncio.to_thread(self._io, io)  # the cache, the store, hashing long audio
 
     def stream(
-        self, plan: Plan, on_progress: ProgressCallback | None, cancel: CancelToken
+        self, plan: Plan, on_progress: ProgressCallback | None, cancel: CancelToken, steering: Steering | None = None
     ) -> Generator[AudioChunk, None, Generation]:
-        """The chunks of the first candidate that starts delivering, then its finished generation."""
+        """The chunks of the first candidate that starts delivering, then its finished generation; `steering` carries
+        the listener's changes to a backend that takes them while it plays."""
         request = plan.take
         record = request.record()
         attempts = list(plan.skipped)
@@ -214,7 +215,7 @@ class Attempts:
             if cached is not None:
                 yield from _whole_chunks(cached)
                 return cached
-            call = self._begin(candidate, number, key, record, on_progress, cancel)
+            call = self._begin(candidate, number, key, record, on_progress, cancel, steering)
             backend, model = candidate.backend, candidate.model
             source = (
                 backend.stream(request, model, call.context)
@@ -261,6 +262,7 @@ class Attempts:
         record: dict[str, Any],
         on_progress: ProgressCallback | None,
         cancel: CancelToken | None,
+        steering: Steering | None = None,
     ) -> _Call:
         """Start an attempt: its run context (progress told to the callbacks too), its budget hold, its start
         event."""
@@ -270,6 +272,7 @@ class Attempts:
             on_progress=self._watch(on_progress, call),
             cancel=cancel or CancelToken(),
             adapters=candidate.adapters,
+            steering=steering,
         )
         if self.budget is not None:
             call.held = self.budget.reserve(candidate.backend.name, candidate.estimate)

@@ -13,8 +13,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Generator, Iterator
 from types import TracebackType
+from typing import Any
 
-from ..backends.base import AudioChunk, CancelToken
+from ..backends.base import AudioChunk, CancelToken, Steering
 from ..result import Generation
 
 log = logging.getLogger("soundforge")
@@ -34,9 +35,10 @@ class AudioStream(Iterator[AudioChunk]):
         stream.generation.save("rain.wav")
     """
 
-    def __init__(self, source: ChunkSource, cancel: CancelToken) -> None:
+    def __init__(self, source: ChunkSource, cancel: CancelToken, steering: Steering | None = None) -> None:
         self._source = source
         self._cancel = cancel
+        self._steering = steering or Steering()
         #: The finished generation, once the last chunk has been taken (None before, and after a stop).
         self.generation: Generation | None = None
 
@@ -64,9 +66,16 @@ class AudioStream(Iterator[AudioChunk]):
         self._cancel.cancel()
         self._source.close()
 
+    def steer(self, **changes: Any) -> None:
+        """Change the music while it plays, for a provider that takes changes (lyria-realtime: `prompts`, `bpm`,
+        `density`, `brightness`, `key`, ... — its page in docs/providers/ lists them). The change is checked here
+        (a value the model cannot take raises `InvalidRequestError` and nothing is sent) and reaches the session
+        before its next chunks; a stream whose provider cannot be steered raises `UnsupportedFeatureError`."""
+        self._steering.send(changes)
+
     def to_async(self) -> AsyncAudioStream:
         """The same stream for async code (nothing taken from it yet): each chunk is made on a worker thread."""
-        return AsyncAudioStream(self._source, self._cancel)
+        return AsyncAudioStream(self._source, self._cancel, self._steering)
 
     def __enter__(self) -> AudioStream:
         return self
@@ -84,10 +93,14 @@ class AsyncAudioStream(AsyncIterator[AudioChunk]):
     waits for a chunk stops the engine as closing the stream does.
     """
 
-    def __init__(self, source: ChunkSource, cancel: CancelToken) -> None:
-        self._stream = AudioStream(source, cancel)
+    def __init__(self, source: ChunkSource, cancel: CancelToken, steering: Steering | None = None) -> None:
+        self._stream = AudioStream(source, cancel, steering)
         self._cancel = cancel
         self._busy: asyncio.Future[AudioChunk | None] | None = None
+
+    def steer(self, **changes: Any) -> None:
+        """`AudioStream.steer`: change the music while it plays (checked at once; it never blocks)."""
+        self._stream.steer(**changes)
 
     @property
     def generation(self) -> Generation | None:
