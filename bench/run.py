@@ -7,6 +7,7 @@
     python bench/run.py --only-dtype   # only the bfloat16 / float32 rows of full-size MusicGen on this CPU
     python bench/run.py --only-engines # only the SDK / direct rows of the local engines (MusicGen, Stable Audio)
     python bench/run.py --only-stream  # only streaming: first chunk and streamed total (synth, MusicGen, serve)
+    python bench/run.py --only-minimax-music-3  # MiniMax Music 3: SDK / direct (tiny), real-size DiT and vocoder
 
 Never a timed test: numbers depend on the machine; the ratios are what to compare.
 """
@@ -1032,6 +1033,12 @@ def main() -> None:
         from stream_rows import stream_rows  # bench/ is on sys.path when this file runs as a script
 
         for name, ratio, detail in stream_rows():
+            print(f"{name}  {ratio}  {detail}")
+        return
+    if "--only-minimax-music-3" in sys.argv:
+        from minimax_music3_rows import minimax_music3_rows  # bench/ is on sys.path when this file runs as a script
+
+        for name, ratio, detail in minimax_music3_rows():
             print(f"{name}  {ratio}  {detail}")
         return
     if "--only-operations" in sys.argv:

@@ -210,13 +210,16 @@ class CloudBackend(Backend):
         if journal is None:
             return await self.agenerate_raw(request, model, context)
         record = request.record()
-        answers = PaidAnswers.open(journal, job_key(self.name, model, record), self.name, model, record)
+        # The journal's SQLite writes run on a worker thread, off the event loop that carries the other calls.
+        answers = await asyncio.to_thread(
+            PaidAnswers.open, journal, job_key(self.name, model, record), self.name, model, record
+        )
         try:
             raw = await self.agenerate_raw(request, model, replace(context, answers=answers))
         except BaseException as exc:
-            answers.settle(exc)
+            answers.settle(exc)  # here, not on a thread: a cancelled call must still release its answer
             raise
-        answers.settle(None)
+        await asyncio.to_thread(answers.settle, None)
         return raw
 
     def close(self) -> None:

@@ -135,6 +135,9 @@ class CloudJobJournal:
         """Take over an entry of this kind for this key that nobody waits for any more (oldest first), or None.
         An answer whose delivery failed is left alone (see `PendingJob.failed`)."""
         db = self._connect()
+        # A read first: almost every call finds nothing, and needs no write lock to learn it.
+        if db.execute("SELECT 1 FROM jobs WHERE key = ? LIMIT 1", (key,)).fetchone() is None:
+            return None
         db.execute("BEGIN IMMEDIATE")
         try:
             rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE key = ? ORDER BY created", (key,)).fetchall()

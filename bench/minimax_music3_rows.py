@@ -1,0 +1,132 @@
+"""MiniMax Music 3 on this CPU (`python bench/run.py --only-minimax-music-3`).
+
+1. SDK / direct on a tiny random pipeline: `generate()` against the direct `ModularPipeline` call, alternated for
+   `rounds` rounds (the order swapped each round), median and spread of the per-round ratios, identical audio.
+2. The release's flow-matching transformer and vocoder at their real sizes (random weights from diffusers' default
+   configs: a 2.43B DiT of 36 layers, 2048 wide; the DAC-style vocoder), bf16 on this CPU: one guided step on one
+   200-frame window (689 latent frames, both guidance passes), the vocoder on that window, and what a 30 s song's
+   denoising would take at 30 steps. The 8.58B language model is not run: in bf16 its weights alone are 17.2 GB of
+   this machine's 24 GiB, which leaves no room for the rest; its cost is the GPU's (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LYRICS = "[verse]\nwalking home in the rain\n[chorus]\nsing it again"
+
+
+def _tiny_rows(rounds: int) -> list[tuple[str, str, str]]:
+    import numpy as np
+    import torch
+    from diffusers import ModularPipeline
+
+    from soundforge.client import Client
+    from soundforge.config import Config
+    from soundforge.testing.minimax_music3 import build_minimax_music3
+
+    folder = build_minimax_music3(Path(tempfile.mkdtemp(prefix="soundforge-bench-")) / "mm3-tiny")
+    client = Client(Config.load(user_file=False, providers={"minimax-music-3": {"device": "cpu"}}))
+    pipe = ModularPipeline.from_pretrained(str(folder), local_files_only=True)
+    pipe.load_components(local_files_only=True)
+
+    def direct() -> Any:
+        with torch.inference_mode():
+            return pipe(
+                prompt="warm folk",
+                lyrics=LYRICS,
+                audio_duration=4.0,
+                num_inference_steps=8,
+                generator=torch.Generator().manual_seed(3),
+                output="audios",
+            )
+
+    def sdk() -> Any:
+        return client.generate(
+            "warm folk", provider=f"minimax-music-3:{folder}", duration=4.0, seed=3, steps=8, lyrics=LYRICS
+        )
+
+    direct(), sdk()  # warm-up: imports, the load, first-call allocations
+    times: dict[str, list[float]] = {"direct": [], "sdk": []}
+    identical, reference, generation = True, None, None
+    for round_ in range(rounds):
+        for side in ("direct", "sdk") if round_ % 2 == 0 else ("sdk", "direct"):
+            start = time.perf_counter()
+            if side == "direct":
+                reference = direct()
+            else:
+                generation = sdk()
+            times[side].append(time.perf_counter() - start)
+        identical = identical and bool(np.array_equal(generation.audio, reference[0]))
+    ratios = [s / d for s, d in zip(times["sdk"], times["direct"], strict=True)]
+    client.close()
+    return [
+        (
+            "minimax-music-3 tiny pipeline, 4 s, 8 steps, SDK / direct ModularPipeline (target <= 1.02)",
+            f"{statistics.median(ratios):.3f}",
+            f"median of {rounds} alternated rounds, per-round {min(ratios):.3f}-{max(ratios):.3f}; "
+            f"{statistics.median(times['direct']):.3f} s direct; identical audio: {identical}",
+        )
+    ]
+
+
+def _real_size_rows() -> list[tuple[str, str, str]]:
+    import torch
+    from diffusers import MiniMaxMusic3Transformer1DModel, MiniMaxMusic3Vocoder
+
+    torch.manual_seed(0)
+    build = time.perf_counter()
+    dit = MiniMaxMusic3Transformer1DModel().to(torch.bfloat16).eval()
+    vocoder = MiniMaxMusic3Vocoder().to(torch.bfloat16).eval()
+    built = time.perf_counter() - build
+    parameters = sum(p.numel() for p in dit.parameters())
+    latents = 689  # one 200-frame window: 200 frames x 44100 / 24000 x 960 / 512
+    x = torch.randn(1, dit.config.in_channels, latents, dtype=torch.bfloat16)
+    condition = torch.randn(1, latents, dit.config.condition_dim, dtype=torch.bfloat16)
+    t = torch.tensor([0.5], dtype=torch.bfloat16)
+
+    def step() -> None:  # the guider's two passes: conditioned, and on zeros
+        with torch.inference_mode():
+            dit(hidden_states=x, timestep=t, encoder_hidden_states=condition, return_dict=False)
+            dit(hidden_states=x, timestep=t, encoder_hidden_states=torch.zeros_like(condition), return_dict=False)
+
+    step()  # warm-up
+    steps = []
+    for _ in range(2):
+        start = time.perf_counter()
+        step()
+        steps.append(time.perf_counter() - start)
+    with torch.inference_mode():
+        vocoder(x[:, :, :16])  # warm-up
+        start = time.perf_counter()
+        vocoder(x)
+        t_vocoder = time.perf_counter() - start
+    per_step = statistics.median(steps)
+    flops = 2 * 2 * parameters * (latents + 1)  # two passes, 2 FLOPs per weight per token
+    # A 30 s song: 750 frames -> windows starting every 100 frames up to frames - 100 (before_denoise.py).
+    windows = len(range(0, 750 - 100, 100))
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    return [
+        (
+            "minimax-music-3 real-size DiT (bf16, CPU), one guided step on a 200-frame window",
+            f"{per_step:.1f} s",
+            f"{parameters / 1e9:.2f}B parameters, {flops / per_step / 1e12:.2f} TFLOP/s effective "
+            f"({flops / 1e12:.1f} TFLOP a step); a 30 s song's {windows} windows x 30 steps would take "
+            f"{windows * 30 * per_step / 60:.0f} min here; built in {built:.0f} s; peak RSS {peak_gb:.1f} GiB",
+        ),
+        (
+            "minimax-music-3 real-size vocoder (bf16, CPU), one window (8.0 s of audio)",
+            f"{t_vocoder:.1f} s",
+            "the 8.58B language model is not run here: 17.2 GB of bf16 weights in 24 GiB leave no room for the rest",
+        ),
+    ]
+
+
+def minimax_music3_rows(rounds: int = 5) -> list[tuple[str, str, str]]:
+    """The rows above, the tiny pipeline first."""
+    return [*_tiny_rows(rounds), *_real_size_rows()]
