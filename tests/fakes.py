@@ -772,6 +772,24 @@ FAL_APPS: dict[str, dict[str, Any]] = {
         "rate": 48000,
         "key": "audio",
     },
+    # fal's own client's types (@fal-ai/client 1.10.1 src/types/endpoints.d.ts, `AceStepInput`): `tags` is required.
+    "fal-ai/ace-step": {
+        "fields": {
+            "tags": (str, None, None),
+            "lyrics": (str, None, None),
+            "duration": ((int, float), None, None),  # the types give no ranges
+            "number_of_steps": (int, None, None),
+            "guidance_scale": ((int, float), None, None),
+            "granularity_scale": ((int, float), None, None),
+            "guidance_interval": ((int, float), None, None),
+            "guidance_type": (str, None, None),
+            "scheduler": (str, None, None),
+            "seed": (int, None, None),
+        },
+        "required": "tags",
+        "rate": 48000,
+        "key": "audio",
+    },
     "fal-ai/lyria2": {
         "fields": {"prompt": (str, None, None), "negative_prompt": (str, None, None), "seed": (int, None, None)},
         "rate": 48000,
@@ -799,9 +817,10 @@ class FakeFal(JobServer):
 
     def validate(self, app: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         problems: list[dict[str, Any]] = []
-        if not isinstance(body.get("prompt"), str):
-            problems.append({"loc": ["body", "prompt"], "msg": "field required", "type": "missing"})
         schema = FAL_APPS.get(app)
+        required = (schema or {}).get("required", "prompt")
+        if not isinstance(body.get(required), str):
+            problems.append({"loc": ["body", required], "msg": "field required", "type": "missing"})
         if schema is None:
             return problems
         for key, value in body.items():

@@ -44,6 +44,8 @@ class FalApp:
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: The duration field's unit: "s" (whole seconds, rounded up) or "ms" (whole milliseconds).
     duration_unit: str = "s"
+    #: Whether the app sings (takes lyrics).
+    vocals: bool = False
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -54,6 +56,7 @@ class FalApp:
             fields=frozenset({*self.inputs} - {"prompt", "duration"} | {"extra"}),
             max_outputs=1,
             seed_deterministic=self.seed_deterministic,
+            vocals=self.vocals,
             cost_hint="billed per request by fal",
         )
 
@@ -105,6 +108,23 @@ APPS: dict[str, FalApp] = {
         sample_rate=48000,
         seed_deterministic=False,
         duration_unit="ms",
+    ),
+    # fal's own client, @fal-ai/client 1.10.1 src/types/endpoints.d.ts `AceStepInput`: ACE-Step (v1) with `tags`
+    # (required: the style prompt), `lyrics` (tags such as [verse]; "[inst]" sings none), `duration` (s, default 60;
+    # no limit documented), `number_of_steps` (27), `guidance_scale` (15), `seed`; `AceStepOutput.audio`.
+    "fal-ai/ace-step": FalApp(
+        "ACE-Step (v1) songs on fal: genre tags and lyrics",
+        {
+            "prompt": "tags",
+            "duration": "duration",
+            "lyrics": "lyrics",
+            "steps": "number_of_steps",
+            "guidance": "guidance_scale",
+            "seed": "seed",
+        },
+        max_duration=600.0,
+        sample_rate=48000,
+        vocals=True,
     ),
     # fal.ai/models/fal-ai/lyria2/api: prompt, negative_prompt, seed; "48kHz WAV audio output, 30 second duration".
     "fal-ai/lyria2": FalApp(

@@ -17,6 +17,7 @@ from soundforge import (
     ProviderError,
     ProviderUnavailableError,
     SoundforgeError,
+    UnsupportedFeatureError,
 )
 from soundforge.client import Client
 from soundforge.config import Config
@@ -220,6 +221,26 @@ def test_fal_elevenlabs_music_apps_take_milliseconds_and_bill_per_started_minute
     with pytest.raises(InvalidRequestError, match="seed"):
         client.generate("x", provider="fal:elevenlabs/music/v2", duration=10, seed=1)
     assert fal.requests == sent and fal.ignored == []
+
+
+def test_fal_ace_step_takes_the_prompt_as_tags_and_sings_lyrics(fal, downloads) -> None:
+    """`fal-ai/ace-step` as fal's own client types it (@fal-ai/client 1.10.1 `AceStepInput`): the style prompt is
+    `tags`, the length `duration`, steps `number_of_steps`."""
+    client = cloud("fal", fal, downloads)
+    lyrics = "[verse]\nneon rain\n[chorus]\nsing it back"
+    song = client.generate(
+        "synth-pop, female vocals", provider="fal:fal-ai/ace-step", duration=20, lyrics=lyrics, steps=27, seed=3
+    )
+    assert fal.bodies[-1] == {
+        "tags": "synth-pop, female vocals",
+        "duration": 20,
+        "lyrics": lyrics,
+        "number_of_steps": 27,
+        "seed": 3,
+    }
+    assert song.sample_rate == 48000 and song.audio.shape[1] == 20 * 48000 and fal.ignored == []
+    with pytest.raises(UnsupportedFeatureError, match="negative_prompt"):
+        client.generate("x", provider="fal:fal-ai/ace-step", duration=10, negative_prompt="noise")
 
 
 def test_fal_content_checker_refusal(fal, downloads) -> None:
