@@ -61,6 +61,19 @@ class FalApp:
         )
 
 
+def _elevenlabs_music(description: str, sample_rate: int) -> FalApp:
+    """fal's ElevenLabs Music apps: the length in milliseconds (3-600 s), instrumental as `force_instrumental`."""
+    return FalApp(
+        description,
+        {"prompt": "prompt", "duration": "music_length_ms", "instrumental": "force_instrumental"},
+        min_duration=3.0,
+        max_duration=600.0,
+        sample_rate=sample_rate,
+        seed_deterministic=False,
+        duration_unit="ms",
+    )
+
+
 #: The apps whose schemas soundforge maps (docs/providers/fal.md lists each page and what is UNCONFIRMED).
 APPS: dict[str, FalApp] = {
     # fal.ai/models/fal-ai/stable-audio/llms.txt: prompt, seconds_start, seconds_total (0-47), steps (2-1000); no seed.
@@ -89,26 +102,10 @@ APPS: dict[str, FalApp] = {
     ),
     # fal.ai/models/fal-ai/elevenlabs/music/llms.txt: prompt, composition_plan, music_length_ms (3000-600000, "used
     # only in conjunction with prompt"), force_instrumental; "$0.8 per output audio minute ... rounded up".
-    "fal-ai/elevenlabs/music": FalApp(
-        "ElevenLabs Music on fal (billed per started minute)",
-        {"prompt": "prompt", "duration": "music_length_ms", "instrumental": "force_instrumental"},
-        min_duration=3.0,
-        max_duration=600.0,
-        sample_rate=44100,
-        seed_deterministic=False,
-        duration_unit="ms",
-    ),
+    "fal-ai/elevenlabs/music": _elevenlabs_music("ElevenLabs Music on fal (billed per started minute)", 44100),
     # fal.ai/models/elevenlabs/music/v2/llms.txt: the same inputs (a chunk-based composition plan); "$0.6 per output
     # audio minute ... rounded up". ElevenLabs' own API answers v2 in 48 kHz MP3.
-    "elevenlabs/music/v2": FalApp(
-        "ElevenLabs Music v2 on fal (billed per started minute)",
-        {"prompt": "prompt", "duration": "music_length_ms", "instrumental": "force_instrumental"},
-        min_duration=3.0,
-        max_duration=600.0,
-        sample_rate=48000,
-        seed_deterministic=False,
-        duration_unit="ms",
-    ),
+    "elevenlabs/music/v2": _elevenlabs_music("ElevenLabs Music v2 on fal (billed per started minute)", 48000),
     # fal's own client, @fal-ai/client 1.10.1 src/types/endpoints.d.ts `AceStepInput`: ACE-Step (v1) with `tags`
     # (required: the style prompt), `lyrics` (tags such as [verse]; "[inst]" sings none), `duration` (s, default 60;
     # no limit documented), `number_of_steps` (27), `guidance_scale` (15), `seed`; `AceStepOutput.audio`.
