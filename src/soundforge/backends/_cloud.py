@@ -210,16 +210,15 @@ class CloudBackend(Backend):
         if journal is None:
             return await self.agenerate_raw(request, model, context)
         record = request.record()
-        # The journal's SQLite writes run on a worker thread, off the event loop that carries the other calls.
-        answers = await asyncio.to_thread(
-            PaidAnswers.open, journal, job_key(self.name, model, record), self.name, model, record
-        )
+        # On the event loop's thread, not a worker's: one SQLite connection per thread, and connections opened at
+        # once on a new journal race to set it up ("database is locked": tests/ops/test_cost.py saw it).
+        answers = PaidAnswers.open(journal, job_key(self.name, model, record), self.name, model, record)
         try:
             raw = await self.agenerate_raw(request, model, replace(context, answers=answers))
         except BaseException as exc:
-            answers.settle(exc)  # here, not on a thread: a cancelled call must still release its answer
+            answers.settle(exc)
             raise
-        await asyncio.to_thread(answers.settle, None)
+        answers.settle(None)
         return raw
 
     def close(self) -> None:

@@ -274,9 +274,8 @@ class HttpCore:
             raise GenerationTimeoutError(
                 f"{self.provider} did not answer within {s.total_timeout:g} s", provider=self.provider
             ) from None
-        if answers is not None:  # billed: a copy is on disk before anything reads it (a thread: fsync and SQLite
-            # would hold the event loop, and with it every other call in flight)
-            await asyncio.to_thread(answers.keep, method, path, reply.status, reply.headers, reply.path)
+        if answers is not None:  # billed: a copy is on disk before anything reads it
+            answers.keep(method, path, reply.status, reply.headers, reply.path)
         return reply
 
     def _replay(self, status: int, headers: dict[str, str], kept: Path) -> HttpReply:

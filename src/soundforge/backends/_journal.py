@@ -98,10 +98,15 @@ class CloudJobJournal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._local = threading.local()
+        # Threads opening their first connections at once on a new journal race to switch it to WAL and create the
+        # schema, and one of them gets "database is locked" at once (no busy wait for that switch): one at a time.
+        self._setup = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
+        if connection is not None:
+            return connection
+        with self._setup:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             # WAL with synchronous=NORMAL: a commit survives the process being killed (what the journal is for)
@@ -110,7 +115,7 @@ class CloudJobJournal:
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)
             self._local.connection = connection
-        return connection
+            return connection
 
     def record(
         self, key: str, provider: str, model: str, job_id: str, request: dict[str, Any], data: dict[str, Any]

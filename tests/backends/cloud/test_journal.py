@@ -179,3 +179,28 @@ def test_soundforge_jobs_reads_the_configured_journals_and_refuses_bad_ones(repl
     bad = runner.invoke(cli, ["jobs", "--journal", str(garbage)])
     assert bad.exit_code == 3 and "not a readable soundforge job journal" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_threads_opening_a_new_journal_at_once_do_not_lock_each_other_out(tmp_path) -> None:
+    """Several threads' first connections to a new journal raced to switch it to WAL: one got "database is locked"
+    at once (seen in CI when the journal's work went to worker threads). Setup is now one connection at a time."""
+    import threading
+
+    errors: list[BaseException] = []
+    for trial in range(150):
+        journal = CloudJobJournal(tmp_path / f"journal-{trial}.sqlite")
+        start = threading.Barrier(4)
+
+        def claim(journal: CloudJobJournal = journal, start: threading.Barrier = start) -> None:
+            try:
+                start.wait()
+                journal.claim("key", "answer")
+            except BaseException as exc:  # collected: the assertion below names them
+                errors.append(exc)
+
+        threads = [threading.Thread(target=claim) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
