@@ -77,6 +77,7 @@ class FakeLyriaRealtime:
         self.sessions = 0
         self.closed_sessions = 0
         self.lock = threading.Lock()
+        self.session_ended = threading.Condition(self.lock)
         self.folder = Path(tempfile.mkdtemp(prefix="fake-lyria-rt-"))
         self.trust_file, key_file = _certificate(self.folder)
         self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -141,8 +142,9 @@ class FakeLyriaRealtime:
         except Exception:  # a client that went away: the session ends
             return
         finally:
-            with self.lock:
+            with self.session_ended:
                 self.closed_sessions += 1
+                self.session_ended.notify_all()
 
     def _keep(self, message: dict[str, Any]) -> None:
         with self.lock:
@@ -190,6 +192,11 @@ class FakeLyriaRealtime:
             state["offset"] += samples
             chunk = {"data": base64.b64encode(pcm).decode("ascii"), "mimeType": "audio/l16;rate=48000;channels=2"}
             await ws.send(json.dumps({"serverContent": {"audioChunks": [chunk]}}))
+
+    def wait_all_closed(self, timeout: float) -> bool:
+        """Wait until every session opened so far has ended; False when `timeout` passed first."""
+        with self.session_ended:
+            return self.session_ended.wait_for(lambda: self.closed_sessions >= self.sessions, timeout)
 
     def kinds(self) -> list[str]:
         """The kind of each client message so far (`setup`, `clientContent`, ..., or the playback control)."""

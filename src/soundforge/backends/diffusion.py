@@ -100,12 +100,16 @@ class DiffusionPipelineEngine(LocalEngine[L]):
     def weights_size(self, model: str) -> int:
         return weights_on_disk(self.folder(model))
 
+    def torch_dtype(self, device: str) -> Any:
+        """The torch dtype of the `dtype` setting on `device`, checked against the known-bad device/dtype pairs."""
+        setting = str(self.settings.get("dtype", "auto"))
+        dtype = check_device_dtype(self.name, device, setting, dtype_name(setting, device), provider=self.owner.name)
+        return pick_dtype(dtype, device)
+
     def load_pipeline(self, pipeline_class: Any, folder: str, device: str) -> Any:
         """`pipeline_class.from_pretrained(folder)` on `device` in the configured dtype (checked against the
         known-bad device/dtype pairs), progress bars off."""
-        setting = str(self.settings.get("dtype", "auto"))
-        dtype = check_device_dtype(self.name, device, setting, dtype_name(setting, device), provider=self.owner.name)
-        pipeline = pipeline_class.from_pretrained(folder, dtype=pick_dtype(dtype, device), local_files_only=True)
+        pipeline = pipeline_class.from_pretrained(folder, dtype=self.torch_dtype(device), local_files_only=True)
         pipeline = pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
         return pipeline

@@ -31,10 +31,8 @@ from ..errors import (
 )
 from ..music import parse_key
 from ..request import GenerationRequest
-from .base import AudioChunk, RawGeneration, RawTrack, RunContext, checked_extra
+from .base import AudioChunk, Availability, ChunkStream, RawGeneration, RawTrack, RunContext, checked_extra
 from .cloud import CloudBackend
-
-ChunkStream = Any  # Generator[AudioChunk, None, RawGeneration]
 
 MODEL = "lyria-realtime-exp"
 SAMPLE_RATE = 48000
@@ -200,10 +198,8 @@ class LyriaRealtimeBackend(CloudBackend):
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"x-goog-api-key": key}
 
-    def availability(self, request: GenerationRequest | None = None) -> Any:
+    def availability(self, request: GenerationRequest | None = None) -> Availability:
         import importlib.util
-
-        from .base import Availability
 
         if importlib.util.find_spec("google.genai") is None:
             return Availability(False, "google-genai is not installed", fix=EXTRA)

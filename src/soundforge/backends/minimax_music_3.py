@@ -28,11 +28,19 @@ from ..capabilities import Capabilities, ModelInfo
 from ..errors import InvalidRequestError, ModelNotAvailableError
 from ..music import parse_key
 from ..request import GenerationRequest
-from .base import LOCAL_SETTINGS, Backend, ProgressEvent, RawGeneration, RunContext, checked_extra, default_seed
-from .devices import check_device_dtype, dtype_name
+from .base import (
+    LOCAL_SETTINGS,
+    Backend,
+    ProgressEvent,
+    RawGeneration,
+    RunContext,
+    checked_extra,
+    default_seed,
+    fit_length,
+)
 from .diffusion import DiffusionPipelineEngine
 from .local import LocalBackend, check_output_format
-from .runtime import module_bytes, pick_dtype, revision, run_on_device_thread
+from .runtime import module_bytes, revision, run_on_device_thread
 
 EXTRA = 'pip install "soundforge[minimax-music-3]"'
 MIN_DIFFUSERS = (0, 42)
@@ -195,10 +203,8 @@ class DiffusersMiniMaxMusic3(DiffusionPipelineEngine[LoadedMiniMaxMusic3]):
         from diffusers import ModularPipeline
 
         folder = self.folder(model)
-        setting = str(self.settings.get("dtype", "auto"))
-        dtype = check_device_dtype(self.name, device, setting, dtype_name(setting, device), provider=self.owner.name)
         pipeline = ModularPipeline.from_pretrained(folder, local_files_only=True)
-        pipeline.load_components(dtype=pick_dtype(dtype, device), local_files_only=True)
+        pipeline.load_components(dtype=self.torch_dtype(device), local_files_only=True)
         wanted = ("tokenizer", "language_model", "rvq_depth_decoder", "condition_encoder", "transformer", "vocoder")
         missing = [name for name in wanted if getattr(pipeline, name, None) is None]
         if missing:  # load_components only logs a component it could not load
@@ -243,7 +249,7 @@ class DiffusersMiniMaxMusic3(DiffusionPipelineEngine[LoadedMiniMaxMusic3]):
             inputs["num_inference_steps"] = request.steps
         rows = [self._call(loaded, inputs, seed + row, steps, context) for row in range(request.num_outputs)]
         lengths = [row.shape[-1] for row in rows]
-        audio = np.stack([_padded(row, max(lengths)) for row in rows])
+        audio = np.stack([fit_length(row, max(lengths)) for row in rows])
         parameters = {k: v for k, v in inputs.items() if k not in ("prompt", "lyrics")}
         parameters |= {
             "sample_rate": loaded.sample_rate,
@@ -275,12 +281,6 @@ class DiffusersMiniMaxMusic3(DiffusionPipelineEngine[LoadedMiniMaxMusic3]):
             return audio[0]
 
         return run_on_device_thread(loaded.device, run)
-
-
-def _padded(row: Any, samples: int) -> Any:
-    import numpy as np
-
-    return np.pad(row, ((0, 0), (0, samples - row.shape[-1])))
 
 
 def _quiet(blocks: Any) -> None:

@@ -137,10 +137,6 @@ def test_refusals_and_an_early_close_end_the_session(lyria_rt, downloads) -> Non
     with c.stream("long set", provider="lyria-realtime", duration=600.0) as stream:
         next(stream)
     # Leaving early stopped the session: the fake saw it close, and nothing keeps running.
-    import time
-
-    deadline = time.monotonic() + 10
-    while lyria_rt.closed_sessions < lyria_rt.sessions and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert lyria_rt.wait_all_closed(timeout=10)
     assert lyria_rt.closed_sessions == lyria_rt.sessions
     assert KEY not in str(lyria_rt.messages)
