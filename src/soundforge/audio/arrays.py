@@ -151,9 +151,18 @@ _ENCODE_BLOCK_FRAMES = 1 << 15
 
 
 def encode(audio: AudioArray, sample_rate: int, fmt: AudioFormat, strings: dict[str, str] | None = None) -> bytes:
-    """Encode audio to `fmt` in memory, with libsndfile's string tags (RIFF INFO / Vorbis comments / ID3 basics)."""
+    """Encode audio to `fmt` in memory, with libsndfile's string tags (RIFF INFO / Vorbis comments / ID3 basics).
+
+    MP3 without `strings` goes through ffmpeg's LAME where it is installed (`soundforge.audio.lame`): the frames
+    alone, with LAME's info tag, for `soundforge.output` to put its own ID3 tags around.
+    """
     import soundfile as sf
 
+    if fmt.name == "mp3" and not strings:
+        from . import lame  # ffmpeg's LAME where installed (three times faster); libsndfile's otherwise
+
+        if lame.available() and (frames := lame.encode_mp3(audio, sample_rate)) is not None:
+            return frames
     buffer = io.BytesIO()
     clipped = np.clip(audio, -1.0, 1.0).T
     extra: dict[str, Any] = {}
