@@ -204,15 +204,22 @@ class CloudBackend(Backend):
     async def agenerate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         return await self._delivered(request, model, context)
 
-    async def _delivered(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
-        """`agenerate_raw` with its paid answers kept on disk until it delivers (`_answers`)."""
+    def paid_answers(self, request: GenerationRequest, model: str) -> PaidAnswers | None:
+        """The spool that keeps this call's billed answers until it delivers (`_answers`); None when this provider
+        keeps none (job APIs) or the journal is off. The caller settles it when the call ends."""
         journal = self.job_journal() if self.keeps_answers else None
         if journal is None:
-            return await self.agenerate_raw(request, model, context)
+            return None
         record = request.record()
+        return PaidAnswers.open(journal, job_key(self.name, model, record), self.name, model, record)
+
+    async def _delivered(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
+        """`agenerate_raw` with its paid answers kept on disk until it delivers (`_answers`)."""
         # On the event loop's thread, not a worker's: one SQLite connection per thread, and connections opened at
         # once on a new journal race to set it up ("database is locked": tests/ops/test_cost.py saw it).
-        answers = PaidAnswers.open(journal, job_key(self.name, model, record), self.name, model, record)
+        answers = self.paid_answers(request, model)
+        if answers is None:
+            return await self.agenerate_raw(request, model, context)
         try:
             raw = await self.agenerate_raw(request, model, replace(context, answers=answers))
         except BaseException as exc:

@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import ipaddress
 import json
+import logging
 import os
 import random
 import shutil
@@ -43,6 +44,8 @@ from ..errors import (
 )
 from ..secrets import Secret
 from .base import RunContext
+
+log = logging.getLogger(__name__)
 
 __all__ = ["HttpCore", "HttpReply", "HttpSettings", "Secret", "backoff_delay", "check_output_url"]
 
@@ -368,9 +371,19 @@ class HttpCore:
     ) -> AsyncIterator[StreamedReply]:
         """Send once and hand over the answer's body as it arrives (`StreamedReply.chunks`), for APIs that stream
         audio while they make it. Never retried: once audio has been handed on, a second call would be a second
-        charge; an error answer is mapped as for `request`. The body is capped at `max_download_bytes`."""
+        charge; an error answer is mapped as for `request`. The body is capped at `max_download_bytes`.
+
+        With `context.answers` (a billed stream), the body is also written to a file as it arrives and kept once it
+        has arrived whole, as `request` keeps a one-response answer; a kept whole answer to the same route is
+        replayed from disk instead of sending. A stream cut off or left early is not kept (it is not the answer).
+        """
         import httpx
 
+        answers = context.answers
+        kept = answers.take(method, path) if answers is not None else None
+        if kept is not None:  # an earlier call paid for this stream and did not deliver it: replay it
+            yield StreamedReply(kept.status, dict(kept.headers), _file_chunks(kept.file, context))
+            return
         client = self._client()
         request = client.build_request(method, path, headers=self._headers(None), **kwargs)
         if os.environ.get(BLOCK_REMOTE_ENV) == "1" and request.url.host not in _LOOPBACK_HOSTS:
@@ -380,6 +393,7 @@ class HttpCore:
                 provider=self.provider,
             )
         cap = self.settings.max_download_bytes
+        copy: _StreamCopy | None = None
         async with self._bound():
             try:
                 response = await client.send(request, stream=True)
@@ -392,6 +406,9 @@ class HttpCore:
                     error = self._error(response.status_code, await _read_small(response), response.headers)
                     raise error.error if isinstance(error, _Retryable) else error
 
+                status, headers = response.status_code, dict(response.headers)
+                copy = _StreamCopy.open(self.settings.download_dir) if answers is not None else None
+
                 async def chunks() -> AsyncIterator[bytes]:
                     size = 0
                     try:
@@ -402,6 +419,8 @@ class HttpCore:
                                 raise ProviderError(
                                     f"{self.provider} stream passed the {cap}-byte cap", provider=self.provider
                                 )
+                            if copy is not None:
+                                copy.write(chunk)
                             yield chunk
                     except (httpx.TransportError, httpx.StreamError) as exc:
                         raise ProviderError(
@@ -409,10 +428,16 @@ class HttpCore:
                             provider=self.provider,
                             hint="the audio received so far was handed on; soundforge does not re-send the request",
                         ) from None
+                    if copy is not None and answers is not None:  # the whole answer arrived: keep it
+                        kept_body = copy.close()
+                        if kept_body is not None:
+                            answers.keep(method, path, status, headers, kept_body)
 
-                yield StreamedReply(response.status_code, dict(response.headers), chunks())
+                yield StreamedReply(status, headers, chunks())
             finally:
                 await response.aclose()
+                if copy is not None:
+                    copy.discard()
 
     async def request_json(
         self, method: str, path: str, *, idempotent: bool, context: RunContext, **kwargs: Any
@@ -505,6 +530,64 @@ class HttpCore:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+
+
+class _StreamCopy:
+    """A streamed body written to a temp file as it arrives, to be kept once whole. A write that fails (a full
+    disk) drops the copy with a warning; the stream goes on, as `PaidAnswers.keep` does for a copy it cannot make."""
+
+    def __init__(self, path: Path, handle: Any) -> None:
+        self.path = path
+        self._handle: Any = handle
+
+    @classmethod
+    def open(cls, folder: str | None) -> _StreamCopy | None:
+        try:
+            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by `close` or `discard`
+                prefix="soundforge-", suffix=".part", dir=folder, delete=False
+            )
+        except OSError as exc:
+            log.warning("could not open a file to keep the streamed answer in (%s); going on without a copy", exc)
+            return None
+        return cls(Path(handle.name), handle)
+
+    def write(self, data: bytes) -> None:
+        if self._handle is None:
+            return
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            log.warning("could not keep the streamed answer on disk (%s); going on without a copy", exc)
+            self.discard()
+
+    def close(self) -> Path | None:
+        """The whole body's file, or None when the copy was dropped."""
+        if self._handle is None:
+            return None
+        try:
+            self._handle.close()
+        except OSError as exc:
+            log.warning("could not keep the streamed answer on disk (%s); going on without a copy", exc)
+            self.discard()
+            return None
+        self._handle = None
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temp file (a kept answer has its own name for it by now)."""
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
+        self.path.unlink(missing_ok=True)
+
+
+async def _file_chunks(path: Path, context: RunContext, size: int = 1 << 16) -> AsyncIterator[bytes]:
+    """A kept streamed answer read back in pieces, as if it were arriving."""
+    with path.open("rb") as handle:
+        while data := handle.read(size):
+            context.cancel.raise_if_cancelled()
+            yield data
 
 
 def backoff_delay(settings: HttpSettings, attempt: int) -> float:

@@ -14,6 +14,7 @@ import io
 import queue
 import zipfile
 from concurrent import futures
+from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -223,9 +224,12 @@ class ElevenLabsBackend(CloudBackend):
         """`POST /v1/music/stream`: the MP3 decoded while it downloads (`_mp3stream`), handed on in chunks.
 
         The call is sent once and never retried (audio already handed on cannot be taken back). Closing the
-        generator cancels the download.
+        generator cancels the download. The answer, once it has arrived whole, is kept on disk until the stream has
+        made its generation (`_answers`): a fault after that replays it on the next call for the same request.
         """
         body, output_format, plan = self._compose(request, model)
+        answers = self.paid_answers(request, model)
+        context = replace(context, answers=answers)
         # The length asked for is the prompt's or the lyrics' plan's; a plan given whole carries its own.
         limit = None if plan is not None and request.lyrics is None else request.duration
         ready: queue.SimpleQueue[AudioChunk | None] = queue.SimpleQueue()
@@ -271,11 +275,18 @@ class ElevenLabsBackend(CloudBackend):
                 rate = chunk.sample_rate
                 yield assembler.add(chunk)
             song_id = running.result()
+            raw = _song(assembler.track(0), rate, body, output_format, plan, song_id)
+        except BaseException as exc:  # a listener that left (GeneratorExit) releases a whole answer for the next call
+            if answers is not None:
+                answers.settle(exc)
+            raise
         finally:
             if not running.done():  # the listener left: stop the download
                 running.cancel()
                 futures.wait([running], timeout=10)
-        return _song(assembler.track(0), rate, body, output_format, plan, song_id)
+        if answers is not None:
+            answers.settle(None)
+        return raw
 
     async def _separate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         """Stem separation: the audio prompt uploaded as MP3, the ZIP answered unpacked into one track per stem.

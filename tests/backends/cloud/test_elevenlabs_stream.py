@@ -107,3 +107,53 @@ def test_mp3_frames_are_found_and_prefixes_decode_as_the_whole() -> None:
     assert len(got) > 2
     got += decoder.finish()
     assert np.array_equal(np.concatenate(got, axis=1), whole)
+
+
+def test_a_whole_stream_that_fails_after_it_arrived_is_replayed_not_paid_again(eleven, downloads, monkeypatch) -> None:
+    """The streaming path kept no copy of its paid answer: a fault after the whole MP3 had arrived (here a full disk
+    while the song is put together) lost it, and the next call paid again. Now the answer is kept once whole and the
+    next stream of the same request replays it from disk: the same audio, no request."""
+    import errno
+
+    import soundforge.backends.elevenlabs as elevenlabs
+    from soundforge.backends.cloud import CloudJobJournal
+    from soundforge.backends.cloud import default_journal_path as default_path
+
+    client = cloud("elevenlabs", eleven, downloads)
+    real = elevenlabs._song
+
+    def disk_full_once(*args, **kwargs):
+        monkeypatch.setattr(elevenlabs, "_song", real)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(elevenlabs, "_song", disk_full_once)
+    heard = []
+    with pytest.raises(OSError, match="No space left"):
+        for chunk in client.stream("calm piano", provider="elevenlabs", duration=6):
+            heard.append(chunk.audio)
+    assert eleven.requests == 1
+    [kept] = CloudJobJournal(default_path()).all()
+    assert kept.kind == "answer" and kept.failed is None
+    again = client.stream("calm piano", provider="elevenlabs", duration=6)
+    replayed = np.concatenate([chunk.audio for chunk in again], axis=1)
+    assert eleven.requests == 1  # replayed from disk: not sent, not paid again
+    assert np.array_equal(replayed, np.concatenate(heard, axis=1))
+    assert again.generation is not None and np.array_equal(again.generation.audio, replayed)
+    assert CloudJobJournal(default_path()).all() == []  # delivered: forgotten, file and all
+    assert list(downloads.iterdir()) == []
+    list(client.stream("calm piano", provider="elevenlabs", duration=6))
+    assert eleven.requests == 2  # after delivery, a new call is a new generation
+
+
+def test_a_stream_left_early_keeps_nothing(eleven, downloads) -> None:
+    """A listener that leaves before the end cancels the download: an incomplete answer is not kept."""
+    from soundforge.backends.cloud import CloudJobJournal
+    from soundforge.backends.cloud import default_journal_path as default_path
+
+    eleven.stream_gate = threading.Event()
+    stream = cloud("elevenlabs", eleven, downloads).stream("calm piano", provider="elevenlabs", duration=20)
+    next(stream)
+    stream.close()
+    eleven.stream_gate.set()
+    assert CloudJobJournal(default_path()).all() == []
+    assert list(downloads.iterdir()) == []
