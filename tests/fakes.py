@@ -885,7 +885,11 @@ class FakeFal(JobServer):
                 self.cancelled.append(job["id"])
                 return self.send(h, 202, {"status": "CANCELLATION_REQUESTED"})
             if parts[-1] == "status":
-                if phase == "queued":
+                # The first status poll always finds the job in the queue, as a fresh fal request is: on a loaded
+                # machine the first poll may come after the job's queued time, and a test of the queued phase flaked.
+                first_poll = not job.get("polled")
+                job["polled"] = True
+                if phase == "queued" or (first_poll and phase in ("running", "succeeded", "failed")):
                     return self.send(h, 200, {"status": "IN_QUEUE", "queue_position": 0})
                 if phase == "running":
                     return self.send(h, 200, {"status": "IN_PROGRESS", "logs": []})
