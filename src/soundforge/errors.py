@@ -374,6 +374,14 @@ class StoreError(ServiceError):
     code = "store_error"
 
 
+class StoreUnavailableError(ServiceError):
+    """The job store cannot take a new job now (a full disk, a read-only store, an index locked past its timeout):
+    nothing was queued or charged; `/healthz` says why until the store takes writes again."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+
 class ServerStoppingError(ServiceError):
     """The server stopped before the job ended (a restart reports the job failed too)."""
 

@@ -36,6 +36,7 @@ from ..errors import (
     GenerationCancelledError,
     InternalError,
     SoundforgeError,
+    StoreError,
 )
 from ..output.files import role_path
 from ..output.location import OutputLocation
@@ -155,12 +156,24 @@ async def run_and_save(
         mix, *stems = generation.tracks
         folder, name = audio_target.rsplit("/", 1) if "://" in audio_target else os.path.split(audio_target)
         files = OutputLocation(folder)
-        for stem in stems:
-            assert stem.role is not None
-            data = await asyncio.to_thread(stem.to_bytes, "wav")
-            await asyncio.to_thread(files.write, role_path(name, stem.role).name, data)
-        data = await asyncio.to_thread(mix.to_bytes, "wav")
-        await asyncio.to_thread(files.write, name, data)
+        try:
+            for stem in stems:
+                assert stem.role is not None
+                data = await asyncio.to_thread(stem.to_bytes, "wav")
+                await asyncio.to_thread(files.write, role_path(name, stem.role).name, data)
+            data = await asyncio.to_thread(mix.to_bytes, "wav")
+            await asyncio.to_thread(files.write, name, data)
+        except OSError as exc:  # a full disk, a read-only store: the operator's fault to see, not an internal one
+            log.error("job %s: its audio could not be written to the store: %s", spec.job_id, exc)
+            return JobOutcome(
+                "failed",
+                license=mix.license.model_dump(mode="json"),
+                provenance=mix.provenance.model_dump(mode="json"),
+                error=StoreError(
+                    f"the audio was made but could not be written to the job store: {exc.strerror or exc}",
+                    hint="submit the job again once the store can be written (/healthz says so)",
+                ).to_dict(),
+            )
         described = [
             {
                 "role": stem.role,

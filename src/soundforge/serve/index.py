@@ -6,7 +6,8 @@ server finds the jobs left unfinished without listing a bucket, and expired jobs
 
 Two databases, chosen by URL (`[serve] index`):
 - `sqlite:///path/index.sqlite`: the standard library's SQLite, for one node (WAL mode: readers do not wait
-  for the writer; several processes on one machine share the file).
+  for the writer; several processes on one machine share the file). `?timeout=SECONDS` (default 30) is how long
+  a write waits for another process's lock before the write fails (the job then fails with `store_error`).
 - `postgresql://user@host:5432/db`: PostgreSQL (PostgreSQL licence, permissive), for replicas on several nodes,
   through pg8000 (BSD-3-Clause, pure Python, maintained; psycopg is LGPL-3.0). The password comes from the
   environment variable `[serve] index_password_env` names (default `PGPASSWORD`), never from the URL.
@@ -56,7 +57,8 @@ class JobIndex:
             if not path or path == "/":
                 raise ConfigurationError(f"[serve] index {url!r} names no file: use sqlite:///path/to/index.sqlite")
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            timeout = _sqlite_timeout(url, parse_qs(parts.query))
+            connection = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             self._connection: Any = connection
@@ -154,6 +156,11 @@ class JobIndex:
             (owner, time.time() if now is None else now),
         )
 
+    def check_writable(self) -> None:
+        """Write and remove a row: raises what a job's write would (a locked index, a full disk) when it cannot."""
+        self.beat(_WRITE_CHECK_OWNER)
+        self.forget_owner(_WRITE_CHECK_OWNER)
+
     def seen(self) -> dict[str, float]:
         """When each owner last beat."""
         return {name: float(at) for name, at in self._execute("SELECT name, seen_at FROM soundforge_owners")}
@@ -224,3 +231,27 @@ def _connect_postgres(parts: Any, password_env: str) -> Any:
         raise ConfigurationError(
             f"cannot reach the PostgreSQL index at {where.get('unix_sock') or where.get('host')}: {exc}"
         ) from None
+
+
+#: The owner row `check_writable` writes and removes (never a replica's name: those carry a random suffix).
+_WRITE_CHECK_OWNER = "soundforge-write-check"
+#: Seconds a SQLite write waits for another connection's lock by default (`sqlite:///PATH?timeout=SECONDS`).
+SQLITE_TIMEOUT = 30.0
+
+
+def _sqlite_timeout(url: str, query: dict[str, list[str]]) -> float:
+    """The `timeout` of a SQLite index URL; a ConfigurationError for anything else in its query."""
+    unknown = sorted(set(query) - {"timeout"})
+    if unknown:
+        raise ConfigurationError(f"[serve] index {url!r}: unknown option {unknown[0]!r} (a SQLite index takes timeout)")
+    if "timeout" not in query:
+        return SQLITE_TIMEOUT
+    try:
+        timeout = float(query["timeout"][-1])
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout <= 3600:
+        raise ConfigurationError(
+            f"[serve] index {url!r}: timeout must be seconds between 0 and 3600, not {query['timeout'][-1]!r}"
+        )
+    return timeout

@@ -19,7 +19,14 @@ from typing import Any
 from ..audio import format_for
 from ..backends import CancelToken
 from ..client import Client, build_request
-from ..errors import EngineError, InternalError, InvalidRequestError, ServerStoppingError, StoreError
+from ..errors import (
+    EngineError,
+    InternalError,
+    InvalidRequestError,
+    ServerStoppingError,
+    StoreError,
+    StoreUnavailableError,
+)
 from ..licences.licensing import License
 from ..licences.provenance import Cost, Provenance
 from ..ops.budget import Budget
@@ -144,6 +151,10 @@ class JobManager:
         self._reserved += has_room  # the place is held from this check until the job is in the queue
         try:
             spec: JobSpec | None = await self.on_side(self._admit, request, provider, has_room, budget, stream, token)
+        except StoreUnavailableError as exc:
+            cause = exc.__cause__ or exc
+            self._store_down(f"{type(cause).__name__}: {cause}")
+            raise
         finally:
             self._reserved -= has_room
         if spec is None:
@@ -176,20 +187,31 @@ class JobManager:
         # Every take the request may pay for is held (quality="retry" makes up to 1 + quality_retries paid calls).
         held = budget.reserve(plan.chosen.backend.name, plan.estimate) if budget is not None else 0.0
         job_id = self.store.new_id()
+        queued = {
+            "id": job_id,
+            "status": "queued",
+            "created_at": time.time(),
+            "provider": provider,
+            "stream": stream,
+            "token": token,  # the token's name from [serve.tokens] (never its value): whose history it is in
+            "progress": None,
+            "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}),
+        }
+        try:
+            self.store.save(queued)
+        except Exception as exc:  # the store cannot take the job: refused whole, nothing queued, held or left
+            if budget is not None:
+                budget.settle(held, None)
+            self.store.discard(job_id)
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("a job was refused: the store cannot take it (%s)", reason)
+            raise StoreUnavailableError(
+                f"the job store cannot take a new job now: {reason}",
+                hint="nothing was queued or charged; /healthz says when the store takes writes again, then submit "
+                "again (operator: free space on the store, make it writable, or release the index's lock)",
+            ) from exc
         if budget is not None:
             self._holds[job_id] = (budget, held, token)
-        self.store.save(
-            {
-                "id": job_id,
-                "status": "queued",
-                "created_at": time.time(),
-                "provider": provider,
-                "stream": stream,
-                "token": token,  # the token's name from [serve.tokens] (never its value): whose history it is in
-                "progress": None,
-                "request": request.model_dump(mode="json", exclude={"melody", "audio_prompt"}),
-            }
-        )
         return JobSpec(
             job_id,
             request,
@@ -258,6 +280,8 @@ class JobManager:
         finally:
             self._cancels.pop(job_id, None)
         self._settle(job_id, outcome)
+        if outcome.error is not None and outcome.error.get("code") == "store_error":  # its audio could not be written
+            self._store_down(str(outcome.error.get("message")))
         if self.metrics is not None:
             self.metrics.ended(outcome.status, outcome.provenance, time.time() - started, spec.provider)
         ending: dict[str, Any] = {"status": outcome.status, "finished_at": time.time()}
@@ -280,6 +304,8 @@ class JobManager:
                 ending["stems"] = outcome.stems
         else:
             ending["error"] = outcome.error
+            if outcome.license is not None:  # made, then lost to the store: what was made is still described
+                ending.update(license=outcome.license, provenance=outcome.provenance)
         final = await self._save_final({**store.load(job_id), **ending})
         self._finish(job_id, final)
 
@@ -295,27 +321,32 @@ class JobManager:
             log.error(
                 "job %s: its record could not be saved (%s); kept in memory, saved again later", record["id"], reason
             )
-            self.store_problem = reason
+            self._store_down(reason)
             error = StoreError(
                 f"the job ended ({record.get('status')}) but its record could not be saved: {reason}"
             ).to_dict()
             failed = self.store.keep({**record, "status": "failed", "outcome": record.get("status"), "error": error})
             self._unsaved[record["id"]] = failed
-            if self._resaver is None or self._resaver.done():
-                self._resaver = asyncio.create_task(self._save_again())
             return failed
 
+    def _store_down(self, reason: str) -> None:
+        """The store refused a write: `/healthz` says why, and the store is tried again until it takes writes."""
+        self.store_problem = reason
+        if self._resaver is None or self._resaver.done():
+            self._resaver = asyncio.create_task(self._save_again())
+
     async def _save_again(self) -> None:
-        """Save the records the store refused, every `RESAVE_S`, until it takes them all."""
-        while self._unsaved:
+        """Every `RESAVE_S`: save the records the store refused, or (with none) check that it takes a write again,
+        until it does; then `/healthz` is `ok` again."""
+        while self.store_problem is not None:
             await asyncio.sleep(RESAVE_S)
-            for job_id, record in list(self._unsaved.items()):
-                try:
+            try:
+                for job_id, record in list(self._unsaved.items()):
                     await self.on_side(self.store.save, record)
-                except Exception as exc:
-                    self.store_problem = f"{type(exc).__name__}: {exc}"
-                    break
-                self._unsaved.pop(job_id, None)
+                    self._unsaved.pop(job_id, None)
+                await self.on_side(self.store.check_writable)
+            except Exception as exc:
+                self.store_problem = f"{type(exc).__name__}: {exc}"
             else:
                 self.store_problem = None
 
@@ -332,7 +363,8 @@ class JobManager:
         if hold is None:
             return
         budget, held, token = hold
-        cost = takes_cost(outcome.provenance or {}) if outcome is not None and outcome.status == "succeeded" else None
+        # What was made costs what it cost, even when the store then lost it (a failed job with a provenance).
+        cost = takes_cost(outcome.provenance) if outcome is not None and outcome.provenance else None
         budget.settle(held, cost)
         if token is not None and cost is not None and cost.amount:
             try:  # kept for good in the index: a restart must not give the token its whole budget again

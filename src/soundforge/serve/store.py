@@ -13,6 +13,7 @@ period are deleted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -67,8 +68,7 @@ class JobStore:
         self.files = OutputLocation(root)
         try:  # a store this user cannot write is refused at start (it was a traceback), not at the first job
             self.files.makedirs()
-            self.files.write(_WRITE_CHECK, b"")
-            self.files.remove(_WRITE_CHECK)
+            self._check_files()
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot write the job store at {self.files.url}: {exc.strerror or exc}",
@@ -131,6 +131,25 @@ class JobStore:
         self._indexed[job_id] = (snapshot.get("status", ""), time.monotonic())
         self._memory[job_id] = snapshot
         return snapshot
+
+    def _check_files(self) -> None:
+        self.files.write(_WRITE_CHECK, b"")
+        self.files.remove(_WRITE_CHECK)
+
+    def check_writable(self) -> None:
+        """Write (and remove) a file and an index row: raises what a job's save would while the store cannot
+        take writes (a full disk, a read-only store, an index locked past its timeout)."""
+        self._check_files()
+        self.index.check_writable()
+
+    def discard(self, job_id: str) -> None:
+        """Remove what a job that was never admitted may have left (its folder, its row), as far as the store lets."""
+        self._memory.pop(job_id, None)
+        self._indexed.pop(job_id, None)
+        with contextlib.suppress(Exception):
+            self.index.delete(job_id)
+        with contextlib.suppress(OSError):
+            self.files.remove_folder(self.name(job_id, "").rstrip("/"))
 
     def keep(self, record: dict[str, Any]) -> dict[str, Any]:
         """Hold a record in memory only (the store could not take it): readers see it until it is saved."""
