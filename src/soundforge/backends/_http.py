@@ -15,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import ipaddress
 import json
-import logging
 import os
 import random
 import shutil
-import socket
 import tempfile
 import threading
 import weakref
@@ -43,9 +40,9 @@ from ..errors import (
     system_reason,
 )
 from ..secrets import Secret
+from ._streamcopy import StreamCopy, file_chunks
+from ._urls import check_output_url
 from .base import RunContext
-
-log = logging.getLogger(__name__)
 
 __all__ = ["HttpCore", "HttpReply", "HttpSettings", "Secret", "backoff_delay", "check_output_url"]
 
@@ -382,7 +379,7 @@ class HttpCore:
         answers = context.answers
         kept = answers.take(method, path) if answers is not None else None
         if kept is not None:  # an earlier call paid for this stream and did not deliver it: replay it
-            yield StreamedReply(kept.status, dict(kept.headers), _file_chunks(kept.file, context))
+            yield StreamedReply(kept.status, dict(kept.headers), file_chunks(kept.file, context))
             return
         client = self._client()
         request = client.build_request(method, path, headers=self._headers(None), **kwargs)
@@ -393,7 +390,7 @@ class HttpCore:
                 provider=self.provider,
             )
         cap = self.settings.max_download_bytes
-        copy: _StreamCopy | None = None
+        copy: StreamCopy | None = None
         async with self._bound():
             try:
                 response = await client.send(request, stream=True)
@@ -407,7 +404,7 @@ class HttpCore:
                     raise error.error if isinstance(error, _Retryable) else error
 
                 status, headers = response.status_code, dict(response.headers)
-                copy = _StreamCopy.open(self.settings.download_dir) if answers is not None else None
+                copy = StreamCopy.open(self.settings.download_dir) if answers is not None else None
 
                 async def chunks() -> AsyncIterator[bytes]:
                     size = 0
@@ -435,9 +432,9 @@ class HttpCore:
 
                 yield StreamedReply(status, headers, chunks())
             finally:
-                await response.aclose()
-                if copy is not None:
+                if copy is not None:  # before anything that may raise again on the way out (a cancel)
                     copy.discard()
+                await response.aclose()
 
     async def request_json(
         self, method: str, path: str, *, idempotent: bool, context: RunContext, **kwargs: Any
@@ -532,64 +529,6 @@ class HttpCore:
             raise
 
 
-class _StreamCopy:
-    """A streamed body written to a temp file as it arrives, to be kept once whole. A write that fails (a full
-    disk) drops the copy with a warning; the stream goes on, as `PaidAnswers.keep` does for a copy it cannot make."""
-
-    def __init__(self, path: Path, handle: Any) -> None:
-        self.path = path
-        self._handle: Any = handle
-
-    @classmethod
-    def open(cls, folder: str | None) -> _StreamCopy | None:
-        try:
-            handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by `close` or `discard`
-                prefix="soundforge-", suffix=".part", dir=folder, delete=False
-            )
-        except OSError as exc:
-            log.warning("could not open a file to keep the streamed answer in (%s); going on without a copy", exc)
-            return None
-        return cls(Path(handle.name), handle)
-
-    def write(self, data: bytes) -> None:
-        if self._handle is None:
-            return
-        try:
-            self._handle.write(data)
-        except OSError as exc:
-            log.warning("could not keep the streamed answer on disk (%s); going on without a copy", exc)
-            self.discard()
-
-    def close(self) -> Path | None:
-        """The whole body's file, or None when the copy was dropped."""
-        if self._handle is None:
-            return None
-        try:
-            self._handle.close()
-        except OSError as exc:
-            log.warning("could not keep the streamed answer on disk (%s); going on without a copy", exc)
-            self.discard()
-            return None
-        self._handle = None
-        return self.path
-
-    def discard(self) -> None:
-        """Remove the temp file (a kept answer has its own name for it by now)."""
-        if self._handle is not None:
-            with contextlib.suppress(OSError):
-                self._handle.close()
-            self._handle = None
-        self.path.unlink(missing_ok=True)
-
-
-async def _file_chunks(path: Path, context: RunContext, size: int = 1 << 16) -> AsyncIterator[bytes]:
-    """A kept streamed answer read back in pieces, as if it were arriving."""
-    with path.open("rb") as handle:
-        while data := handle.read(size):
-            context.cancel.raise_if_cancelled()
-            yield data
-
-
 def backoff_delay(settings: HttpSettings, attempt: int) -> float:
     """The wait before retry number `attempt` (1 for the first): exponential from `backoff_initial` up to
     `backoff_max`, with jitter so that many clients do not retry in step."""
@@ -642,35 +581,3 @@ def _retry_after(value: str | None) -> float | None:
             return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
-
-
-def check_output_url(url: str, settings: HttpSettings) -> None:
-    """Refuse to fetch a provider-given URL that is not https, or that points inside the network.
-
-    Plain http is allowed only to loopback, and loopback only with `allow_loopback_urls` (tests);
-    private, link-local and reserved addresses only with `allow_private_urls`.
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host:
-        raise ProviderError(f"refusing to fetch output URL with scheme {parts.scheme!r}")
-    try:
-        addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(host, parts.port or 443)}
-    except socket.gaierror as exc:
-        raise ProviderError(f"cannot resolve output host {host!r}: {exc}") from None
-    loopback = all(a.is_loopback for a in addresses)
-    if loopback:
-        if not settings.allow_loopback_urls:
-            raise ProviderError(
-                f"refusing to fetch output URL on a loopback address ({host})",
-                hint="set allow_loopback_urls = true only for local test servers",
-            )
-        return
-    if parts.scheme != "https":
-        raise ProviderError("refusing to fetch an output URL over plain http")
-    inside = [a for a in addresses if a.is_private or a.is_link_local or a.is_reserved or a.is_multicast]
-    if inside and not settings.allow_private_urls:
-        raise ProviderError(
-            f"refusing to fetch output URL on an internal address ({host} -> {inside[0]})",
-            hint="set allow_private_urls = true if your gateway serves outputs internally",
-        )

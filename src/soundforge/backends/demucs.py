@@ -15,7 +15,6 @@ facebookresearch/demucs#327), so a commercial policy refuses them; the licence r
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
 import threading
@@ -38,7 +37,7 @@ from .base import (
     fit_length,
 )
 from .local import LocalBackend, LocalEngine
-from .runtime import looks_like_path, module_bytes, offline, run_on_device_thread
+from .runtime import looks_like_path, missing_modules, module_bytes, offline, run_on_device_thread
 
 #: Demucs' released bags of models: name -> (Hugging Face repository, sources in the model's order).
 #: demucs 4.1 `demucs/hf.py` (`hf_repo_name`, `DEFAULT_NAMESPACE`) and `demucs/remote/*.yaml`.
@@ -185,7 +184,7 @@ class DemucsEngine(LocalEngine[LoadedDemucs]):
     name = "demucs"
 
     def availability(self) -> Availability:
-        missing = [m for m in ("torch", "demucs", "julius", "yaml") if importlib.util.find_spec(m) is None]
+        missing = missing_modules("torch", "demucs", "julius", "yaml")
         if missing:
             return Availability(False, f"{', '.join(missing)} not installed", fix=INSTALL)
         return Availability(True)

@@ -9,7 +9,6 @@ it keeps only "load this folder" (with `load_pipeline`) and "run this request".
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
@@ -21,7 +20,15 @@ from .adapters import TRAINED_FOR_IT, counted, misfit, require_peft
 from .base import AdapterWeights, Availability, RawGeneration, fit_length
 from .devices import check_device_dtype, dtype_name
 from .local import LocalEngine, batch_generation
-from .runtime import Batcher, ModelMemory, checkpoint_availability, pick_dtype, resolve_checkpoint, weights_on_disk
+from .runtime import (
+    Batcher,
+    ModelMemory,
+    checkpoint_availability,
+    missing_modules,
+    pick_dtype,
+    resolve_checkpoint,
+    weights_on_disk,
+)
 
 L = TypeVar("L")
 I = TypeVar("I")  # noqa: E741 - the batcher's item type, as in `Batcher`
@@ -63,7 +70,7 @@ class DiffusionPipelineEngine(LocalEngine[L]):
         return ""
 
     def availability(self) -> Availability:
-        missing = [m for m in self.packages if importlib.util.find_spec(m) is None]
+        missing = missing_modules(*self.packages)
         if missing:
             return Availability(False, f"{', '.join(missing)} not installed", fix=self.install)
         installed = importlib.metadata.version("diffusers")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import queue
 import zipfile
-from concurrent import futures
 from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
@@ -281,9 +280,9 @@ class ElevenLabsBackend(CloudBackend):
                 answers.settle(exc)
             raise
         finally:
-            if not running.done():  # the listener left: stop the download
+            if not running.done():  # the listener left: stop the download, and wait until it has cleaned up
                 running.cancel()
-                futures.wait([running], timeout=10)
+                _drain_until_ended(ready)
         if answers is not None:
             answers.settle(None)
         return raw
@@ -573,3 +572,14 @@ def _detail_text(detail: Any, body: Any) -> str:
     if isinstance(detail, dict):
         return str(detail.get("message") or detail.get("status") or "no reason given")[:300]
     return "no reason given" if body in (None, "", {}) else str(body)[:120]
+
+
+def _drain_until_ended(ready: queue.SimpleQueue[AudioChunk | None], timeout: float = 10.0) -> None:
+    """Wait for a cancelled download's last act (it puts None once its clean-up, the stream's temp copy included, has
+    run), dropping the chunks still queued; a download cancelled before it started puts nothing: `timeout` ends it."""
+    while True:
+        try:
+            if ready.get(timeout=timeout) is None:
+                return
+        except queue.Empty:
+            return

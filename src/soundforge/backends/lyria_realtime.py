@@ -31,8 +31,17 @@ from ..errors import (
 )
 from ..music import parse_key
 from ..request import GenerationRequest
-from .base import AudioChunk, Availability, ChunkStream, RawGeneration, RawTrack, RunContext, checked_extra
+from .base import (
+    AudioChunk,
+    Availability,
+    ChunkStream,
+    RawGeneration,
+    RawTrack,
+    RunContext,
+    checked_extra,
+)
 from .cloud import CloudBackend
+from .runtime import missing_modules
 
 MODEL = "lyria-realtime-exp"
 SAMPLE_RATE = 48000
@@ -199,9 +208,7 @@ class LyriaRealtimeBackend(CloudBackend):
         return {"x-goog-api-key": key}
 
     def availability(self, request: GenerationRequest | None = None) -> Availability:
-        import importlib.util
-
-        if importlib.util.find_spec("google.genai") is None:
+        if missing_modules("google.genai"):
             return Availability(False, "google-genai is not installed", fix=EXTRA)
         return super().availability(request)
 

@@ -11,6 +11,7 @@
   the Hugging Face cache, with the errors that say how to get them (`HF_HUB_OFFLINE` honoured); `looks_like_path`
   (a folder, not a hub id) and `offline` (downloads are off).
 - `pick_device`, `pick_dtype`: the `device` / `dtype` settings turned into torch's.
+- `missing_modules`: which of an engine's packages are not installed (asked without importing them).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ._hub import (
     resolve_checkpoint,
     revision,
 )
+from ._installed import missing_modules
 from ._memory import LoadedModelInfo, ModelMemory, module_bytes, weights_on_disk
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "files_availability",
     "find_model_card",
     "looks_like_path",
+    "missing_modules",
     "module_bytes",
     "offline",
     "pick_device",

@@ -140,3 +140,21 @@ def test_refusals_and_an_early_close_end_the_session(lyria_rt, downloads) -> Non
     assert lyria_rt.wait_all_closed(timeout=10)
     assert lyria_rt.closed_sessions == lyria_rt.sessions
     assert KEY not in str(lyria_rt.messages)
+
+
+def test_without_google_s_package_the_provider_is_unavailable_and_listing_providers_works(monkeypatch) -> None:
+    """`soundforge providers` in a fresh environment with only the musicgen extra (scripts/check-installs) crashed:
+    `find_spec("google.genai")` raises ModuleNotFoundError when no `google` package is installed at all."""
+    import sys
+
+    from soundforge.backends.runtime import missing_modules
+    from soundforge.client import Client
+    from soundforge.config import Config
+
+    for name in [n for n in sys.modules if n.startswith("google.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "google", None)  # `import google` fails, as where nothing provides it
+    assert missing_modules("google.genai", "json", "no_such_package.sub") == ["google.genai", "no_such_package.sub"]
+    rows = {row.name: row for row in Client(Config.load(user_file=False)).providers()}
+    assert not rows["lyria-realtime"].available and "google-genai" in rows["lyria-realtime"].reason
+    assert rows["synth"].available

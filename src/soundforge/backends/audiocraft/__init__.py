@@ -10,7 +10,6 @@ docs/providers/audiocraft.md.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from ..base import (
 )
 from ..devices import check_device_dtype
 from ..local import LocalBackend, LocalEngine, batch_generation, check_output_format, input_clip
-from ..runtime import TORCH_RNG_LOCK, files_availability, module_bytes, run_on_device_thread
+from ..runtime import TORCH_RNG_LOCK, files_availability, missing_modules, module_bytes, run_on_device_thread
 
 RECIPE = "see docs/providers/audiocraft.md for an install recipe that works with current torch"
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
@@ -58,7 +57,7 @@ class LoadedAudiocraft:
 
 def audiocraft_availability() -> Availability:
     """Whether audiocraft and the modules it imports at load time are installed."""
-    missing = [m for m in ("torch", "audiocraft", "torchaudio", "xformers") if importlib.util.find_spec(m) is None]
+    missing = missing_modules("torch", "audiocraft", "torchaudio", "xformers")
     if missing:
         return Availability(False, f"{', '.join(missing)} not installed (audiocraft engine)", fix=RECIPE)
     return Availability(True)

@@ -3,7 +3,6 @@ the published checkpoints it runs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import queue
@@ -41,6 +40,7 @@ from ..runtime import (
     TORCH_RNG_LOCK,
     Batcher,
     checkpoint_availability,
+    missing_modules,
     module_bytes,
     pick_dtype,
     resolve_checkpoint,
@@ -130,7 +130,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         return ""  # a transformers folder, loaded as published
 
     def availability(self) -> Availability:
-        missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+        missing = missing_modules("torch", "transformers")
         if missing:
             return Availability(False, f"{' and '.join(missing)} not installed", fix=EXTRA)
         return Availability(True)

@@ -9,7 +9,6 @@ torch takes care: see docs/providers/stable-audio.md.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from ...errors import InvalidRequestError, ModelNotAvailableError
 from ...request import GenerationRequest
 from ..base import Availability, RawGeneration, RunContext, checked_extra, default_seed, fit_length
 from ..local import LocalEngine, batch_generation, check_output_format, variation_clip
-from ..runtime import TORCH_RNG_LOCK, files_availability, module_bytes, run_on_device_thread
+from ..runtime import TORCH_RNG_LOCK, files_availability, missing_modules, module_bytes, run_on_device_thread
 
 RECIPE = "see docs/providers/stable-audio.md (stable-audio-tools engine) for an install recipe"
 FILES = ("model_config.json", "model.safetensors")
@@ -64,9 +63,7 @@ class LoadedSat:
 
 def sat_availability() -> Availability:
     """Whether stable-audio-tools and what it imports at load time are installed."""
-    missing = [
-        m for m in ("torch", "stable_audio_tools", "k_diffusion", "torchaudio") if importlib.util.find_spec(m) is None
-    ]
+    missing = missing_modules("torch", "stable_audio_tools", "k_diffusion", "torchaudio")
     if missing:
         return Availability(False, f"{', '.join(missing)} not installed (stable-audio-tools engine)", fix=RECIPE)
     return Availability(True)
