@@ -247,6 +247,7 @@ def test_every_error_pickles_and_carries_its_status_and_exit_code() -> None:
         errors.EngineStoppedError("the engine stopped"),
         errors.EngineError("the engine could not start"),
         errors.StoreError("the record could not be saved"),
+        errors.StoreUnavailableError("the store cannot take a new job"),
         errors.ServerStoppingError("the server stopped"),
         errors.InternalError("a bug"),
         errors.AdapterError("owner/lora", "keys match nothing", provider="ace-step", hint="another adapter"),
