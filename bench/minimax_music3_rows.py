@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from alternated import alternate, sdk_direct_row  # bench/ is on sys.path when this file runs as a script
+
 LYRICS = "[verse]\nwalking home in the rain\n[chorus]\nsing it again"
 
 
@@ -52,25 +54,14 @@ def _tiny_rows(rounds: int) -> list[tuple[str, str, str]]:
         )
 
     direct(), sdk()  # warm-up: imports, the load, first-call allocations
-    times: dict[str, list[float]] = {"direct": [], "sdk": []}
-    identical, reference, generation = True, None, None
-    for round_ in range(rounds):
-        for side in ("direct", "sdk") if round_ % 2 == 0 else ("sdk", "direct"):
-            start = time.perf_counter()
-            if side == "direct":
-                reference = direct()
-            else:
-                generation = sdk()
-            times[side].append(time.perf_counter() - start)
-        identical = identical and bool(np.array_equal(generation.audio, reference[0]))
-    ratios = [s / d for s, d in zip(times["sdk"], times["direct"], strict=True)]
+    times, results = alternate(direct, sdk, rounds)
+    identical = bool(np.array_equal(results["sdk"].audio, results["direct"][0]))
     client.close()
     return [
-        (
+        sdk_direct_row(
             "minimax-music-3 tiny pipeline, 4 s, 8 steps, SDK / direct ModularPipeline (target <= 1.02)",
-            f"{statistics.median(ratios):.3f}",
-            f"median of {rounds} alternated rounds, per-round {min(ratios):.3f}-{max(ratios):.3f}; "
-            f"{statistics.median(times['direct']):.3f} s direct; identical audio: {identical}",
+            times,
+            f"identical audio: {identical}",
         )
     ]
 

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from alternated import alternate, sdk_direct_row  # bench/ is on sys.path when this file runs as a script
+
 
 def _best(fn, repeat: int = 3) -> float:
     times = []
@@ -52,7 +54,7 @@ def _on_engine_thread(fn: Any) -> Any:
     return run_on_device_thread("cpu", fn)
 
 
-def musicgen_rows(seconds: float = 5.0, rounds: int = 3) -> list[tuple[str, str, str]]:
+def musicgen_rows(seconds: float = 5.0, rounds: int = 5) -> list[tuple[str, str, str]]:
     """Full-size musicgen-small architecture (random weights): SDK vs direct transformers call, same seed."""
     import tempfile
 
@@ -80,28 +82,23 @@ def musicgen_rows(seconds: float = 5.0, rounds: int = 3) -> list[tuple[str, str,
         with torch.inference_mode():
             return model.generate(**inputs, max_new_tokens=frames + 3).numpy()
 
-    # Like with like: both sides on the engine's compute thread of this one process, alternated (direct, SDK,
-    # direct, SDK, ...), so neither pays a warm-up or an OpenMP-team change the other does not.
-    directs, sdks, reference, generation = [], [], None, None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        reference = _on_engine_thread(direct)
-        directs.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        generation = client.generate(prompt, provider=spec, duration=seconds, seed=7)
-        sdks.append(time.perf_counter() - start)
-    assert reference is not None and generation is not None
-    t_direct, t_sdk = statistics.median(directs), statistics.median(sdks)
-    ratios = [s / d for s, d in zip(sdks, directs, strict=True)]
+    # Like with like: both sides on the engine's compute thread of this one process, alternated with the order
+    # swapped each round, so neither pays a warm-up or an OpenMP-team change the other does not.
+    times, results = alternate(
+        lambda: _on_engine_thread(direct),
+        lambda: client.generate(prompt, provider=spec, duration=seconds, seed=7),
+        rounds,
+    )
+    reference, generation = results["direct"], results["sdk"]
+    t_sdk = statistics.median(times["sdk"])
     n = generation.audio.shape[1]
     identical = bool(np.array_equal(generation.audio[0], reference[0, 0, :n]))
     batch_rows = musicgen_batching_rows(client, spec, folder)
     return [
-        (
+        sdk_direct_row(
             f"musicgen-small arch, {seconds:g} s, SDK / direct transformers (target <= 1.02)",
-            f"{t_sdk / t_direct:.3f}",
-            f"medians of {rounds} alternated rounds: {t_direct:.1f} s direct, {t_sdk:.1f} s SDK; per-round ratios "
-            f"{min(ratios):.3f}-{max(ratios):.3f}; identical audio: {identical}",
+            times,
+            f"identical audio: {identical}",
         ),
         (
             "musicgen-small arch, decoding speed",
@@ -290,24 +287,14 @@ def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 6) -> lis
             on_progress=lambda event: stamps.append(time.perf_counter()),
         )
 
-    times: dict[str, list[float]] = {"direct": [], "sdk": []}
-    identical = True
-    reference: Any = None
-    generation: Any = None
-    for round_ in range(rounds):
-        # Alternated, and the order swapped each round, so neither side always runs first.
-        for side in ("direct", "sdk") if round_ % 2 == 0 else ("sdk", "direct"):
-            start = time.perf_counter()
-            if side == "direct":
-                reference = _on_engine_thread(direct)
-            else:
-                stamps.clear()
-                generation = sdk()
-            times[side].append(time.perf_counter() - start)
-        identical = identical and bool(np.array_equal(generation.audio, reference[0]))
+    def timed_sdk() -> Any:
+        stamps.clear()
+        return sdk()
+
+    times, results = alternate(lambda: _on_engine_thread(direct), timed_sdk, rounds)
+    identical = bool(np.array_equal(results["sdk"].audio, results["direct"][0]))
     per_step = statistics.median(np.diff(stamps)) if len(stamps) > 1 else float("nan")
-    t_direct, t_sdk = statistics.median(times["direct"]), statistics.median(times["sdk"])
-    ratios = [s / d for s, d in zip(times["sdk"], times["direct"], strict=True)]
+    t_sdk = statistics.median(times["sdk"])
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     dit = pipe.transformer
     client.close()
@@ -342,11 +329,10 @@ def ace_step_rows(seconds: float = 10.0, steps: int = 8, rounds: int = 6) -> lis
             dtype_times[name].append(time.perf_counter() - start)
     f32, bf16 = statistics.median(dtype_times["float32"]), statistics.median(dtype_times["bfloat16"])
     return [
-        (
+        sdk_direct_row(
             f"ace-step-1.5 arch (turbo), {seconds:g} s, {steps} steps, SDK / direct diffusers (target <= 1.02)",
-            f"{t_sdk / t_direct:.3f}",
-            f"medians of {rounds} alternated rounds: {t_direct:.1f} s direct, {t_sdk:.1f} s SDK; per-round ratios "
-            f"{min(ratios):.3f}-{max(ratios):.3f}; identical audio: {identical}",
+            times,
+            f"identical audio: {identical}",
         ),
         (
             "ace-step-1.5 arch, one denoising step (CPU, float32)",
@@ -403,7 +389,7 @@ def ace_step_batching_rows(seconds: float = 10.0, steps: int = 8) -> list[tuple[
     ]
 
 
-def stable_audio_3_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
+def stable_audio_3_rows(rounds: int = 5) -> list[tuple[str, str, str]]:
     """A Stable Audio 3 Small-sized architecture (random weights; DiT 1024 x 16, SAME-Small, T5Gemma-b) on this CPU:
     SDK / direct `StableAudio3Pipeline` for 10 s at the default 8 steps (alternated, order swapped each round),
     identical audio, seconds per step, the real-time factor for 10 s and 60 s, peak memory, bfloat16 / float32."""
@@ -442,27 +428,22 @@ def stable_audio_3_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
         )
 
     _on_engine_thread(lambda: direct(2.0))  # warm-up
-    times: dict[str, list[float]] = {"direct": [], "sdk": []}
-    identical, reference, generation = True, None, None
-    for round_ in range(rounds):
-        for side in ("direct", "sdk") if round_ % 2 == 0 else ("sdk", "direct"):
-            start = time.perf_counter()
-            if side == "direct":
-                reference = _on_engine_thread(lambda: direct(10.0))
-            else:
-                stamps.clear()
-                generation = sdk(10.0)
-            times[side].append(time.perf_counter() - start)
-        identical = identical and bool(np.array_equal(generation.audio, reference[0]))
+
+    def timed_sdk() -> Any:
+        stamps.clear()
+        return sdk(10.0)
+
+    times, results = alternate(lambda: _on_engine_thread(lambda: direct(10.0)), timed_sdk, rounds)
+    identical = bool(np.array_equal(results["sdk"].audio, results["direct"][0]))
     per_step = statistics.median(np.diff(stamps)) if len(stamps) > 1 else float("nan")
-    t_direct, t_sdk = statistics.median(times["direct"]), statistics.median(times["sdk"])
+    t_sdk = statistics.median(times["sdk"])
     start = time.perf_counter()
     sdk(60.0)
     t_60 = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     # bfloat16 against float32: the same pipeline cast, 10 s, alternated.
     half_times: dict[str, list[float]] = {"float32": [], "bfloat16": []}
-    for _ in range(rounds):
+    for _ in range(2):
         for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
             _on_engine_thread(lambda d=dtype: pipe.to(d))
             start = time.perf_counter()
@@ -473,13 +454,11 @@ def stable_audio_3_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
     pipe = None
     gc.collect()
     f32, bf16 = statistics.median(half_times["float32"]), statistics.median(half_times["bfloat16"])
-    ratios = [s / d for s, d in zip(times["sdk"], times["direct"], strict=True)]
     return [
-        (
+        sdk_direct_row(
             "stable-audio-3 small arch, 10 s, 8 steps, SDK / direct diffusers (target <= 1.02)",
-            f"{t_sdk / t_direct:.3f}",
-            f"medians of {rounds} alternated rounds: {t_direct:.2f} s direct, {t_sdk:.2f} s SDK; per-round ratios "
-            f"{min(ratios):.3f}-{max(ratios):.3f}; identical audio: {identical}; DiT + SAME {parameters / 1e6:.0f}M",
+            times,
+            f"identical audio: {identical}; DiT + SAME {parameters / 1e6:.0f}M",
         ),
         (
             "stable-audio-3 small arch, real-time factor (seconds of audio per second)",
@@ -489,7 +468,7 @@ def stable_audio_3_rows(rounds: int = 2) -> list[tuple[str, str, str]]:
         (
             "stable-audio-3 small arch, 10 s, bfloat16 / float32 time (CPU)",
             f"{bf16 / f32:.3f}",
-            f"{f32:.2f} s float32, {bf16:.2f} s bfloat16 (medians of {rounds}, alternated)",
+            f"{f32:.2f} s float32, {bf16:.2f} s bfloat16 (medians of 2, alternated)",
         ),
     ]
 
@@ -655,7 +634,7 @@ def stable_audio_batching_rows(folder: Path, seconds: float = 10.0, steps: int =
     ]
 
 
-def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, str, str]]:
+def stable_audio_rows(seconds: float = 10.0, steps: int = 2, rounds: int = 5) -> list[tuple[str, str, str]]:
     """Full-size Stable Audio Open 1.0 architecture (random weights): SDK vs direct diffusers call, peak memory,
     and the time of one denoising step with a shorter latent window (speed only: random weights say nothing
     about quality, so soundforge does not offer the shorter window)."""
@@ -686,13 +665,12 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
                 output_type="np",
             ).audios
 
-    start = time.perf_counter()
-    reference = _on_engine_thread(direct)
-    t_direct = time.perf_counter() - start
-    start = time.perf_counter()
-    generation = client.generate("warm analog synth pad", provider=spec, duration=seconds, steps=steps, seed=5)
-    t_sdk = time.perf_counter() - start
-    identical = bool(np.array_equal(generation.audio, reference[0]))
+    times, results = alternate(
+        lambda: _on_engine_thread(direct),
+        lambda: client.generate("warm analog synth pad", provider=spec, duration=seconds, steps=steps, seed=5),
+        rounds,
+    )
+    identical = bool(np.array_equal(results["sdk"].audio, results["direct"][0]))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
 
     def one_step(sample_size: int) -> float:
@@ -718,10 +696,10 @@ def stable_audio_rows(seconds: float = 10.0, steps: int = 2) -> list[tuple[str, 
 
     gc.collect()
     return [
-        (
+        sdk_direct_row(
             f"stable-audio-open-1.0 arch, {seconds:g} s, {steps} steps, SDK / direct diffusers (target <= 1.02)",
-            f"{t_sdk / t_direct:.3f}",
-            f"{t_direct:.1f} s direct, {t_sdk:.1f} s SDK, identical audio: {identical}",
+            times,
+            f"identical audio: {identical}",
         ),
         ("stable-audio-open-1.0 arch, peak memory (process)", f"{peak_gb:.1f} GiB", ""),
         (
@@ -1086,7 +1064,8 @@ def main() -> None:
         client.generate(prompt, provider="synth", duration=seconds, seed=1)
 
     client.generate(prompt, provider="synth", duration=1, seed=1)  # warm caches (wavetables, imports)
-    t_direct, t_sdk = _best(direct), _best(sdk)
+    times, _ = alternate(direct, sdk)
+    t_sdk = statistics.median(times["sdk"])
     track = client.generate(prompt, provider="synth", duration=seconds, seed=1).tracks[0]
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "soundforge-bench.wav"
     t_save = _best(lambda: track.save(tmp, overwrite=True))
@@ -1098,7 +1077,7 @@ def main() -> None:
 
     rows = [
         ("synth 60 s stereo, real-time factor (target >= 50x)", f"{seconds / t_sdk:.0f}x", f"{t_sdk:.3f} s"),
-        ("SDK generate / direct render (same seed)", f"{t_sdk / t_direct:.3f}", f"{t_direct:.3f} s direct"),
+        sdk_direct_row("synth 60 s, SDK generate / direct render (same seed)", times),
         ("save 60 s WAV with tags + sidecar", f"{seconds / t_save:.0f}x real time", f"{t_save:.3f} s"),
         (
             "import soundforge (target 150 ms), minus bare python",
