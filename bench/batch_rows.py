@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 
-class _FirstGeneration(Exception):
+class _FirstGeneration(BaseException):
     """Stops the resume benchmark at its first new generation."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -28,7 +29,7 @@ class BatchRow:
     provider: str | None
     request: GenerationRequest
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """Hash of what the row asks for: a changed row is not mistaken for a finished one."""
         text = json.dumps({"p": self.provider, "r": self.request.model_dump(mode="json")}, sort_keys=True)
@@ -44,7 +45,7 @@ class BatchRow:
         """What each delivered file holds: the track (None), then each stem the row asks for."""
         return [None, *(self.request.stems or ())]
 
-    @property
+    @functools.cached_property
     def file_names(self) -> list[str]:
         """Every file the row delivers, in the order of `roles`: `<name>.<format>`, then `<name>.<stem>.<format>`
         (the names `Generation.save` gives a mix and its stems)."""

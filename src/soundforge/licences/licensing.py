@@ -317,6 +317,9 @@ class LicenseRegistry:
         self.models = list(parsed.models)
         #: Adapter licences the user declared, by adapter source (`declare_adapter`).
         self.adapter_licenses: dict[str, AdapterLicense] = {}
+        #: `license_for`'s answers (a pure function of its arguments and the records; License and ModelCard are
+        #: frozen): a batch plans every row, 10 000 rows asked it 10 000 times. A copy gets its own (`declare`).
+        self._answers: dict[tuple[str, str, str | None, ModelCard | None], License] = {}
         #: A model card's licence tag (`mit`, or the `license_name` of `license: other`) -> the registry's licence id.
         self.card_tags: dict[str, str] = dict(parsed.card_tags)
         for tag, name in self.card_tags.items():
@@ -363,6 +366,7 @@ class LicenseRegistry:
         )
         registry = copy.copy(self)
         registry.models = [declared, *self.models]
+        registry._answers = {}
         return registry
 
     def declare_adapter(self, source: str, license_id: str, *, reason: str) -> LicenseRegistry:
@@ -448,6 +452,13 @@ class LicenseRegistry:
         and `card_note` says why; where a record waits on the card (`card_confirms`), the card decides that
         component. A card never loosens a record on its own.
         """
+        key = (provider, model, plan, card)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers[key] = self._license_for(provider, model, plan, card)
+        return answer
+
+    def _license_for(self, provider: str, model: str, plan: str | None, card: ModelCard | None) -> License:
         record = self.record_for(provider, model)
         if record is None:
             components = [

@@ -47,6 +47,8 @@ _CAPABILITIES = Capabilities(
     streaming=True,
     cost_hint="free, local, faster than real time",
 )
+#: The synthesizer's one model.
+_MODELS = (ModelInfo(id="default", description="procedural arrangement from prompt words", capabilities=_CAPABILITIES),)
 
 
 class SynthBackend(Backend):
@@ -60,9 +62,7 @@ class SynthBackend(Backend):
     cpu_bound = True
 
     def models(self) -> list[ModelInfo]:
-        return [
-            ModelInfo(id="default", description="procedural arrangement from prompt words", capabilities=_CAPABILITIES)
-        ]
+        return list(_MODELS)  # built once: ModelInfo is frozen, and routing asks for it for every request
 
     def check(self, request: GenerationRequest, model: str) -> None:
         """The common checks, and the synthesizer's own `extra` keys and sections, before any work."""
