@@ -40,6 +40,7 @@ from ..errors import (
     system_reason,
 )
 from ..secrets import Secret
+from ._shards import ClientShards
 from ._streamcopy import StreamCopy, file_chunks
 from ._urls import check_output_url
 from .base import RunContext
@@ -141,7 +142,7 @@ class HttpCore:
         # Whether an error answer's headers say it is final whatever its status (fal's `X-Fal-Retryable: false`).
         self._final = final
         self._user_agent = user_agent
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientShards] = weakref.WeakKeyDictionary()
         self._bounds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
@@ -192,18 +193,22 @@ class HttpCore:
         import httpx
 
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        shards = self._clients.get(loop)
+        if shards is None:
             s = self.settings
-            client = httpx.AsyncClient(
-                base_url=s.base_url,
-                timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
-                limits=httpx.Limits(max_connections=max(s.max_concurrency, 1)),
-                follow_redirects=False,
-                headers={"User-Agent": self._user_agent},
+            trust = httpx.create_ssl_context()  # one for every shard: loading the CA bundle costs 40 ms each time
+            shards = self._clients[loop] = ClientShards(
+                lambda connections: httpx.AsyncClient(
+                    base_url=s.base_url,
+                    verify=trust,
+                    timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
+                    limits=httpx.Limits(max_connections=connections),
+                    follow_redirects=False,
+                    headers={"User-Agent": self._user_agent},
+                ),
+                max(s.max_concurrency, 1),
             )
-            self._clients[loop] = client
-        return client
+        return shards.next()
 
     def _bound(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
