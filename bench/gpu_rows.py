@@ -60,8 +60,10 @@ class Clock:
         return time.perf_counter() - start, peak
 
 
-def _gib(peak: float) -> str:
-    return "-" if peak != peak else f"{peak:.1f} GiB"  # NaN: no GPU to ask
+def _row(label: str, took: float, seconds: float, speed: str, peak: float, detail: str = "") -> list[str]:
+    """A table row: time, real-time factor, speed, peak GPU memory ("-" without a GPU), detail."""
+    memory = "-" if peak != peak else f"{peak:.1f} GiB"  # NaN: no GPU to ask
+    return [label, f"{took:.2f} s", f"{seconds / took:.2f}x", speed, memory, detail]
 
 
 def musicgen_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[list[str]]:
@@ -97,14 +99,14 @@ def musicgen_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[l
         took, peak = clock.run(generate)
         parameters = sum(p.numel() for p in model.decoder.parameters()) / 1e6
         rows.append(
-            [
+            _row(
                 f"musicgen-{size} arch, {seconds:g} s, eager",
-                f"{took:.1f} s",
-                f"{seconds / took:.2f}x",
+                took,
+                seconds,
                 f"{steps / took:.1f} tok/s",
-                _gib(peak),
+                peak,
                 f"decoder {parameters:.0f}M; fast path not built yet (#44)",
-            ]
+            )
         )
         del model
         if device.startswith("cuda"):
@@ -138,14 +140,14 @@ def diffusion_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[
         took, peak = clock.run(sa3_call)
         parameters = sum(p.numel() for p in pipe.transformer.parameters()) / 1e6
         rows.append(
-            [
+            _row(
                 f"{label}, {seconds:g} s, 8 steps",
-                f"{took:.2f} s",
-                f"{seconds / took:.1f}x",
+                took,
+                seconds,
                 f"{8 / took:.1f} steps/s",
-                _gib(peak),
+                peak,
                 f"DiT {parameters:.0f}M",
-            ]
+            )
         )
         del pipe
     ace = _builders("ace_step").build_pipeline(full_size=not tiny, turbo=True).to(device, dtype)
@@ -162,14 +164,7 @@ def diffusion_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[
     clock.run(ace_call)
     took, peak = clock.run(ace_call)
     rows.append(
-        [
-            f"ace-step-1.5 turbo arch, {seconds:g} s, 8 steps",
-            f"{took:.2f} s",
-            f"{seconds / took:.1f}x",
-            f"{8 / took:.1f} steps/s",
-            _gib(peak),
-            "",
-        ]
+        _row(f"ace-step-1.5 turbo arch, {seconds:g} s, 8 steps", took, seconds, f"{8 / took:.1f} steps/s", peak)
     )
     return rows
 
