@@ -7,7 +7,8 @@ Rows: MusicGen small / medium / large, 30 s (1503 decoder steps, classifier-free
 eager `generate` in bfloat16; Stable Audio 3 Small and a Medium-sized DiT (diffusers' default StableAudio3DiTModel
 config, 1536 x 24; the SAME-Small autoencoder and T5Gemma-b of the Small builder around it), 30 s at 8 steps; ACE-Step
 1.5 turbo, 30 s at 8 steps. Each: seconds, the real-time factor, tokens or steps per second, and peak GPU memory.
-The MusicGen fast path (static KV cache, compiled step, CUDA graphs) is not built yet (#44): its column says so.
+MusicGen runs twice: the eager decoder, and `decode = "static"` (transformers' static KV cache, whose step
+transformers compiles on CUDA by itself: torch.compile with CUDA graphs), with whether the audio is the same.
 
 It imports the model builders of `soundforge.testing` as plain modules, not the `soundforge` package, so the GPU
 machine needs only torch, transformers and diffusers (and tokenizers), not soundforge's own dependencies.
@@ -84,8 +85,11 @@ def musicgen_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[l
         steps = round(seconds * config.audio_encoder.frame_rate) + 3  # the delay pattern's extra steps
         ids = torch.randint(0, text.vocab_size, (1, 12), device=device)
 
-        def generate(new_tokens: int = steps, model: Any = model, ids: Any = ids, decoder: Any = decoder) -> None:
-            model.generate(
+        def generate(
+            mode: str, new_tokens: int = steps, model: Any = model, ids: Any = ids, decoder: Any = decoder
+        ) -> Any:
+            torch.manual_seed(1)
+            return model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=new_tokens,
@@ -93,21 +97,32 @@ def musicgen_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[l
                 guidance_scale=3.0,
                 decoder_start_token_id=decoder.bos_token_id,
                 pad_token_id=decoder.pad_token_id,
+                **({"cache_implementation": "static"} if mode == "static" else {}),
             )
 
-        clock.run(lambda: generate(8))  # warm-up: kernels, allocator
-        took, peak = clock.run(generate)
         parameters = sum(p.numel() for p in model.decoder.parameters()) / 1e6
-        rows.append(
-            _row(
-                f"musicgen-{size} arch, {seconds:g} s, eager",
-                took,
-                seconds,
-                f"{steps / took:.1f} tok/s",
-                peak,
-                f"decoder {parameters:.0f}M; fast path not built yet (#44)",
+        outputs = {}
+        for mode in ("eager", "static"):
+            # Warm-up: kernels, the allocator; for "static" on CUDA also transformers' torch.compile of the step
+            # (its CUDA graphs are made for the cache's length, so the warm-up decodes the whole length).
+            warm_length = steps if mode == "static" else 8
+            warm, _ = clock.run(lambda mode=mode, length=warm_length: generate(mode, length))
+            took, peak = clock.run(lambda mode=mode, kept=outputs: kept.__setitem__(mode, generate(mode)))
+            same = (
+                ""
+                if mode == "eager"
+                else f"; same audio as eager: {bool(torch.equal(outputs['eager'], outputs['static']))}"
             )
-        )
+            rows.append(
+                _row(
+                    f"musicgen-{size} arch, {seconds:g} s, {mode}",
+                    took,
+                    seconds,
+                    f"{steps / took:.1f} tok/s",
+                    peak,
+                    f"decoder {parameters:.0f}M; warm-up {warm:.1f} s{same}",
+                )
+            )
         del model
         if device.startswith("cuda"):
             torch.cuda.empty_cache()

@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from soundforge import (  # noqa: E402
     CancelToken,
+    ConfigurationError,
     GenerationCancelledError,
     InvalidRequestError,
     LicensePolicy,
@@ -341,3 +342,31 @@ def test_routing_checks_the_engine_the_request_will_run_on(checkpoints, monkeypa
     assert chosen == ["audiocraft", "audiocraft"]  # not the configured (default) transformers engine
     with pytest.raises(InvalidRequestError, match="unknown musicgen engine"):
         client().generate("x", provider=f"musicgen:{checkpoints['mono']}", duration=0.5, extra={"engine": "jax"})
+
+
+def test_the_static_cache_decode_gives_the_eager_tokens_and_is_the_direct_static_call(checkpoints) -> None:
+    """`decode = "static"` (#44: a KV cache allocated once per call, what transformers compiles on CUDA) makes the
+    same audio as the eager decoder on this CPU, for one request, a guided batch of concurrent ones, and a long-form
+    call over several windows; and it is the direct `generate(cache_implementation="static")` call."""
+    folder = checkpoints["mono"]
+    spec = f"musicgen:{folder}"
+    eager, static = client(decode="eager"), client(decode="static")
+    one = {"duration": 0.1, "seed": 42, "guidance": 3.0, "top_k": 20}
+    a = eager.generate("calm piano with strings", provider=spec, **one)
+    b = static.generate("calm piano with strings", provider=spec, **one)
+    assert np.array_equal(a.audio, b.audio)
+    expected = direct(
+        folder, ["calm piano with strings"], 42, 53, guidance_scale=3.0, top_k=20, cache_implementation="static"
+    )
+    assert np.array_equal(b.tracks[0].audio[0], expected[0, 0, :1600])
+    two = {"duration": 0.1, "seed": 7, "num_outputs": 2}
+    assert np.array_equal(
+        eager.generate("drums", provider=spec, **two).audio, static.generate("drums", provider=spec, **two).audio
+    )
+    long_form = {"duration": 0.5, "seed": 3, "extra": {"window": 0.2, "extend_stride": 0.1}}
+    assert np.array_equal(
+        eager.generate("ambient", provider=spec, **long_form).audio,
+        static.generate("ambient", provider=spec, **long_form).audio,
+    )
+    with pytest.raises(ConfigurationError, match="decode = 'fast' is not one of auto, eager, static, compiled"):
+        client(decode="fast").generate("x", provider=spec, duration=0.1)

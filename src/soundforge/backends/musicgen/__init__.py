@@ -40,6 +40,7 @@ class MusicgenBackend(LocalBackend):
         "mbd_model",
         "stream_chunk_seconds",
         "stream_context_seconds",
+        "decode",
     }
 
     name = "musicgen"

@@ -1,0 +1,43 @@
+"""How MusicGen's decoder steps run (`[providers.musicgen] decode`): transformers' eager decoder, or its static KV
+cache (which transformers compiles on CUDA), chosen per call by the transformers engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import ConfigurationError
+
+#: How the decoder steps run (`[providers.musicgen] decode`):
+#: - "eager": transformers' default, a dynamic KV cache growing each step;
+#: - "static": a KV cache allocated once for the whole call (`cache_implementation="static"`); on CUDA transformers
+#:   then compiles the step (`torch.compile`, CUDA graphs) by itself; the same tokens as "eager" on a CPU;
+#: - "compiled": "static" and the step compiled on any device (slow to start: minutes on a CPU);
+#: - "auto": "eager" for now: "static" is the same tokens on a CPU but was not measured faster there, and on CUDA it
+#:   has not been measured yet (bench/gpu.sh times both); "auto" will pick it where a measurement says it is faster.
+DECODE_MODES = ("auto", "eager", "static", "compiled")
+
+
+def decode_mode(settings: dict[str, Any], device: str, provider: str) -> str:
+    """The decode mode a call runs with (`DECODE_MODES`), "auto" resolved for `device` (ConfigurationError for an
+    unknown one)."""
+    mode = str(settings.get("decode", "auto"))
+    if mode not in DECODE_MODES:
+        raise ConfigurationError(
+            f"[providers.{provider}] decode = {mode!r} is not one of {', '.join(DECODE_MODES)}",
+            hint='"eager" is transformers\' default decoder; "static" allocates the KV cache once (the same tokens)',
+        )
+    return "eager" if mode == "auto" else mode
+
+
+def decode_arguments(mode: str) -> dict[str, Any]:
+    """The `generate()` arguments of a decode mode."""
+    if mode == "eager":
+        return {}
+    arguments: dict[str, Any] = {"cache_implementation": "static"}
+    if mode == "compiled":
+        from transformers import CompileConfig
+
+        config = CompileConfig()
+        config._compile_all_devices = True  # type: ignore[assignment]  # else transformers compiles on accelerators only
+        arguments["compile_config"] = config
+    return arguments
