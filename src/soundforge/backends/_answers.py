@@ -112,6 +112,13 @@ class PaidAnswers:
             target.unlink(missing_ok=True)
             log.warning("%s: could not keep the paid answer on disk (%s); going on without a copy", self.provider, exc)
 
+    def __enter__(self) -> PaidAnswers:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> None:
+        """The call ended, delivering or with `error`: `settle` it (a `with` block around the call)."""
+        self.settle(error)
+
     def settle(self, error: BaseException | None) -> None:
         """The call ended: forget its answers if it delivered, else keep them (see the module's rules)."""
         if self.entry_id is None:

@@ -220,13 +220,8 @@ class CloudBackend(Backend):
         answers = self.paid_answers(request, model)
         if answers is None:
             return await self.agenerate_raw(request, model, context)
-        try:
-            raw = await self.agenerate_raw(request, model, replace(context, answers=answers))
-        except BaseException as exc:
-            answers.settle(exc)
-            raise
-        answers.settle(None)
-        return raw
+        with answers:
+            return await self.agenerate_raw(request, model, replace(context, answers=answers))
 
     def close(self) -> None:
         if self._http is not None:

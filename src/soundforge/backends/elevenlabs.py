@@ -10,6 +10,7 @@ never re-sent once its outcome is unknown. The licence depends on the plan set i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import queue
 import zipfile
@@ -268,24 +269,20 @@ class ElevenLabsBackend(CloudBackend):
 
         running = self.http.submit(download)
         assembler = ChunkAssembler()
-        try:
-            rate = 0
-            while (chunk := ready.get()) is not None:
-                rate = chunk.sample_rate
-                yield assembler.add(chunk)
-            song_id = running.result()
-            raw = _song(assembler.track(0), rate, body, output_format, plan, song_id)
-        except BaseException as exc:  # a listener that left (GeneratorExit) releases a whole answer for the next call
-            if answers is not None:
-                answers.settle(exc)
-            raise
-        finally:
-            if not running.done():  # the listener left: stop the download, and wait until it has cleaned up
-                running.cancel()
-                _drain_until_ended(ready)
-        if answers is not None:
-            answers.settle(None)
-        return raw
+        # The paid answer is settled once the download has ended; a listener that left (GeneratorExit) releases a
+        # whole answer for the next call.
+        with answers if answers is not None else contextlib.nullcontext():
+            try:
+                rate = 0
+                while (chunk := ready.get()) is not None:
+                    rate = chunk.sample_rate
+                    yield assembler.add(chunk)
+                song_id = running.result()
+            finally:
+                if not running.done():  # the listener left: stop the download, and wait until it has cleaned up
+                    running.cancel()
+                    _drain_until_ended(ready)
+            return _song(assembler.track(0), rate, body, output_format, plan, song_id)
 
     async def _separate(self, request: GenerationRequest, model: str, context: RunContext) -> RawGeneration:
         """Stem separation: the audio prompt uploaded as MP3, the ZIP answered unpacked into one track per stem.

@@ -152,8 +152,7 @@ class JobManager:
         try:
             spec: JobSpec | None = await self.on_side(self._admit, request, provider, has_room, budget, stream, token)
         except StoreUnavailableError as exc:
-            cause = exc.__cause__ or exc
-            self._store_down(f"{type(cause).__name__}: {cause}")
+            self._store_down(_reason(exc.__cause__ or exc))
             raise
         finally:
             self._reserved -= has_room
@@ -203,7 +202,7 @@ class JobManager:
             if budget is not None:
                 budget.settle(held, None)
             self.store.discard(job_id)
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = _reason(exc)
             log.error("a job was refused: the store cannot take it (%s)", reason)
             raise StoreUnavailableError(
                 f"the job store cannot take a new job now: {reason}",
@@ -317,7 +316,7 @@ class JobManager:
             saved: dict[str, Any] = await self.on_side(self.store.save, record)
             return saved
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = _reason(exc)
             log.error(
                 "job %s: its record could not be saved (%s); kept in memory, saved again later", record["id"], reason
             )
@@ -346,7 +345,7 @@ class JobManager:
                     self._unsaved.pop(job_id, None)
                 await self.on_side(self.store.check_writable)
             except Exception as exc:
-                self.store_problem = f"{type(exc).__name__}: {exc}"
+                self.store_problem = _reason(exc)
             else:
                 self.store_problem = None
 
@@ -478,3 +477,8 @@ class JobManager:
                 )
                 self._finish(job_id, record)
         return record
+
+
+def _reason(error: BaseException) -> str:
+    """A store fault in words for records, logs and `/healthz`: its type and message."""
+    return f"{type(error).__name__}: {error}"

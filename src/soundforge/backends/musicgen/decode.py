@@ -17,9 +17,8 @@ from ...errors import ConfigurationError
 DECODE_MODES = ("auto", "eager", "static", "compiled")
 
 
-def decode_mode(settings: dict[str, Any], device: str, provider: str) -> str:
-    """The decode mode a call runs with (`DECODE_MODES`), "auto" resolved for `device` (ConfigurationError for an
-    unknown one)."""
+def decode_mode(settings: dict[str, Any], provider: str) -> str:
+    """The decode mode a call runs with (`DECODE_MODES`), "auto" resolved (ConfigurationError for an unknown one)."""
     mode = str(settings.get("decode", "auto"))
     if mode not in DECODE_MODES:
         raise ConfigurationError(

@@ -121,7 +121,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
 
     def __init__(self, owner: Backend) -> None:
         super().__init__(owner, cache_label=owner.name)
-        decode_mode(self.settings, "cpu", owner.name)  # a wrong `decode` is refused before any model loads
+        decode_mode(self.settings, owner.name)  # a wrong `decode` is refused before any model loads
         self._batcher: Batcher[_BatchItem, tuple[Any, int, dict[str, Any]]] = Batcher(
             self._run_batch,
             window=float(self.settings.get("batch_window", 0.02)),
@@ -412,7 +412,7 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         from transformers import StoppingCriteriaList
 
         progress = _progress_criteria(contexts, done, total_steps or steps, on_step)
-        call |= decode_arguments(decode_mode(self.settings, loaded.device, self.owner.name))
+        call |= decode_arguments(decode_mode(self.settings, self.owner.name))
         out = loaded.model.generate(**call, max_new_tokens=steps, stopping_criteria=StoppingCriteriaList([progress]))
         return out.float().cpu().numpy()
 
