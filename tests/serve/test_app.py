@@ -49,7 +49,7 @@ def serving(
     """Like `running`, yielding the base URL and the app (None on Ray: it lives in the ingress replica)."""
     client = client or Client(Config.load(user_file=False), policy=policy)
     if server != "process":
-        with ray_serving(server, client, ServeSettings(store=store, **settings)):
+        with ray_serving(server, client, ServeSettings(store=store, config=client.config.serve, **settings)):
             yield server, None
         return
     app = create_app(client, ServeSettings(store=store, **settings))

@@ -82,7 +82,7 @@ def no_replicas_left() -> None:
 def deployed(url: str, store: Path, client: Client, **settings: Any) -> Iterator[httpx.Client]:
     """The --ray application on the test's cluster, with an HTTP client on Ray Serve's proxy."""
     no_replicas_left()
-    deploy(client.config, ServeSettings(store=store, **settings), client)
+    deploy(client.config, ServeSettings(store=store, config=client.config.serve, **settings), client)
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
             yield http
@@ -176,7 +176,7 @@ def test_draining_a_replica_moves_its_queued_jobs_to_the_one_that_stays(tmp_path
     engines = {"replicas": 2, "num_cpus": 0.5, "max_ongoing_requests": 1}
     client = ray_client(engines={"default": engines})
     store = tmp_path / "jobs"
-    settings = ServeSettings(store=store, workers=6)
+    settings = ServeSettings(store=store, config=client.config.serve, workers=6)
     no_replicas_left()
     deploy(client.config, settings, client)
     try:
@@ -188,7 +188,10 @@ def test_draining_a_replica_moves_its_queued_jobs_to_the_one_that_stays(tmp_path
             # The engine application alone is updated (one replica): Ray Serve starts the new replica, stops
             # sending jobs to the old ones and lets each finish the job it runs; the ingress runs on.
             smaller = ray_client(engines={"default": {**engines, "replicas": 1}})
-            serve.run(build_applications(smaller.config, settings, smaller)[ENGINES], name=ENGINES, route_prefix=None)
+            smaller_settings = settings.with_fields(ray=smaller.config.serve.ray)
+            serve.run(
+                build_applications(smaller.config, smaller_settings, smaller)[ENGINES], name=ENGINES, route_prefix=None
+            )
             records = [until(lambda j=j: status_is(http, j, "succeeded", "failed"), timeout=180) for j in jobs]
             assert [r["status"] for r in records] == ["succeeded"] * 4, [r.get("error") for r in records]
             assert [r["attempts"] for r in records] == [1] * 4, "drained, not killed: nothing ran twice"
@@ -253,7 +256,7 @@ def test_http_direct_replicas_share_the_port_and_answer_for_each_other_jobs(tmp_
     )
     url = f"http://127.0.0.1:{port}"
     no_replicas_left()
-    deploy(client.config, ServeSettings(store=tmp_path / "jobs"), client)
+    deploy(client.config, ServeSettings(store=tmp_path / "jobs", config=client.config.serve), client)
     try:
         until(lambda: len(replica_pids(APP_NAME, "ingress")) == 2 and httpx.get(url + "/healthz").status_code == 200)
         job = httpx.post(
@@ -276,7 +279,7 @@ def test_http_direct_replicas_share_the_port_and_answer_for_each_other_jobs(tmp_
 def test_settings_that_cannot_work_on_ray_are_refused_before_any_cluster_is_reached(tmp_path) -> None:
     def build(ray: dict[str, Any], **settings: Any) -> None:
         client = Client(Config.load(user_file=False, serve={"ray": ray}))
-        build_applications(client.config, ServeSettings(store=tmp_path, **settings), client)
+        build_applications(client.config, ServeSettings(store=tmp_path, config=client.config.serve, **settings), client)
 
     with pytest.raises(ConfigurationError, match="one ingress replica"):
         build({"ingress_replicas": 2}, tokens={"v" * 24: ("team", 5.0, None)})
@@ -284,7 +287,10 @@ def test_settings_that_cannot_work_on_ray_are_refused_before_any_cluster_is_reac
         build({"engines": {"musicgenn": {"num_gpus": 1}}})
     with pytest.raises(ConfigurationError, match="not both"):
         Config.load(user_file=False, serve={"ray": {"engines": {"musicgen": {"replicas": 2, "max_replicas": 4}}}})
-    applications = build_applications(
-        Config.load(user_file=False), ServeSettings(store=tmp_path), Client(Config.load(user_file=False))
-    )
+    # [serve] comes from the settings alone (flags applied there), whatever the config's own section says.
+    config = Config.load(user_file=False)
+    with pytest.raises(ConfigurationError, match="one ingress replica"):
+        tokens = {"v" * 24: ("team", 5.0, None)}
+        build_applications(config, ServeSettings(store=tmp_path, tokens=tokens, ray={"ingress_replicas": 2}))
+    applications = build_applications(config, ServeSettings(store=tmp_path), Client(config))
     assert list(applications) == [engine_app_name("default"), APP_NAME]

@@ -26,6 +26,7 @@ import pickle
 import signal
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -249,6 +250,14 @@ def _serve_directly(app: Any, host: str, port: int) -> None:
     app.router.lifespan_context = lifespan
 
 
+#: How often a stopping replica looks whether its last request has ended: Ray Serve's default, 2 s, made every stop
+#: (an undeploy, a drain, Ctrl+C) take at least 2 s per deployment with nothing left to wait for.
+STOP_CHECK_S = 0.25
+#: How often Ray Serve's controller checks each replica: it is how a killed replica is noticed and replaced (Ray's
+#: default, 10 s, left a killed replica's jobs waiting about 11 s for a new one here; 1 s, about 3 s).
+HEALTH_CHECK_S = 1.0
+
+
 def engine_app_name(family: str) -> str:
     """The Ray Serve application of one family's engine deployment."""
     return f"{APP_NAME}-engine-{family}"
@@ -264,6 +273,8 @@ def _engine_options(engine: RayEngineConfig, drain_s: float) -> dict[str, Any]:
         "ray_actor_options": actor,
         "max_ongoing_requests": engine.max_ongoing_requests,
         "graceful_shutdown_timeout_s": drain_s,  # a replica that drains finishes the jobs it runs
+        "graceful_shutdown_wait_loop_s": STOP_CHECK_S,
+        "health_check_period_s": HEALTH_CHECK_S,
     }
     if engine.min_replicas is not None or engine.max_replicas is not None:
         options["autoscaling_config"] = {
@@ -278,12 +289,15 @@ def _engine_options(engine: RayEngineConfig, drain_s: float) -> dict[str, Any]:
 
 def build_applications(config: Config, settings: ServeSettings, client: Client | None = None) -> dict[str, Any]:
     """The Ray Serve applications by name: one per model family's engine deployment (`[serve.ray.engines]`, plus
-    `default`), then the ingress (routed at `/`). Settings are checked here, before any cluster is reached."""
+    `default`), then the ingress (routed at `/`). Settings are checked here, before any cluster is reached.
+
+    `config` is what the replicas' clients are made from (providers, policy, keys); every `[serve]` value, Ray's
+    included, is read from `settings` alone (where the command line's flags were applied), never `config.serve`."""
     from ..client import Client
     from ..config import RayEngineConfig
 
     serve = ray_serve()
-    ray_config = config.serve.ray
+    ray_config = settings.config.ray  # [serve] is read from the settings alone: the flags are applied there
     if ray_config.ingress_replicas > 1 and any(limit or rate for _, limit, rate in settings.tokens.values()):
         raise ConfigurationError(
             "[serve.tokens] budgets and rate limits are counted in the ingress replica that admits a job: with "
@@ -316,34 +330,76 @@ def build_applications(config: Config, settings: ServeSettings, client: Client |
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=1000,  # long polls and downloads wait here; the job queue bounds the work
         graceful_shutdown_timeout_s=30,
+        graceful_shutdown_wait_loop_s=STOP_CHECK_S,
+        health_check_period_s=HEALTH_CHECK_S,
     )
-    direct = (config.serve.host, config.serve.port) if ray_config.http == "direct" else None
+    direct = (settings.config.host, settings.config.port) if ray_config.http == "direct" else None
     applications[APP_NAME] = ingress.bind(spec, settings, list(families), ray_config.retry_local, direct)
     return applications
 
 
 def deploy(config: Config, settings: ServeSettings, client: Client | None = None) -> None:
-    """Run the applications on the Ray cluster this process is connected to, engines first; an application
-    already running under the same name is updated (an engine's replicas drain)."""
+    """Run the applications on the Ray cluster this process is connected to, all at once, and return when every
+    one is running; an application already running under the same name is updated (an engine's replicas drain).
+
+    One `serve.run_many` call starts every application's replicas together (Ray Serve's "bulk imperative deploy",
+    ray-project/ray#49168), where one `serve.run` per application started them one after the other, each waited
+    for by Ray's client in whole seconds."""
     serve = ray_serve()
     applications = build_applications(config, settings, client)
-    for name, application in applications.items():
-        # Ray Serve logs every request at INFO in the proxy and the replica; the service's own log says what
-        # matters, and the per-request lines cost each job time on a busy machine.
-        serve.run(
-            application,
+    targets = [
+        serve.RunTarget(
+            target=application,
             name=name,
-            route_prefix="/" if name == APP_NAME and config.serve.ray.http == "proxy" else None,
+            route_prefix="/" if name == APP_NAME and settings.config.ray.http == "proxy" else None,
+            # Ray Serve logs every request at INFO in the proxy and the replica; the service's own log says what
+            # matters, and the per-request lines cost each job time on a busy machine.
             logging_config={"log_level": "WARNING", "enable_access_log": False},
         )
+        for name, application in applications.items()
+    ]
+    serve.run_many(targets, wait_for_applications_running=False)
+    _wait_for_applications(serve, list(applications), deleted=False)
 
 
 def undeploy() -> None:
-    """Delete soundforge's applications from the cluster, the ingress first."""
+    """Delete soundforge's applications from the cluster, the ingress first (no job reaches an engine that is
+    being stopped), and return when they are gone."""
     serve = ray_serve()
     names = [name for name in serve.status().applications if name == APP_NAME or name.startswith(f"{APP_NAME}-")]
-    for name in sorted(names, key=lambda name: name != APP_NAME):
-        serve.delete(name)
+    for group in ([name for name in names if name == APP_NAME], [name for name in names if name != APP_NAME]):
+        for name in group:
+            serve.delete(name, _blocking=False)  # waited for below, more finely than Ray's once-a-second poll
+        _wait_for_applications(serve, group, deleted=True)
+
+
+#: How often deploy and undeploy look at the applications' status.
+_STATUS_POLL_S = 0.05
+
+
+def _wait_for_applications(serve: Any, names: list[str], *, deleted: bool) -> None:
+    """Wait until every named application is running (or, `deleted`, gone): Ray Serve's controller ends both,
+    a replica that cannot start by failing the deployment (raised here, as `serve.run` would) and a replica that
+    drains by stopping it after its graceful_shutdown_timeout_s at the latest."""
+    from ray.serve.schema import ApplicationStatus
+
+    pending = set(names)
+    while pending:
+        applications = serve.status().applications
+        for name in list(pending):
+            status = applications.get(name)
+            if deleted:
+                done = status is None or status.status == ApplicationStatus.NOT_STARTED
+            elif status is None:
+                raise RuntimeError(f"Application {name} was deleted while it deployed")
+            elif status.status == ApplicationStatus.DEPLOY_FAILED:
+                raise RuntimeError(f"Deploying application {name} failed: {status.message}")
+            else:
+                done = status.status == ApplicationStatus.RUNNING
+            if done:
+                pending.discard(name)
+        if pending:
+            time.sleep(_STATUS_POLL_S)
 
 
 def run(config: Config, settings: ServeSettings, *, address: str, host: str, port: int) -> None:
@@ -366,8 +422,8 @@ def run(config: Config, settings: ServeSettings, *, address: str, host: str, por
         ) from None
     stop = threading.Event()
     try:
-        if config.serve.ray.http == "direct":  # the ingress replicas listen themselves: no proxy on the port
-            config = config.model_copy(update={"serve": config.serve.model_copy(update={"host": host, "port": port})})
+        if settings.config.ray.http == "direct":  # the ingress replicas listen themselves: no proxy on the port
+            settings = settings.with_fields(host=host, port=port)
             serve.start(http_options={"location": "NoServer"})
         else:
             serve.start(http_options={"host": host, "port": port})

@@ -94,6 +94,17 @@ class ServeSettings:
             **{name: value for name, value in flags.items() if value is not None},
         )
 
+    def with_fields(self, **fields: Any) -> ServeSettings:
+        """These settings with some `[serve]` fields set (checked as the config file's are)."""
+        return ServeSettings(
+            self.store,
+            config=_with(self.config, fields),
+            token=self.token,
+            engines=self.engines,
+            shared=self.shared,
+            tokens=self.tokens,
+        )
+
     # --- [serve] as the service reads it ---
     @property
     def max_queue(self) -> int:
