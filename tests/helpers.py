@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import ClassVar
 
@@ -118,3 +119,11 @@ def cloud(name: str, server, downloads, **extra) -> Client:
 #: only; the Ray values of the tests that reach the engines (jobs, streams, cancels, a torch model, restarts) cover
 #: the Ray path.
 ingress_only = pytest.mark.parametrize("server", ["process"], indirect=True)
+
+
+def hears_ctrl_c() -> None:
+    """`preexec_fn` for a child a test sends SIGINT (Ctrl+C): SIGINT at its default, whatever this process inherited.
+    A shell that starts a command in the background without job control (`cmd &` in a script) starts it with
+    SIGINT ignored, every child inherits that, and a Python that starts with it ignored never raises
+    KeyboardInterrupt: the command would run on as if no Ctrl+C had come."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

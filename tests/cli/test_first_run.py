@@ -20,6 +20,7 @@ from soundforge.client import Client
 from soundforge.config import Config
 
 from ..fakes import KEY
+from ..helpers import hears_ctrl_c
 
 EXE = str(Path(sys.executable).with_name("soundforge"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +74,13 @@ def test_a_timeout_is_not_reported_as_a_write_error(stability, downloads, tmp_pa
 def _interrupt_once(args: list[str], cwd: Path, started: Path) -> subprocess.CompletedProcess[str]:
     """Run the command, send it SIGINT once `started` exists (it is working), and collect how it ended."""
     process = subprocess.Popen(
-        [EXE, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [EXE, *args],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=hears_ctrl_c,
     )
     deadline = time.monotonic() + 120
     while not started.exists() and process.poll() is None and time.monotonic() < deadline:

@@ -30,6 +30,8 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
+from ..helpers import hears_ctrl_c  # noqa: E402
+
 #: Statuses a job may not be left in once the server has settled.
 UNSETTLED = ("queued", "running")
 
@@ -52,7 +54,9 @@ class Server:
             command += ["--index", index]
         self.log = log
         with log.open("ab") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy())
+            self.process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy(), preexec_fn=hears_ctrl_c
+            )
         self.http = httpx.Client(base_url=self.url, timeout=30)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -33,7 +33,7 @@ from soundforge.serve.ray_app import (  # noqa: E402
 )
 from soundforge.serve.settings import ServeSettings  # noqa: E402
 
-from ..helpers import cloud  # noqa: E402
+from ..helpers import cloud, hears_ctrl_c  # noqa: E402
 
 ENGINES = engine_app_name("default")
 #: 600 s of stereo synth: about 6 s of work here, long enough to be killed while it runs.
@@ -221,7 +221,12 @@ def test_cli_serve_ray_local_starts_a_cluster_serves_and_stops_on_ctrl_c(tmp_pat
     refused = subprocess.run([exe, "serve", "--ray", "--engines", "2"], cwd=tmp_path, env=env, capture_output=True)
     assert refused.returncode == 2 and b"[serve.ray.engines]" in refused.stderr
     server = subprocess.Popen(
-        [exe, "serve", "--ray", "local"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [exe, "serve", "--ray", "local"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=hears_ctrl_c,
     )
     try:
         url = f"http://127.0.0.1:{port}"
