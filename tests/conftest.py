@@ -199,21 +199,19 @@ _TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests that need Ray are marked `ray` and run last, together: the cluster they share starts at the first
-    of them. scripts/test runs the others on two workers (pytest-xdist), then these alone in one process: their
-    replicas, health checks and killed workers must not compete with other tests for this machine's two cores.
-    A test marked `own_ray_cluster` starts its own cluster in a child process (`--ray local`): it runs with the
-    others, on one worker with the other such tests (two local clusters at once would share ports)."""
-    for item in items:
-        if item.get_closest_marker("own_ray_cluster") is not None:
-            item.add_marker(pytest.mark.xdist_group("own-ray-cluster"))
-    ray = {
-        id(item)
+    """The tests that need Ray are marked `ray` and run last, together, in order: first those marked
+    `own_ray_cluster`, which start a cluster of their own in a child process (`--ray local`), then those that share
+    the session's cluster, which starts at the first of them (two local clusters at once would share ports).
+    scripts/test runs them in one process beside the others (on two workers, pytest-xdist): they mostly wait on
+    Ray, and must not run on two workers, which would start two clusters."""
+    own = [item for item in items if item.get_closest_marker("own_ray_cluster") is not None]
+    own_ids = {id(item) for item in own}
+    shared = [
+        item
         for item in items
-        if (_uses_ray(item) or item.path.relative_to(_TESTS).as_posix() in _RAY_FILES)
-        and item.get_closest_marker("own_ray_cluster") is None
-    }
-    for item in items:
-        if id(item) in ray:
-            item.add_marker(pytest.mark.ray)
-    items[:] = [item for item in items if id(item) not in ray] + [item for item in items if id(item) in ray]
+        if id(item) not in own_ids and (_uses_ray(item) or item.path.relative_to(_TESTS).as_posix() in _RAY_FILES)
+    ]
+    for item in [*own, *shared]:
+        item.add_marker(pytest.mark.ray)
+    ray = {id(item) for item in [*own, *shared]}
+    items[:] = [item for item in items if id(item) not in ray] + own + shared
