@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MUSICGEN_SIZES = {"small": (24, 1024, 16), "medium": (48, 1536, 24), "large": (48, 2048, 32)}
 
 
-def _builders(name: str) -> Any:
+def builders(name: str) -> Any:
     """`soundforge.testing.<name>` loaded without running `soundforge/__init__.py` (and its dependencies)."""
     if "sf_testing" not in sys.modules:
         package = types.ModuleType("sf_testing")
@@ -71,7 +71,7 @@ def musicgen_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[l
     import torch
     from transformers import MusicgenConfig, MusicgenForConditionalGeneration
 
-    build = _builders("musicgen")
+    build = builders("musicgen")
     clock, rows = Clock(device), []
     for size, (layers, width, heads) in MUSICGEN_SIZES.items():
         text, audio, decoder = build._configs(full_size=not tiny, stereo=False)
@@ -133,7 +133,7 @@ def diffusion_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[
     import torch
 
     clock, rows = Clock(device), []
-    sa3 = _builders("stable_audio_3")
+    sa3 = builders("stable_audio_3")
     for label, medium in (("stable-audio-3 small arch", False), ("stable-audio-3 medium-sized DiT", True)):
         pipe = sa3.build_pipeline(full_size=not tiny)
         if medium and not tiny:
@@ -165,7 +165,7 @@ def diffusion_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[
             )
         )
         del pipe
-    ace = _builders("ace_step").build_pipeline(full_size=not tiny, turbo=True).to(device, dtype)
+    ace = builders("ace_step").build_pipeline(full_size=not tiny, turbo=True).to(device, dtype)
 
     def ace_call() -> None:
         ace(

@@ -8,6 +8,7 @@
     python bench/run.py --only-engines # only the SDK / direct rows of the local engines (MusicGen, Stable Audio)
     python bench/run.py --only-stream  # only streaming: first chunk and streamed total (synth, MusicGen, serve)
     python bench/run.py --only-minimax-music-3  # MiniMax Music 3: SDK / direct (tiny), real-size DiT and vocoder
+    python bench/run.py --only-decode  # MusicGen-small's decode step against its memory-bandwidth floor
 
 Never a timed test: numbers depend on the machine; the ratios are what to compare.
 """
@@ -1022,6 +1023,12 @@ def main() -> None:
 
         for name, ratio, detail in minimax_music3_rows():
             print(f"{name}  {ratio}  {detail}")
+        return
+    if "--only-decode" in sys.argv:
+        from decode_rows import decode_rows  # bench/ is on sys.path when this file runs as a script
+
+        for name, share, detail in decode_rows(["small"]):
+            print(f"{name}  {share}  {detail}")
         return
     if "--only-operations" in sys.argv:
         for name, ratio, detail in operations_rows():

@@ -1,0 +1,125 @@
+"""MusicGen's decode step against its memory-bandwidth floor, on this machine (`python bench/run.py --only-decode`).
+
+    python bench/decode_rows.py                      # musicgen-small shapes, 1 and 4 requests
+    python bench/decode_rows.py --sizes small,medium --dtype bfloat16
+
+At 1 to 4 requests a decode step of MusicGen's language model is a matrix-vector product per weight matrix: it reads
+every decoder weight once and does two multiply-adds per weight read, far below what the cores can compute, so its
+speed is set by memory. The fastest a step can be is the decoder's weight bytes over the memory bandwidth: the floor.
+This bench measures, in one run:
+- the bandwidth: torch summing a 1 GiB tensor on this process's threads (it only reads, as a step reads its
+  weights), best of 7 after one warm-up;
+- per architecture (random weights of facebook/musicgen-{small,medium,large}'s decoder shapes, nothing downloaded),
+  the eager step: transformers' `MusicgenForCausalLM` with its KV cache, one token per codebook, the batch of 2
+  rows classifier-free guidance makes per request, after a 64-step prefix; median of 5 rounds of 16 steps, with
+  their spread;
+- the share of the floor the step reaches (floor time / step time), and tokens per second (frames: 50 a second of
+  audio) at 1 and 4 requests.
+
+The text encoder and EnCodec run once per request, not per step; they are left out here (bench/run.py's engine rows
+time whole requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_rows import MUSICGEN_SIZES, builders
+
+GIB = 1024**3
+PREFIX_STEPS = 64
+ROUND_STEPS = 16
+ROUNDS = 5
+
+
+def read_bandwidth(torch: Any, dtype: Any) -> float:
+    """Bytes per second this process reads, summing a 1 GiB tensor (best of 7 after a warm-up)."""
+    element = torch.empty((), dtype=dtype).element_size()
+    data = torch.rand(GIB // element, dtype=torch.float32).to(dtype)
+    data.sum()
+    best = float("inf")
+    for _ in range(7):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    del data
+    return GIB / best
+
+
+def step_seconds(torch: Any, model: Any, decoder: Any, requests: int) -> list[float]:
+    """Seconds per eager decode step, one median-able value per round, for `requests` guided requests."""
+    rows = 2 * requests  # classifier-free guidance: the conditional and the unconditional row of each request
+    codebooks = decoder.num_codebooks
+    dtype = next(model.parameters()).dtype
+    encoder_states = torch.randn(rows, 12, decoder.hidden_size, dtype=dtype)  # the projected text of 12 tokens
+    ids = torch.full((rows * codebooks, 1), decoder.bos_token_id)
+    per_round = []
+    with torch.inference_mode():
+        out = model(input_ids=ids, encoder_hidden_states=encoder_states, use_cache=True)
+        cache = out.past_key_values
+
+        def step(out: Any, cache: Any) -> Any:
+            token = out.logits[:, :, -1].argmax(-1).reshape(rows * codebooks, 1)
+            return model(input_ids=token, encoder_hidden_states=encoder_states, past_key_values=cache, use_cache=True)
+
+        for _ in range(PREFIX_STEPS):
+            out = step(out, cache)
+        for _ in range(ROUNDS):
+            start = time.perf_counter()
+            for _ in range(ROUND_STEPS):
+                out = step(out, cache)
+            per_round.append((time.perf_counter() - start) / ROUND_STEPS)
+    return per_round
+
+
+def decode_rows(sizes: list[str], dtype_name: str = "float32") -> list[tuple[str, str, str]]:
+    """(name, share of the floor, detail) per architecture and request count."""
+    import torch
+    from transformers import MusicgenForCausalLM
+
+    dtype = getattr(torch, dtype_name)
+    bandwidth = read_bandwidth(torch, dtype)
+    rows = [("memory read bandwidth", f"{bandwidth / 1e9:.1f} GB/s", f"torch sum of 1 GiB of {dtype_name}, best of 7")]
+    build = builders("musicgen")
+    for size in sizes:
+        layers, width, heads = MUSICGEN_SIZES[size]
+        _, _, decoder = build._configs(full_size=True, stereo=False)
+        decoder.num_hidden_layers, decoder.hidden_size, decoder.num_attention_heads = layers, width, heads
+        decoder.ffn_dim = 4 * width
+        torch.manual_seed(0)
+        model = MusicgenForCausalLM(decoder).to(dtype).eval()
+        weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        floor = weight_bytes / bandwidth
+        for requests in (1, 4):
+            rounds = step_seconds(torch, model, decoder, requests)
+            median = statistics.median(rounds)
+            rows.append(
+                (
+                    f"musicgen-{size} decode step, {requests} request{'s' if requests > 1 else ''}, {dtype_name}",
+                    f"{floor / median:.0%} of the floor",
+                    f"step {median * 1e3:.1f} ms (rounds {min(rounds) * 1e3:.1f}-{max(rounds) * 1e3:.1f}), floor "
+                    f"{floor * 1e3:.1f} ms ({weight_bytes / GIB:.2f} GiB of weights), {requests / median:.1f} "
+                    f"tokens/s ({requests / median / 50:.2f}x real time)",
+                )
+            )
+        del model
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="small", help="comma-separated: small, medium, large")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    args = parser.parse_args()
+    for name, share, detail in decode_rows(args.sizes.split(","), args.dtype):
+        print(f"{name}  {share}  {detail}")
+
+
+if __name__ == "__main__":
+    main()
