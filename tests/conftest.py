@@ -159,6 +159,9 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
             if name.startswith("SOUNDFORGE_") or name in VENDOR_KEYS:
                 patch.delenv(name)
         patch.setenv(BLOCK_REMOTE_ENV, "1")
+        # Ray starts its workers at niceness 15, as background work: beside the other tests (scripts/test runs them
+        # at once) the replicas starved, and the Ray tests took several times longer. `--ray local` does the same.
+        patch.setenv("RAY_worker_niceness", "0")
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 * 1024)
     yield ray
     ray.shutdown()
