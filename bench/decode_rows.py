@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_rows import MUSICGEN_SIZES, builders
+from gpu_rows import musicgen_configs
 
 GIB = 1024**3
 PREFIX_STEPS = 64
@@ -94,12 +94,8 @@ def decode_rows(sizes: list[str], dtype_name: str = "float32") -> list[tuple[str
     dtype = getattr(torch, dtype_name)
     bandwidth = read_bandwidth(torch)
     rows = [("memory read bandwidth", f"{bandwidth / 1e9:.1f} GB/s", "torch sum of 1 GiB of float32, best of 7")]
-    build = builders("musicgen")
     for size in sizes:
-        layers, width, heads = MUSICGEN_SIZES[size]
-        _, _, decoder = build._configs(full_size=True, stereo=False)
-        decoder.num_hidden_layers, decoder.hidden_size, decoder.num_attention_heads = layers, width, heads
-        decoder.ffn_dim = 4 * width
+        _, _, decoder = musicgen_configs(size)
         torch.manual_seed(0)
         model = MusicgenForCausalLM(decoder).to(dtype).eval()
         weight_bytes = sum(

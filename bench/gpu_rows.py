@@ -39,6 +39,17 @@ def builders(name: str) -> Any:
     return importlib.import_module(f"sf_testing.{name}")
 
 
+def musicgen_configs(size: str, tiny: bool = False) -> tuple[Any, Any, Any]:
+    """transformers' text encoder, EnCodec and decoder configs of MusicGen-`size` (`MUSICGEN_SIZES`), or the tiny
+    test shapes."""
+    text, audio, decoder = builders("musicgen")._configs(full_size=not tiny, stereo=False)
+    if not tiny:
+        layers, width, heads = MUSICGEN_SIZES[size]
+        decoder.num_hidden_layers, decoder.hidden_size, decoder.num_attention_heads = layers, width, heads
+        decoder.ffn_dim = 4 * width
+    return text, audio, decoder
+
+
 class Clock:
     """Wall time of a GPU call: synchronised before and after; peak memory since the start."""
 
@@ -71,13 +82,9 @@ def musicgen_rows(device: str, dtype: Any, seconds: float, tiny: bool) -> list[l
     import torch
     from transformers import MusicgenConfig, MusicgenForConditionalGeneration
 
-    build = builders("musicgen")
     clock, rows = Clock(device), []
-    for size, (layers, width, heads) in MUSICGEN_SIZES.items():
-        text, audio, decoder = build._configs(full_size=not tiny, stereo=False)
-        if not tiny:
-            decoder.num_hidden_layers, decoder.hidden_size, decoder.num_attention_heads = layers, width, heads
-            decoder.ffn_dim = 4 * width
+    for size in MUSICGEN_SIZES:
+        text, audio, decoder = musicgen_configs(size, tiny=tiny)
         config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
         torch.manual_seed(0)
         with torch.device(device):

@@ -301,7 +301,7 @@ def test_web_page_in_headless_chromium(tmp_path, server: str) -> None:
             page = browser.new_page()
             page.goto(url + "/")
             page.wait_for_selector("#provider option[value=synth]", state="attached")
-            page.fill("#duration", "1")  # 500 steps of the tiny model (its EnCodec makes 500 frames a second)
+            page.fill("#duration", "2")
             page.fill("#seed", "4")
             page.click("#go")
             page.wait_for_selector("#result", state="visible", timeout=30000)
