@@ -4,7 +4,10 @@ or PostgreSQL started by the test with pgserver), shared by replicas that fail e
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,14 +28,24 @@ from soundforge.serve.store import JobStore
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL server on a Unix socket, started from pgserver's bundled binaries; its URL."""
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server on a Unix socket, started from pgserver's bundled binaries; its URL.
+
+    Its data folder is not under pytest's temporary folder: run as root, pgserver hands the folder to a user of its
+    own and opens every folder above it to that user, and any pytest process that starts meanwhile (the other
+    worker's subprocesses, the Ray lane, scripts/check-installs' run) closes ``/tmp/pytest-of-root`` again (mode
+    0700), so initdb failed now and then. Starting is serialised across workers: as root, pgserver creates its user
+    with ``useradd``, which fails in the worker that comes second."""
     pgserver = pytest.importorskip("pgserver")
-    server = pgserver.get_server(str(tmp_path_factory.mktemp("pg")), cleanup_mode="stop")
+    data = Path(tempfile.mkdtemp(prefix="soundforge-test-pg-"))
+    with open(Path(tempfile.gettempdir()) / "soundforge-test-pg.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = pgserver.get_server(str(data), cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
