@@ -335,7 +335,7 @@ def test_the_page_plays_a_streamed_job_before_it_ends(tmp_path) -> None:
     pytest.importorskip("transformers")
     from soundforge.testing.musicgen import build_musicgen
 
-    folder = str(build_musicgen(tmp_path / "tiny"))
+    folder = str(build_musicgen(tmp_path / "tiny", frame_rate=50))  # a second in 50 steps
     settings = {"model": folder, "stream_chunk_seconds": 0.2}
     client = Client(Config.load(user_file=False, providers={"musicgen": settings}))
     with serving(tmp_path / "jobs", client=client) as (url, _), playwright.sync_playwright() as p:
@@ -345,7 +345,7 @@ def test_the_page_plays_a_streamed_job_before_it_ends(tmp_path) -> None:
             page.goto(url + "/")
             page.wait_for_selector("#provider option[value=musicgen]", state="attached")
             page.select_option("#provider", "musicgen")
-            page.fill("#duration", "1")  # 500 steps of the tiny model (its EnCodec makes 500 frames a second)
+            page.fill("#duration", "1")
             page.fill("#seed", "4")
             page.click("#go")
             page.wait_for_selector("#result", state="visible", timeout=120000)

@@ -67,7 +67,13 @@ def build_tokenizer(path: str | os.PathLike[str]) -> Any:
     return tokenizer
 
 
-def _configs(*, full_size: bool, stereo: bool, causal: bool = True) -> tuple[Any, Any, Any]:
+#: The tiny EnCodec's upsampling ratios by frame rate (16 kHz): hop 32 (500 frames a second, the default: a short
+#: clip has enough frames to test with) or hop 320 (50 a second, the released model's rate: a second of audio in 50
+#: steps, for tests that need seconds of it).
+TINY_UPSAMPLING = {500: [4, 4, 2], 50: [8, 5, 4, 2]}
+
+
+def _configs(*, full_size: bool, stereo: bool, causal: bool = True, frame_rate: int = 500) -> tuple[Any, Any, Any]:
     from transformers import EncodecConfig, MusicgenDecoderConfig, T5Config
 
     if full_size:  # the shapes of facebook/musicgen-small
@@ -105,7 +111,7 @@ def _configs(*, full_size: bool, stereo: bool, causal: bool = True) -> tuple[Any
     )
     audio = EncodecConfig(
         sampling_rate=16000,
-        upsampling_ratios=[4, 4, 2],
+        upsampling_ratios=TINY_UPSAMPLING[frame_rate],
         num_filters=8,
         hidden_size=16,
         codebook_size=64,
@@ -139,12 +145,16 @@ def build_musicgen(
     full_size: bool = False,
     seed: int = 0,
     causal: bool = True,
+    frame_rate: int = 500,
 ) -> Path:
     """Write a random-weight MusicGen (or MusicGen-Melody) checkpoint with its tokenizer to `path`.
 
     `causal=False` gives the tiny EnCodec the non-causal convolutions of MusicGen's released 32 kHz EnCodec (the
     full-size architecture always has them), whose decoder looks ahead: what streaming must wait for.
+    `frame_rate` is the tiny EnCodec's frames (decoder steps) per second of audio: 500 or 50 (`TINY_UPSAMPLING`).
     """
+    if frame_rate not in TINY_UPSAMPLING:
+        raise ValueError(f"frame_rate {frame_rate}: the tiny EnCodec makes one of {sorted(TINY_UPSAMPLING)}")
     import torch
     from transformers import (
         MusicgenConfig,
@@ -155,7 +165,7 @@ def build_musicgen(
     )
 
     torch.manual_seed(seed)
-    text, audio, decoder = _configs(full_size=full_size, stereo=stereo, causal=causal)
+    text, audio, decoder = _configs(full_size=full_size, stereo=stereo, causal=causal, frame_rate=frame_rate)
     if melody:
         melody_decoder = MusicgenMelodyDecoderConfig(
             **{k: v for k, v in decoder.to_dict().items() if k in MusicgenMelodyDecoderConfig().to_dict()}
