@@ -60,60 +60,89 @@ def _read_every_step(name: str) -> bool:
     return "embed_tokens" not in name and not any(f"encoder_attn.{p}_proj" in name for p in ("k", "v"))
 
 
+def _rounds(step: Any) -> list[float]:
+    """Seconds per step of `step()` (which advances one position), one median-able value per round, after the
+    prefix."""
+    for _ in range(PREFIX_STEPS):
+        step()
+    per_round = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        for _ in range(ROUND_STEPS):
+            step()
+        per_round.append((time.perf_counter() - start) / ROUND_STEPS)
+    return per_round
+
+
 def step_seconds(torch: Any, model: Any, decoder: Any, requests: int) -> list[float]:
-    """Seconds per eager decode step, one median-able value per round, for `requests` guided requests."""
+    """Seconds per eager decode step (transformers' own, its dynamic cache), per round, for `requests` guided
+    requests; each step feeds back the most likely token of each codebook."""
     rows = 2 * requests  # classifier-free guidance: the conditional and the unconditional row of each request
     codebooks = decoder.num_codebooks
     dtype = next(model.parameters()).dtype
     encoder_states = torch.randn(rows, 12, decoder.hidden_size, dtype=dtype)  # the projected text of 12 tokens
-    ids = torch.full((rows * codebooks, 1), decoder.bos_token_id)
-    per_round = []
+    state: dict[str, Any] = {"ids": torch.full((rows * codebooks, 1), decoder.bos_token_id), "cache": None}
+
+    def step() -> None:
+        out = model(input_ids=state["ids"], encoder_hidden_states=encoder_states, cache=state["cache"], use_cache=True)
+        state["cache"] = out.past_key_values
+        state["ids"] = out.logits[:, -1].argmax(-1).reshape(rows * codebooks, 1)
+
     with torch.inference_mode():
-        out = model(input_ids=ids, encoder_hidden_states=encoder_states, use_cache=True)
-        cache = out.past_key_values
+        return _rounds(step)
 
-        def step(out: Any, cache: Any) -> Any:
-            token = out.logits[:, :, -1].argmax(-1).reshape(rows * codebooks, 1)
-            return model(input_ids=token, encoder_hidden_states=encoder_states, past_key_values=cache, use_cache=True)
 
-        for _ in range(PREFIX_STEPS):
-            out = step(out, cache)
-        for _ in range(ROUNDS):
-            start = time.perf_counter()
-            for _ in range(ROUND_STEPS):
-                out = step(out, cache)
-            per_round.append((time.perf_counter() - start) / ROUND_STEPS)
-    return per_round
+def own_step_seconds(torch: Any, model: Any, decoder: Any, requests: int, dtype: Any) -> list[float]:
+    """Seconds per step of `DecoderStep` (soundforge.backends.musicgen.step: the cache allocated once, the text's
+    keys and values computed once, query/key/value as one product) with its weights in `dtype`, per round."""
+    from soundforge.backends.musicgen.step import DecoderStep
+
+    rows = 2 * requests
+    encoder_states = torch.randn(rows, 12, decoder.hidden_size)
+    own = DecoderStep(model, encoder_states, PREFIX_STEPS + ROUNDS * ROUND_STEPS, dtype=dtype)
+    state = {"tokens": torch.full((rows, decoder.num_codebooks), decoder.bos_token_id)}
+
+    def step() -> None:
+        state["tokens"] = own(state["tokens"]).argmax(-1)
+
+    return _rounds(step)
 
 
 def decode_rows(sizes: list[str], dtype_name: str = "float32") -> list[tuple[str, str, str]]:
-    """(name, share of the floor, detail) per architecture and request count."""
+    """(name, share of the floor, detail) per architecture, request count and way of stepping: transformers' eager
+    step with the weights in `dtype_name`, then our own step (`DecoderStep`) in float32 and in bfloat16, each
+    against the floor of its own weights' bytes and as a speed-up over the eager step."""
     import torch
     from transformers import MusicgenForCausalLM
 
-    dtype = getattr(torch, dtype_name)
     bandwidth = read_bandwidth(torch)
     rows = [("memory read bandwidth", f"{bandwidth / 1e9:.1f} GB/s", "torch sum of 1 GiB of float32, best of 7")]
     for size in sizes:
         _, _, decoder = musicgen_configs(size)
         torch.manual_seed(0)
-        model = MusicgenForCausalLM(decoder).to(dtype).eval()
-        weight_bytes = sum(
-            p.numel() * p.element_size() for name, p in model.named_parameters() if _read_every_step(name)
-        )
-        floor = weight_bytes / bandwidth
+        model = MusicgenForCausalLM(decoder).eval()
+        weights = sum(p.numel() for name, p in model.named_parameters() if _read_every_step(name))
         for requests in (1, 4):
-            rounds = step_seconds(torch, model, decoder, requests)
-            median = statistics.median(rounds)
-            rows.append(
-                (
-                    f"musicgen-{size} decode step, {requests} request{'s' if requests > 1 else ''}, {dtype_name}",
-                    f"{floor / median:.0%} of the floor",
-                    f"step {median * 1e3:.1f} ms (rounds {min(rounds) * 1e3:.1f}-{max(rounds) * 1e3:.1f}), floor "
-                    f"{floor * 1e3:.1f} ms ({weight_bytes / GIB:.2f} GiB of weights), {requests / median:.1f} "
-                    f"tokens/s ({requests / median / 50:.2f}x real time)",
+            eager_model = model.to(getattr(torch, dtype_name))
+            measured = [(f"eager, {dtype_name}", dtype_name, step_seconds(torch, eager_model, decoder, requests))]
+            model = model.float()
+            for own in ("float32", "bfloat16"):
+                rounds = own_step_seconds(torch, model, decoder, requests, getattr(torch, own))
+                measured.append((f"own step, {own}", own, rounds))
+            eager = statistics.median(measured[0][2])
+            for way, weight_dtype, rounds in measured:
+                median = statistics.median(rounds)
+                weight_bytes = weights * torch.empty((), dtype=getattr(torch, weight_dtype)).element_size()
+                floor = weight_bytes / bandwidth
+                rows.append(
+                    (
+                        f"musicgen-{size} decode step, {requests} request{'s' if requests > 1 else ''}, {way}",
+                        f"{floor / median:.0%} of the floor, {eager / median:.2f}x eager",
+                        f"step {median * 1e3:.1f} ms (rounds {min(rounds) * 1e3:.1f}-{max(rounds) * 1e3:.1f}), floor "
+                        f"{floor * 1e3:.1f} ms ({weight_bytes / GIB:.2f} GiB of weights), {requests / median:.1f} "
+                        f"tokens/s ({requests / median / 50:.2f}x real time)",
+                    )
                 )
-            )
         del model
     return rows
 
