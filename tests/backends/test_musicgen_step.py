@@ -43,6 +43,32 @@ def test_each_step_gives_transformers_logits_and_the_same_tokens() -> None:
             tokens = expected.argmax(-1)
 
 
+def test_a_text_mask_is_transformers_mask_padding_and_a_row_with_no_text_included() -> None:
+    """Padded prompts in one batch, and guidance's unconditional rows (their whole text masked), as transformers
+    masks them."""
+    model, states, _, rows, codebooks, config = reference_and_step()
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0]])
+    step = DecoderStep(model, states, max_steps=STEPS, encoder_mask=mask)
+    unmasked = DecoderStep(model, states, max_steps=STEPS)
+    tokens = torch.full((rows, codebooks), config.bos_token_id)
+    cache = None
+    with torch.inference_mode():
+        for _ in range(8):
+            out = model(
+                input_ids=tokens.reshape(rows * codebooks, 1),
+                encoder_hidden_states=states,
+                encoder_attention_mask=mask,
+                cache=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            expected = out.logits[:, -1].reshape(rows, codebooks, -1)
+            ours = step(tokens)
+            torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+            assert not torch.allclose(unmasked(tokens), expected)  # the mask matters
+            tokens = expected.argmax(-1)
+
+
 def test_in_bfloat16_the_tokens_mostly_agree_and_a_full_cache_is_refused() -> None:
     model, states, step, rows, codebooks, config = reference_and_step(dtype=torch.bfloat16)
     exact = DecoderStep(model, states, max_steps=STEPS + 1)

@@ -24,12 +24,17 @@ class DecoderStep:
     """The decoder of a `MusicgenForCausalLM` (or of `MusicgenForConditionalGeneration.decoder`) as a step function.
 
     `encoder_states` are the projected text states, one row per decoder row (`[rows, text_tokens, hidden]`, the
-    conditional and unconditional rows of guidance included); `max_steps` bounds the positions the cache holds.
+    conditional and unconditional rows of guidance included), and `encoder_mask` (`[rows, text_tokens]`, 1 for a
+    token, 0 for padding; None: every token) says which of them the cross-attention sees: as in transformers, a
+    boolean mask, and a row with none (guidance's unconditional rows) attends to nothing and adds zeros.
+    `max_steps` bounds the positions the cache holds.
     Calling it with `tokens` (`[rows, codebooks]`, integer) returns the logits of the next token of each codebook
     (`[rows, codebooks, vocab]`, float32) and advances the position by one.
     """
 
-    def __init__(self, model: Any, encoder_states: Any, max_steps: int, dtype: Any = None) -> None:
+    def __init__(
+        self, model: Any, encoder_states: Any, max_steps: int, dtype: Any = None, encoder_mask: Any = None
+    ) -> None:
         import torch
 
         decoder = model.model.decoder if hasattr(model, "model") else model.decoder.model.decoder
@@ -43,6 +48,7 @@ class DecoderStep:
         self.scale = self.head_dim**-0.5
         self.max_steps = max_steps
         self.position = 0
+        self.encoder_mask = None if encoder_mask is None else encoder_mask.bool()[:, None, None, :]
 
         def weight(linear: Any) -> Any:
             return linear.weight.detach().to(self.dtype)
@@ -121,6 +127,7 @@ class DecoderStep:
                     self._split(functional.linear(normed, layer["cross_q"])),
                     layer["cross_k"],
                     layer["cross_v"],
+                    attn_mask=self.encoder_mask,
                     scale=self.scale,
                 )
                 hidden = hidden + functional.linear(
