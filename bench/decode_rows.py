@@ -2,6 +2,7 @@
 
     python bench/decode_rows.py                      # musicgen-small shapes, 1 and 4 requests
     python bench/decode_rows.py --sizes small,medium --dtype bfloat16
+    python bench/decode_rows.py --requests           # and whole 1 s requests: decode eager/fast x float32/bfloat16
 
 At 1 to 4 requests a decode step of MusicGen's language model is a matrix-vector product per weight matrix: it reads
 every decoder weight once and does two multiply-adds per weight read, far below what the cores can compute, so its
@@ -147,12 +148,56 @@ def decode_rows(sizes: list[str], dtype_name: str = "float32") -> list[tuple[str
     return rows
 
 
+def request_rows(seconds: float = 1.0, rounds: int = 2) -> list[tuple[str, str, str]]:
+    """Whole requests through the library (text encoder, decoder, EnCodec) on a random musicgen-small-shaped
+    checkpoint: `decode` eager and fast, `dtype` float32 and bfloat16, alternated `rounds` times, each against eager
+    float32 (median and spread of the seconds)."""
+    import tempfile
+
+    from soundforge.client import Client
+    from soundforge.config import Config
+    from soundforge.testing.musicgen import build_musicgen, build_tokenizer
+
+    ways = (("eager", "float32"), ("fast", "float32"), ("fast", "bfloat16"), ("eager", "bfloat16"))
+    with tempfile.TemporaryDirectory() as folder:
+        path = build_musicgen(Path(folder) / "small", full_size=True)
+        build_tokenizer(path)
+        spec = f"musicgen:{path}"
+        clients = {
+            way: Client(
+                Config.load(
+                    user_file=False, providers={"musicgen": {"decode": way[0], "dtype": way[1], "batching": False}}
+                )
+            )
+            for way in ways
+        }
+        for client in clients.values():  # load each model once before timing
+            client.generate("calm piano", provider=spec, duration=0.1, seed=1)
+        times: dict[tuple[str, str], list[float]] = {way: [] for way in ways}
+        for _ in range(rounds):
+            for way, client in clients.items():
+                start = time.perf_counter()
+                client.generate("calm piano", provider=spec, duration=seconds, seed=1)
+                times[way].append(time.perf_counter() - start)
+    base = statistics.median(times[ways[0]])
+    return [
+        (
+            f"musicgen-small {seconds:g} s request, decode {mode}, {dtype}",
+            f"{base / statistics.median(spent):.2f}x eager float32",
+            f"median {statistics.median(spent):.2f} s ({min(spent):.2f}-{max(spent):.2f}) over {rounds} rounds",
+        )
+        for (mode, dtype), spent in times.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="small", help="comma-separated: small, medium, large")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--requests", action="store_true", help="also whole 1 s requests through the library")
     args = parser.parse_args()
-    for name, share, detail in decode_rows(args.sizes.split(","), args.dtype):
+    rows = decode_rows(args.sizes.split(","), args.dtype) + (request_rows() if args.requests else [])
+    for name, share, detail in rows:
         print(f"{name}  {share}  {detail}")
 
 

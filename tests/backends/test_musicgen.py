@@ -368,5 +368,29 @@ def test_the_static_cache_decode_gives_the_eager_tokens_and_is_the_direct_static
         eager.generate("ambient", provider=spec, **long_form).audio,
         static.generate("ambient", provider=spec, **long_form).audio,
     )
-    with pytest.raises(ConfigurationError, match="decode = 'fast' is not one of auto, eager, static, compiled"):
-        client(decode="fast").generate("x", provider=spec, duration=0.1)
+    with pytest.raises(ConfigurationError, match="decode = 'turbo' is not one of auto, eager, static, compiled, fast"):
+        client(decode="turbo").generate("x", provider=spec, duration=0.1)
+
+
+def test_the_fast_decode_gives_the_eager_tokens_through_our_own_step(checkpoints) -> None:
+    """`decode = "fast"` (#44): transformers' generation loop around soundforge's own decoder step makes the audio
+    of the eager decoder, for one guided request (the direct `generate()` call too), a batch of two, a long-form call
+    over several windows, a stereo model and a continuation (its audio prompt enters the step in one call);
+    MusicGen-Melody, whose decoder has no cross-attention, is refused."""
+    folder, spec = checkpoints["mono"], f"musicgen:{checkpoints['mono']}"
+    eager, fast = client(decode="eager"), client(decode="fast")
+    one = {"duration": 0.1, "seed": 42, "guidance": 3.0, "top_k": 20}
+    a = fast.generate("calm piano with strings", provider=spec, **one)
+    assert np.array_equal(a.audio, eager.generate("calm piano with strings", provider=spec, **one).audio)
+    expected = direct(folder, ["calm piano with strings"], 42, 53, guidance_scale=3.0, top_k=20)
+    assert np.array_equal(a.tracks[0].audio[0], expected[0, 0, :1600])
+    for prompt, settings, model in (
+        ("drums", {"duration": 0.1, "seed": 7, "num_outputs": 2}, spec),
+        ("ambient", {"duration": 0.5, "seed": 3, "extra": {"window": 0.2, "extend_stride": 0.1}}, spec),
+        ("upbeat rock", {"duration": 0.06, "seed": 5}, f"musicgen:{checkpoints['stereo']}"),
+        ("lofi beat", {"duration": 0.15, "seed": 9, "audio_prompt": (a.audio, SR)}, spec),  # a prompt's many tokens
+    ):
+        mine = fast.generate(prompt, provider=model, **settings).audio
+        assert np.array_equal(mine, eager.generate(prompt, provider=model, **settings).audio), prompt
+    with pytest.raises(ConfigurationError, match="MusicGen-Melody"):
+        fast.generate("jazz", provider=f"musicgen:{checkpoints['melody']}", duration=0.04)

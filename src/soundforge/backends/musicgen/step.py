@@ -17,7 +17,12 @@ the memory-bandwidth floor); tests/backends/test_musicgen_step.py checks its log
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from ...errors import ConfigurationError
 
 
 class DecoderStep:
@@ -143,3 +148,83 @@ class DecoderStep:
             logits = torch.stack([functional.linear(hidden, head) for head in self.lm_heads], dim=1)
         self.position += 1
         return logits.float()
+
+
+class _StepCache:
+    """What transformers' generation loop sees of the cache while `DecoderStep` steps: its length, so that each call
+    after the first passes only the new tokens."""
+
+    def __init__(self) -> None:
+        self.step: DecoderStep | None = None
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0 if self.step is None else self.step.position
+
+
+_PATCHING = threading.Lock()
+
+
+def _same_mask(a: Any, b: Any) -> bool:
+    import torch
+
+    return (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+
+
+@contextmanager
+def stepping(model: Any, new_tokens: int, dtype: Any = None) -> Iterator[None]:
+    """Within the block, `model.generate()` (a `MusicgenForConditionalGeneration`) runs its decoder through
+    `DecoderStep`: the same sampling, guidance, delay pattern and stopping criteria (transformers' loop), our step.
+
+    The step is built at the decoder's first call of a sequence (from the text states and mask it is given, with room
+    for the tokens it is given and `new_tokens` more); a call without a cache starts a sequence again at position 0,
+    as transformers' own decoder does. Calls are serialised: the decoder's `forward` is replaced for the block."""
+    import torch
+    from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
+
+    decoder = model.decoder
+    if not hasattr(decoder, "lm_heads") or not hasattr(decoder.model.decoder.layers[0], "encoder_attn"):
+        raise ConfigurationError(
+            'decode = "fast" is written for text-conditioned MusicGen: MusicGen-Melody\'s decoder has no '
+            "cross-attention",
+            hint='use decode = "eager" (or "static") for melody models',
+        )
+    codebooks = decoder.num_codebooks
+    built: dict[str, Any] = {}
+
+    def forward(
+        input_ids: Any = None,
+        encoder_hidden_states: Any = None,
+        encoder_attention_mask: Any = None,
+        cache: Any = None,
+        **_: Any,
+    ) -> Any:
+        if cache is None or cache.step is None:
+            # A new sequence: transformers' generation calls its decoder once without a cache before its loop, so
+            # the step of that call is kept and started again when it is for the same text with room enough.
+            length = input_ids.shape[-1] + new_tokens + 1
+            kept: DecoderStep | None = built.get("step")
+            same = (
+                kept is not None
+                and kept.max_steps >= length
+                and torch.equal(built["states"], encoder_hidden_states)
+                and _same_mask(built["mask"], encoder_attention_mask)
+            )
+            if kept is None or not same:
+                kept = DecoderStep(
+                    model.decoder, encoder_hidden_states, length, dtype=dtype, encoder_mask=encoder_attention_mask
+                )
+                built.update(step=kept, states=encoder_hidden_states, mask=encoder_attention_mask)
+            kept.position = 0
+            cache = _StepCache()
+            cache.step = kept
+        tokens = input_ids.reshape(-1, codebooks, input_ids.shape[-1])
+        for position in range(tokens.shape[-1]):
+            logits = cache.step(tokens[:, :, position])
+        return CausalLMOutputWithCrossAttentions(logits=logits.reshape(-1, 1, logits.shape[-1]), cache=cache)
+
+    with _PATCHING:
+        decoder.forward = forward
+        try:
+            yield
+        finally:
+            del decoder.forward

@@ -3,6 +3,7 @@ the published checkpoints it runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import queue
@@ -51,6 +52,7 @@ from ..runtime import (
 )
 from .chroma import melody_chroma
 from .decode import decode_arguments, decode_mode
+from .step import stepping
 from .stream import AllTokensIn, StreamDecoder
 
 EXTRA = 'pip install "soundforge[musicgen]"'
@@ -412,8 +414,12 @@ class TransformersEngine(LocalEngine[LoadedModel]):
         from transformers import StoppingCriteriaList
 
         progress = _progress_criteria(contexts, done, total_steps or steps, on_step)
-        call |= decode_arguments(decode_mode(self.settings, self.owner.name))
-        out = loaded.model.generate(**call, max_new_tokens=steps, stopping_criteria=StoppingCriteriaList([progress]))
+        mode = decode_mode(self.settings, self.owner.name)
+        call |= decode_arguments(mode)
+        with stepping(loaded.model, steps) if mode == "fast" else contextlib.nullcontext():
+            out = loaded.model.generate(
+                **call, max_new_tokens=steps, stopping_criteria=StoppingCriteriaList([progress])
+            )
         return out.float().cpu().numpy()
 
     def _continue(
