@@ -14,12 +14,15 @@ This bench measures, in one run:
   the eager step: transformers' `MusicgenForCausalLM` with its KV cache, one token per codebook, the batch of 2
   rows classifier-free guidance makes per request, after a 64-step prefix; median of 5 rounds of 16 steps, with
   their spread;
-- the share of the floor the step reaches (floor time / step time), and tokens per second (frames: 50 a second of
-  audio) at 1 and 4 requests. The floor counts the weights every step reads: not the embeddings (4 rows of them)
-  nor the cross-attention's key and value projections (the text's keys and values are cached after the first step).
+- the same step through soundforge's own `DecoderStep` (soundforge.backends.musicgen.step, what `decode = "fast"`
+  runs) with its weights in float32 and in bfloat16, each as a speed-up over the eager step;
+- the share of the floor each step reaches (floor time / step time; the floor of its own weights' bytes), and tokens
+  per second (frames: 50 a second of audio) at 1 and 4 requests. The floor counts the weights every step reads: not
+  the embeddings (4 rows of them) nor the cross-attention's key and value projections (the text's keys and values
+  are cached after the first step).
 
-The text encoder and EnCodec run once per request, not per step; they are left out here (bench/run.py's engine rows
-time whole requests).
+The text encoder and EnCodec run once per request, not per step; they are left out of the step rows (`--requests`
+times whole requests).
 """
 
 from __future__ import annotations
@@ -124,9 +127,9 @@ def decode_rows(sizes: list[str], dtype_name: str = "float32") -> list[tuple[str
         model = MusicgenForCausalLM(decoder).eval()
         weights = sum(p.numel() for name, p in model.named_parameters() if _read_every_step(name))
         for requests in (1, 4):
-            eager_model = model.to(getattr(torch, dtype_name))
-            measured = [(f"eager, {dtype_name}", dtype_name, step_seconds(torch, eager_model, decoder, requests))]
-            model = model.float()
+            model.to(getattr(torch, dtype_name))  # in place: the eager step in `dtype_name`, the own steps from float32
+            measured = [(f"eager, {dtype_name}", dtype_name, step_seconds(torch, model, decoder, requests))]
+            model.float()
             for own in ("float32", "bfloat16"):
                 rounds = own_step_seconds(torch, model, decoder, requests, getattr(torch, own))
                 measured.append((f"own step, {own}", own, rounds))

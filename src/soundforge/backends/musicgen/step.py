@@ -11,8 +11,9 @@ in the same order (layer norm, attention, GELU, the heads), with:
 - the self-attention's query, key and value projections as one product (their rows stacked);
 - optionally the weights in another dtype (`dtype=torch.bfloat16`: half the bytes a step reads).
 
-It is the step a decode loop of our own calls (`bench/decode_rows.py` times it against the eager step and against
-the memory-bandwidth floor); tests/backends/test_musicgen_step.py checks its logits against transformers' step.
+`stepping()` puts it under transformers' own generation loop (`[providers.musicgen] decode = "fast"`);
+`bench/decode_rows.py` times it against the eager step and the memory-bandwidth floor; tests/backends/
+test_musicgen_step.py checks its logits against transformers' step.
 """
 
 from __future__ import annotations
@@ -154,11 +155,11 @@ class _StepCache:
     """What transformers' generation loop sees of the cache while `DecoderStep` steps: its length, so that each call
     after the first passes only the new tokens."""
 
-    def __init__(self) -> None:
-        self.step: DecoderStep | None = None
+    def __init__(self, step: DecoderStep) -> None:
+        self.step = step
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        return 0 if self.step is None else self.step.position
+        return self.step.position
 
 
 _PATCHING = threading.Lock()
@@ -171,7 +172,7 @@ def _same_mask(a: Any, b: Any) -> bool:
 
 
 @contextmanager
-def stepping(model: Any, new_tokens: int, dtype: Any = None) -> Iterator[None]:
+def stepping(model: Any, new_tokens: int) -> Iterator[None]:
     """Within the block, `model.generate()` (a `MusicgenForConditionalGeneration`) runs its decoder through
     `DecoderStep`: the same sampling, guidance, delay pattern and stopping criteria (transformers' loop), our step.
 
@@ -198,7 +199,7 @@ def stepping(model: Any, new_tokens: int, dtype: Any = None) -> Iterator[None]:
         cache: Any = None,
         **_: Any,
     ) -> Any:
-        if cache is None or cache.step is None:
+        if not isinstance(cache, _StepCache):
             # A new sequence: transformers' generation calls its decoder once without a cache before its loop, so
             # the step of that call is kept and started again when it is for the same text with room enough.
             length = input_ids.shape[-1] + new_tokens + 1
@@ -210,13 +211,10 @@ def stepping(model: Any, new_tokens: int, dtype: Any = None) -> Iterator[None]:
                 and _same_mask(built["mask"], encoder_attention_mask)
             )
             if kept is None or not same:
-                kept = DecoderStep(
-                    model.decoder, encoder_hidden_states, length, dtype=dtype, encoder_mask=encoder_attention_mask
-                )
+                kept = DecoderStep(model.decoder, encoder_hidden_states, length, encoder_mask=encoder_attention_mask)
                 built.update(step=kept, states=encoder_hidden_states, mask=encoder_attention_mask)
             kept.position = 0
-            cache = _StepCache()
-            cache.step = kept
+            cache = _StepCache(kept)
         tokens = input_ids.reshape(-1, codebooks, input_ids.shape[-1])
         for position in range(tokens.shape[-1]):
             logits = cache.step(tokens[:, :, position])
